@@ -1,0 +1,53 @@
+"""ryze_async: an async client for RyzeAPI's WhatsApp voice-call endpoints.
+
+Exact quota, typed errors, and never a second call to the same person by accident::
+
+    async with RyzeClient(token=..., instance="my-instance") as client:
+        result = await client.audio_call("5511999999999", media_url="https://example.com/m.mp3")
+"""
+
+from ._client import BeforeSend, RyzeClient
+from ._errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ClientClosedError,
+    ConnectionFailedError,
+    InstanceNotConnectedError,
+    InstanceNotFoundError,
+    InvalidRequestError,
+    OutcomeUnknownError,
+    PermissionDeniedError,
+    RateLimitError,
+    RyzeError,
+    ServerError,
+)
+from ._limiter import QuotaLimiter
+from ._media import Media
+from ._models import CallResult, RateLimitInfo
+from ._numbers import normalize_number
+from ._version import __version__
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BeforeSend",
+    "CallResult",
+    "ClientClosedError",
+    "ConnectionFailedError",
+    "InstanceNotConnectedError",
+    "InstanceNotFoundError",
+    "InvalidRequestError",
+    "Media",
+    "OutcomeUnknownError",
+    "PermissionDeniedError",
+    "QuotaLimiter",
+    "RateLimitError",
+    "RateLimitInfo",
+    "RyzeClient",
+    "RyzeError",
+    "ServerError",
+    "__version__",
+    "normalize_number",
+]

@@ -1,0 +1,8 @@
+"""``python -m ryze_async``: the ``ryze-async`` command line."""
+
+import sys
+
+from ._cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

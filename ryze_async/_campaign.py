@@ -1,0 +1,255 @@
+"""The campaign engine's public face: :class:`Campaign` and :func:`run_campaign`.
+
+A campaign dials a streamed list of numbers through a journal (``_journal.py``), at the client's
+quota, with bounded concurrency (``_campaign_dispatch.py``), and never calls anyone twice: the
+``sending`` mark is committed before each request, and after a crash such rows are ``unknown``,
+never redialed automatically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Literal
+
+from ._campaign_counts import LiveCounts, summary_from_counts
+from ._campaign_dispatch import CampaignClient, Dispatcher, Settings
+from ._campaign_models import CampaignOutcome, CampaignSummary, StopReason
+from ._journal import CampaignIdentity, Journal
+from ._media import Media
+from ._number_source import NumbersInput, NumberSource
+
+__all__ = ["Campaign", "CampaignClient", "run_campaign"]
+
+_log = logging.getLogger("ryze_async.campaign")
+
+
+class Campaign:
+    """A bulk call campaign over a journal file (the journal *is* the campaign).
+
+    ``numbers``: an iterable or async iterable of numbers, a CSV path (see ``NumberSource``), or
+    None to only work through what the journal already holds. Give ``media`` (a ``Media``, bytes,
+    or an audio file path) for audio calls, or ``fake=True`` (and ``duration``) for fake calls.
+
+    Running a campaign again on the same journal resumes it: stored input is not re-read (a CSV
+    is seeked, an iterable's stored items are skipped), numbers already placed, failed or unknown
+    are not called, and rows a crash left ``sending`` become ``unknown``. ``retry_failed`` /
+    ``retry_unknown`` put those back to pending first: a person's decision, never automatic. A
+    journal made with another media, instance or call kind is refused
+    (``JournalMismatchError``) unless ``force``.
+
+    ``instance`` defaults to the client's ``instance`` attribute when it has one. At most
+    ``concurrency`` calls are in progress at once, on top of the client's own quota. Calls
+    refused with 429 or never delivered (connection failure) go back to pending and are retried
+    up to ``max_requeues`` times in this run; ``max_connection_failures`` in a row, or any
+    401/403/404/instance-not-connected answer, trip the circuit breaker. On :meth:`stop` calls
+    already sent get ``drain_timeout`` seconds to finish. ``synchronous`` is the journal's
+    durability (see ``Journal``).
+
+    Iterate :meth:`results` (or the campaign itself) for each :class:`CampaignOutcome`, then read
+    :attr:`summary`; or ``summary = await campaign.run()``. A ``Campaign`` runs once.
+    """
+
+    def __init__(
+        self,
+        client: CampaignClient,
+        numbers: NumbersInput | None,
+        *,
+        journal: str | os.PathLike[str],
+        media: Media | bytes | str | os.PathLike[str] | None = None,
+        fake: bool = False,
+        duration: int | None = None,
+        instance: str | None = None,
+        concurrency: int = 10,
+        retry_failed: bool = False,
+        retry_unknown: bool = False,
+        force: bool = False,
+        drain_timeout: float = 30.0,
+        max_connection_failures: int = 5,
+        max_requeues: int = 3,
+        synchronous: Literal["full", "normal"] = "full",
+        ingest_batch: int = 1000,
+    ) -> None:
+        if (media is None) != fake:
+            raise ValueError("give media= for audio calls, or fake=True for fake calls")
+        if concurrency < 1 or ingest_batch < 1:
+            raise ValueError("concurrency and ingest_batch must be >= 1")
+        self._client = client
+        self._source = NumberSource(numbers) if numbers is not None else None
+        self.journal_path = Path(journal)
+        self._media_arg = media
+        self._fake = fake
+        instance = instance if instance is not None else getattr(client, "instance", None)
+        self._instance = instance if isinstance(instance, str) else None
+        self._retry_states: list[Literal["failed", "unknown"]] = []
+        if retry_failed:
+            self._retry_states.append("failed")
+        if retry_unknown:
+            self._retry_states.append("unknown")
+        self._force = force
+        self._synchronous: Literal["full", "normal"] = synchronous
+        self._settings = Settings(
+            media=None, duration=duration, instance=self._instance, concurrency=concurrency,
+            drain_timeout=drain_timeout, max_connection_failures=max_connection_failures,
+            max_requeues=max_requeues, ingest_batch=ingest_batch,
+        )
+        self.live = LiveCounts()
+        #: The summary, once the run ended (also after a stop or a cancellation).
+        self.summary: CampaignSummary | None = None
+        #: Rows a previous run left ``sending`` (a crash), turned ``unknown`` at open.
+        self.recovered = 0
+        #: The media fingerprint, once resolved (None for fake calls).
+        self.media: Media | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._stop_request: tuple[StopReason, str] | None = None
+        self._started = False
+
+    # -- control --------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Take no new numbers; let calls already sent finish (up to ``drain_timeout``)."""
+        self._request("interrupted", "interrupted: no new calls were started")
+
+    def abort(self) -> None:
+        """Stop at once: calls in flight are not waited for; they end ``unknown``."""
+        self._request("aborted", "aborted: calls in flight were not waited for (unknown)")
+
+    def _request(self, reason: StopReason, message: str) -> None:
+        if self._dispatcher is None:
+            self._stop_request = self._stop_request or (reason, message)
+        elif reason == "aborted":
+            self._dispatcher.abort(message)
+        else:
+            self._dispatcher.stop(reason, message)
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop, abort or the circuit breaker ended dispatching."""
+        d = self._dispatcher
+        return self._stop_request is not None or (d is not None and d.stopping)
+
+    def snapshot(self) -> CampaignSummary:
+        """Live counts for a progress display (``in_flight``: calls being sent now)."""
+        d = self._dispatcher
+        if d is None:
+            return self.live.snapshot()
+        return self.live.snapshot(d.stop_reason, d.message)
+
+    # -- running --------------------------------------------------------------------------------
+
+    async def results(self) -> AsyncIterator[CampaignOutcome]:
+        """Run the campaign, yielding each number's outcome as it is reached.
+
+        Invalid numbers are yielded too (``failed``, ``sent=False``); duplicates are not.
+        Leaving the loop early aborts the run.
+        """
+        out: asyncio.Queue[CampaignOutcome] = asyncio.Queue(maxsize=256)
+        runner = asyncio.create_task(self._run(out.put))
+        try:
+            while True:
+                if not out.empty():
+                    yield out.get_nowait()
+                    continue
+                if runner.done():
+                    break
+                getter = asyncio.ensure_future(out.get())
+                await asyncio.wait({getter, runner}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield getter.result()
+                else:
+                    getter.cancel()
+            await runner
+        finally:
+            if not runner.done():
+                self.abort()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runner
+
+    def __aiter__(self) -> AsyncIterator[CampaignOutcome]:
+        return self.results()
+
+    async def run(
+        self, on_result: Callable[[CampaignOutcome], Awaitable[None]] | None = None
+    ) -> CampaignSummary:
+        """Run the campaign to its end; ``on_result`` is awaited for each outcome."""
+        return await self._run(on_result)
+
+    async def _run(
+        self, sink: Callable[[CampaignOutcome], Awaitable[None]] | None
+    ) -> CampaignSummary:
+        if self._started:
+            raise RuntimeError("a Campaign runs once; create another to resume its journal")
+        self._started = True
+        started = time.monotonic()
+        self.media = await self._resolve_media()
+        self._settings.media = self.media
+        identity = CampaignIdentity(
+            "fake" if self._fake else "audio",
+            None if self.media is None else self.media.fingerprint, self._instance,
+        )
+        journal = await Journal.open(self.journal_path, identity=identity, force=self._force,
+                                     synchronous=self._synchronous)
+        self.recovered = journal.recovered
+        if journal.recovered:
+            _log.warning("%d numbers were in flight when the last run ended: marked unknown, "
+                         "not redialed (retry_unknown to call them again)", journal.recovered)
+        dispatcher = Dispatcher(self._client, journal, self._source, self._settings,
+                                live=self.live, sink=sink)
+        try:
+            if self._retry_states:
+                moved = await journal.retry(self._retry_states)
+                _log.info("%d %s numbers put back to pending", moved,
+                          " and ".join(self._retry_states))
+            self.live.reset(await journal.counts())
+            self._dispatcher = dispatcher
+            if self._stop_request is not None:
+                self._request(*self._stop_request)
+            await dispatcher.run()
+        finally:
+            try:
+                await journal.flush()
+                await journal.add_elapsed(time.monotonic() - started)
+                counts = await journal.counts()
+            finally:
+                await journal.close()
+            reason = dispatcher.stop_reason or "completed"
+            message = dispatcher.message or _completion_message(counts.pending)
+            self.summary = summary_from_counts(counts, time.monotonic() - started, reason,
+                                               message)
+        return self.summary
+
+    async def _resolve_media(self) -> Media | None:
+        arg = self._media_arg
+        if arg is None or isinstance(arg, Media):
+            return arg
+        if isinstance(arg, bytes):
+            return Media.from_bytes(arg)
+        return await asyncio.to_thread(Media.from_file, arg)
+
+
+def _completion_message(pending: int) -> str:
+    if not pending:
+        return "every number was dealt with"
+    return (f"{pending} numbers are still pending (rate limited or unreachable after retries); "
+            "run the same command again to resume")
+
+
+async def run_campaign(
+    client: CampaignClient,
+    numbers: NumbersInput | None,
+    *,
+    journal: str | os.PathLike[str],
+    media: Media | bytes | str | os.PathLike[str] | None = None,
+    fake: bool = False,
+    concurrency: int = 10,
+    **options: object,
+) -> CampaignSummary:
+    """Run a :class:`Campaign` to its end and return its summary (same keywords)."""
+    campaign = Campaign(client, numbers, journal=journal, media=media, fake=fake,
+                        concurrency=concurrency, **options)  # type: ignore[arg-type]
+    return await campaign.run()

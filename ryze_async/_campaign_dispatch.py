@@ -1,0 +1,331 @@
+"""The dispatcher: ingest, feed, and a fixed pool of workers calling the client.
+
+One ingest task streams the input into the journal; one feeder task reads pending rows back in
+input order into a bounded queue; ``concurrency`` worker tasks take rows from it and call the
+client. Each call's ``before_send`` hook commits the row's ``sending`` mark after the quota
+admitted the call and before its first byte. Stopping cancels only workers that have sent
+nothing (their rows stay pending) and waits, bounded, for the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, Protocol
+
+from ._campaign_counts import LiveCounts
+from ._campaign_models import CampaignOutcome, StopReason, Verdict, classify
+from ._journal import Journal, JournalError
+from ._media import Media
+from ._models import CallResult
+from ._number_source import NumberSource
+from ._numbers import normalize_number
+
+__all__ = ["BeforeSend", "CampaignClient", "Dispatcher", "Settings"]
+
+_log = logging.getLogger("ryze_async.campaign")
+_Row = tuple[int, str, int]
+_Phase = Literal["idle", "waiting", "sending"]
+BeforeSend = Callable[[], Awaitable[None]]
+Sink = Callable[[CampaignOutcome], Awaitable[None]]
+
+
+class CampaignClient(Protocol):
+    """What a campaign needs from a client (``RyzeClient`` fits; a test may pass a stub)."""
+
+    async def audio_call(
+        self, number: str, *, media: Media, instance: str | None, before_send: BeforeSend
+    ) -> CallResult: ...
+
+    async def fake_call(
+        self, number: str, *, duration: int | None, instance: str | None,
+        before_send: BeforeSend,
+    ) -> CallResult: ...
+
+
+class StoppedError(Exception):
+    """Raised from ``before_send`` once stopping: the client then sends nothing."""
+
+
+class Settings:
+    """The knobs of one run, fixed before it starts."""
+
+    def __init__(
+        self, *, media: Media | None, duration: int | None, instance: str | None,
+        concurrency: int, drain_timeout: float, max_connection_failures: int,
+        max_requeues: int, ingest_batch: int,
+    ) -> None:
+        self.media = media
+        self.duration = duration
+        self.instance = instance
+        self.concurrency = concurrency
+        self.drain_timeout = drain_timeout
+        self.max_connection_failures = max_connection_failures
+        self.max_requeues = max_requeues
+        self.ingest_batch = ingest_batch
+
+
+class Dispatcher:
+    """Runs one campaign pass over an open journal; see the module docstring."""
+
+    def __init__(
+        self, client: CampaignClient, journal: Journal, source: NumberSource | None,
+        settings: Settings, *, live: LiveCounts, sink: Sink | None,
+    ) -> None:
+        self._client = client
+        self._journal = journal
+        self._source = source
+        self._s = settings
+        self.live = live
+        self._sink = sink
+        self.stopping = False
+        self.stop_reason: StopReason | None = None
+        self.message = ""
+        self._stopped = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._queue: asyncio.Queue[_Row | None] = asyncio.Queue(maxsize=settings.concurrency)
+        self._phase: dict[asyncio.Task[None], _Phase] = {}
+        self._retry: collections.deque[_Row] = collections.deque()
+        self._requeues: dict[int, int] = {}
+        self._outstanding = 0  # rows handed to the queue and not yet finished by a worker
+        self._ingest_done = False
+        self._conn_failures = 0
+        self._feeder: asyncio.Task[None] | None = None
+
+    # -- control --------------------------------------------------------------------------------
+
+    def stop(self, reason: StopReason, message: str) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        self.stop_reason = reason
+        self.message = message
+        if self._feeder is not None:
+            self._feeder.cancel()
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        for task, phase in self._phase.items():
+            if phase != "sending":
+                # Waiting for quota or for work: nothing was sent; the row stays pending.
+                task.cancel()
+        self._stopped.set()
+        self._wake.set()
+
+    def abort(self, message: str) -> None:
+        self.stop("aborted", message)
+        self.stop_reason, self.message = "aborted", message
+        for task in self._phase:
+            task.cancel()
+
+    # -- the run --------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        ingest = asyncio.create_task(self._ingest())
+        feeder = self._feeder = asyncio.create_task(self._feed())
+        workers = [asyncio.create_task(self._worker()) for _ in range(self._s.concurrency)]
+        self._phase.update((w, "idle") for w in workers)
+        stop_wait = asyncio.create_task(self._stopped.wait())
+        failure: BaseException | None = None
+        try:
+            waiting: set[asyncio.Task[Any]] = {feeder, stop_wait, ingest}
+            while not self.stopping:
+                done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if ingest in done and (failure := ingest.exception()) is not None:
+                    self.stop("aborted", f"reading the numbers failed: {failure}")
+                elif feeder in done:
+                    if (failure := feeder.exception()) is not None:
+                        self.stop("aborted", f"reading the journal failed: {failure}")
+                    for _ in workers:
+                        await self._queue.put(None)
+                    break
+            await self._drain(workers)
+        finally:
+            for task in (ingest, feeder, stop_wait, *workers):
+                task.cancel()
+            await asyncio.gather(ingest, feeder, stop_wait, *workers, return_exceptions=True)
+        if failure is not None:
+            raise failure
+        for w in workers:
+            if not w.cancelled() and (exc := w.exception()) is not None:
+                raise exc
+
+    async def _drain(self, workers: list[asyncio.Task[None]]) -> None:
+        """Wait for the workers; once stopping, at most ``drain_timeout``, then cancel them."""
+        pending: set[asyncio.Task[Any]] = {w for w in workers if not w.done()}
+        stop_wait = asyncio.create_task(self._stopped.wait())
+        try:
+            while pending and not self.stopping:
+                _, pending = await asyncio.wait(pending | {stop_wait},
+                                                return_when=asyncio.FIRST_COMPLETED)
+                pending.discard(stop_wait)
+        finally:
+            stop_wait.cancel()
+        if pending and self.stop_reason != "aborted":
+            _, pending = await asyncio.wait(pending, timeout=self._s.drain_timeout)
+        for w in pending:
+            w.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _ingest(self) -> None:
+        try:
+            if self._source is None:
+                return
+            offset, line = await self._journal.ingest_position()
+            async for batch in self._source.batches(offset=offset, line=line,
+                                                    size=self._s.ingest_batch):
+                result = await self._journal.ingest(batch.entries, offset=batch.offset,
+                                                    line=batch.line, normalize=normalize_number)
+                self.live.ingested(len(batch.entries), result)
+                self._wake.set()
+                for at, raw, why in result.invalid:
+                    await self._emit(CampaignOutcome(raw, "failed", at, error=why, sent=False))
+        finally:
+            self._ingest_done = True
+            self._wake.set()
+
+    async def _feed(self) -> None:
+        cursor = 0
+        page = max(100, self._s.concurrency * 4)
+        while True:
+            # Cleared before looking, so a change made while we look wakes the wait below.
+            self._wake.clear()
+            if self._retry:
+                self._outstanding += 1
+                await self._queue.put(self._retry.popleft())
+                continue
+            ingest_done = self._ingest_done
+            rows = await self._journal.pending_after(cursor, page)
+            for row in rows:
+                self._outstanding += 1
+                await self._queue.put(row)
+            if rows:
+                cursor = rows[-1][0]
+                continue
+            if ingest_done and self._outstanding == 0 and not self._retry:
+                return
+            await self._wake.wait()
+
+    # -- workers --------------------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        me = asyncio.current_task()
+        if me is None:  # pragma: no cover - always inside a task
+            raise RuntimeError("worker outside a task")
+        while True:
+            self._phase[me] = "idle"
+            row = await self._queue.get()
+            if row is None or self.stopping:
+                return
+            try:
+                await self._call(me, row)
+            finally:
+                self._outstanding -= 1
+                self._wake.set()
+            if self.stopping:
+                return
+
+    async def _call(self, me: asyncio.Task[None], row: _Row) -> None:
+        row_id, number, line = row
+        marked = False
+
+        async def before_send() -> None:
+            nonlocal marked
+            if self.stopping:
+                raise StoppedError
+            self._phase[me] = "sending"
+            marked = True  # from here the mark may commit: treat the call as possibly sent
+            await self._journal.mark_sending(row_id)
+            self.live.sending()
+
+        self._phase[me] = "waiting"
+        try:
+            result = await self._send(number, before_send)
+        except StoppedError:
+            return
+        except asyncio.CancelledError:
+            if marked:
+                self._journal.record(
+                    row_id, "unknown",
+                    error="stopped while in flight: the call may have been placed")
+                self.live.finished("unknown")
+            raise
+        except JournalError as exc:
+            self.stop("aborted", f"the journal could not be written ({exc}): stopped dispatching")
+            raise
+        except Exception as exc:
+            await self._failed(row, exc, marked)
+            return
+        self._conn_failures = 0
+        self._journal.record(row_id, "placed", call_id=result.call_id, status=result.status)
+        self.live.finished("placed")
+        self._requeues.pop(row_id, None)
+        await self._emit(CampaignOutcome(number, "placed", line, result.call_id, result.status))
+
+    async def _send(self, number: str, before_send: BeforeSend) -> CallResult:
+        s = self._s
+        if s.media is not None:
+            return await self._client.audio_call(
+                number, media=s.media, instance=s.instance, before_send=before_send)
+        return await self._client.fake_call(
+            number, duration=s.duration, instance=s.instance, before_send=before_send)
+
+    async def _failed(self, row: _Row, exc: Exception, marked: bool) -> None:
+        row_id, number, line = row
+        verdict = classify(exc)
+        if verdict is None:
+            if marked:
+                self._journal.record(row_id, "unknown", error=f"unexpected error: {exc!r}")
+                self.live.finished("unknown")
+            self.stop("aborted", f"unexpected error: {exc!r}")
+            raise exc
+        if not verdict.connection_failure:
+            self._conn_failures = 0
+        if verdict.state == "pending" or (verdict.state == "unknown" and not marked):
+            self._not_placed(row, exc, verdict, marked)
+            return
+        state = verdict.state
+        self._journal.record(row_id, state, status=verdict.status, error=verdict.error)
+        if marked:
+            self.live.finished(state)
+        else:
+            self.live.failed_unsent()
+        self._requeues.pop(row_id, None)
+        await self._emit(CampaignOutcome(number, state, line, None, verdict.status,
+                                         verdict.error, sent=marked))
+
+    def _not_placed(self, row: _Row, exc: Exception, verdict: Verdict, marked: bool) -> None:
+        """Provably not placed (or never sent): back to pending; maybe retry; maybe trip."""
+        row_id, number, _ = row
+        if marked:
+            self._journal.record(row_id, "pending", status=verdict.status, error=verdict.error)
+            self.live.finished("pending")
+        breaker = verdict.breaker
+        if verdict.connection_failure:
+            self._conn_failures += 1
+            if breaker is None and self._conn_failures >= self._s.max_connection_failures:
+                breaker = f"{self._conn_failures} connection failures in a row: {exc}"
+        if breaker is not None:
+            self._trip(breaker)
+        elif verdict.requeue and not self.stopping:
+            count = self._requeues.get(row_id, 0) + 1
+            if count <= self._s.max_requeues:
+                self._requeues[row_id] = count
+                self._retry.append(row)
+            else:
+                self._requeues.pop(row_id, None)
+                _log.warning("%s: still not placed after %d retries in this run (%s); left "
+                             "pending", number, count - 1, verdict.error)
+
+    def _trip(self, reason: str) -> None:
+        if self.stopping:
+            return
+        message = (f"stopped by the circuit breaker: {reason}. The remaining numbers are left "
+                   "pending; fix the cause and run the same command again to resume.")
+        _log.error("%s", message)
+        self.stop("circuit_breaker", message)
+
+    async def _emit(self, outcome: CampaignOutcome) -> None:
+        if self._sink is not None:
+            await self._sink(outcome)

@@ -1,0 +1,157 @@
+"""The ``campaign`` command (also run by ``demo``): signals, progress, summary, exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from ryze_async import InvalidRequestError, Media, RyzeClient
+
+from ._campaign import Campaign
+from ._campaign_models import CampaignSummary
+from ._cli_progress import format_summary, show_progress
+from ._journal import JournalError
+
+__all__ = [
+    "EXIT_BREAKER",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_SOME_FAILED",
+    "EXIT_USAGE",
+    "CampaignJob",
+    "UsageError",
+    "exit_code",
+    "print_json",
+    "run_campaign_job",
+]
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_BREAKER, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+_log = logging.getLogger("ryze_async.cli")
+
+
+class UsageError(Exception):
+    """Bad arguments or configuration: exit code 2, message printed, no traceback."""
+
+
+@dataclass
+class CampaignJob:
+    """Everything ``campaign`` needs, already parsed (``demo`` builds one too)."""
+
+    numbers: Path
+    journal: Path
+    media: Media | None
+    fake: bool = False
+    duration: int | None = None
+    token: str | None = None
+    instance: str | None = None
+    base_url: str | None = None
+    rate_limit: int = 100
+    rate_period: float = 60.0
+    concurrency: int = 10
+    retry_unknown: bool = False
+    retry_failed: bool = False
+    force: bool = False
+    drain_timeout: float = 30.0
+    tty: bool = False
+    log_interval: float = 10.0
+
+
+def exit_code(summary: CampaignSummary) -> int:
+    """0 all done and placed; 1 some failed/unknown/left pending; 3 breaker; 130 interrupted."""
+    if summary.stop_reason == "circuit_breaker":
+        return EXIT_BREAKER
+    if summary.stop_reason in ("interrupted", "aborted"):
+        return EXIT_INTERRUPTED
+    if summary.failed or summary.unknown or summary.pending:
+        return EXIT_SOME_FAILED
+    return EXIT_OK
+
+
+def _instance(job: CampaignJob) -> str:
+    instance = job.instance or os.environ.get("RYZE_INSTANCE", "").strip()
+    if not instance:
+        raise UsageError("no instance: pass --instance or set RYZE_INSTANCE")
+    return instance
+
+
+async def run_campaign_job(job: CampaignJob, out: TextIO) -> CampaignSummary:
+    """Run one campaign with progress and signal handling; print and return its summary."""
+    if not job.numbers.is_file():
+        raise UsageError(f"no such numbers file: {job.numbers}")
+    instance = _instance(job)
+    try:
+        client = RyzeClient(job.token, instance, base_url=job.base_url,
+                            rate_limit=job.rate_limit, rate_period=job.rate_period)
+    except InvalidRequestError as exc:
+        raise UsageError(str(exc)) from None
+    async with client:
+        campaign = Campaign(
+            client, job.numbers, journal=job.journal, media=job.media, fake=job.fake,
+            duration=job.duration, instance=instance, concurrency=job.concurrency,
+            retry_failed=job.retry_failed, retry_unknown=job.retry_unknown, force=job.force,
+            drain_timeout=job.drain_timeout,
+        )
+        what = "fake calls" if job.fake else f"media {job.media!r}"
+        print(f"campaign: {job.numbers} -> journal {job.journal} ({what}, instance "
+              f"{instance!r}, {job.rate_limit} calls per {job.rate_period:g}s, concurrency "
+              f"{job.concurrency})", file=out, flush=True)
+        summary = await _run_with_signals(campaign, job, out)
+    print(format_summary(summary, str(job.journal)), file=out, flush=True)
+    return summary
+
+
+def print_json(summary: CampaignSummary, journal: Path, out: TextIO) -> None:
+    """The ``--json`` line: the summary plus the journal path, one JSON object."""
+    data = summary.as_dict()
+    data["journal"] = str(journal)
+    print(json.dumps(data, sort_keys=True), file=out, flush=True)
+
+
+async def _run_with_signals(campaign: Campaign, job: CampaignJob, out: TextIO) -> (
+    CampaignSummary
+):
+    loop = asyncio.get_running_loop()
+    presses = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal presses
+        presses += 1
+        name = signal.Signals(signum).name
+        if presses == 1:
+            s = campaign.snapshot()
+            _log.warning("%s: stopping; no new calls; waiting for %d in flight (up to %gs). "
+                         "Again to abort at once.", name, s.in_flight, job.drain_timeout)
+            campaign.stop()
+        else:
+            _log.warning("%s again: aborting; calls in flight are recorded unknown", name)
+            campaign.abort()
+
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, on_signal, sig.value)
+            installed.append(sig)
+    progress = asyncio.create_task(show_progress(
+        campaign.snapshot, lambda: campaign.live.done_this_run, tty=job.tty, out=out,
+        interval=job.log_interval,
+    ))
+    try:
+        try:
+            return await campaign.run()
+        except JournalError as exc:
+            raise UsageError(str(exc)) from None
+        except InvalidRequestError as exc:
+            raise UsageError(str(exc)) from None
+    finally:
+        progress.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await progress
+        for sig in installed:
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,150 @@
+"""The client's settings, checked once at construction, and the secret kept out of sight."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from urllib.parse import quote, urlsplit
+
+from ._errors import InvalidRequestError
+from ._version import __version__
+
+__all__ = ["DEFAULT_BASE_URL", "ClientConfig"]
+
+DEFAULT_BASE_URL = "https://ryzeapi.cloud"
+_PATHS = {"audio": "/api/call/audio/", "fake": "/api/call/fake/"}
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def instance_segment(instance: str) -> str:
+    """The instance name as exactly one percent-encoded path segment, or InvalidRequestError."""
+    if not isinstance(instance, str) or not instance:
+        raise InvalidRequestError("instance name is empty", field="instance")
+    if instance != instance.strip():
+        raise InvalidRequestError(
+            f"instance name {instance!r} has leading or trailing whitespace", field="instance"
+        )
+    if instance in (".", "..") or any(ord(ch) < 32 or ord(ch) == 127 for ch in instance):
+        raise InvalidRequestError(
+            f"instance name {instance!r} cannot be sent as one path segment", field="instance"
+        )
+    # safe="" encodes "/", "?" and "#" too, so the name can never become two segments.
+    return quote(instance, safe="")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """Validated settings. ``token`` is excluded from repr and from every message."""
+
+    token: str = field(repr=False)
+    instance: str | None
+    base_url: str
+    rate_limit: int | None
+    rate_period: float
+    rate_margin: float | None
+    max_retries: int
+    timeout: float
+    connect_timeout: float
+    keepalive_timeout: float
+    max_media_bytes: int
+    headers: dict[str, str] = field(repr=False)
+
+    @classmethod
+    def build(
+        cls, *, token: str | None, instance: str | None, base_url: str | None,
+        rate_limit: int | None, rate_period: float, rate_margin: float | None,
+        max_retries: int, timeout: float, connect_timeout: float | None,
+        keepalive_timeout: float, allow_http: bool, max_media_bytes: int,
+    ) -> ClientConfig:
+        token = token if token is not None else _env("RYZE_TOKEN")
+        if not token:
+            raise InvalidRequestError("no token: pass token= or set RYZE_TOKEN", field="token")
+        if not isinstance(token, str) or any(
+            ord(ch) < 33 or ord(ch) > 126 for ch in token
+        ):
+            # The value itself is never echoed: a malformed token is still a secret.
+            raise InvalidRequestError(
+                "token must be printable ASCII without spaces or line breaks", field="token"
+            )
+        instance = instance if instance is not None else _env("RYZE_INSTANCE")
+        if instance is not None:
+            instance_segment(instance)
+        base = _check_base_url(base_url or _env("RYZE_BASE_URL") or DEFAULT_BASE_URL, allow_http)
+        if rate_limit is not None and (isinstance(rate_limit, bool) or rate_limit < 1):
+            raise InvalidRequestError("rate_limit must be a positive int or None",
+                                      field="rate_limit")
+        if not rate_period > 0:
+            raise InvalidRequestError("rate_period must be > 0", field="rate_period")
+        if rate_margin is not None and rate_margin < 0:
+            raise InvalidRequestError("rate_margin must be >= 0", field="rate_margin")
+        if isinstance(max_retries, bool) or max_retries < 0:
+            raise InvalidRequestError("max_retries must be >= 0", field="max_retries")
+        if not timeout > 0:
+            raise InvalidRequestError("timeout must be > 0", field="timeout")
+        connect = min(10.0, timeout / 3) if connect_timeout is None else connect_timeout
+        if not 0 < connect < timeout:
+            # A connect timeout at or above the total would surface as a total timeout, which
+            # is an unknown outcome, and lose the retry that a never-sent request deserves.
+            raise InvalidRequestError("connect_timeout must be > 0 and below timeout",
+                                      field="connect_timeout")
+        if keepalive_timeout < 0:
+            raise InvalidRequestError("keepalive_timeout must be >= 0", field="keepalive_timeout")
+        if max_media_bytes < 1:
+            raise InvalidRequestError("max_media_bytes must be >= 1", field="max_media_bytes")
+        headers = {
+            "token": token,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": f"ryze-async/{__version__}",
+        }
+        return cls(
+            token=token, instance=instance, base_url=base, rate_limit=rate_limit,
+            rate_period=float(rate_period), rate_margin=rate_margin, max_retries=max_retries,
+            timeout=float(timeout), connect_timeout=float(connect),
+            keepalive_timeout=float(keepalive_timeout), max_media_bytes=max_media_bytes,
+            headers=headers,
+        )
+
+    def call_url(self, kind: str, instance: str | None) -> str:
+        if instance is None:
+            raise InvalidRequestError(
+                "no instance: pass instance= (to the client or the call) or set RYZE_INSTANCE",
+                field="instance",
+            )
+        return f"{self.base_url}{_PATHS[kind]}{instance_segment(instance)}"
+
+    def redact(self, text: str) -> str:
+        """``text`` with the token replaced, for anything built from what a server sent."""
+        return text.replace(self.token, "<redacted>") if self.token in text else text
+
+
+def _check_base_url(url: str, allow_http: bool) -> str:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise InvalidRequestError(f"base_url {url!r} must be an http(s) URL with a host",
+                                  field="base_url")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidRequestError("base_url must not carry credentials", field="base_url")
+    if parts.query or parts.fragment:
+        raise InvalidRequestError("base_url must not have a query or fragment", field="base_url")
+    if parts.scheme == "http" and not allow_http and not _is_loopback(parts.hostname):
+        raise InvalidRequestError(
+            f"base_url {url!r} is plain http to a non-loopback host: the token would travel in "
+            "clear text (pass allow_http=True if you really mean it)",
+            field="base_url",
+        )
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"

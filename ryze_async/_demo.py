@@ -1,0 +1,102 @@
+"""``ryze-async demo``: a real campaign against an in-process sandbox, in well under a minute.
+
+It starts the fake RyzeAPI on 127.0.0.1 (its own token: no RYZE_* variable is read, nothing
+else is contacted), writes a one-second WAV tone and a CSV of numbers with a header, a comment,
+duplicates and invalid entries, and runs them through exactly the ``campaign`` command's code
+at a sped-up quota.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import random
+import secrets
+import struct
+import sys
+import tempfile
+import wave
+from pathlib import Path
+from typing import TextIO
+
+from ryze_async import Media
+from ryze_async.testing import FakeRyzeServer
+
+from ._cli_campaign import CampaignJob, exit_code, print_json, run_campaign_job
+
+__all__ = ["demo_numbers", "run_demo", "wav_tone"]
+
+_INSTANCE = "demo"
+
+
+def wav_tone(seconds: float = 1.0, hz: float = 440.0, rate: int = 8000) -> bytes:
+    """A mono 16-bit PCM WAV of a sine tone (valid audio for ``Media`` and for ffmpeg)."""
+    frames = int(seconds * rate)
+    samples = b"".join(
+        struct.pack("<h", int(12000 * math.sin(2 * math.pi * hz * i / rate)))
+        for i in range(frames)
+    )
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples)
+    return buf.getvalue()
+
+
+def demo_numbers(count: int, seed: int = 7) -> str:
+    """CSV text: a header, a comment, ``count`` distinct numbers, 5 repeats, 3 invalid."""
+    rng = random.Random(seed)
+    numbers = [f"+55 (11) 9{n // 10000:04d}-{n % 10000:04d}"
+               for n in rng.sample(range(10**8), count)]
+    lines = ["number,name", "# demo list: repeats and invalid entries are on purpose"]
+    lines += [f"{number},Person {i}" for i, number in enumerate(numbers, 1)]
+    lines += [f"{number},Repeat" for number in numbers[:5]]
+    lines += ["12345,Too short", "not-a-number,Typo", "123456@g.us,A group"]
+    return "\n".join(lines) + "\n"
+
+
+async def run_demo(
+    *, numbers: int, rate_limit: int, rate_period: float, keep_dir: Path | None,
+    as_json: bool, out: TextIO,
+) -> int:
+    if keep_dir is not None:
+        keep_dir.mkdir(parents=True, exist_ok=True)
+        return await _demo_in(keep_dir, numbers, rate_limit, rate_period, as_json, out,
+                              keep=True)
+    with tempfile.TemporaryDirectory(prefix="ryze-demo-") as tmp:
+        return await _demo_in(Path(tmp), numbers, rate_limit, rate_period, as_json, out,
+                              keep=False)
+
+
+async def _demo_in(
+    where: Path, numbers: int, rate_limit: int, rate_period: float, as_json: bool,
+    out: TextIO, *, keep: bool,
+) -> int:
+    audio = where / "message.wav"
+    audio.write_bytes(wav_tone())
+    csv_path = where / "numbers.csv"
+    csv_path.write_text(demo_numbers(numbers), encoding="utf-8")
+    journal = where / "demo-journal.db"
+    token = secrets.token_urlsafe(16)
+    async with FakeRyzeServer(token=token, instances=(_INSTANCE,), rate_limit=rate_limit,
+                              rate_period=rate_period) as server:
+        print(f"demo: sandbox RyzeAPI on {server.url}; {numbers} numbers (+ repeats and "
+              f"invalid entries) in {csv_path.name}; audio {audio.name} (1 s WAV tone); "
+              f"quota sped up to {rate_limit} calls per {rate_period:g}s", file=out, flush=True)
+        job = CampaignJob(
+            numbers=csv_path, journal=journal, media=Media.from_file(audio), token=token,
+            instance=_INSTANCE, base_url=server.url, rate_limit=rate_limit,
+            rate_period=rate_period, concurrency=10, tty=sys.stdout.isatty(),
+            log_interval=2.0,
+        )
+        summary = await run_campaign_job(job, out)
+        print(f"demo: the sandbox's own record: {len(server.placed_calls)} calls placed, "
+              f"{len({r.json['number'] for r in server.placed_calls})} distinct numbers",
+              file=out, flush=True)
+    if keep:
+        print(f"demo: files kept in {where}; try: ryze-async report {journal}", file=out)
+    if as_json:
+        print_json(summary, journal, out)
+    return exit_code(summary)

@@ -1,0 +1,461 @@
+"""The campaign journal: one SQLite file (WAL) that *is* the campaign.
+
+Every number moves ``pending -> sending -> placed | failed | unknown``. The ``sending`` mark is
+committed before the request leaves (the campaign awaits :meth:`Journal.mark_sending` from the
+client's ``before_send`` hook), so after any crash a row still ``sending`` may have been called:
+opening the journal turns it into ``unknown`` and nothing redials it unless a person asks
+(:meth:`Journal.retry`). Invalid numbers are stored ``failed`` (``valid = 0``) and never sent;
+duplicates are only counted.
+
+Durability: ``synchronous="full"`` (the default) fsyncs the WAL at every commit, so a committed
+``sending`` mark survives ``kill -9``, an OS crash and a power cut (if the disk honours fsync).
+``synchronous="normal"`` survives ``kill -9`` and any process crash, but an OS crash or power cut
+may roll back the last commits, a ``sending`` mark included: the number could then be dialed
+again. Either way the file stays consistent. Commits are shared: every ``mark_sending`` waiting
+while a commit runs joins the next one (group commit), and outcomes ride along without being
+awaited, so one fsync covers many calls.
+
+All SQLite work runs on one dedicated thread with its own connection; a sidecar ``flock`` on the
+journal file keeps a second campaign process out (two processes dialing one journal would call
+people twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import os
+import sqlite3
+import stat
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from ._journal_schema import (
+    SCHEMA,
+    CampaignIdentity,
+    JournalCounts,
+    JournalError,
+    JournalLockedError,
+    JournalMismatchError,
+    check_identity,
+    dedupe_key,
+    lock_file,
+    owner_only,
+)
+
+__all__ = [
+    "CampaignIdentity",
+    "IngestResult",
+    "Journal",
+    "JournalCounts",
+    "JournalError",
+    "JournalLockedError",
+    "JournalMismatchError",
+]
+
+State = Literal["pending", "sending", "placed", "failed", "unknown"]
+_T = TypeVar("_T")
+_INTERRUPTED = "interrupted while sending: the call may have been placed"
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What one ingested batch added: rows, duplicates, and the invalid entries (line, raw, why)."""
+
+    added: int
+    duplicates: int
+    invalid: list[tuple[int, str, str]]
+
+
+class Journal:
+    """A campaign journal. Open with ``await Journal.open(path, ...)``; use from one event loop."""
+
+    def __init__(self, path: Path, executor: ThreadPoolExecutor, lock_fd: int | None) -> None:
+        self.path = path
+        self._executor = executor
+        self._lock_fd = lock_fd
+        self._conn: sqlite3.Connection | None = None
+        self._ops: list[tuple[object, ...]] = []
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._broken: BaseException | None = None
+        #: Rows found ``sending`` at open and turned ``unknown``.
+        self.recovered = 0
+        self.read_only = lock_fd is None
+        self.commits = 0
+
+    # -- opening and closing --------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        identity: CampaignIdentity | None = None,
+        force: bool = False,
+        create: bool = True,
+        read_only: bool = False,
+        synchronous: Literal["full", "normal"] = "full",
+    ) -> Journal:
+        """Open (or create, owner-only) a journal and recover rows left ``sending``.
+
+        ``identity`` is compared with the stored one; a different media or instance raises
+        :class:`JournalMismatchError` unless ``force`` (which then stores the new identity).
+        ``read_only`` takes no lock and changes nothing (a report on a running campaign).
+        """
+        if synchronous not in ("full", "normal"):
+            raise ValueError("synchronous must be 'full' or 'normal'")
+        p = Path(path)
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ryze-journal")
+        loop = asyncio.get_running_loop()
+        lock_fd = None
+        journal: Journal | None = None
+        try:
+            lock_fd = await loop.run_in_executor(executor, _prepare_file, p, create, read_only)
+            journal = cls(p, executor, lock_fd)
+            await journal._run(journal._connect, read_only, synchronous)
+            if not read_only:
+                journal.recovered = await journal._run(journal._recover)
+                if identity is not None:
+                    await journal._run(journal._check_identity, identity, force)
+        except BaseException:
+            if journal is not None:
+                executor.submit(journal._disconnect).result()
+            executor.shutdown(wait=True)
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise
+        return journal
+
+    async def close(self) -> None:
+        """Flush what is queued, close the connection, release the lock. Idempotent."""
+        if self._conn is None:
+            return
+        with contextlib.suppress(JournalError):
+            await self.flush()
+        await self._run(self._disconnect)
+        self._executor.shutdown(wait=True)
+        if self._lock_fd is not None:
+            # Closed after SQLite's own descriptors: closing any descriptor of a file drops
+            # the process's POSIX locks on it, and SQLite relies on those.
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    async def __aenter__(self) -> Journal:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _run(self, fn: Callable[..., _T], *args: object) -> _T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise JournalError("the journal is closed")
+        return self._conn
+
+    def _connect(self, read_only: bool, synchronous: str) -> None:
+        if read_only:
+            uri = f"{self.path.resolve().as_uri()}?mode=ro"
+            self._conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+            return
+        # The umask covers the -wal and -shm files SQLite creates on its first writes below.
+        with owner_only():
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+                conn.executescript(SCHEMA)
+            except BaseException:
+                conn.close()
+                raise
+        for suffix in ("", "-wal", "-shm"):
+            target = Path(f"{self.path}{suffix}")
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_IMODE(target.stat().st_mode) & 0o077:
+                    target.chmod(0o600)
+        self._conn = conn
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _recover(self) -> int:
+        db = self._db()
+        cur = db.execute(
+            "UPDATE numbers SET state = 'unknown', error = ? WHERE state = 'sending'",
+            (_INTERRUPTED,),
+        )
+        return cur.rowcount
+
+    def _check_identity(self, identity: CampaignIdentity, force: bool) -> None:
+        db = self._db()
+        stored = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        check_identity(self.path, stored, identity, force)
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+            [(k, v) for k, v in identity.as_meta().items()],
+        )
+        db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('created_at', ?)",
+                   (str(time.time()),))
+        db.execute("COMMIT")
+
+    # -- meta -----------------------------------------------------------------------------------
+
+    async def meta(self) -> dict[str, str]:
+        return await self._run(lambda: dict(self._db().execute("SELECT key, value FROM meta")))
+
+    async def ingest_position(self) -> tuple[int, int]:
+        """Where ingestion stopped: (offset, line) to resume the number source from."""
+        meta = await self.meta()
+        return int(meta.get("ingest_offset", 0)), int(meta.get("ingest_line", 0))
+
+    async def add_elapsed(self, seconds: float) -> None:
+        def add() -> None:
+            db = self._db()
+            db.execute(
+                "INSERT INTO meta(key, value) VALUES ('elapsed', ?) ON CONFLICT(key) DO UPDATE "
+                "SET value = CAST(value AS REAL) + CAST(excluded.value AS REAL)",
+                (str(seconds),),
+            )
+
+        await self._run(add)
+
+    # -- ingestion ------------------------------------------------------------------------------
+
+    async def ingest(
+        self,
+        entries: list[tuple[int, str]],
+        *,
+        offset: int,
+        line: int,
+        normalize: Callable[[str], str],
+    ) -> IngestResult:
+        """Store a batch of ``(line, raw)`` entries and the resume point, in one transaction."""
+        return await self._run(self._ingest, entries, offset, line, normalize)
+
+    def _ingest(
+        self, entries: list[tuple[int, str]], offset: int, line: int,
+        normalize: Callable[[str], str],
+    ) -> IngestResult:
+        valid: list[tuple[str, str, int]] = []
+        invalid: list[tuple[int, str, str]] = []
+        for at, raw in entries:
+            try:
+                number = normalize(raw)
+            except ValueError as exc:
+                invalid.append((at, raw, str(exc) or "invalid number"))
+            else:
+                valid.append((number, dedupe_key(number), at))
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            added = db.executemany(
+                "INSERT OR IGNORE INTO numbers(number, key, valid, state, line) "
+                "VALUES (?, ?, 1, 'pending', ?)", valid,
+            ).rowcount if valid else 0
+            if invalid:
+                db.executemany(
+                    "INSERT INTO numbers(number, key, valid, state, line, error) "
+                    "VALUES (?, NULL, 0, 'failed', ?, ?)",
+                    [(raw, at, why) for at, raw, why in invalid],
+                )
+            duplicates = len(valid) - added
+            db.executemany(
+                "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
+                "SET value = CAST(value AS INTEGER) + CAST(excluded.value AS INTEGER)",
+                [("ingest_total", str(len(entries))), ("ingest_duplicates", str(duplicates))],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                [("ingest_offset", str(offset)), ("ingest_line", str(line))],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self.commits += 1
+        return IngestResult(added, duplicates, invalid)
+
+    # -- dispatch -------------------------------------------------------------------------------
+
+    async def pending_after(self, after_id: int, limit: int) -> list[tuple[int, str, int]]:
+        """Up to ``limit`` pending valid rows with id > ``after_id``: (id, number, line)."""
+
+        def query() -> list[tuple[int, str, int]]:
+            return self._db().execute(
+                "SELECT id, number, line FROM numbers WHERE state = 'pending' AND id > ? "
+                "AND valid = 1 ORDER BY id LIMIT ?", (after_id, limit),
+            ).fetchall()
+
+        return await self._run(query)
+
+    async def mark_sending(self, row_id: int) -> None:
+        """Commit ``pending -> sending`` for one row; returns once that commit is durable.
+
+        Raises :class:`JournalError` (and the caller must not send) if the row was not pending
+        or the journal cannot be written.
+        """
+        if self._broken is not None:
+            raise JournalError(f"the journal cannot be written: {self._broken}")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._ops.append(("sending", row_id, time.time()))
+        self._waiters.append((row_id, fut))
+        self._kick()
+        await fut
+
+    def record(
+        self, row_id: int, state: State, *, call_id: str | None = None,
+        status: int | None = None, error: str | None = None,
+    ) -> None:
+        """Queue an outcome (or ``pending`` for a provably unsent request); flushed promptly.
+
+        Not awaited: if the process dies first, the row stays ``sending`` and becomes
+        ``unknown``, which is safe. :meth:`flush` waits for everything queued.
+        """
+        self._ops.append(("outcome", row_id, state, call_id, status, error))
+        self._kick()
+
+    async def flush(self) -> None:
+        """Wait until every queued mark and outcome is committed."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
+        if self._ops:
+            self._kick()
+            await self.flush()
+        if self._broken is not None:
+            raise JournalError(f"the journal cannot be written: {self._broken}")
+
+    def _kick(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+
+    async def _flush_loop(self) -> None:
+        while self._ops:
+            ops, waiters = self._ops, self._waiters
+            self._ops, self._waiters = [], []
+            try:
+                refused = await self._run(self._apply, ops)
+            except BaseException as exc:
+                # Cancelled or failed: nothing more may be marked, so nothing more is sent.
+                self._broken = exc if isinstance(exc, Exception) else JournalError("cancelled")
+                for _, fut in waiters:
+                    if not fut.done():
+                        fut.set_exception(JournalError(f"journal write failed: {exc!r}"))
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            for row_id, fut in waiters:
+                if fut.done():
+                    continue
+                if row_id in refused:
+                    fut.set_exception(JournalError(f"row {row_id} is not pending: not sending"))
+                else:
+                    fut.set_result(None)
+
+    def _apply(self, ops: list[tuple[object, ...]]) -> set[int]:
+        db = self._db()
+        refused: set[int] = set()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for op in ops:
+                if op[0] == "sending":
+                    _, row_id, at = op
+                    cur = db.execute(
+                        "UPDATE numbers SET state = 'sending', attempt_at = ?, "
+                        "attempts = attempts + 1, call_id = NULL, http_status = NULL, "
+                        "error = NULL WHERE id = ? AND state = 'pending'", (at, row_id),
+                    )
+                    if cur.rowcount != 1:
+                        refused.add(row_id)  # type: ignore[arg-type]
+                else:
+                    _, row_id, state, call_id, status, error = op
+                    db.execute(
+                        "UPDATE numbers SET state = ?, call_id = ?, http_status = ?, error = ? "
+                        "WHERE id = ? AND state IN ('pending', 'sending')",
+                        (state, call_id, status, error, row_id),
+                    )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self.commits += 1
+        return refused
+
+    # -- reporting ------------------------------------------------------------------------------
+
+    async def counts(self) -> JournalCounts:
+        """Row counts by state (valid rows), invalid rows, and the ingestion counters."""
+
+        def query() -> JournalCounts:
+            db = self._db()
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            by_state: dict[str, int] = {}
+            invalid = 0
+            for valid, state, n in db.execute(
+                "SELECT valid, state, count(*) FROM numbers GROUP BY valid, state"
+            ):
+                if valid:
+                    by_state[state] = n
+                else:
+                    invalid += n
+            return JournalCounts.build(by_state, invalid, meta)
+
+        return await self._run(query)
+
+    async def retry(self, states: Iterable[Literal["failed", "unknown"]]) -> int:
+        """Move valid rows in ``states`` back to ``pending``: a person decided to call again."""
+        wanted = sorted(set(states))
+        if not wanted or not set(wanted) <= {"failed", "unknown"}:
+            raise ValueError("retry takes 'failed' and/or 'unknown'")
+
+        def update() -> int:
+            marks = ",".join("?" for _ in wanted)
+            return self._db().execute(
+                f"UPDATE numbers SET state = 'pending' WHERE valid = 1 AND state IN ({marks})",  # noqa: S608
+                wanted,
+            ).rowcount
+
+        return await self._run(update)
+
+    async def export_csv(self, out: str | os.PathLike[str]) -> int:
+        """Write one CSV row per stored number (owner-only file); returns the row count."""
+        return await self._run(self._export, Path(out))
+
+    def _export(self, out: Path) -> int:
+        rows = 0
+        with owner_only():
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["line", "number", "state", "call_id", "http_status", "error",
+                             "attempts", "last_attempt_utc"])
+            cur = self._db().execute(
+                "SELECT line, number, state, call_id, http_status, error, attempts, attempt_at "
+                "FROM numbers ORDER BY id"
+            )
+            while chunk := cur.fetchmany(1000):
+                for line, number, state, call_id, status, error, attempts, at in chunk:
+                    when = datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds") if at \
+                        else ""
+                    writer.writerow([line, number, state, call_id or "", status or "",
+                                     error or "", attempts, when])
+                    rows += 1
+        return rows
+
+
+def _prepare_file(path: Path, create: bool, read_only: bool) -> int | None:
+    """Check the file exists if it must, and lock (creating it owner-only) unless read-only."""
+    if not create and not path.exists():
+        raise JournalError(f"no journal at {path}")
+    return None if read_only else lock_file(path)

@@ -1,0 +1,170 @@
+"""The journal's schema, identity check, counters, errors and file-safety helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no cross-process guard
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "SCHEMA",
+    "CampaignIdentity",
+    "JournalCounts",
+    "JournalError",
+    "JournalLockedError",
+    "JournalMismatchError",
+    "check_identity",
+    "dedupe_key",
+    "lock_file",
+    "owner_only",
+]
+
+# ``key`` is the dedupe key (NULL for invalid rows, and NULLs never collide in a UNIQUE index);
+# ``id`` order is input order, which is dispatch order.
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS numbers (
+    id          INTEGER PRIMARY KEY,
+    number      TEXT NOT NULL,
+    key         TEXT,
+    valid       INTEGER NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN ('pending','sending','placed','failed','unknown')),
+    line        INTEGER,
+    call_id     TEXT,
+    http_status INTEGER,
+    error       TEXT,
+    attempt_at  REAL,
+    attempts    INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX IF NOT EXISTS numbers_key ON numbers(key);
+CREATE INDEX IF NOT EXISTS numbers_pending ON numbers(id) WHERE state = 'pending';
+INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', '1');
+"""
+
+_JID_SUFFIX = "@s.whatsapp.net"
+
+
+class JournalError(Exception):
+    """The journal cannot be used as asked (missing, locked, mismatched, unwritable)."""
+
+
+class JournalLockedError(JournalError):
+    """Another process has this journal open for a campaign."""
+
+
+class JournalMismatchError(JournalError):
+    """The journal belongs to a campaign with a different media, instance or call kind."""
+
+
+def dedupe_key(number: str) -> str:
+    """The same person whether written as digits or as a personal JID."""
+    return number.removesuffix(_JID_SUFFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignIdentity:
+    """What a journal's campaign is: call kind, media fingerprint, instance.
+
+    ``media`` is ``Media.fingerprint`` for audio calls and None for fake calls; a None
+    ``instance`` (unknown to the caller) is not compared.
+    """
+
+    kind: str
+    media: str | None
+    instance: str | None
+
+    def as_meta(self) -> dict[str, str]:
+        meta = {"kind": self.kind, "media": self.media or ""}
+        if self.instance is not None:
+            meta["instance"] = self.instance
+        return meta
+
+
+def check_identity(
+    path: Path, stored: Mapping[str, str], identity: CampaignIdentity, force: bool
+) -> None:
+    if "kind" not in stored or force:
+        return
+    wanted = identity.as_meta()
+    differences = []
+    for key, label in (("kind", "call kind"), ("media", "media"), ("instance", "instance")):
+        if key in wanted and key in stored and stored[key] != wanted[key]:
+            old, new = stored[key] or "(none)", wanted[key] or "(none)"
+            if key == "media":
+                old, new = old[:12], new[:12]
+            differences.append(f"{label} {old!r} (journal) vs {new!r} (now)")
+    if differences:
+        raise JournalMismatchError(
+            f"{path} belongs to a different campaign: " + "; ".join(differences)
+            + ". Use a new journal, or force (--force) to continue this one anyway."
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JournalCounts:
+    """Counts as stored. ``total`` input entries = valid rows + ``invalid`` + ``duplicates``."""
+
+    total: int
+    pending: int
+    sending: int
+    placed: int
+    failed: int
+    unknown: int
+    invalid: int
+    duplicates: int
+    elapsed: float
+
+    @classmethod
+    def build(cls, by_state: Mapping[str, int], invalid: int, meta: Mapping[str, str]) -> (
+        JournalCounts
+    ):
+        return cls(
+            total=int(meta.get("ingest_total", 0)),
+            pending=by_state.get("pending", 0),
+            sending=by_state.get("sending", 0),
+            placed=by_state.get("placed", 0),
+            failed=by_state.get("failed", 0),
+            unknown=by_state.get("unknown", 0),
+            invalid=invalid,
+            duplicates=int(meta.get("ingest_duplicates", 0)),
+            elapsed=float(meta.get("elapsed", 0.0)),
+        )
+
+
+@contextlib.contextmanager
+def owner_only() -> Iterator[None]:
+    """Create files owner-only inside the block (the umask is process-wide: keep it short)."""
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def lock_file(path: Path) -> int:
+    """Create ``path`` owner-only if missing, and hold an exclusive ``flock`` on it.
+
+    Returns the descriptor, to be closed only after SQLite's connection is closed.
+    """
+    with owner_only():
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    if fcntl is None:  # pragma: no cover
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise JournalLockedError(
+            f"{path} is in use by another running campaign; wait for it or stop it first"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

@@ -1,0 +1,147 @@
+"""Wire models: strict request bodies going out, tolerant results coming back."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from ._media import Media
+from ._numbers import normalize_number
+
+__all__ = [
+    "AudioCallBody",
+    "CallResult",
+    "FakeCallBody",
+    "RateLimitInfo",
+    "parse_rate_limit",
+    "seconds_until_reset",
+]
+
+
+class _RequestModel(BaseModel):
+    # Strict: a typo'd or extra key is a bug on our side, never something to send.
+    model_config = ConfigDict(
+        extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True,
+        arbitrary_types_allowed=True,
+    )
+
+
+class _CallBody(_RequestModel):
+    number: str
+    """Destination, normalised: 8-15 digits or a personal JID."""
+
+    @field_validator("number")
+    @classmethod
+    def _normalised(cls, value: str, info: ValidationInfo) -> str:
+        allow_lid = bool(info.context and info.context.get("allow_lid"))
+        return normalize_number(value, allow_lid=allow_lid)
+
+
+class AudioCallBody(_CallBody):
+    """Body of ``POST /api/call/audio/{instance}``."""
+
+    media: Media
+    """Exactly one media source, already validated and encoded."""
+
+    def to_wire(self) -> bytes:
+        """The JSON body; the media member is spliced in pre-encoded (never re-encoded)."""
+        return b'{"number":' + json.dumps(self.number).encode() + b"," + (
+            self.media.wire_fragment + b"}"
+        )
+
+
+class FakeCallBody(_CallBody):
+    """Body of ``POST /api/call/fake/{instance}``."""
+
+    duration: int | None = Field(default=None, ge=1, le=60)
+    """Seconds the phone rings, 1 to 60; omitted means the server's default (8)."""
+
+    def to_wire(self) -> bytes:
+        """The JSON body, with no ``null`` members."""
+        return json.dumps(self.model_dump(exclude_none=True), separators=(",", ":")).encode()
+
+
+class _ResponseModel(BaseModel):
+    # Tolerant: the server may add fields at any time; a new field must not break callers.
+    model_config = ConfigDict(
+        extra="ignore", frozen=True, populate_by_name=True, use_attribute_docstrings=True
+    )
+
+
+class RateLimitInfo(_ResponseModel):
+    """The ``X-RateLimit-*`` headers of a response."""
+
+    limit: int | None = None
+    """Requests allowed in the current period (``X-RateLimit-Limit``)."""
+    remaining: int | None = None
+    """Requests still available in it (``X-RateLimit-Remaining``)."""
+    reset: float | None = None
+    """Unix time, on the server's clock, when the counter resets (``X-RateLimit-Reset``)."""
+
+
+class CallResult(_ResponseModel):
+    """A placed call. ``success`` says the call was placed, not that it was answered."""
+
+    success: bool
+    """True when the server placed the call."""
+    message: str = ""
+    """The server's message, e.g. ``"Audio call placed"``."""
+    call_id: str | None = Field(default=None, alias="callId")
+    """The call's id, assigned by WhatsApp."""
+    number: str | None = None
+    """The number the server dialled."""
+    duration: int | None = None
+    """Seconds the phone rings (fake calls only)."""
+    status: int = 200
+    """The HTTP status of the answer."""
+    rate_limit: RateLimitInfo | None = None
+    """The quota as the server reported it in this answer."""
+
+
+def _header_number(headers: Mapping[str, str], name: str) -> float | None:
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    try:
+        return float(raw.strip())
+    except ValueError:
+        return None
+
+
+def parse_rate_limit(headers: Mapping[str, str]) -> RateLimitInfo | None:
+    """Read the three ``X-RateLimit-*`` headers; None when the answer carried none of them."""
+    limit = _header_number(headers, "X-RateLimit-Limit")
+    remaining = _header_number(headers, "X-RateLimit-Remaining")
+    reset = _header_number(headers, "X-RateLimit-Reset")
+    if limit is None and remaining is None and reset is None:
+        return None
+    return RateLimitInfo(
+        limit=None if limit is None else int(limit),
+        remaining=None if remaining is None else int(remaining),
+        reset=reset,
+    )
+
+
+def seconds_until_reset(headers: Mapping[str, str], reset: float | None) -> float | None:
+    """Seconds from now until ``reset``, measured on the server's clock via its ``Date`` header.
+
+    The local clock may be off by minutes; the server's Date and Reset come from the same clock.
+    Both have one-second resolution, so the result can be up to about a second long, which errs
+    on the safe side. Without a usable Date the local wall clock stands in.
+    """
+    if reset is None:
+        return None
+    server_now: float | None = None
+    date = headers.get("Date")
+    if date:
+        try:
+            server_now = parsedate_to_datetime(date).timestamp()
+        except (TypeError, ValueError, IndexError):
+            server_now = None
+    if server_now is None:
+        server_now = time.time()
+    return max(0.0, reset - server_now)

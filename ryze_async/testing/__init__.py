@@ -1,0 +1,27 @@
+"""Test support for code using ryze_async: a fake RyzeAPI server and its pytest fixtures.
+
+```python
+from ryze_async.testing import FakeRyzeServer, Fault
+
+async with FakeRyzeServer(rate_limit=2) as server:
+    ...  # point the client at server.url
+    server.fail_next(Fault.DROP_AFTER_READ)
+    assert len(server.placed_calls) == 1
+```
+
+With pytest-asyncio installed, the fixtures ``ryze_server`` and ``ryze_server_factory`` are
+available in every test (see `ryze_async.testing._plugin`).
+"""
+
+from ._faults import Fault
+from ._records import HeaderDict, RecordedRequest
+from ._server import FakeRyzeServer, ServerFactory
+
+# Kept sorted; new exports (e.g. the virtual-time helper) go in order.
+__all__ = [
+    "FakeRyzeServer",
+    "Fault",
+    "HeaderDict",
+    "RecordedRequest",
+    "ServerFactory",
+]

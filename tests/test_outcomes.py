@@ -1,0 +1,202 @@
+"""Every answer and failure lands in its class; only never-sent requests are resent."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+
+from ryze_async import (
+    APIError,
+    AuthenticationError,
+    ConnectionFailedError,
+    InstanceNotConnectedError,
+    InstanceNotFoundError,
+    OutcomeUnknownError,
+    RateLimitError,
+    ServerError,
+)
+from ryze_async.testing import FakeRyzeServer, Fault
+
+from .conftest import ClientFactory
+
+NUMBER = "5511999999999"
+
+
+async def test_wrong_token_is_authentication_error(
+    ryze_server: FakeRyzeServer, make_client: ClientFactory
+) -> None:
+    client = make_client(ryze_server, token="wrong-token")
+    with pytest.raises(AuthenticationError) as info:
+        await client.fake_call(NUMBER)
+    assert info.value.status == 401
+    assert info.value.message == "Invalid token"
+    assert "wrong-token" not in str(info.value)
+    assert len(ryze_server.requests) == 1
+
+
+async def test_unknown_instance(ryze_server: FakeRyzeServer, make_client: ClientFactory) -> None:
+    client = make_client(ryze_server)
+    with pytest.raises(InstanceNotFoundError) as info:
+        await client.fake_call(NUMBER, instance="nope")
+    assert info.value.status == 404
+    assert info.value.rate_limit is not None
+
+
+@pytest.mark.parametrize("status", [400, 503])
+async def test_instance_not_connected(
+    ryze_server: FakeRyzeServer, make_client: ClientFactory, status: int
+) -> None:
+    ryze_server.disconnect_instance("my-instance", status=status)
+    client = make_client(ryze_server)
+    with pytest.raises(InstanceNotConnectedError) as info:
+        await client.fake_call(NUMBER)
+    assert info.value.status == status
+    assert len(ryze_server.requests) == 1
+
+
+async def test_server_error_is_not_resent(
+    ryze_server: FakeRyzeServer, make_client: ClientFactory
+) -> None:
+    ryze_server.fail_next(Fault.SERVER_ERROR)
+    client = make_client(ryze_server, max_retries=5)
+    with pytest.raises(ServerError) as info:
+        await client.fake_call(NUMBER)
+    assert info.value.status == 500
+    assert info.value.may_have_been_processed is False
+    assert len(ryze_server.requests) == 1
+
+
+async def test_html_502_is_server_error_that_may_have_been_processed(
+    ryze_server: FakeRyzeServer, make_client: ClientFactory
+) -> None:
+    ryze_server.fail_next(Fault.HTML_502)
+    client = make_client(ryze_server, max_retries=5)
+    with pytest.raises(ServerError) as info:
+        await client.fake_call(NUMBER)
+    assert info.value.status == 502
+    assert info.value.may_have_been_processed is True
+    assert "text/html" in info.value.message
+    assert len(ryze_server.requests) == 1
+
+
+async def test_drop_after_send_is_unknown_and_not_resent(
+    ryze_server: FakeRyzeServer, make_client: ClientFactory
+) -> None:
+    ryze_server.fail_next(Fault.DROP_AFTER_READ)
+    client = make_client(ryze_server, max_retries=5)
+    with pytest.raises(OutcomeUnknownError, match="may have been placed"):
+        await client.fake_call(NUMBER)
+    assert len(ryze_server.requests) == 1
+    # The client is still usable, and the next call is a separate, single request.
+    await client.fake_call(NUMBER)
+    assert len(ryze_server.requests) == 2
+
+
+async def test_hang_is_unknown_and_not_resent(
+    ryze_server: FakeRyzeServer, make_client: ClientFactory
+) -> None:
+    ryze_server.fail_next(Fault.HANG)
+    client = make_client(ryze_server, timeout=0.5, connect_timeout=0.2, max_retries=5)
+    with pytest.raises(OutcomeUnknownError, match=r"within 0\.5 s"):
+        await client.fake_call(NUMBER)
+    assert len(ryze_server.requests) == 1
+
+
+async def test_truncated_answer_is_unknown(
+    ryze_server: FakeRyzeServer, make_client: ClientFactory
+) -> None:
+    ryze_server.fail_next(Fault.TRUNCATED)
+    client = make_client(ryze_server, max_retries=5)
+    with pytest.raises(OutcomeUnknownError, match="cut off"):
+        await client.fake_call(NUMBER)
+    assert len(ryze_server.requests) == 1
+
+
+async def test_redirect_is_not_followed(
+    ryze_server: FakeRyzeServer, make_client: ClientFactory
+) -> None:
+    ryze_server.fail_next(Fault.REDIRECT)
+    client = make_client(ryze_server)
+    with pytest.raises(APIError, match="not followed") as info:
+        await client.fake_call(NUMBER)
+    assert info.value.status == 307
+    assert [r.path for r in ryze_server.requests] == ["/api/call/fake/my-instance"]
+
+
+async def test_refused_connection_is_retried_until_the_server_comes_up(
+    ryze_server: FakeRyzeServer, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    await ryze_server.refuse_connections()
+    first_failure = asyncio.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "not sent" in record.getMessage():
+                first_failure.set()
+
+    watch = Watch()
+    logging.getLogger("ryze_async").addHandler(watch)
+    try:
+        client = make_client(ryze_server, max_retries=50, backoff_initial=0.05, backoff_max=0.1)
+        call = asyncio.create_task(client.fake_call(NUMBER))
+        await first_failure.wait()
+        assert ryze_server.requests == []
+        await ryze_server.accept_connections()
+        result = await call
+    finally:
+        logging.getLogger("ryze_async").removeHandler(watch)
+    assert result.success
+    assert len(ryze_server.requests) == 1
+
+
+async def test_refused_connection_gives_up_after_max_retries(
+    ryze_server: FakeRyzeServer, make_client: ClientFactory
+) -> None:
+    await ryze_server.refuse_connections()
+    client = make_client(ryze_server, max_retries=2)
+    with pytest.raises(ConnectionFailedError, match="nothing was sent") as info:
+        await client.fake_call(NUMBER)
+    assert info.value.attempts == 3
+    assert info.value.retryable is True
+    assert ryze_server.requests == []
+
+
+async def test_429_waits_for_the_reset_then_places_one_call(
+    ryze_server_factory: object, make_client: ClientFactory
+) -> None:
+    frozen = 1_800_000_000.0
+    server: FakeRyzeServer = await ryze_server_factory(  # type: ignore[operator]
+        rate_period=1.0, clock=lambda: frozen
+    )
+    server.fail_next(Fault.RATE_LIMITED)
+    client = make_client(server, rate_limit=100, rate_period=1.0)
+    started = time.monotonic()
+    result = await client.fake_call(NUMBER)
+    waited = time.monotonic() - started
+
+    assert result.success
+    assert [r.status for r in server.requests] == [429, 200]
+    assert len(server.placed_calls) == 1
+    # Reset is one second after the server's Date on the server's (frozen) clock.
+    assert waited >= 1.0
+
+
+async def test_429_gives_up_after_max_retries(
+    ryze_server_factory: object, make_client: ClientFactory
+) -> None:
+    frozen = 1_800_000_000.0
+    server: FakeRyzeServer = await ryze_server_factory(  # type: ignore[operator]
+        rate_period=1.0, clock=lambda: frozen
+    )
+    server.set_fault(Fault.RATE_LIMITED)
+    client = make_client(server, rate_limit=None, max_retries=1)
+    with pytest.raises(RateLimitError) as info:
+        await client.fake_call(NUMBER)
+    assert info.value.reset_at == frozen + 1
+    assert info.value.rate_limit is not None
+    assert info.value.rate_limit.remaining == 0
+    assert [r.status for r in server.requests] == [429, 429]
+    assert server.placed_calls == []

@@ -1,0 +1,138 @@
+"""The token stays secret; the session's lifetime is the client's."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+
+import pytest
+
+from ryze_async import (
+    ClientClosedError,
+    RyzeClient,
+    RyzeError,
+    ServerError,
+)
+from ryze_async.testing import FakeRyzeServer, Fault
+
+from .conftest import ClientFactory
+
+SECRET = "s3cr3t-T0KEN-value-9f8e7d"
+NUMBER = "5511999999999"
+
+
+def _everything_said(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc)) + repr(exc) + str(exc)
+
+
+async def test_token_never_in_logs_reprs_or_exceptions(
+    ryze_server_factory: object, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    server: FakeRyzeServer = await ryze_server_factory(token=SECRET)  # type: ignore[operator]
+    caplog.set_level(logging.DEBUG)  # every logger, aiohttp's and asyncio's included
+    client = make_client(server, token=SECRET, timeout=0.5, connect_timeout=0.2)
+    said: list[str] = [repr(client), str(client), repr(client._config)]
+
+    result = await client.fake_call(NUMBER)
+    said += [repr(result), str(result), result.model_dump_json()]
+    for fault in (Fault.DROP_AFTER_READ, Fault.HANG, Fault.SERVER_ERROR, Fault.HTML_502,
+                  Fault.TRUNCATED, Fault.REDIRECT, Fault.RATE_LIMITED):
+        server.fail_next(fault)
+        with pytest.raises(RyzeError) as info:
+            await client.fake_call(NUMBER, duration=5) if fault is not Fault.RATE_LIMITED else (
+                await make_client(server, token=SECRET, max_retries=0).fake_call(NUMBER)
+            )
+        said.append(_everything_said(info.value))
+    await server.refuse_connections()
+    with pytest.raises(RyzeError) as refused:
+        await make_client(server, token=SECRET, max_retries=1).fake_call(NUMBER)
+    said.append(_everything_said(refused.value))
+
+    assert any(record.levelno == logging.DEBUG for record in caplog.records)
+    said += [record.getMessage() for record in caplog.records]
+    said += [repr(record.args) for record in caplog.records]
+    for text in said:
+        assert SECRET not in text
+
+
+async def test_token_echoed_by_a_server_is_redacted(
+    ryze_server: FakeRyzeServer, make_client: ClientFactory
+) -> None:
+    # A proxy error page that echoes request headers must not carry the token into an error.
+    ryze_server.fail_next(Fault.HTML_502)
+    client = make_client(ryze_server, token="test-token")
+    with pytest.raises(ServerError) as info:
+        await client.fake_call(NUMBER)
+    assert "test-token" not in _everything_said(info.value)
+
+
+async def test_session_is_lazy_and_closed_with_the_client(
+    ryze_server: FakeRyzeServer, make_client: ClientFactory
+) -> None:
+    client = make_client(ryze_server)
+    assert client._transport._session is None
+    await client.fake_call(NUMBER)
+    session = client._transport._session
+    assert session is not None
+    await client.aclose()
+    assert session.closed
+    assert client.closed
+    await client.aclose()  # closing twice is fine
+
+
+async def test_closed_client_is_a_misuse_error(ryze_server: FakeRyzeServer) -> None:
+    async with RyzeClient(
+        token="test-token", instance="my-instance", base_url=ryze_server.url, rate_limit=None
+    ) as client:
+        await client.fake_call(NUMBER)
+    with pytest.raises(ClientClosedError, match="closed") as info:
+        await client.fake_call(NUMBER)
+    assert not isinstance(info.value, RyzeError)
+    with pytest.raises(ClientClosedError):
+        await client.audio_call(NUMBER, media_url="https://example.com/a.mp3")
+    with pytest.raises(ClientClosedError):
+        async with client:
+            pass
+    assert len(ryze_server.requests) == 1
+
+
+async def test_client_built_outside_a_loop_works_inside_one(ryze_server: FakeRyzeServer) -> None:
+    client = await asyncio.to_thread(
+        RyzeClient, token="test-token", instance="my-instance", base_url=ryze_server.url
+    )
+    async with client:
+        assert (await client.fake_call(NUMBER)).success
+
+
+async def test_before_send_runs_once_after_admission_and_before_the_request(
+    ryze_server: FakeRyzeServer, make_client: ClientFactory
+) -> None:
+    seen: list[int] = []
+
+    async def mark() -> None:
+        seen.append(len(ryze_server.requests))
+
+    client = make_client(ryze_server)
+    await client.fake_call(NUMBER, before_send=mark)
+    assert seen == [0]
+
+    async def refuse() -> None:
+        raise RuntimeError("journal unavailable")
+
+    with pytest.raises(RuntimeError, match="journal unavailable"):
+        await client.fake_call(NUMBER, before_send=refuse)
+    assert len(ryze_server.requests) == 1
+
+
+async def test_cancelled_call_in_flight_is_the_callers_to_judge(
+    ryze_server: FakeRyzeServer, make_client: ClientFactory
+) -> None:
+    ryze_server.fail_next(Fault.HANG)
+    client = make_client(ryze_server)
+    call = asyncio.create_task(client.fake_call(NUMBER))
+    await ryze_server.wait_for_requests(1)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert len(ryze_server.requests) == 1
