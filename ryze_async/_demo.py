@@ -8,6 +8,7 @@ at a sped-up quota.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
 import random
@@ -57,28 +58,33 @@ def demo_numbers(count: int, seed: int = 7) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def run_demo(
-    *, numbers: int, rate_limit: int, rate_period: float, keep_dir: Path | None,
-    as_json: bool, out: TextIO,
-) -> int:
-    if keep_dir is not None:
-        keep_dir.mkdir(parents=True, exist_ok=True)
-        return await _demo_in(keep_dir, numbers, rate_limit, rate_period, as_json, out,
-                              keep=True)
-    with tempfile.TemporaryDirectory(prefix="ryze-demo-") as tmp:
-        return await _demo_in(Path(tmp), numbers, rate_limit, rate_period, as_json, out,
-                              keep=False)
-
-
-async def _demo_in(
-    where: Path, numbers: int, rate_limit: int, rate_period: float, as_json: bool,
-    out: TextIO, *, keep: bool,
-) -> int:
+def _prepare(where: Path, numbers: int) -> tuple[Path, Path, Path]:
+    where.mkdir(parents=True, exist_ok=True)
     audio = where / "message.wav"
     audio.write_bytes(wav_tone())
     csv_path = where / "numbers.csv"
     csv_path.write_text(demo_numbers(numbers), encoding="utf-8")
-    journal = where / "demo-journal.db"
+    return audio, csv_path, where / "demo-journal.db"
+
+
+async def run_demo(
+    *, numbers: int, rate_limit: int, rate_period: float, keep_dir: Path | None,
+    as_json: bool, out: TextIO,
+) -> int:
+    """Run the demo; with ``keep_dir`` its files (and journal, to resume or report) stay."""
+    if keep_dir is not None:
+        return await _demo_in(keep_dir, numbers=numbers, rate_limit=rate_limit,
+                              rate_period=rate_period, as_json=as_json, out=out, keep=True)
+    with tempfile.TemporaryDirectory(prefix="ryze-demo-") as tmp:
+        return await _demo_in(Path(tmp), numbers=numbers, rate_limit=rate_limit,
+                              rate_period=rate_period, as_json=as_json, out=out, keep=False)
+
+
+async def _demo_in(
+    where: Path, *, numbers: int, rate_limit: int, rate_period: float, as_json: bool,
+    out: TextIO, keep: bool,
+) -> int:
+    audio, csv_path, journal = await asyncio.to_thread(_prepare, where, numbers)
     token = secrets.token_urlsafe(16)
     async with FakeRyzeServer(token=token, instances=(_INSTANCE,), rate_limit=rate_limit,
                               rate_period=rate_period) as server:

@@ -396,6 +396,8 @@ class Journal:
 
     async def counts(self) -> JournalCounts:
         """Row counts by state (valid rows), invalid rows, and the ingestion counters."""
+        if not self.read_only:
+            await self.flush()
 
         def query() -> JournalCounts:
             db = self._db()
@@ -430,6 +432,8 @@ class Journal:
 
     async def export_csv(self, out: str | os.PathLike[str]) -> int:
         """Write one CSV row per stored number (owner-only file); returns the row count."""
+        if not self.read_only:
+            await self.flush()
         return await self._run(self._export, Path(out))
 
     def _export(self, out: Path) -> int:

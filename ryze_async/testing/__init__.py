@@ -10,18 +10,21 @@ async with FakeRyzeServer(rate_limit=2) as server:
 ```
 
 With pytest-asyncio installed, the fixtures ``ryze_server`` and ``ryze_server_factory`` are
-available in every test (see `ryze_async.testing._plugin`).
+available in every test (see `ryze_async.testing._plugin`). `run_virtual` runs a coroutine
+on an event loop whose clock is virtual, so waits of minutes (quota, backoff) take no real time.
 """
 
 from ._faults import Fault
 from ._records import HeaderDict, RecordedRequest
 from ._server import FakeRyzeServer, ServerFactory
+from ._virtual_time import VirtualTimeLoop, run_virtual
 
-# Kept sorted; new exports (e.g. the virtual-time helper) go in order.
 __all__ = [
     "FakeRyzeServer",
     "Fault",
     "HeaderDict",
     "RecordedRequest",
     "ServerFactory",
+    "VirtualTimeLoop",
+    "run_virtual",
 ]

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import weakref
 from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.web_server import Server
 from yarl import URL
+
+
+def is_loopback_ip(host: str) -> bool:
+    """True for a loopback IP literal; a host name could resolve anywhere, so it is refused."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class ConnectionTracker:
@@ -22,6 +31,10 @@ class ConnectionTracker:
         )
         self._last_id = 0
         self._in_flight: set[asyncio.BaseTransport] = set()
+        # Loop time each connection last finished a request: how long it has been idle.
+        self._idle_since: weakref.WeakKeyDictionary[asyncio.BaseTransport, float] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def on_accept(self) -> None:
         """Called by `CountingSite` for every accepted connection."""
@@ -46,6 +59,13 @@ class ConnectionTracker:
         """The request on `transport` was answered (or dropped)."""
         if transport is not None:
             self._in_flight.discard(transport)
+            self._idle_since[transport] = asyncio.get_running_loop().time()
+
+    def idle_for(self, transport: asyncio.BaseTransport | None) -> float | None:
+        """Seconds `transport` sat idle before its current request; None for a new connection."""
+        if transport is None or transport not in self._idle_since:
+            return None
+        return asyncio.get_running_loop().time() - self._idle_since[transport]
 
     def close_idle(self, server: Server) -> None:
         """Close idle keep-alive connections now, busy ones after their current response."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from email.utils import formatdate
@@ -13,7 +12,7 @@ from typing import Any, Final, Literal, Protocol, Self
 from aiohttp import hdrs, web
 from yarl import URL
 
-from ._connections import ConnectionTracker, CountingSite
+from ._connections import ConnectionTracker, CountingSite, is_loopback_ip
 from ._faults import (
     Fault,
     FaultQueue,
@@ -63,6 +62,7 @@ class FakeRyzeServer:
         clock: Callable[[], float] = time.time,
         keepalive_timeout: float = 75.0,
         response_delay: float = 0.0,
+        stale_after: float | None = None,
     ) -> None:
         """Configure; nothing listens until start().
 
@@ -76,6 +76,10 @@ class FakeRyzeServer:
             clock: the server's wall clock (Unix seconds).
             keepalive_timeout: seconds an idle keep-alive connection is kept open.
             response_delay: seconds every request waits before it is answered.
+            stale_after: emulate the stale keep-alive race: a request arriving on a reused
+                connection that sat idle at least this long is dropped unanswered, as if the
+                server's idle timeout had closed the connection while the request was on the
+                wire. None (the default) never does.
         """
         if rate_limit is not None and rate_limit < 1:
             raise ValueError("rate_limit must be at least 1, or None for no limit")
@@ -85,8 +89,8 @@ class FakeRyzeServer:
             raise ValueError("window must be 'fixed' or 'sliding'")
         if response_delay < 0:
             raise ValueError("response_delay must not be negative")
-        if not ipaddress.ip_address(host).is_loopback:
-            raise ValueError("the fake server only listens on a loopback address")
+        if not is_loopback_ip(host):
+            raise ValueError("the fake server only listens on a loopback IP, e.g. 127.0.0.1")
         self._tokens = frozenset([token, *(tokens or ())])
         self._instances: dict[str, int | None] = dict.fromkeys(instances)
         self._limiter = RateLimiter(
@@ -97,6 +101,7 @@ class FakeRyzeServer:
         self._clock = clock
         self._keepalive_timeout = keepalive_timeout
         self._response_delay = response_delay
+        self._stale_after = stale_after
         self._faults = FaultQueue()
         self._log = RequestLog()
         self._runner: web.AppRunner | None = None
@@ -287,10 +292,13 @@ class FakeRyzeServer:
             connection_id=self._connections.id_of(transport),
             query=query,
         )
+        idle = self._connections.idle_for(transport)
         self._log.append(record)
         self._connections.begin(transport)
         status: int | None = None
         try:
+            if self._stale_after is not None and idle is not None and idle >= self._stale_after:
+                return drop_connection(request)
             if self._response_delay and await self._stopped_within(self._response_delay):
                 return drop_connection(request)
             if too_large:
