@@ -1,11 +1,14 @@
 """ryze_async: an async client for RyzeAPI's WhatsApp voice-call endpoints.
 
-Exact quota, typed errors, and never a second call to the same person by accident::
+Exact quota, typed errors, crash-safe campaigns, and never a second call to the same person
+by accident::
 
     async with RyzeClient(token=..., instance="my-instance") as client:
         result = await client.audio_call("5511999999999", media_url="https://example.com/m.mp3")
 """
 
+from ._campaign import Campaign, CampaignClient, run_campaign
+from ._campaign_models import CampaignOutcome, CampaignSummary, StopReason
 from ._client import BeforeSend, RyzeClient
 from ._errors import (
     APIError,
@@ -22,6 +25,7 @@ from ._errors import (
     RyzeError,
     ServerError,
 )
+from ._journal import JournalError, JournalLockedError, JournalMismatchError
 from ._limiter import QuotaLimiter
 from ._media import Media
 from ._models import CallResult, RateLimitInfo
@@ -34,11 +38,18 @@ __all__ = [
     "BadRequestError",
     "BeforeSend",
     "CallResult",
+    "Campaign",
+    "CampaignClient",
+    "CampaignOutcome",
+    "CampaignSummary",
     "ClientClosedError",
     "ConnectionFailedError",
     "InstanceNotConnectedError",
     "InstanceNotFoundError",
     "InvalidRequestError",
+    "JournalError",
+    "JournalLockedError",
+    "JournalMismatchError",
     "Media",
     "OutcomeUnknownError",
     "PermissionDeniedError",
@@ -48,6 +59,8 @@ __all__ = [
     "RyzeClient",
     "RyzeError",
     "ServerError",
+    "StopReason",
     "__version__",
     "normalize_number",
+    "run_campaign",
 ]

@@ -51,8 +51,9 @@ class Campaign:
     already sent get ``drain_timeout`` seconds to finish. ``synchronous`` is the journal's
     durability (see ``Journal``).
 
-    Iterate :meth:`results` (or the campaign itself) for each :class:`CampaignOutcome`, then read
-    :attr:`summary`; or ``summary = await campaign.run()``. A ``Campaign`` runs once.
+    Iterate the campaign (``async with campaign: async for outcome in campaign: ...``) for
+    each :class:`CampaignOutcome`, then read :attr:`summary`; or
+    ``summary = await campaign.run()``. A ``Campaign`` runs once.
     """
 
     def __init__(
@@ -103,17 +104,18 @@ class Campaign:
         self.summary: CampaignSummary | None = None
         #: Rows a previous run left ``sending`` (a crash), turned ``unknown`` at open.
         self.recovered = 0
-        #: The media fingerprint, once resolved (None for fake calls).
+        #: The campaign's ``Media``, once resolved (None for fake calls).
         self.media: Media | None = None
         self._dispatcher: Dispatcher | None = None
         self._stop_request: tuple[StopReason, str] | None = None
         self._started = False
+        self._iterator: AsyncIterator[CampaignOutcome] | None = None
 
     # -- control --------------------------------------------------------------------------------
 
     def stop(self) -> None:
         """Take no new numbers; let calls already sent finish (up to ``drain_timeout``)."""
-        self._request("interrupted", "interrupted: no new calls were started")
+        self._request("interrupted", "interrupted")
 
     def abort(self) -> None:
         """Stop at once: calls in flight are not waited for; they end ``unknown``."""
@@ -121,7 +123,8 @@ class Campaign:
 
     def _request(self, reason: StopReason, message: str) -> None:
         if self._dispatcher is None:
-            self._stop_request = self._stop_request or (reason, message)
+            if self._stop_request is None or reason == "aborted":
+                self._stop_request = (reason, message)
         elif reason == "aborted":
             self._dispatcher.abort(message)
         else:
@@ -146,7 +149,9 @@ class Campaign:
         """Run the campaign, yielding each number's outcome as it is reached.
 
         Invalid numbers are yielded too (``failed``, ``sent=False``); duplicates are not.
-        Leaving the loop early aborts the run.
+        To leave the loop early, iterate inside ``async with campaign:`` (or
+        ``contextlib.aclosing(campaign.results())``): closing the iterator aborts the run
+        and records it; a bare ``break`` only does so when the iterator is garbage-collected.
         """
         out: asyncio.Queue[CampaignOutcome] = asyncio.Queue(maxsize=256)
         runner = asyncio.create_task(self._run(out.put))
@@ -171,7 +176,16 @@ class Campaign:
                     await runner
 
     def __aiter__(self) -> AsyncIterator[CampaignOutcome]:
-        return self.results()
+        self._iterator = self.results()
+        return self._iterator
+
+    async def __aenter__(self) -> Campaign:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Leaving the block ends an unfinished iteration: the run is aborted and recorded."""
+        if self._iterator is not None:
+            await self._iterator.aclose()  # type: ignore[attr-defined]
 
     async def run(
         self, on_result: Callable[[CampaignOutcome], Awaitable[None]] | None = None
@@ -218,7 +232,7 @@ class Campaign:
             finally:
                 await journal.close()
             reason = dispatcher.stop_reason or "completed"
-            message = dispatcher.message or _completion_message(counts.pending)
+            message = _summary_message(dispatcher.message, counts.pending)
             self.summary = summary_from_counts(counts, time.monotonic() - started, reason,
                                                message)
         return self.summary
@@ -232,11 +246,13 @@ class Campaign:
         return await asyncio.to_thread(Media.from_file, arg)
 
 
-def _completion_message(pending: int) -> str:
+def _summary_message(cause: str, pending: int) -> str:
     if not pending:
-        return "every number was dealt with"
-    return (f"{pending} numbers are still pending (rate limited or unreachable after retries); "
-            "run the same command again to resume")
+        return f"{cause}; no number left pending" if cause else "every number was dealt with"
+    if "circuit breaker" in cause:
+        return cause  # already says the rest is pending and how to resume
+    why = cause or "rate limited or unreachable after retries"
+    return f"{why}; {pending} numbers left pending: run the same command again to resume"
 
 
 async def run_campaign(

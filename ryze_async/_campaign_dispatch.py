@@ -122,6 +122,8 @@ class Dispatcher:
     # -- the run --------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        if self.stopping:  # stopped before it started (a signal while the journal opened)
+            return
         ingest = asyncio.create_task(self._ingest())
         feeder = self._feeder = asyncio.create_task(self._feed())
         workers = [asyncio.create_task(self._worker()) for _ in range(self._s.concurrency)]
@@ -132,6 +134,8 @@ class Dispatcher:
             waiting: set[asyncio.Task[Any]] = {feeder, stop_wait, ingest}
             while not self.stopping:
                 done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if self.stopping:
+                    break
                 if ingest in done and (failure := ingest.exception()) is not None:
                     self.stop("aborted", f"reading the numbers failed: {failure}")
                 elif feeder in done:
@@ -236,8 +240,8 @@ class Dispatcher:
                 raise StoppedError
             self._phase[me] = "sending"
             marked = True  # from here the mark may commit: treat the call as possibly sent
-            await self._journal.mark_sending(row_id)
             self.live.sending()
+            await self._journal.mark_sending(row_id)
 
         self._phase[me] = "waiting"
         try:

@@ -146,10 +146,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is now: under rich's live display that is a proxy
+    printing above the progress bar, so log lines never tear it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ryze-async`` and ``python -m ryze_async``; returns the exit code."""
     args = build_parser().parse_args(argv)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("ryze-async: %(message)s"))
     logger = logging.getLogger("ryze_async")
     logger.addHandler(handler)

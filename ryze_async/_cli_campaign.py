@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -49,7 +49,7 @@ class CampaignJob:
     media: Media | None
     fake: bool = False
     duration: int | None = None
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)  # never in a repr or a log
     instance: str | None = None
     base_url: str | None = None
     rate_limit: int = 100
@@ -72,6 +72,13 @@ def exit_code(summary: CampaignSummary) -> int:
     if summary.failed or summary.unknown or summary.pending:
         return EXIT_SOME_FAILED
     return EXIT_OK
+
+
+def _describe(media: Media) -> str:
+    if media.kind == "url":
+        return f"media URL, fingerprint {media.fingerprint[:12]}"
+    return (f"{media.format or 'audio'} media, {media.size} bytes, fingerprint "
+            f"{media.fingerprint[:12]}")
 
 
 def _instance(job: CampaignJob) -> str:
@@ -98,7 +105,7 @@ async def run_campaign_job(job: CampaignJob, out: TextIO) -> CampaignSummary:
             retry_failed=job.retry_failed, retry_unknown=job.retry_unknown, force=job.force,
             drain_timeout=job.drain_timeout,
         )
-        what = "fake calls" if job.fake else f"media {job.media!r}"
+        what = "fake calls" if job.media is None else _describe(job.media)
         print(f"campaign: {job.numbers} -> journal {job.journal} ({what}, instance "
               f"{instance!r}, {job.rate_limit} calls per {job.rate_period:g}s, concurrency "
               f"{job.concurrency})", file=out, flush=True)
@@ -147,7 +154,8 @@ async def _run_with_signals(campaign: Campaign, job: CampaignJob, out: TextIO) -
             return await campaign.run()
         except JournalError as exc:
             raise UsageError(str(exc)) from None
-        except InvalidRequestError as exc:
+        except (ValueError, OSError) as exc:
+            # Unreadable or replaced numbers file, media refused: the input's fault, not ours.
             raise UsageError(str(exc)) from None
     finally:
         progress.cancel()

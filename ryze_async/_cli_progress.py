@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import sys
 import time
 from collections.abc import Callable
 from typing import TextIO
 
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -67,8 +65,6 @@ async def _rich(snapshot: Snapshot, done_this_run: Callable[[], int], out: TextI
         TextColumn("{task.fields[rate]}"), TextColumn("ETA"), TimeRemainingColumn(),
         TextColumn("{task.fields[counts]}"), console=console,
     )
-    handler = RichHandler(console=console, show_time=False, show_path=False)
-    root = logging.getLogger("ryze_async")
     started = time.monotonic()
 
     def update() -> None:
@@ -80,7 +76,6 @@ async def _rich(snapshot: Snapshot, done_this_run: Callable[[], int], out: TextI
 
     with progress:
         task = progress.add_task("calling", total=None, rate="", counts="")
-        root.addHandler(handler)
         try:
             while True:
                 update()
@@ -88,7 +83,6 @@ async def _rich(snapshot: Snapshot, done_this_run: Callable[[], int], out: TextI
         finally:
             update()
             progress.refresh()
-            root.removeHandler(handler)
 
 
 async def _plain(

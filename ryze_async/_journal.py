@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import os
 import sqlite3
 import stat
@@ -32,10 +31,11 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from ._journal_commit import GroupCommit, Op, apply_ops
+from ._journal_export import export_csv
 from ._journal_schema import (
     SCHEMA,
     CampaignIdentity,
@@ -81,10 +81,7 @@ class Journal:
         self._executor = executor
         self._lock_fd = lock_fd
         self._conn: sqlite3.Connection | None = None
-        self._ops: list[tuple[object, ...]] = []
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._flusher: asyncio.Task[None] | None = None
-        self._broken: BaseException | None = None
+        self._group = GroupCommit(lambda ops: self._run(self._apply, ops))
         #: Rows found ``sending`` at open and turned ``unknown``.
         self.recovered = 0
         self.read_only = lock_fd is None
@@ -105,8 +102,9 @@ class Journal:
     ) -> Journal:
         """Open (or create, owner-only) a journal and recover rows left ``sending``.
 
-        ``identity`` is compared with the stored one; a different media or instance raises
-        :class:`JournalMismatchError` unless ``force`` (which then stores the new identity).
+        ``identity`` is compared with the stored one: once any call may have been placed, a
+        different media, instance or call kind raises :class:`JournalMismatchError` unless
+        ``force``; the identity given is then stored.
         ``read_only`` takes no lock and changes nothing (a report on a running campaign).
         """
         if synchronous not in ("full", "normal"):
@@ -124,12 +122,14 @@ class Journal:
                 journal.recovered = await journal._run(journal._recover)
                 if identity is not None:
                     await journal._run(journal._check_identity, identity, force)
-        except BaseException:
+        except BaseException as exc:
             if journal is not None:
                 executor.submit(journal._disconnect).result()
             executor.shutdown(wait=True)
             if lock_fd is not None:
                 os.close(lock_fd)
+            if isinstance(exc, sqlite3.Error):
+                raise JournalError(f"{p} is not a usable journal: {exc}") from exc
             raise
         return journal
 
@@ -200,7 +200,12 @@ class Journal:
     def _check_identity(self, identity: CampaignIdentity, force: bool) -> None:
         db = self._db()
         stored = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        check_identity(self.path, stored, identity, force)
+        # Until some call may have been placed, nothing ties the journal to its first identity
+        # (e.g. a mistyped instance that only ever got 404s can be corrected without --force).
+        called = db.execute(
+            "SELECT 1 FROM numbers WHERE state IN ('placed', 'unknown', 'sending') LIMIT 1"
+        ).fetchone()
+        check_identity(self.path, stored, identity, force or called is None)
         db.execute("BEGIN IMMEDIATE")
         db.executemany(
             "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
@@ -306,13 +311,7 @@ class Journal:
         Raises :class:`JournalError` (and the caller must not send) if the row was not pending
         or the journal cannot be written.
         """
-        if self._broken is not None:
-            raise JournalError(f"the journal cannot be written: {self._broken}")
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._ops.append(("sending", row_id, time.time()))
-        self._waiters.append((row_id, fut))
-        self._kick()
-        await fut
+        await self._group.mark(row_id, time.time())
 
     def record(
         self, row_id: int, state: State, *, call_id: str | None = None,
@@ -323,72 +322,14 @@ class Journal:
         Not awaited: if the process dies first, the row stays ``sending`` and becomes
         ``unknown``, which is safe. :meth:`flush` waits for everything queued.
         """
-        self._ops.append(("outcome", row_id, state, call_id, status, error))
-        self._kick()
+        self._group.add(("outcome", row_id, state, call_id, status, error))
 
     async def flush(self) -> None:
         """Wait until every queued mark and outcome is committed."""
-        while self._flusher is not None and not self._flusher.done():
-            await asyncio.shield(self._flusher)
-        if self._ops:
-            self._kick()
-            await self.flush()
-        if self._broken is not None:
-            raise JournalError(f"the journal cannot be written: {self._broken}")
+        await self._group.flush()
 
-    def _kick(self) -> None:
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
-
-    async def _flush_loop(self) -> None:
-        while self._ops:
-            ops, waiters = self._ops, self._waiters
-            self._ops, self._waiters = [], []
-            try:
-                refused = await self._run(self._apply, ops)
-            except BaseException as exc:
-                # Cancelled or failed: nothing more may be marked, so nothing more is sent.
-                self._broken = exc if isinstance(exc, Exception) else JournalError("cancelled")
-                for _, fut in waiters:
-                    if not fut.done():
-                        fut.set_exception(JournalError(f"journal write failed: {exc!r}"))
-                if not isinstance(exc, Exception):
-                    raise
-                return
-            for row_id, fut in waiters:
-                if fut.done():
-                    continue
-                if row_id in refused:
-                    fut.set_exception(JournalError(f"row {row_id} is not pending: not sending"))
-                else:
-                    fut.set_result(None)
-
-    def _apply(self, ops: list[tuple[object, ...]]) -> set[int]:
-        db = self._db()
-        refused: set[int] = set()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for op in ops:
-                if op[0] == "sending":
-                    _, row_id, at = op
-                    cur = db.execute(
-                        "UPDATE numbers SET state = 'sending', attempt_at = ?, "
-                        "attempts = attempts + 1, call_id = NULL, http_status = NULL, "
-                        "error = NULL WHERE id = ? AND state = 'pending'", (at, row_id),
-                    )
-                    if cur.rowcount != 1:
-                        refused.add(row_id)  # type: ignore[arg-type]
-                else:
-                    _, row_id, state, call_id, status, error = op
-                    db.execute(
-                        "UPDATE numbers SET state = ?, call_id = ?, http_status = ?, error = ? "
-                        "WHERE id = ? AND state IN ('pending', 'sending')",
-                        (state, call_id, status, error, row_id),
-                    )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+    def _apply(self, ops: list[Op]) -> set[int]:
+        refused = apply_ops(self._db(), ops)
         self.commits += 1
         return refused
 
@@ -434,29 +375,7 @@ class Journal:
         """Write one CSV row per stored number (owner-only file); returns the row count."""
         if not self.read_only:
             await self.flush()
-        return await self._run(self._export, Path(out))
-
-    def _export(self, out: Path) -> int:
-        rows = 0
-        with owner_only():
-            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["line", "number", "state", "call_id", "http_status", "error",
-                             "attempts", "last_attempt_utc"])
-            cur = self._db().execute(
-                "SELECT line, number, state, call_id, http_status, error, attempts, attempt_at "
-                "FROM numbers ORDER BY id"
-            )
-            while chunk := cur.fetchmany(1000):
-                for line, number, state, call_id, status, error, attempts, at in chunk:
-                    when = datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds") if at \
-                        else ""
-                    writer.writerow([line, number, state, call_id or "", status or "",
-                                     error or "", attempts, when])
-                    rows += 1
-        return rows
-
+        return await self._run(lambda: export_csv(self._db(), Path(out)))
 
 def _prepare_file(path: Path, create: bool, read_only: bool) -> int | None:
     """Check the file exists if it must, and lock (creating it owner-only) unless read-only."""

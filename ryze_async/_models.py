@@ -49,9 +49,19 @@ class AudioCallBody(_CallBody):
 
     def to_wire(self) -> bytes:
         """The JSON body; the media member is spliced in pre-encoded (never re-encoded)."""
-        return b'{"number":' + json.dumps(self.number).encode() + b"," + (
-            self.media.wire_fragment + b"}"
-        )
+        return b"".join(self.wire_parts())
+
+    def wire_parts(self) -> tuple[bytes, bytes, bytes]:
+        """The JSON body in three parts, the shared media member untouched in the middle.
+
+        Sent part by part, a multi-MiB media member is never copied into a per-call buffer.
+        """
+        return audio_wire_parts(self.number, self.media)
+
+
+def audio_wire_parts(number: str, media: Media) -> tuple[bytes, bytes, bytes]:
+    """The audio call body for an already normalised ``number``, in three parts."""
+    return b'{"number":' + json.dumps(number).encode() + b",", media.wire_fragment, b"}"
 
 
 class FakeCallBody(_CallBody):
@@ -135,13 +145,26 @@ def seconds_until_reset(headers: Mapping[str, str], reset: float | None) -> floa
     """
     if reset is None:
         return None
-    server_now: float | None = None
     date = headers.get("Date")
-    if date:
-        try:
-            server_now = parsedate_to_datetime(date).timestamp()
-        except (TypeError, ValueError, IndexError):
-            server_now = None
+    server_now = _parse_date(date) if date else None
     if server_now is None:
         server_now = time.time()
     return max(0.0, reset - server_now)
+
+
+# The Date header changes once a second, and parsing it costs more than the rest of a response's
+# handling: the last value is kept (one entry, so no growth and no lock needed).
+_last_date: tuple[str, float | None] = ("", None)
+
+
+def _parse_date(date: str) -> float | None:
+    global _last_date  # noqa: PLW0603 - a one-entry cache, replaced whole (atomic under the GIL)
+    cached = _last_date
+    if cached[0] == date:
+        return cached[1]
+    try:
+        parsed: float | None = parsedate_to_datetime(date).timestamp()
+    except (TypeError, ValueError, IndexError):
+        parsed = None
+    _last_date = (date, parsed)
+    return parsed

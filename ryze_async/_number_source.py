@@ -44,8 +44,8 @@ class NumberBatch:
 
     ``entries`` are ``(line, raw)`` pairs: ``line`` is the 1-based physical line of the CSV record
     (or the 1-based item position in an iterable), ``raw`` the text as found. ``offset``/``line``
-    are the resume point after the batch: byte offset and lines consumed (CSV), or items consumed
-    twice (iterable).
+    are the resume point after the batch: byte offset and lines consumed (CSV), or the count of
+    items consumed, in both fields (iterable).
     """
 
     entries: list[tuple[int, str]]

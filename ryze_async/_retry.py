@@ -5,10 +5,10 @@ TCP connection was never made, so the server cannot have seen the request. Every
 above all ``OutcomeUnknownError`` and any HTTP answer, passes through untouched: resending a
 request the server may have processed would call a person twice.
 
-The first attempt runs outside tenacity: building and running a retry state costs 20-30 µs, a
-large share of the client's per-call budget, and it is only needed once a first attempt failed.
-That failure is then replayed as tenacity's attempt 1, so attempt numbers and backoff are
-tenacity's own.
+The first attempt runs outside tenacity (the client sends it itself and calls ``resend`` only
+on failure): building and running a retry state costs 20-30 µs, a large share of the client's
+per-call budget, and it is only needed once a first attempt failed. That failure is then
+replayed as tenacity's attempt 1, so attempt numbers and backoff are tenacity's own.
 """
 
 from __future__ import annotations
@@ -83,17 +83,25 @@ class RetryPolicy:
         try:
             return await send()
         except ConnectionFailedError as exc:
-            if not exc.retryable or self.max_retries == 0:
-                raise
-            first_failure: ConnectionFailedError | None = exc
+            return await self.resend(exc, send)
 
+    async def resend(self, failure: ConnectionFailedError, send: Callable[[], Awaitable[T]]) -> T:
+        """Carry on after a first attempt that failed with ``failure``: re-raise it unless it is
+        retryable, else resend with backoff (``failure`` counts as tenacity's attempt 1).
+
+        The client sends its first attempt itself and calls this only on failure, so a call that
+        succeeds at once never pays for a retry frame or closure.
+        """
+        if not failure.retryable or self.max_retries == 0:
+            raise failure
+        first_failure: ConnectionFailedError | None = failure
         attempts = 1
 
         async def attempt() -> T:
             nonlocal first_failure, attempts
             if first_failure is not None:
-                failure, first_failure = first_failure, None
-                raise failure
+                replayed, first_failure = first_failure, None
+                raise replayed
             attempts += 1
             return await send()
 

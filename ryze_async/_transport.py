@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.payload import Payload
 from yarl import URL
 
 from ._errors import ConnectionFailedError, OutcomeUnknownError
@@ -32,6 +35,42 @@ __all__ = ["AIOHTTP_VERSION", "RawResponse", "Transport"]
 
 AIOHTTP_VERSION = aiohttp.__version__
 _log = logging.getLogger("ryze_async")
+_MAX_TARGETS = 64
+#: Bodies given in parts are joined below this size; above it they are sent part by part.
+JOIN_BELOW = 64 * 1024
+
+
+class PartsPayload(Payload):
+    """A body sent as its parts, in order, with an exact Content-Length.
+
+    A call's body is a few bytes that change per call (the number) around a media member of up to
+    ~22 MB that never changes: sent this way the media is never copied into a per-call buffer.
+    """
+
+    _autoclose = True  # immutable bytes in memory: nothing to close, reusable
+
+    def __init__(self, parts: Sequence[bytes], **kwargs: Any) -> None:
+        super().__init__(tuple(parts), content_type="application/json", **kwargs)
+        self._size = sum(len(part) for part in self._value)
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return b"".join(self._value).decode(encoding, errors)
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        for part in self._value:
+            await writer.write(part)
+
+    async def write_with_length(
+        self, writer: AbstractStreamWriter, content_length: int | None
+    ) -> None:
+        if content_length is None:
+            await self.write(writer)
+            return
+        for part in self._value:
+            if content_length <= 0:
+                return
+            await writer.write(part[:content_length] if len(part) > content_length else part)
+            content_length -= len(part)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,66 +90,86 @@ class Transport:
         self._keepalive_timeout = keepalive_timeout
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Parsed once per URL, not per call (one URL per instance name in practice).
+        self._targets: dict[str, URL] = {}
 
     def _session_for_running_loop(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
-        if self._session is None:
-            if self._keepalive_timeout > 0:
-                connector = aiohttp.TCPConnector(keepalive_timeout=self._keepalive_timeout)
-            else:
-                connector = aiohttp.TCPConnector(force_close=True)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self._timeout,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                raise_for_status=False,
-            )
-            self._loop = loop
-        elif loop is not self._loop:
-            raise RuntimeError(
-                "a RyzeClient is bound to the event loop it first sent from; "
-                "create one client per event loop"
-            )
-        return self._session
+        session = self._session
+        if session is not None:
+            if loop is not self._loop:
+                raise RuntimeError(
+                    "a RyzeClient is bound to the event loop it first sent from; "
+                    "create one client per event loop"
+                )
+            return session
+        if self._keepalive_timeout > 0:
+            connector = aiohttp.TCPConnector(keepalive_timeout=self._keepalive_timeout)
+        else:
+            connector = aiohttp.TCPConnector(force_close=True)
+        session = self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeout,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            raise_for_status=False,
+        )
+        self._loop = loop
+        return session
 
-    async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> RawResponse:
-        """POST ``body`` to ``url`` once; raise ConnectionFailedError or OutcomeUnknownError."""
+    async def send(
+        self, url: str, headers: Mapping[str, str], body: bytes | Sequence[bytes]
+    ) -> RawResponse:
+        """POST ``body`` (bytes, or parts sent in order) to ``url`` once.
+
+        Raises ConnectionFailedError or OutcomeUnknownError.
+        """
         session = self._session_for_running_loop()
-        target = URL(url, encoded=True)
-        where = f"{target.host}:{target.port}"
+        data: bytes | PartsPayload
+        if isinstance(body, bytes):
+            data = body
+        elif sum(map(len, body)) < JOIN_BELOW:
+            data = b"".join(body)  # one small write beats the payload machinery
+        else:
+            data = PartsPayload(body)  # a fresh one per attempt: aiohttp owns it while sending
+        target = self._targets.get(url)
+        if target is None:
+            if len(self._targets) >= _MAX_TARGETS:
+                self._targets.clear()
+            target = self._targets[url] = URL(url, encoded=True)
         try:
             async with session.post(
-                target, data=body, headers=headers, allow_redirects=False
+                target, data=data, headers=headers, allow_redirects=False
             ) as response:
                 payload = await response.read()
                 return RawResponse(response.status, response.headers, payload)
         except aiohttp.ClientSSLError as exc:
             raise ConnectionFailedError(
-                f"TLS handshake with {where} failed ({type(exc).__name__}); nothing was sent",
+                f"TLS handshake with {_where(target)} failed ({type(exc).__name__}); "
+                "nothing was sent",
                 retryable=False,
             ) from exc
         except aiohttp.ClientConnectorError as exc:
             raise ConnectionFailedError(
-                f"could not connect to {where} ({exc.os_error.strerror or exc.os_error}); "
+                f"could not connect to {_where(target)} ({exc.os_error.strerror or exc.os_error}); "
                 "nothing was sent",
             ) from exc
         except aiohttp.ConnectionTimeoutError as exc:
             raise ConnectionFailedError(
-                f"connecting to {where} timed out after {self._timeout.connect} s; "
+                f"connecting to {_where(target)} timed out after {self._timeout.connect} s; "
                 "nothing was sent",
             ) from exc
         except TimeoutError as exc:
             raise OutcomeUnknownError(
-                f"no complete answer from {where} within {self._timeout.total} s; "
+                f"no complete answer from {_where(target)} within {self._timeout.total} s; "
                 "the call may have been placed"
             ) from exc
         except aiohttp.ClientPayloadError as exc:
             raise OutcomeUnknownError(
-                f"the answer from {where} was cut off; the call may have been placed"
+                f"the answer from {_where(target)} was cut off; the call may have been placed"
             ) from exc
         except aiohttp.ClientError as exc:
             raise OutcomeUnknownError(
-                f"the connection to {where} failed after the request was sent "
+                f"the connection to {_where(target)} failed after the request was sent "
                 f"({type(exc).__name__}); the call may have been placed"
             ) from exc
 
@@ -122,3 +181,7 @@ class Transport:
         session, self._session = self._session, None
         if session is not None and not session.closed:
             await session.close()
+
+
+def _where(target: URL) -> str:
+    return f"{target.host}:{target.port}"

@@ -22,6 +22,12 @@ ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]
 MEDIA = Media.from_bytes(wav_tone(0.1))
 
 
+@pytest.fixture
+async def fast_server(ryze_server_factory: ServerFactory) -> FakeRyzeServer:
+    """The fake server without a quota: the quota is not what these tests are about."""
+    return await ryze_server_factory(rate_limit=None)
+
+
 def numbers(count: int, start: int = 0) -> list[str]:
     return [f"55119{i:08d}" for i in range(start, start + count)]
 
@@ -52,13 +58,13 @@ def states(journal: Path) -> dict[str, str]:
 
 
 async def test_exact_counts_with_duplicates_and_invalid(
-    ryze_server: FakeRyzeServer, tmp_path: Path
+    fast_server: FakeRyzeServer, tmp_path: Path
 ) -> None:
     valid = numbers(300)
     raw = [*valid, valid[0], f"+55 (11) 9{valid[1][5:9]}-{valid[1][9:]}",
            f"{valid[2]}@s.whatsapp.net", "12345", "not a number", "123@g.us", "", "# note"]
     outcomes: list[CampaignOutcome] = []
-    async with client_for(ryze_server) as client:
+    async with client_for(fast_server) as client:
         campaign = Campaign(client, raw, journal=tmp_path / "j.db", media=MEDIA,
                             concurrency=16)
         async for outcome in campaign:
@@ -70,8 +76,8 @@ async def test_exact_counts_with_duplicates_and_invalid(
     assert (s.duplicates, s.invalid, s.skipped) == (3, 3, 6)
     assert s.stop_reason == "completed"
     check_invariants(s)
-    assert dialed(ryze_server) == Counter(valid)
-    assert len(ryze_server.placed_calls) == 300
+    assert dialed(fast_server) == Counter(valid)
+    assert len(fast_server.placed_calls) == 300
     placed = [o for o in outcomes if o.state == "placed"]
     invalid = [o for o in outcomes if not o.sent]
     assert len(placed) == 300
@@ -144,12 +150,12 @@ async def test_breaker_stops_with_the_rest_pending(
 
 
 async def test_outcome_mapping_and_no_redial(
-    ryze_server: FakeRyzeServer, tmp_path: Path
+    fast_server: FakeRyzeServer, tmp_path: Path
 ) -> None:
     # Concurrency 1: the faults hit the first numbers, in order.
     for fault in (Fault.SERVER_ERROR, Fault.HTML_502, Fault.DROP_AFTER_READ, Fault.RATE_LIMITED):
-        ryze_server.fail_next(fault)
-    async with client_for(ryze_server, max_retries=0) as client:
+        fast_server.fail_next(fault)
+    async with client_for(fast_server, max_retries=0) as client:
         outcomes = [o async for o in Campaign(client, numbers(10), journal=tmp_path / "j.db",
                                               media=MEDIA, concurrency=1)]
     by_number = {o.number: o for o in outcomes}
@@ -160,16 +166,16 @@ async def test_outcome_mapping_and_no_redial(
     assert by_number[n[2]].state == "unknown"  # dropped after reading: may have been placed
     assert by_number[n[3]].state == "placed"  # 429 is provably not placed: sent again later
     assert all(by_number[x].state == "placed" for x in n[4:])
-    counts = dialed(ryze_server)
+    counts = dialed(fast_server)
     assert counts[n[3]] == 2
     assert all(counts[x] == 1 for x in n if x != n[3])
 
 
 async def test_repeated_connection_failures_trip_the_breaker(
-    ryze_server: FakeRyzeServer, tmp_path: Path
+    fast_server: FakeRyzeServer, tmp_path: Path
 ) -> None:
-    await ryze_server.refuse_connections()
-    async with client_for(ryze_server, max_retries=0) as client:
+    await fast_server.refuse_connections()
+    async with client_for(fast_server, max_retries=0) as client:
         s = await Campaign(client, numbers(30), journal=tmp_path / "j.db", media=MEDIA,
                            concurrency=1, max_connection_failures=3).run()
     assert s.stop_reason == "circuit_breaker"
@@ -177,42 +183,42 @@ async def test_repeated_connection_failures_trip_the_breaker(
     assert (s.pending, s.placed, s.unknown, s.failed) == (30, 0, 0, 0)
 
 
-async def test_stop_lets_in_flight_calls_end_and_abort_does_not_wait(
-    ryze_server: FakeRyzeServer, tmp_path: Path
+async def test_stop_drains_in_flight_calls_to_unknown_and_resume_skips_them(
+    fast_server: FakeRyzeServer, tmp_path: Path
 ) -> None:
-    ryze_server.fail_next(Fault.HANG, times=2)
+    fast_server.fail_next(Fault.HANG, times=2)
     journal = tmp_path / "j.db"
-    async with client_for(ryze_server) as client:
+    async with client_for(fast_server) as client:
         campaign = Campaign(client, numbers(50), journal=journal, media=MEDIA, concurrency=2,
                             drain_timeout=0.2)
         runner = asyncio.create_task(campaign.run())
-        await ryze_server.wait_for_requests(2)  # both workers are now stuck in flight
+        await fast_server.wait_for_requests(2)  # both workers are now stuck in flight
         campaign.stop()
         s = await runner
     assert s.stop_reason == "interrupted"
     check_invariants(s)
     # The two hung calls may have been placed: unknown, the rest untouched.
     assert (s.unknown, s.placed, s.pending, s.in_flight) == (2, 0, 48, 0)
-    hung = {r.json["number"] for r in ryze_server.requests}
+    hung = {r.json["number"] for r in fast_server.requests}
     assert {n for n, st in states(journal).items() if st == "unknown"} == hung
 
     # Resume: the unknown ones are not redialed; the others are called exactly once.
-    async with client_for(ryze_server) as client:
+    async with client_for(fast_server) as client:
         campaign = Campaign(client, numbers(50), journal=journal, media=MEDIA, concurrency=2)
         resumed = await campaign.run()
     assert (resumed.placed, resumed.unknown, resumed.pending) == (48, 2, 0)
-    assert set(dialed(ryze_server).values()) == {1}
+    assert set(dialed(fast_server).values()) == {1}
 
 
 async def test_abort_returns_at_once_with_in_flight_unknown(
-    ryze_server: FakeRyzeServer, tmp_path: Path
+    fast_server: FakeRyzeServer, tmp_path: Path
 ) -> None:
-    ryze_server.fail_next(Fault.HANG, times=3)
-    async with client_for(ryze_server) as client:
+    fast_server.fail_next(Fault.HANG, times=3)
+    async with client_for(fast_server) as client:
         campaign = Campaign(client, numbers(20), journal=tmp_path / "j.db", media=MEDIA,
                             concurrency=3, drain_timeout=3600)
         runner = asyncio.create_task(campaign.run())
-        await ryze_server.wait_for_requests(3)
+        await fast_server.wait_for_requests(3)
         campaign.stop()
         campaign.abort()  # a second Ctrl-C: the hour-long drain is not waited for
         s = await runner
@@ -221,48 +227,53 @@ async def test_abort_returns_at_once_with_in_flight_unknown(
 
 
 async def test_leaving_the_results_loop_early_stops_the_run(
-    ryze_server: FakeRyzeServer, tmp_path: Path
+    fast_server: FakeRyzeServer, tmp_path: Path
 ) -> None:
-    async with client_for(ryze_server) as client:
+    async with client_for(fast_server) as client:
         campaign = Campaign(client, numbers(100), journal=tmp_path / "j.db", media=MEDIA,
                             concurrency=2)
-        async for _ in campaign:
-            break
+        async with campaign:
+            async for _ in campaign:
+                break
     s = campaign.summary
     assert s is not None
     check_invariants(s)
     assert s.pending > 0
-    assert s.placed == len(ryze_server.placed_calls)
+    assert s.placed == len(fast_server.placed_calls)
 
 
 async def test_resume_with_another_media_is_refused_unless_forced(
-    ryze_server: FakeRyzeServer, tmp_path: Path
+    fast_server: FakeRyzeServer, tmp_path: Path
 ) -> None:
     journal = tmp_path / "j.db"
     other = Media.from_bytes(wav_tone(0.2))
-    async with client_for(ryze_server) as client:
-        await Campaign(client, numbers(3), journal=journal, media=MEDIA).run()
+    async with client_for(fast_server) as client:
+        # The instance is given explicitly: RyzeClient has no public ``instance`` to read.
+        await Campaign(client, numbers(3), journal=journal, media=MEDIA,
+                       instance="my-instance").run()
         with pytest.raises(JournalMismatchError, match="media"):
-            await Campaign(client, numbers(5), journal=journal, media=other).run()
+            await Campaign(client, numbers(5), journal=journal, media=other,
+                           instance="my-instance").run()
         with pytest.raises(JournalMismatchError, match="instance"):
             await Campaign(client, numbers(5), journal=journal, media=MEDIA,
                            instance="other-instance").run()
-        s = await Campaign(client, numbers(5), journal=journal, media=other, force=True).run()
+        s = await Campaign(client, numbers(5), journal=journal, media=other, force=True,
+                           instance="my-instance").run()
     assert (s.total, s.placed) == (5, 5)
-    assert dialed(ryze_server) == Counter(numbers(5))
+    assert dialed(fast_server) == Counter(numbers(5))
 
 
 async def test_resume_does_not_recount_what_was_ingested(
-    ryze_server: FakeRyzeServer, tmp_path: Path
+    fast_server: FakeRyzeServer, tmp_path: Path
 ) -> None:
     journal = tmp_path / "j.db"
     raw = [*numbers(30), *numbers(5), "bad"]
-    ryze_server.fail_next(Fault.HANG, times=1)
-    async with client_for(ryze_server) as client:
+    fast_server.fail_next(Fault.HANG, times=1)
+    async with client_for(fast_server) as client:
         campaign = Campaign(client, raw, journal=journal, media=MEDIA, concurrency=1,
                             drain_timeout=0.1)
         runner = asyncio.create_task(campaign.run())
-        await ryze_server.wait_for_requests(1)
+        await fast_server.wait_for_requests(1)
         campaign.stop()
         first = await runner
         second = await Campaign(client, raw, journal=journal, media=MEDIA).run()
@@ -272,16 +283,16 @@ async def test_resume_does_not_recount_what_was_ingested(
         check_invariants(s)
     assert (second.placed, second.unknown, second.pending) == (29, 1, 0)
     assert third == CampaignSummary(**{**second.as_dict(), "elapsed": third.elapsed})
-    assert set(dialed(ryze_server).values()) == {1}
+    assert set(dialed(fast_server).values()) == {1}
 
 
 async def test_fake_call_campaign_retry_flags(
-    ryze_server: FakeRyzeServer, tmp_path: Path
+    fast_server: FakeRyzeServer, tmp_path: Path
 ) -> None:
     journal = tmp_path / "j.db"
-    ryze_server.fail_next(Fault.SERVER_ERROR)
-    ryze_server.fail_next(Fault.HTML_502)
-    async with client_for(ryze_server) as client:
+    fast_server.fail_next(Fault.SERVER_ERROR)
+    fast_server.fail_next(Fault.HTML_502)
+    async with client_for(fast_server) as client:
         first = await Campaign(client, numbers(5), journal=journal, fake=True, duration=3,
                                concurrency=1).run()
         assert (first.placed, first.failed, first.unknown) == (3, 1, 1)
@@ -290,6 +301,46 @@ async def test_fake_call_campaign_retry_flags(
         retried = await Campaign(client, None, journal=journal, fake=True, retry_failed=True,
                                  retry_unknown=True).run()
     assert (retried.placed, retried.failed, retried.unknown) == (5, 0, 0)
-    assert all(r.json["duration"] == 3 for r in ryze_server.requests[:5])
-    assert dialed(ryze_server) == Counter({**dict.fromkeys(numbers(5), 1),
+    assert all(r.json["duration"] == 3 for r in fast_server.requests[:5])
+    assert dialed(fast_server) == Counter({**dict.fromkeys(numbers(5), 1),
                                            numbers(5)[0]: 2, numbers(5)[1]: 2})
+
+
+async def test_persistent_429s_end_the_run_with_numbers_left_pending(
+    fast_server: FakeRyzeServer, tmp_path: Path
+) -> None:
+    fast_server.set_fault(Fault.RATE_LIMITED)
+    async with client_for(fast_server, max_retries=0) as client:
+        s = await Campaign(client, numbers(4), journal=tmp_path / "j.db", media=MEDIA,
+                           concurrency=2, max_requeues=2).run()
+    # Each number: the first try and two requeues, then left pending for a later run.
+    assert set(dialed(fast_server).values()) == {3}
+    assert (s.stop_reason, s.pending, s.placed) == ("completed", 4, 0)
+    assert "4 numbers left pending" in s.message
+
+
+async def test_full_quota_with_more_workers_than_quota_draws_no_429(
+    ryze_server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    # The quota itself is under test here: 10 calls per 0.5 s on both sides.
+    server = await ryze_server_factory(rate_limit=10, rate_period=0.5)
+    started = asyncio.get_running_loop().time()
+    async with client_for(server, rate_limit=10, rate_period=0.5) as client:
+        s = await Campaign(client, numbers(30), journal=tmp_path / "j.db", media=MEDIA,
+                           concurrency=20).run()
+    elapsed = asyncio.get_running_loop().time() - started
+    assert (s.placed, s.pending) == (30, 0)
+    assert [r.status for r in server.requests] == [200] * 30
+    assert elapsed >= 1.0  # three windows' worth: the quota, not the workers, set the pace
+
+
+async def test_a_stop_before_the_run_starts_sends_nothing(
+    fast_server: FakeRyzeServer, tmp_path: Path
+) -> None:
+    async with client_for(fast_server) as client:
+        campaign = Campaign(client, numbers(5), journal=tmp_path / "j.db", media=MEDIA,
+                            drain_timeout=3600)
+        campaign.stop()
+        s = await asyncio.wait_for(campaign.run(), 10)
+    assert (s.stop_reason, s.placed, s.pending) == ("interrupted", 0, 0)
+    assert fast_server.requests == []

@@ -132,12 +132,29 @@ async def test_concurrent_marks_share_one_commit(tmp_path: Path) -> None:
         assert (await journal.counts()).sending == 50
 
 
+async def test_a_failed_commit_refuses_every_later_mark() -> None:
+    from ryze_async._journal_commit import GroupCommit, Op
+
+    attempts: list[list[Op]] = []
+
+    async def failing(ops: list[Op]) -> set[int]:
+        attempts.append(ops)
+        raise sqlite3.OperationalError("disk I/O error")
+
+    group = GroupCommit(failing)
+    with pytest.raises(JournalError, match="disk I/O error"):
+        await group.mark(1, 0.0)
+    with pytest.raises(JournalError, match="cannot be written"):
+        await group.mark(2, 0.0)
+    assert len(attempts) == 1  # the second mark never reached the database, nor the network
+
+
 async def test_files_are_owner_only(tmp_path: Path, umask_022: None) -> None:
     path = tmp_path / "j.db"
     async with await Journal.open(path) as journal:
         await _ingest(journal, ["5511900000001"])
         for suffix in ("", "-wal", "-shm"):
-            mode = stat.S_IMODE(Path(f"{path}{suffix}").stat().st_mode)
+            mode = stat.S_IMODE(os.stat(f"{path}{suffix}").st_mode)
             assert mode == 0o600, (suffix, oct(mode))
         out = tmp_path / "export.csv"
         await journal.export_csv(out)
@@ -155,8 +172,11 @@ async def test_existing_journal_with_loose_permissions_is_tightened(tmp_path: Pa
 
 async def test_identity_mismatch_is_refused_unless_forced(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
-    async with await Journal.open(path, identity=AUDIO):
-        pass
+    async with await Journal.open(path, identity=AUDIO) as journal:
+        await _ingest(journal, ["5511900000001"])
+        (row_id, _, _), = await journal.pending_after(0, 1)
+        await journal.mark_sending(row_id)
+        journal.record(row_id, "placed", call_id="C", status=200)
     other_media = CampaignIdentity("audio", "0" * 64, "my-instance")
     with pytest.raises(JournalMismatchError, match="media") as info:
         await Journal.open(path, identity=other_media)
@@ -170,6 +190,15 @@ async def test_identity_mismatch_is_refused_unless_forced(tmp_path: Path) -> Non
         assert (await journal.meta())["media"] == "0" * 64
     async with await Journal.open(path, identity=other_media):
         pass
+
+
+async def test_identity_can_change_until_a_call_may_have_been_placed(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    async with await Journal.open(path, identity=AUDIO) as journal:
+        await _ingest(journal, ["5511900000001", "bad"])
+    typo_fixed = CampaignIdentity("audio", "f" * 64, "fixed-instance")
+    async with await Journal.open(path, identity=typo_fixed) as journal:
+        assert (await journal.meta())["instance"] == "fixed-instance"
 
 
 async def test_a_second_campaign_on_the_same_journal_is_locked_out(tmp_path: Path) -> None:

@@ -24,7 +24,8 @@ FIXED_NAMES = {
     "RyzeClient", "RyzeError", "InvalidRequestError", "APIError", "BadRequestError",
     "AuthenticationError", "PermissionDeniedError", "InstanceNotFoundError",
     "InstanceNotConnectedError", "RateLimitError", "ServerError", "ConnectionFailedError",
-    "OutcomeUnknownError", "CallResult", "RateLimitInfo", "Media",
+    "OutcomeUnknownError", "CallResult", "RateLimitInfo", "Media", "Campaign", "CampaignSummary",
+    "run_campaign",
 }
 
 

@@ -168,6 +168,7 @@ def test_token_from_environment_and_missing(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("RYZE_INSTANCE", "env-instance")
     monkeypatch.setenv("RYZE_BASE_URL", "http://127.0.0.1:1")
     client = RyzeClient()
+    assert client.instance == "env-instance"
     assert "env-instance" in repr(client)
     assert "127.0.0.1:1" in repr(client)
 

@@ -1,0 +1,444 @@
+"""Client overhead per call: ryze_async ``audio_call`` beside raw aiohttp and httpx.
+
+The server runs in a separate process on 127.0.0.1, so ``time.process_time()`` of this process is
+the client's CPU alone. Two servers:
+
+- ``minimal``: a bare aiohttp.web handler that reads the body and answers at once with the same
+  JSON and ``X-RateLimit-*``/``Date`` headers as the fake server (the default for timings);
+- ``fake``: the project's ``FakeRyzeServer`` (``rate_limit=None``), which validates every body and
+  records every placed call (slower, so wall times are mostly the server's).
+
+Per body (a small ``mediaUrl`` body and a 1 MiB audio file sent as ``mediaBase64``) and per mode
+(N calls one after another; N calls by 20 workers at once), each client variant opens its session,
+warms up one connection per worker, then places N calls. Variants run interleaved, repeated; the
+table shows medians of CPU and wall time per call with ratios to raw aiohttp. Raw aiohttp and httpx
+post the same pre-built body with the same headers on one session and read the JSON answer;
+ryze_async builds, validates and interprets each call itself, with the client quota lifted
+(``rate_limit=None``).
+
+    python benchmarks/overhead.py                  # full run on the minimal server, ~1 min
+    python benchmarks/overhead.py --server fake    # the same against FakeRyzeServer
+    python benchmarks/overhead.py --quick          # CI smoke: both servers, a few seconds
+
+Every run checks, never timings: each variant's calls were all answered "placed" by the server,
+every variant sent the same number of bytes per call, and a prepared ``Media`` is base64-encoded
+zero times per call (``media=bytes``: once per call). Exit 1 if a check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import multiprocessing as mp
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from resource import RUSAGE_SELF, getrusage
+from typing import Any
+
+import aiohttp
+import httpx
+from aiohttp import web
+
+import ryze_async
+from ryze_async import CallResult, Media, RyzeClient
+from ryze_async import _media as media_module
+
+TOKEN = "bench-token"
+INSTANCE = "bench"
+NUMBER = "5511999990001"
+MEDIA_URL = "https://example.com/message.mp3"
+FILE_SIZE = 1024 * 1024
+WORKERS = 20
+CPU_TARGET = 1.15
+RAW = "raw aiohttp"
+HTTPX = "httpx.AsyncClient"
+HEADERS = {
+    "token": TOKEN,
+    "Content-Type": "application/json",
+    "Accept": "application/json",
+    "User-Agent": f"ryze-async/{ryze_async.__version__}",
+}
+ANSWER = json.dumps({"success": True, "message": "Audio call placed",
+                     "callId": "ACBENCH0000000000000000000000000", "number": NUMBER}).encode()
+
+Call = Callable[[], Awaitable[None]]
+
+
+# -- the server process -----------------------------------------------------------------------
+
+def serve(kind: str, conn: Connection) -> None:
+    """Entry point of the server process: report the URL, then answer commands on ``conn``."""
+    asyncio.run(_serve(kind, conn))
+
+
+async def _serve(kind: str, conn: Connection) -> None:
+    placed = [0, 0]  # calls answered 200, body bytes received: the minimal server's count
+
+    async def answer(request: web.Request) -> web.Response:
+        body = await request.read()
+        if request.headers.get("token") != TOKEN:
+            return web.json_response({"success": False}, status=401)
+        placed[0] += 1
+        placed[1] += len(body)
+        headers = {"X-RateLimit-Limit": "2147483647", "X-RateLimit-Remaining": "2147483646",
+                   "X-RateLimit-Reset": str(int(time.time()) + 60)}
+        return web.Response(body=ANSWER, content_type="application/json", headers=headers)
+
+    if kind == "fake":
+        from ryze_async.testing import FakeRyzeServer  # noqa: PLC0415 - server process only
+
+        fake = FakeRyzeServer(token=TOKEN, instances=(INSTANCE,), rate_limit=None)
+        await fake.start()
+        url, stop = fake.url, fake.stop
+
+        def stats() -> tuple[int, int]:
+            calls = fake.placed_calls
+            result = (len(calls), sum(len(r.body) for r in calls))
+            fake.reset()  # bounded memory: 1 MiB bodies are recorded
+            return result
+    else:
+        app = web.Application(client_max_size=64 * 2**20)
+        app.router.add_post("/api/call/audio/{instance}", answer)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        url, stop = f"http://127.0.0.1:{port}", runner.cleanup
+
+        def stats() -> tuple[int, int]:
+            result = (placed[0], placed[1])
+            placed[0] = placed[1] = 0
+            return result
+
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+
+    def on_command() -> None:
+        if conn.recv() == "stats":
+            conn.send(stats())
+        else:
+            done.set()
+
+    loop.add_reader(conn.fileno(), on_command)
+    conn.send(url)
+    await done.wait()
+    loop.remove_reader(conn.fileno())
+    await stop()
+
+
+class ServerProcess:
+    """The server in its own process (spawned: nothing of the client's state is shared)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(target=serve, args=(kind, child), daemon=True)
+        self._process.start()
+        child.close()
+        if not self._conn.poll(30):
+            raise RuntimeError(f"the {kind} server did not start")
+        self.url: str = self._conn.recv()
+
+    def take_stats(self) -> tuple[int, int]:
+        """(calls placed, body bytes) since the last call; resets the server's counts."""
+        self._conn.send("stats")
+        calls, size = self._conn.recv()
+        return int(calls), int(size)
+
+    def close(self) -> None:
+        self._conn.send("stop")
+        self._process.join(10)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join()
+
+
+# -- the client variants ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Body:
+    name: str
+    wire: bytes  # what raw aiohttp and httpx post
+    ryze_kwargs: dict[str, dict[str, Any]]  # variant label -> audio_call keyword arguments
+
+
+Opener = Callable[[str, Body, str], Awaitable[tuple[Call, "Close"]]]
+
+
+Close = Callable[[], Awaitable[None]]
+
+
+async def open_ryze(url: str, body: Body, variant: str) -> tuple[Call, Close]:
+    client = RyzeClient(TOKEN, INSTANCE, base_url=url, rate_limit=None)
+    kwargs = body.ryze_kwargs[variant]
+
+    async def call() -> None:
+        result = await client.audio_call(NUMBER, **kwargs)
+        if not (isinstance(result, CallResult) and result.success):
+            raise RuntimeError(f"not placed: {result!r}")
+
+    return call, client.aclose
+
+
+async def open_aiohttp(url: str, body: Body, _: str) -> tuple[Call, Close]:
+    session = aiohttp.ClientSession()
+    endpoint = f"{url}/api/call/audio/{INSTANCE}"
+    wire = body.wire
+
+    async def call() -> None:
+        async with session.post(endpoint, data=wire, headers=HEADERS) as response:
+            data = await response.json()
+            if response.status != 200 or data.get("success") is not True:
+                raise RuntimeError(f"not placed: {response.status}")
+
+    return call, session.close
+
+
+async def open_httpx(url: str, body: Body, _: str) -> tuple[Call, Close]:
+    client = httpx.AsyncClient()
+    endpoint = f"{url}/api/call/audio/{INSTANCE}"
+    wire = body.wire
+
+    async def call() -> None:
+        response = await client.post(endpoint, content=wire, headers=HEADERS)
+        if response.status_code != 200 or response.json().get("success") is not True:
+            raise RuntimeError(f"not placed: {response.status_code}")
+
+    return call, client.aclose
+
+
+def openers(body: Body) -> dict[str, Opener]:
+    result: dict[str, Opener] = dict.fromkeys(body.ryze_kwargs, open_ryze)
+    result[RAW] = open_aiohttp
+    result[HTTPX] = open_httpx
+    return result
+
+
+@dataclass
+class Sample:
+    cpu: float  # seconds per call: user + system (time.process_time)
+    user: float  # the user-mode part (getrusage), the client's own code
+    wall: float
+
+
+async def _calls(call: Call, n: int, workers: int) -> None:
+    if workers == 1:
+        for _ in range(n):
+            await call()
+        return
+
+    async def worker(count: int) -> None:
+        for _ in range(count):
+            await call()
+
+    share, extra = divmod(n, workers)
+    await asyncio.gather(*(worker(share + (i < extra)) for i in range(workers)))
+
+
+async def measure(opener: Opener, url: str, body: Body, variant: str, *, n: int,
+                  workers: int) -> Sample:
+    call, close = await opener(url, body, variant)
+    try:
+        await _calls(call, 2 * workers, workers)  # one warm connection per worker: steady state
+        gc.collect()
+        usage, cpu, wall = getrusage(RUSAGE_SELF), time.process_time(), time.perf_counter()
+        await _calls(call, n, workers)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        user = getrusage(RUSAGE_SELF).ru_utime - usage.ru_utime
+    finally:
+        await close()
+    return Sample(cpu / n, user / n, wall / n)
+
+
+class Encodes:
+    """Counts base64 encodes done by ryze_async's media module (a stand-in for its ``base64``)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._real = media_module.base64
+
+    def b64encode(self, data: bytes) -> bytes:
+        self.count += 1
+        return self._real.b64encode(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+async def count_encodes(url: str, body: Body, calls: int) -> dict[str, int]:
+    """base64 encodes per variant over ``calls`` calls (untimed: the counter costs a little)."""
+    counter = Encodes()
+    media_module.base64 = counter  # type: ignore[assignment]
+    try:
+        counts = {}
+        for variant in body.ryze_kwargs:
+            counter.count = 0
+            call, close = await open_ryze(url, body, variant)
+            try:
+                await _calls(call, calls, 1)
+            finally:
+                await close()
+            counts[variant] = counter.count
+        return counts
+    finally:
+        media_module.base64 = counter._real  # type: ignore[assignment]
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+def make_bodies() -> tuple[Body, Body, Media]:
+    small = Body(
+        "media_url (small body)",
+        json.dumps({"number": NUMBER, "mediaUrl": MEDIA_URL}, separators=(",", ":")).encode(),
+        {"ryze_async media_url=str": {"media_url": MEDIA_URL},
+         "ryze_async media=Media": {"media": Media.from_url(MEDIA_URL)}},
+    )
+    audio = b"ID3\x04\x00\x00\x00\x00\x00\x00" + random.Random(1).randbytes(FILE_SIZE - 10)
+    prepared = Media.from_bytes(audio)
+    b64 = media_module.base64.b64encode(audio).decode()
+    big = Body(
+        "1 MiB file (mediaBase64)",
+        json.dumps({"number": NUMBER, "mediaBase64": b64}, separators=(",", ":")).encode(),
+        {"ryze_async media=Media": {"media": prepared},
+         "ryze_async media=bytes": {"media": audio}},
+    )
+    return small, big, prepared
+
+
+def run_mode(server: ServerProcess, body: Body, *, n: int, workers: int, repeats: int,
+             failures: list[str]) -> dict[str, list[Sample]]:
+    """Every variant ``repeats`` times, interleaved so drift in machine load hits all alike."""
+    samples: dict[str, list[Sample]] = {v: [] for v in openers(body)}
+    order = list(openers(body).items())
+    shuffle = random.Random(len(body.wire) + workers)
+    for _ in range(repeats):
+        shuffle.shuffle(order)  # no variant always runs right after the same neighbour
+        for variant, opener in order:
+            calls = calls_for(variant, n)
+            run = measure(opener, server.url, body, variant, n=calls, workers=workers)
+            samples[variant].append(asyncio.run(run))
+            placed, size = server.take_stats()
+            expected = calls + 2 * workers
+            if placed != expected:
+                failures.append(f"{variant} / {body.name}: {placed} of {expected} placed")
+            elif size != expected * len(body.wire):
+                failures.append(f"{variant} / {body.name}: {size / placed:.0f} bytes per call, "
+                                f"expected {len(body.wire)}")
+    return samples
+
+
+def calls_for(variant: str, n: int) -> int:
+    # httpx is 4-25x slower; a quarter of the calls measures it well and keeps the run short.
+    return max(n // 4, 4) if variant == HTTPX else n
+
+
+def run_server(kind: str, quick: bool, repeats: int) -> tuple[list[str], list[str]]:
+    """Measure every variant against one server; returns (table lines, failed checks)."""
+    small, big, _ = make_bodies()
+    plan = [(small, 20 if quick else 2000), (big, 4 if quick else 150)]
+    server = ServerProcess(kind)
+    failures: list[str] = []
+    described = "FakeRyzeServer (rate_limit=None)" if kind == "fake" else "minimal aiohttp.web"
+    lines = [f"server: {described} in a separate process at {server.url}; "
+             "client quota lifted (rate_limit=None)"]
+    try:
+        server.take_stats()
+        for body, n in plan:
+            for mode, workers in (("sequential", 1), (f"{WORKERS} concurrent", WORKERS)):
+                samples = run_mode(server, body, n=n, workers=workers, repeats=repeats,
+                                   failures=failures)
+                lines += table(body, mode, n, samples)
+        encodes = asyncio.run(count_encodes(server.url, big, 3))
+        server.take_stats()
+        lines.append("base64 encodes by ryze_async over 3 calls with the 1 MiB file: "
+                     + ", ".join(f"{v}: {c}" for v, c in encodes.items()))
+        if encodes["ryze_async media=Media"] != 0 or encodes["ryze_async media=bytes"] != 3:
+            failures.append(f"unexpected base64 encode counts {encodes}")
+    finally:
+        server.close()
+    return lines, failures
+
+
+def table(body: Body, mode: str, n: int, samples: dict[str, list[Sample]]) -> list[str]:
+    def median(field: str) -> dict[str, float]:
+        return {v: statistics.median(getattr(s, field) for s in ss) * 1e6
+                for v, ss in samples.items()}
+
+    cpu, user, wall = median("cpu"), median("user"), median("wall")
+    lines = ["", f"{body.name}, {len(body.wire):,} B body, {mode}, {n} calls "
+             f"({calls_for(HTTPX, n)} for httpx), median of {len(samples[RAW])} runs",
+             f"{'client':26} {'CPU us/call':>11} {'x aiohttp':>9} {'user us':>8} {'x aiohttp':>9} "
+             f"{'wall us/call':>12} {'x aiohttp':>9}"]
+    lines.append("-" * len(lines[-1]))
+    for v in samples:
+        lines.append(f"{v:26} {cpu[v]:11.1f} {ratio(cpu[v], cpu[RAW]):9.3f} {user[v]:8.1f} "
+                     f"{ratio(user[v], user[RAW]):9.3f} {wall[v]:12.1f} "
+                     f"{ratio(wall[v], wall[RAW]):9.3f}")
+    httpx_cpu = cpu[HTTPX]
+    for v in (v for v in samples if v.startswith("ryze_async") and "bytes" not in v):
+        x_raw = ratio(cpu[v], cpu[RAW])
+        verdict = "met" if x_raw <= CPU_TARGET else "NOT met"
+        versus = "cheaper" if cpu[v] < httpx_cpu else "NOT cheaper"
+        lines.append(f"  target {v}: {x_raw:.3f}x aiohttp CPU (<= {CPU_TARGET}: {verdict}), "
+                     f"user {ratio(user[v], user[RAW]):.3f}x; {versus} than httpx "
+                     f"(httpx {ratio(httpx_cpu, cpu[v]):.2f}x ours)")
+    return lines
+
+
+def ratio(value: float, base: float) -> float:
+    # --quick runs are too short for the tick-sampled user time: it can read 0.
+    return value / base if base else float("nan")
+
+
+def machine() -> str:
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()} "
+            f"({platform.python_implementation()}), {platform.system()} {platform.release()}, "
+            f"aiohttp {aiohttp.__version__}, httpx {httpx.__version__}, "
+            f"ryze_async {ryze_async.__version__}; load average {load}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true",
+                        help="CI smoke: few calls, one repeat, both servers; checks, no timings")
+    parser.add_argument("--server", choices=("minimal", "fake", "both"),
+                        help="server to measure against (default: minimal; --quick: both)")
+    parser.add_argument("--repeats", type=int, default=9, help="repeats per variant (default 9)")
+    args = parser.parse_args(argv)
+    kind = args.server or ("both" if args.quick else "minimal")
+    repeats = 1 if args.quick else args.repeats
+    print(machine())
+    started = time.perf_counter()
+    prepare = time.process_time()
+    make_bodies()
+    print(f"one-off: building both bodies and Media.from_bytes(1 MiB) took "
+          f"{(time.process_time() - prepare) * 1e3:.1f} ms CPU")
+    failures: list[str] = []
+    for server_kind in ("minimal", "fake") if kind == "both" else (kind,):
+        lines, failed = run_server(server_kind, args.quick, repeats)
+        print("\n".join(lines), end="\n\n")
+        failures += failed
+    print(f"total {time.perf_counter() - started:.0f} s"
+          + ("; --quick: timings are not meaningful" if args.quick else ""))
+    if failures:
+        print("FAIL: " + "; ".join(failures))
+        return 1
+    print("OK: every call placed, same bytes per call in every variant, prepared Media never "
+          "re-encoded")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""The per-call fast paths (benchmarks/overhead.py) give exactly what the plain paths give."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from email.utils import parsedate_to_datetime
+
+import pytest
+from pydantic import ValidationError
+
+from ryze_async import InvalidRequestError, Media, RyzeClient
+from ryze_async import _client as client_module
+from ryze_async._media import _SPACE_OR_CONTROL
+from ryze_async._models import AudioCallBody, audio_wire_parts, seconds_until_reset
+from ryze_async._numbers import normalize_number
+from ryze_async._transport import JOIN_BELOW, PartsPayload
+from ryze_async.testing import FakeRyzeServer
+
+from .audio import MP3
+from .conftest import ClientFactory
+
+NUMBERS = [
+    "5511999999999", "+55 (11) 99999-9999", "55.11.9999.9999", " 5511999999999 ",
+    "5511999999999@s.whatsapp.net", "5511999999999@S.WHATSAPP.NET", "123456789@lid",
+    "1234567", "1234567890123456", "55119999x9999", "", "   ", "12345678@g.us",
+    "x@newsletter", "status@broadcast", "abc@lid", "5511999999999@example.com", "1\u00a02345678",
+]
+
+
+def _outcome(call: object) -> bytes | str:
+    try:
+        return call()  # type: ignore[operator,no-any-return]
+    except InvalidRequestError as exc:
+        return f"{exc.field}: {exc}"
+
+
+@pytest.mark.parametrize("allow_lid", [False, True])
+@pytest.mark.parametrize("number", NUMBERS)
+def test_audio_body_fast_path_equals_the_model(number: str, allow_lid: bool) -> None:
+    media = Media.from_url("https://example.com/m.mp3")
+
+    def fast() -> bytes:
+        return b"".join(audio_wire_parts(normalize_number(number, allow_lid=allow_lid), media))
+
+    def model() -> bytes:
+        try:
+            body = AudioCallBody.model_validate(
+                {"number": number, "media": media}, context={"allow_lid": allow_lid}
+            )
+        except ValidationError as exc:  # the model wraps the normaliser's error; unwrap it
+            raise exc.errors()[0]["ctx"]["error"] from None
+        return body.to_wire()
+
+    assert _outcome(fast) == _outcome(model)
+
+
+@pytest.mark.parametrize("number", [5511999999999, None, b"5511999999999"])
+async def test_a_number_that_is_not_a_str_is_refused_by_the_model(
+    ryze_server: FakeRyzeServer, make_client: ClientFactory, number: object
+) -> None:
+    client = make_client(ryze_server)
+    with pytest.raises(InvalidRequestError) as info:
+        await client.audio_call(number, media_url="https://example.com/m.mp3")  # type: ignore[arg-type]
+    assert info.value.field == "number"
+    assert ryze_server.requests == []
+
+
+def test_space_or_control_regex_is_exactly_isspace_or_below_32() -> None:
+    every = "".join(map(chr, range(sys.maxunicode + 1)))
+    expected = [ch for ch in every if ch.isspace() or ord(ch) < 32]
+    assert _SPACE_OR_CONTROL.findall(every) == expected
+
+
+def test_url_media_is_reused_only_for_the_same_short_url() -> None:
+    client = RyzeClient(token="t", instance="i", base_url="http://127.0.0.1:9", rate_limit=None)
+    url = "https://example.com/m.mp3"
+    first = client._media_source(None, url, None)
+    assert client._media_source(None, url, None) is first
+    other = client._media_source(None, url + "?v=2", None)
+    assert other is not first
+    assert isinstance(other, Media)
+    assert other.fingerprint == Media.from_url(url + "?v=2").fingerprint
+    long_url = "https://example.com/" + "a" * 5000
+    assert client._media_source(None, long_url, None) is not client._media_source(
+        None, long_url, None
+    )
+    for _ in range(2):  # a refused URL is refused every time, never remembered
+        with pytest.raises(InvalidRequestError, match="whitespace"):
+            client._media_source(None, "https://example.com/a b.mp3", None)
+
+
+def test_date_cache_gives_the_parsed_date() -> None:
+    for date in ("Mon, 24 Nov 2025 02:30:00 GMT", "Mon, 24 Nov 2025 02:30:01 GMT",
+                 "Mon, 24 Nov 2025 02:30:00 GMT"):
+        headers = {"Date": date}
+        expected = 1_800_000_000 - parsedate_to_datetime(date).timestamp()
+        assert seconds_until_reset(headers, 1_800_000_000) == expected
+        assert seconds_until_reset(headers, 1_800_000_000) == expected
+    assert seconds_until_reset({"Date": "not a date"}, 0.0) == 0.0
+    assert seconds_until_reset({}, None) is None
+
+
+BODIES = [
+    b'{"success":true,"callId":"a"}', b'{"a":NaN}', b'{"a":1e400}', b"\xef\xbb\xbf{}",
+    '{"a":1}'.encode("utf-16"), b'{"a":"\\ud800"}', b"[1]", b"", b"nope", b'{"a":"\xff"}',
+    b'{"a":1,"a":2}', b'{"a":123456789012345678901234567890}', b'{"a":-9223372036854775809}',
+    b'{"a":18446744073709551616}', b'{"a":-0.0,"b":1.0000000000000002,"c":1E5}',
+]
+
+
+@pytest.mark.parametrize("body", BODIES)
+def test_json_answers_read_the_same_with_or_without_orjson(
+    body: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with_orjson = client_module._json_object(body)
+    monkeypatch.setattr(client_module, "_orjson_loads", None)
+    without = client_module._json_object(body)
+    expected = None
+    try:
+        data = json.loads(body)
+        expected = data if isinstance(data, dict) else None
+    except (ValueError, UnicodeDecodeError):
+        pass
+    assert repr(without) == repr(expected)
+    assert repr(with_orjson) == repr(expected)
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    async def write(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+
+
+@pytest.mark.parametrize("limit", [None, 10, 3, 2, 0])
+async def test_parts_payload_writes_the_parts_in_order(limit: int | None) -> None:
+    parts = (b"abc", b"defghij", b"k")
+    payload = PartsPayload(parts)
+    assert payload.size == 11
+    assert payload.decode() == "abcdefghijk"
+    writer = _Writer()
+    await payload.write_with_length(writer, limit)  # type: ignore[arg-type]
+    assert b"".join(writer.chunks) == b"abcdefghijk"[:limit]
+    if limit is None:  # nothing copied: the very same objects go to the writer
+        assert all(chunk is part for chunk, part in zip(writer.chunks, parts, strict=True))
+
+
+async def test_a_large_media_body_arrives_whole_and_in_order(
+    ryze_server: FakeRyzeServer, make_client: ClientFactory
+) -> None:
+    audio = MP3 + bytes(range(256)) * (2 * JOIN_BELOW // 256)
+    media = Media.from_bytes(audio)
+    client = make_client(ryze_server)
+    for number in ("5511999999999", "5511888888888"):
+        await client.audio_call(number, media=media)
+    first, second = ryze_server.requests
+    expected = b'{"number":"5511999999999","mediaBase64":"' + base64.b64encode(audio) + b'"}'
+    assert first.body == expected
+    assert first.headers["Content-Length"] == str(len(expected))
+    assert "Transfer-Encoding" not in first.headers
+    assert first.headers["Content-Type"] == "application/json"
+    b64 = base64.b64encode(audio).decode()
+    assert second.json == {"number": "5511888888888", "mediaBase64": b64}
