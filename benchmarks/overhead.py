@@ -8,19 +8,20 @@ the client's CPU alone. Two servers:
 - ``fake``: the project's ``FakeRyzeServer`` (``rate_limit=None``), which validates every body and
   records every placed call (slower, so wall times are mostly the server's).
 
-Per body (a small ``mediaUrl`` body and a 1 MiB audio file sent as ``mediaBase64``) and per mode
-(N calls one after another; N calls by 20 workers at once), each client variant opens its session,
-warms up one connection per worker, then places N calls. Variants run interleaved, repeated; the
-table shows medians of CPU and wall time per call with ratios to raw aiohttp. Raw aiohttp and httpx
-post the same pre-built body with the same headers on one session and read the JSON answer;
-ryze_async builds, validates and interprets each call itself, with the client quota lifted
-(``rate_limit=None``).
+Per body (a small ``mediaUrl`` body, and a 1 MiB audio file sent as ``mediaBase64``) and per mode
+(calls one after another; calls by 20 workers at once), every client variant is opened side by
+side in one event loop and warmed up (one connection per worker); then, round after round in a
+shuffled order, each variant places one block of calls. The table gives the median block's CPU
+(user + system) and wall time per call, the user-mode part (summed over all blocks), and TCP
+connections opened while measured, with ratios to raw aiohttp. Raw aiohttp and httpx post the
+same pre-built body with the same headers on one session and read the JSON answer; ryze_async
+builds, validates and interprets every call itself, with its quota lifted (``rate_limit=None``).
 
-    python benchmarks/overhead.py                  # full run on the minimal server, ~1 min
+    python benchmarks/overhead.py                  # full run on the minimal server, ~40 s
     python benchmarks/overhead.py --server fake    # the same against FakeRyzeServer
     python benchmarks/overhead.py --quick          # CI smoke: both servers, a few seconds
 
-Every run checks, never timings: each variant's calls were all answered "placed" by the server,
+Every mode checks, never timings: every call of every variant was answered "placed" by the server,
 every variant sent the same number of bytes per call, and a prepared ``Media`` is base64-encoded
 zero times per call (``media=bytes``: once per call). Exit 1 if a check fails.
 """
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import gc
 import json
 import multiprocessing as mp
@@ -38,6 +40,7 @@ import random
 import statistics
 import sys
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -68,7 +71,7 @@ HEADERS = {
     "User-Agent": f"ryze-async/{ryze_async.__version__}",
 }
 ANSWER = json.dumps({"success": True, "message": "Audio call placed",
-                     "callId": "ACBENCH0000000000000000000000000", "number": NUMBER}).encode()
+                     "callId": "3F2A9C41D07B5E8A6C1D", "number": NUMBER}).encode()
 
 Call = Callable[[], Awaitable[None]]
 
@@ -81,7 +84,8 @@ def serve(kind: str, conn: Connection) -> None:
 
 
 async def _serve(kind: str, conn: Connection) -> None:
-    placed = [0, 0]  # calls answered 200, body bytes received: the minimal server's count
+    placed = [0, 0, 0]  # the minimal server's calls answered 200, body bytes, new connections
+    seen: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
 
     async def answer(request: web.Request) -> web.Response:
         body = await request.read()
@@ -89,6 +93,9 @@ async def _serve(kind: str, conn: Connection) -> None:
             return web.json_response({"success": False}, status=401)
         placed[0] += 1
         placed[1] += len(body)
+        if request.transport is not None and request.transport not in seen:
+            seen.add(request.transport)
+            placed[2] += 1
         headers = {"X-RateLimit-Limit": "2147483647", "X-RateLimit-Remaining": "2147483646",
                    "X-RateLimit-Reset": str(int(time.time()) + 60)}
         return web.Response(body=ANSWER, content_type="application/json", headers=headers)
@@ -99,10 +106,13 @@ async def _serve(kind: str, conn: Connection) -> None:
         fake = FakeRyzeServer(token=TOKEN, instances=(INSTANCE,), rate_limit=None)
         await fake.start()
         url, stop = fake.url, fake.stop
+        accepted = [0]
 
-        def stats() -> tuple[int, int]:
+        def stats() -> tuple[int, int, int]:
             calls = fake.placed_calls
-            result = (len(calls), sum(len(r.body) for r in calls))
+            opened = fake.connections_accepted - accepted[0]
+            accepted[0] = fake.connections_accepted
+            result = (len(calls), sum(len(r.body) for r in calls), opened)
             fake.reset()  # bounded memory: 1 MiB bodies are recorded
             return result
     else:
@@ -115,9 +125,9 @@ async def _serve(kind: str, conn: Connection) -> None:
         port = runner.addresses[0][1]
         url, stop = f"http://127.0.0.1:{port}", runner.cleanup
 
-        def stats() -> tuple[int, int]:
-            result = (placed[0], placed[1])
-            placed[0] = placed[1] = 0
+        def stats() -> tuple[int, int, int]:
+            result = (placed[0], placed[1], placed[2])
+            placed[0] = placed[1] = placed[2] = 0
             return result
 
     loop = asyncio.get_running_loop()
@@ -150,11 +160,11 @@ class ServerProcess:
             raise RuntimeError(f"the {kind} server did not start")
         self.url: str = self._conn.recv()
 
-    def take_stats(self) -> tuple[int, int]:
-        """(calls placed, body bytes) since the last call; resets the server's counts."""
+    def take_stats(self) -> tuple[int, int, int]:
+        """(calls placed, body bytes, connections opened) since the last call."""
         self._conn.send("stats")
-        calls, size = self._conn.recv()
-        return int(calls), int(size)
+        calls, size, opened = self._conn.recv()
+        return int(calls), int(size), int(opened)
 
     def close(self) -> None:
         self._conn.send("stop")
@@ -173,10 +183,8 @@ class Body:
     ryze_kwargs: dict[str, dict[str, Any]]  # variant label -> audio_call keyword arguments
 
 
-Opener = Callable[[str, Body, str], Awaitable[tuple[Call, "Close"]]]
-
-
 Close = Callable[[], Awaitable[None]]
+Opener = Callable[[str, Body, str], Awaitable[tuple[Call, Close]]]
 
 
 async def open_ryze(url: str, body: Body, variant: str) -> tuple[Call, Close]:
@@ -227,9 +235,13 @@ def openers(body: Body) -> dict[str, Opener]:
 
 @dataclass
 class Sample:
-    cpu: float  # seconds per call: user + system (time.process_time)
-    user: float  # the user-mode part (getrusage), the client's own code
+    """One block of calls by one variant."""
+
+    calls: int
+    cpu: float  # seconds: user + system (time.process_time)
+    user: float  # seconds in user mode (getrusage; tick-sampled, so only summed over blocks)
     wall: float
+    connects: int = 0  # TCP connections the client opened during the block (0: steady state)
 
 
 async def _calls(call: Call, n: int, workers: int) -> None:
@@ -246,19 +258,11 @@ async def _calls(call: Call, n: int, workers: int) -> None:
     await asyncio.gather(*(worker(share + (i < extra)) for i in range(workers)))
 
 
-async def measure(opener: Opener, url: str, body: Body, variant: str, *, n: int,
-                  workers: int) -> Sample:
-    call, close = await opener(url, body, variant)
-    try:
-        await _calls(call, 2 * workers, workers)  # one warm connection per worker: steady state
-        gc.collect()
-        usage, cpu, wall = getrusage(RUSAGE_SELF), time.process_time(), time.perf_counter()
-        await _calls(call, n, workers)
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        user = getrusage(RUSAGE_SELF).ru_utime - usage.ru_utime
-    finally:
-        await close()
-    return Sample(cpu / n, user / n, wall / n)
+async def measure_block(call: Call, n: int, workers: int) -> Sample:
+    usage, cpu, wall = getrusage(RUSAGE_SELF), time.process_time(), time.perf_counter()
+    await _calls(call, n, workers)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return Sample(n, cpu, getrusage(RUSAGE_SELF).ru_utime - usage.ru_utime, wall)
 
 
 class Encodes:
@@ -266,20 +270,19 @@ class Encodes:
 
     def __init__(self) -> None:
         self.count = 0
-        self._real = media_module.base64
 
     def b64encode(self, data: bytes) -> bytes:
         self.count += 1
-        return self._real.b64encode(data)
+        return base64.b64encode(data)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
+        return getattr(base64, name)
 
 
 async def count_encodes(url: str, body: Body, calls: int) -> dict[str, int]:
     """base64 encodes per variant over ``calls`` calls (untimed: the counter costs a little)."""
     counter = Encodes()
-    media_module.base64 = counter  # type: ignore[assignment]
+    setattr(media_module, "base64", counter)  # noqa: B010 - swap the module's global for a while
     try:
         counts = {}
         for variant in body.ryze_kwargs:
@@ -292,7 +295,7 @@ async def count_encodes(url: str, body: Body, calls: int) -> dict[str, int]:
             counts[variant] = counter.count
         return counts
     finally:
-        media_module.base64 = counter._real  # type: ignore[assignment]
+        setattr(media_module, "base64", base64)  # noqa: B010
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -306,7 +309,7 @@ def make_bodies() -> tuple[Body, Body, Media]:
     )
     audio = b"ID3\x04\x00\x00\x00\x00\x00\x00" + random.Random(1).randbytes(FILE_SIZE - 10)
     prepared = Media.from_bytes(audio)
-    b64 = media_module.base64.b64encode(audio).decode()
+    b64 = base64.b64encode(audio).decode()
     big = Body(
         "1 MiB file (mediaBase64)",
         json.dumps({"number": NUMBER, "mediaBase64": b64}, separators=(",", ":")).encode(),
@@ -316,37 +319,58 @@ def make_bodies() -> tuple[Body, Body, Media]:
     return small, big, prepared
 
 
-def run_mode(server: ServerProcess, body: Body, *, n: int, workers: int, repeats: int,
+def run_mode(server: ServerProcess, body: Body, *, n: int, workers: int, rounds: int,
              failures: list[str]) -> dict[str, list[Sample]]:
-    """Every variant ``repeats`` times, interleaved so drift in machine load hits all alike."""
-    samples: dict[str, list[Sample]] = {v: [] for v in openers(body)}
-    order = list(openers(body).items())
+    """All variants open side by side in one loop; ``rounds`` rounds of one block of calls each.
+
+    Blocks of a few tens of milliseconds, in a shuffled order every round, so drift in the
+    machine's load hits every variant alike; the median block is reported.
+    """
+    order = list(openers(body))
+    samples: dict[str, list[Sample]] = {v: [] for v in order}
     shuffle = random.Random(len(body.wire) + workers)
-    for _ in range(repeats):
-        shuffle.shuffle(order)  # no variant always runs right after the same neighbour
-        for variant, opener in order:
-            calls = calls_for(variant, n)
-            run = measure(opener, server.url, body, variant, n=calls, workers=workers)
-            samples[variant].append(asyncio.run(run))
-            placed, size = server.take_stats()
-            expected = calls + 2 * workers
-            if placed != expected:
-                failures.append(f"{variant} / {body.name}: {placed} of {expected} placed")
-            elif size != expected * len(body.wire):
-                failures.append(f"{variant} / {body.name}: {size / placed:.0f} bytes per call, "
-                                f"expected {len(body.wire)}")
+
+    def check(variant: str, calls: int) -> int:
+        placed, size, opened = server.take_stats()
+        if placed != calls:
+            failures.append(f"{variant} / {body.name}: {placed} of {calls} placed")
+        elif size != calls * len(body.wire):
+            failures.append(f"{variant} / {body.name}: {size / placed:.0f} bytes per call, "
+                            f"expected {len(body.wire)}")
+        return opened
+
+    async def run() -> None:
+        opened = {v: await opener(server.url, body, v) for v, opener in openers(body).items()}
+        try:
+            for variant, (call, _) in opened.items():
+                await _calls(call, 2 * workers, workers)  # a warm connection per worker
+                check(variant, 2 * workers)
+            for _ in range(rounds):
+                shuffle.shuffle(order)
+                gc.collect()  # once a round: a full collection takes tens of ms here
+                for variant in order:
+                    block = max(calls_for(variant, n) // rounds, 1)
+                    sample = await measure_block(opened[variant][0], block, workers)
+                    sample.connects = check(variant, block)
+                    samples[variant].append(sample)
+        finally:
+            for _, close in opened.values():
+                await close()
+
+    asyncio.run(run())
     return samples
 
 
 def calls_for(variant: str, n: int) -> int:
-    # httpx is 4-25x slower; a quarter of the calls measures it well and keeps the run short.
-    return max(n // 4, 4) if variant == HTTPX else n
+    # httpx is 4-25x slower: an eighth of the calls measures it well and keeps every round well
+    # under a second, so no client's idle connections outlive ryze_async's 1 s keep-alive.
+    return max(n // 8, 2) if variant == HTTPX else n
 
 
-def run_server(kind: str, quick: bool, repeats: int) -> tuple[list[str], list[str]]:
+def run_server(kind: str, quick: bool, rounds: int) -> tuple[list[str], list[str]]:
     """Measure every variant against one server; returns (table lines, failed checks)."""
     small, big, _ = make_bodies()
-    plan = [(small, 20 if quick else 2000), (big, 4 if quick else 150)]
+    plan = [(small, 20 if quick else 10_000), (big, 4 if quick else 1_000)]
     server = ServerProcess(kind)
     failures: list[str] = []
     described = "FakeRyzeServer (rate_limit=None)" if kind == "fake" else "minimal aiohttp.web"
@@ -356,7 +380,7 @@ def run_server(kind: str, quick: bool, repeats: int) -> tuple[list[str], list[st
         server.take_stats()
         for body, n in plan:
             for mode, workers in (("sequential", 1), (f"{WORKERS} concurrent", WORKERS)):
-                samples = run_mode(server, body, n=n, workers=workers, repeats=repeats,
+                samples = run_mode(server, body, n=n, workers=workers, rounds=rounds,
                                    failures=failures)
                 lines += table(body, mode, n, samples)
         encodes = asyncio.run(count_encodes(server.url, big, 3))
@@ -371,20 +395,24 @@ def run_server(kind: str, quick: bool, repeats: int) -> tuple[list[str], list[st
 
 
 def table(body: Body, mode: str, n: int, samples: dict[str, list[Sample]]) -> list[str]:
-    def median(field: str) -> dict[str, float]:
-        return {v: statistics.median(getattr(s, field) for s in ss) * 1e6
+    def per_call(field: str) -> dict[str, float]:
+        return {v: statistics.median(getattr(s, field) / s.calls for s in ss) * 1e6
                 for v, ss in samples.items()}
 
-    cpu, user, wall = median("cpu"), median("user"), median("wall")
-    lines = ["", f"{body.name}, {len(body.wire):,} B body, {mode}, {n} calls "
-             f"({calls_for(HTTPX, n)} for httpx), median of {len(samples[RAW])} runs",
+    cpu, wall = per_call("cpu"), per_call("wall")
+    user = {v: sum(s.user for s in ss) / sum(s.calls for s in ss) * 1e6
+            for v, ss in samples.items()}
+    rounds = len(samples[RAW])
+    lines = ["", f"{body.name}, {len(body.wire):,} B body, {mode}: {rounds} rounds of "
+             f"{samples[RAW][0].calls} calls ({samples[HTTPX][0].calls} for httpx), "
+             "median block",
              f"{'client':26} {'CPU us/call':>11} {'x aiohttp':>9} {'user us':>8} {'x aiohttp':>9} "
-             f"{'wall us/call':>12} {'x aiohttp':>9}"]
+             f"{'wall us/call':>12} {'x aiohttp':>9} {'connects':>8}"]
     lines.append("-" * len(lines[-1]))
-    for v in samples:
+    for v, ss in samples.items():
         lines.append(f"{v:26} {cpu[v]:11.1f} {ratio(cpu[v], cpu[RAW]):9.3f} {user[v]:8.1f} "
                      f"{ratio(user[v], user[RAW]):9.3f} {wall[v]:12.1f} "
-                     f"{ratio(wall[v], wall[RAW]):9.3f}")
+                     f"{ratio(wall[v], wall[RAW]):9.3f} {sum(s.connects for s in ss):8d}")
     httpx_cpu = cpu[HTTPX]
     for v in (v for v in samples if v.startswith("ryze_async") and "bytes" not in v):
         x_raw = ratio(cpu[v], cpu[RAW])
@@ -415,10 +443,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="CI smoke: few calls, one repeat, both servers; checks, no timings")
     parser.add_argument("--server", choices=("minimal", "fake", "both"),
                         help="server to measure against (default: minimal; --quick: both)")
-    parser.add_argument("--repeats", type=int, default=9, help="repeats per variant (default 9)")
+    parser.add_argument("--rounds", type=int, default=25,
+                        help="rounds of one block per variant (default 25)")
     args = parser.parse_args(argv)
     kind = args.server or ("both" if args.quick else "minimal")
-    repeats = 1 if args.quick else args.repeats
+    rounds = 2 if args.quick else args.rounds
     print(machine())
     started = time.perf_counter()
     prepare = time.process_time()
@@ -427,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{(time.process_time() - prepare) * 1e3:.1f} ms CPU")
     failures: list[str] = []
     for server_kind in ("minimal", "fake") if kind == "both" else (kind,):
-        lines, failed = run_server(server_kind, args.quick, repeats)
+        lines, failed = run_server(server_kind, args.quick, rounds)
         print("\n".join(lines), end="\n\n")
         failures += failed
     print(f"total {time.perf_counter() - started:.0f} s"

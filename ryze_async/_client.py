@@ -21,6 +21,7 @@ from ._errors import (
     ConnectionFailedError,
     InvalidRequestError,
     OutcomeUnknownError,
+    RyzeError,
     error_for_status,
 )
 from ._limiter import QuotaLimiter, shared_limiter
@@ -29,9 +30,10 @@ from ._models import (
     AudioCallBody,
     CallResult,
     FakeCallBody,
+    RateLimitFields,
     RateLimitInfo,
     audio_wire_parts,
-    parse_rate_limit,
+    rate_limit_fields,
     seconds_until_reset,
 )
 from ._numbers import normalize_number
@@ -48,8 +50,9 @@ try:
     from orjson import loads as _orjson_loads
 except ImportError:  # pragma: no cover - tests force this path by setting it to None
     _orjson_loads = None
-# 19 digits in a row may be an integer outside 64 bits (phone numbers have at most 15).
-_LONG_DIGIT_RUN = re.compile(rb"[0-9]{19}")
+# A JSON number of 19 digits or more may be outside 64 bits. A number token follows ":", "," or
+# "[" (and maybe blanks and "-"), so digits inside strings (ids, phone numbers) rarely match.
+_LONG_INTEGER = re.compile(rb"[:,\[]\s*-?[0-9]{19}")
 
 #: Awaited once, after the quota admits the call and right before the first byte is sent.
 BeforeSend = Callable[[], Awaitable[None]]
@@ -297,24 +300,36 @@ class RyzeClient:
                 response = await self._retry.resend(
                     exc, functools.partial(transport.send, url, headers, body)
                 )
-            info = parse_rate_limit(response.headers)
-            status = response.status
-            # Only the limiter and a 429 need the reset; most answers skip the Date arithmetic.
-            reset_after = (
-                seconds_until_reset(response.headers, info.reset if info else None)
-                if status == 429 or (limiter is not None and info is not None)
-                else None
-            )
-            if limiter is not None and info is not None:
-                limiter.observe(limit=info.limit, remaining=info.remaining, reset_after=reset_after)
-            if _log.isEnabledFor(logging.DEBUG):
-                _log.debug(
-                    "POST %s -> %d in %.1f ms (remaining %s)", self._config.redact(url),
-                    status, (time.perf_counter() - started) * 1e3,
-                    info.remaining if info else "?",
+            try:
+                rate = rate_limit_fields(response.headers)
+                status = response.status
+                # Only the limiter and a 429 need the reset; most answers skip the Date arithmetic.
+                reset_after = (
+                    seconds_until_reset(response.headers, rate["reset"] if rate else None)
+                    if status == 429 or (limiter is not None and rate is not None)
+                    else None
                 )
-            if status != 429 or rate_limited >= self._config.max_retries:
-                return self._interpret(response, info)
+                if limiter is not None and rate is not None:
+                    limiter.observe(
+                        limit=rate["limit"], remaining=rate["remaining"], reset_after=reset_after
+                    )
+                if _log.isEnabledFor(logging.DEBUG):
+                    _log.debug(
+                        "POST %s -> %d in %.1f ms (remaining %s)", self._config.redact(url),
+                        status, (time.perf_counter() - started) * 1e3,
+                        rate["remaining"] if rate else "?",
+                    )
+                if status != 429 or rate_limited >= self._config.max_retries:
+                    return self._interpret(response, rate)
+            except RyzeError:
+                raise
+            except Exception as exc:
+                # The request reached the server: a fault in reading its answer must not
+                # escape as something a caller could take for "not placed".
+                raise OutcomeUnknownError(
+                    f"HTTP {response.status}: the answer could not be read "
+                    f"({type(exc).__name__}); the call may have been placed"
+                ) from exc
             rate_limited += 1
             # A reset in the wrong unit (milliseconds, say) must not park the caller for days.
             ceiling = 2 * self._config.rate_period + 5
@@ -325,7 +340,7 @@ class RyzeClient:
             else:
                 await asyncio.sleep(delay)
 
-    def _interpret(self, response: RawResponse, info: RateLimitInfo | None) -> CallResult:
+    def _interpret(self, response: RawResponse, rate: RateLimitFields | None) -> CallResult:
         status = response.status
         data = _json_object(response.body)
         if 200 <= status < 300:
@@ -335,9 +350,10 @@ class RyzeClient:
                     f"({self._describe(response)}); the call may have been placed"
                 )
             try:
-                # data is this answer's own fresh dict: completed in place, not copied.
+                # data is this answer's own fresh dict: completed in place, not copied, and
+                # validated once with the rate limit inside.
                 data["status"] = status
-                data["rate_limit"] = info
+                data["rate_limit"] = rate
                 return CallResult.model_validate(data)
             except ValidationError:
                 raise OutcomeUnknownError(
@@ -354,6 +370,7 @@ class RyzeClient:
             message = f"redirect to {location} not followed (the token stays with the base URL)"
         else:
             message = self._describe(response)
+        info = None if rate is None else RateLimitInfo.model_validate(rate)
         reset_at = info.reset if info is not None else None
         raise error_for_status(
             status, message, rate_limit=info, from_api=from_api, reset_at=reset_at
@@ -372,7 +389,7 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
     # orjson refuses what json accepts (NaN, Infinity, a BOM, UTF-16, lone surrogates) and reads
     # integers beyond 64 bits as floats: json has the last word on those, so an answer reads
     # exactly as it does without orjson.
-    if _orjson_loads is not None and _LONG_DIGIT_RUN.search(body) is None:
+    if _orjson_loads is not None and _LONG_INTEGER.search(body) is None:
         try:
             data = _orjson_loads(body)
         except ValueError:

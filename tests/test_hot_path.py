@@ -107,7 +107,24 @@ BODIES = [
     '{"a":1}'.encode("utf-16"), b'{"a":"\\ud800"}', b"[1]", b"", b"nope", b'{"a":"\xff"}',
     b'{"a":1,"a":2}', b'{"a":123456789012345678901234567890}', b'{"a":-9223372036854775809}',
     b'{"a":18446744073709551616}', b'{"a":-0.0,"b":1.0000000000000002,"c":1E5}',
+    b'{"a": [1, -12345678901234567890123]}', b'{"a":\n123456789012345678901}',
 ]
+
+
+def test_orjson_reads_ordinary_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[bytes] = []
+
+    def loads(body: bytes) -> object:
+        seen.append(body)
+        return json.loads(body)
+
+    monkeypatch.setattr(client_module, "_orjson_loads", loads)
+    ordinary = b'{"success":true,"callId":"AC00000000000000000000001","number":"5511999999999"}'
+    assert client_module._json_object(ordinary) == json.loads(ordinary)
+    assert seen == [ordinary]  # long digit runs inside strings do not force the json fallback
+    for long_integer in (b'{"a":12345678901234567890}', b'{"a": [ -12345678901234567890]}'):
+        assert client_module._json_object(long_integer) == json.loads(long_integer)
+    assert seen == [ordinary]
 
 
 @pytest.mark.parametrize("body", BODIES)
