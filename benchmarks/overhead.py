@@ -16,6 +16,7 @@ shuffled order, each variant places one block of calls. The table gives the medi
 connections opened while measured, with ratios to raw aiohttp. Raw aiohttp and httpx post the
 same pre-built body with the same headers on one session and read the JSON answer; ryze_async
 builds, validates and interprets every call itself, with its quota lifted (``rate_limit=None``).
+The variants and bodies are in ``_overhead_clients.py``.
 
     python benchmarks/overhead.py                  # full run on the minimal server, ~40 s
     python benchmarks/overhead.py --server fake    # the same against FakeRyzeServer
@@ -30,50 +31,41 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import gc
 import json
-import multiprocessing as mp
-import os
 import platform
 import random
 import statistics
 import sys
 import time
 import weakref
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from resource import RUSAGE_SELF, getrusage
-from typing import Any
 
 import aiohttp
 import httpx
+from _loopback import ServerProcess, Stop, answer_commands, rate_headers, start_site
+from _overhead_clients import (
+    HTTPX,
+    INSTANCE,
+    NUMBER,
+    RAW,
+    TOKEN,
+    Body,
+    Call,
+    count_encodes,
+    make_bodies,
+    openers,
+    place_calls,
+)
+from _report import finish, machine, ruled
 from aiohttp import web
 
-import ryze_async
-from ryze_async import CallResult, Media, RyzeClient
-from ryze_async import _media as media_module
-
-TOKEN = "bench-token"
-INSTANCE = "bench"
-NUMBER = "5511999990001"
-MEDIA_URL = "https://example.com/message.mp3"
-FILE_SIZE = 1024 * 1024
 WORKERS = 20
 CPU_TARGET = 1.15
-RAW = "raw aiohttp"
-HTTPX = "httpx.AsyncClient"
-HEADERS = {
-    "token": TOKEN,
-    "Content-Type": "application/json",
-    "Accept": "application/json",
-    "User-Agent": f"ryze-async/{ryze_async.__version__}",
-}
 ANSWER = json.dumps({"success": True, "message": "Audio call placed",
                      "callId": "3F2A9C41D07B5E8A6C1D", "number": NUMBER}).encode()
-
-Call = Callable[[], Awaitable[None]]
 
 
 # -- the server process -----------------------------------------------------------------------
@@ -96,10 +88,10 @@ async def _serve(kind: str, conn: Connection) -> None:
         if request.transport is not None and request.transport not in seen:
             seen.add(request.transport)
             placed[2] += 1
-        headers = {"X-RateLimit-Limit": "2147483647", "X-RateLimit-Remaining": "2147483646",
-                   "X-RateLimit-Reset": str(int(time.time()) + 60)}
-        return web.Response(body=ANSWER, content_type="application/json", headers=headers)
+        return web.Response(body=ANSWER, content_type="application/json",
+                            headers=rate_headers())
 
+    stop: Stop
     if kind == "fake":
         from ryze_async.testing import FakeRyzeServer  # noqa: PLC0415 - server process only
 
@@ -118,120 +110,30 @@ async def _serve(kind: str, conn: Connection) -> None:
     else:
         app = web.Application(client_max_size=64 * 2**20)
         app.router.add_post("/api/call/audio/{instance}", answer)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        url, stop = f"http://127.0.0.1:{port}", runner.cleanup
+        url, stop = await start_site(app)
 
         def stats() -> tuple[int, int, int]:
             result = (placed[0], placed[1], placed[2])
             placed[0] = placed[1] = placed[2] = 0
             return result
 
-    loop = asyncio.get_running_loop()
-    done = asyncio.Event()
-
-    def on_command() -> None:
-        if conn.recv() == "stats":
-            conn.send(stats())
-        else:
-            done.set()
-
-    loop.add_reader(conn.fileno(), on_command)
-    conn.send(url)
-    await done.wait()
-    loop.remove_reader(conn.fileno())
-    await stop()
+    await answer_commands(conn, url, stats, stop)
 
 
-class ServerProcess:
+class Server(ServerProcess):
     """The server in its own process (spawned: nothing of the client's state is shared)."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        ctx = mp.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._process = ctx.Process(target=serve, args=(kind, child), daemon=True)
-        self._process.start()
-        child.close()
-        if not self._conn.poll(30):
-            raise RuntimeError(f"the {kind} server did not start")
-        self.url: str = self._conn.recv()
+        super().__init__(serve, kind, name=f"{kind} server")
 
     def take_stats(self) -> tuple[int, int, int]:
         """(calls placed, body bytes, connections opened) since the last call."""
-        self._conn.send("stats")
-        calls, size, opened = self._conn.recv()
+        calls, size, opened = self.stats()
         return int(calls), int(size), int(opened)
 
-    def close(self) -> None:
-        self._conn.send("stop")
-        self._process.join(10)
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join()
 
-
-# -- the client variants ----------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Body:
-    name: str
-    wire: bytes  # what raw aiohttp and httpx post
-    ryze_kwargs: dict[str, dict[str, Any]]  # variant label -> audio_call keyword arguments
-
-
-Close = Callable[[], Awaitable[None]]
-Opener = Callable[[str, Body, str], Awaitable[tuple[Call, Close]]]
-
-
-async def open_ryze(url: str, body: Body, variant: str) -> tuple[Call, Close]:
-    client = RyzeClient(TOKEN, INSTANCE, base_url=url, rate_limit=None)
-    kwargs = body.ryze_kwargs[variant]
-
-    async def call() -> None:
-        result = await client.audio_call(NUMBER, **kwargs)
-        if not (isinstance(result, CallResult) and result.success):
-            raise RuntimeError(f"not placed: {result!r}")
-
-    return call, client.aclose
-
-
-async def open_aiohttp(url: str, body: Body, _: str) -> tuple[Call, Close]:
-    session = aiohttp.ClientSession()
-    endpoint = f"{url}/api/call/audio/{INSTANCE}"
-    wire = body.wire
-
-    async def call() -> None:
-        async with session.post(endpoint, data=wire, headers=HEADERS) as response:
-            data = await response.json()
-            if response.status != 200 or data.get("success") is not True:
-                raise RuntimeError(f"not placed: {response.status}")
-
-    return call, session.close
-
-
-async def open_httpx(url: str, body: Body, _: str) -> tuple[Call, Close]:
-    client = httpx.AsyncClient()
-    endpoint = f"{url}/api/call/audio/{INSTANCE}"
-    wire = body.wire
-
-    async def call() -> None:
-        response = await client.post(endpoint, content=wire, headers=HEADERS)
-        if response.status_code != 200 or response.json().get("success") is not True:
-            raise RuntimeError(f"not placed: {response.status_code}")
-
-    return call, client.aclose
-
-
-def openers(body: Body) -> dict[str, Opener]:
-    result: dict[str, Opener] = dict.fromkeys(body.ryze_kwargs, open_ryze)
-    result[RAW] = open_aiohttp
-    result[HTTPX] = open_httpx
-    return result
-
+# -- measuring --------------------------------------------------------------------------------
 
 @dataclass
 class Sample:
@@ -244,82 +146,16 @@ class Sample:
     connects: int = 0  # TCP connections the client opened during the block (0: steady state)
 
 
-async def _calls(call: Call, n: int, workers: int) -> None:
-    if workers == 1:
-        for _ in range(n):
-            await call()
-        return
-
-    async def worker(count: int) -> None:
-        for _ in range(count):
-            await call()
-
-    share, extra = divmod(n, workers)
-    await asyncio.gather(*(worker(share + (i < extra)) for i in range(workers)))
-
-
 async def measure_block(call: Call, n: int, workers: int) -> Sample:
     usage, cpu, wall = getrusage(RUSAGE_SELF), time.process_time(), time.perf_counter()
-    await _calls(call, n, workers)
+    await place_calls(call, n, workers)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return Sample(n, cpu, getrusage(RUSAGE_SELF).ru_utime - usage.ru_utime, wall)
 
 
-class Encodes:
-    """Counts base64 encodes done by ryze_async's media module (a stand-in for its ``base64``)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def b64encode(self, data: bytes) -> bytes:
-        self.count += 1
-        return base64.b64encode(data)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(base64, name)
-
-
-async def count_encodes(url: str, body: Body, calls: int) -> dict[str, int]:
-    """base64 encodes per variant over ``calls`` calls (untimed: the counter costs a little)."""
-    counter = Encodes()
-    setattr(media_module, "base64", counter)  # noqa: B010 - swap the module's global for a while
-    try:
-        counts = {}
-        for variant in body.ryze_kwargs:
-            counter.count = 0
-            call, close = await open_ryze(url, body, variant)
-            try:
-                await _calls(call, calls, 1)
-            finally:
-                await close()
-            counts[variant] = counter.count
-        return counts
-    finally:
-        setattr(media_module, "base64", base64)  # noqa: B010
-
-
 # -- the run -----------------------------------------------------------------------------------
 
-def make_bodies() -> tuple[Body, Body, Media]:
-    small = Body(
-        "media_url (small body)",
-        json.dumps({"number": NUMBER, "mediaUrl": MEDIA_URL}, separators=(",", ":")).encode(),
-        {"ryze_async media_url=str": {"media_url": MEDIA_URL},
-         "ryze_async media=Media": {"media": Media.from_url(MEDIA_URL)}},
-    )
-    audio = b"ID3\x04\x00\x00\x00\x00\x00\x00" + random.Random(1).randbytes(FILE_SIZE - 10)
-    prepared = Media.from_bytes(audio)
-    b64 = base64.b64encode(audio).decode()
-    big = Body(
-        "1 MiB file (mediaBase64)",
-        json.dumps({"number": NUMBER, "mediaBase64": b64}, separators=(",", ":")).encode(),
-        {"ryze_async media=Media": {"media": prepared},
-         "ryze_async media=bytes": {"media": audio}},
-    )
-    return small, big, prepared
-
-
-def run_mode(server: ServerProcess, body: Body, *, n: int, workers: int, rounds: int,
+def run_mode(server: Server, body: Body, *, n: int, workers: int, rounds: int,
              failures: list[str]) -> dict[str, list[Sample]]:
     """All variants open side by side in one loop; ``rounds`` rounds of one block of calls each.
 
@@ -343,7 +179,7 @@ def run_mode(server: ServerProcess, body: Body, *, n: int, workers: int, rounds:
         opened = {v: await opener(server.url, body, v) for v, opener in openers(body).items()}
         try:
             for variant, (call, _) in opened.items():
-                await _calls(call, 2 * workers, workers)  # a warm connection per worker
+                await place_calls(call, 2 * workers, workers)  # a warm connection per worker
                 check(variant, 2 * workers)
             for _ in range(rounds):
                 shuffle.shuffle(order)
@@ -371,7 +207,7 @@ def run_server(kind: str, quick: bool, rounds: int) -> tuple[list[str], list[str
     """Measure every variant against one server; returns (table lines, failed checks)."""
     small, big, _ = make_bodies()
     plan = [(small, 20 if quick else 10_000), (big, 4 if quick else 1_000)]
-    server = ServerProcess(kind)
+    server = Server(kind)
     failures: list[str] = []
     described = "FakeRyzeServer (rate_limit=None)" if kind == "fake" else "minimal aiohttp.web"
     lines = [f"server: {described} in a separate process at {server.url}; "
@@ -403,12 +239,11 @@ def table(body: Body, mode: str, n: int, samples: dict[str, list[Sample]]) -> li
     user = {v: sum(s.user for s in ss) / sum(s.calls for s in ss) * 1e6
             for v, ss in samples.items()}
     rounds = len(samples[RAW])
-    lines = ["", f"{body.name}, {len(body.wire):,} B body, {mode}: {rounds} rounds of "
-             f"{samples[RAW][0].calls} calls ({samples[HTTPX][0].calls} for httpx), "
-             "median block",
-             f"{'client':26} {'CPU us/call':>11} {'x aiohttp':>9} {'user us':>8} {'x aiohttp':>9} "
-             f"{'wall us/call':>12} {'x aiohttp':>9} {'connects':>8}"]
-    lines.append("-" * len(lines[-1]))
+    lines = ruled("", f"{body.name}, {len(body.wire):,} B body, {mode}: {rounds} rounds of "
+                  f"{samples[RAW][0].calls} calls ({samples[HTTPX][0].calls} for httpx), "
+                  "median block",
+                  f"{'client':26} {'CPU us/call':>11} {'x aiohttp':>9} {'user us':>8} "
+                  f"{'x aiohttp':>9} {'wall us/call':>12} {'x aiohttp':>9} {'connects':>8}")
     for v, ss in samples.items():
         lines.append(f"{v:26} {cpu[v]:11.1f} {ratio(cpu[v], cpu[RAW]):9.3f} {user[v]:8.1f} "
                      f"{ratio(user[v], user[RAW]):9.3f} {wall[v]:12.1f} "
@@ -429,14 +264,6 @@ def ratio(value: float, base: float) -> float:
     return value / base if base else float("nan")
 
 
-def machine() -> str:
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()} "
-            f"({platform.python_implementation()}), {platform.system()} {platform.release()}, "
-            f"aiohttp {aiohttp.__version__}, httpx {httpx.__version__}, "
-            f"ryze_async {ryze_async.__version__}; load average {load}")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true",
@@ -448,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     kind = args.server or ("both" if args.quick else "minimal")
     rounds = 2 if args.quick else args.rounds
-    print(machine())
+    print(machine(f"Python {platform.python_version()} ({platform.python_implementation()})",
+                  f"{platform.system()} {platform.release()}", f"aiohttp {aiohttp.__version__}",
+                  f"httpx {httpx.__version__}"))
     started = time.perf_counter()
     prepare = time.process_time()
     make_bodies()
@@ -459,14 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         lines, failed = run_server(server_kind, args.quick, rounds)
         print("\n".join(lines), end="\n\n")
         failures += failed
-    print(f"total {time.perf_counter() - started:.0f} s"
-          + ("; --quick: timings are not meaningful" if args.quick else ""))
-    if failures:
-        print("FAIL: " + "; ".join(failures))
-        return 1
-    print("OK: every call placed, same bytes per call in every variant, prepared Media never "
-          "re-encoded")
-    return 0
+    return finish(started, args.quick, failures, "every call placed, same bytes per call in every "
+                  "variant, prepared Media never re-encoded", sep="; ")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,65 @@
-"""Shared fixtures: a client factory bound to a fake server, closed at teardown."""
+"""Shared fixtures: a client factory bound to a fake server, closed at teardown; a plain aiohttp
+session for the tests that talk to the fake server without the client; and a guard that keeps
+every test in this process on loopback."""
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aiohttp
 import pytest
 
 from ryze_async import RyzeClient
 from ryze_async.testing import FakeRyzeServer
 
 ClientFactory = Callable[..., RyzeClient]
+
+
+def _loopback(host: object) -> bool:
+    name = host.decode() if isinstance(host, bytes) else str(host)
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail any test that would resolve or connect to anything but loopback.
+
+    A bug that sent a request to the default base URL (the real RyzeAPI) would otherwise place a
+    real call; here it fails before a DNS query or a SYN leaves the machine.
+    """
+    real_getaddrinfo = socket.getaddrinfo
+    real_connect = socket.socket.connect
+    real_connect_ex = socket.socket.connect_ex
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host is not None and not _loopback(host):
+            raise socket.gaierror(socket.EAI_NONAME, f"tests reach loopback only, not {host!r}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def refuse_remote(address: Any) -> None:
+        if isinstance(address, tuple) and not _loopback(address[0]):
+            raise ConnectionRefusedError(f"tests reach loopback only, not {address[0]!r}")
+
+    def connect(self: socket.socket, address: Any) -> None:
+        refuse_remote(address)
+        real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> int:
+        refuse_remote(address)
+        return real_connect_ex(self, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+
 
 
 @pytest.fixture
@@ -35,3 +84,9 @@ async def make_client() -> AsyncIterator[ClientFactory]:
     yield factory
     for client in clients:
         await client.aclose()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client_session:
+        yield client_session

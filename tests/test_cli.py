@@ -261,8 +261,8 @@ async def test_call_and_fake_call(server: FakeRyzeServer, tmp_path: Path) -> Non
 
 
 async def test_demo_runs_offline_against_its_own_sandbox(tmp_path: Path) -> None:
-    # RYZE_* point somewhere unroutable: the demo must ignore them entirely.
-    env = env_for(None, RYZE_TOKEN="not-the-demo-token", RYZE_BASE_URL="http://192.0.2.1:9",
+    # RYZE_* point at a closed loopback port: the demo must ignore them entirely.
+    env = env_for(None, RYZE_TOKEN="not-the-demo-token", RYZE_BASE_URL="http://127.0.0.1:9",
                   RYZE_INSTANCE="nope")
     code, out, err = await run([sys.executable, "-m", "ryze_async", "demo", "--numbers", "40",
                                 "--rate-limit", "1000", "--rate-period", "1", "--dir",

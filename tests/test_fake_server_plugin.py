@@ -1,0 +1,64 @@
+"""The fake server's pytest plugin: its fixtures, their teardown, and its pytest-asyncio guard."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import aiohttp
+import pytest
+
+from ryze_async.testing import ServerFactory
+
+from .fake_server_helpers import call
+
+pytest_plugins = ("pytester",)
+
+
+async def test_factory_fixture_builds_independent_servers(
+    ryze_server_factory: ServerFactory, session: aiohttp.ClientSession
+) -> None:
+    one = await ryze_server_factory(rate_limit=1)
+    two = await ryze_server_factory(token="other", instances=["x"])
+    assert one.port != two.port
+    assert (await call(session, one)).status == 200
+    assert (await call(session, one)).status == 429
+    assert (await call(session, two, token="other", instance="x")).status == 200
+    assert len(two.placed_calls) == 1
+
+
+def test_plugin_stops_factory_servers_at_teardown(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import aiohttp, pytest
+
+        seen = []
+
+        @pytest.mark.asyncio
+        async def test_make(ryze_server_factory, ryze_server):
+            seen.append(await ryze_server_factory())
+            seen.append(ryze_server)
+
+        @pytest.mark.asyncio
+        async def test_stopped():
+            for server in seen:
+                async with aiohttp.ClientSession() as session:
+                    with pytest.raises(aiohttp.ClientConnectorError):
+                        await session.get(server.url + "/health")
+        """
+    )
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "-W", "error", "-o", "asyncio_default_fixture_loop_scope=function"
+    )
+    result.assert_outcomes(passed=2)
+
+
+def test_plugin_registers_nothing_without_pytest_asyncio(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pytest_asyncio", None)
+    spec = importlib.util.find_spec("ryze_async.testing._plugin")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert not hasattr(module, "ryze_server")
+    assert not hasattr(module, "ryze_server_factory")
