@@ -15,7 +15,6 @@ from ._errors import (
     OutcomeUnknownError,
     PermissionDeniedError,
     RateLimitError,
-    ServerError,
 )
 
 __all__ = ["CampaignOutcome", "CampaignSummary", "StopReason", "Verdict", "classify"]
@@ -111,11 +110,15 @@ def classify(exc: Exception) -> Verdict | None:
     The mapping (CONTRACT "Campaign mapping"): 401/403/404/not-connected trip the breaker
     and leave the number pending; 429 and connection failures are provably not placed (back
     to pending, retried later; a non-retryable connection failure such as TLS trips the
-    breaker at once); ``OutcomeUnknownError`` and a ``ServerError`` that may have been
-    processed are unknown; everything else the server refused is failed.
+    breaker at once); every ``OutcomeUnknownError`` (a hang-up, a timeout, an answer that
+    is not RyzeAPI's envelope whatever its status or text) is unknown; everything else
+    RyzeAPI refused is failed.
     """
     verdict: Verdict | None = None
-    if isinstance(exc, _BREAKERS):
+    # First: "may have been placed" wins over any other class an error may also have.
+    if isinstance(exc, OutcomeUnknownError):
+        verdict = Verdict("unknown", exc.status, str(exc))
+    elif isinstance(exc, _BREAKERS):
         verdict = Verdict("pending", exc.status, str(exc),
                           breaker=f"{type(exc).__name__}: {exc}")
     elif isinstance(exc, RateLimitError):
@@ -123,11 +126,6 @@ def classify(exc: Exception) -> Verdict | None:
     elif isinstance(exc, ConnectionFailedError):
         verdict = Verdict("pending", None, str(exc), requeue=True, connection_failure=True,
                           breaker=None if exc.retryable else f"ConnectionFailedError: {exc}")
-    elif isinstance(exc, OutcomeUnknownError):
-        verdict = Verdict("unknown", None, str(exc))
-    elif isinstance(exc, ServerError):
-        verdict = Verdict("unknown" if exc.may_have_been_processed else "failed", exc.status,
-                          str(exc))
     elif isinstance(exc, APIError):
         verdict = Verdict("failed", exc.status, str(exc))
     elif isinstance(exc, InvalidRequestError):

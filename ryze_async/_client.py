@@ -15,7 +15,7 @@ from typing import Any, Literal, Self, TypeVar
 
 from pydantic import ValidationError
 
-from ._config import ClientConfig
+from ._config import ClientConfig, Secret
 from ._errors import (
     ClientClosedError,
     ConnectionFailedError,
@@ -60,6 +60,7 @@ MediaArg = bytes | bytearray | memoryview | str | os.PathLike[str] | Media
 _CallKind = Literal["audio", "fake"]
 _BodyT = TypeVar("_BodyT", AudioCallBody, FakeCallBody)
 _URL_MEDIA_CACHE_CHARS = 2048
+_EXCERPT_CHARS = 200
 
 
 class RyzeClient:
@@ -94,8 +95,12 @@ class RyzeClient:
         backoff_initial: float = 0.5,
         backoff_max: float = 8.0,
     ) -> None:
+        # The raw token leaves this frame's locals at once: a traceback of any error raised
+        # below (a refused setting) must not carry it to an error tracker.
+        secret = Secret(token)
+        del token
         self._config = ClientConfig.build(
-            token=token, instance=instance, base_url=base_url, rate_limit=rate_limit,
+            token=secret, instance=instance, base_url=base_url, rate_limit=rate_limit,
             rate_period=rate_period, rate_margin=rate_margin, max_retries=max_retries,
             timeout=timeout, connect_timeout=connect_timeout,
             keepalive_timeout=keepalive_timeout, allow_http=allow_http,
@@ -116,7 +121,9 @@ class RyzeClient:
         self._closed = False
 
     def __repr__(self) -> str:
-        cfg = self._config
+        cfg: ClientConfig | None = getattr(self, "_config", None)
+        if cfg is None:  # a constructor that raised leaves a half-built object behind
+            return "RyzeClient(<not configured>)"
         return (
             f"RyzeClient(instance={cfg.instance!r}, base_url={cfg.base_url!r}, "
             f"rate_limit={cfg.rate_limit}/{cfg.rate_period:g}s, token=<redacted>)"
@@ -346,42 +353,63 @@ class RyzeClient:
         if 200 <= status < 300:
             if data is None or data.get("success") is not True:
                 raise OutcomeUnknownError(
-                    f"HTTP {status} but the body is not a success report "
-                    f"({self._describe(response)}); the call may have been placed"
+                    f"the body is not a success report ({self._describe(response)}); "
+                    "the call may have been placed",
+                    status=status,
                 )
             try:
                 # data is this answer's own fresh dict: completed in place, not copied, and
                 # validated once with the rate limit inside.
+                self._redact_fields(data)
                 data["status"] = status
                 data["rate_limit"] = rate
                 return CallResult.model_validate(data)
             except ValidationError:
                 raise OutcomeUnknownError(
-                    f"HTTP {status} with a malformed success report ({self._describe(response)}); "
-                    "the call may have been placed"
+                    f"a malformed success report ({self._describe(response)}); "
+                    "the call may have been placed",
+                    status=status,
                 ) from None
-        error = data.get("error") if data is not None else None
+        error = self._error(response, data, rate)
+        del data  # what the server said stays out of the traceback's locals
+        raise error
+
+    def _redact_fields(self, data: dict[str, Any]) -> None:
+        # A server that echoes the token (in its message, say) must not put it in a CallResult.
+        redact = self._config.redact
+        for key in ("message", "callId", "number"):
+            value = data.get(key)
+            if type(value) is str:
+                data[key] = redact(value)
+
+    def _error(
+        self, response: RawResponse, data: dict[str, Any] | None, rate: RateLimitFields | None
+    ) -> RyzeError:
+        """The error for an error status: only RyzeAPI's envelope can say "not placed"."""
+        status = response.status
+        error = data.get("error") if data is not None and data.get("success") is False else None
         api_message = error.get("message") if isinstance(error, dict) else None
-        from_api = isinstance(api_message, str)
         if isinstance(api_message, str):
             message = self._config.redact(api_message)
         elif 300 <= status < 400:
-            location = self._config.redact(response.headers.get("Location", "?"))
+            location = self._config.secret.excerpt(response.headers.get("Location", "?"), 200)
             message = f"redirect to {location} not followed (the token stays with the base URL)"
         else:
             message = self._describe(response)
         info = None if rate is None else RateLimitInfo.model_validate(rate)
         reset_at = info.reset if info is not None else None
-        raise error_for_status(
-            status, message, rate_limit=info, from_api=from_api, reset_at=reset_at
+        return error_for_status(
+            status, message, rate_limit=info, from_api=isinstance(api_message, str),
+            reset_at=reset_at,
         )
 
     def _describe(self, response: RawResponse) -> str:
-        content_type = response.headers.get("Content-Type", "no content type")
-        excerpt = response.body[:200].decode("utf-8", "replace").strip()
-        return self._config.redact(
-            f"{content_type}, {len(response.body)} bytes: {excerpt!r}"
-        )
+        content_type = self._config.redact(response.headers.get("Content-Type", "no content type"))
+        # The whole (capped) body is redacted before it is cut: a cut first could leave a
+        # prefix of the token that no longer matches it.
+        text = response.body.decode("utf-8", "replace").strip()
+        excerpt = self._config.secret.excerpt(text, _EXCERPT_CHARS)
+        return f"{content_type[:100]}, {len(response.body)} bytes: {excerpt}"
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:

@@ -3,17 +3,93 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
 from ._errors import InvalidRequestError
 from ._version import __version__
 
-__all__ = ["DEFAULT_BASE_URL", "ClientConfig"]
+__all__ = ["DEFAULT_BASE_URL", "ClientConfig", "Secret"]
 
 DEFAULT_BASE_URL = "https://ryzeapi.cloud"
 _PATHS = {"audio": "/api/call/audio/", "fake": "/api/call/fake/"}
+
+
+#: Redacted text stands in for the token; a token prefix this long or longer at the end of a
+#: cut excerpt is dropped too (a shorter one carries too little of the secret to matter).
+REDACTED = "<redacted>"
+_MIN_PREFIX = 4
+
+
+class Secret:
+    """The token, kept where a repr, a log or a traceback's locals cannot show it.
+
+    Its repr and str are redacted, so an error tracker that captures frame locals (Sentry does
+    by default) records ``<redacted>`` wherever a frame holds it. Only the transport reveals
+    the value, in the frame that sends (see ``_transport``).
+    """
+
+    __slots__ = ("_forms", "_value")
+
+    def __init__(self, value: object) -> None:
+        self._value = value
+        # The token as it may appear in text we build from an answer: raw, and escaped by
+        # repr() (a backslash or quote doubles up) or by JSON.
+        forms: set[str] = set()
+        if isinstance(value, str) and value:
+            forms = {value, repr(value)[1:-1], json.dumps(value)[1:-1], quote(value, safe="")}
+        self._forms = tuple(sorted(forms, key=len, reverse=True))
+
+    def __repr__(self) -> str:
+        return REDACTED
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("a Secret is not pickled")
+
+    def reveal(self) -> str:
+        """The token itself: for the request header only."""
+        return self._value if isinstance(self._value, str) else ""
+
+    @property
+    def given(self) -> bool:
+        return self._value is not None and self._value != ""
+
+    def problem(self) -> str | None:
+        """Why the token cannot be sent, or None; never echoes the value."""
+        value = self._value
+        if not value:
+            return "no token: pass token= or set RYZE_TOKEN"
+        if not isinstance(value, str) or any(ord(ch) < 33 or ord(ch) > 126 for ch in value):
+            return "token must be printable ASCII without spaces or line breaks"
+        return None
+
+    def redact(self, text: str) -> str:
+        for form in self._forms:
+            if form in text:
+                text = text.replace(form, REDACTED)
+        return text
+
+    def excerpt(self, text: str, limit: int) -> str:
+        """``repr(text)`` cut to ``limit`` characters, with no trace of the token.
+
+        Redacted before repr() (so escaping cannot hide it), again after (its escaped forms),
+        and only then cut; a token prefix left at the cut is dropped.
+        """
+        shown = self.redact(repr(self.redact(text)))
+        if len(shown) <= limit:
+            return shown
+        cut = shown[:limit]
+        for form in self._forms:
+            for size in range(len(form) - 1, min(_MIN_PREFIX, len(form)) - 1, -1):
+                if cut.endswith(form[:size]):
+                    cut = cut[:-size]
+                    break
+        return cut + "..."
 
 
 def _env(name: str) -> str | None:
@@ -48,9 +124,9 @@ def instance_segment(instance: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ClientConfig:
-    """Validated settings. ``token`` is excluded from repr and from every message."""
+    """Validated settings. The token is a ``Secret``: absent from reprs, messages and locals."""
 
-    token: str = field(repr=False)
+    secret: Secret = field(repr=False)
     instance: str | None
     base_url: str
     rate_limit: int | None
@@ -61,25 +137,26 @@ class ClientConfig:
     connect_timeout: float
     keepalive_timeout: float
     max_media_bytes: int
-    headers: dict[str, str] = field(repr=False)
+    #: The request headers; the token's value is the ``Secret``, revealed by the transport only.
+    headers: Mapping[str, str | Secret] = field(repr=False)
+
+    @property
+    def token(self) -> str:
+        return self.secret.reveal()
 
     @classmethod
     def build(
-        cls, *, token: str | None, instance: str | None, base_url: str | None,
+        cls, *, token: Secret, instance: str | None, base_url: str | None,
         rate_limit: int | None, rate_period: float, rate_margin: float | None,
         max_retries: int, timeout: float, connect_timeout: float | None,
         keepalive_timeout: float, allow_http: bool, max_media_bytes: int,
     ) -> ClientConfig:
-        token = token if token is not None else _env("RYZE_TOKEN")
-        if not token:
-            raise InvalidRequestError("no token: pass token= or set RYZE_TOKEN", field="token")
-        if not isinstance(token, str) or any(
-            ord(ch) < 33 or ord(ch) > 126 for ch in token
-        ):
-            # The value itself is never echoed: a malformed token is still a secret.
-            raise InvalidRequestError(
-                "token must be printable ASCII without spaces or line breaks", field="token"
-            )
+        # The raw value is never bound to a local here: a traceback from this frame (any
+        # refused setting below) must not carry it.
+        secret = token if token.given else Secret(_env("RYZE_TOKEN"))
+        problem = secret.problem()
+        if problem is not None:
+            raise InvalidRequestError(problem, field="token")
         instance = instance if instance is not None else _env("RYZE_INSTANCE")
         if instance is not None:
             instance_segment(instance)
@@ -105,14 +182,14 @@ class ClientConfig:
             raise InvalidRequestError("keepalive_timeout must be >= 0", field="keepalive_timeout")
         if max_media_bytes < 1:
             raise InvalidRequestError("max_media_bytes must be >= 1", field="max_media_bytes")
-        headers = {
-            "token": token,
+        headers: dict[str, str | Secret] = {
+            "token": secret,
             "Content-Type": "application/json",
             "Accept": "application/json",
             "User-Agent": f"ryze-async/{__version__}",
         }
         return cls(
-            token=token, instance=instance, base_url=base, rate_limit=rate_limit,
+            secret=secret, instance=instance, base_url=base, rate_limit=rate_limit,
             rate_period=float(rate_period), rate_margin=rate_margin, max_retries=max_retries,
             timeout=float(timeout), connect_timeout=float(connect),
             keepalive_timeout=float(keepalive_timeout), max_media_bytes=max_media_bytes,
@@ -129,7 +206,7 @@ class ClientConfig:
 
     def redact(self, text: str) -> str:
         """``text`` with the token replaced, for anything built from what a server sent."""
-        return text.replace(self.token, "<redacted>") if self.token in text else text
+        return self.secret.redact(text)
 
 
 def _check_base_url(url: str, allow_http: bool) -> str:

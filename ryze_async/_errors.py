@@ -4,27 +4,41 @@ The tree (``RyzeError`` is the root of everything the API or the network can cau
 
     RyzeError
     ├── InvalidRequestError (also ValueError)  bad input caught before sending: nothing was sent
-    ├── APIError                               the server answered with an error status
+    ├── APIError                               RyzeAPI itself refused the call (its JSON envelope)
     │   ├── BadRequestError                    400
     │   ├── AuthenticationError                401
     │   ├── PermissionDeniedError              403
     │   ├── InstanceNotFoundError              404
-    │   ├── InstanceNotConnectedError          400 or 503 whose message says "not connected"
-    │   ├── RateLimitError                     429, after every allowed wait-and-resend
-    │   └── ServerError                        >= 500, including bodies that are not JSON
+    │   ├── InstanceNotConnectedError          400 or 503 whose envelope says "not connected"
+    │   ├── RateLimitError                     429 (envelope or not), after every allowed resend
+    │   └── ServerError                        >= 500 in RyzeAPI's envelope: it failed, not placed
     ├── ConnectionFailedError                  the request provably never reached the server
     └── OutcomeUnknownError                    the request may have been processed: never resent
+                                               (``.status`` when an HTTP status came back)
 
     ClientClosedError (a RuntimeError, outside the tree)  misuse: the client was closed
 
-What is safe to send again: ``ConnectionFailedError`` and ``RateLimitError`` (the server rejected or
-never saw the request). What is not: ``OutcomeUnknownError`` and a ``ServerError`` whose
-``may_have_been_processed`` is true. Messages never contain the token.
+One signal for "may have been placed": ``except OutcomeUnknownError`` catches every such case,
+and no other class is ever raised for one. Only RyzeAPI's own JSON error envelope
+(``{"success": false, "error": {"message": "..."}}``) can say "not placed": an answer with an
+error status whose body is anything else (a proxy's HTML 502/503/504, an empty 500, a 413 or 400
+page from nginx, a 3xx, an oversize body) is an ``OutcomeUnknownError`` carrying ``.status``.
+Why not treat a proxy's 4xx as "never reached RyzeAPI"? A proxy usually answers 4xx before
+forwarding, but nothing in its answer proves it: a CDN or WAF may answer after the upstream
+did (a body rewrite, a response-size limit, an auth layer in front of a buffering proxy), and
+a client cannot tell which from the bytes it got back. A wrong "not placed" calls a person
+twice; a wrong "unknown" costs a manual check, so the client is conservative. The one exception
+is 429, whoever sends it: a rate limiter refuses before passing the request on, and the
+server's reset is honoured before anything is sent again. "not connected" is believed only from
+the envelope's message, never from text in a page. Messages never contain the token.
+
+Every class pickles (users hand errors across process pools): ``RyzeError.__reduce__``
+rebuilds an error from its ``args`` and attributes, whatever its constructor's signature.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from ._models import RateLimitInfo
@@ -47,8 +61,18 @@ __all__ = [
 ]
 
 
+def _rebuild(cls: type[RyzeError], args: tuple[object, ...]) -> RyzeError:
+    error = cls.__new__(cls)
+    error.args = args
+    return error
+
+
 class RyzeError(Exception):
     """Root of every error the RyzeAPI service or the network can cause."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default rebuilds with cls(*args), which keyword-only constructors refuse.
+        return (_rebuild, (type(self), self.args), self.__dict__)
 
 
 class InvalidRequestError(RyzeError, ValueError):
@@ -62,7 +86,7 @@ class InvalidRequestError(RyzeError, ValueError):
 
 
 class APIError(RyzeError):
-    """The server answered with an error status; the call was not placed unless noted."""
+    """RyzeAPI answered with its error envelope: the call was not placed."""
 
     #: The status this class stands for in the lookup table (0 for the base and fallbacks).
     status_code: ClassVar[int] = 0
@@ -101,7 +125,7 @@ class InstanceNotFoundError(APIError):
 
 
 class InstanceNotConnectedError(APIError):
-    """400 or 503 saying the instance is not connected to WhatsApp."""
+    """400 or 503 whose envelope says the instance is not connected to WhatsApp."""
 
 
 class RateLimitError(APIError):
@@ -123,7 +147,14 @@ class RateLimitError(APIError):
 
 
 class ServerError(APIError):
-    """>= 500, or a body that is not RyzeAPI's JSON. Never resent automatically."""
+    """>= 500 in RyzeAPI's own envelope: it handled the request and failed. Never resent.
+
+    An error status without the envelope (a proxy's page) is an ``OutcomeUnknownError`` instead.
+    """
+
+    #: Kept for compatibility: always False now (what may have been processed is an
+    #: ``OutcomeUnknownError``). ``from_api`` is accepted and ignored for the same reason.
+    may_have_been_processed: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -131,13 +162,9 @@ class ServerError(APIError):
         *,
         status: int,
         rate_limit: RateLimitInfo | None = None,
-        from_api: bool = False,
+        from_api: bool = True,
     ) -> None:
         super().__init__(message, status=status, rate_limit=rate_limit)
-        #: False when RyzeAPI itself answered with its error envelope (it handled the request
-        #: and reports a failure); True when something in between answered (a proxy's HTML 502,
-        #: a gateway timeout), which may have forwarded the request before failing.
-        self.may_have_been_processed = not from_api
 
 
 class ConnectionFailedError(RyzeError):
@@ -154,7 +181,19 @@ class ConnectionFailedError(RyzeError):
 
 
 class OutcomeUnknownError(RyzeError):
-    """The request may have been processed (the call may be ringing); it is never resent."""
+    """The request may have been processed (the call may be ringing); it is never resent.
+
+    ``status`` is the HTTP status when an answer came back (a proxy's page, an unreadable or
+    oversize answer), None when none did (hang-up, timeout).
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, rate_limit: RateLimitInfo | None = None
+    ) -> None:
+        super().__init__(message if status is None else f"HTTP {status}: {message}")
+        self.message = message
+        self.status = status
+        self.rate_limit = rate_limit
 
 
 class ClientClosedError(RuntimeError):
@@ -183,14 +222,23 @@ def error_for_status(
     rate_limit: RateLimitInfo | None = None,
     from_api: bool = True,
     reset_at: float | None = None,
-) -> APIError:
-    """Build the error for an HTTP error answer (``from_api``: RyzeAPI's own JSON envelope)."""
+) -> APIError | OutcomeUnknownError:
+    """The error for an HTTP error answer; ``from_api``: the body is RyzeAPI's JSON envelope.
+
+    Without the envelope nothing proves the call was not placed (see the module docstring):
+    every status but 429 is then an ``OutcomeUnknownError``.
+    """
+    if status == 429:
+        return RateLimitError(message, rate_limit=rate_limit, reset_at=reset_at)
+    if not from_api:
+        return OutcomeUnknownError(
+            f"{message}; not RyzeAPI's answer, the call may have been placed",
+            status=status, rate_limit=rate_limit,
+        )
     lowered = message.lower()
     if status in (400, 503) and any(marker in lowered for marker in _NOT_CONNECTED_MARKERS):
         return InstanceNotConnectedError(message, status=status, rate_limit=rate_limit)
     if status >= 500:
-        return ServerError(message, status=status, rate_limit=rate_limit, from_api=from_api)
-    if status == 429:
-        return RateLimitError(message, rate_limit=rate_limit, reset_at=reset_at)
+        return ServerError(message, status=status, rate_limit=rate_limit)
     cls = _BY_STATUS.get(status, APIError)
     return cls(message, status=status, rate_limit=rate_limit)

@@ -6,6 +6,7 @@ import json
 import math
 import time
 from collections.abc import Mapping
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from json.encoder import encode_basestring_ascii
 from typing import TypedDict
@@ -191,8 +192,14 @@ def _parse_date(date: str) -> float | None:
     if cached[0] == date:
         return cached[1]
     try:
-        parsed: float | None = parsedate_to_datetime(date).timestamp()
+        moment = parsedate_to_datetime(date)
     except (TypeError, ValueError, IndexError):
-        parsed = None
+        parsed: float | None = None
+    else:
+        # "-0000" parses as a naive datetime, which timestamp() would read as local time;
+        # every HTTP date is UTC (RFC 9110 5.6.7).
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        parsed = moment.timestamp()
     _last_date = (date, parsed)
     return parsed

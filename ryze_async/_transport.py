@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -29,15 +29,22 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.payload import Payload
 from yarl import URL
 
+from ._config import Secret
 from ._errors import ConnectionFailedError, OutcomeUnknownError
 
-__all__ = ["AIOHTTP_VERSION", "RawResponse", "Transport"]
+__all__ = ["AIOHTTP_VERSION", "MAX_ANSWER_BYTES", "RawResponse", "Transport"]
 
 AIOHTTP_VERSION = aiohttp.__version__
 _log = logging.getLogger("ryze_async")
 _MAX_TARGETS = 64
 #: Bodies given in parts are joined below this size; above it they are sent part by part.
 JOIN_BELOW = 64 * 1024
+#: The most of an answer's body that is read. RyzeAPI's answers are a few hundred bytes; a
+#: longer one (a misbehaving proxy, a hostile server: a 50 MB 200 was once read whole) is not
+#: read further and its connection is closed. An oversize answer is an ``OutcomeUnknownError``
+#: whatever its status (it is not RyzeAPI's envelope, so nothing proves "not placed"), except a
+#: 429, which refused the call whatever its body says.
+MAX_ANSWER_BYTES = 64 * 1024
 
 
 class PartsPayload(Payload):
@@ -78,14 +85,19 @@ class RawResponse:
     """What came back, before any interpretation."""
 
     status: int
-    headers: Mapping[str, str]
-    body: bytes
+    headers: Mapping[str, str] = field(repr=False)
+    #: Kept out of repr: a server may echo the token, and a traceback's locals show reprs.
+    body: bytes = field(repr=False)
 
 
 class Transport:
     """Owns the aiohttp session, created lazily inside the running loop."""
 
-    def __init__(self, *, timeout: float, connect_timeout: float, keepalive_timeout: float) -> None:
+    def __init__(
+        self, *, timeout: float, connect_timeout: float, keepalive_timeout: float,
+        max_answer: int = MAX_ANSWER_BYTES,
+    ) -> None:
+        self._max_answer = max_answer
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
         self._keepalive_timeout = keepalive_timeout
         self._session: aiohttp.ClientSession | None = None
@@ -117,7 +129,7 @@ class Transport:
         return session
 
     async def send(
-        self, url: str, headers: Mapping[str, str], body: bytes | Sequence[bytes]
+        self, url: str, headers: Mapping[str, str | Secret], body: bytes | Sequence[bytes]
     ) -> RawResponse:
         """POST ``body`` (bytes, or parts sent in order) to ``url`` once.
 
@@ -136,42 +148,71 @@ class Transport:
             if len(self._targets) >= _MAX_TARGETS:
                 self._targets.clear()
             target = self._targets[url] = URL(url, encoded=True)
+        failure: ConnectionFailedError | OutcomeUnknownError
         try:
-            async with session.post(
-                target, data=data, headers=headers, allow_redirects=False
-            ) as response:
-                payload = await response.read()
-                return RawResponse(response.status, response.headers, payload)
+            return await self._exchange(session, target, data, headers)
+        except _OversizeAnswerError as exc:
+            failure = OutcomeUnknownError(
+                f"the answer from {_where(target)} is larger than {self._max_answer} bytes "
+                "(RyzeAPI's are tiny) and was not read; the call may have been placed",
+                status=exc.status,
+            )
         except aiohttp.ClientSSLError as exc:
-            raise ConnectionFailedError(
+            failure = ConnectionFailedError(
                 f"TLS handshake with {_where(target)} failed ({type(exc).__name__}); "
                 "nothing was sent",
                 retryable=False,
-            ) from exc
+            )
         except aiohttp.ClientConnectorError as exc:
-            raise ConnectionFailedError(
-                f"could not connect to {_where(target)} ({exc.os_error.strerror or exc.os_error}); "
+            failure = ConnectionFailedError(
+                f"could not connect to {_where(target)} ({_os_error(exc.os_error)}); "
                 "nothing was sent",
-            ) from exc
-        except aiohttp.ConnectionTimeoutError as exc:
-            raise ConnectionFailedError(
+            )
+        except aiohttp.ConnectionTimeoutError:
+            failure = ConnectionFailedError(
                 f"connecting to {_where(target)} timed out after {self._timeout.connect} s; "
                 "nothing was sent",
-            ) from exc
-        except TimeoutError as exc:
-            raise OutcomeUnknownError(
+            )
+        except TimeoutError:
+            failure = OutcomeUnknownError(
                 f"no complete answer from {_where(target)} within {self._timeout.total} s; "
                 "the call may have been placed"
-            ) from exc
-        except aiohttp.ClientPayloadError as exc:
-            raise OutcomeUnknownError(
+            )
+        except aiohttp.ClientPayloadError:
+            failure = OutcomeUnknownError(
                 f"the answer from {_where(target)} was cut off; the call may have been placed"
-            ) from exc
+            )
         except aiohttp.ClientError as exc:
-            raise OutcomeUnknownError(
+            failure = OutcomeUnknownError(
                 f"the connection to {_where(target)} failed after the request was sent "
                 f"({type(exc).__name__}); the call may have been placed"
-            ) from exc
+            )
+        # Raised here, outside the handlers, so aiohttp's exception is neither __cause__ nor
+        # __context__: it holds the request's headers (the token) in its request_info, and
+        # its traceback the frames that held them.
+        raise failure
+
+    async def _exchange(
+        self,
+        session: aiohttp.ClientSession,
+        target: URL,
+        data: bytes | PartsPayload,
+        headers: Mapping[str, str | Secret],
+    ) -> RawResponse:
+        # The only frame that holds the revealed token; it never appears in the traceback of
+        # an error send() raises (see there).
+        wire = {name: value.reveal() if isinstance(value, Secret) else value
+                for name, value in headers.items()}
+        async with session.post(
+            target, data=data, headers=wire, allow_redirects=False
+        ) as response:
+            payload = await _read_capped(response, self._max_answer)
+            if payload is None:
+                response.close()  # read no further: the rest is dropped with the connection
+                if response.status != 429:
+                    raise _OversizeAnswerError(response.status)
+                payload = b""  # a 429 refused the call whatever its body; its headers matter
+            return RawResponse(response.status, response.headers, payload)
 
     @property
     def closed(self) -> bool:
@@ -181,6 +222,35 @@ class Transport:
         session, self._session = self._session, None
         if session is not None and not session.closed:
             await session.close()
+
+
+class _OversizeAnswerError(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes | None:
+    """The answer's body, or None as soon as it proves longer than ``cap`` bytes."""
+    length = response.content_length
+    if length is not None and length > cap:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        # read(n) returns what is buffered, up to n, and b"" at the end of the body; the
+        # length is checked on the decoded bytes, so a compressed bomb is cut off too.
+        chunk = await response.content.read(cap + 1 - size)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > cap:
+            return None
+
+
+def _os_error(error: OSError) -> str:
+    return error.strerror or type(error).__name__
 
 
 def _where(target: URL) -> str:

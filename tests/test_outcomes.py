@@ -9,7 +9,6 @@ import time
 import pytest
 
 from ryze_async import (
-    APIError,
     AuthenticationError,
     ConnectionFailedError,
     InstanceNotConnectedError,
@@ -58,23 +57,24 @@ async def test_instance_not_connected(
 
 
 @pytest.mark.parametrize(
-    ("fault", "status", "processed", "says"),
+    ("fault", "status", "error", "says"),
     [
-        (Fault.SERVER_ERROR, 500, False, "internal failure"),
-        (Fault.HTML_502, 502, True, "text/html"),
+        (Fault.SERVER_ERROR, 500, ServerError, "internal failure"),
+        (Fault.HTML_502, 502, OutcomeUnknownError, "text/html"),
     ],
 )
-async def test_5xx_is_a_server_error_never_resent(
+async def test_5xx_is_never_resent(
     ryze_server: FakeRyzeServer, make_client: ClientFactory,
-    fault: Fault, status: int, processed: bool, says: str,
+    fault: Fault, status: int, error: type[ServerError | OutcomeUnknownError], says: str,
 ) -> None:
-    # RyzeAPI's own 500 envelope means it handled the request; a proxy's HTML 502 may not.
+    # RyzeAPI's own 500 envelope means it handled the request and failed (ServerError, not
+    # placed); a proxy's HTML 502 may have forwarded it first (#7.5: OutcomeUnknownError).
     ryze_server.fail_next(fault)
     client = make_client(ryze_server, max_retries=5)
-    with pytest.raises(ServerError) as info:
+    with pytest.raises(error) as info:
         await client.fake_call(NUMBER)
     assert info.value.status == status
-    assert info.value.may_have_been_processed is processed
+    assert isinstance(info.value, OutcomeUnknownError) is (error is OutcomeUnknownError)
     assert says in info.value.message
     assert len(ryze_server.requests) == 1
 
@@ -117,7 +117,8 @@ async def test_redirect_is_not_followed(
 ) -> None:
     ryze_server.fail_next(Fault.REDIRECT)
     client = make_client(ryze_server)
-    with pytest.raises(APIError, match="not followed") as info:
+    # Not RyzeAPI's envelope: nothing proves it was not handled first (#7.5).
+    with pytest.raises(OutcomeUnknownError, match="not followed") as info:
         await client.fake_call(NUMBER)
     assert info.value.status == 307
     assert [r.path for r in ryze_server.requests] == ["/api/call/fake/my-instance"]

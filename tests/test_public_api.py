@@ -84,10 +84,12 @@ def test_status_table() -> None:
         assert str(status) in str(error)
 
 
-def test_server_error_says_whether_it_may_have_been_processed() -> None:
+def test_only_the_envelope_makes_a_server_error() -> None:
+    # #7.5: an answer that is not RyzeAPI's envelope may have been processed: one signal.
     from_api = error_for_status(500, "failure", from_api=True)
     from_proxy = error_for_status(502, "<html>", from_api=False)
     assert isinstance(from_api, ServerError)
-    assert isinstance(from_proxy, ServerError)
+    assert not isinstance(from_api, OutcomeUnknownError)
     assert from_api.may_have_been_processed is False
-    assert from_proxy.may_have_been_processed is True
+    assert isinstance(from_proxy, OutcomeUnknownError)
+    assert from_proxy.status == 502
