@@ -32,6 +32,9 @@ is 429, whoever sends it: a rate limiter refuses before passing the request on, 
 server's reset is honoured before anything is sent again. "not connected" is believed only from
 the envelope's message, never from text in a page. Messages never contain the token.
 
+What is safe to send again: ``ConnectionFailedError`` and ``RateLimitError`` (the server
+rejected or never saw the request). What is not: ``OutcomeUnknownError``.
+
 Every class pickles (users hand errors across process pools): ``RyzeError.__reduce__``
 rebuilds an error from its ``args`` and attributes, whatever its constructor's signature.
 """

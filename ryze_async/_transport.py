@@ -6,7 +6,12 @@ whether a person may be called twice:
 - never sent (``ConnectionFailedError``): the TCP connection was never established (refused,
   DNS failure, connect timeout, TLS failure). The server cannot have seen the request.
 - outcome unknown (``OutcomeUnknownError``): anything after the connection was made (the server
-  hung up, a read or total timeout, a truncated answer). The server may have placed the call.
+  hung up, a read or total timeout, a truncated answer, an answer over ``MAX_ANSWER_BYTES``).
+  The server may have placed the call.
+
+aiohttp's own exceptions are never chained to ours: they hold the request's headers (the token)
+and their tracebacks the frames that built them. The token travels as a ``Secret`` and is
+revealed only inside ``_exchange``, a frame that no error we raise has in its traceback.
 
 Stale keep-alive connections: a POST written on a pooled socket that the server has just closed
 fails like a request the server dropped, so it would surface as a spurious unknown outcome
@@ -157,40 +162,44 @@ class Transport:
                 "(RyzeAPI's are tiny) and was not read; the call may have been placed",
                 status=exc.status,
             )
-        except aiohttp.ClientSSLError as exc:
-            failure = ConnectionFailedError(
-                f"TLS handshake with {_where(target)} failed ({type(exc).__name__}); "
-                "nothing was sent",
-                retryable=False,
-            )
-        except aiohttp.ClientConnectorError as exc:
-            failure = ConnectionFailedError(
-                f"could not connect to {_where(target)} ({_os_error(exc.os_error)}); "
-                "nothing was sent",
-            )
-        except aiohttp.ConnectionTimeoutError:
-            failure = ConnectionFailedError(
-                f"connecting to {_where(target)} timed out after {self._timeout.connect} s; "
-                "nothing was sent",
-            )
-        except TimeoutError:
-            failure = OutcomeUnknownError(
-                f"no complete answer from {_where(target)} within {self._timeout.total} s; "
-                "the call may have been placed"
-            )
-        except aiohttp.ClientPayloadError:
-            failure = OutcomeUnknownError(
-                f"the answer from {_where(target)} was cut off; the call may have been placed"
-            )
-        except aiohttp.ClientError as exc:
-            failure = OutcomeUnknownError(
-                f"the connection to {_where(target)} failed after the request was sent "
-                f"({type(exc).__name__}); the call may have been placed"
-            )
-        # Raised here, outside the handlers, so aiohttp's exception is neither __cause__ nor
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            failure = self._failure(exc, _where(target))
+        # Raised here, outside the handler, so aiohttp's exception is neither __cause__ nor
         # __context__: it holds the request's headers (the token) in its request_info, and
         # its traceback the frames that held them.
         raise failure
+
+    def _failure(
+        self, exc: Exception, where: str
+    ) -> ConnectionFailedError | OutcomeUnknownError:
+        """Our error for a failed exchange: only its type and OS error text are kept."""
+        if isinstance(exc, aiohttp.ClientSSLError):
+            return ConnectionFailedError(
+                f"TLS handshake with {where} failed ({type(exc).__name__}); nothing was sent",
+                retryable=False,
+            )
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return ConnectionFailedError(
+                f"could not connect to {where} ({_os_error(exc.os_error)}); nothing was sent"
+            )
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            return ConnectionFailedError(
+                f"connecting to {where} timed out after {self._timeout.connect} s; "
+                "nothing was sent"
+            )
+        if isinstance(exc, TimeoutError):
+            return OutcomeUnknownError(
+                f"no complete answer from {where} within {self._timeout.total} s; "
+                "the call may have been placed"
+            )
+        if isinstance(exc, aiohttp.ClientPayloadError):
+            return OutcomeUnknownError(
+                f"the answer from {where} was cut off; the call may have been placed"
+            )
+        return OutcomeUnknownError(
+            f"the connection to {where} failed after the request was sent "
+            f"({type(exc).__name__}); the call may have been placed"
+        )
 
     async def _exchange(
         self,

@@ -18,6 +18,7 @@ import pytest
 from ryze_async import (
     InstanceNotConnectedError,
     OutcomeUnknownError,
+    RateLimitError,
     RyzeClient,
     ServerError,
     _errors,
@@ -195,3 +196,12 @@ def test_every_error_round_trips_through_pickle(cls: type[BaseException]) -> Non
     assert str(copy) == str(original)
     assert copy.args == original.args
     assert vars(copy) == vars(original)
+
+
+@pytest.mark.parametrize("body", [b"<html>429</html>", b"y" * (MAX_ANSWER_BYTES + 1)])
+async def test_a_429_is_refused_whatever_its_body(body: bytes) -> None:
+    # A rate limiter refuses before forwarding: a 429 stays a RateLimitError, oversize or not.
+    async with byte_server(canned(429, body)) as server, client_for(server.url) as client:
+        with pytest.raises(RateLimitError) as info:
+            await client.fake_call(NUMBER)
+    assert not isinstance(info.value, OutcomeUnknownError)

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-import ryze_async
 from ryze_async import CallResult, InvalidRequestError, RyzeClient, RyzeError
 from ryze_async.testing import FakeRyzeServer, Fault
 
@@ -22,7 +21,7 @@ from .conftest import ClientFactory
 # Quotes and a backslash: repr() escapes them, so a redaction run on a repr misses it.
 SECRET = "tok\\en\"q'uote-9f8e7d6c5b4a3210"
 NUMBER = "5511999999999"
-PACKAGE = str(Path(ryze_async.__file__).parent)
+TESTS = str(Path(__file__).parent)
 ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]
 
 
@@ -87,12 +86,12 @@ def everything_said(exc: BaseException) -> list[str]:
             continue
         said += [str(captured)]
         said += [repr(frame.locals) for frame in captured.stack
-                 if frame.filename.startswith(PACKAGE)]
+                 if not frame.filename.startswith(TESTS)]
         todo += [captured.__cause__, captured.__context__]
     for link in _chain(exc):
         said += [repr(link), str(link), *_reprs(vars(link), 3, set())]
         for frame in _frames(link.__traceback__):
-            if frame.f_code.co_filename.startswith(PACKAGE):  # the test's own frames hold it
+            if not frame.f_code.co_filename.startswith(TESTS):  # the test's own frames hold it
                 said += list(_reprs(frame.f_locals, 4, set()))
     return said
 
