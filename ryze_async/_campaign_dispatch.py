@@ -20,7 +20,7 @@ from ._campaign_models import CampaignOutcome, StopReason, Verdict, classify
 from ._journal import Journal, JournalError
 from ._media import Media
 from ._models import CallResult
-from ._number_source import NumberSource
+from ._number_source import NumberSource, Position
 from ._numbers import normalize_number
 
 __all__ = ["BeforeSend", "CampaignClient", "Dispatcher", "Settings"]
@@ -85,6 +85,7 @@ class Dispatcher:
         self.message = ""
         self._stopped = asyncio.Event()
         self._wake = asyncio.Event()
+        self._ready = asyncio.Event()  # set once pending rows may be dispatched
         self._queue: asyncio.Queue[_Row | None] = asyncio.Queue(maxsize=settings.concurrency)
         self._phase: dict[asyncio.Task[None], _Phase] = {}
         self._retry: collections.deque[_Row] = collections.deque()
@@ -175,21 +176,42 @@ class Dispatcher:
     async def _ingest(self) -> None:
         try:
             if self._source is None:
+                self._ready.set()
                 return
-            offset, line = await self._journal.ingest_position()
-            async for batch in self._source.batches(offset=offset, line=line,
-                                                    size=self._s.ingest_batch):
-                result = await self._journal.ingest(batch.entries, offset=batch.offset,
-                                                    line=batch.line, normalize=normalize_number)
-                self.live.ingested(len(batch.entries), result)
+            start = Position(*await self._journal.ingest_position())
+            batches = await self._source.open(start, self._s.ingest_batch)
+            if self._source.restarted:
+                _log.warning("the numbers input changed since the last run: reading it again "
+                             "from the start; nobody already dealt with is called again")
+                await self._journal.begin_pass()
+            # While a pass over a changed input is open, a pending row may be one the user
+            # removed: nothing is dispatched until the sweep at its end.
+            hold = await self._journal.sweep_due()
+            if not hold:
+                self._ready.set()
+            async for batch in batches:
+                at = batch.position
+                result = await self._journal.ingest(
+                    batch.entries, position=(at.offset, at.line, at.digest),
+                    normalize=normalize_number)
+                if not hold:
+                    self.live.ingested(len(batch.entries), result)
                 self._wake.set()
                 for at, raw, why in result.invalid:
                     await self._emit(CampaignOutcome(raw, "failed", at, error=why, sent=False))
+            removed = await self._journal.finish_pass()
+            if removed:
+                _log.warning("%d pending numbers are no longer in the input: skipped, not "
+                             "called", removed)
+            if hold:
+                self.live.reset(await self._journal.counts())
+            self._ready.set()
         finally:
             self._ingest_done = True
             self._wake.set()
 
     async def _feed(self) -> None:
+        await self._ready.wait()
         cursor = 0
         page = max(100, self._s.concurrency * 4)
         while True:
