@@ -37,11 +37,11 @@ def _reformat_and_append(rows: list[str]) -> list[str]:
 
 EDITS: dict[str, Callable[[list[str]], list[str]]] = {
     "reformat_and_append": _reformat_and_append,
-    "insert_at_top": lambda rows: [fmt(90), *rows],
+    "insert_at_top": lambda rows: [fmt(900), *rows],
     "reorder": lambda rows: rows[::-1],
     "remove": lambda rows: [r for i, r in enumerate(rows) if i % 3 != 2],
-    "append": lambda rows: [*rows, fmt(91), fmt(92)],
-    "replace": lambda rows: [fmt(i) for i in range(40, 50)] + rows[:2],
+    "append": lambda rows: [*rows, fmt(901), fmt(902)],
+    "replace": lambda rows: [fmt(i) for i in range(500, 510)] + rows[:2],
     "truncate": lambda rows: rows[:2],
 }
 
@@ -152,7 +152,7 @@ async def test_an_iterable_resumed_with_other_items(
 
         await campaign.run(on_result)
         run1 = dialed(server)
-        second = [normalize_number(fmt(77)), *first[5:]]
+        second = [normalize_number(fmt(777)), *first[5:]]
         s = await Campaign(client, iter(second), journal=journal, media=MEDIA).run()
     check_invariants(s)
     run2 = dialed(server)[len(run1):]
