@@ -190,9 +190,9 @@ class Dispatcher:
             if not hold:
                 self._ready.set()
             async for batch in batches:
-                at = batch.position
+                pos = batch.position
                 result = await self._journal.ingest(
-                    batch.entries, position=(at.offset, at.line, at.digest),
+                    batch.entries, position=(pos.offset, pos.line, pos.digest),
                     normalize=normalize_number)
                 if not hold:
                     self.live.ingested(len(batch.entries), result)

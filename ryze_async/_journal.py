@@ -44,7 +44,6 @@ from ._journal_schema import (
     JournalLockedError,
     JournalMismatchError,
     check_identity,
-    dedupe_key,
     lock_file,
     migrate,
     owner_only,

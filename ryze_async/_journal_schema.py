@@ -50,23 +50,23 @@ CREATE TABLE IF NOT EXISTS numbers (
 CREATE UNIQUE INDEX IF NOT EXISTS numbers_key ON numbers(key);
 CREATE INDEX IF NOT EXISTS numbers_pending ON numbers(id) WHERE state = 'pending';
 """
-SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
-    + _NUMBERS + "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', '2');"
-)
+SCHEMA = "\n".join((
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
+    _NUMBERS, "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', '2');",
+))
 _COLUMNS = "id, number, key, valid, state, line, call_id, http_status, error, attempt_at, attempts"
 # Schema 1 had no ``seen`` column and no ``skipped`` state (a CHECK cannot be altered in place).
-_MIGRATE_1 = f"""
-BEGIN IMMEDIATE;
-ALTER TABLE numbers RENAME TO numbers_v1;
-DROP INDEX IF EXISTS numbers_key;
-DROP INDEX IF EXISTS numbers_pending;
-{_NUMBERS}
-INSERT INTO numbers({_COLUMNS}) SELECT {_COLUMNS} FROM numbers_v1;
-DROP TABLE numbers_v1;
-UPDATE meta SET value = '2' WHERE key = 'schema';
-COMMIT;
-"""
+_MIGRATE_1 = "\n".join((
+    "BEGIN IMMEDIATE;",
+    "ALTER TABLE numbers RENAME TO numbers_v1;",
+    "DROP INDEX IF EXISTS numbers_key;",
+    "DROP INDEX IF EXISTS numbers_pending;",
+    _NUMBERS,
+    "INSERT INTO numbers(" + _COLUMNS + ") SELECT " + _COLUMNS + " FROM numbers_v1;",  # noqa: S608
+    "DROP TABLE numbers_v1;",
+    "UPDATE meta SET value = '2' WHERE key = 'schema';",
+    "COMMIT;",
+))
 
 
 def migrate(conn: sqlite3.Connection) -> None:

@@ -182,10 +182,10 @@ class NumberSource:
             if self._async is not None:
                 return _async_batches(self._async, size)
             return _yielding(_sync_batches(self._sync, size))
-        if self._layout is None:
-            await self.check()
-        assert self._layout is not None
-        reader = await asyncio.to_thread(_CsvReader, self._path, self._layout, start)
+        layout = self._layout
+        if layout is None:
+            layout = await asyncio.to_thread(inspect_csv, self._path, self._column)
+        reader = await asyncio.to_thread(_CsvReader, self._path, layout, start)
         self.restarted = reader.restarted
         return _csv_batches(reader, size)
 

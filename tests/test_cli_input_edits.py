@@ -55,7 +55,7 @@ async def test_sigkill_edit_the_csv_then_resume(
     assert set(run1) <= first_file
 
     second_file = write_csv(numbers_csv, EDITS[edit](ROWS))
-    code, out, err = await run(cmd, env_for(server))
+    code, _, err = await run(cmd, env_for(server))
     assert code == 1, err  # the hung call is unknown
     run2 = [r.json["number"] for r in server.requests][len(run1):]
     assert set(run2) <= second_file, f"called outside the file: {set(run2) - second_file}"

@@ -7,11 +7,13 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ryze_async import InputError, InvalidRequestError, Media, RyzeClient
 from ryze_async._campaign import Campaign
+from ryze_async._campaign_models import CampaignSummary
 from ryze_async._demo import wav_tone
 from ryze_async.testing import FakeRyzeServer
 
@@ -29,15 +31,15 @@ def dialed(server: FakeRyzeServer) -> list[str]:
     return [r.json["number"] for r in server.requests if r.route in ("audio", "fake")]
 
 
-async def run(server: FakeRyzeServer, path: Path, **kw: object) -> object:
+async def run(server: FakeRyzeServer, path: Path, **kw: Any) -> CampaignSummary:
     async with RyzeClient("test-token", "my-instance", base_url=server.url,
                           rate_limit=None) as client:
         return await Campaign(client, path, journal=path.with_suffix(".db"), media=MEDIA,
-                              **kw).run()  # type: ignore[arg-type]
+                              **kw).run()
 
 
 GOOD = {
-    "name-phone": ("name,phone\nAna,+55 11 90000-0001\nBia,5511900000002\n".encode(), None),
+    "name-phone": (b"name,phone\nAna,+55 11 90000-0001\nBia,5511900000002\n", None),
     "phone-number-header": (f"Name;Phone Number;Notes\nAna;{A};x\nBia;{B};y\n".encode(), None),
     "whatsapp-col": (f"id,WhatsApp\n1,{A}\n2,{B}\n".encode(), None),
     "telefone-accents": (f"Nome,Telefone Célula\nAna,{A}\nBia,{B}\n".encode(), None),
@@ -62,7 +64,7 @@ async def test_number_column_and_encodings(
     path.write_bytes(data)
     summary = await run(server, path, column=column)
     assert sorted(dialed(server)) == [A, B]
-    assert getattr(summary, "placed") == 2 and getattr(summary, "invalid") == 0
+    assert (summary.placed, summary.invalid) == (2, 0)
 
 
 BAD = {
@@ -100,8 +102,8 @@ async def test_all_invalid_ends_saying_nothing_could_be_called(
     path.write_text("phone\n123\nabc-not-a-number\n")
     summary = await run(server, path)
     assert server.requests == []
-    assert (getattr(summary, "invalid"), getattr(summary, "placed")) == (2, 0)
-    assert "no entry" in getattr(summary, "message")
+    assert (summary.invalid, summary.placed) == (2, 0)
+    assert "no entry" in summary.message
 
 
 async def _cli(server: FakeRyzeServer, tmp_path: Path, data: bytes, *extra: str) -> tuple[
@@ -112,7 +114,7 @@ async def _cli(server: FakeRyzeServer, tmp_path: Path, data: bytes, *extra: str)
     journal = tmp_path / "campaign.db"
     env = {"RYZE_TOKEN": "test-token", "RYZE_INSTANCE": "my-instance",
            "RYZE_BASE_URL": server.url, "PATH": "/usr/bin:/bin"}
-    import os  # noqa: PLC0415
+    import os
 
     env["PYTHONPATH"] = os.environ.get("PYTHONPATH", "")
     proc = await asyncio.create_subprocess_exec(
@@ -130,7 +132,8 @@ async def test_cli_refuses_with_exit_2_no_traceback_no_journal(
 ) -> None:
     code, out, err, journal = await _cli(server, tmp_path, BAD[name][0])
     assert code == 2, (out, err)
-    assert "Traceback" not in err and BAD[name][1] in err
+    assert "Traceback" not in err
+    assert BAD[name][1] in err
     assert not journal.exists()
     assert server.requests == []
 

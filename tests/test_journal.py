@@ -320,7 +320,7 @@ async def test_csv_changed_under_the_stored_position_is_read_from_the_start(
     path.write_text("5511900000001\n5511900000002" + ("" if change == "no-final-newline"
                                                       else "\n"))
     source = NumberSource(path)
-    entries, offset, line = [], 0, 0
+    entries: list[tuple[int, str]] = []
     async for batch in await source.open(Position(), 10):
         entries, at = batch.entries, batch.position
     assert len(entries) == 2
@@ -332,7 +332,7 @@ async def test_csv_changed_under_the_stored_position_is_read_from_the_start(
     elif change == "no-final-newline":
         with path.open("a") as f:
             f.write("3\n5511900000004\n")
-    entries, offset, line = await _read(source, at.offset, at.line, digest=digest)
+    entries, offset, _ = await _read(source, at.offset, at.line, digest=digest)
     assert source.restarted
     assert entries[0][0] == 1
     assert offset == path.stat().st_size
