@@ -354,3 +354,37 @@ async def test_iterables_sync_and_async_skip_blanks_comments_and_resume() -> Non
     assert again.restarted
     with pytest.raises(TypeError, match="must be str"):
         await _read(NumberSource([b"5511900000001"]))  # type: ignore[list-item]
+
+
+async def test_a_schema_1_journal_is_migrated_with_its_states(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+        CREATE TABLE numbers (
+            id INTEGER PRIMARY KEY, number TEXT NOT NULL, key TEXT, valid INTEGER NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('pending','sending','placed','failed','unknown')),
+            line INTEGER, call_id TEXT, http_status INTEGER, error TEXT, attempt_at REAL,
+            attempts INTEGER NOT NULL DEFAULT 0);
+        CREATE UNIQUE INDEX numbers_key ON numbers(key);
+        CREATE INDEX numbers_pending ON numbers(id) WHERE state = 'pending';
+        INSERT INTO meta VALUES ('schema', '1'), ('ingest_offset', '42'), ('ingest_line', '3'),
+            ('ingest_total', '4'), ('ingest_duplicates', '1');
+        INSERT INTO numbers(number, key, valid, state, line) VALUES
+            ('5511900000001', '5511900000001', 1, 'placed', 1),
+            ('5511900000002', '5511900000002', 1, 'sending', 2),
+            ('5511900000003', '5511900000003', 1, 'pending', 3);
+    """)
+    conn.close()
+    async with await Journal.open(path) as journal:
+        assert journal.recovered == 1
+        # No digest was stored: the source cannot trust the offset and reads the file again.
+        assert await journal.ingest_position() == (42, 3, "")
+        counts = await journal.counts()
+        assert (counts.total, counts.placed, counts.unknown, counts.pending) == (4, 1, 1, 1)
+        await journal.begin_pass()
+        await _ingest(journal, ["5511900000002", "5511900000004"])
+        assert await journal.finish_pass() == 1  # ...03 is no longer in the input
+        counts = await journal.counts()
+    assert (counts.pending, counts.removed, counts.unknown, counts.placed) == (1, 1, 1, 1)
+    assert (counts.total, counts.duplicates) == (4, 0)
