@@ -4,12 +4,16 @@ deals with every one of them, and never redials anyone. The fake server's record
 
 from __future__ import annotations
 
+import asyncio
+import tempfile
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ryze_async import Media, RyzeClient
 from ryze_async._campaign import Campaign
@@ -159,3 +163,41 @@ async def test_an_iterable_resumed_with_other_items(
     assert set(run2) <= set(second)
     assert set(second) <= set(run1) | set(run2)
     assert all(n == 1 for n in Counter(run1 + run2).values())
+
+
+# -- random edit sequences ---------------------------------------------------------------------
+
+UNIVERSE = [fmt(i) for i in range(200, 230)]
+_written = st.sampled_from(UNIVERSE).flatmap(
+    lambda r: st.sampled_from([r, normalize_number(r), f" {r} "]))
+_files = st.lists(st.one_of(_written, st.just("not-a-number")), min_size=1, max_size=14)
+
+
+async def _scenario(files: list[list[str]], stops: list[int | None], batch: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        csv_path, journal = Path(tmp) / "n.csv", Path(tmp) / "j.db"
+        async with FakeRyzeServer(rate_limit=None) as server:
+            done = 0
+            for rows, stop in zip(files, stops, strict=True):
+                now = {normalize_number(r) for r in rows if r != "not-a-number"}
+                csv_path.write_text("phone\n" + "".join(f"{r}\n" for r in rows))
+                s = await run_until(server, csv_path, journal, stop, ingest_batch=batch,
+                                    synchronous="normal")
+                check_invariants(s)
+                calls = dialed(server)
+                assert set(calls[done:]) <= now, "called a number that is not in the file"
+                assert len(calls) == len(set(calls)), "someone was called twice"
+                done = len(calls)
+                if stop is None:
+                    assert now <= set(calls), "a number of the file was never dealt with"
+                    assert s.pending == 0
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(files=st.lists(_files, min_size=2, max_size=4), data=st.data(),
+       batch=st.sampled_from([1, 3, 1000]))
+def test_random_edit_sequences(files: list[list[str]], data: st.DataObject, batch: int) -> None:
+    stops: list[int | None] = [data.draw(st.one_of(st.none(), st.integers(1, 4)))
+                               for _ in files[:-1]]
+    asyncio.run(_scenario(files, [*stops, None], batch))
