@@ -16,12 +16,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal, Protocol
 
 from ._campaign_counts import LiveCounts
+from ._campaign_ingest import ingest_input
 from ._campaign_models import CampaignOutcome, StopReason, Verdict, classify
 from ._journal import Journal, JournalError
 from ._media import Media
 from ._models import CallResult
-from ._number_source import NumberSource, Position
-from ._numbers import normalize_number
+from ._number_source import NumberSource
 
 __all__ = ["BeforeSend", "CampaignClient", "Dispatcher", "Settings"]
 
@@ -178,34 +178,8 @@ class Dispatcher:
             if self._source is None:
                 self._ready.set()
                 return
-            start = Position(*await self._journal.ingest_position())
-            batches = await self._source.open(start, self._s.ingest_batch)
-            if self._source.restarted:
-                _log.warning("the numbers input changed since the last run: reading it again "
-                             "from the start; nobody already dealt with is called again")
-                await self._journal.begin_pass()
-            # While a pass over a changed input is open, a pending row may be one the user
-            # removed: nothing is dispatched until the sweep at its end.
-            hold = await self._journal.sweep_due()
-            if not hold:
-                self._ready.set()
-            async for batch in batches:
-                pos = batch.position
-                result = await self._journal.ingest(
-                    batch.entries, position=(pos.offset, pos.line, pos.digest),
-                    normalize=normalize_number)
-                if not hold:
-                    self.live.ingested(len(batch.entries), result)
-                self._wake.set()
-                for at, raw, why in result.invalid:
-                    await self._emit(CampaignOutcome(raw, "failed", at, error=why, sent=False))
-            removed = await self._journal.finish_pass()
-            if removed:
-                _log.warning("%d pending numbers are no longer in the input: skipped, not "
-                             "called", removed)
-            if hold:
-                self.live.reset(await self._journal.counts())
-            self._ready.set()
+            await ingest_input(self._journal, self._source, self._s.ingest_batch, self.live,
+                               ready=self._ready, wake=self._wake, emit=self._emit)
         finally:
             self._ingest_done = True
             self._wake.set()
