@@ -113,6 +113,8 @@ def _pick_column(cells: list[str], column: str | int | None, path: Path) -> int 
         if column.strip().casefold() not in folded:
             raise InputError(f"{path} has no column {column!r}; its first record is: {listed}")
         return folded.index(column.strip().casefold())
+    if sum(ch.isdigit() for ch in cells[0]) >= 7:
+        return None  # a phone number in the first cell: data, whatever the other cells say
     for i, name in enumerate(names):
         if _is_number_header(name):
             return i

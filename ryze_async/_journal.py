@@ -5,7 +5,8 @@ committed before the request leaves (the campaign awaits :meth:`Journal.mark_sen
 client's ``before_send`` hook), so after any crash a row still ``sending`` may have been called:
 opening the journal turns it into ``unknown`` and nothing redials it unless a person asks
 (:meth:`Journal.retry`). Invalid numbers are stored ``failed`` (``valid = 0``) and never sent;
-duplicates are only counted.
+duplicates are only counted. A pending number the input no longer holds (it was edited between
+runs) becomes ``skipped`` and is never sent (``_journal_ingest.py``).
 
 Durability: ``synchronous="full"`` (the default) fsyncs the WAL at every commit, so a committed
 ``sending`` mark survives ``kill -9``, an OS crash and a power cut (if the disk honours fsync).

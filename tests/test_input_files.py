@@ -49,6 +49,7 @@ GOOD = {
     "utf8-bom": (f"\ufeffnumber\n{A}\n{B}\n".encode(), None),
     "no-header-single": (f"{A}\n{B}\n".encode(), None),
     "no-header-two-cols": (f"{A},Ana\n{B},Bia\n".encode(), None),
+    "no-header-keyword-in-data": (f"{A},cell\n{B},phone\n".encode(), None),
     "column-name": (f"a,b,c\nx,{A},y\nx,{B},y\n".encode(), "B"),
     "column-index": (f"a,b,c\nx,{A},y\nx,{B},y\n".encode(), 2),
     "column-index-no-header": (f"x,{A}\ny,{B}\n".encode(), 2),
