@@ -114,7 +114,10 @@ async def test_resume_after_editing_the_csv(
     assert all(n == 1 for n in Counter(run1 + run2).values()), "someone was called twice"
     assert second_file <= set(run1) | set(run2), "a number of the file was never dealt with"
     assert second.pending == 0
-    assert second.removed == len(first_file - second_file - set(run1))
+    # Run 1 may have stopped before reading the whole file (small batches): only the rows it
+    # read were in the journal to be removed.
+    read = {normalize_number(r) for r in ORIGINAL[:first.total]}
+    assert second.removed == len(read - second_file - set(run1))
     # A third run over the same file changes nothing and calls nobody.
     third = await run_until(server, csv_path, journal, None, ingest_batch=ingest_batch)
     check_invariants(third)
