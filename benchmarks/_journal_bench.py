@@ -34,7 +34,7 @@ async def journal_run(path: Path, size: int, workers: int,
     try:
         for start in range(0, size, 1000):
             entries = [(i + 2, raw_number(i)) for i in range(start, min(start + 1000, size))]
-            await journal.ingest(entries, offset=0, line=start, normalize=normalize_number)
+            await journal.ingest(entries, position=(0, start, ""), normalize=normalize_number)
         queue: asyncio.Queue[tuple[int, str, int] | None] = asyncio.Queue(maxsize=workers)
 
         async def feed() -> None:

@@ -20,7 +20,7 @@ from typing import Literal
 from ._campaign_counts import LiveCounts, summary_from_counts
 from ._campaign_dispatch import CampaignClient, Dispatcher, Settings
 from ._campaign_models import CampaignOutcome, CampaignSummary, StopReason
-from ._journal import CampaignIdentity, Journal
+from ._journal import CampaignIdentity, Journal, JournalCounts
 from ._media import Media
 from ._number_source import NumbersInput, NumberSource
 
@@ -36,9 +36,15 @@ class Campaign:
     None to only work through what the journal already holds. Give ``media`` (a ``Media``, bytes,
     or an audio file path) for audio calls, or ``fake=True`` (and ``duration``) for fake calls.
 
-    Running a campaign again on the same journal resumes it: stored input is not re-read (a CSV
-    is seeked, an iterable's stored items are skipped), numbers already placed, failed or unknown
-    are not called, and rows a crash left ``sending`` become ``unknown``. ``retry_failed`` /
+    A CSV's number column is found by its header (``number``, ``phone``, ``telefone``...) or
+    given as ``column`` (a header name, or a 1-based index); a file that is not a list of numbers
+    raises :class:`InputError` before the journal is created.
+
+    Running a campaign again on the same journal resumes it: a CSV that was only appended to is
+    seeked past what was read; an edited or replaced one, or an iterable, is read again from the
+    start through the journal's dedupe. Numbers already placed, failed or unknown are not called,
+    pending ones no longer in the input are ``skipped`` (``removed``), never called, and rows a
+    crash left ``sending`` become ``unknown``. ``retry_failed`` /
     ``retry_unknown`` put those back to pending first: a person's decision, never automatic. A
     journal made with another media, instance or call kind is refused
     (``JournalMismatchError``) unless ``force``.
@@ -75,13 +81,14 @@ class Campaign:
         max_requeues: int = 3,
         synchronous: Literal["full", "normal"] = "full",
         ingest_batch: int = 1000,
+        column: str | int | None = None,
     ) -> None:
         if (media is None) != fake:
             raise ValueError("give media= for audio calls, or fake=True for fake calls")
         if concurrency < 1 or ingest_batch < 1:
             raise ValueError("concurrency and ingest_batch must be >= 1")
         self._client = client
-        self._source = NumberSource(numbers) if numbers is not None else None
+        self._source = NumberSource(numbers, column) if numbers is not None else None
         self.journal_path = Path(journal)
         self._media_arg = media
         self._fake = fake
@@ -200,6 +207,9 @@ class Campaign:
             raise RuntimeError("a Campaign runs once; create another to resume its journal")
         self._started = True
         started = time.monotonic()
+        if self._source is not None:
+            # A file that is not a list of numbers is refused before a journal exists.
+            await self._source.check()
         self.media = await self._resolve_media()
         self._settings.media = self.media
         identity = CampaignIdentity(
@@ -232,7 +242,7 @@ class Campaign:
             finally:
                 await journal.close()
             reason = dispatcher.stop_reason or "completed"
-            message = _summary_message(dispatcher.message, counts.pending)
+            message = _summary_message(dispatcher.message, counts)
             self.summary = summary_from_counts(counts, time.monotonic() - started, reason,
                                                message)
         return self.summary
@@ -246,7 +256,11 @@ class Campaign:
         return await asyncio.to_thread(Media.from_file, arg)
 
 
-def _summary_message(cause: str, pending: int) -> str:
+def _summary_message(cause: str, counts: JournalCounts) -> str:
+    pending = counts.pending
+    if counts.total and not (counts.placed + counts.failed + counts.unknown + pending
+                             + counts.sending):
+        return "no entry of the input is a number that can be called"
     if not pending:
         return f"{cause}; no number left pending" if cause else "every number was dealt with"
     if "circuit breaker" in cause:

@@ -19,7 +19,7 @@ class LiveCounts:
 
     def __init__(self) -> None:
         self.total = self.placed = self.failed = self.unknown = 0
-        self.pending = self.in_flight = self.duplicates = self.invalid = 0
+        self.pending = self.in_flight = self.duplicates = self.invalid = self.removed = 0
         #: Outcomes (placed, failed or unknown) reached in this run, for rate and ETA.
         self.done_this_run = 0
         self.started = time.monotonic()
@@ -29,11 +29,14 @@ class LiveCounts:
         self.unknown, self.pending = counts.unknown, counts.pending
         self.in_flight = counts.sending
         self.duplicates, self.invalid = counts.duplicates, counts.invalid
+        self.removed = counts.removed
         self.started = time.monotonic()
 
     def ingested(self, entries: int, result: IngestResult) -> None:
-        self.total += entries
-        self.pending += result.added
+        # Entries already in the journal from an earlier pass add no row: not in ``total``.
+        self.total += result.added + result.duplicates + len(result.invalid)
+        self.pending += result.added + result.restored
+        self.removed -= result.restored
         self.duplicates += result.duplicates
         self.invalid += len(result.invalid)
 
@@ -73,9 +76,10 @@ class LiveCounts:
     ):
         return CampaignSummary(
             total=self.total, placed=self.placed, failed=self.failed, unknown=self.unknown,
-            pending=self.pending, skipped=self.duplicates + self.invalid,
+            pending=self.pending, skipped=self.duplicates + self.invalid + self.removed,
             duplicates=self.duplicates, invalid=self.invalid, in_flight=self.in_flight,
             elapsed=time.monotonic() - self.started, stop_reason=stop_reason, message=message,
+            removed=self.removed,
         )
 
 
@@ -85,7 +89,7 @@ def summary_from_counts(
     """The authoritative summary, from the journal's own counts."""
     return CampaignSummary(
         total=counts.total, placed=counts.placed, failed=counts.failed, unknown=counts.unknown,
-        pending=counts.pending, skipped=counts.duplicates + counts.invalid,
+        pending=counts.pending, skipped=counts.duplicates + counts.invalid + counts.removed,
         duplicates=counts.duplicates, invalid=counts.invalid, in_flight=counts.sending,
-        elapsed=elapsed, stop_reason=stop_reason, message=message,
+        elapsed=elapsed, stop_reason=stop_reason, message=message, removed=counts.removed,
     )

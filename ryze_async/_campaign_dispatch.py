@@ -16,12 +16,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal, Protocol
 
 from ._campaign_counts import LiveCounts
+from ._campaign_ingest import ingest_input
 from ._campaign_models import CampaignOutcome, StopReason, Verdict, classify
 from ._journal import Journal, JournalError
 from ._media import Media
 from ._models import CallResult
 from ._number_source import NumberSource
-from ._numbers import normalize_number
 
 __all__ = ["BeforeSend", "CampaignClient", "Dispatcher", "Settings"]
 
@@ -85,6 +85,7 @@ class Dispatcher:
         self.message = ""
         self._stopped = asyncio.Event()
         self._wake = asyncio.Event()
+        self._ready = asyncio.Event()  # set once pending rows may be dispatched
         self._queue: asyncio.Queue[_Row | None] = asyncio.Queue(maxsize=settings.concurrency)
         self._phase: dict[asyncio.Task[None], _Phase] = {}
         self._retry: collections.deque[_Row] = collections.deque()
@@ -175,21 +176,16 @@ class Dispatcher:
     async def _ingest(self) -> None:
         try:
             if self._source is None:
+                self._ready.set()
                 return
-            offset, line = await self._journal.ingest_position()
-            async for batch in self._source.batches(offset=offset, line=line,
-                                                    size=self._s.ingest_batch):
-                result = await self._journal.ingest(batch.entries, offset=batch.offset,
-                                                    line=batch.line, normalize=normalize_number)
-                self.live.ingested(len(batch.entries), result)
-                self._wake.set()
-                for at, raw, why in result.invalid:
-                    await self._emit(CampaignOutcome(raw, "failed", at, error=why, sent=False))
+            await ingest_input(self._journal, self._source, self._s.ingest_batch, self.live,
+                               ready=self._ready, wake=self._wake, emit=self._emit)
         finally:
             self._ingest_done = True
             self._wake.set()
 
     async def _feed(self) -> None:
+        await self._ready.wait()
         cursor = 0
         page = max(100, self._s.concurrency * 4)
         while True:

@@ -48,10 +48,11 @@ class CampaignSummary:
     Invariants (exact, tested):
 
     - ``total`` counts input entries ingested so far (blank lines, comments and a CSV header
-      excluded), over every run of this journal;
-    - ``skipped == duplicates + invalid``: entries never sent (a repeat of an earlier number,
-      or not a callable number; the invalid ones are stored as ``failed`` rows but counted
-      here, not in ``failed``);
+      excluded), over every run of this journal; when the input changed between runs and was
+      read again, numbers of the old input that were dealt with (or removed) still count;
+    - ``skipped == duplicates + invalid + removed``: never sent (a repeat of an earlier number,
+      not a callable number, or a number removed from the input file before it was called;
+      the invalid ones are stored as ``failed`` rows but counted here, not in ``failed``);
     - ``total == placed + failed + unknown + pending + in_flight + skipped``;
     - ``in_flight`` is 0 in a finished run's summary (in-flight calls end, or become
       ``unknown``); it is non-zero only in a live snapshot or a report on a running campaign.
@@ -71,6 +72,8 @@ class CampaignSummary:
     elapsed: float
     stop_reason: StopReason | None = None
     message: str = ""
+    #: Pending numbers no longer in the input when it was read again (edited between runs).
+    removed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the CLI's ``--json`` line)."""

@@ -106,8 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
     p = sub.add_parser("campaign", help="call every number of a CSV; run again to resume")
-    p.add_argument("numbers", type=Path, help="CSV: first column or a 'number' column")
+    p.add_argument("numbers", type=Path,
+                   help="CSV (UTF-8, or UTF-16 with BOM): the column headed number/phone/... "
+                        "or the first column")
     p.add_argument("--journal", type=Path, required=True, help="journal file (the campaign)")
+    p.add_argument("--column", type=_column, metavar="NAME|INDEX",
+                   help="the numbers' column: its header, or its position (1 = first)")
     _media_options(p, required=False)
     p.add_argument("--duration", type=int, help="with --fake: seconds to ring")
     _connection_options(p)
@@ -211,6 +215,16 @@ def _load_media(path: Path | None, url: str | None, b64: str | None = None) -> M
     return None
 
 
+def _column(text: str) -> str | int:
+    if text.strip().isdigit():
+        if int(text) < 1:
+            raise argparse.ArgumentTypeError("a column index is 1-based: the first column is 1")
+        return int(text)
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty column name")
+    return text
+
+
 def _campaign_job(args: argparse.Namespace) -> CampaignJob:
     media = _load_media(args.media, args.media_url)
     if media is None and not args.fake:
@@ -221,7 +235,7 @@ def _campaign_job(args: argparse.Namespace) -> CampaignJob:
         base_url=args.base_url, rate_limit=args.rate_limit, rate_period=args.rate_period,
         concurrency=args.concurrency, retry_unknown=args.retry_unknown,
         retry_failed=args.retry_failed, force=args.force, drain_timeout=args.drain_timeout,
-        tty=sys.stdout.isatty(), log_interval=args.log_interval,
+        tty=sys.stdout.isatty(), log_interval=args.log_interval, column=args.column,
     )
 
 

@@ -61,15 +61,17 @@ class CampaignJob:
     drain_timeout: float = 30.0
     tty: bool = False
     log_interval: float = 10.0
+    column: str | int | None = None
 
 
 def exit_code(summary: CampaignSummary) -> int:
-    """0 all done and placed; 1 some failed/unknown/left pending; 3 breaker; 130 interrupted."""
+    """0 all done and placed; 1 some failed/unknown/left pending, or no entry could be called
+    (all invalid); 3 breaker; 130 interrupted. (2: usage or input refused before any call.)"""
     if summary.stop_reason == "circuit_breaker":
         return EXIT_BREAKER
     if summary.stop_reason in ("interrupted", "aborted"):
         return EXIT_INTERRUPTED
-    if summary.failed or summary.unknown or summary.pending:
+    if summary.failed or summary.unknown or summary.pending or not summary.placed:
         return EXIT_SOME_FAILED
     return EXIT_OK
 
@@ -103,7 +105,7 @@ async def run_campaign_job(job: CampaignJob, out: TextIO) -> CampaignSummary:
             client, job.numbers, journal=job.journal, media=job.media, fake=job.fake,
             duration=job.duration, instance=instance, concurrency=job.concurrency,
             retry_failed=job.retry_failed, retry_unknown=job.retry_unknown, force=job.force,
-            drain_timeout=job.drain_timeout,
+            drain_timeout=job.drain_timeout, column=job.column,
         )
         what = "fake calls" if job.media is None else _describe(job.media)
         print(f"campaign: {job.numbers} -> journal {job.journal} ({what}, instance "
@@ -155,7 +157,8 @@ async def _run_with_signals(campaign: Campaign, job: CampaignJob, out: TextIO) -
         except JournalError as exc:
             raise UsageError(str(exc)) from None
         except (ValueError, OSError) as exc:
-            # Unreadable or replaced numbers file, media refused: the input's fault, not ours.
+            # A numbers file that is not a list of numbers (InputError, raised before the
+            # journal exists), media refused: the input's fault, not ours.
             raise UsageError(str(exc)) from None
     finally:
         progress.cancel()

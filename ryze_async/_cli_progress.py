@@ -116,7 +116,8 @@ def format_summary(s: CampaignSummary, journal: str) -> str:
         f"failed    {s.failed:>8}",
         f"unknown   {s.unknown:>8}   may have been placed: never redialed automatically",
         f"pending   {s.pending:>8}",
-        f"skipped   {s.skipped:>8}   ({s.duplicates} duplicates, {s.invalid} invalid)",
+        f"skipped   {s.skipped:>8}   ({s.duplicates} duplicates, {s.invalid} invalid"
+        + (f", {s.removed} removed from the input)" if s.removed else ")"),
     ]
     if s.in_flight:
         rows.append(f"in flight {s.in_flight:>8}   (a campaign is running on this journal)")

@@ -52,6 +52,7 @@ __all__ = [
     "BadRequestError",
     "ClientClosedError",
     "ConnectionFailedError",
+    "InputError",
     "InstanceNotConnectedError",
     "InstanceNotFoundError",
     "InvalidRequestError",
@@ -86,6 +87,14 @@ class InvalidRequestError(RyzeError, ValueError):
         self.message = message
         #: The argument at fault (``"number"``, ``"media"``, ...), when one is.
         self.field = field
+
+
+class InputError(InvalidRequestError):
+    """The numbers input is not a readable list of numbers (raised before any call, and before
+    a journal is created): binary, undecodable, no number column, or no entries at all."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field="numbers")
 
 
 class APIError(RyzeError):

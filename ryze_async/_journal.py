@@ -5,7 +5,8 @@ committed before the request leaves (the campaign awaits :meth:`Journal.mark_sen
 client's ``before_send`` hook), so after any crash a row still ``sending`` may have been called:
 opening the journal turns it into ``unknown`` and nothing redials it unless a person asks
 (:meth:`Journal.retry`). Invalid numbers are stored ``failed`` (``valid = 0``) and never sent;
-duplicates are only counted.
+duplicates are only counted. A pending number the input no longer holds (it was edited between
+runs) becomes ``skipped`` and is never sent (``_journal_ingest.py``).
 
 Durability: ``synchronous="full"`` (the default) fsyncs the WAL at every commit, so a committed
 ``sending`` mark survives ``kill -9``, an OS crash and a power cut (if the disk honours fsync).
@@ -30,12 +31,12 @@ import stat
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
 
 from ._journal_commit import GroupCommit, Op, apply_ops
 from ._journal_export import export_csv
+from ._journal_ingest import IngestResult, begin_pass, finish_pass, ingest_rows, sweep_due
 from ._journal_schema import (
     SCHEMA,
     CampaignIdentity,
@@ -44,8 +45,8 @@ from ._journal_schema import (
     JournalLockedError,
     JournalMismatchError,
     check_identity,
-    dedupe_key,
     lock_file,
+    migrate,
     owner_only,
 )
 
@@ -59,18 +60,9 @@ __all__ = [
     "JournalMismatchError",
 ]
 
-State = Literal["pending", "sending", "placed", "failed", "unknown"]
+State = Literal["pending", "sending", "placed", "failed", "unknown", "skipped"]
 _T = TypeVar("_T")
 _INTERRUPTED = "interrupted while sending: the call may have been placed"
-
-
-@dataclass(frozen=True, slots=True)
-class IngestResult:
-    """What one ingested batch added: rows, duplicates, and the invalid entries (line, raw, why)."""
-
-    added: int
-    duplicates: int
-    invalid: list[tuple[int, str, str]]
 
 
 class Journal:
@@ -173,6 +165,7 @@ class Journal:
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+                migrate(conn)
                 conn.executescript(SCHEMA)
             except BaseException:
                 conn.close()
@@ -220,10 +213,11 @@ class Journal:
     async def meta(self) -> dict[str, str]:
         return await self._run(lambda: dict(self._db().execute("SELECT key, value FROM meta")))
 
-    async def ingest_position(self) -> tuple[int, int]:
-        """Where ingestion stopped: (offset, line) to resume the number source from."""
+    async def ingest_position(self) -> tuple[int, int, str]:
+        """Where ingestion stopped: (offset, line, digest of the consumed input)."""
         meta = await self.meta()
-        return int(meta.get("ingest_offset", 0)), int(meta.get("ingest_line", 0))
+        return (int(meta.get("ingest_offset", 0)), int(meta.get("ingest_line", 0)),
+                meta.get("ingest_digest", ""))
 
     async def add_elapsed(self, seconds: float) -> None:
         def add() -> None:
@@ -242,55 +236,24 @@ class Journal:
         self,
         entries: list[tuple[int, str]],
         *,
-        offset: int,
-        line: int,
+        position: tuple[int, int, str],
         normalize: Callable[[str], str],
     ) -> IngestResult:
-        """Store a batch of ``(line, raw)`` entries and the resume point, in one transaction."""
-        return await self._run(self._ingest, entries, offset, line, normalize)
+        """Store a batch of ``(line, raw)`` entries and the resume point (offset, line,
+        digest) after it, in one transaction; see ``_journal_ingest.py``."""
+        return await self._run(lambda: ingest_rows(self._db(), entries, position, normalize))
 
-    def _ingest(
-        self, entries: list[tuple[int, str]], offset: int, line: int,
-        normalize: Callable[[str], str],
-    ) -> IngestResult:
-        valid: list[tuple[str, str, int]] = []
-        invalid: list[tuple[int, str, str]] = []
-        for at, raw in entries:
-            try:
-                number = normalize(raw)
-            except ValueError as exc:
-                invalid.append((at, raw, str(exc) or "invalid number"))
-            else:
-                valid.append((number, dedupe_key(number), at))
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            added = db.executemany(
-                "INSERT OR IGNORE INTO numbers(number, key, valid, state, line) "
-                "VALUES (?, ?, 1, 'pending', ?)", valid,
-            ).rowcount if valid else 0
-            if invalid:
-                db.executemany(
-                    "INSERT INTO numbers(number, key, valid, state, line, error) "
-                    "VALUES (?, NULL, 0, 'failed', ?, ?)",
-                    [(raw, at, why) for at, raw, why in invalid],
-                )
-            duplicates = len(valid) - added
-            db.executemany(
-                "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
-                "SET value = CAST(value AS INTEGER) + CAST(excluded.value AS INTEGER)",
-                [("ingest_total", str(len(entries))), ("ingest_duplicates", str(duplicates))],
-            )
-            db.executemany(
-                "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
-                [("ingest_offset", str(offset)), ("ingest_line", str(line))],
-            )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        self.commits += 1
-        return IngestResult(added, duplicates, invalid)
+    async def begin_pass(self) -> None:
+        """The input changed under the journal: it is read again from its first entry."""
+        await self._run(lambda: begin_pass(self._db()))
+
+    async def finish_pass(self) -> int:
+        """The input is exhausted: pending rows an open pass did not see become ``skipped``."""
+        return await self._run(lambda: finish_pass(self._db()))
+
+    async def sweep_due(self) -> bool:
+        """True while a pass is open: a pending row may be one removed from the input."""
+        return await self._run(lambda: sweep_due(self._db()))
 
     # -- dispatch -------------------------------------------------------------------------------
 

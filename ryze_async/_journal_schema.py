@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,30 +24,58 @@ __all__ = [
     "check_identity",
     "dedupe_key",
     "lock_file",
+    "migrate",
     "owner_only",
 ]
 
 # ``key`` is the dedupe key (NULL for invalid rows, and NULLs never collide in a UNIQUE index);
-# ``id`` order is input order, which is dispatch order.
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+# ``id`` order is input order, which is dispatch order; ``seen`` is the last input pass that
+# read the row (``_journal_ingest.py``); ``skipped`` is a pending row removed from the input.
+_NUMBERS = """
 CREATE TABLE IF NOT EXISTS numbers (
     id          INTEGER PRIMARY KEY,
     number      TEXT NOT NULL,
     key         TEXT,
     valid       INTEGER NOT NULL,
-    state       TEXT NOT NULL CHECK (state IN ('pending','sending','placed','failed','unknown')),
+    state       TEXT NOT NULL
+                CHECK (state IN ('pending','sending','placed','failed','unknown','skipped')),
     line        INTEGER,
     call_id     TEXT,
     http_status INTEGER,
     error       TEXT,
     attempt_at  REAL,
-    attempts    INTEGER NOT NULL DEFAULT 0
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    seen        INTEGER NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX IF NOT EXISTS numbers_key ON numbers(key);
 CREATE INDEX IF NOT EXISTS numbers_pending ON numbers(id) WHERE state = 'pending';
-INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', '1');
 """
+SCHEMA = "\n".join((
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
+    _NUMBERS, "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', '2');",
+))
+_COLUMNS = "id, number, key, valid, state, line, call_id, http_status, error, attempt_at, attempts"
+# Schema 1 had no ``seen`` column and no ``skipped`` state (a CHECK cannot be altered in place).
+_MIGRATE_1 = "\n".join((
+    "BEGIN IMMEDIATE;",
+    "ALTER TABLE numbers RENAME TO numbers_v1;",
+    "DROP INDEX IF EXISTS numbers_key;",
+    "DROP INDEX IF EXISTS numbers_pending;",
+    _NUMBERS,
+    "INSERT INTO numbers(" + _COLUMNS + ") SELECT " + _COLUMNS + " FROM numbers_v1;",  # noqa: S608
+    "DROP TABLE numbers_v1;",
+    "UPDATE meta SET value = '2' WHERE key = 'schema';",
+    "COMMIT;",
+))
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring a schema-1 journal to schema 2 (same rows, states and ids)."""
+    row = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'numbers'").fetchone()
+    if row is not None and "'skipped'" not in row[0]:
+        conn.executescript(_MIGRATE_1)
+
 
 _JID_SUFFIX = "@s.whatsapp.net"
 
@@ -109,7 +138,8 @@ def check_identity(
 
 @dataclass(frozen=True, slots=True)
 class JournalCounts:
-    """Counts as stored. ``total`` input entries = valid rows + ``invalid`` + ``duplicates``."""
+    """Counts as stored. ``total`` input entries = valid rows (``removed`` ones included) +
+    ``invalid`` + ``duplicates``; ``removed``: pending rows no longer in the input (skipped)."""
 
     total: int
     pending: int
@@ -120,21 +150,24 @@ class JournalCounts:
     invalid: int
     duplicates: int
     elapsed: float
+    removed: int = 0
 
     @classmethod
     def build(cls, by_state: Mapping[str, int], invalid: int, meta: Mapping[str, str]) -> (
         JournalCounts
     ):
+        duplicates = int(meta.get("ingest_duplicates", 0))
         return cls(
-            total=int(meta.get("ingest_total", 0)),
+            total=sum(by_state.values()) + invalid + duplicates,
             pending=by_state.get("pending", 0),
             sending=by_state.get("sending", 0),
             placed=by_state.get("placed", 0),
             failed=by_state.get("failed", 0),
             unknown=by_state.get("unknown", 0),
             invalid=invalid,
-            duplicates=int(meta.get("ingest_duplicates", 0)),
+            duplicates=duplicates,
             elapsed=float(meta.get("elapsed", 0.0)),
+            removed=by_state.get("skipped", 0),
         )
 
 

@@ -4,38 +4,47 @@ A campaign's numbers come from any ``Iterable[str]`` or ``AsyncIterable[str]``, 
 given by path. Nothing is loaded whole: the source yields small batches, each carrying the position
 to resume from, so a journal can store "ingested up to here" in the same transaction as the rows.
 
-CSV rules (documented in the README):
+CSV rules (documented in the README; see ``_csv_input.py``): UTF-8, or UTF-8/UTF-16 with a
+byte-order mark; the number column is found by its header or given (``column``); blank lines
+and ``#`` lines are skipped; so are blank strings and ``#`` strings from an iterable.
 
-- the number is the first column, or the column whose header is ``number`` (case-insensitive);
-- a header row is optional: the first record is a header if one of its cells is ``number`` or its
-  first cell contains no digit at all (``phone``, ``telefone``...);
-- the delimiter is the most frequent of ``,`` ``;`` and tab on the first record (default ``,``);
-- blank lines and lines whose first cell starts with ``#`` are skipped; so are blank strings and
-  ``#`` strings from an iterable;
-- UTF-8, with or without a byte-order mark; undecodable bytes become U+FFFD (the number is then
-  reported invalid rather than crashing the run).
-
-Resume positions: for a CSV file, the byte offset after the last record read (the file is seeked
-there, never re-read); for an iterable, the count of items consumed (they are skipped again on
-resume, since an iterable cannot seek). Lines appended to a CSV after a run are picked up by the
-next run.
+Resume positions. For a CSV file: the byte offset after the last record read, the lines read,
+and the sha256 of the bytes ``[0, offset)``. A resume seeks to the offset only when the file's
+first ``offset`` bytes still hash the same and end a line (the file was only appended to);
+otherwise the file changed under the journal and is read again from the start
+(``restarted``), every entry going through the journal's dedupe. An iterable cannot seek, and
+nothing says it yields the same items again: it is always read again from the start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
+import io
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TypeAlias
 
-__all__ = ["NumberBatch", "NumberSource", "NumbersInput"]
+from ._csv_input import CsvLayout, inspect_csv, skippable
+
+__all__ = ["NumberBatch", "NumberSource", "NumbersInput", "Position"]
 
 NumbersInput: TypeAlias = Iterable[str] | AsyncIterable[str] | str | os.PathLike[str]
+_CHUNK = 1 << 16
+_NEWLINES = {"\n", "\r"}
 
-_DELIMITERS = (",", ";", "\t")
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where ingestion stopped: byte offset (CSV) or item count (iterable), lines consumed, and
+    the sha256 of the consumed CSV bytes (empty for an iterable)."""
+
+    offset: int = 0
+    line: int = 0
+    digest: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,85 +52,72 @@ class NumberBatch:
     """Entries read from a source, and where to resume after them.
 
     ``entries`` are ``(line, raw)`` pairs: ``line`` is the 1-based physical line of the CSV record
-    (or the 1-based item position in an iterable), ``raw`` the text as found. ``offset``/``line``
-    are the resume point after the batch: byte offset and lines consumed (CSV), or the count of
-    items consumed, in both fields (iterable).
+    (or the 1-based item position in an iterable), ``raw`` the text as found. ``position`` is
+    the resume point after the batch.
     """
 
     entries: list[tuple[int, str]]
-    offset: int
-    line: int
+    position: Position
 
 
-def _skippable(cell: str) -> bool:
-    text = cell.strip()
-    return not text or text.startswith("#")
-
-
-class _CsvLayout:
-    """What the first record of a CSV says: delimiter, number column, where the data starts."""
-
-    def __init__(self, delimiter: str, column: int, data_offset: int, data_line: int) -> None:
-        self.delimiter = delimiter
-        self.column = column
-        self.data_offset = data_offset
-        self.data_line = data_line
-
-    @classmethod
-    def detect(cls, path: Path) -> _CsvLayout:
-        offset = 0
-        line = 0
-        with path.open("rb") as f:
-            for raw in iter(f.readline, b""):
-                start_offset, start_line = offset, line
-                offset += len(raw)
-                line += 1
-                text = raw.decode("utf-8", "replace")
-                if start_offset == 0:
-                    text = text.removeprefix("\ufeff")
-                if _skippable(text):
-                    continue
-                delimiter = max(_DELIMITERS, key=text.count) if any(
-                    d in text for d in _DELIMITERS) else ","
-                cells = next(csv.reader([text], delimiter=delimiter), [""])
-                names = [c.strip().lower() for c in cells]
-                if "number" in names:
-                    return cls(delimiter, names.index("number"), offset, line)
-                if cells and not any(ch.isdigit() for ch in cells[0]):
-                    return cls(delimiter, 0, offset, line)
-                # No header: the data starts at this very record.
-                return cls(delimiter, 0, start_offset, start_line)
-        return cls(",", 0, offset, line)
+_Batches = AsyncIterator[NumberBatch]
 
 
 class _CsvReader:
-    """Reads records from a byte offset, tracking the offset after each complete record.
+    """Reads records from a resume point, hashing every byte consumed since offset 0.
 
     ``csv.reader`` pulls exactly the lines a record needs (quoted fields may span lines), so the
     offset seen after each record is the exact resume point.
     """
 
-    def __init__(self, path: Path, layout: _CsvLayout, offset: int, line: int) -> None:
-        size = path.stat().st_size
-        if offset > size:
-            raise ValueError(
-                f"{path} is shorter ({size} bytes) than the part the journal already ingested "
-                f"({offset} bytes): was it replaced? Use the original file or a new journal."
-            )
+    def __init__(self, path: Path, layout: CsvLayout, start: Position) -> None:
+        self._codec = layout.codec
+        self._hash = hashlib.sha256()
         self._file: IO[bytes] = path.open("rb")
-        self._file.seek(offset)
-        self.offset = offset
-        self.line = line
+        try:
+            self.restarted = start.offset > 0 and not self._resume(start)
+            if start.offset == 0 or self.restarted:
+                self._file.seek(0)
+                self._hash = hashlib.sha256(self._file.read(layout.data_offset))
+                self.offset, self.line = layout.data_offset, layout.data_line
+        except BaseException:
+            self._file.close()
+            raise
         self._column = layout.column
-        self._rows = csv.reader(self._lines(), delimiter=layout.delimiter)
+        self._text = io.TextIOWrapper(self._file, encoding=self._codec, newline="")
+        self._rows = csv.reader(self._lines(self._text), delimiter=layout.delimiter)
 
-    def _lines(self) -> Iterator[str]:
-        for raw in iter(self._file.readline, b""):
-            first = self.offset == 0
-            self.offset += len(raw)
+    def _resume(self, start: Position) -> bool:
+        """Hash the first ``start.offset`` bytes; True (positioned there) if they match."""
+        if not start.digest:
+            return False
+        left, tail = start.offset, b""
+        while left:
+            chunk = self._file.read(min(left, _CHUNK))
+            if not chunk:
+                return False  # the file is now shorter than what was read
+            self._hash.update(chunk)
+            tail = (tail + chunk)[-4:]
+            left -= len(chunk)
+        if self._hash.hexdigest() != start.digest:
+            return False
+        # Appending to a file whose last line had no newline extends that line: re-read.
+        last = tail[-2:] if self._codec.startswith("utf-16") else tail[-1:]
+        if last.decode(self._codec, "replace") not in _NEWLINES:
+            return False
+        self.offset, self.line = start.offset, start.line
+        return True
+
+    def _lines(self, text: IO[str]) -> Iterator[str]:
+        for line in iter(text.readline, ""):
+            data = line.encode(self._codec)
+            self._hash.update(data)
+            self.offset += len(data)
             self.line += 1
-            text = raw.decode("utf-8", "replace")
-            yield text.removeprefix("\ufeff") if first else text
+            yield line
+
+    def position(self) -> Position:
+        return Position(self.offset, self.line, self._hash.hexdigest())
 
     def read(self, size: int) -> NumberBatch:
         entries: list[tuple[int, str]] = []
@@ -134,23 +130,29 @@ class _CsvReader:
                 continue
             cell = row[self._column] if self._column < len(row) else ""
             entries.append((start_line, cell.strip()))
-        return NumberBatch(entries, self.offset, self.line)
+        return NumberBatch(entries, self.position())
 
     def close(self) -> None:
-        self._file.close()
+        self._text.close()
 
 
 class NumberSource:
     """A streamed source of numbers: an iterable, an async iterable, or a CSV path.
 
     A ``str`` or ``os.PathLike`` is a CSV path (pass ``[number]`` for a single number). Items of an
-    iterable must be ``str`` (``int`` is accepted and converted).
+    iterable must be ``str`` (``int`` is accepted and converted). ``column`` (CSV only) names the
+    number column by header or by 1-based index.
     """
 
-    def __init__(self, numbers: NumbersInput) -> None:
+    def __init__(self, numbers: NumbersInput, column: str | int | None = None) -> None:
         self._path: Path | None = None
         self._sync: Iterable[str] = ()
         self._async: AsyncIterable[str] | None = None
+        self._column = column
+        self._layout: CsvLayout | None = None
+        #: True once :meth:`batches` found it could not resume where the journal stopped and
+        #: started again from the first entry.
+        self.restarted = False
         if isinstance(numbers, str | os.PathLike):
             self._path = Path(numbers)
         elif isinstance(numbers, AsyncIterable):
@@ -164,46 +166,43 @@ class NumberSource:
 
     @property
     def seekable(self) -> bool:
-        """True for a CSV path (resume seeks); False for an iterable (resume skips items)."""
+        """True for a CSV path (resume seeks); False for an iterable (always read again)."""
         return self._path is not None
 
-    async def batches(
-        self, *, offset: int = 0, line: int = 0, size: int = 1000
-    ) -> AsyncIterator[NumberBatch]:
-        """Yield batches of at most ``size`` entries, starting at a stored resume point."""
+    async def check(self) -> None:
+        """Refuse a CSV that is not a list of numbers (``InputError``); no-op for an iterable."""
         if self._path is not None:
-            async for batch in self._csv_batches(self._path, offset, line, size):
-                yield batch
-        elif self._async is not None:
-            async for batch in _async_batches(self._async, offset, size):
-                yield batch
-        else:
-            for batch in _sync_batches(self._sync, offset, size):
-                yield batch
-                # A long list must not monopolise the event loop between batches.
-                await asyncio.sleep(0)
+            self._layout = await asyncio.to_thread(inspect_csv, self._path, self._column)
 
-    @staticmethod
-    async def _csv_batches(
-        path: Path, offset: int, line: int, size: int
-    ) -> AsyncIterator[NumberBatch]:
-        layout = await asyncio.to_thread(_CsvLayout.detect, path)
-        if offset < layout.data_offset:
-            offset, line = layout.data_offset, layout.data_line
-        reader = await asyncio.to_thread(_CsvReader, path, layout, offset, line)
-        try:
-            while True:
-                batch = await asyncio.to_thread(reader.read, size)
-                if batch.entries:
-                    yield batch
-                if len(batch.entries) < size:
-                    if not batch.entries and batch.offset != offset:
-                        # Only skipped lines at the end: still move the resume point past them.
-                        yield batch
-                    return
-                offset = batch.offset
-        finally:
-            reader.close()
+    async def open(self, start: Position, size: int = 1000) -> _Batches:
+        """Position the source at ``start`` (or at its beginning, setting :attr:`restarted`)
+        and return the batches of at most ``size`` entries that follow."""
+        if self._path is None:
+            self.restarted = start.offset > 0
+            if self._async is not None:
+                return _async_batches(self._async, size)
+            return _yielding(_sync_batches(self._sync, size))
+        layout = self._layout
+        if layout is None:
+            layout = await asyncio.to_thread(inspect_csv, self._path, self._column)
+        reader = await asyncio.to_thread(_CsvReader, self._path, layout, start)
+        self.restarted = reader.restarted
+        return _csv_batches(reader, size)
+
+
+async def _csv_batches(reader: _CsvReader, size: int) -> _Batches:
+    try:
+        first = True
+        while True:
+            batch = await asyncio.to_thread(reader.read, size)
+            if batch.entries or first:
+                # The first batch is yielded even when empty: it stores the (maybe new) start.
+                yield batch
+            first = False
+            if len(batch.entries) < size:
+                return
+    finally:
+        reader.close()
 
 
 def _item(item: object) -> str:
@@ -214,37 +213,36 @@ def _item(item: object) -> str:
     raise TypeError(f"numbers must be str, got {type(item).__name__}")
 
 
-def _sync_batches(items: Iterable[str], offset: int, size: int) -> Iterator[NumberBatch]:
+def _sync_batches(items: Iterable[str], size: int) -> Iterator[NumberBatch]:
     entries: list[tuple[int, str]] = []
     index = 0
     for item in items:
         index += 1
-        if index <= offset:
-            continue
         text = _item(item)
-        if not _skippable(text):
+        if not skippable(text):
             entries.append((index, text.strip()))
         if len(entries) >= size:
-            yield NumberBatch(entries, index, index)
+            yield NumberBatch(entries, Position(index, index))
             entries = []
-    if entries or index > offset:
-        yield NumberBatch(entries, max(index, offset), max(index, offset))
+    yield NumberBatch(entries, Position(index, index))
 
 
-async def _async_batches(
-    items: AsyncIterable[str], offset: int, size: int
-) -> AsyncIterator[NumberBatch]:
+async def _yielding(batches: Iterator[NumberBatch]) -> _Batches:
+    for batch in batches:
+        yield batch
+        # A long list must not monopolise the event loop between batches.
+        await asyncio.sleep(0)
+
+
+async def _async_batches(items: AsyncIterable[str], size: int) -> _Batches:
     entries: list[tuple[int, str]] = []
     index = 0
     async for item in items:
         index += 1
-        if index <= offset:
-            continue
         text = _item(item)
-        if not _skippable(text):
+        if not skippable(text):
             entries.append((index, text.strip()))
         if len(entries) >= size:
-            yield NumberBatch(entries, index, index)
+            yield NumberBatch(entries, Position(index, index))
             entries = []
-    if entries or index > offset:
-        yield NumberBatch(entries, max(index, offset), max(index, offset))
+    yield NumberBatch(entries, Position(index, index))

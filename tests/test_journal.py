@@ -20,7 +20,7 @@ from ryze_async._journal import (
     JournalLockedError,
     JournalMismatchError,
 )
-from ryze_async._number_source import NumberSource
+from ryze_async._number_source import NumberSource, Position
 
 AUDIO = CampaignIdentity("audio", "f" * 64, "my-instance")
 
@@ -36,7 +36,7 @@ def _rows(path: Path) -> dict[str, tuple[str, str | None]]:
 
 async def _ingest(journal: Journal, raws: list[str], start: int = 0) -> None:
     entries = [(start + i + 1, raw) for i, raw in enumerate(raws)]
-    await journal.ingest(entries, offset=start + len(raws), line=start + len(raws),
+    await journal.ingest(entries, position=(start + len(raws), start + len(raws), ""),
                          normalize=normalize_number)
 
 
@@ -244,9 +244,9 @@ async def test_ingest_position_survives_reopen(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
     async with await Journal.open(path) as journal:
         await _ingest(journal, ["5511900000001", "5511900000001"])
-        assert await journal.ingest_position() == (2, 2)
+        assert await journal.ingest_position() == (2, 2, "")
     async with await Journal.open(path) as journal:
-        assert await journal.ingest_position() == (2, 2)
+        assert await journal.ingest_position() == (2, 2, "")
         await _ingest(journal, ["5511900000001", "5511900000009"], start=2)
         counts = await journal.counts()
     assert (counts.total, counts.duplicates, counts.pending) == (4, 2, 2)
@@ -255,14 +255,16 @@ async def test_ingest_position_survives_reopen(tmp_path: Path) -> None:
 # -- number source ----------------------------------------------------------------------------
 
 
-async def _read(source: NumberSource, offset: int = 0, line: int = 0, size: int = 2) -> tuple[
+async def _read(source: NumberSource, offset: int = 0, line: int = 0, size: int = 2,
+                digest: str = "") -> tuple[
     list[tuple[int, str]], int, int
 ]:
     entries: list[tuple[int, str]] = []
-    async for batch in source.batches(offset=offset, line=line, size=size):
+    start = Position(offset, line, digest)
+    async for batch in await source.open(start, size):
         entries += batch.entries
-        offset, line = batch.offset, batch.line
-    return entries, offset, line
+        start = batch.position
+    return entries, start.offset, start.line
 
 
 @pytest.mark.parametrize(
@@ -273,12 +275,12 @@ async def _read(source: NumberSource, offset: int = 0, line: int = 0, size: int 
         ("name,Number\nAna,5511900000001\nBia,\n", [(2, "5511900000001"), (3, "")]),
         ("\ufeff# list\n\n  \nnumber\n5511900000001\n# c\n\n5511900000002",
          [(5, "5511900000001"), (8, "5511900000002")]),
-        ("nome;telefone\r\n\"Ana\";5511900000001\r\n", [(2, "Ana")]),
+        ("nome;telefone\r\n\"Ana\";5511900000001\r\n", [(2, "5511900000001")]),
         ("telefone;nome\r\n5511900000001;Ana\r\n", [(2, "5511900000001")]),
         ("5511900000001,\"a\nmulti-line note\"\n5511900000002\n",
          [(1, "5511900000001"), (3, "5511900000002")]),
     ],
-    ids=["no-header", "header", "number-column", "comments-bom", "semicolon-first-col",
+    ids=["no-header", "header", "number-column", "comments-bom", "semicolon-second-col",
          "semicolon", "multiline"],
 )
 async def test_csv_layouts(tmp_path: Path, text: str, expected: list[tuple[int, str]]) -> None:
@@ -294,22 +296,46 @@ async def test_csv_resumes_at_the_stored_offset_and_sees_appended_lines(tmp_path
     path.write_text("number\n5511900000001\n5511900000002\n5511900000003\n")
     source = NumberSource(str(path))
     first = []
-    async for batch in source.batches(size=2):
+    async for batch in await source.open(Position(), 2):
         first.append(batch)
         break
     assert first[0].entries == [(2, "5511900000001"), (3, "5511900000002")]
-    rest, offset, line = await _read(source, first[0].offset, first[0].line)
+    at = first[0].position
+    rest, _, _ = await _read(source, at.offset, at.line, digest=at.digest)
     assert rest == [(4, "5511900000003")]
+    assert not source.restarted
     with path.open("a") as f:
         f.write("5511900000004\n")
-    assert (await _read(source, offset, line))[0] == [(5, "5511900000004")]
+    # The digest is the consumed prefix's: any position read so far still resumes by seeking.
+    assert (await _read(source, at.offset, at.line, digest=at.digest))[0] == [
+        (4, "5511900000003"), (5, "5511900000004")]
+    assert not source.restarted
 
 
-async def test_csv_shorter_than_the_stored_offset_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("change", ["shorter", "edited", "no-digest", "no-final-newline"])
+async def test_csv_changed_under_the_stored_position_is_read_from_the_start(
+    tmp_path: Path, change: str
+) -> None:
     path = tmp_path / "n.csv"
-    path.write_text("5511900000001\n")
-    with pytest.raises(ValueError, match="replaced"):
-        await _read(NumberSource(path), offset=10_000, line=5)
+    path.write_text("5511900000001\n5511900000002" + ("" if change == "no-final-newline"
+                                                      else "\n"))
+    source = NumberSource(path)
+    entries: list[tuple[int, str]] = []
+    async for batch in await source.open(Position(), 10):
+        entries, at = batch.entries, batch.position
+    assert len(entries) == 2
+    digest = "" if change == "no-digest" else at.digest
+    if change == "shorter":
+        path.write_text("5511900000001\n")
+    elif change == "edited":
+        path.write_text("5511900000009\n5511900000002\n")
+    elif change == "no-final-newline":
+        with path.open("a") as f:
+            f.write("3\n5511900000004\n")
+    entries, offset, _ = await _read(source, at.offset, at.line, digest=digest)
+    assert source.restarted
+    assert entries[0][0] == 1
+    assert offset == path.stat().st_size
 
 
 async def test_iterables_sync_and_async_skip_blanks_comments_and_resume() -> None:
@@ -322,6 +348,43 @@ async def test_iterables_sync_and_async_skip_blanks_comments_and_resume() -> Non
         for item in ["5511900000001", "", "5511900000002"]:
             yield item
 
-    assert (await _read(NumberSource(agen()), offset=1))[0] == [(3, "5511900000002")]
+    # An iterable cannot seek nor be trusted to repeat itself: it is always read again.
+    again = NumberSource(agen())
+    assert (await _read(again, offset=1))[0] == [(1, "5511900000001"), (3, "5511900000002")]
+    assert again.restarted
     with pytest.raises(TypeError, match="must be str"):
         await _read(NumberSource([b"5511900000001"]))  # type: ignore[list-item]
+
+
+async def test_a_schema_1_journal_is_migrated_with_its_states(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+        CREATE TABLE numbers (
+            id INTEGER PRIMARY KEY, number TEXT NOT NULL, key TEXT, valid INTEGER NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('pending','sending','placed','failed','unknown')),
+            line INTEGER, call_id TEXT, http_status INTEGER, error TEXT, attempt_at REAL,
+            attempts INTEGER NOT NULL DEFAULT 0);
+        CREATE UNIQUE INDEX numbers_key ON numbers(key);
+        CREATE INDEX numbers_pending ON numbers(id) WHERE state = 'pending';
+        INSERT INTO meta VALUES ('schema', '1'), ('ingest_offset', '42'), ('ingest_line', '3'),
+            ('ingest_total', '4'), ('ingest_duplicates', '1');
+        INSERT INTO numbers(number, key, valid, state, line) VALUES
+            ('5511900000001', '5511900000001', 1, 'placed', 1),
+            ('5511900000002', '5511900000002', 1, 'sending', 2),
+            ('5511900000003', '5511900000003', 1, 'pending', 3);
+    """)
+    conn.close()
+    async with await Journal.open(path) as journal:
+        assert journal.recovered == 1
+        # No digest was stored: the source cannot trust the offset and reads the file again.
+        assert await journal.ingest_position() == (42, 3, "")
+        counts = await journal.counts()
+        assert (counts.total, counts.placed, counts.unknown, counts.pending) == (4, 1, 1, 1)
+        await journal.begin_pass()
+        await _ingest(journal, ["5511900000002", "5511900000004"])
+        assert await journal.finish_pass() == 1  # ...03 is no longer in the input
+        counts = await journal.counts()
+    assert (counts.pending, counts.removed, counts.unknown, counts.placed) == (1, 1, 1, 1)
+    assert (counts.total, counts.duplicates) == (4, 0)
