@@ -87,7 +87,7 @@ class RyzeClient:
         max_retries: int = 3,
         timeout: float = 30.0,
         connect_timeout: float | None = None,
-        keepalive_timeout: float = 1.0,
+        keepalive_timeout: float = 0.0,
         allow_http: bool = False,
         max_media_bytes: int = 16 * 1024 * 1024,
         allow_lid: bool = False,
