@@ -98,7 +98,7 @@ async def test_a_stray_answer_is_never_a_calls_result(
 async def test_every_call_gets_a_fresh_connection_by_default(
     stray_server: tuple[StrayAnswerServer, str],
 ) -> None:
-    server, url = stray_server
+    _, url = stray_server
     async with RyzeClient(token="t", instance="i", base_url=url, rate_limit=None) as client:
         results = [await client.fake_call(NUMBER) for _ in range(3)]
     assert [r.call_id for r in results] == ["real-1", "real-2", "real-3"]

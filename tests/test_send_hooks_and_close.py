@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from ryze_async import ClientClosedError, ConnectionFailedError, RateLimitError
-from ryze_async.testing import Fault, FakeRyzeServer
+from ryze_async.testing import FakeRyzeServer, Fault
 
 from .conftest import ClientFactory
 
@@ -127,10 +127,13 @@ async def test_a_call_in_retry_backoff_fails_closed(
 ) -> None:
     await ryze_server.refuse_connections()
     client = make_client(ryze_server, max_retries=5, backoff_initial=30.0, backoff_max=30.0)
-    events: list[str] = []
-    call = asyncio.ensure_future(client.fake_call(NUMBER, **_hooks(events)))  # type: ignore[arg-type]
-    while "not_sent" not in events:
-        await asyncio.sleep(0.01)
+    refused = asyncio.Event()
+
+    async def on_not_sent() -> None:
+        refused.set()
+
+    call = asyncio.ensure_future(client.fake_call(NUMBER, on_not_sent=on_not_sent))
+    await refused.wait()  # the first attempt was refused; the backoff (up to 30 s) starts
     await ryze_server.accept_connections()
     await client.aclose()
     with pytest.raises(ClientClosedError):
