@@ -66,7 +66,7 @@ class QuotaLimiter:
     """
 
     __slots__ = (
-        "__weakref__", "_budget", "_budget_until", "_head", "_hold", "_limit", "_margin",
+        "__weakref__", "_budget", "_budget_until", "_head", "_hold", "_learn", "_limit", "_margin",
         "_period", "_probe_out", "_probing", "_queue", "_stamps", "_waiters",
     )
 
@@ -84,6 +84,7 @@ class QuotaLimiter:
         # The server's word: at most `_budget` more admissions before loop time `_budget_until`.
         self._budget = 0
         self._budget_until = -math.inf
+        self._learn = learn_first  # admissions are settle()d: probes may be sent
         self._probing = learn_first  # the next admission goes alone
         self._probe_out: asyncio.Event | None = None  # set by settle() once the probe is done
         # FIFO of futures of waiting acquire()s behind the head, which sleeps towards its slot.
@@ -132,6 +133,11 @@ class QuotaLimiter:
         self._stamps.append(now)
         if now < self._budget_until:
             self._budget -= 1
+        elif self._learn and self._budget_until > -math.inf:
+            # The server's cap has reset. A sliding server frees only the slots that left its
+            # window, which our log cannot know (they were someone else's): learn again.
+            self._budget_until = -math.inf
+            self._probing = True
         if self._probing:
             self._probing = False
             self._probe_out = asyncio.Event()
