@@ -70,13 +70,16 @@ class RyzeClient:
     """Async client for RyzeAPI's call endpoints. Use ``async with`` or ``await aclose()``.
 
     ``token``, ``instance`` and ``base_url`` fall back to ``RYZE_TOKEN``, ``RYZE_INSTANCE`` and
-    ``RYZE_BASE_URL``. Every client on the same token in the same event loop shares one quota
-    limiter of ``rate_limit`` requests per ``rate_period`` seconds (``rate_limit=None`` turns the
-    client-side quota off: only for a server you run yourself). Only failures that provably sent
-    nothing are retried (``max_retries`` times, exponential backoff with jitter); a 429 waits for
-    the server's reset and is sent again up to ``max_retries`` times. ``timeout`` bounds each
-    attempt; connecting alone is bounded by ``connect_timeout`` (default: a third of ``timeout``,
-    at most 10 s).
+    ``RYZE_BASE_URL``. Every client on the same server and token in the same event loop shares
+    one quota limiter of ``rate_limit`` requests per ``rate_period`` seconds (``rate_limit=None``
+    turns the client-side quota off: only for a server you run yourself). Only failures that
+    provably sent nothing are retried (``max_retries`` times, exponential backoff with jitter); a
+    429 waits for its ``Retry-After``, else the server's reset, else one ``rate_period``, and is
+    sent again up to ``max_retries`` times. ``timeout`` bounds each attempt; connecting alone is
+    bounded by ``connect_timeout`` (default: a third of ``timeout``, at most 10 s). Every call
+    gets a fresh connection (``keepalive_timeout=0``): a pooled one may carry a stray answer that
+    would be read as the call's own; ``keepalive_timeout > 0`` pools connections idle less than
+    that many seconds, at that risk.
     """
 
     def __init__(
