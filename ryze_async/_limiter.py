@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import hashlib
 import logging
 import math
@@ -42,6 +43,11 @@ _log = logging.getLogger("ryze_async")
 def default_margin(period: float) -> float:
     """Safety margin for `period`: 1 s per 60 s, at least 0.1 s (loopback jitter in tests)."""
     return max(0.1, period / 60)
+
+
+def probe_wait(period: float) -> float:
+    """How long the burst waits for a probe's answer: 5 s per 60 s, RyzeAPI answers in far less."""
+    return min(5.0, period / 12)
 
 
 def _check_config(limit: int, period: float, margin: float | None) -> None:
@@ -62,12 +68,14 @@ class QuotaLimiter:
     With ``learn_first`` the first admission goes alone: nobody else is admitted until
     `settle()` is called after its attempt (the client does, answer or not), so the answer's
     ``X-RateLimit-Remaining`` (fed to `observe`) caps the burst before it leaves. A process
-    restarted inside a window someone already spent draws no 429s that way.
+    restarted inside a window someone already spent draws no 429s that way. A slow answer does
+    not stall the quota: the others wait for it `probe_wait(period)` seconds at most (5 s per
+    60 s), then go by our own log as without learning.
     """
 
     __slots__ = (
         "__weakref__", "_budget", "_budget_until", "_head", "_hold", "_learn", "_limit", "_margin",
-        "_period", "_probe_out", "_probing", "_queue", "_stamps", "_waiters",
+        "_period", "_probe_deadline", "_probe_out", "_probing", "_queue", "_stamps", "_waiters",
     )
 
     def __init__(
@@ -87,6 +95,7 @@ class QuotaLimiter:
         self._learn = learn_first  # admissions are settle()d: probes may be sent
         self._probing = learn_first  # the next admission goes alone
         self._probe_out: asyncio.Event | None = None  # set by settle() once the probe is done
+        self._probe_deadline = -math.inf  # past it, nobody waits for the probe any more
         # FIFO of futures of waiting acquire()s behind the head, which sleeps towards its slot.
         # A cancelled waiter leaves its (cancelled) future in place, skipped when reached: O(1).
         self._head: asyncio.Future[None] | None = None
@@ -120,8 +129,8 @@ class QuotaLimiter:
 
     def _delay(self, now: float) -> float:
         """Seconds from `now` until one more admission is allowed (<= 0: admit now)."""
-        if self._probe_out is not None:
-            return math.inf  # until settle()
+        if self._probe_out is not None and now < self._probe_deadline:
+            return self._probe_deadline - now  # or until settle(), if sooner
         self._prune(now)
         stamps = self._stamps
         wait = stamps[0] + self._period + self._margin - now if len(stamps) >= self._limit else 0.0
@@ -138,9 +147,12 @@ class QuotaLimiter:
             # window, which our log cannot know (they were someone else's): learn again.
             self._budget_until = -math.inf
             self._probing = True
+        if self._probe_out is not None:  # the probe is slow: stop waiting for it
+            self.settle()
         if self._probing:
             self._probing = False
             self._probe_out = asyncio.Event()
+            self._probe_deadline = now + probe_wait(self._period)
         return now
 
     async def acquire(self) -> float:
@@ -169,8 +181,10 @@ class QuotaLimiter:
                     return self._admit(now)
                 # Every change made while we sleep (lower limit, longer period, later hold,
                 # smaller budget) only moves the slot later, so waking and re-checking suffices.
-                if self._probe_out is not None:
-                    await self._probe_out.wait()
+                probe = self._probe_out
+                if probe is not None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(probe.wait(), delay)
                 else:
                     await asyncio.sleep(delay)
         finally:
