@@ -2,7 +2,9 @@
 
 Raw aiohttp and httpx post the same pre-built body with the same headers on one session and read
 the JSON answer; ryze_async builds, validates and interprets every call itself, with its quota
-lifted (``rate_limit=None``).
+lifted (``rate_limit=None``). Every variant uses ryze_async's default connection policy, a fresh
+connection per call (#7.6), except those labelled ``pooled``, which keep connections alive: the
+pair shows what the policy itself costs.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ NUMBER = "5511999990001"
 MEDIA_URL = "https://example.com/message.mp3"
 FILE_SIZE = 1024 * 1024
 RAW = "raw aiohttp"
+RAW_POOLED = "raw aiohttp, pooled"
 HTTPX = "httpx.AsyncClient"
+POOLED = ", pooled"
 HEADERS = {
     "token": TOKEN,
     "Content-Type": "application/json",
@@ -51,7 +55,9 @@ Opener = Callable[[str, Body, str], Awaitable[tuple[Call, Close]]]
 
 
 async def open_ryze(url: str, body: Body, variant: str) -> tuple[Call, Close]:
-    client = RyzeClient(TOKEN, INSTANCE, base_url=url, rate_limit=None)
+    keepalive = 1.0 if variant.endswith(POOLED) else 0.0
+    client = RyzeClient(TOKEN, INSTANCE, base_url=url, rate_limit=None,
+                        keepalive_timeout=keepalive)
     kwargs = body.ryze_kwargs[variant]
 
     async def call() -> None:
@@ -62,8 +68,10 @@ async def open_ryze(url: str, body: Body, variant: str) -> tuple[Call, Close]:
     return call, client.aclose
 
 
-async def open_aiohttp(url: str, body: Body, _: str) -> tuple[Call, Close]:
-    session = aiohttp.ClientSession()
+async def open_aiohttp(url: str, body: Body, variant: str) -> tuple[Call, Close]:
+    # The same policy as ryze_async's default: a fresh connection per call.
+    connector = aiohttp.TCPConnector(force_close=not variant.endswith(POOLED))
+    session = aiohttp.ClientSession(connector=connector)
     endpoint = f"{url}/api/call/audio/{INSTANCE}"
     wire = body.wire
 
@@ -77,7 +85,7 @@ async def open_aiohttp(url: str, body: Body, _: str) -> tuple[Call, Close]:
 
 
 async def open_httpx(url: str, body: Body, _: str) -> tuple[Call, Close]:
-    client = httpx.AsyncClient()
+    client = httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0))
     endpoint = f"{url}/api/call/audio/{INSTANCE}"
     wire = body.wire
 
@@ -92,6 +100,7 @@ async def open_httpx(url: str, body: Body, _: str) -> tuple[Call, Close]:
 def openers(body: Body) -> dict[str, Opener]:
     result: dict[str, Opener] = dict.fromkeys(body.ryze_kwargs, open_ryze)
     result[RAW] = open_aiohttp
+    result[RAW_POOLED] = open_aiohttp
     result[HTTPX] = open_httpx
     return result
 
@@ -149,7 +158,8 @@ def make_bodies() -> tuple[Body, Body, Media]:
         "media_url (small body)",
         json.dumps({"number": NUMBER, "mediaUrl": MEDIA_URL}, separators=(",", ":")).encode(),
         {"ryze_async media_url=str": {"media_url": MEDIA_URL},
-         "ryze_async media=Media": {"media": Media.from_url(MEDIA_URL)}},
+         "ryze_async media=Media": {"media": Media.from_url(MEDIA_URL)},
+         "ryze_async media=Media" + POOLED: {"media": Media.from_url(MEDIA_URL)}},
     )
     audio = b"ID3\x04\x00\x00\x00\x00\x00\x00" + random.Random(1).randbytes(FILE_SIZE - 10)
     prepared = Media.from_bytes(audio)
@@ -158,6 +168,7 @@ def make_bodies() -> tuple[Body, Body, Media]:
         "1 MiB file (mediaBase64)",
         json.dumps({"number": NUMBER, "mediaBase64": b64}, separators=(",", ":")).encode(),
         {"ryze_async media=Media": {"media": prepared},
-         "ryze_async media=bytes": {"media": audio}},
+         "ryze_async media=bytes": {"media": audio},
+         "ryze_async media=Media" + POOLED: {"media": prepared}},
     )
     return small, big, prepared

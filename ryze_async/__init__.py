@@ -9,7 +9,7 @@ by accident::
 
 from ._campaign import Campaign, CampaignClient, run_campaign
 from ._campaign_models import CampaignOutcome, CampaignSummary, StopReason
-from ._client import BeforeSend, RyzeClient
+from ._client import BeforeSend, NotSent, RyzeClient
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -53,6 +53,7 @@ __all__ = [
     "JournalLockedError",
     "JournalMismatchError",
     "Media",
+    "NotSent",
     "OutcomeUnknownError",
     "PermissionDeniedError",
     "QuotaLimiter",

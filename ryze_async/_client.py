@@ -15,6 +15,7 @@ from typing import Any, Literal, Self, TypeVar
 
 from pydantic import ValidationError
 
+from ._closing import CloseGuard
 from ._config import ClientConfig, Secret
 from ._errors import (
     ClientClosedError,
@@ -37,10 +38,10 @@ from ._models import (
     seconds_until_reset,
 )
 from ._numbers import normalize_number
-from ._retry import RetryPolicy
+from ._retry import RetryPolicy, retry_after_seconds
 from ._transport import RawResponse, Transport
 
-__all__ = ["BeforeSend", "RyzeClient"]
+__all__ = ["BeforeSend", "NotSent", "RyzeClient"]
 
 _log = logging.getLogger("ryze_async")
 
@@ -54,8 +55,11 @@ except ImportError:  # pragma: no cover - tests force this path by setting it to
 # "[" (and maybe blanks and "-"), so digits inside strings (ids, phone numbers) rarely match.
 _LONG_INTEGER = re.compile(rb"[:,\[]\s*-?[0-9]{19}")
 
-#: Awaited once, after the quota admits the call and right before the first byte is sent.
+#: Awaited before every attempt's first byte, after the quota admitted that attempt.
 BeforeSend = Callable[[], Awaitable[None]]
+#: Awaited when an attempt was proven refused (429) or never sent, before the client waits to
+#: try again; not when it gives up (then the call raises).
+NotSent = Callable[[], Awaitable[None]]
 MediaArg = bytes | bytearray | memoryview | str | os.PathLike[str] | Media
 _CallKind = Literal["audio", "fake"]
 _BodyT = TypeVar("_BodyT", AudioCallBody, FakeCallBody)
@@ -67,13 +71,16 @@ class RyzeClient:
     """Async client for RyzeAPI's call endpoints. Use ``async with`` or ``await aclose()``.
 
     ``token``, ``instance`` and ``base_url`` fall back to ``RYZE_TOKEN``, ``RYZE_INSTANCE`` and
-    ``RYZE_BASE_URL``. Every client on the same token in the same event loop shares one quota
-    limiter of ``rate_limit`` requests per ``rate_period`` seconds (``rate_limit=None`` turns the
-    client-side quota off: only for a server you run yourself). Only failures that provably sent
-    nothing are retried (``max_retries`` times, exponential backoff with jitter); a 429 waits for
-    the server's reset and is sent again up to ``max_retries`` times. ``timeout`` bounds each
-    attempt; connecting alone is bounded by ``connect_timeout`` (default: a third of ``timeout``,
-    at most 10 s).
+    ``RYZE_BASE_URL``. Every client on the same server and token in the same event loop shares
+    one quota limiter of ``rate_limit`` requests per ``rate_period`` seconds (``rate_limit=None``
+    turns the client-side quota off: only for a server you run yourself). Only failures that
+    provably sent nothing are retried (``max_retries`` times, exponential backoff with jitter); a
+    429 waits for its ``Retry-After``, else the server's reset, else one ``rate_period``, and is
+    sent again up to ``max_retries`` times. ``timeout`` bounds each attempt; connecting alone is
+    bounded by ``connect_timeout`` (default: a third of ``timeout``, at most 10 s). Every call
+    gets a fresh connection (``keepalive_timeout=0``): a pooled one may carry a stray answer that
+    would be read as the call's own; ``keepalive_timeout > 0`` pools connections idle less than
+    that many seconds, at that risk.
     """
 
     def __init__(
@@ -88,7 +95,7 @@ class RyzeClient:
         max_retries: int = 3,
         timeout: float = 30.0,
         connect_timeout: float | None = None,
-        keepalive_timeout: float = 1.0,
+        keepalive_timeout: float = 0.0,
         allow_http: bool = False,
         max_media_bytes: int = 16 * 1024 * 1024,
         allow_lid: bool = False,
@@ -118,7 +125,7 @@ class RyzeClient:
         self._limiter_for_loop: tuple[asyncio.AbstractEventLoop, QuotaLimiter] | None = None
         self._urls: dict[tuple[str, str], str] = {}
         self._last_url_media: tuple[str, Media] | None = None
-        self._closed = False
+        self._guard = CloseGuard()
 
     def __repr__(self) -> str:
         cfg: ClientConfig | None = getattr(self, "_config", None)
@@ -142,8 +149,12 @@ class RyzeClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the HTTP session; later calls raise ``ClientClosedError``. Idempotent."""
-        self._closed = True
+        """Close the HTTP session; later calls raise ``ClientClosedError``. Idempotent.
+
+        Calls still waiting (for quota, a 429's reset or a retry's backoff) raise
+        ``ClientClosedError`` at once, having sent nothing; nothing is sent after this.
+        """
+        self._guard.close()
         await self._transport.aclose()
 
     @property
@@ -154,7 +165,7 @@ class RyzeClient:
     @property
     def closed(self) -> bool:
         """True once ``aclose()`` was called."""
-        return self._closed
+        return self._guard.closed
 
     # -- the two endpoints ----------------------------------------------------------------------
 
@@ -167,12 +178,19 @@ class RyzeClient:
         media_base64: str | None = None,
         instance: str | None = None,
         before_send: BeforeSend | None = None,
+        on_not_sent: NotSent | None = None,
     ) -> CallResult:
         """Call ``number`` and play audio when it is answered.
 
         Give exactly one of ``media`` (bytes, a file path, or a prepared ``Media``),
         ``media_url`` (an http(s) URL, a data URI or base64) or ``media_base64``.
         For many calls with the same audio, build a ``Media`` once and pass it each time.
+
+        ``before_send`` is awaited before every attempt's first byte, once the quota admitted
+        that attempt; if it raises, nothing is sent and its exception propagates.
+        ``on_not_sent`` is awaited as soon as an attempt is proven refused (a 429) or never sent
+        (a retryable ``ConnectionFailedError``) and the client is about to wait and try again,
+        before the wait starts; it is not awaited when the client gives up and raises.
         """
         self._check_open()
         source = self._media_source(media, media_url, media_base64)
@@ -188,7 +206,7 @@ class RyzeClient:
         else:  # the model refuses it, with its usual message
             body = self._validated(AudioCallBody, {"number": number, "media": prepared})
             parts = body.wire_parts()
-        return await self._place("audio", instance, parts, before_send)
+        return await self._place("audio", instance, parts, before_send, on_not_sent)
 
     async def fake_call(
         self,
@@ -197,16 +215,20 @@ class RyzeClient:
         duration: int | None = None,
         instance: str | None = None,
         before_send: BeforeSend | None = None,
+        on_not_sent: NotSent | None = None,
     ) -> CallResult:
-        """Ring ``number`` for ``duration`` seconds (1 to 60; None: the server's 8), no audio."""
+        """Ring ``number`` for ``duration`` seconds (1 to 60; None: the server's 8), no audio.
+
+        ``before_send`` and ``on_not_sent``: as for ``audio_call``.
+        """
         self._check_open()
         body = self._validated(FakeCallBody, {"number": number, "duration": duration})
-        return await self._place("fake", instance, body.to_wire(), before_send)
+        return await self._place("fake", instance, body.to_wire(), before_send, on_not_sent)
 
     # -- the pipeline ---------------------------------------------------------------------------
 
     def _check_open(self) -> None:
-        if self._closed:
+        if self._guard.closed:
             raise ClientClosedError("this RyzeClient is closed; create a new one")
 
     def _media_source(
@@ -276,7 +298,10 @@ class RyzeClient:
         loop = asyncio.get_running_loop()
         cached = self._limiter_for_loop
         if cached is None or cached[0] is not loop:
-            limiter = shared_limiter(cfg.token, cfg.rate_limit, cfg.rate_period, cfg.rate_margin)
+            limiter = shared_limiter(
+                cfg.token, cfg.rate_limit, cfg.rate_period, cfg.rate_margin,
+                server=cfg.base_url, learn_first=True,
+            )
             cached = self._limiter_for_loop = (loop, limiter)
         return cached[1]
 
@@ -286,66 +311,113 @@ class RyzeClient:
         instance: str | None,
         body: bytes | Sequence[bytes],
         before_send: BeforeSend | None,
+        on_not_sent: NotSent | None,
     ) -> CallResult:
         url = self._url(kind, instance)
         limiter = self._limiter()
-        headers = self._config.headers
-        transport = self._transport
-
         rate_limited = 0
         while True:
+            admitted = None
             if limiter is not None:
-                await limiter.acquire()
-            if before_send is not None:
-                hook, before_send = before_send, None
-                await hook()
-            started = time.perf_counter()
+                admitted = await self._guard.wait(limiter.acquire())
             try:
-                # The first attempt is sent directly; the retry policy only sees a failure.
-                response = await transport.send(url, headers, body)
-            except ConnectionFailedError as exc:
-                response = await self._retry.resend(
-                    exc, functools.partial(transport.send, url, headers, body)
-                )
-            try:
-                rate = rate_limit_fields(response.headers)
-                status = response.status
-                # Only the limiter and a 429 need the reset; most answers skip the Date arithmetic.
-                reset_after = (
-                    seconds_until_reset(response.headers, rate["reset"] if rate else None)
-                    if status == 429 or (limiter is not None and rate is not None)
-                    else None
-                )
-                if limiter is not None and rate is not None:
-                    limiter.observe(
-                        limit=rate["limit"], remaining=rate["remaining"], reset_after=reset_after
-                    )
-                if _log.isEnabledFor(logging.DEBUG):
-                    _log.debug(
-                        "POST %s -> %d in %.1f ms (remaining %s)", self._config.redact(url),
-                        status, (time.perf_counter() - started) * 1e3,
-                        rate["remaining"] if rate else "?",
-                    )
-                if status != 429 or rate_limited >= self._config.max_retries:
-                    return self._interpret(response, rate)
-            except RyzeError:
-                raise
-            except Exception as exc:
-                # The request reached the server: a fault in reading its answer must not
-                # escape as something a caller could take for "not placed".
-                raise OutcomeUnknownError(
-                    f"HTTP {response.status}: the answer could not be read "
-                    f"({type(exc).__name__}); the call may have been placed"
-                ) from exc
+                started = time.perf_counter()
+                response = await self._attempt(url, body, before_send, on_not_sent)
+                rate, reset_after = self._take_in(response, limiter, admitted, started, url)
+            finally:
+                if limiter is not None:  # a fresh limiter's first answer releases the burst
+                    limiter.settle()
+            if response.status != 429 or rate_limited >= self._config.max_retries:
+                return self._answer(response, rate)
             rate_limited += 1
-            # A reset in the wrong unit (milliseconds, say) must not park the caller for days.
-            ceiling = 2 * self._config.rate_period + 5
-            delay = ceiling if reset_after is None else min(reset_after, ceiling)
-            _log.warning("429 rate limited; sending again in %.2f s (the server's reset)", delay)
+            delay = self._rate_limited_delay(response, reset_after)
+            _log.warning("429 rate limited; sending again in %.2f s", delay)
+            if on_not_sent is not None:  # a 429 was refused: provably not placed
+                await on_not_sent()
             if limiter is not None:
-                limiter.hold_until(delay)
+                limiter.hold_until(delay)  # the next acquire() waits it out, for every caller
             else:
-                await asyncio.sleep(delay)
+                await self._guard.sleep(delay)
+
+    async def _attempt(
+        self,
+        url: str,
+        body: bytes | Sequence[bytes],
+        before_send: BeforeSend | None,
+        on_not_sent: NotSent | None,
+    ) -> RawResponse:
+        """One admitted attempt: the first send, plus resends of what provably never left."""
+        self._guard.check()
+        headers = self._config.headers
+        transport = self._transport
+        if before_send is not None:
+            await before_send()
+        try:
+            # The first attempt is sent directly; the retry policy only sees a failure.
+            return await transport.send(url, headers, body)
+        except ConnectionFailedError as exc:
+            return await self._retry.resend(
+                exc, functools.partial(transport.send, url, headers, body),
+                before_attempt=before_send, not_sent=on_not_sent, sleep=self._guard.sleep,
+            )
+
+    def _take_in(
+        self,
+        response: RawResponse,
+        limiter: QuotaLimiter | None,
+        admitted: float | None,
+        started: float,
+        url: str,
+    ) -> tuple[RateLimitFields | None, float | None]:
+        """The answer's rate-limit fields and seconds to their reset, fed to the limiter."""
+        try:
+            rate = rate_limit_fields(response.headers)
+            # Only the limiter and a 429 need the reset; most answers skip the Date arithmetic.
+            reset_after = (
+                seconds_until_reset(response.headers, rate["reset"] if rate else None)
+                if response.status == 429 or (limiter is not None and rate is not None)
+                else None
+            )
+            if limiter is not None and rate is not None:
+                limiter.observe(
+                    limit=rate["limit"], remaining=rate["remaining"], reset_after=reset_after,
+                    admitted_at=admitted,
+                )
+        except Exception as exc:
+            raise self._unreadable(response, exc) from exc
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug(
+                "POST %s -> %d in %.1f ms (remaining %s)", self._config.redact(url),
+                response.status, (time.perf_counter() - started) * 1e3,
+                rate["remaining"] if rate else "?",
+            )
+        return rate, reset_after
+
+    def _rate_limited_delay(self, response: RawResponse, reset_after: float | None) -> float:
+        """A 429's wait: its Retry-After, else its reset, else one period."""
+        period = self._config.rate_period
+        delay = retry_after_seconds(response.headers)
+        if delay is None:
+            delay = period if reset_after is None else reset_after
+        # A reset in the wrong unit (milliseconds, say) must not park the caller for days.
+        return min(max(delay, 0.0), 2 * period + 5)
+
+    def _answer(self, response: RawResponse, rate: RateLimitFields | None) -> CallResult:
+        try:
+            return self._interpret(response, rate)
+        except RyzeError:
+            raise
+        except Exception as exc:
+            raise self._unreadable(response, exc) from exc
+
+    @staticmethod
+    def _unreadable(response: RawResponse, exc: Exception) -> OutcomeUnknownError:
+        # The request reached the server: a fault in reading its answer must not escape as
+        # something a caller could take for "not placed".
+        return OutcomeUnknownError(
+            f"HTTP {response.status}: the answer could not be read "
+            f"({type(exc).__name__}); the call may have been placed"
+        )
 
     def _interpret(self, response: RawResponse, rate: RateLimitFields | None) -> CallResult:
         status = response.status

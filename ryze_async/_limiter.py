@@ -15,19 +15,25 @@ log, but it reads its own integer-millisecond monotonic clock (not the loop's, s
 tests), runs a background leak thread, and offers no way to feed X-RateLimit-Remaining/Reset or a
 429 back into its schedule.
 
-Sharing: `shared_limiter` gives every client of one event loop that uses the same token the same
-limiter. Clients in other event loops, threads or processes do not share it (each would spend the
-whole quota); a Redis-backed limiter for that case is future work.
+Sharing: `shared_limiter` gives every client of one event loop that uses the same token on the
+same server (base URL origin) the same limiter. Clients in other event loops, threads or
+processes do not share it (each would spend the whole quota); a Redis-backed limiter for that
+case is future work. The server's X-RateLimit-Remaining still keeps them apart: an answer that
+says fewer remain than our own log thinks caps our admissions until its reset.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import contextlib
 import hashlib
 import logging
 import math
 import weakref
 from collections import deque
+
+from yarl import URL
 
 __all__ = ["QuotaLimiter", "default_margin", "shared_limiter"]
 
@@ -37,6 +43,11 @@ _log = logging.getLogger("ryze_async")
 def default_margin(period: float) -> float:
     """Safety margin for `period`: 1 s per 60 s, at least 0.1 s (loopback jitter in tests)."""
     return max(0.1, period / 60)
+
+
+def probe_wait(period: float) -> float:
+    """How long the burst waits for a probe's answer: 5 s per 60 s, RyzeAPI answers in far less."""
+    return min(5.0, period / 12)
 
 
 def _check_config(limit: int, period: float, margin: float | None) -> None:
@@ -53,11 +64,23 @@ class QuotaLimiter:
 
     Time is the running loop's clock (`loop.time()`) and waits are `asyncio.sleep`, so a
     virtual-time loop drives it exactly. An instance serves one event loop at a time.
+
+    With ``learn_first`` the first admission goes alone: nobody else is admitted until
+    `settle()` is called after its attempt (the client does, answer or not), so the answer's
+    ``X-RateLimit-Remaining`` (fed to `observe`) caps the burst before it leaves. A process
+    restarted inside a window someone already spent draws no 429s that way. A slow answer does
+    not stall the quota: the others wait for it `probe_wait(period)` seconds at most (5 s per
+    60 s), then go by our own log as without learning.
     """
 
-    __slots__ = ("__weakref__", "_hold", "_limit", "_margin", "_period", "_queue", "_stamps")
+    __slots__ = (
+        "__weakref__", "_budget", "_budget_until", "_head", "_hold", "_learn", "_limit", "_margin",
+        "_period", "_probe_deadline", "_probe_out", "_probing", "_queue", "_stamps", "_waiters",
+    )
 
-    def __init__(self, limit: int, period: float, *, margin: float | None = None) -> None:
+    def __init__(
+        self, limit: int, period: float, *, margin: float | None = None, learn_first: bool = False
+    ) -> None:
         _check_config(limit, period, margin)
         self._limit = limit
         self._period = float(period)
@@ -66,8 +89,18 @@ class QuotaLimiter:
         # goes down, so older entries can never matter again).
         self._stamps: deque[float] = deque()
         self._hold = -math.inf  # nobody is admitted before this loop time
-        # One future per waiting acquire(), FIFO; the head is the one sleeping towards its slot.
+        # The server's word: at most `_budget` more admissions before loop time `_budget_until`.
+        self._budget = 0
+        self._budget_until = -math.inf
+        self._learn = learn_first  # admissions are settle()d: probes may be sent
+        self._probing = learn_first  # the next admission goes alone
+        self._probe_out: asyncio.Event | None = None  # set by settle() once the probe is done
+        self._probe_deadline = -math.inf  # past it, nobody waits for the probe any more
+        # FIFO of futures of waiting acquire()s behind the head, which sleeps towards its slot.
+        # A cancelled waiter leaves its (cancelled) future in place, skipped when reached: O(1).
+        self._head: asyncio.Future[None] | None = None
         self._queue: deque[asyncio.Future[None]] = deque()
+        self._waiters = 0  # acquire()s still inside, the head included (for repr and compaction)
 
     @property
     def limit(self) -> int:
@@ -84,49 +117,98 @@ class QuotaLimiter:
     def __repr__(self) -> str:
         return (
             f"QuotaLimiter(limit={self._limit}, period={self._period}, margin={self._margin}, "
-            f"waiting={len(self._queue)})"
+            f"waiting={self._waiters})"
         )
+
+    def _prune(self, now: float) -> None:
+        stamps = self._stamps
+        window = self._period + self._margin
+        # Same expression as the wait in _delay, so pruning and waiting agree to the last bit.
+        while stamps and stamps[0] + window <= now:
+            stamps.popleft()
 
     def _delay(self, now: float) -> float:
         """Seconds from `now` until one more admission is allowed (<= 0: admit now)."""
+        if self._probe_out is not None and now < self._probe_deadline:
+            return self._probe_deadline - now  # or until settle(), if sooner
+        self._prune(now)
         stamps = self._stamps
-        window = self._period + self._margin
-        # Same expression as the wait below, so pruning and waiting agree to the last bit.
-        while stamps and stamps[0] + window <= now:
-            stamps.popleft()
-        wait = stamps[0] + window - now if len(stamps) >= self._limit else 0.0
+        wait = stamps[0] + self._period + self._margin - now if len(stamps) >= self._limit else 0.0
+        if self._budget <= 0 and now < self._budget_until:
+            wait = max(wait, self._budget_until - now)
         return max(wait, self._hold - now)
 
-    async def acquire(self) -> None:
-        """Wait for a slot (first come, first served), take it, and return.
+    def _admit(self, now: float) -> float:
+        self._stamps.append(now)
+        if now < self._budget_until:
+            self._budget -= 1
+        elif self._learn and self._budget_until > -math.inf:
+            # The server's cap has reset. A sliding server frees only the slots that left its
+            # window, which our log cannot know (they were someone else's): learn again.
+            self._budget_until = -math.inf
+            self._probing = True
+        if self._probe_out is not None:  # the probe is slow: stop waiting for it
+            self.settle()
+        if self._probing:
+            self._probing = False
+            self._probe_out = asyncio.Event()
+            self._probe_deadline = now + probe_wait(self._period)
+        return now
+
+    async def acquire(self) -> float:
+        """Wait for a slot (first come, first served), take it, and return its loop time.
 
         Cancelling a waiter gives its place to the next one and takes no slot.
         """
         loop = asyncio.get_running_loop()
-        if not self._queue:
+        if self._head is None:  # no head: nobody live is waiting
             now = loop.time()
             if self._delay(now) <= 0:  # fast path: nobody waiting, quota left
-                self._stamps.append(now)
-                return
+                return self._admit(now)
         turn: asyncio.Future[None] = loop.create_future()
-        self._queue.append(turn)
+        self._waiters += 1
+        if self._head is None:
+            self._head = turn
+        else:
+            self._queue.append(turn)
         try:
-            if self._queue[0] is not turn:
+            if self._head is not turn:
                 await turn  # set when everyone ahead has been admitted or has left
             while True:
                 now = loop.time()
                 delay = self._delay(now)
                 if delay <= 0:
-                    self._stamps.append(now)
-                    return
-                # Every change made while we sleep (lower limit, longer period, later hold)
-                # only moves the slot later, never earlier, so waking and re-checking suffices.
-                await asyncio.sleep(delay)
+                    return self._admit(now)
+                # Every change made while we sleep (lower limit, longer period, later hold,
+                # smaller budget) only moves the slot later, so waking and re-checking suffices.
+                probe = self._probe_out
+                if probe is not None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(probe.wait(), delay)
+                else:
+                    await asyncio.sleep(delay)
         finally:
-            was_head = self._queue[0] is turn
-            self._queue.remove(turn)
-            if was_head and self._queue and not self._queue[0].done():
-                self._queue[0].set_result(None)
+            self._waiters -= 1
+            if self._head is turn:
+                self._head = None
+                self._promote()
+            elif len(self._queue) > 2 * self._waiters + 64:  # many left: drop their futures
+                self._queue = deque(f for f in self._queue if not f.done())
+
+    def _promote(self) -> None:
+        queue = self._queue
+        while queue:
+            turn = queue.popleft()
+            if not turn.done():  # done: that waiter was cancelled
+                self._head = turn
+                turn.set_result(None)
+                return
+
+    def settle(self) -> None:
+        """The probe's attempt is over (answered or not): admit the others. Idempotent."""
+        probe, self._probe_out = self._probe_out, None
+        if probe is not None:
+            probe.set()
 
     def next_delay(self) -> float:
         """Seconds until the head of the queue could be admitted, from now (for logs and tests)."""
@@ -140,12 +222,18 @@ class QuotaLimiter:
         self._hold = max(self._hold, now + max(0.0, delay))
 
     def observe(
-        self, *, limit: int | None, remaining: int | None, reset_after: float | None
+        self,
+        *,
+        limit: int | None,
+        remaining: int | None,
+        reset_after: float | None,
+        admitted_at: float | None = None,
     ) -> None:
         """Take in a response's X-RateLimit headers (None: header absent or unreadable).
 
         `reset_after` is seconds from now until the server's counter resets, already converted
-        with the response's Date header.
+        with the response's Date header; `admitted_at` is the loop time its request was admitted
+        (what `acquire` returned): admissions since then may not be in its count.
         """
         if limit is not None and 1 <= limit < self._limit:
             _log.warning(
@@ -156,20 +244,35 @@ class QuotaLimiter:
                 limit,
             )
             self._lower_limit(limit)
-        if remaining is None or remaining > 0 or reset_after is None or math.isnan(reset_after):
+        if remaining is None or reset_after is None or math.isnan(reset_after):
             return
         now = asyncio.get_running_loop().time()
-        self._delay(now)  # prune, so len(stamps) counts the admissions still in our window
-        if len(self._stamps) >= self._limit:
-            # Our own log is full: our next admission is at least period + margin after the
-            # oldest of our last `limit` admissions, later than any server window (only `period`
-            # long) that counted them can reset. A sliding server may also report a pessimistic
-            # reset (when its whole window clears), which would waste quota if obeyed.
+        self._prune(now)
+        budget = max(remaining, 0) - self._admitted_since(admitted_at)
+        if budget >= self._limit - len(self._stamps):
+            # Our own log is at least as strict: it already waits for slots later than any
+            # server window (only `period` long) that counted them can reset, and a sliding
+            # server may report a pessimistic reset (its whole window clearing).
             return
         # The server counts requests we did not make (another client shares the token) or counts
-        # differently: trust its reset. Clamped against garbage headers and clock mismatch.
-        reset_after = min(max(reset_after, 0.0), 2 * self._period + 5)
-        self._hold = max(self._hold, now + reset_after)
+        # differently: admit no more than it says remain until its reset. Clamped against
+        # garbage headers and clock mismatch.
+        until = now + min(max(reset_after, 0.0), 2 * self._period + 5)
+        if now < self._budget_until:  # two reports on one window: the stricter wins
+            budget = min(budget, self._budget)
+            until = max(until, self._budget_until)
+        self._budget, self._budget_until = max(budget, 0), until
+
+    def _admitted_since(self, admitted_at: float | None) -> int:
+        """Our admissions after the one at `admitted_at` (same instant counts: conservative)."""
+        if admitted_at is None:
+            return 0
+        stamps = self._stamps
+        first = bisect.bisect_left(stamps, admitted_at)
+        later = len(stamps) - first
+        if later and stamps[first] == admitted_at:
+            later -= 1  # the answered request itself
+        return later
 
     def tighten(self, limit: int, period: float, margin: float | None = None) -> None:
         """Adopt the stricter of two configurations (two clients on one token disagree).
@@ -198,23 +301,46 @@ _registry: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, QuotaL
 )
 
 
-def shared_limiter(token: str, limit: int, period: float, margin: float | None) -> QuotaLimiter:
-    """The limiter every client of the running loop shares for `token`.
+def _origin(url: str) -> str:
+    """scheme://host:port of a base URL, as the server's quota is per server (and token)."""
+    parsed = URL(url)
+    if not parsed.is_absolute():
+        return url
+    return f"{parsed.scheme}://{(parsed.host or '').lower()}:{parsed.port}"
 
-    The first call creates it; a later call with another configuration tightens it (lower limit,
-    longer period, larger margin) and returns the same object. Clients in other event loops,
-    threads or processes get their own limiter and do not share the quota's bookkeeping.
-    Must be called with the loop running (e.g. on a client's first request).
+
+def shared_limiter(
+    token: str,
+    limit: int,
+    period: float,
+    margin: float | None,
+    *,
+    server: str = "",
+    learn_first: bool = False,
+) -> QuotaLimiter:
+    """The limiter every client of the running loop shares for `token` on `server`.
+
+    `server` is a base URL; two servers on one token are two quotas, keyed by URL origin.
+    The first call creates it (with `learn_first`, see `QuotaLimiter`); a later call with another
+    configuration tightens it (lower limit, longer period, larger margin) and returns the same
+    object. Clients in other event loops, threads or processes get their own limiter and do not
+    share the quota's bookkeeping. Must be called with the loop running.
     """
     loop = asyncio.get_running_loop()
     _check_config(limit, period, margin)
-    key = hashlib.sha256(token.encode("utf-8")).hexdigest()
+    digest = hashlib.sha256()
+    digest.update(_origin(server).encode("utf-8", "surrogatepass"))
+    digest.update(b"\0")
+    digest.update(token.encode("utf-8"))
+    key = digest.hexdigest()
     per_loop = _registry.get(loop)
     if per_loop is None:
         per_loop = _registry[loop] = {}
     limiter = per_loop.get(key)
     if limiter is None:
-        limiter = per_loop[key] = QuotaLimiter(limit, period, margin=margin)
+        limiter = per_loop[key] = QuotaLimiter(
+            limit, period, margin=margin, learn_first=learn_first
+        )
     else:
         limiter.tighten(limit, period, margin)
     return limiter

@@ -13,8 +13,12 @@ replayed as tenacity's attempt 1, so attempt numbers and backoff are tenacity's 
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import logging
-from collections.abc import Awaitable, Callable
+import math
+from collections.abc import Awaitable, Callable, Mapping
+from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
 from tenacity import (
@@ -27,11 +31,43 @@ from tenacity import (
 
 from ._errors import ConnectionFailedError
 
-__all__ = ["RetryPolicy"]
+__all__ = ["RetryPolicy", "retry_after_seconds"]
 
 T = TypeVar("T")
 _log = logging.getLogger("ryze_async")
 Sleep = Callable[[float], Awaitable[None]]
+Hook = Callable[[], Awaitable[None]]
+
+
+def _http_date(value: str) -> float | None:
+    """Unix seconds of an HTTP date; every HTTP date is UTC, whatever zone it spells."""
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:  # "-0000": UTC by RFC 9110, not local time
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delay-seconds, or an HTTP date read on the
+    server's clock via its ``Date``); None when absent or unusable."""
+    value = headers.get("Retry-After")
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    when = _http_date(value)
+    if when is None:
+        return None
+    date = headers.get("Date")
+    now = _http_date(date) if date is not None else None
+    if now is None:
+        return None  # no server clock to read the date against: ours may be off by minutes
+    delay = when - now
+    return max(delay, 0.0) if math.isfinite(delay) else None
 
 
 def _never_sent(exc: BaseException) -> bool:
@@ -67,15 +103,19 @@ class RetryPolicy:
         self._backoff_max = backoff_max
         self._sleep = sleep
 
-    def _retrying(self) -> AsyncRetrying:
-        extra = {} if self._sleep is None else {"sleep": self._sleep}
+    def _retrying(self, not_sent: Hook | None, sleep: Sleep | None) -> AsyncRetrying:
+        async def before_sleep(state: RetryCallState) -> None:
+            _log_retry(state)
+            if not_sent is not None:  # proven never sent: the caller may record it so
+                await not_sent()
+
         return AsyncRetrying(
             stop=stop_after_attempt(self.max_retries + 1),
             wait=wait_random_exponential(multiplier=self._backoff_initial, max=self._backoff_max),
             retry=retry_if_exception(_never_sent),
-            before_sleep=_log_retry,
+            before_sleep=before_sleep,
             reraise=True,
-            **extra,  # type: ignore[arg-type]
+            sleep=sleep or self._sleep or asyncio.sleep,
         )
 
     async def run(self, send: Callable[[], Awaitable[T]]) -> T:
@@ -85,10 +125,20 @@ class RetryPolicy:
         except ConnectionFailedError as exc:
             return await self.resend(exc, send)
 
-    async def resend(self, failure: ConnectionFailedError, send: Callable[[], Awaitable[T]]) -> T:
+    async def resend(
+        self,
+        failure: ConnectionFailedError,
+        send: Callable[[], Awaitable[T]],
+        *,
+        before_attempt: Hook | None = None,
+        not_sent: Hook | None = None,
+        sleep: Sleep | None = None,
+    ) -> T:
         """Carry on after a first attempt that failed with ``failure``: re-raise it unless it is
         retryable, else resend with backoff (``failure`` counts as tenacity's attempt 1).
 
+        ``not_sent`` is awaited before each backoff (the last failure provably sent nothing),
+        ``before_attempt`` before each resend; neither runs once the policy gives up.
         The client sends its first attempt itself and calls this only on failure, so a call that
         succeeds at once never pays for a retry frame or closure.
         """
@@ -102,11 +152,13 @@ class RetryPolicy:
             if first_failure is not None:
                 replayed, first_failure = first_failure, None
                 raise replayed
+            if before_attempt is not None:
+                await before_attempt()
             attempts += 1
             return await send()
 
         try:
-            return await self._retrying()(attempt)
+            return await self._retrying(not_sent, sleep)(attempt)
         except ConnectionFailedError as exc:
             exc.attempts = attempts
             raise

@@ -13,12 +13,15 @@ aiohttp's own exceptions are never chained to ours: they hold the request's head
 and their tracebacks the frames that built them. The token travels as a ``Secret`` and is
 revealed only inside ``_exchange``, a frame that no error we raise has in its traceback.
 
-Stale keep-alive connections: a POST written on a pooled socket that the server has just closed
-fails like a request the server dropped, so it would surface as a spurious unknown outcome
-(aiohttp retries that case only for idempotent methods). Pooled connections are therefore
-discarded after ``keepalive_timeout`` idle seconds (default 1 s, below the idle timeouts of
-common servers and proxies, 2 s and up), and ``keepalive_timeout=0`` opens a fresh connection for
-every call. Redirects are never followed, so the token never travels to another host.
+Connection policy: by default every call gets a fresh TCP (and TLS) connection, closed after its
+answer (``keepalive_timeout=0``). A pooled connection can carry bytes nobody asked for: a
+response the server (or a proxy) wrote on it while it sat idle is read as the *next* call's
+answer, so a call would report a call id while the server never received it. A pooled socket
+the server has just closed also makes the next POST fail like a request the server dropped (a
+spurious unknown outcome; aiohttp retries that only for idempotent methods). At the quota's 100
+calls a minute a handshake per call costs nothing that matters (see benchmarks/README.md).
+``keepalive_timeout > 0`` re-enables pooling for connections idle less than that many seconds,
+with both risks above. Redirects are never followed, so the token never travels to another host.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from aiohttp.payload import Payload
 from yarl import URL
 
 from ._config import Secret
-from ._errors import ConnectionFailedError, OutcomeUnknownError
+from ._errors import ClientClosedError, ConnectionFailedError, OutcomeUnknownError
 
 __all__ = ["AIOHTTP_VERSION", "MAX_ANSWER_BYTES", "RawResponse", "Transport"]
 
@@ -106,6 +109,7 @@ class Transport:
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
         self._keepalive_timeout = keepalive_timeout
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False  # once closed, never a new session: nothing is sent after aclose()
         self._loop: asyncio.AbstractEventLoop | None = None
         # Parsed once per URL, not per call (one URL per instance name in practice).
         self._targets: dict[str, URL] = {}
@@ -120,6 +124,8 @@ class Transport:
                     "create one client per event loop"
                 )
             return session
+        if self._closed:
+            raise ClientClosedError("this RyzeClient is closed; nothing was sent")
         if self._keepalive_timeout > 0:
             connector = aiohttp.TCPConnector(keepalive_timeout=self._keepalive_timeout)
         else:
@@ -228,6 +234,7 @@ class Transport:
         return self._session is not None and self._session.closed
 
     async def aclose(self) -> None:
+        self._closed = True
         session, self._session = self._session, None
         if session is not None and not session.closed:
             await session.close()

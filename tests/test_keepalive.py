@@ -3,7 +3,8 @@
 The server below emulates the race a real one has: its idle timeout closes a pooled connection
 just as the client writes the next POST on it. The request is lost on the wire, and to the
 client that is indistinguishable from a server that processed it and hung up. The defence is on
-the client's side: never reuse a connection that has been idle for `keepalive_timeout`.
+the client's side: by default never reuse a connection at all (#7.6); with pooling turned back
+on, never reuse one that has been idle for `keepalive_timeout`.
 """
 
 from __future__ import annotations
@@ -56,10 +57,23 @@ async def test_a_long_client_keepalive_meets_the_race(
     assert len(server.requests) == 2
 
 
-async def test_back_to_back_calls_share_a_connection(
+async def test_the_default_survives_the_race_with_a_fresh_connection_per_call(
+    ryze_server_factory: object, make_client: ClientFactory
+) -> None:
+    server: FakeRyzeServer = await ryze_server_factory(  # type: ignore[operator]
+        stale_after=0.0  # every reused connection is stale: only fresh ones get answers
+    )
+    client = make_client(server)  # the default keepalive_timeout (0)
+    for _ in range(3):
+        await client.fake_call(NUMBER)
+    assert [r.status for r in server.requests] == [200, 200, 200]
+    assert server.connections_accepted == 3
+
+
+async def test_pooled_back_to_back_calls_share_a_connection(
     ryze_server: FakeRyzeServer, make_client: ClientFactory
 ) -> None:
-    client = make_client(ryze_server)  # the default keepalive_timeout
+    client = make_client(ryze_server, keepalive_timeout=1.0)  # pooling, opted into
     for _ in range(5):
         await client.fake_call(NUMBER)
     assert len({r.connection_id for r in ryze_server.requests}) == 1

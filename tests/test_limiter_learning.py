@@ -1,0 +1,260 @@
+"""#7.9: the limiter learns what the server says remains, honours Retry-After, is per server and
+token, and drops a cancelled waiter in O(1). Timing on the virtual clock."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from email.utils import formatdate
+
+import pytest
+from aiohttp import web
+
+from ryze_async import RyzeClient, _limiter
+from ryze_async._limiter import QuotaLimiter, probe_wait, shared_limiter
+from ryze_async.testing import FakeRyzeServer
+from ryze_async.testing._virtual_time import run_virtual
+
+EPOCH = 1_800_000_000.0  # a multiple of 60: fixed windows start at virtual t = 0, 60, ...
+LIMIT = 10
+PERIOD = 60.0
+
+
+def _server(window: str) -> FakeRyzeServer:
+    loop = asyncio.get_running_loop()
+    return FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD, window=window,  # type: ignore[arg-type]
+                          clock=lambda: EPOCH + loop.time())
+
+
+async def _someone_else_spends(server: FakeRyzeServer, count: int, gap: float) -> None:
+    async with RyzeClient(token="test-token", instance="my-instance", base_url=server.url,
+                          rate_limit=None) as other:
+        for i in range(count):
+            await other.fake_call(f"55118{i:08d}")
+            await asyncio.sleep(gap)
+
+
+@pytest.mark.parametrize("window", ["fixed", "sliding"])
+@pytest.mark.parametrize(("spent", "gap"), [(7, 0.0), (7, 4.0), (9, 1.0), (3, 0.0), (10, 1.0)])
+def test_a_fresh_process_joining_a_spent_window_draws_no_429(
+    window: str, spent: int, gap: float
+) -> None:
+    # With k > 0 left, none; with none left, only the lone first request can learn that.
+    async def main() -> list[int | None]:
+        async with _server(window) as server:
+            await _someone_else_spends(server, spent, gap)
+            async with RyzeClient(token="test-token", instance="my-instance",
+                                  base_url=server.url, rate_limit=LIMIT,
+                                  rate_period=PERIOD) as client:
+                await asyncio.gather(*(client.fake_call(f"55119{i:08d}") for i in range(25)))
+            return [r.status for r in server.requests]
+
+    statuses = run_virtual(main(), start=1.0)
+    expected_429s = 1 if spent == LIMIT else 0
+    assert statuses.count(429) == expected_429s
+    assert len(statuses) == spent + 25 + expected_429s
+
+
+def test_the_first_admission_goes_alone_until_settled() -> None:
+    async def main() -> list[float]:
+        limiter = QuotaLimiter(LIMIT, PERIOD, learn_first=True)
+        first = await limiter.acquire()
+        others = [asyncio.create_task(limiter.acquire()) for _ in range(4)]
+        await asyncio.sleep(4)
+        assert not any(t.done() for t in others)
+        limiter.observe(limit=LIMIT, remaining=2, reset_after=20.0, admitted_at=first)
+        limiter.settle()  # the server says 2 remain until t = 24
+        times = [await t for t in others[:3]]
+        await asyncio.sleep(1)
+        assert not others[3].done()  # after the reset the first goes alone again: a new probe
+        limiter.settle()
+        return [*times, await others[3]]
+
+    assert run_virtual(main()) == [4.0, 4.0, 24.0, 25.0]
+
+
+def test_a_slow_probe_holds_the_others_only_probe_wait_seconds() -> None:
+    async def main() -> list[float]:
+        limiter = QuotaLimiter(LIMIT, PERIOD, learn_first=True)
+        await limiter.acquire()  # its answer never comes (yet)
+        return list(await asyncio.gather(*(limiter.acquire() for _ in range(3))))
+
+    assert run_virtual(main()) == [probe_wait(PERIOD)] * 3
+
+
+def test_a_probe_that_gets_no_answer_still_releases_the_others() -> None:
+    async def main() -> list[float]:
+        limiter = QuotaLimiter(LIMIT, PERIOD, learn_first=True)
+        await limiter.acquire()
+        others = [asyncio.create_task(limiter.acquire()) for _ in range(3)]
+        await asyncio.sleep(1)
+        limiter.settle()  # the attempt failed without an answer: nothing learnt
+        return [await t for t in others]
+
+    assert run_virtual(main()) == [1.0, 1.0, 1.0]
+
+
+def test_remaining_above_zero_caps_admissions_until_the_reset() -> None:
+    async def main() -> list[float]:
+        limiter = QuotaLimiter(LIMIT, PERIOD)
+        first = await limiter.acquire()
+        limiter.observe(limit=LIMIT, remaining=3, reset_after=30.0, admitted_at=first)
+        return [await limiter.acquire() for _ in range(5)]
+
+    assert run_virtual(main()) == [0.0, 0.0, 0.0, 30.0, 30.0]
+
+
+def test_admissions_after_the_answered_one_count_against_its_remaining() -> None:
+    async def main() -> float:
+        limiter = QuotaLimiter(LIMIT, PERIOD)
+        answered = await limiter.acquire()
+        for _ in range(2):
+            await limiter.acquire()  # in flight while the answer came back
+        limiter.observe(limit=LIMIT, remaining=2, reset_after=30.0, admitted_at=answered)
+        return limiter.next_delay()
+
+    assert run_virtual(main()) == 30.0
+
+
+async def _answer_429_then_200(
+    headers_429: Callable[[], dict[str, str]],
+) -> tuple[web.AppRunner, str, list[float]]:
+    loop = asyncio.get_running_loop()
+    seen: list[float] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        await request.read()
+        seen.append(loop.time())
+        if len(seen) == 1:
+            return web.json_response({"success": False, "error": {"message": "Rate limit"}},
+                                     status=429, headers=headers_429())
+        return web.json_response({"success": True, "message": "ok", "callId": "X",
+                                  "number": "5511999999999", "duration": 8})
+
+    app = web.Application()
+    app.router.add_post("/api/call/fake/{instance}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{port}", seen
+
+
+def _date(offset: float) -> str:
+    return formatdate(EPOCH + offset, usegmt=True)
+
+
+RETRY_AFTER_CASES: list[tuple[str, Callable[[], dict[str, str]], float]] = [
+    ("seconds", lambda: {"Retry-After": "7"}, 7.0),
+    ("http date on the server clock",
+     lambda: {"Date": _date(0), "Retry-After": _date(12)}, 12.0),
+    ("-0000 zone is UTC", lambda: {"Date": _date(0),
+                                   "Retry-After": _date(9).replace("GMT", "-0000")}, 9.0),
+    ("no header: one period", dict, PERIOD),
+    ("garbage: one period", lambda: {"Retry-After": "soon"}, PERIOD),
+    ("over the reset", lambda: {"Retry-After": "4", "Date": _date(0),
+                                "X-RateLimit-Reset": str(int(EPOCH + 40))}, 4.0),
+]
+
+
+@pytest.mark.parametrize("rate_limit", [None, 100])
+@pytest.mark.parametrize(("name", "headers", "wait"), RETRY_AFTER_CASES,
+                         ids=[c[0] for c in RETRY_AFTER_CASES])
+def test_a_429_waits_retry_after_or_one_period(
+    name: str, headers: Callable[[], dict[str, str]], wait: float, rate_limit: int | None
+) -> None:
+    async def main() -> list[float]:
+        runner, url, seen = await _answer_429_then_200(headers)
+        try:
+            async with RyzeClient(token="t", instance="i", base_url=url, rate_limit=rate_limit,
+                                  rate_period=PERIOD) as client:
+                await client.fake_call("5511999999999")
+        finally:
+            await runner.cleanup()
+        return seen
+
+    seen = run_virtual(main())
+    assert len(seen) == 2
+    assert seen[1] - seen[0] == pytest.approx(wait, abs=0.01)
+
+
+def test_two_servers_on_one_token_are_two_quotas() -> None:
+    async def main() -> None:
+        a = shared_limiter("tok", LIMIT, PERIOD, None, server="https://a.example/api")
+        a_again = shared_limiter("tok", LIMIT, PERIOD, None, server="HTTPS://A.example:443/")
+        b = shared_limiter("tok", LIMIT, PERIOD, None, server="https://b.example")
+        other_port = shared_limiter("tok", LIMIT, PERIOD, None, server="https://a.example:8443")
+        assert a is a_again
+        assert a is not b
+        assert a is not other_port
+        one = RyzeClient(token="tok", instance="i", base_url="http://127.0.0.1:1")
+        two = RyzeClient(token="tok", instance="i", base_url="http://127.0.0.1:2")
+        assert one._limiter() is not two._limiter()
+        await one.aclose()
+        await two.aclose()
+
+    run_virtual(main())
+
+
+class _CountingDeque(deque):  # type: ignore[type-arg]
+    """A deque that counts every element it hands out or scans (remove() scans up to all)."""
+
+    visits = 0
+
+    def popleft(self) -> object:
+        _CountingDeque.visits += 1
+        return super().popleft()
+
+    def __iter__(self) -> Iterator[object]:
+        for item in super().__iter__():
+            _CountingDeque.visits += 1
+            yield item
+
+    def remove(self, value: object) -> None:
+        _CountingDeque.visits += len(self)  # its scan: O(n) per cancelled waiter
+        super().remove(value)
+
+
+def _cancel_waiters(n: int) -> float:
+    """Real CPU seconds to cancel `n` queued waiters, newest first (the worst case for a scan)."""
+
+    async def main() -> float:
+        limiter = QuotaLimiter(1, PERIOD, margin=0.0)
+        await limiter.acquire()
+        waiters = [asyncio.create_task(limiter.acquire()) for _ in range(n)]
+        await asyncio.sleep(0)
+        survivor = waiters.pop(0)
+        gc.disable()
+        try:
+            started = time.process_time()
+            for task in reversed(waiters):
+                task.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+            elapsed = time.process_time() - started
+        finally:
+            gc.enable()
+        assert await survivor == PERIOD  # FIFO and the slot survive the mass cancel
+        assert await limiter.acquire() == 2 * PERIOD
+        return elapsed
+
+    return run_virtual(main())
+
+
+def test_cancelling_twenty_thousand_waiters_visits_each_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_limiter, "deque", _CountingDeque)
+    _CountingDeque.visits = 0
+    _cancel_waiters(20_000)
+    assert _CountingDeque.visits <= 4 * 20_000
+
+
+def test_cancelling_twenty_thousand_waiters_takes_linear_time() -> None:
+    # Linear: ~10x the time of 2,000 (cache effects push it to ~16x); the O(n^2) scan: ~100x.
+    small = min(_cancel_waiters(2_000) for _ in range(3))
+    large = min(_cancel_waiters(20_000) for _ in range(2))
+    assert large < 40 * small, (small, large)
