@@ -25,7 +25,7 @@ _CHECKS = ("valid", "possible")
 # What people type in a phone number: digits (any script: libphonenumber reads them, and the
 # wire form is rebuilt in ASCII), one leading "+", and separators. Letters (vanity numbers),
 # extensions and "tel:" URIs are refused: the call could not dial what they add.
-_PLAIN = re.compile(r"\+?[\d\s().\-/\u00a0]+")
+_PLAIN = re.compile(r"\+?[\d\s().\-\u00a0]+")
 _DIGIT = re.compile(r"\d")
 _MAX_CHARS = 64
 _JID_USER = re.compile(r"[0-9]{8,15}")
@@ -115,7 +115,7 @@ def normalize_number(
     if len(text) > _MAX_CHARS or not _PLAIN.fullmatch(text):
         raise InvalidRequestError(
             f"number {raw!r} is not a phone number: only digits, one leading +, spaces, dashes, "
-            "dots, slashes and parentheses are allowed",
+            "dots and parentheses are allowed",
             field="number",
         )
     return _plain_number(text, region, number_check)
@@ -170,12 +170,12 @@ def _possible_jid_user(user: str) -> bool:
 
 
 def _refusal(text: str, region: str | None, check: NumberCheck) -> str:
-    what = "a valid" if check == "valid" else "a possible"
+    what = "valid" if check == "valid" else "possible"
     if region is None:
-        return f"number {text!r} is not {what} phone number with its country code: {_HINT}"
+        return f"number {text!r} is not a phone number {what} with its country code: {_HINT}"
     return (
-        f"number {text!r} is not {what} phone number, read in {region} or with its country code "
-        "(number_check='possible' accepts numbers libphonenumber does not know to be assigned)"
+        f"number {text!r} is not a phone number {what} in {region} or with its country code "
+        "(number_check='possible' also accepts numbers libphonenumber does not know as assigned)"
     )
 
 
