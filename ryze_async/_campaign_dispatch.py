@@ -21,7 +21,7 @@ from ._journal import Journal, JournalError
 from ._media import Media
 from ._models import CallResult
 from ._number_source import NumberSource
-from ._numbers import normalize_number
+from ._numbers import number_normalizer
 
 __all__ = ["BeforeSend", "CampaignClient", "Dispatcher", "Settings"]
 
@@ -177,10 +177,13 @@ class Dispatcher:
             if self._source is None:
                 return
             offset, line = await self._journal.ingest_position()
+            # The client's own reading of numbers (a stub client has none: country codes only).
+            normalize = number_normalizer(getattr(self._client, "default_region", None),
+                                          getattr(self._client, "number_check", "valid"))
             async for batch in self._source.batches(offset=offset, line=line,
                                                     size=self._s.ingest_batch):
                 result = await self._journal.ingest(batch.entries, offset=batch.offset,
-                                                    line=batch.line, normalize=normalize_number)
+                                                    line=batch.line, normalize=normalize)
                 self.live.ingested(len(batch.entries), result)
                 self._wake.set()
                 for at, raw, why in result.invalid:

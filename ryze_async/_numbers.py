@@ -90,10 +90,11 @@ def normalize_number(
 
     Without ``default_region`` a number must carry its country code: ``"+55 (11) 99999-9999"``
     and ``"5511999999999"`` both become ``"5511999999999"``. With ``default_region="BR"``,
-    national formats (``"(11) 99999-9999"``, ``"011 99999-9999"``) and the region's own
-    international prefix are read too; digits that read as two different numbers (national and
-    international) are refused as ambiguous. ``number_check="valid"`` (the default) wants a
-    number libphonenumber knows to be assigned; ``"possible"`` only a plausible length.
+    a number without ``+`` is read as libphonenumber reads it in that region (national formats
+    such as ``"(11) 99999-9999"``, the region's international prefix, its own country code),
+    and only when that is no valid number, as digits with their country code.
+    ``number_check="valid"`` (the default) wants a number libphonenumber knows to be assigned;
+    ``"possible"`` only a plausible length.
 
     A personal JID (``5511999999999@s.whatsapp.net``) is kept as is; it must be a possible
     number, not a valid one, because WhatsApp made it (old Brazilian mobiles keep JIDs without
@@ -125,21 +126,17 @@ def normalize_number(
 def _plain_number(text: str, region: str | None, check: NumberCheck) -> str:
     # Cached: parsing costs tens of microseconds, and a client calling the same numbers again
     # (or a campaign whose ingest normalised them) must not pay it per call. Errors are not cached.
-    if text.startswith("+") or region is None:
-        intl = _e164(text if text.startswith("+") else "+" + text, None, check)
-        if intl is None:
-            raise InvalidRequestError(_refusal(text, region, check), field="number")
-        return intl
-    national = _e164(text, region, check)
-    digits = "".join(_DIGIT.findall(text))
-    intl = _e164("+" + digits, None, check)
-    if national is not None and intl is not None and national != intl:
-        raise InvalidRequestError(
-            f"number {text!r} is ambiguous: +{national} read in {region}, or +{intl} read as "
-            "international; write it with + and its country code",
-            field="number",
+    if text.startswith("+"):
+        result = _e164(text, None, check)
+    elif region is None:
+        result = _e164("+" + text, None, check)
+    else:
+        # The region's reading first (national format, its international prefix, its own
+        # country code): the user said numbers are written for it. Only digits that are no valid
+        # number there are taken as carrying their country code (RyzeAPI's 5511999999999).
+        result = _e164(text, region, check) or _e164(
+            "+" + "".join(_DIGIT.findall(text)), None, check
         )
-    result = national or intl
     if result is None:
         raise InvalidRequestError(_refusal(text, region, check), field="number")
     return result
@@ -185,13 +182,23 @@ def number_normalizer(
     """``normalize_number`` for a campaign's ingest: its result must read the same again.
 
     A campaign stores the wire form and the client normalises it once more when it calls, so a
-    stored number must be a fixed point (with a region, E.164 digits might also be a different
-    national number): such an entry is refused at ingest rather than at the call.
+    stored number must read the same again: with a region, a foreign number's E.164 digits may
+    also be a valid national number there (+66 97 017 0001's digits are a Brazilian mobile).
+    Such an entry is refused at ingest, before anyone could be called in the wrong country.
     """
 
     def normalize(raw: str) -> str:
         number = normalize_number(raw, default_region=default_region, number_check=number_check)
-        normalize_number(number, default_region=default_region, number_check=number_check)
+        if "@" not in number:
+            again = normalize_number(number, default_region=default_region,
+                                     number_check=number_check)
+            if again != number:
+                raise InvalidRequestError(
+                    f"number {raw!r} is +{number}, but its digits {number} read as +{again} in "
+                    f"{default_region}, and a campaign stores the digits: run numbers of other "
+                    "countries in a campaign without a default region",
+                    field="number",
+                )
         return number
 
     return normalize
