@@ -129,6 +129,11 @@ class Media:
         if not isinstance(url, str) or not url.strip():
             raise InvalidRequestError("media_url is empty", field="media_url")
         value = url.strip()
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidRequestError("media_url is not valid Unicode (a lone surrogate)",
+                                      field="media_url") from None
         lowered = value[:8].lower()
         if lowered.startswith(("http://", "https://")):
             _check_public_url(value)
@@ -241,6 +246,11 @@ def _check_public_url(url: str) -> None:
     if _SPACE_OR_CONTROL.search(url):
         raise InvalidRequestError("media_url contains whitespace or control characters",
                                   field="media_url")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not 0-65535
+    except ValueError as exc:
+        raise InvalidRequestError(f"media_url is not a valid URL ({exc})",
+                                  field="media_url") from None
     if not parts.hostname:
         raise InvalidRequestError("media_url has no host", field="media_url")
