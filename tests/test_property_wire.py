@@ -39,13 +39,13 @@ _FORMATS = (
     "+55 11 9{a}-{b}", "55119{a}{b}", "+55 (11) 9{a}.{b}", " +55 11 9{a}{b} ", "(11) 9{a}-{b}",
     "5511 9{a} {b}", "+1 650 253 {a}", "0055 11 9{a}{b}", "+55 11 9{a}{b}@s.whatsapp.net",
     "55119{a}{b}@s.whatsapp.net", "5511{a}{b}@s.whatsapp.net", "55119{a}{b}@g.us", "{a}@lid",
-    "+٥٥ ١١ ٩{a}{b}", "55119{a}{b}x", "++55119{a}{b}",
+    "+\u0665\u0665 \u0661\u0661 \u0669{a}{b}", "55119{a}{b}x", "++55119{a}{b}",
 )
 NUMBERS = st.one_of(
     st.builds(lambda f, n: f.format(a=n[:4], b=n[4:]), st.sampled_from(_FORMATS), _BR_MOBILE),
     _DIGITS,
     st.builds(lambda d: "+" + d, _DIGITS),
-    st.text(alphabet="0123456789+-(). @٥x\x00\udc80", max_size=20),
+    st.text(alphabet="0123456789+-(). @\u0665x\x00\udc80", max_size=20),
     st.text(max_size=12),
     st.sampled_from([None, 5511999999999, b"5511999999999", ["5511999999999"]]),
 )
@@ -131,7 +131,8 @@ def _check_one_call(
     path = new[0].path
     assert path.startswith(route)
     segment = path[len(route):]
-    assert segment and "/" not in segment and "?" not in segment and "#" not in segment
+    assert segment
+    assert not {"/", "?", "#"} & set(segment)
     assert unquote(segment, errors="strict") == instance
     body: dict[str, Any] = json.loads(new[0].body)
     return body
@@ -143,7 +144,9 @@ def _expected_number(number: object) -> str:
     assert isinstance(number, str)
     wire = normalize_number(number)
     user = wire.partition("@")[0]
-    assert user.isascii() and user.isdigit() and len(user) <= 15
+    assert user.isascii()
+    assert user.isdigit()
+    assert len(user) <= 15
     parsed = phonenumbers.parse("+" + user)
     assert phonenumbers.is_possible_number(parsed)
     if "@" not in wire:
@@ -172,7 +175,8 @@ def test_audio_calls_send_exactly_the_input_or_nothing(
         assert body == {"number": _expected_number(number), **media.wire}
 
     check()
-    assert seen["sent"] and seen["refused"], seen
+    assert seen["sent"], seen
+    assert seen["refused"], seen
 
 
 def test_fake_calls_send_exactly_the_input_or_nothing(
@@ -194,9 +198,11 @@ def test_fake_calls_send_exactly_the_input_or_nothing(
         seen["sent"] += 1
         expected: dict[str, Any] = {"number": _expected_number(number)}
         if duration is not None:
-            assert type(duration) is int and 1 <= duration <= 60
+            assert type(duration) is int
+            assert 1 <= duration <= 60
             expected["duration"] = duration
         assert body == expected
 
     check()
-    assert seen["sent"] and seen["refused"], seen
+    assert seen["sent"], seen
+    assert seen["refused"], seen
