@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import tracemalloc
 from pathlib import Path
@@ -19,17 +20,27 @@ from .conftest import ClientFactory
 GUARD = 10.0
 
 
+def _release_blocked_readers(fifo: Path) -> None:
+    # On failure, a thread may still be blocked opening the FIFO: a writer lets it go, so the
+    # test fails at the guard instead of hanging the event loop's shutdown.
+    with contextlib.suppress(OSError):  # ENXIO: nobody is reading, nothing to release
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
 async def test_a_fifo_is_refused_without_hanging(
     ryze_server: FakeRyzeServer, make_client: ClientFactory, tmp_path: Path
 ) -> None:
     fifo = tmp_path / "audio.mp3"
     os.mkfifo(fifo)
     client = make_client(ryze_server)
-    async with asyncio.timeout(GUARD):
-        with pytest.raises(InvalidRequestError, match="not a regular file") as info:
-            await client.audio_call("5511999999999", media=fifo)
-        with pytest.raises(InvalidRequestError, match="not a regular file"):
-            await asyncio.to_thread(Media.from_file, fifo)
+    try:
+        async with asyncio.timeout(GUARD):
+            with pytest.raises(InvalidRequestError, match="not a regular file") as info:
+                await client.audio_call("5511999999999", media=fifo)
+            with pytest.raises(InvalidRequestError, match="not a regular file"):
+                await asyncio.to_thread(Media.from_file, fifo)
+    finally:
+        _release_blocked_readers(fifo)
     assert info.value.field == "media"
     assert ryze_server.requests == []
 
