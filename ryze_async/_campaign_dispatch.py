@@ -22,6 +22,7 @@ from ._journal import Journal, JournalError
 from ._media import Media
 from ._models import CallResult
 from ._number_source import NumberSource
+from ._numbers import number_normalizer
 
 __all__ = ["BeforeSend", "CampaignClient", "Dispatcher", "Settings"]
 
@@ -178,8 +179,12 @@ class Dispatcher:
             if self._source is None:
                 self._ready.set()
                 return
+            # The client's own reading of numbers (a stub client has none: country codes only).
+            normalize = number_normalizer(getattr(self._client, "default_region", None),
+                                          getattr(self._client, "number_check", "valid"))
             await ingest_input(self._journal, self._source, self._s.ingest_batch, self.live,
-                               ready=self._ready, wake=self._wake, emit=self._emit)
+                               ready=self._ready, wake=self._wake, emit=self._emit,
+                               normalize=normalize)
         finally:
             self._ingest_done = True
             self._wake.set()

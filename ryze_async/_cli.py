@@ -71,6 +71,12 @@ def _connection_options(p: argparse.ArgumentParser) -> None:
                    help="calls allowed per period (default 100)")
     g.add_argument("--rate-period", type=_positive_float, default=60.0,
                    help="quota period in seconds (default 60)")
+    g.add_argument("--default-region", metavar="CC",
+                   help="read national-format numbers as this country's, e.g. BR "
+                   "(RYZE_DEFAULT_REGION; default: numbers must carry their country code)")
+    g.add_argument("--number-check", choices=("valid", "possible"), default="valid",
+                   help="'valid' (default): numbers known to be assigned; 'possible': any "
+                   "plausible length")
 
 
 def _media_options(p: argparse.ArgumentParser, *, required: bool) -> None:
@@ -236,13 +242,15 @@ def _campaign_job(args: argparse.Namespace) -> CampaignJob:
         concurrency=args.concurrency, retry_unknown=args.retry_unknown,
         retry_failed=args.retry_failed, force=args.force, drain_timeout=args.drain_timeout,
         tty=sys.stdout.isatty(), log_interval=args.log_interval, column=args.column,
+        default_region=args.default_region, number_check=args.number_check,
     )
 
 
 async def _call(args: argparse.Namespace, out: TextIO) -> int:
     try:
         client = RyzeClient(args.token, args.instance, base_url=args.base_url,
-                            rate_limit=args.rate_limit, rate_period=args.rate_period)
+                            rate_limit=args.rate_limit, rate_period=args.rate_period,
+                            default_region=args.default_region, number_check=args.number_check)
     except InvalidRequestError as exc:
         raise UsageError(str(exc)) from None
     async with client:

@@ -10,7 +10,7 @@ import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Literal, TextIO
 
 from ryze_async import InvalidRequestError, Media, RyzeClient
 
@@ -62,6 +62,8 @@ class CampaignJob:
     tty: bool = False
     log_interval: float = 10.0
     column: str | int | None = None
+    default_region: str | None = None
+    number_check: Literal["valid", "possible"] = "valid"
 
 
 def exit_code(summary: CampaignSummary) -> int:
@@ -97,7 +99,8 @@ async def run_campaign_job(job: CampaignJob, out: TextIO) -> CampaignSummary:
     instance = _instance(job)
     try:
         client = RyzeClient(job.token, instance, base_url=job.base_url,
-                            rate_limit=job.rate_limit, rate_period=job.rate_period)
+                            rate_limit=job.rate_limit, rate_period=job.rate_period,
+                            default_region=job.default_region, number_check=job.number_check)
     except InvalidRequestError as exc:
         raise UsageError(str(exc)) from None
     async with client:

@@ -37,7 +37,7 @@ from ._models import (
     rate_limit_fields,
     seconds_until_reset,
 )
-from ._numbers import normalize_number
+from ._numbers import NumberCheck, normalize_number, number_options
 from ._retry import RetryPolicy, retry_after_seconds
 from ._transport import RawResponse, Transport
 
@@ -101,6 +101,8 @@ class RyzeClient:
         allow_lid: bool = False,
         backoff_initial: float = 0.5,
         backoff_max: float = 8.0,
+        default_region: str | None = None,
+        number_check: NumberCheck = "valid",
     ) -> None:
         # The raw token leaves this frame's locals at once: a traceback of any error raised
         # below (a refused setting) must not carry it to an error tracker.
@@ -114,7 +116,11 @@ class RyzeClient:
             max_media_bytes=max_media_bytes,
         )
         cfg = self._config
-        self._allow_lid = allow_lid
+        region = default_region if default_region is not None else os.environ.get(
+            "RYZE_DEFAULT_REGION", "").strip() or None
+        self._numbers = number_options(
+            allow_lid=allow_lid, default_region=region, number_check=number_check
+        )
         self._transport = Transport(
             timeout=cfg.timeout, connect_timeout=cfg.connect_timeout,
             keepalive_timeout=cfg.keepalive_timeout,
@@ -163,6 +169,17 @@ class RyzeClient:
         return self._config.instance
 
     @property
+    def default_region(self) -> str | None:
+        """The region national-format numbers are read in (``default_region=`` or
+        ``RYZE_DEFAULT_REGION``); None: every number must carry its country code."""
+        return self._numbers["default_region"]
+
+    @property
+    def number_check(self) -> NumberCheck:
+        """``"valid"`` or ``"possible"``: how strictly plain numbers are checked."""
+        return self._numbers["number_check"]
+
+    @property
     def closed(self) -> bool:
         """True once ``aclose()`` was called."""
         return self._guard.closed
@@ -202,7 +219,7 @@ class RyzeClient:
         if type(number) is str:
             # For an exact str, AudioCallBody's whole validation is normalize_number: run alone,
             # it skips a pydantic round trip that costs more than building the rest of the body.
-            parts = audio_wire_parts(normalize_number(number, allow_lid=self._allow_lid), prepared)
+            parts = audio_wire_parts(normalize_number(number, **self._numbers), prepared)
         else:  # the model refuses it, with its usual message
             body = self._validated(AudioCallBody, {"number": number, "media": prepared})
             parts = body.wire_parts()
@@ -273,7 +290,7 @@ class RyzeClient:
 
     def _validated(self, model: type[_BodyT], data: dict[str, Any]) -> _BodyT:
         try:
-            return model.model_validate(data, context={"allow_lid": self._allow_lid})
+            return model.model_validate(data, context=dict(self._numbers))
         except ValidationError as exc:
             first = exc.errors()[0]
             cause = (first.get("ctx") or {}).get("error")

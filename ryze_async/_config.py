@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
+
+from yarl import URL
 
 from ._errors import InvalidRequestError
 from ._version import __version__
@@ -106,10 +109,46 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+_INT_SETTINGS = ("rate_limit", "max_retries", "max_media_bytes")
+
+
+def _check_numeric(**settings: object) -> None:
+    """Types first: a str, a bool, NaN or infinity would fail a comparison later with a
+    TypeError, or pass it (NaN compares false both ways) and break the limiter's arithmetic."""
+    for name, value in settings.items():
+        integer = name in _INT_SETTINGS
+        kind = int if integer else (int, float)
+        if value is None and name in ("rate_limit", "rate_margin", "connect_timeout"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, kind) or (
+            isinstance(value, float) and not math.isfinite(value)
+        ):
+            what = "an int" if integer else "a finite number"
+            raise InvalidRequestError(f"{name} must be {what}, not {value!r}", field=name)
+
+
+def _utf8(text: str) -> bool:
+    # A lone surrogate (from a mis-decoded file name or JSON) cannot be sent: str.encode fails.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def instance_segment(instance: str) -> str:
     """The instance name as exactly one percent-encoded path segment, or InvalidRequestError."""
-    if not isinstance(instance, str) or not instance:
+    if not isinstance(instance, str):
+        raise InvalidRequestError(
+            f"instance name must be a str, not {type(instance).__name__}", field="instance"
+        )
+    if not instance:
         raise InvalidRequestError("instance name is empty", field="instance")
+    if not _utf8(instance):
+        raise InvalidRequestError(
+            f"instance name {instance!r} is not valid Unicode (a lone surrogate)",
+            field="instance",
+        )
     if instance != instance.strip():
         raise InvalidRequestError(
             f"instance name {instance!r} has leading or trailing whitespace", field="instance"
@@ -151,6 +190,10 @@ class ClientConfig:
         max_retries: int, timeout: float, connect_timeout: float | None,
         keepalive_timeout: float, allow_http: bool, max_media_bytes: int,
     ) -> ClientConfig:
+        _check_numeric(rate_limit=rate_limit, max_retries=max_retries,
+                       max_media_bytes=max_media_bytes, rate_period=rate_period,
+                       rate_margin=rate_margin, timeout=timeout, connect_timeout=connect_timeout,
+                       keepalive_timeout=keepalive_timeout)
         # The raw value is never bound to a local here: a traceback from this frame (any
         # refused setting below) must not carry it.
         secret = token if token.given else Secret(_env("RYZE_TOKEN"))
@@ -210,7 +253,21 @@ class ClientConfig:
 
 
 def _check_base_url(url: str, allow_http: bool) -> str:
-    parts = urlsplit(url.strip())
+    if not isinstance(url, str):
+        raise InvalidRequestError(f"base_url must be a str, not {type(url).__name__}",
+                                  field="base_url")
+    url = url.strip()
+    if not _utf8(url) or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        raise InvalidRequestError(
+            f"base_url {url!r} contains whitespace, control characters or lone surrogates",
+            field="base_url",
+        )
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not 0-65535
+    except ValueError as exc:
+        raise InvalidRequestError(f"base_url {url!r} is not a valid URL ({exc})",
+                                  field="base_url") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise InvalidRequestError(f"base_url {url!r} must be an http(s) URL with a host",
                                   field="base_url")
@@ -224,4 +281,15 @@ def _check_base_url(url: str, allow_http: bool) -> str:
             "clear text (pass allow_http=True if you really mean it)",
             field="base_url",
         )
-    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+    return _encoded(f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}")
+
+
+def _encoded(base: str) -> str:
+    # The transport hands call URLs to aiohttp as already encoded: IDNA and percent-encoding
+    # happen here, once, and a host yarl cannot encode (IDNA errors, NFKC-invalid characters)
+    # is refused now instead of raising ValueError from inside a call.
+    try:
+        return str(URL(base))
+    except (ValueError, UnicodeError) as exc:
+        raise InvalidRequestError(f"base_url {base!r} is not a valid URL ({exc})",
+                                  field="base_url") from None

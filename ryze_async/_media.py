@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 import re
-from pathlib import Path
+import stat
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -115,20 +115,12 @@ class Media:
     def from_file(
         cls, path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_MEDIA_BYTES
     ) -> Media:
-        """An audio file on disk; read once and sent as ``mediaBase64``."""
-        file = Path(path)
-        try:
-            size = file.stat().st_size
-            if size > max_bytes:
-                raise InvalidRequestError(
-                    f"media file {str(file)!r} is {size} bytes, over the {max_bytes}-byte cap",
-                    field="media",
-                )
-            raw = file.read_bytes()
-        except OSError as exc:
-            raise InvalidRequestError(
-                f"cannot read media file {str(file)!r}: {exc.strerror or exc}", field="media"
-            ) from None
+        """An audio file on disk; read once and sent as ``mediaBase64``.
+
+        Only a regular file (a symlink to one is fine) is read, and never more than
+        ``max_bytes + 1`` bytes of it: a FIFO, a device or a directory is refused at once.
+        """
+        raw = _read_regular_file(path, max_bytes)
         return cls.from_bytes(raw, max_bytes=max_bytes)
 
     @classmethod
@@ -137,6 +129,11 @@ class Media:
         if not isinstance(url, str) or not url.strip():
             raise InvalidRequestError("media_url is empty", field="media_url")
         value = url.strip()
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidRequestError("media_url is not valid Unicode (a lone surrogate)",
+                                      field="media_url") from None
         lowered = value[:8].lower()
         if lowered.startswith(("http://", "https://")):
             _check_public_url(value)
@@ -168,6 +165,46 @@ class Media:
         raw = _decode_base64(data, field="media_base64", max_bytes=max_bytes)
         return cls._build("mediaBase64", data, kind="base64", fmt=sniff_audio(raw[:16]),
                           size=len(raw))
+
+
+def _read_regular_file(path: object, cap: int) -> bytes:
+    name = os.fspath(path) if isinstance(path, str | os.PathLike) else None
+    if not isinstance(name, str):
+        raise InvalidRequestError(
+            f"media path must be a str or os.PathLike[str], not {type(path).__name__}",
+            field="media",
+        )
+    shown = repr(name)
+    try:
+        # stat first, so a device is never even opened (opening some has side effects); then
+        # O_NONBLOCK so a FIFO swapped in meanwhile cannot block the open, and fstat of what was
+        # really opened.
+        _require_regular(os.stat(name), shown)
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb", closefd=True) as file:
+            _require_regular(os.fstat(fd), shown, cap)
+            # One byte over the cap tells "too big" without trusting st_size (which a growing
+            # file or a /proc file gets wrong), and bounds the read whatever the file is.
+            raw = file.read(cap + 1)
+    except (OSError, ValueError, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InvalidRequestError(f"cannot read media file {shown}: {reason}",
+                                  field="media") from None
+    if len(raw) > cap:
+        raise InvalidRequestError(f"media file {shown} is over the {cap}-byte cap", field="media")
+    return raw
+
+
+def _require_regular(st: os.stat_result, shown: str, cap: int | None = None) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise InvalidRequestError(
+            f"media file {shown} is not a regular file (a FIFO, device, socket or directory)",
+            field="media",
+        )
+    if cap is not None and st.st_size > cap:
+        raise InvalidRequestError(
+            f"media file {shown} is {st.st_size} bytes, over the {cap}-byte cap", field="media"
+        )
 
 
 def _check_audio_bytes(raw: bytes, *, max_bytes: int, what: str) -> str:
@@ -209,6 +246,11 @@ def _check_public_url(url: str) -> None:
     if _SPACE_OR_CONTROL.search(url):
         raise InvalidRequestError("media_url contains whitespace or control characters",
                                   field="media_url")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not 0-65535
+    except ValueError as exc:
+        raise InvalidRequestError(f"media_url is not a valid URL ({exc})",
+                                  field="media_url") from None
     if not parts.hostname:
         raise InvalidRequestError("media_url has no host", field="media_url")

@@ -39,13 +39,17 @@ class _RequestModel(BaseModel):
 
 class _CallBody(_RequestModel):
     number: str
-    """Destination, normalised: 8-15 digits or a personal JID."""
+    """Destination, normalised: E.164 digits without ``+``, or a personal JID."""
 
     @field_validator("number")
     @classmethod
     def _normalised(cls, value: str, info: ValidationInfo) -> str:
-        allow_lid = bool(info.context and info.context.get("allow_lid"))
-        return normalize_number(value, allow_lid=allow_lid)
+        context = info.context or {}
+        return normalize_number(
+            value, allow_lid=bool(context.get("allow_lid")),
+            default_region=context.get("default_region"),
+            number_check=context.get("number_check", "valid"),
+        )
 
 
 class AudioCallBody(_CallBody):

@@ -1,16 +1,35 @@
-"""Destination numbers: normalise what people type, refuse what cannot be called 1:1."""
+"""Destination numbers: read what people type with libphonenumber, refuse what cannot be meant.
+
+Every number goes through ``phonenumbers`` (the maintained port of Google's libphonenumber):
+hand-written digit counting sent ``(11) 99999-9999`` to country code 1.
+"""
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
+from typing import Literal, TypedDict
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
 
 from ._errors import InvalidRequestError
 
-__all__ = ["normalize_number"]
+__all__ = [
+    "NumberCheck", "NumberOptions", "normalize_number", "number_normalizer", "number_options",
+]
 
-# Separators people type inside phone numbers; anything else left over makes the number invalid.
-_SEPARATORS = str.maketrans("", "", "+ -.()\t\u00a0")
-_DIGITS = re.compile(r"[0-9]{8,15}")
+NumberCheck = Literal["valid", "possible"]
+_CHECKS = ("valid", "possible")
+# What people type in a phone number: digits (any script: libphonenumber reads them, and the
+# wire form is rebuilt in ASCII), one leading "+", and separators. Letters (vanity numbers),
+# extensions and "tel:" URIs are refused: the call could not dial what they add.
+_PLAIN = re.compile(r"\+?[\d\s().\-\u00a0]+")
+_DIGIT = re.compile(r"\d")
+_MAX_CHARS = 64
+_JID_USER = re.compile(r"[0-9]{8,15}")
+_LID_USER = re.compile(r"[0-9]{1,32}")
 _PERSONAL_DOMAIN = "s.whatsapp.net"
 # Addresses that are not one person: a call to them is refused by WhatsApp, so refuse it here.
 _NOT_CALLABLE = {
@@ -18,14 +37,68 @@ _NOT_CALLABLE = {
     "newsletter": "a channel (newsletter) address; calls are 1:1",
     "broadcast": "a broadcast or status address; calls are 1:1",
 }
+_HINT = (
+    "write it with its country code (+55 11 99999-9999 or 5511999999999), or give the country "
+    "it is written for: default_region='BR' (CLI --default-region BR, env RYZE_DEFAULT_REGION)"
+)
 
 
-def normalize_number(raw: str, *, allow_lid: bool = False) -> str:
-    """Return the number as the API wants it, or raise ``InvalidRequestError``.
+class NumberOptions(TypedDict):
+    """``normalize_number``'s keywords, as a client holds them."""
 
-    ``"+55 (11) 99999-9999"`` becomes ``"5511999999999"`` (8 to 15 digits once ``+``, spaces,
-    dashes, dots and parentheses are stripped). A personal JID (``5511999999999@s.whatsapp.net``)
-    is kept as is. Group (``@g.us``), newsletter and broadcast addresses are refused. Whether
+    allow_lid: bool
+    default_region: str | None
+    number_check: NumberCheck
+
+
+def number_options(
+    *, allow_lid: bool, default_region: object, number_check: object
+) -> NumberOptions:
+    """Checked keywords for ``normalize_number`` (``InvalidRequestError`` when one is wrong)."""
+    _check_check(number_check)
+    check: NumberCheck = "possible" if number_check == "possible" else "valid"
+    return {"allow_lid": bool(allow_lid), "default_region": check_default_region(default_region),
+            "number_check": check}
+
+
+def check_default_region(region: object) -> str | None:
+    """``region`` as an upper-case CLDR region code libphonenumber knows, or None."""
+    if region is None:
+        return None
+    if not isinstance(region, str) or region.strip().upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise InvalidRequestError(
+            f"default_region {region!r} is not a region code libphonenumber knows "
+            "(two letters, e.g. 'BR', 'US', 'PT')",
+            field="default_region",
+        )
+    return region.strip().upper()
+
+
+def _check_check(number_check: object) -> None:
+    if number_check not in _CHECKS:
+        raise InvalidRequestError(
+            f"number_check must be 'valid' or 'possible', not {number_check!r}",
+            field="number_check",
+        )
+
+
+def normalize_number(
+    raw: str, *, allow_lid: bool = False, default_region: str | None = None,
+    number_check: NumberCheck = "valid",
+) -> str:
+    """Return the number as the API wants it (E.164 digits, no ``+``), or raise.
+
+    Without ``default_region`` a number must carry its country code: ``"+55 (11) 99999-9999"``
+    and ``"5511999999999"`` both become ``"5511999999999"``. With ``default_region="BR"``,
+    a number without ``+`` is read as libphonenumber reads it in that region (national formats
+    such as ``"(11) 99999-9999"``, the region's international prefix, its own country code),
+    and only when that is no valid number, as digits with their country code.
+    ``number_check="valid"`` (the default) wants a number libphonenumber knows to be assigned;
+    ``"possible"`` only a plausible length.
+
+    A personal JID (``5511999999999@s.whatsapp.net``) is kept as is; it must be a possible
+    number, not a valid one, because WhatsApp made it (old Brazilian mobiles keep JIDs without
+    the ninth digit). Group (``@g.us``), newsletter and broadcast addresses are refused. Whether
     ``@lid`` addresses can be called is not documented, so they are refused unless
     ``allow_lid=True``.
     """
@@ -38,14 +111,97 @@ def normalize_number(raw: str, *, allow_lid: bool = False) -> str:
         raise InvalidRequestError("number is empty", field="number")
     if "@" in text:
         return _normalize_jid(text, allow_lid=allow_lid)
-    digits = text.translate(_SEPARATORS)
-    if not _DIGITS.fullmatch(digits):
+    region = check_default_region(default_region)
+    _check_check(number_check)
+    if len(text) > _MAX_CHARS or not _PLAIN.fullmatch(text):
         raise InvalidRequestError(
-            f"number {raw!r} is not a phone number: expected 8 to 15 digits "
-            "(+, spaces, dashes, dots and parentheses are ignored)",
+            f"number {raw!r} is not a phone number: only digits, one leading +, spaces, dashes, "
+            "dots and parentheses are allowed",
             field="number",
         )
-    return digits
+    return _plain_number(text, region, number_check)
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain_number(text: str, region: str | None, check: NumberCheck) -> str:
+    # Cached: parsing costs tens of microseconds, and a client calling the same numbers again
+    # (or a campaign whose ingest normalised them) must not pay it per call. Errors are not cached.
+    if text.startswith("+"):
+        result = _e164(text, None, check)
+    elif region is None:
+        result = _e164("+" + text, None, check)
+    else:
+        # The region's reading first (national format, its international prefix, its own
+        # country code): the user said numbers are written for it. Only digits that are no valid
+        # number there are taken as carrying their country code (RyzeAPI's 5511999999999).
+        result = _e164(text, region, check) or _e164(
+            "+" + "".join(_DIGIT.findall(text)), None, check
+        )
+    if result is None:
+        raise InvalidRequestError(_refusal(text, region, check), field="number")
+    return result
+
+
+def _e164(text: str, region: str | None, check: NumberCheck) -> str | None:
+    try:
+        parsed = phonenumbers.parse(text, region)
+    except NumberParseException:
+        return None
+    if parsed.extension:
+        return None
+    if check == "valid":
+        ok = phonenumbers.is_valid_number(parsed)
+    else:
+        # IS_POSSIBLE_LOCAL_ONLY (7 digits in the US, say) lacks an area code: not dialable.
+        ok = phonenumbers.is_possible_number_with_reason(parsed) == ValidationResult.IS_POSSIBLE
+        ok = ok and phonenumbers.region_code_for_country_code(parsed.country_code or 0) != "ZZ"
+    if not ok:
+        return None
+    # E.164 in ASCII digits whatever script the input used; "+" dropped for the wire.
+    return phonenumbers.format_number(parsed, PhoneNumberFormat.E164)[1:]
+
+
+@functools.lru_cache(maxsize=4096)
+def _possible_jid_user(user: str) -> bool:
+    return _e164("+" + user, None, "possible") == user
+
+
+def _refusal(text: str, region: str | None, check: NumberCheck) -> str:
+    what = "valid" if check == "valid" else "possible"
+    if region is None:
+        return f"number {text!r} is not a phone number {what} with its country code: {_HINT}"
+    return (
+        f"number {text!r} is not a phone number {what} in {region} or with its country code "
+        "(number_check='possible' also accepts numbers libphonenumber does not know as assigned)"
+    )
+
+
+def number_normalizer(
+    default_region: str | None = None, number_check: NumberCheck = "valid"
+) -> Callable[[str], str]:
+    """``normalize_number`` for a campaign's ingest: its result must read the same again.
+
+    A campaign stores the wire form and the client normalises it once more when it calls, so a
+    stored number must read the same again: with a region, a foreign number's E.164 digits may
+    also be a valid national number there (+66 97 017 0001's digits are a Brazilian mobile).
+    Such an entry is refused at ingest, before anyone could be called in the wrong country.
+    """
+
+    def normalize(raw: str) -> str:
+        number = normalize_number(raw, default_region=default_region, number_check=number_check)
+        if "@" not in number:
+            again = normalize_number(number, default_region=default_region,
+                                     number_check=number_check)
+            if again != number:
+                raise InvalidRequestError(
+                    f"number {raw!r} is +{number}, but its digits {number} read as +{again} in "
+                    f"{default_region}, and a campaign stores the digits: run numbers of other "
+                    "countries in a campaign without a default region",
+                    field="number",
+                )
+        return number
+
+    return normalize
 
 
 def _normalize_jid(text: str, *, allow_lid: bool) -> str:
@@ -60,7 +216,8 @@ def _normalize_jid(text: str, *, allow_lid: bool) -> str:
                 "(pass allow_lid=True to send it anyway)",
                 field="number",
             )
-        if not user.isdigit():
+        # ASCII only: str.isdigit() accepts Arabic-Indic and other digits the wire cannot carry.
+        if not _LID_USER.fullmatch(user):
             raise InvalidRequestError(f"{text!r} is not a valid @lid address", field="number")
         return f"{user}@lid"
     if domain != _PERSONAL_DOMAIN:
@@ -68,10 +225,10 @@ def _normalize_jid(text: str, *, allow_lid: bool) -> str:
             f"{text!r} is not a personal WhatsApp address (expected digits@{_PERSONAL_DOMAIN})",
             field="number",
         )
-    if not _DIGITS.fullmatch(user):
+    if not _JID_USER.fullmatch(user) or not _possible_jid_user(user):
         raise InvalidRequestError(
-            f"{text!r} is not a personal WhatsApp address: "
-            "the part before @ must be 8 to 15 digits",
+            f"{text!r} is not a personal WhatsApp address: the part before @ must be a "
+            "possible phone number with its country code, 8 to 15 ASCII digits",
             field="number",
         )
     return f"{user}@{_PERSONAL_DOMAIN}"

@@ -171,7 +171,7 @@ async def test_a_large_media_body_arrives_whole_and_in_order(
     audio = MP3 + bytes(range(256)) * (2 * JOIN_BELOW // 256)
     media = Media.from_bytes(audio)
     client = make_client(ryze_server)
-    for number in ("5511999999999", "5511888888888"):
+    for number in ("5511999999999", "5511988888888"):
         await client.audio_call(number, media=media)
     first, second = ryze_server.requests
     expected = b'{"number":"5511999999999","mediaBase64":"' + base64.b64encode(audio) + b'"}'
@@ -180,4 +180,4 @@ async def test_a_large_media_body_arrives_whole_and_in_order(
     assert "Transfer-Encoding" not in first.headers
     assert first.headers["Content-Type"] == "application/json"
     b64 = base64.b64encode(audio).decode()
-    assert second.json == {"number": "5511888888888", "mediaBase64": b64}
+    assert second.json == {"number": "5511988888888", "mediaBase64": b64}

@@ -33,7 +33,7 @@ async def _someone_else_spends(server: FakeRyzeServer, count: int, gap: float) -
     async with RyzeClient(token="test-token", instance="my-instance", base_url=server.url,
                           rate_limit=None) as other:
         for i in range(count):
-            await other.fake_call(f"55118{i:08d}")
+            await other.fake_call(f"55119{50000000 + i:08d}")
             await asyncio.sleep(gap)
 
 

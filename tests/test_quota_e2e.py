@@ -62,7 +62,7 @@ async def test_another_user_of_the_token_pauses_us_until_the_reset(
                        rate_limit=None)
     async with other:
         for i in range(2):
-            await other.fake_call(f"55118{i:08d}")
+            await other.fake_call(f"55219{i:08d}")
     client = make_client(server, rate_limit=3, rate_period=PERIOD)
     await client.fake_call("5511900000001")  # the server now says remaining 0
     await client.fake_call("5511900000002")

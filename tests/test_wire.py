@@ -111,7 +111,7 @@ async def test_rate_limit_headers_are_reported(
 @pytest.mark.parametrize(
     ("call", "fragment"),
     [
-        ({"number": "123", "media": MP3}, "8 to 15 digits"),
+        ({"number": "123", "media": MP3}, "not a phone number"),
         ({"number": "1203630@g.us", "media": MP3}, "group"),
         ({"number": "5511999999999"}, "exactly one of media"),
         ({"number": "5511999999999", "media_url": "x", "media_base64": B64}, "exactly one"),
