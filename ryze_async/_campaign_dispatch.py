@@ -23,25 +23,31 @@ from ._models import CallResult
 from ._number_source import NumberSource
 from ._numbers import normalize_number
 
-__all__ = ["BeforeSend", "CampaignClient", "Dispatcher", "Settings"]
+__all__ = ["BeforeSend", "CampaignClient", "Dispatcher", "NotSent", "Settings"]
 
 _log = logging.getLogger("ryze_async.campaign")
 _Row = tuple[int, str, int]
 _Phase = Literal["idle", "waiting", "sending"]
 BeforeSend = Callable[[], Awaitable[None]]
+NotSent = Callable[[], Awaitable[None]]
 Sink = Callable[[CampaignOutcome], Awaitable[None]]
 
 
 class CampaignClient(Protocol):
-    """What a campaign needs from a client (``RyzeClient`` fits; a test may pass a stub)."""
+    """What a campaign needs from a client (``RyzeClient`` fits; a test may pass a stub).
+
+    ``before_send`` is awaited before every attempt's first byte; ``on_not_sent`` as soon as
+    an attempt is proven refused (429) or never sent, before the client waits to retry.
+    """
 
     async def audio_call(
-        self, number: str, *, media: Media, instance: str | None, before_send: BeforeSend
+        self, number: str, *, media: Media, instance: str | None, before_send: BeforeSend,
+        on_not_sent: NotSent,
     ) -> CallResult: ...
 
     async def fake_call(
         self, number: str, *, duration: int | None, instance: str | None,
-        before_send: BeforeSend,
+        before_send: BeforeSend, on_not_sent: NotSent,
     ) -> CallResult: ...
 
 
@@ -243,9 +249,23 @@ class Dispatcher:
             self.live.sending()
             await self._journal.mark_sending(row_id)
 
+        async def on_not_sent() -> None:
+            # Refused or never sent, and the client is about to wait: a crash or a stop during
+            # that wait must leave the number pending (to call), not unknown (never called).
+            nonlocal marked
+            if not marked:
+                return
+            marked = False
+            self._phase[me] = "waiting"
+            self._journal.record(row_id, "pending", error="not sent yet: waiting to retry")
+            self.live.finished("pending")
+            await self._journal.flush()
+            if self.stopping:
+                raise StoppedError
+
         self._phase[me] = "waiting"
         try:
-            result = await self._send(number, before_send)
+            result = await self._send(number, before_send, on_not_sent)
         except StoppedError:
             return
         except asyncio.CancelledError:
@@ -267,13 +287,16 @@ class Dispatcher:
         self._requeues.pop(row_id, None)
         await self._emit(CampaignOutcome(number, "placed", line, result.call_id, result.status))
 
-    async def _send(self, number: str, before_send: BeforeSend) -> CallResult:
+    async def _send(self, number: str, before_send: BeforeSend, on_not_sent: NotSent
+                    ) -> CallResult:
         s = self._s
         if s.media is not None:
             return await self._client.audio_call(
-                number, media=s.media, instance=s.instance, before_send=before_send)
+                number, media=s.media, instance=s.instance, before_send=before_send,
+                on_not_sent=on_not_sent)
         return await self._client.fake_call(
-            number, duration=s.duration, instance=s.instance, before_send=before_send)
+            number, duration=s.duration, instance=s.instance, before_send=before_send,
+            on_not_sent=on_not_sent)
 
     async def _failed(self, row: _Row, exc: Exception, marked: bool) -> None:
         row_id, number, line = row

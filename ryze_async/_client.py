@@ -160,6 +160,7 @@ class RyzeClient:
         media_base64: str | None = None,
         instance: str | None = None,
         before_send: BeforeSend | None = None,
+        on_not_sent: BeforeSend | None = None,
     ) -> CallResult:
         """Call ``number`` and play audio when it is answered.
 
@@ -190,6 +191,7 @@ class RyzeClient:
         duration: int | None = None,
         instance: str | None = None,
         before_send: BeforeSend | None = None,
+        on_not_sent: BeforeSend | None = None,
     ) -> CallResult:
         """Ring ``number`` for ``duration`` seconds (1 to 60; None: the server's 8), no audio."""
         self._check_open()
