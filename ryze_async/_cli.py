@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -41,12 +40,12 @@ from ._cli_campaign import (
     print_json,
     run_campaign_job,
 )
+from ._cli_logging import CliLogging
 from ._cli_progress import format_summary
 from ._journal import Journal, JournalError, JournalLockedError
 
 __all__ = ["main"]
 
-_log = logging.getLogger("ryze_async.cli")
 
 
 def _positive_int(text: str) -> int:
@@ -91,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 done, 1 some calls failed or unknown, 2 usage/config error, "
         "3 stopped by the circuit breaker, 130 interrupted.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log more, down to one line per request")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("call", help="place one audio call")
@@ -148,33 +148,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is now: under rich's live display that is a proxy
-    printing above the progress bar, so log lines never tear it."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stderr
-        super().emit(record)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ryze-async`` and ``python -m ryze_async``; returns the exit code."""
     args = build_parser().parse_args(argv)
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("ryze-async: %(message)s"))
-    logger = logging.getLogger("ryze_async")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO if args.verbose else logging.WARNING)
-    try:
-        return asyncio.run(_dispatch(args, sys.stdout))
-    except UsageError as exc:
-        print(f"ryze-async: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("ryze-async: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    finally:
-        logger.removeHandler(handler)
+    with CliLogging(args.verbose):
+        try:
+            return asyncio.run(_dispatch(args, sys.stdout))
+        except UsageError as exc:
+            print(f"ryze-async: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            print("ryze-async: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
 
 
 async def _dispatch(args: argparse.Namespace, out: TextIO) -> int:
