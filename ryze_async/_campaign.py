@@ -137,6 +137,11 @@ class Campaign:
         d = self._dispatcher
         return self._stop_request is not None or (d is not None and d.stopping)
 
+    @property
+    def waiting_for_quota(self) -> bool:
+        """True while no call is being sent and some wait for the quota (for a display)."""
+        return self._dispatcher is not None and self._dispatcher.waiting_for_quota
+
     def snapshot(self) -> CampaignSummary:
         """Live counts for a progress display (``in_flight``: calls being sent now)."""
         d = self._dispatcher

@@ -119,6 +119,12 @@ class Dispatcher:
         self._stopped.set()
         self._wake.set()
 
+    @property
+    def waiting_for_quota(self) -> bool:
+        """Some calls wait for the quota (or a 429's reset) and none is being sent."""
+        phases = self._phase.values()
+        return "waiting" in phases and "sending" not in phases
+
     def abort(self, message: str) -> None:
         self.stop("aborted", message)
         self.stop_reason, self.message = "aborted", message

@@ -161,7 +161,7 @@ async def _run_with_signals(campaign: Campaign, job: CampaignJob, out: TextIO) -
             installed.append(sig)
     progress = asyncio.create_task(show_progress(
         campaign.snapshot, lambda: campaign.live.done_this_run, tty=job.tty, out=out,
-        interval=job.log_interval,
+        interval=job.log_interval, waiting=lambda: campaign.waiting_for_quota,
     ))
     try:
         try:

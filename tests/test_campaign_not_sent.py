@@ -81,3 +81,16 @@ async def test_a_stop_during_the_wait_leaves_the_number_pending(tmp_path: Path) 
     assert (summary.pending, summary.unknown, summary.placed) == (1, 0, 0)
     assert states(journal) == {"5511911110001": "pending"}
     assert client.sent == []
+
+
+async def test_a_campaign_says_when_its_calls_wait_for_quota(tmp_path: Path) -> None:
+    journal = tmp_path / "j.db"
+    client = RefusedOnce(journal)
+    campaign = Campaign(client, ["5511911110001"], journal=journal, media=MEDIA, concurrency=1)
+    assert not campaign.waiting_for_quota
+    run = asyncio.create_task(campaign.run())
+    await asyncio.wait_for(client.waiting.wait(), 10)
+    assert campaign.waiting_for_quota  # refused, back to pending, waiting for the reset
+    client.release.set()
+    summary = await asyncio.wait_for(run, 10)
+    assert summary.placed == 1
