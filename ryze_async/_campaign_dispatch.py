@@ -13,64 +13,22 @@ import asyncio
 import collections
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from ._campaign_counts import LiveCounts
 from ._campaign_models import CampaignOutcome, StopReason, Verdict, classify
+from ._campaign_settings import BeforeSend, CampaignClient, NotSent, Settings, StoppedError
 from ._journal import Journal, JournalError
-from ._media import Media
 from ._models import CallResult
 from ._number_source import NumberSource
 from ._numbers import normalize_number
 
-__all__ = ["BeforeSend", "CampaignClient", "Dispatcher", "NotSent", "Settings"]
+__all__ = ["BeforeSend", "CampaignClient", "Dispatcher", "NotSent", "Settings", "StoppedError"]
 
 _log = logging.getLogger("ryze_async.campaign")
 _Row = tuple[int, str, int]
 _Phase = Literal["idle", "waiting", "sending"]
-BeforeSend = Callable[[], Awaitable[None]]
-NotSent = Callable[[], Awaitable[None]]
 Sink = Callable[[CampaignOutcome], Awaitable[None]]
-
-
-class CampaignClient(Protocol):
-    """What a campaign needs from a client (``RyzeClient`` fits; a test may pass a stub).
-
-    ``before_send`` is awaited before every attempt's first byte; ``on_not_sent`` as soon as
-    an attempt is proven refused (429) or never sent, before the client waits to retry.
-    """
-
-    async def audio_call(
-        self, number: str, *, media: Media, instance: str | None, before_send: BeforeSend,
-        on_not_sent: NotSent,
-    ) -> CallResult: ...
-
-    async def fake_call(
-        self, number: str, *, duration: int | None, instance: str | None,
-        before_send: BeforeSend, on_not_sent: NotSent,
-    ) -> CallResult: ...
-
-
-class StoppedError(Exception):
-    """Raised from ``before_send`` once stopping: the client then sends nothing."""
-
-
-class Settings:
-    """The knobs of one run, fixed before it starts."""
-
-    def __init__(
-        self, *, media: Media | None, duration: int | None, instance: str | None,
-        concurrency: int, drain_timeout: float, max_connection_failures: int,
-        max_requeues: int, ingest_batch: int,
-    ) -> None:
-        self.media = media
-        self.duration = duration
-        self.instance = instance
-        self.concurrency = concurrency
-        self.drain_timeout = drain_timeout
-        self.max_connection_failures = max_connection_failures
-        self.max_requeues = max_requeues
-        self.ingest_batch = ingest_batch
 
 
 class Dispatcher:

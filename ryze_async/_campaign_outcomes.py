@@ -71,6 +71,7 @@ class Outcomes:
                  leave: Callable[[], None]) -> None:
         self._handoff = handoff
         self._runner = runner
+        self._reported_before = False
         loop = runner.get_loop()
         self._finalizer = weakref.finalize(self, _leave_soon, loop, threading.get_ident(), leave)
 
@@ -86,11 +87,11 @@ class Outcomes:
         if item is not None:
             return item
         self._finalizer()  # no-op once the run ended; stops it if we were closed meanwhile
-        if not self._runner.done():
-            raise StopAsyncIteration
-        if not self._runner.cancelled() and (exc := self._runner.exception()) is not None:
-            self._handoff.closed = True  # raise the run's failure once, then end
-            raise exc
+        runner = self._runner
+        if not self._reported_before and runner.done() and not runner.cancelled():
+            self._reported_before = True
+            if (exc := runner.exception()) is not None:
+                raise exc  # the run's failure, once; then the iteration is over
         raise StopAsyncIteration
 
     async def aclose(self) -> None:

@@ -129,3 +129,20 @@ async def test_a_consumer_that_stops_pulling_holds_the_dialing(
         assert campaign.summary is not None
         assert await journal_opens(tmp_path / "j.db")
         del iterator
+
+
+async def test_a_failed_run_raises_from_the_loop_once(tmp_path: Path) -> None:
+    class Broken:
+        async def audio_call(self, number: str, **kwargs: object) -> None:
+            raise RuntimeError("boom")
+
+        async def fake_call(self, number: str, **kwargs: object) -> None:
+            raise AssertionError("not a fake-call campaign")
+
+    campaign = Campaign(Broken(), numbers(3), journal=tmp_path / "j.db", media=MEDIA)  # type: ignore[arg-type]
+    iterator = aiter(campaign)
+    with pytest.raises(RuntimeError, match="boom"):
+        await anext(iterator)
+    with pytest.raises(StopAsyncIteration):
+        await anext(iterator)
+    assert await journal_opens(tmp_path / "j.db")
