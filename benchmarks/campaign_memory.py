@@ -45,7 +45,8 @@ class StubClient:
     """The send step, stubbed: the durable ``sending`` mark happens, the HTTP request does not."""
 
     async def audio_call(self, number: str, *, media: Media, instance: str | None,
-                         before_send: Callable[[], Awaitable[None]]) -> CallResult:
+                         before_send: Callable[[], Awaitable[None]],
+                         on_not_sent: Callable[[], Awaitable[None]]) -> CallResult:
         await before_send()
         return CallResult(success=True, callId="C" + number[-8:], number=number)
 

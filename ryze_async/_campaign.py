@@ -9,7 +9,6 @@ never redialed automatically.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -20,6 +19,7 @@ from typing import Literal
 from ._campaign_counts import LiveCounts, summary_from_counts
 from ._campaign_dispatch import CampaignClient, Dispatcher, Settings
 from ._campaign_models import CampaignOutcome, CampaignSummary, StopReason
+from ._campaign_outcomes import Handoff, Outcomes
 from ._journal import CampaignIdentity, Journal, JournalCounts
 from ._media import Media
 from ._number_source import NumbersInput, NumberSource
@@ -116,7 +116,8 @@ class Campaign:
         self._dispatcher: Dispatcher | None = None
         self._stop_request: tuple[StopReason, str] | None = None
         self._started = False
-        self._iterator: AsyncIterator[CampaignOutcome] | None = None
+        self._runner: asyncio.Task[CampaignSummary] | None = None
+        self._handoff: Handoff | None = None
 
     # -- control --------------------------------------------------------------------------------
 
@@ -143,6 +144,11 @@ class Campaign:
         d = self._dispatcher
         return self._stop_request is not None or (d is not None and d.stopping)
 
+    @property
+    def waiting_for_quota(self) -> bool:
+        """True while no call is being sent and some wait for the quota (for a display)."""
+        return self._dispatcher is not None and self._dispatcher.waiting_for_quota
+
     def snapshot(self) -> CampaignSummary:
         """Live counts for a progress display (``in_flight``: calls being sent now)."""
         d = self._dispatcher
@@ -152,47 +158,46 @@ class Campaign:
 
     # -- running --------------------------------------------------------------------------------
 
-    async def results(self) -> AsyncIterator[CampaignOutcome]:
+    def results(self) -> AsyncIterator[CampaignOutcome]:
         """Run the campaign, yielding each number's outcome as it is reached.
 
         Invalid numbers are yielded too (``failed``, ``sent=False``); duplicates are not.
-        To leave the loop early, iterate inside ``async with campaign:`` (or
-        ``contextlib.aclosing(campaign.results())``): closing the iterator aborts the run
-        and records it; a bare ``break`` only does so when the iterator is garbage-collected.
+        Dialing only proceeds while the loop pulls outcomes, and leaving the loop in any way
+        (``break``, an exception, a cancelled task, the iterator dropped) stops the run as
+        :meth:`stop` does: no new number is taken, calls already sent finish and are recorded,
+        then the journal is closed. Inside ``async with campaign:`` leaving the block also
+        waits for that.
         """
-        out: asyncio.Queue[CampaignOutcome] = asyncio.Queue(maxsize=256)
-        runner = asyncio.create_task(self._run(out.put))
-        try:
-            while True:
-                if not out.empty():
-                    yield out.get_nowait()
-                    continue
-                if runner.done():
-                    break
-                getter = asyncio.ensure_future(out.get())
-                await asyncio.wait({getter, runner}, return_when=asyncio.FIRST_COMPLETED)
-                if getter.done():
-                    yield getter.result()
-                else:
-                    getter.cancel()
-            await runner
-        finally:
-            if not runner.done():
-                self.abort()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await runner
+        handoff = Handoff()
+        runner = self._runner = asyncio.create_task(self._run(handoff.put))
+        runner.add_done_callback(lambda task: _ended(task, handoff))
+        self._handoff = handoff
+        return Outcomes(handoff, runner, self._leave)
 
     def __aiter__(self) -> AsyncIterator[CampaignOutcome]:
-        self._iterator = self.results()
-        return self._iterator
+        return self.results()
+
+    def _leave(self) -> None:
+        """The consumer is gone: drop undelivered outcomes and stop taking numbers."""
+        if self._handoff is not None:
+            self._handoff.close()
+        if self._runner is not None and not self._runner.done():
+            self._request("interrupted", "the outcome loop was left: stopped taking numbers")
 
     async def __aenter__(self) -> Campaign:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        """Leaving the block ends an unfinished iteration: the run is aborted and recorded."""
-        if self._iterator is not None:
-            await self._iterator.aclose()  # type: ignore[attr-defined]
+        """Leaving the block ends an unfinished iteration and waits until it is recorded."""
+        runner = self._runner
+        if runner is None or runner.done():
+            return
+        self._leave()
+        try:
+            await asyncio.wait({runner})
+        except asyncio.CancelledError:
+            self.abort()  # cancelled again while draining: do not wait for calls in flight
+            raise
 
     async def run(
         self, on_result: Callable[[CampaignOutcome], Awaitable[None]] | None = None
@@ -254,6 +259,12 @@ class Campaign:
         if isinstance(arg, bytes):
             return Media.from_bytes(arg)
         return await asyncio.to_thread(Media.from_file, arg)
+
+
+def _ended(runner: asyncio.Task[CampaignSummary], handoff: Handoff) -> None:
+    handoff.end()
+    if not runner.cancelled():
+        runner.exception()  # retrieved here too: a consumer that left may never ask for it
 
 
 def _summary_message(cause: str, counts: JournalCounts) -> str:

@@ -13,59 +13,23 @@ import asyncio
 import collections
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from ._campaign_counts import LiveCounts
 from ._campaign_ingest import ingest_input
 from ._campaign_models import CampaignOutcome, StopReason, Verdict, classify
+from ._campaign_settings import BeforeSend, CampaignClient, NotSent, Settings, StoppedError
 from ._journal import Journal, JournalError
-from ._media import Media
 from ._models import CallResult
 from ._number_source import NumberSource
 from ._numbers import number_normalizer
 
-__all__ = ["BeforeSend", "CampaignClient", "Dispatcher", "Settings"]
+__all__ = ["BeforeSend", "CampaignClient", "Dispatcher", "NotSent", "Settings", "StoppedError"]
 
 _log = logging.getLogger("ryze_async.campaign")
 _Row = tuple[int, str, int]
 _Phase = Literal["idle", "waiting", "sending"]
-BeforeSend = Callable[[], Awaitable[None]]
 Sink = Callable[[CampaignOutcome], Awaitable[None]]
-
-
-class CampaignClient(Protocol):
-    """What a campaign needs from a client (``RyzeClient`` fits; a test may pass a stub)."""
-
-    async def audio_call(
-        self, number: str, *, media: Media, instance: str | None, before_send: BeforeSend
-    ) -> CallResult: ...
-
-    async def fake_call(
-        self, number: str, *, duration: int | None, instance: str | None,
-        before_send: BeforeSend,
-    ) -> CallResult: ...
-
-
-class StoppedError(Exception):
-    """Raised from ``before_send`` once stopping: the client then sends nothing."""
-
-
-class Settings:
-    """The knobs of one run, fixed before it starts."""
-
-    def __init__(
-        self, *, media: Media | None, duration: int | None, instance: str | None,
-        concurrency: int, drain_timeout: float, max_connection_failures: int,
-        max_requeues: int, ingest_batch: int,
-    ) -> None:
-        self.media = media
-        self.duration = duration
-        self.instance = instance
-        self.concurrency = concurrency
-        self.drain_timeout = drain_timeout
-        self.max_connection_failures = max_connection_failures
-        self.max_requeues = max_requeues
-        self.ingest_batch = ingest_batch
 
 
 class Dispatcher:
@@ -114,6 +78,12 @@ class Dispatcher:
                 task.cancel()
         self._stopped.set()
         self._wake.set()
+
+    @property
+    def waiting_for_quota(self) -> bool:
+        """Some calls wait for the quota (or a 429's reset) and none is being sent."""
+        phases = self._phase.values()
+        return "waiting" in phases and "sending" not in phases
 
     def abort(self, message: str) -> None:
         self.stop("aborted", message)
@@ -244,9 +214,23 @@ class Dispatcher:
             self.live.sending()
             await self._journal.mark_sending(row_id)
 
+        async def on_not_sent() -> None:
+            # Refused or never sent, and the client is about to wait: a crash or a stop during
+            # that wait must leave the number pending (to call), not unknown (never called).
+            nonlocal marked
+            if not marked:
+                return
+            marked = False
+            self._phase[me] = "waiting"
+            self._journal.record(row_id, "pending", error="not sent yet: waiting to retry")
+            self.live.finished("pending")
+            await self._journal.flush()
+            if self.stopping:
+                raise StoppedError
+
         self._phase[me] = "waiting"
         try:
-            result = await self._send(number, before_send)
+            result = await self._send(number, before_send, on_not_sent)
         except StoppedError:
             return
         except asyncio.CancelledError:
@@ -268,13 +252,16 @@ class Dispatcher:
         self._requeues.pop(row_id, None)
         await self._emit(CampaignOutcome(number, "placed", line, result.call_id, result.status))
 
-    async def _send(self, number: str, before_send: BeforeSend) -> CallResult:
+    async def _send(self, number: str, before_send: BeforeSend, on_not_sent: NotSent
+                    ) -> CallResult:
         s = self._s
         if s.media is not None:
             return await self._client.audio_call(
-                number, media=s.media, instance=s.instance, before_send=before_send)
+                number, media=s.media, instance=s.instance, before_send=before_send,
+                on_not_sent=on_not_sent)
         return await self._client.fake_call(
-            number, duration=s.duration, instance=s.instance, before_send=before_send)
+            number, duration=s.duration, instance=s.instance, before_send=before_send,
+            on_not_sent=on_not_sent)
 
     async def _failed(self, row: _Row, exc: Exception, marked: bool) -> None:
         row_id, number, line = row

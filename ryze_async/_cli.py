@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -36,16 +35,17 @@ from ._cli_campaign import (
     EXIT_USAGE,
     CampaignJob,
     UsageError,
+    cli_words,
     exit_code,
     print_json,
     run_campaign_job,
 )
+from ._cli_logging import CliLogging
 from ._cli_progress import format_summary
 from ._journal import Journal, JournalError, JournalLockedError
 
 __all__ = ["main"]
 
-_log = logging.getLogger("ryze_async.cli")
 
 
 def _positive_int(text: str) -> int:
@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 done, 1 some calls failed or unknown, 2 usage/config error, "
         "3 stopped by the circuit breaker, 130 interrupted.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log more, down to one line per request")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("call", help="place one audio call")
@@ -137,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="summarise a journal; --csv writes one row per number")
     p.add_argument("journal", type=Path)
-    p.add_argument("--csv", type=Path, dest="csv_out", help="write every number to this CSV")
+    p.add_argument("--csv", type=Path, dest="csv_out",
+                   help="write every number to this CSV ('-': stdout)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     p = sub.add_parser("sandbox", help="run the fake RyzeAPI server on 127.0.0.1")
@@ -156,33 +158,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is now: under rich's live display that is a proxy
-    printing above the progress bar, so log lines never tear it."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stderr
-        super().emit(record)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ryze-async`` and ``python -m ryze_async``; returns the exit code."""
     args = build_parser().parse_args(argv)
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("ryze-async: %(message)s"))
-    logger = logging.getLogger("ryze_async")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO if args.verbose else logging.WARNING)
-    try:
-        return asyncio.run(_dispatch(args, sys.stdout))
-    except UsageError as exc:
-        print(f"ryze-async: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("ryze-async: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    finally:
-        logger.removeHandler(handler)
+    with CliLogging(args.verbose):
+        try:
+            return asyncio.run(_dispatch(args, sys.stdout))
+        except UsageError as exc:
+            print(f"ryze-async: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            print("ryze-async: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
 
 
 async def _dispatch(args: argparse.Namespace, out: TextIO) -> int:
@@ -207,6 +194,8 @@ async def _dispatch(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _load_media(path: Path | None, url: str | None, b64: str | None = None) -> Media | None:
+    option = "--media" if path is not None else "--media-url" if url is not None else (
+        "--media-base64")
     try:
         if path is not None:
             return Media.from_file(path)
@@ -215,9 +204,9 @@ def _load_media(path: Path | None, url: str | None, b64: str | None = None) -> M
         if b64 is not None:
             return Media.from_base64(b64)
     except InvalidRequestError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(f"{option}: {exc}") from None
     except OSError as exc:
-        raise UsageError(f"cannot read the media: {exc}") from None
+        raise UsageError(f"{option}: cannot read the media: {exc}") from None
     return None
 
 
@@ -252,7 +241,7 @@ async def _call(args: argparse.Namespace, out: TextIO) -> int:
                             rate_limit=args.rate_limit, rate_period=args.rate_period,
                             default_region=args.default_region, number_check=args.number_check)
     except InvalidRequestError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(cli_words(str(exc))) from None
     async with client:
         try:
             if args.command == "call":
@@ -261,7 +250,7 @@ async def _call(args: argparse.Namespace, out: TextIO) -> int:
             else:
                 result = await client.fake_call(args.number, duration=args.duration)
         except InvalidRequestError as exc:
-            raise UsageError(str(exc)) from None
+            raise UsageError(cli_words(str(exc))) from None
         except OutcomeUnknownError as exc:
             print(f"ryze-async: outcome unknown: {exc} (the call may have been placed: check "
                   "before calling again)", file=sys.stderr)
@@ -278,6 +267,12 @@ async def _call(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def _report(args: argparse.Namespace, out: TextIO) -> int:
+    csv_out: Path | None = args.csv_out
+    to_stdout = csv_out is not None and str(csv_out) == "-"
+    if to_stdout and args.json:
+        raise UsageError("--csv - and --json both want stdout: write the CSV to a file")
+    if csv_out is not None and not to_stdout and not csv_out.parent.is_dir():
+        raise UsageError(f"--csv {csv_out}: no such folder: {csv_out.parent}")
     try:
         try:
             journal = await Journal.open(args.journal, create=False)
@@ -285,13 +280,19 @@ async def _report(args: argparse.Namespace, out: TextIO) -> int:
             journal = await Journal.open(args.journal, create=False, read_only=True)
         async with journal:
             counts = await journal.counts()
-            rows = await journal.export_csv(args.csv_out) if args.csv_out else None
+            rows = None if csv_out is None else await journal.export_csv(
+                out if to_stdout else csv_out)
     except JournalError as exc:
         raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"--csv {csv_out}: cannot write: {exc.strerror or exc}") from None
     summary = summary_from_counts(counts, counts.elapsed, None, "")
-    print(format_summary(summary, str(args.journal)), file=out)
+    # stdout carries exactly one thing (the JSON object or the CSV); the rest goes to stderr.
+    human = sys.stderr if args.json or to_stdout else out
+    if not args.json:
+        print(format_summary(summary, str(args.journal)), file=human)
     if rows is not None:
-        print(f"wrote {rows} rows to {args.csv_out}", file=out)
+        print(f"wrote {rows} rows to {'stdout' if to_stdout else csv_out}", file=human)
     if args.json:
         data = summary.as_dict()
         data["journal"] = str(args.journal)

@@ -27,6 +27,7 @@ __all__ = [
     "EXIT_USAGE",
     "CampaignJob",
     "UsageError",
+    "cli_words",
     "exit_code",
     "print_json",
     "run_campaign_job",
@@ -38,6 +39,19 @@ _log = logging.getLogger("ryze_async.cli")
 
 class UsageError(Exception):
     """Bad arguments or configuration: exit code 2, message printed, no traceback."""
+
+
+# The library names its keywords; on the command line the same setting is an option.
+_CLI_WORDS = (("instance= (to the client or the call)", "--instance"), ("token=", "--token"),
+              ("instance=", "--instance"), ("base_url", "--base-url"),
+              ("rate_limit", "--rate-limit"), ("rate_period", "--rate-period"))
+
+
+def cli_words(message: str) -> str:
+    """A configuration error message as the command line's user knows the settings."""
+    for library, option in _CLI_WORDS:
+        message = message.replace(library, option)
+    return message
 
 
 @dataclass
@@ -102,7 +116,7 @@ async def run_campaign_job(job: CampaignJob, out: TextIO) -> CampaignSummary:
                             rate_limit=job.rate_limit, rate_period=job.rate_period,
                             default_region=job.default_region, number_check=job.number_check)
     except InvalidRequestError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(cli_words(str(exc))) from None
     async with client:
         campaign = Campaign(
             client, job.numbers, journal=job.journal, media=job.media, fake=job.fake,
@@ -152,7 +166,7 @@ async def _run_with_signals(campaign: Campaign, job: CampaignJob, out: TextIO) -
             installed.append(sig)
     progress = asyncio.create_task(show_progress(
         campaign.snapshot, lambda: campaign.live.done_this_run, tty=job.tty, out=out,
-        interval=job.log_interval,
+        interval=job.log_interval, waiting=lambda: campaign.waiting_for_quota,
     ))
     try:
         try:

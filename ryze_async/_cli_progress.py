@@ -3,37 +3,56 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import sys
 import time
-from collections.abc import Callable
-from typing import TextIO
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
+from rich.console import Console, RenderableType
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
+from rich.text import Text
 
 from ._campaign_models import CampaignSummary
 
-__all__ = ["format_summary", "show_progress"]
+__all__ = ["RateWindow", "format_summary", "progress_bar", "progress_line", "show_progress"]
 
 Snapshot = Callable[[], CampaignSummary]
 
 
-def _rate(done: int, elapsed: float) -> float:
-    return done / elapsed * 60 if elapsed > 0 else 0.0
+class RateWindow:
+    """Completions per minute over the last minute, from ``(time, done)`` samples.
+
+    A rate since the run's start misleads twice: a resumed run's first seconds, or a burst
+    before the quota bit, would dominate it for the whole run.
+    """
+
+    def __init__(self, window: float = 60.0, min_span: float = 1.0) -> None:
+        self._samples: collections.deque[tuple[float, int]] = collections.deque()
+        self._window = window
+        self._min_span = min_span
+
+    def add(self, now: float, done: int) -> None:
+        samples = self._samples
+        samples.append((now, done))
+        # Keep the last sample at or before the window's start: the span stays a full window.
+        while len(samples) > 1 and samples[1][0] <= now - self._window:
+            samples.popleft()
+
+    def per_minute(self) -> float | None:
+        """None until the samples span ``min_span`` seconds."""
+        if len(self._samples) < 2:
+            return None
+        (t0, d0), (t1, d1) = self._samples[0], self._samples[-1]
+        span = t1 - t0
+        return None if span < self._min_span else (d1 - d0) * 60 / span
 
 
-def _eta(remaining: int, per_minute: float) -> str:
+def _eta(remaining: int, per_minute: float | None) -> str:
     if remaining <= 0:
         return "0s"
-    if per_minute <= 0:
+    if not per_minute:
         return "?"
     seconds = int(remaining / per_minute * 60)
     hours, rest = divmod(seconds, 3600)
@@ -47,35 +66,62 @@ def _counts(s: CampaignSummary) -> str:
             f"skipped {s.skipped}  in flight {s.in_flight}")
 
 
+class _TwoLineProgress(Progress):
+    """The bar with count, rate and ETA on one line, the per-state counts under it: at 80
+    columns nothing the user watches is squeezed out."""
+
+    def get_renderables(self) -> Iterator[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        for task in self.tasks:
+            yield Text(str(task.fields.get("counts", "")), no_wrap=True, overflow="ellipsis")
+
+
+def progress_bar(console: Console) -> Progress:
+    """The rich display (its task's fields come from :func:`progress_line`)."""
+    return _TwoLineProgress(
+        SpinnerColumn(), BarColumn(bar_width=16), TextColumn("{task.fields[count]}"),
+        TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[eta]}"),
+        TextColumn("[yellow]{task.fields[status]}"), console=console,
+    )
+
+
+def progress_line(s: CampaignSummary, per_minute: float | None, waiting: bool) -> (
+    dict[str, Any]
+):
+    """The task fields for one refresh of the bar."""
+    done = s.placed + s.failed + s.unknown
+    total = done + s.pending + s.in_flight
+    return {
+        "total": total, "completed": done, "count": f"{done:,}/{total:,}",
+        "rate": "?/min" if per_minute is None else f"{per_minute:,.0f}/min",
+        "eta": f"ETA {_eta(s.pending + s.in_flight, per_minute)}",
+        "status": "waiting for quota" if waiting else "", "counts": _counts(s),
+    }
+
+
 async def show_progress(
     snapshot: Snapshot, done_this_run: Callable[[], int], *, tty: bool, out: TextIO,
-    interval: float,
+    interval: float, waiting: Callable[[], bool] = lambda: False,
 ) -> None:
     """Display progress until cancelled (then render a last time)."""
     if tty:
-        await _rich(snapshot, done_this_run, out)
+        await _rich(snapshot, done_this_run, waiting, out)
     else:
-        await _plain(snapshot, done_this_run, out, interval)
+        await _plain(snapshot, done_this_run, waiting, out, interval)
 
 
-async def _rich(snapshot: Snapshot, done_this_run: Callable[[], int], out: TextIO) -> None:
-    console = Console(file=out)
-    progress = Progress(
-        SpinnerColumn(), TextColumn("[bold]calling"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"), TextColumn("ETA"), TimeRemainingColumn(),
-        TextColumn("{task.fields[counts]}"), console=console,
-    )
-    started = time.monotonic()
+async def _rich(snapshot: Snapshot, done_this_run: Callable[[], int],
+                waiting: Callable[[], bool], out: TextIO) -> None:
+    progress = progress_bar(Console(file=out))
+    window = RateWindow()
 
     def update() -> None:
-        s = snapshot()
-        per_minute = _rate(done_this_run(), time.monotonic() - started)
-        progress.update(task, total=s.placed + s.failed + s.unknown + s.pending + s.in_flight,
-                        completed=s.placed + s.failed + s.unknown,
-                        rate=f"{per_minute:.0f}/min", counts=_counts(s))
+        window.add(time.monotonic(), done_this_run())
+        progress.update(task, **progress_line(snapshot(), window.per_minute(), waiting()))
 
     with progress:
-        task = progress.add_task("calling", total=None, rate="", counts="")
+        task = progress.add_task("calling", total=None, count="", rate="", eta="", status="",
+                                 counts="")
         try:
             while True:
                 update()
@@ -86,17 +132,19 @@ async def _rich(snapshot: Snapshot, done_this_run: Callable[[], int], out: TextI
 
 
 async def _plain(
-    snapshot: Snapshot, done_this_run: Callable[[], int], out: TextIO, interval: float
+    snapshot: Snapshot, done_this_run: Callable[[], int], waiting: Callable[[], bool],
+    out: TextIO, interval: float,
 ) -> None:
-    started = time.monotonic()
+    window = RateWindow()
+    window.add(time.monotonic(), done_this_run())
 
     def line() -> None:
+        window.add(time.monotonic(), done_this_run())
+        f = progress_line(snapshot(), window.per_minute(), waiting())
         s = snapshot()
-        per_minute = _rate(done_this_run(), time.monotonic() - started)
-        done = s.placed + s.failed + s.unknown
-        print(f"{time.strftime('%H:%M:%S')} progress {done}/{done + s.pending + s.in_flight} "
-              f"{_counts(s)}  pending {s.pending}  {per_minute:.0f}/min  "
-              f"ETA {_eta(s.pending + s.in_flight, per_minute)}", file=out, flush=True)
+        status = f"  {f['status']}" if f["status"] else ""
+        print(f"{time.strftime('%H:%M:%S')} progress {f['count']} {f['counts']}  pending "
+              f"{s.pending}  {f['rate']}  {f['eta']}{status}", file=out, flush=True)
 
     try:
         while True:

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal, TextIO, TypeVar
 
 from ._journal_commit import GroupCommit, Op, apply_ops
 from ._journal_export import export_csv
@@ -334,11 +334,13 @@ class Journal:
 
         return await self._run(update)
 
-    async def export_csv(self, out: str | os.PathLike[str]) -> int:
-        """Write one CSV row per stored number (owner-only file); returns the row count."""
+    async def export_csv(self, out: str | os.PathLike[str] | TextIO) -> int:
+        """Write one CSV row per stored number (owner-only file, or an open text stream such
+        as stdout); returns the row count."""
         if not self.read_only:
             await self.flush()
-        return await self._run(lambda: export_csv(self._db(), Path(out)))
+        target = Path(out) if isinstance(out, str | os.PathLike) else out
+        return await self._run(lambda: export_csv(self._db(), target))
 
 def _prepare_file(path: Path, create: bool, read_only: bool) -> int | None:
     """Check the file exists if it must, and lock (creating it owner-only) unless read-only."""

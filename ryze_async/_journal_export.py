@@ -7,6 +7,7 @@ import os
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
 from ._journal_schema import owner_only
 
@@ -16,26 +17,34 @@ CSV_COLUMNS = ["line", "number", "state", "call_id", "http_status", "error", "at
                "last_attempt_utc"]
 
 
-def export_csv(db: sqlite3.Connection, out: Path) -> int:
+def export_csv(db: sqlite3.Connection, out: Path | TextIO) -> int:
     """Stream every row (input order) to ``out``; return how many were written.
 
     Invalid entries appear as ``failed`` with ``attempts`` 0 and their validation message;
     duplicates have no row (only the count in the summary).
     """
+    if not isinstance(out, Path):
+        rows = _write(db, out)
+        out.flush()
+        return rows
     with owner_only():
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    rows = 0
     with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(CSV_COLUMNS)
-        cur = db.execute(
-            "SELECT line, number, state, call_id, http_status, error, attempts, attempt_at "
-            "FROM numbers ORDER BY id"
-        )
-        while chunk := cur.fetchmany(1000):
-            for line, number, state, call_id, status, error, attempts, at in chunk:
-                when = datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds") if at else ""
-                writer.writerow([line, number, state, call_id or "", status or "", error or "",
-                                 attempts, when])
-                rows += 1
+        return _write(db, f)
+
+
+def _write(db: sqlite3.Connection, f: TextIO) -> int:
+    rows = 0
+    writer = csv.writer(f)
+    writer.writerow(CSV_COLUMNS)
+    cur = db.execute(
+        "SELECT line, number, state, call_id, http_status, error, attempts, attempt_at "
+        "FROM numbers ORDER BY id"
+    )
+    while chunk := cur.fetchmany(1000):
+        for line, number, state, call_id, status, error, attempts, at in chunk:
+            when = datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds") if at else ""
+            writer.writerow([line, number, state, call_id or "", status or "", error or "",
+                             attempts, when])
+            rows += 1
     return rows

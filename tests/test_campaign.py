@@ -92,7 +92,8 @@ async def test_the_sending_mark_is_committed_before_the_request(tmp_path: Path) 
 
     class Stub:
         async def audio_call(self, number: str, *, media: Media, instance: str | None,
-                             before_send: Callable[[], Awaitable[None]]) -> CallResult:
+                             before_send: Callable[[], Awaitable[None]],
+                             on_not_sent: Callable[[], Awaitable[None]]) -> CallResult:
             await before_send()
             # What a crash right now would leave: read by an independent connection.
             seen[number] = states(journal)[number]

@@ -221,12 +221,12 @@ async def test_report_prints_the_summary_and_exports_csv(
                            env_for(server))
     assert code == 1
     out_csv = tmp_path / "report.csv"
-    code, out, _ = await run([sys.executable, "-m", "ryze_async", "report", str(journal),
-                              "--csv", str(out_csv), "--json"], env_for(None))
+    code, out, err = await run([sys.executable, "-m", "ryze_async", "report", str(journal),
+                                "--csv", str(out_csv), "--json"], env_for(None))
     assert code == 0
-    summary = last_json(out)
+    summary = json.loads(out)
     assert (summary["placed"], summary["failed"], summary["skipped"]) == (9, 1, 2)
-    assert "wrote 11 rows" in out
+    assert "wrote 11 rows" in err
     with out_csv.open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert Counter(r["state"] for r in rows) == Counter({"placed": 9, "failed": 2})

@@ -53,6 +53,31 @@ def test_plugin_stops_factory_servers_at_teardown(pytester: pytest.Pytester) -> 
     result.assert_outcomes(passed=2)
 
 
+def test_the_documented_usage_works_in_strict_mode(pytester: pytest.Pytester) -> None:
+    """The README's example, in pytest-asyncio's strict mode, with the fixtures' defaults."""
+    pytester.makepyfile(
+        """
+        import pytest
+        from ryze_async import RyzeClient
+
+        @pytest.mark.asyncio
+        async def test_my_bot(ryze_server):
+            async with RyzeClient(token="test-token", instance="my-instance",
+                                  base_url=ryze_server.url) as client:
+                await client.fake_call("5511999999999")
+            [request] = ryze_server.requests
+            assert request.route == "fake" and request.instance == "my-instance"
+            assert request.json == {"number": "5511999999999"}
+            assert ryze_server.placed_calls == [request]
+        """
+    )
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "-W", "error", "-o", "asyncio_mode=strict",
+        "-o", "asyncio_default_fixture_loop_scope=function",
+    )
+    result.assert_outcomes(passed=1)
+
+
 def test_plugin_registers_nothing_without_pytest_asyncio(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pytest_asyncio", None)
     spec = importlib.util.find_spec("ryze_async.testing._plugin")

@@ -1,0 +1,54 @@
+"""What a campaign run is given: the client it calls (a protocol) and its fixed settings."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from ._media import Media
+from ._models import CallResult
+
+__all__ = ["BeforeSend", "CampaignClient", "NotSent", "Settings", "StoppedError"]
+
+BeforeSend = Callable[[], Awaitable[None]]
+NotSent = Callable[[], Awaitable[None]]
+
+
+class CampaignClient(Protocol):
+    """What a campaign needs from a client (``RyzeClient`` fits; a test may pass a stub).
+
+    ``before_send`` is awaited before every attempt's first byte; ``on_not_sent`` as soon as
+    an attempt is proven refused (429) or never sent, before the client waits to retry.
+    """
+
+    async def audio_call(
+        self, number: str, *, media: Media, instance: str | None, before_send: BeforeSend,
+        on_not_sent: NotSent,
+    ) -> CallResult: ...
+
+    async def fake_call(
+        self, number: str, *, duration: int | None, instance: str | None,
+        before_send: BeforeSend, on_not_sent: NotSent,
+    ) -> CallResult: ...
+
+
+class StoppedError(Exception):
+    """Raised from ``before_send`` once stopping: the client then sends nothing."""
+
+
+class Settings:
+    """The knobs of one run, fixed before it starts."""
+
+    def __init__(
+        self, *, media: Media | None, duration: int | None, instance: str | None,
+        concurrency: int, drain_timeout: float, max_connection_failures: int,
+        max_requeues: int, ingest_batch: int,
+    ) -> None:
+        self.media = media
+        self.duration = duration
+        self.instance = instance
+        self.concurrency = concurrency
+        self.drain_timeout = drain_timeout
+        self.max_connection_failures = max_connection_failures
+        self.max_requeues = max_requeues
+        self.ingest_batch = ingest_batch

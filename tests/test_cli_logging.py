@@ -1,0 +1,52 @@
+"""``-v`` shows the per-request lines; repeated warnings are told once per kind (#7 CLI)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from ryze_async.testing import FakeRyzeServer
+
+ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]
+PIPE = asyncio.subprocess.PIPE
+TOKEN = "log-test-token-VALUE"
+
+
+async def campaign(server: FakeRyzeServer, tmp_path: Path, count: int, *extra: str,
+                   verbose: bool = False) -> tuple[int, str, str]:
+    numbers_csv = tmp_path / "n.csv"
+    numbers_csv.write_text("".join(f"55119{i:08d}\n" for i in range(count)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RYZE_")}
+    env.update(RYZE_TOKEN=TOKEN, RYZE_INSTANCE="my-instance", RYZE_BASE_URL=server.url)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ryze_async", *(["-v"] if verbose else []), "campaign",
+        str(numbers_csv), "--fake", "--journal", str(tmp_path / "j.db"), "--rate-limit",
+        "100000", "--rate-period", "1", *extra, env=env, stdout=PIPE, stderr=PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode is not None
+    assert TOKEN not in out.decode() + err.decode()
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_verbose_shows_each_request(
+    ryze_server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    server = await ryze_server_factory(token=TOKEN, rate_limit=None)
+    code, _, err = await campaign(server, tmp_path, 3, verbose=True)
+    assert code == 0
+    assert sum("POST " in line and "-> 200" in line for line in err.splitlines()) == 3
+
+
+async def test_connection_failures_are_one_line_per_kind(
+    ryze_server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    server = await ryze_server_factory(token=TOKEN, rate_limit=None)
+    await server.refuse_connections()
+    code, _, err = await campaign(server, tmp_path, 40, "--concurrency", "10")
+    assert code == 3  # the circuit breaker
+    lines = err.splitlines()
+    assert sum(line.startswith("ryze-async: request not sent") for line in lines) == 1, err
+    assert any("more like" in line for line in lines), err
