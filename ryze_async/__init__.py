@@ -10,7 +10,7 @@ by accident::
 from ._campaign import Campaign, CampaignClient, run_campaign
 from ._campaign_models import CampaignOutcome, CampaignSummary, StopReason
 from ._client import BeforeSend, NotSent, RyzeClient
-from ._errors import (
+from ._exceptions import (
     APIError,
     AuthenticationError,
     BadRequestError,

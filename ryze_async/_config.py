@@ -12,7 +12,7 @@ from urllib.parse import quote, urlsplit
 
 from yarl import URL
 
-from ._errors import InvalidRequestError
+from ._exceptions import InvalidRequestError
 from ._version import __version__
 
 __all__ = ["DEFAULT_BASE_URL", "ClientConfig", "Secret"]

@@ -12,7 +12,7 @@ import stat
 from typing import Literal
 from urllib.parse import urlsplit
 
-from ._errors import InvalidRequestError
+from ._exceptions import InvalidRequestError
 
 __all__ = ["DEFAULT_MAX_MEDIA_BYTES", "Media", "sniff_audio"]
 

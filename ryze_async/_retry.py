@@ -29,7 +29,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from ._errors import ConnectionFailedError
+from ._exceptions import ConnectionFailedError
 
 __all__ = ["RetryPolicy", "retry_after_seconds"]
 
