@@ -169,7 +169,7 @@ class RateLimitError(APIError):
     ) -> None:
         if reset_at is not None and (rate_limit is None or rate_limit.reset is None):
             # Kept for callers that pass the reset alone: it is stored where it belongs.
-            from ._models import RateLimitInfo as Info  # pydantic: only on this rare path
+            from ._models import RateLimitInfo as Info  # noqa: PLC0415 - pydantic, rare path
 
             rate_limit = (Info(reset=reset_at) if rate_limit is None
                           else rate_limit.model_copy(update={"reset": reset_at}))

@@ -37,12 +37,12 @@ def test_every_public_error_is_named_by_its_public_path(cls: type[BaseException]
 
 
 def test_a_traceback_shows_the_public_name() -> None:
-    try:
+    with pytest.raises(OutcomeUnknownError) as info:
         raise OutcomeUnknownError("the call may be ringing")
-    except OutcomeUnknownError as exc:
-        shown = "".join(traceback.format_exception(exc))
+    shown = "".join(traceback.format_exception(info.value))
     assert "ryze_async.OutcomeUnknownError: the call may be ringing" in shown
-    assert "_errors" not in shown and "_exceptions" not in shown
+    assert "_errors" not in shown
+    assert "_exceptions" not in shown
 
 
 @pytest.mark.parametrize("cls", [JournalError, JournalLockedError, JournalMismatchError])
@@ -52,7 +52,8 @@ def test_journal_errors_are_in_the_tree_outside_the_network_root(cls: type[Excep
     assert issubclass(cls, JournalError)
     assert not issubclass(cls, RyzeError | OSError)
     copy = pickle.loads(pickle.dumps(cls("journal.db is locked")))  # noqa: S301 - our own bytes
-    assert type(copy) is cls and copy.args == ("journal.db is locked",)
+    assert type(copy) is cls
+    assert copy.args == ("journal.db is locked",)
 
 
 def test_client_closed_stays_outside_the_network_root() -> None:
@@ -72,7 +73,9 @@ def test_reset_at_is_the_rate_limits_reset_and_read_only() -> None:
 
 def test_a_reset_given_alone_lands_in_the_rate_limit() -> None:
     error = RateLimitError("slow down", reset_at=42.0)
-    assert error.rate_limit is not None and error.rate_limit.reset == 42.0
+    assert error.rate_limit is not None
+    assert error.rate_limit.reset == 42.0
     assert error.reset_at == 42.0
     copy = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
-    assert copy.reset_at == 42.0 and copy.rate_limit == error.rate_limit
+    assert copy.reset_at == 42.0
+    assert copy.rate_limit == error.rate_limit
