@@ -93,7 +93,9 @@ async def _error_for(status: int, body: bytes) -> APIError | OutcomeUnknownError
             with pytest.raises((APIError, OutcomeUnknownError)) as info:
                 await client.fake_call("5511999999999")
     assert len(server.requests) == 1
-    return info.value
+    error = info.value
+    assert isinstance(error, APIError | OutcomeUnknownError)
+    return error
 
 
 def _envelope(message: str) -> bytes:
