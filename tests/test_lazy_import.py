@@ -75,4 +75,4 @@ def test_every_public_name_is_the_object_its_module_defines() -> None:
 
 def test_an_unknown_name_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'RyzeClinet'"):
-        ryze_async.RyzeClinet  # type: ignore[attr-defined]  # noqa: B018
+        ryze_async.RyzeClinet  # noqa: B018
