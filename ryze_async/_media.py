@@ -167,6 +167,10 @@ class Media:
                           size=len(raw))
 
 
+# Shown and pickled by its public path, like the errors.
+Media.__module__ = "ryze_async"
+
+
 def _read_regular_file(path: object, cap: int) -> bytes:
     name = os.fspath(path) if isinstance(path, str | os.PathLike) else None
     if not isinstance(name, str):

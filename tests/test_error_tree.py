@@ -79,3 +79,8 @@ def test_a_reset_given_alone_lands_in_the_rate_limit() -> None:
     copy = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
     assert copy.reset_at == 42.0
     assert copy.rate_limit == error.rate_limit
+
+
+def test_media_is_named_by_its_public_path() -> None:
+    assert ryze_async.Media.__module__ == "ryze_async"
+    assert repr(ryze_async.Media).startswith("<class 'ryze_async.Media'")
