@@ -11,7 +11,7 @@ import wave
 from pathlib import Path
 from typing import Any
 
-from ryze_async._numbers import normalize_number
+from ryze_async import normalize_number
 
 EXTRAS = ("12345,Too short", "not-a-number,Typo", "123456@g.us,A group")  # 3 invalid entries
 REPEATS_OF_FIRST = 5  # the first 5 numbers appear again at the end (duplicates)

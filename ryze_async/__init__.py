@@ -7,31 +7,90 @@ by accident::
         result = await client.audio_call("5511999999999", media_url="https://example.com/m.mp3")
 """
 
-from ._campaign import Campaign, CampaignClient, run_campaign
-from ._campaign_models import CampaignOutcome, CampaignSummary, StopReason
-from ._client import BeforeSend, NotSent, RyzeClient
-from ._errors import (
-    APIError,
-    AuthenticationError,
-    BadRequestError,
-    ClientClosedError,
-    ConnectionFailedError,
-    InputError,
-    InstanceNotConnectedError,
-    InstanceNotFoundError,
-    InvalidRequestError,
-    OutcomeUnknownError,
-    PermissionDeniedError,
-    RateLimitError,
-    RyzeError,
-    ServerError,
-)
-from ._journal import JournalError, JournalLockedError, JournalMismatchError
-from ._limiter import QuotaLimiter
-from ._media import Media
-from ._models import CallResult, RateLimitInfo
-from ._numbers import normalize_number
+# Lazy (PEP 562): ``import ryze_async`` loads no submodule, so it costs less than importing
+# aiohttp (the CLI's ``--help`` and a script that only catches our errors pay for nothing they do
+# not use). A name is imported from its module on first access, then cached in this namespace.
+import typing as _typing
+from importlib import import_module as _import_module
+
 from ._version import __version__
+
+if _typing.TYPE_CHECKING:  # what mypy and IDEs see: the same names, imported eagerly
+    from ._campaign import Campaign, CampaignClient, run_campaign
+    from ._campaign_models import CampaignOutcome, CampaignSummary, StopReason
+    from ._client import BeforeSend, NotSent, RyzeClient
+    from ._exceptions import (
+        APIError,
+        AuthenticationError,
+        BadRequestError,
+        ClientClosedError,
+        ConnectionFailedError,
+        InputError,
+        InstanceNotConnectedError,
+        InstanceNotFoundError,
+        InvalidRequestError,
+        JournalError,
+        JournalLockedError,
+        JournalMismatchError,
+        OutcomeUnknownError,
+        PermissionDeniedError,
+        RateLimitError,
+        RyzeError,
+        ServerError,
+    )
+    from ._limiter import QuotaLimiter
+    from ._media import Media
+    from ._models import CallResult, RateLimitInfo
+    from ._numbers import normalize_number
+
+#: Where each public name lives.
+_EXPORTS: dict[str, str] = {
+    "APIError": "._exceptions",
+    "AuthenticationError": "._exceptions",
+    "BadRequestError": "._exceptions",
+    "BeforeSend": "._client",
+    "CallResult": "._models",
+    "Campaign": "._campaign",
+    "CampaignClient": "._campaign",
+    "CampaignOutcome": "._campaign_models",
+    "CampaignSummary": "._campaign_models",
+    "ClientClosedError": "._exceptions",
+    "ConnectionFailedError": "._exceptions",
+    "InputError": "._exceptions",
+    "InstanceNotConnectedError": "._exceptions",
+    "InstanceNotFoundError": "._exceptions",
+    "InvalidRequestError": "._exceptions",
+    "JournalError": "._exceptions",
+    "JournalLockedError": "._exceptions",
+    "JournalMismatchError": "._exceptions",
+    "Media": "._media",
+    "NotSent": "._client",
+    "OutcomeUnknownError": "._exceptions",
+    "PermissionDeniedError": "._exceptions",
+    "QuotaLimiter": "._limiter",
+    "RateLimitError": "._exceptions",
+    "RateLimitInfo": "._models",
+    "RyzeClient": "._client",
+    "RyzeError": "._exceptions",
+    "ServerError": "._exceptions",
+    "StopReason": "._campaign_models",
+    "normalize_number": "._numbers",
+    "run_campaign": "._campaign",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_import_module(module, __name__), name)
+    globals()[name] = value  # later lookups find it without calling this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "APIError",

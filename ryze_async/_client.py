@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from ._closing import CloseGuard
 from ._config import ClientConfig, Secret
-from ._errors import (
+from ._exceptions import (
     ClientClosedError,
     ConnectionFailedError,
     InvalidRequestError,

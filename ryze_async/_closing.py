@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Awaitable
 from typing import TypeVar
 
-from ._errors import ClientClosedError
+from ._exceptions import ClientClosedError
 
 __all__ = ["CloseGuard"]
 

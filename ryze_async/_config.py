@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,7 +11,8 @@ from urllib.parse import quote, urlsplit
 
 from yarl import URL
 
-from ._errors import InvalidRequestError
+from ._checks import check_settings
+from ._exceptions import InvalidRequestError
 from ._version import __version__
 
 __all__ = ["DEFAULT_BASE_URL", "ClientConfig", "Secret"]
@@ -109,24 +109,6 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-_INT_SETTINGS = ("rate_limit", "max_retries", "max_media_bytes")
-
-
-def _check_numeric(**settings: object) -> None:
-    """Types first: a str, a bool, NaN or infinity would fail a comparison later with a
-    TypeError, or pass it (NaN compares false both ways) and break the limiter's arithmetic."""
-    for name, value in settings.items():
-        integer = name in _INT_SETTINGS
-        kind = int if integer else (int, float)
-        if value is None and name in ("rate_limit", "rate_margin", "connect_timeout"):
-            continue
-        if isinstance(value, bool) or not isinstance(value, kind) or (
-            isinstance(value, float) and not math.isfinite(value)
-        ):
-            what = "an int" if integer else "a finite number"
-            raise InvalidRequestError(f"{name} must be {what}, not {value!r}", field=name)
-
-
 def _utf8(text: str) -> bool:
     # A lone surrogate (from a mis-decoded file name or JSON) cannot be sent: str.encode fails.
     try:
@@ -190,7 +172,7 @@ class ClientConfig:
         max_retries: int, timeout: float, connect_timeout: float | None,
         keepalive_timeout: float, allow_http: bool, max_media_bytes: int,
     ) -> ClientConfig:
-        _check_numeric(rate_limit=rate_limit, max_retries=max_retries,
+        check_settings(rate_limit=rate_limit, max_retries=max_retries,
                        max_media_bytes=max_media_bytes, rate_period=rate_period,
                        rate_margin=rate_margin, timeout=timeout, connect_timeout=connect_timeout,
                        keepalive_timeout=keepalive_timeout)
@@ -204,27 +186,7 @@ class ClientConfig:
         if instance is not None:
             instance_segment(instance)
         base = _check_base_url(base_url or _env("RYZE_BASE_URL") or DEFAULT_BASE_URL, allow_http)
-        if rate_limit is not None and (isinstance(rate_limit, bool) or rate_limit < 1):
-            raise InvalidRequestError("rate_limit must be a positive int or None",
-                                      field="rate_limit")
-        if not rate_period > 0:
-            raise InvalidRequestError("rate_period must be > 0", field="rate_period")
-        if rate_margin is not None and rate_margin < 0:
-            raise InvalidRequestError("rate_margin must be >= 0", field="rate_margin")
-        if isinstance(max_retries, bool) or max_retries < 0:
-            raise InvalidRequestError("max_retries must be >= 0", field="max_retries")
-        if not timeout > 0:
-            raise InvalidRequestError("timeout must be > 0", field="timeout")
-        connect = min(10.0, timeout / 3) if connect_timeout is None else connect_timeout
-        if not 0 < connect < timeout:
-            # A connect timeout at or above the total would surface as a total timeout, which
-            # is an unknown outcome, and lose the retry that a never-sent request deserves.
-            raise InvalidRequestError("connect_timeout must be > 0 and below timeout",
-                                      field="connect_timeout")
-        if keepalive_timeout < 0:
-            raise InvalidRequestError("keepalive_timeout must be >= 0", field="keepalive_timeout")
-        if max_media_bytes < 1:
-            raise InvalidRequestError("max_media_bytes must be >= 1", field="max_media_bytes")
+        connect = _connect_timeout(timeout, connect_timeout)
         headers: dict[str, str | Secret] = {
             "token": secret,
             "Content-Type": "application/json",
@@ -250,6 +212,16 @@ class ClientConfig:
     def redact(self, text: str) -> str:
         """``text`` with the token replaced, for anything built from what a server sent."""
         return self.secret.redact(text)
+
+
+def _connect_timeout(timeout: float, connect_timeout: float | None) -> float:
+    connect = min(10.0, timeout / 3) if connect_timeout is None else connect_timeout
+    if not 0 < connect < timeout:
+        # A connect timeout at or above the total would surface as a total timeout, which
+        # is an unknown outcome, and lose the retry that a never-sent request deserves.
+        field = "timeout" if connect_timeout is None else "connect_timeout"
+        raise InvalidRequestError("connect_timeout must be > 0 and below timeout", field=field)
+    return float(connect)
 
 
 def _check_base_url(url: str, allow_http: bool) -> str:

@@ -9,6 +9,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._exceptions import JournalError, JournalLockedError, JournalMismatchError
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no cross-process guard
@@ -78,18 +80,6 @@ def migrate(conn: sqlite3.Connection) -> None:
 
 
 _JID_SUFFIX = "@s.whatsapp.net"
-
-
-class JournalError(Exception):
-    """The journal cannot be used as asked (missing, locked, mismatched, unwritable)."""
-
-
-class JournalLockedError(JournalError):
-    """Another process has this journal open for a campaign."""
-
-
-class JournalMismatchError(JournalError):
-    """The journal belongs to a campaign with a different media, instance or call kind."""
 
 
 def dedupe_key(number: str) -> str:

@@ -35,6 +35,8 @@ from collections import deque
 
 from yarl import URL
 
+from ._checks import check_quota as _check_config
+
 __all__ = ["QuotaLimiter", "default_margin", "shared_limiter"]
 
 _log = logging.getLogger("ryze_async")
@@ -48,15 +50,6 @@ def default_margin(period: float) -> float:
 def probe_wait(period: float) -> float:
     """How long the burst waits for a probe's answer: 5 s per 60 s, RyzeAPI answers in far less."""
     return min(5.0, period / 12)
-
-
-def _check_config(limit: int, period: float, margin: float | None) -> None:
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ValueError(f"limit must be an integer >= 1, not {limit!r}")
-    if not (math.isfinite(period) and period > 0):
-        raise ValueError(f"period must be a finite number of seconds > 0, not {period!r}")
-    if margin is not None and not (math.isfinite(margin) and margin >= 0):
-        raise ValueError(f"margin must be a finite number of seconds >= 0, not {margin!r}")
 
 
 class QuotaLimiter:

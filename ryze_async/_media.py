@@ -12,7 +12,7 @@ import stat
 from typing import Literal
 from urllib.parse import urlsplit
 
-from ._errors import InvalidRequestError
+from ._exceptions import InvalidRequestError
 
 __all__ = ["DEFAULT_MAX_MEDIA_BYTES", "Media", "sniff_audio"]
 
@@ -165,6 +165,10 @@ class Media:
         raw = _decode_base64(data, field="media_base64", max_bytes=max_bytes)
         return cls._build("mediaBase64", data, kind="base64", fmt=sniff_audio(raw[:16]),
                           size=len(raw))
+
+
+# Shown and pickled by its public path, like the errors.
+Media.__module__ = "ryze_async"
 
 
 def _read_regular_file(path: object, cap: int) -> bytes:

@@ -14,7 +14,7 @@ from typing import Literal, TypedDict
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
 
-from ._errors import InvalidRequestError
+from ._exceptions import InvalidRequestError
 
 __all__ = [
     "NumberCheck", "NumberOptions", "normalize_number", "number_normalizer", "number_options",

@@ -29,7 +29,8 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from ._errors import ConnectionFailedError
+from ._checks import check_settings
+from ._exceptions import ConnectionFailedError
 
 __all__ = ["RetryPolicy", "retry_after_seconds"]
 
@@ -96,8 +97,8 @@ class RetryPolicy:
         backoff_max: float,
         sleep: Sleep | None = None,
     ) -> None:
-        if max_retries < 0:
-            raise ValueError("max_retries must be >= 0")
+        check_settings(max_retries=max_retries, backoff_initial=backoff_initial,
+                       backoff_max=backoff_max)
         self.max_retries = max_retries
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max

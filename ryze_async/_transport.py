@@ -38,7 +38,7 @@ from aiohttp.payload import Payload
 from yarl import URL
 
 from ._config import Secret
-from ._errors import ClientClosedError, ConnectionFailedError, OutcomeUnknownError
+from ._exceptions import ClientClosedError, ConnectionFailedError, OutcomeUnknownError
 
 __all__ = ["AIOHTTP_VERSION", "MAX_ANSWER_BYTES", "RawResponse", "Transport"]
 

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
+import ryze_async
 from ryze_async import (
     InstanceNotConnectedError,
     OutcomeUnknownError,
     RateLimitError,
     RyzeClient,
     ServerError,
-    _errors,
 )
 from ryze_async._campaign import Campaign
 from ryze_async._models import RateLimitInfo, _parse_date, seconds_until_reset
@@ -170,8 +170,9 @@ def test_an_http_date_is_utc_whatever_the_local_zone(zone: str) -> None:
 # -- item 14: every error survives pickling ------------------------------------------------------
 
 def _error_classes() -> list[type[BaseException]]:
-    found = [obj for _, obj in inspect.getmembers(_errors, inspect.isclass)
-             if issubclass(obj, BaseException) and obj.__module__ == _errors.__name__]
+    exported = (getattr(ryze_async, name) for name in ryze_async.__all__)
+    found = [obj for obj in exported
+             if inspect.isclass(obj) and issubclass(obj, BaseException)]
     assert len(found) >= 12
     return found
 

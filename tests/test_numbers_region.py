@@ -92,15 +92,28 @@ def test_the_region_reading_wins_over_the_digits() -> None:
     assert normalize_number("+66 97 017 0001", default_region="BR") == "66970170001"
 
 
-def test_a_campaign_refuses_a_number_whose_digits_read_differently_in_the_region() -> None:
-    from ryze_async._numbers import number_normalizer  # new in #7.2
+async def test_a_campaign_refuses_a_number_whose_digits_read_differently_in_the_region(
+    ryze_server: FakeRyzeServer, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    # A campaign stores the wire digits, and 66970170001 read in BR is a Brazilian mobile: the
+    # Thai entry is refused at ingest, never dialled in the wrong country.
+    entries = ["(11) 99999-9999", "+44 20 7946 0958", "+66 97 017 0001"]
+    client = make_client(ryze_server, default_region="BR")
+    outcomes = {o.line: o async for o in Campaign(client, entries, journal=tmp_path / "j.db",
+                                                  fake=True)}
+    assert [outcomes[line].state for line in (1, 2, 3)] == ["placed", "placed", "failed"]
+    refused = outcomes[3]
+    assert not refused.sent
+    assert refused.error is not None
+    assert "read as +5566970170001 in BR" in refused.error
+    dialled = sorted(r.json["number"] for r in ryze_server.requests if r.json)
+    assert dialled == ["442079460958", "5511999999999"]
 
-    normalize = number_normalizer("BR")
-    assert normalize("(11) 99999-9999") == "5511999999999"
-    assert normalize("+44 20 7946 0958") == "442079460958"
-    with pytest.raises(InvalidRequestError, match="read as \\+5566970170001 in BR"):
-        normalize("+66 97 017 0001")
-    assert number_normalizer()("+66 97 017 0001") == "66970170001"
+    ryze_server.reset()  # without a region the same digits are the Thai number again
+    plain = make_client(ryze_server)
+    summary = await Campaign(plain, entries[2:], journal=tmp_path / "k.db", fake=True).run()
+    assert summary.placed == 1
+    assert [r.json["number"] for r in ryze_server.requests if r.json] == ["66970170001"]
 
 
 def test_possible_accepts_unassigned_numbers_valid_does_not() -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 import ryze_async
 from ryze_async import (
     APIError,
@@ -15,10 +19,12 @@ from ryze_async import (
     OutcomeUnknownError,
     PermissionDeniedError,
     RateLimitError,
+    RyzeClient,
     RyzeError,
     ServerError,
 )
-from ryze_async._errors import error_for_status
+
+from .byte_server import byte_server, canned
 
 FIXED_NAMES = {
     "RyzeClient", "RyzeError", "InvalidRequestError", "APIError", "BadRequestError",
@@ -62,32 +68,54 @@ def test_error_tree() -> None:
     assert not issubclass(ConnectionFailedError, OutcomeUnknownError)
 
 
-def test_status_table() -> None:
-    cases: list[tuple[int, str, type[APIError]]] = [
-        (400, "Number is required", BadRequestError),
-        (400, "Instance is not connected to WhatsApp", InstanceNotConnectedError),
-        (503, "Instance is not connected to WhatsApp", InstanceNotConnectedError),
-        (401, "Invalid token", AuthenticationError),
-        (403, "Forbidden", PermissionDeniedError),
-        (404, "instance not found", InstanceNotFoundError),
-        (429, "Rate limit exceeded. Try again later.", RateLimitError),
-        (500, "boom", ServerError),
-        (502, "bad gateway", ServerError),
-        (503, "bridge not configured", ServerError),
-        (409, "conflict", APIError),
-    ]
-    for status, message, cls in cases:
-        error = error_for_status(status, message)
-        assert type(error) is cls, (status, message)
-        assert error.status == status
-        assert error.message == message
-        assert str(status) in str(error)
+STATUS_TABLE: list[tuple[int, str, type[Exception]]] = [
+    (400, "Number is required", BadRequestError),
+    (400, "Instance is not connected to WhatsApp", InstanceNotConnectedError),
+    (503, "Instance is not connected to WhatsApp", InstanceNotConnectedError),
+    (401, "Invalid token", AuthenticationError),
+    (403, "Forbidden", PermissionDeniedError),
+    (404, "instance not found", InstanceNotFoundError),
+    (429, "Rate limit exceeded. Try again later.", RateLimitError),
+    (500, "boom", ServerError),
+    (502, "bad gateway", ServerError),
+    (503, "bridge not configured", ServerError),
+    (409, "conflict", APIError),
+]
 
 
-def test_only_the_envelope_makes_a_server_error() -> None:
+async def _error_for(status: int, body: bytes) -> APIError | OutcomeUnknownError:
+    """What a call raises when the server answers ``status`` with ``body`` (never resent)."""
+    answer = canned(status, body, "application/json")
+    async with byte_server(answer) as server:
+        client = RyzeClient(token="test-token", instance="my-instance", base_url=server.url,
+                            rate_limit=None, max_retries=0)
+        async with client:
+            with pytest.raises((APIError, OutcomeUnknownError)) as info:
+                await client.fake_call("5511999999999")
+    assert len(server.requests) == 1
+    error = info.value
+    assert isinstance(error, APIError | OutcomeUnknownError)
+    return error
+
+
+def _envelope(message: str) -> bytes:
+    return json.dumps({"success": False, "error": {"message": message}}).encode()
+
+
+@pytest.mark.parametrize(("status", "message", "cls"), STATUS_TABLE)
+async def test_status_table(status: int, message: str, cls: type[APIError]) -> None:
+    error = await _error_for(status, _envelope(message))
+    assert type(error) is cls, (status, message)
+    assert isinstance(error, APIError)
+    assert error.status == status
+    assert error.message == message
+    assert str(status) in str(error)
+
+
+async def test_only_the_envelope_makes_a_server_error() -> None:
     # #7.5: an answer that is not RyzeAPI's envelope may have been processed: one signal.
-    from_api = error_for_status(500, "failure", from_api=True)
-    from_proxy = error_for_status(502, "<html>", from_api=False)
+    from_api = await _error_for(500, _envelope("failure"))
+    from_proxy = await _error_for(502, b"<html>")
     assert isinstance(from_api, ServerError)
     assert not isinstance(from_api, OutcomeUnknownError)
     assert from_api.may_have_been_processed is False

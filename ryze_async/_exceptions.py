@@ -1,9 +1,11 @@
 """Every error ryze_async raises, and the one table that maps an HTTP status to its class.
 
-The tree (``RyzeError`` is the root of everything the API or the network can cause)::
+The tree. ``RyzeError`` is the root of everything the API or the network can cause, and of bad
+input refused before sending; what a local program or disk causes stands outside it::
 
     RyzeError
     ├── InvalidRequestError (also ValueError)  bad input caught before sending: nothing was sent
+    │   └── InputError                         a numbers file that is no list of numbers
     ├── APIError                               RyzeAPI itself refused the call (its JSON envelope)
     │   ├── BadRequestError                    400
     │   ├── AuthenticationError                401
@@ -16,7 +18,16 @@ The tree (``RyzeError`` is the root of everything the API or the network can cau
     └── OutcomeUnknownError                    the request may have been processed: never resent
                                                (``.status`` when an HTTP status came back)
 
-    ClientClosedError (a RuntimeError, outside the tree)  misuse: the client was closed
+    ClientClosedError (a RuntimeError)         misuse: the client was closed
+    JournalError                               the campaign journal cannot be used as asked
+    ├── JournalLockedError                     another process runs a campaign on it
+    └── JournalMismatchError                   it belongs to another media, instance or kind
+
+Why the journal errors are not ``RyzeError``s: they say nothing about a call. Code that wraps
+each call in ``except RyzeError`` (the campaign dispatcher, a user's loop) treats what it catches
+as that call's outcome; a journal that cannot be written must instead stop the campaign before
+anyone else is dialled, so it must not be caught there by accident. Nor are they ``OSError``s
+(an engine's ``except OSError`` would mistake a locked or mismatched journal for a bad path).
 
 One signal for "may have been placed": ``except OutcomeUnknownError`` catches every such case,
 and no other class is ever raised for one. Only RyzeAPI's own JSON error envelope
@@ -56,6 +67,9 @@ __all__ = [
     "InstanceNotConnectedError",
     "InstanceNotFoundError",
     "InvalidRequestError",
+    "JournalError",
+    "JournalLockedError",
+    "JournalMismatchError",
     "OutcomeUnknownError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -153,9 +167,19 @@ class RateLimitError(APIError):
         rate_limit: RateLimitInfo | None = None,
         reset_at: float | None = None,
     ) -> None:
+        if reset_at is not None and (rate_limit is None or rate_limit.reset is None):
+            # Kept for callers that pass the reset alone: it is stored where it belongs.
+            from ._models import RateLimitInfo as Info  # noqa: PLC0415 - pydantic, rare path
+
+            rate_limit = (Info(reset=reset_at) if rate_limit is None
+                          else rate_limit.model_copy(update={"reset": reset_at}))
         super().__init__(message, status=status, rate_limit=rate_limit)
-        #: Unix time (server clock) when the server said its counter resets, if it said.
-        self.reset_at = reset_at
+
+    @property
+    def reset_at(self) -> float | None:
+        """Unix time (server clock) when the server said its counter resets, if it said:
+        ``rate_limit.reset``, one value kept in one place."""
+        return None if self.rate_limit is None else self.rate_limit.reset
 
 
 class ServerError(APIError):
@@ -212,18 +236,36 @@ class ClientClosedError(RuntimeError):
     """The client was used after ``aclose()``: a programming error, not a RyzeAPI failure."""
 
 
+class JournalError(Exception):
+    """The journal cannot be used as asked (missing, locked, mismatched, unwritable)."""
+
+
+class JournalLockedError(JournalError):
+    """Another process has this journal open for a campaign."""
+
+
+class JournalMismatchError(JournalError):
+    """The journal belongs to a campaign with a different media, instance or call kind."""
+
+
+# Tracebacks and reprs name the public path (``ryze_async.OutcomeUnknownError``), and pickle
+# looks the classes up there too: ``ryze_async`` exports every one of them.
+for _cls in (RyzeError, InvalidRequestError, InputError, APIError, BadRequestError,
+             AuthenticationError, PermissionDeniedError, InstanceNotFoundError,
+             InstanceNotConnectedError, RateLimitError, ServerError, ConnectionFailedError,
+             OutcomeUnknownError, ClientClosedError, JournalError, JournalLockedError,
+             JournalMismatchError):
+    _cls.__module__ = "ryze_async"
+del _cls
+
+
 _NOT_CONNECTED_MARKERS = ("not connected", "disconnected")
 
-# The one status-to-class table; anything missing falls back by range in error_for_status.
+# The one status-to-class table for RyzeAPI's envelope; 429 never reaches it (error_for_status
+# answers a 429 first, whoever sent it), and anything missing falls back by range.
 _BY_STATUS: dict[int, type[APIError]] = {
     cls.status_code: cls
-    for cls in (
-        BadRequestError,
-        AuthenticationError,
-        PermissionDeniedError,
-        InstanceNotFoundError,
-        RateLimitError,
-    )
+    for cls in (BadRequestError, AuthenticationError, PermissionDeniedError, InstanceNotFoundError)
 }
 
 
