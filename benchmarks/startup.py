@@ -60,8 +60,9 @@ def main() -> int:
         print(f"{name:<22}{statistics.median(times) * 1e3:>10.1f}{ratio:>11.2f}")
         if name != BASELINE and ratio > TARGET and not args.quick:
             failures.append(f"{name} is {ratio:.2f}x {BASELINE} (target {TARGET}x)")
-    return finish(started, args.quick, failures,
-                  f"every command within {TARGET}x of {BASELINE}", sep="; ")
+    ok = ("every command ran" if args.quick
+          else f"every command within {TARGET}x of {BASELINE}")
+    return finish(started, args.quick, failures, ok, sep="; ")
 
 
 if __name__ == "__main__":
