@@ -16,7 +16,7 @@ from typing import Literal
 from _campaign_input import raw_number
 from _report import ruled
 
-from ryze_async._journal import Journal
+from ryze_async._campaign._journal import Journal
 from ryze_async._numbers import normalize_number
 
 JOURNAL_TARGET = 5000.0

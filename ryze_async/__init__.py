@@ -8,7 +8,8 @@ by accident::
 """
 
 from ._campaign import Campaign, CampaignClient, run_campaign
-from ._campaign_models import CampaignOutcome, CampaignSummary, StopReason
+from ._campaign._journal import JournalError, JournalLockedError, JournalMismatchError
+from ._campaign._models import CampaignOutcome, CampaignSummary, StopReason
 from ._client import BeforeSend, NotSent, RyzeClient
 from ._errors import (
     APIError,
@@ -26,7 +27,6 @@ from ._errors import (
     RyzeError,
     ServerError,
 )
-from ._journal import JournalError, JournalLockedError, JournalMismatchError
 from ._limiter import QuotaLimiter
 from ._media import Media
 from ._models import CallResult, RateLimitInfo

@@ -15,7 +15,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._errors import InputError
+from .._errors import InputError
 
 __all__ = ["CsvLayout", "inspect_csv", "skippable"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from ._media import Media
-from ._models import CallResult
+from .._media import Media
+from .._models import CallResult
 
 __all__ = ["BeforeSend", "CampaignClient", "NotSent", "Settings", "StoppedError"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from ._errors import (
+from .._errors import (
     APIError,
     AuthenticationError,
     ConnectionFailedError,
