@@ -50,11 +50,6 @@ class LiveCounts:
         if state in _DONE:
             self.done_this_run += 1
 
-    @property
-    def callable(self) -> int:
-        """Distinct valid numbers: the progress bar's total."""
-        return sum(self.by_state[s] for s in ("pending", "sending", *_DONE))
-
     def counts(self) -> JournalCounts:
         s = self.by_state
         return JournalCounts(

@@ -8,9 +8,17 @@ import stat
 import time
 from pathlib import Path
 
-from ._schema import SCHEMA, CampaignIdentity, check_identity, migrate, owner_only
+from ._schema import (
+    SCHEMA,
+    CampaignIdentity,
+    JournalError,
+    check_identity,
+    lock_file,
+    migrate,
+    owner_only,
+)
 
-__all__ = ["connect", "recover", "store_identity"]
+__all__ = ["connect", "prepare_file", "recover", "store_identity"]
 
 _INTERRUPTED = "interrupted while sending: the call may have been placed"
 
@@ -65,3 +73,10 @@ def store_identity(
     db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('created_at', ?)",
                (str(time.time()),))
     db.execute("COMMIT")
+
+
+def prepare_file(path: Path, create: bool, read_only: bool) -> int | None:
+    """Check the file exists if it must, and lock (creating it owner-only) unless read-only."""
+    if not create and not path.exists():
+        raise JournalError(f"no journal at {path}")
+    return None if read_only else lock_file(path)

@@ -6,7 +6,8 @@ client's ``before_send`` hook), so after any crash a row still ``sending`` may h
 opening the journal turns it into ``unknown`` and nothing redials it unless a person asks
 (:meth:`Journal.retry`). Invalid numbers are stored ``failed`` (``valid = 0``) and never sent;
 duplicates are only counted. A pending number the input no longer holds (it was edited between
-runs) becomes ``skipped`` and is never sent (``_journal_ingest.py``).
+runs) becomes ``skipped`` and is never sent (``_ingest.py``). This is the SQLite implementation
+of the ``JournalStore`` seam (``__init__.py``).
 
 Durability: ``synchronous="full"`` (the default) fsyncs the WAL at every commit, so a committed
 ``sending`` mark survives ``kill -9``, an OS crash and a power cut (if the disk honours fsync).
@@ -48,25 +49,15 @@ from ._events import (
 )
 from ._export import export_csv
 from ._ingest import begin_pass, finish_pass, ingest_rows, sweep_due
-from ._open import connect, recover, store_identity
+from ._open import connect, prepare_file, recover, store_identity
+from ._queries import add_elapsed, count_rows, pending_after, retry_rows
 from ._schema import (
     CampaignIdentity,
     JournalCounts,
     JournalError,
-    JournalLockedError,
-    JournalMismatchError,
-    lock_file,
 )
 
-__all__ = [
-    "CampaignIdentity",
-    "IngestResult",
-    "Journal",
-    "JournalCounts",
-    "JournalError",
-    "JournalLockedError",
-    "JournalMismatchError",
-]
+__all__ = ["Journal"]
 
 _T = TypeVar("_T")
 
@@ -116,7 +107,7 @@ class Journal:
         lock_fd = None
         journal: Journal | None = None
         try:
-            lock_fd = await loop.run_in_executor(executor, _prepare_file, p, create, read_only)
+            lock_fd = await loop.run_in_executor(executor, prepare_file, p, create, read_only)
             journal = cls(p, executor, lock_fd)
             await journal._run(journal._connect, read_only, synchronous)
             if not read_only:
@@ -194,15 +185,7 @@ class Journal:
                 meta.get("ingest_digest", ""))
 
     async def add_elapsed(self, seconds: float) -> None:
-        def add() -> None:
-            db = self._db()
-            db.execute(
-                "INSERT INTO meta(key, value) VALUES ('elapsed', ?) ON CONFLICT(key) DO UPDATE "
-                "SET value = CAST(value AS REAL) + CAST(excluded.value AS REAL)",
-                (str(seconds),),
-            )
-
-        await self._run(add)
+        await self._run(lambda: add_elapsed(self._db(), seconds))
 
     # -- ingestion ------------------------------------------------------------------------------
 
@@ -244,14 +227,7 @@ class Journal:
 
     async def pending_after(self, after_id: int, limit: int) -> list[tuple[int, str, int]]:
         """Up to ``limit`` pending valid rows with id > ``after_id``: (id, number, line)."""
-
-        def query() -> list[tuple[int, str, int]]:
-            return self._db().execute(
-                "SELECT id, number, line FROM numbers WHERE state = 'pending' AND id > ? "
-                "AND valid = 1 ORDER BY id LIMIT ?", (after_id, limit),
-            ).fetchall()
-
-        return await self._run(query)
+        return await self._run(lambda: pending_after(self._db(), after_id, limit))
 
     async def mark_sending(self, row_id: int) -> None:
         """Commit ``pending -> sending`` for one row; returns once that commit is durable.
@@ -301,22 +277,7 @@ class Journal:
         """Row counts by state (valid rows), invalid rows, and the ingestion counters."""
         if not self.read_only:
             await self.flush()
-
-        def query() -> JournalCounts:
-            db = self._db()
-            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-            by_state: dict[str, int] = {}
-            invalid = 0
-            for valid, state, n in db.execute(
-                "SELECT valid, state, count(*) FROM numbers GROUP BY valid, state"
-            ):
-                if valid:
-                    by_state[state] = n
-                else:
-                    invalid += n
-            return JournalCounts.build(by_state, invalid, meta)
-
-        counts = await self._run(query)
+        counts = await self._run(lambda: count_rows(self._db()))
         self._emit(Rebased(counts))
         return counts
 
@@ -325,15 +286,7 @@ class Journal:
         wanted = sorted(set(states))
         if not wanted or not set(wanted) <= {"failed", "unknown"}:
             raise ValueError("retry takes 'failed' and/or 'unknown'")
-
-        def update() -> int:
-            marks = ",".join("?" for _ in wanted)
-            return self._db().execute(
-                f"UPDATE numbers SET state = 'pending' WHERE valid = 1 AND state IN ({marks})",  # noqa: S608
-                wanted,
-            ).rowcount
-
-        moved = await self._run(update)
+        moved = await self._run(lambda: retry_rows(self._db(), wanted))
         await self.counts()
         return moved
 
@@ -345,9 +298,3 @@ class Journal:
         target = Path(out) if isinstance(out, str | os.PathLike) else out
         return await self._run(lambda: export_csv(self._db(), target))
 
-
-def _prepare_file(path: Path, create: bool, read_only: bool) -> int | None:
-    """Check the file exists if it must, and lock (creating it owner-only) unless read-only."""
-    if not create and not path.exists():
-        raise JournalError(f"no journal at {path}")
-    return None if read_only else lock_file(path)
