@@ -226,7 +226,7 @@ class Dispatcher:
             await self._failed(row, exc, attempt.marked)
             return
         self._conn_failures = 0  # a call got through: the connection failures were not a run
-        await self._outcome(row, "placed", call_id=result.call_id, status=result.status)
+        await self._record_outcome(row, "placed", call_id=result.call_id, status=result.status)
 
     def _set_phase(self, me: asyncio.Task[None], phase: Phase) -> None:
         self._phase[me] = phase
@@ -255,15 +255,16 @@ class Dispatcher:
         if verdict.state == "pending" or (verdict.state == "unknown" and not marked):
             self._not_placed(row, exc, verdict, marked)
             return
-        await self._outcome(row, verdict.state, status=verdict.status, error=verdict.error,
+        await self._record_outcome(row, verdict.state, status=verdict.status, error=verdict.error,
                             sent=marked)
 
-    async def _outcome(
+    async def _record_outcome(
         self, row: _Row, state: Literal["placed", "failed", "unknown"], *,
         call_id: str | None = None, status: int | None = None, error: str | None = None,
         sent: bool = True,
     ) -> None:
-        """The one place a number's final outcome of this run is recorded and reported."""
+        """The one place a number's final outcome of this run is recorded and reported
+        (where a "campaign outcome recorded" instrumentation hook belongs)."""
         row_id, number, line = row
         self._journal.record(row_id, state, call_id=call_id, status=status, error=error)
         self._requeues.pop(row_id, None)

@@ -108,10 +108,14 @@ class JournalStore(Protocol):
 
 async def open_journal(
     target: str | os.PathLike[str], *, identity: CampaignIdentity | None = None,
-    force: bool = False, synchronous: Literal["full", "normal"] = "full",
+    force: bool = False, create: bool = True, read_only: bool = False,
+    synchronous: Literal["full", "normal"] = "full",
 ) -> JournalStore:
     """Open the store a ``journal`` target names (today: a path, the SQLite store).
 
-    A PostgreSQL store goes here: ``postgresql://`` targets open it instead.
+    Opening recovers rows left ``sending`` (``recovered``) and checks ``identity`` unless
+    ``read_only`` (a report on a running campaign). A PostgreSQL store goes here:
+    ``postgresql://`` targets open it instead, with the same rules.
     """
-    return await Journal.open(target, identity=identity, force=force, synchronous=synchronous)
+    return await Journal.open(target, identity=identity, force=force, create=create,
+                              read_only=read_only, synchronous=synchronous)
