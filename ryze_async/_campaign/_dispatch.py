@@ -15,14 +15,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from .._models import CallResult
 from .._numbers import number_normalizer
 from ._attempt import Attempt, Phase
 from ._ingest import ingest_input
 from ._journal import JournalError, JournalStore
 from ._models import CampaignOutcome, StopReason, Verdict, classify
 from ._number_source import NumberSource
-from ._settings import BeforeSend, CampaignClient, NotSent, Settings, StoppedError
+from ._settings import BeforeSend, CampaignClient, NotSent, Settings, StoppedError, call
 from ._stop import StopState
 
 __all__ = ["BeforeSend", "CampaignClient", "Dispatcher", "NotSent", "Settings", "StoppedError"]
@@ -210,7 +209,7 @@ class Dispatcher:
         attempt = Attempt(self._journal, self._stop, row[0], lambda p: self._set_phase(me, p))
         self._phase[me] = "waiting"
         try:
-            result = await self._send(row[1], attempt.before_send, attempt.on_not_sent)
+            result = await call(self._client, self._s, row[1], attempt)
         except StoppedError:
             return
         except asyncio.CancelledError:
@@ -230,17 +229,6 @@ class Dispatcher:
 
     def _set_phase(self, me: asyncio.Task[None], phase: Phase) -> None:
         self._phase[me] = phase
-
-    async def _send(self, number: str, before_send: BeforeSend, on_not_sent: NotSent
-                    ) -> CallResult:
-        s = self._s
-        if s.media is not None:
-            return await self._client.audio_call(
-                number, media=s.media, instance=s.instance, before_send=before_send,
-                on_not_sent=on_not_sent)
-        return await self._client.fake_call(
-            number, duration=s.duration, instance=s.instance, before_send=before_send,
-            on_not_sent=on_not_sent)
 
     async def _failed(self, row: _Row, exc: Exception, marked: bool) -> None:
         row_id = row[0]
