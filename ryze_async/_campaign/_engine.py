@@ -1,7 +1,7 @@
 """The campaign engine's public face: :class:`Campaign` and :func:`run_campaign`.
 
-A campaign dials a streamed list of numbers through a journal (``_journal.py``), at the client's
-quota, with bounded concurrency (``_campaign_dispatch.py``), and never calls anyone twice: the
+A campaign dials a streamed list of numbers through a journal store (``_journal/``), at the
+client's quota, with bounded concurrency (``_dispatch.py``), and never calls anyone twice: the
 ``sending`` mark is committed before each request, and after a crash such rows are ``unknown``,
 never redialed automatically.
 """

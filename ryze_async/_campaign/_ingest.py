@@ -1,8 +1,8 @@
 """A campaign's ingest task: stream the input into the journal, resuming where it stopped.
 
 When the source cannot resume where the journal stopped (the CSV changed, or an iterable), a
-new pass over the input begins (``_journal_ingest.py``), and ``ready`` (the feeder's go) stays
-clear until the pass ends and the pending rows the input no longer holds are swept to
+new pass over the input begins (``_journal/_ingest.py``), and ``ready`` (the feeder's go)
+stays clear until the pass ends and the pending rows the input no longer holds are swept to
 ``skipped``: a row the user removed is never dialed.
 """
 

@@ -30,7 +30,7 @@ __all__ = [
 
 # ``key`` is the dedupe key (NULL for invalid rows, and NULLs never collide in a UNIQUE index);
 # ``id`` order is input order, which is dispatch order; ``seen`` is the last input pass that
-# read the row (``_journal_ingest.py``); ``skipped`` is a pending row removed from the input.
+# read the row (``_ingest.py``); ``skipped`` is a pending row removed from the input.
 _NUMBERS = """
 CREATE TABLE IF NOT EXISTS numbers (
     id          INTEGER PRIMARY KEY,

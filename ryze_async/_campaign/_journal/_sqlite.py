@@ -197,7 +197,7 @@ class Journal:
         normalize: Callable[[str], str],
     ) -> IngestResult:
         """Store a batch of ``(line, raw)`` entries and the resume point (offset, line,
-        digest) after it, in one transaction; see ``_journal_ingest.py``."""
+        digest) after it, in one transaction; see ``_ingest.py``."""
         result = await self._run(lambda: ingest_rows(self._db(), entries, position, normalize))
         if not self._hold:
             self._emit(Ingested(result))
