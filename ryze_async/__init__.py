@@ -17,7 +17,7 @@ from ._version import __version__
 
 if _typing.TYPE_CHECKING:  # what mypy and IDEs see: the same names, imported eagerly
     from ._campaign import Campaign, CampaignClient, run_campaign
-    from ._campaign_models import CampaignOutcome, CampaignSummary, StopReason
+    from ._campaign._models import CampaignOutcome, CampaignSummary, StopReason
     from ._client import BeforeSend, NotSent, RyzeClient
     from ._exceptions import (
         APIError,
@@ -52,8 +52,8 @@ _EXPORTS: dict[str, str] = {
     "CallResult": "._models",
     "Campaign": "._campaign",
     "CampaignClient": "._campaign",
-    "CampaignOutcome": "._campaign_models",
-    "CampaignSummary": "._campaign_models",
+    "CampaignOutcome": "._campaign._models",
+    "CampaignSummary": "._campaign._models",
     "ClientClosedError": "._exceptions",
     "ConnectionFailedError": "._exceptions",
     "InputError": "._exceptions",
@@ -73,7 +73,7 @@ _EXPORTS: dict[str, str] = {
     "RyzeClient": "._client",
     "RyzeError": "._exceptions",
     "ServerError": "._exceptions",
-    "StopReason": "._campaign_models",
+    "StopReason": "._campaign._models",
     "normalize_number": "._numbers",
     "run_campaign": "._campaign",
 }

@@ -27,7 +27,8 @@ from ryze_async import (
     __version__,
 )
 
-from ._campaign_counts import summary_from_counts
+from ._campaign._counts import summary_from_counts
+from ._campaign._journal import Journal, JournalError, JournalLockedError
 from ._cli_campaign import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -42,7 +43,6 @@ from ._cli_campaign import (
 )
 from ._cli_logging import CliLogging
 from ._cli_progress import format_summary
-from ._journal import Journal, JournalError, JournalLockedError
 
 __all__ = ["main"]
 

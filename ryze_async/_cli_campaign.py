@@ -15,9 +15,9 @@ from typing import Literal, TextIO
 from ryze_async import InvalidRequestError, Media, RyzeClient
 
 from ._campaign import Campaign
-from ._campaign_models import CampaignSummary
+from ._campaign._journal import JournalError
+from ._campaign._models import CampaignSummary
 from ._cli_progress import format_summary, show_progress
-from ._journal import JournalError
 
 __all__ = [
     "EXIT_BREAKER",

@@ -14,7 +14,7 @@ from rich.console import Console, RenderableType
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from rich.text import Text
 
-from ._campaign_models import CampaignSummary
+from ._campaign._models import CampaignSummary
 
 __all__ = ["RateWindow", "format_summary", "progress_bar", "progress_line", "show_progress"]
 

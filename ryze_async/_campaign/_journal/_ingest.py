@@ -14,25 +14,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from ._journal_schema import dedupe_key
+from ._events import IngestResult
+from ._schema import dedupe_key
 
-__all__ = ["REMOVED", "IngestResult", "begin_pass", "finish_pass", "ingest_rows", "sweep_due"]
+__all__ = ["REMOVED", "begin_pass", "finish_pass", "ingest_rows", "sweep_due"]
 
 REMOVED = "removed from input: not in the numbers file any more, so not called"
-
-
-@dataclass(frozen=True, slots=True)
-class IngestResult:
-    """What one ingested batch did: new pending rows, duplicates (of an entry seen earlier in
-    this pass), the invalid entries (line, raw, why), and rows removed earlier that are back in
-    the input (``restored``: skipped -> pending)."""
-
-    added: int
-    duplicates: int
-    invalid: list[tuple[int, str, str]]
-    restored: int = 0
 
 
 def _meta(db: sqlite3.Connection, key: str, default: str = "0") -> str:

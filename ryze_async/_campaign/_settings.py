@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from ._media import Media
-from ._models import CallResult
+from .._media import Media
+from .._models import CallResult
 
-__all__ = ["BeforeSend", "CampaignClient", "NotSent", "Settings", "StoppedError"]
+__all__ = ["BeforeSend", "CampaignClient", "Hooks", "NotSent", "Settings", "StoppedError", "call"]
 
 BeforeSend = Callable[[], Awaitable[None]]
 NotSent = Callable[[], Awaitable[None]]
@@ -32,6 +32,13 @@ class CampaignClient(Protocol):
     ) -> CallResult: ...
 
 
+class Hooks(Protocol):
+    """One attempt's hooks (``_attempt.Attempt``)."""
+
+    async def before_send(self) -> None: ...
+    async def on_not_sent(self) -> None: ...
+
+
 class StoppedError(Exception):
     """Raised from ``before_send`` once stopping: the client then sends nothing."""
 
@@ -52,3 +59,14 @@ class Settings:
         self.max_connection_failures = max_connection_failures
         self.max_requeues = max_requeues
         self.ingest_batch = ingest_batch
+
+
+async def call(client: CampaignClient, s: Settings, number: str, hooks: Hooks) -> CallResult:
+    """Place one call of the campaign's kind (audio with its media, or fake)."""
+    if s.media is not None:
+        return await client.audio_call(
+            number, media=s.media, instance=s.instance, before_send=hooks.before_send,
+            on_not_sent=hooks.on_not_sent)
+    return await client.fake_call(
+        number, duration=s.duration, instance=s.instance, before_send=hooks.before_send,
+        on_not_sent=hooks.on_not_sent)

@@ -1,8 +1,8 @@
 """A campaign's ingest task: stream the input into the journal, resuming where it stopped.
 
 When the source cannot resume where the journal stopped (the CSV changed, or an iterable), a
-new pass over the input begins (``_journal_ingest.py``), and ``ready`` (the feeder's go) stays
-clear until the pass ends and the pending rows the input no longer holds are swept to
+new pass over the input begins (``_journal/_ingest.py``), and ``ready`` (the feeder's go)
+stays clear until the pass ends and the pending rows the input no longer holds are swept to
 ``skipped``: a row the user removed is never dialed.
 """
 
@@ -12,11 +12,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from ._campaign_counts import LiveCounts
-from ._campaign_models import CampaignOutcome
-from ._journal import Journal
+from .._numbers import normalize_number
+from ._journal import JournalStore
+from ._models import CampaignOutcome
 from ._number_source import NumberSource, Position
-from ._numbers import normalize_number
 
 __all__ = ["ingest_input"]
 
@@ -24,7 +23,7 @@ _log = logging.getLogger("ryze_async.campaign")
 
 
 async def ingest_input(
-    journal: Journal, source: NumberSource, batch_size: int, live: LiveCounts, *,
+    journal: JournalStore, source: NumberSource, batch_size: int, *,
     ready: asyncio.Event, wake: asyncio.Event,
     emit: Callable[[CampaignOutcome], Awaitable[None]],
     normalize: Callable[[str], str] = normalize_number,
@@ -43,8 +42,6 @@ async def ingest_input(
         pos = batch.position
         result = await journal.ingest(batch.entries, position=(pos.offset, pos.line, pos.digest),
                                       normalize=normalize)
-        if not hold:
-            live.ingested(len(batch.entries), result)
         wake.set()
         for at, raw, why in result.invalid:
             await emit(CampaignOutcome(raw, "failed", at, error=why, sent=False))
@@ -52,6 +49,4 @@ async def ingest_input(
     if removed:
         _log.warning("%d pending numbers are no longer in the input: skipped, not called",
                      removed)
-    if hold:
-        live.reset(await journal.counts())
     ready.set()

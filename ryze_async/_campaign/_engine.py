@@ -1,7 +1,7 @@
 """The campaign engine's public face: :class:`Campaign` and :func:`run_campaign`.
 
-A campaign dials a streamed list of numbers through a journal (``_journal.py``), at the client's
-quota, with bounded concurrency (``_campaign_dispatch.py``), and never calls anyone twice: the
+A campaign dials a streamed list of numbers through a journal store (``_journal/``), at the
+client's quota, with bounded concurrency (``_dispatch.py``), and never calls anyone twice: the
 ``sending`` mark is committed before each request, and after a crash such rows are ``unknown``,
 never redialed automatically.
 """
@@ -16,13 +16,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Literal
 
-from ._campaign_counts import LiveCounts, summary_from_counts
-from ._campaign_dispatch import CampaignClient, Dispatcher, Settings
-from ._campaign_models import CampaignOutcome, CampaignSummary, StopReason
-from ._campaign_outcomes import Handoff, Outcomes
-from ._journal import CampaignIdentity, Journal, JournalCounts
-from ._media import Media
+from .._media import Media
+from ._counts import LiveCounts, summary_from_counts
+from ._dispatch import CampaignClient, Dispatcher, Settings
+from ._journal import CampaignIdentity, JournalCounts, JournalStore, open_journal
+from ._models import CampaignOutcome, CampaignSummary, StopReason
 from ._number_source import NumbersInput, NumberSource
+from ._outcomes import Handoff, Outcomes
+from ._stop import StopState
 
 __all__ = ["Campaign", "CampaignClient", "run_campaign"]
 
@@ -114,7 +115,7 @@ class Campaign:
         #: The campaign's ``Media``, once resolved (None for fake calls).
         self.media: Media | None = None
         self._dispatcher: Dispatcher | None = None
-        self._stop_request: tuple[StopReason, str] | None = None
+        self._stop = StopState()
         self._started = False
         self._runner: asyncio.Task[CampaignSummary] | None = None
         self._handoff: Handoff | None = None
@@ -130,19 +131,12 @@ class Campaign:
         self._request("aborted", "aborted: calls in flight were not waited for (unknown)")
 
     def _request(self, reason: StopReason, message: str) -> None:
-        if self._dispatcher is None:
-            if self._stop_request is None or reason == "aborted":
-                self._stop_request = (reason, message)
-        elif reason == "aborted":
-            self._dispatcher.abort(message)
-        else:
-            self._dispatcher.stop(reason, message)
+        self._stop.request(reason, message)
 
     @property
     def stopping(self) -> bool:
         """True once a stop, abort or the circuit breaker ended dispatching."""
-        d = self._dispatcher
-        return self._stop_request is not None or (d is not None and d.stopping)
+        return self._stop.stopping
 
     @property
     def waiting_for_quota(self) -> bool:
@@ -151,10 +145,7 @@ class Campaign:
 
     def snapshot(self) -> CampaignSummary:
         """Live counts for a progress display (``in_flight``: calls being sent now)."""
-        d = self._dispatcher
-        if d is None:
-            return self.live.snapshot()
-        return self.live.snapshot(d.stop_reason, d.message)
+        return self.live.snapshot(self._stop.reason, self._stop.message)
 
     # -- running --------------------------------------------------------------------------------
 
@@ -211,7 +202,23 @@ class Campaign:
         if self._started:
             raise RuntimeError("a Campaign runs once; create another to resume its journal")
         self._started = True
-        started = time.monotonic()
+        started = self.live.started = time.monotonic()
+        journal = await self._open()
+        dispatcher = Dispatcher(self._client, journal, self._source, self._settings,
+                                stop=self._stop, sink=sink)
+        try:
+            await journal.watch(self.live.apply)
+            if self._retry_states:
+                moved = await journal.retry(self._retry_states)
+                _log.info("%d %s numbers put back to pending", moved,
+                          " and ".join(self._retry_states))
+            self._dispatcher = dispatcher
+            await dispatcher.run()
+        finally:
+            self.summary = await self._close(journal, started)
+        return self.summary
+
+    async def _open(self) -> JournalStore:
         if self._source is not None:
             # A file that is not a list of numbers is refused before a journal exists.
             await self._source.check()
@@ -221,36 +228,24 @@ class Campaign:
             "fake" if self._fake else "audio",
             None if self.media is None else self.media.fingerprint, self._instance,
         )
-        journal = await Journal.open(self.journal_path, identity=identity, force=self._force,
+        journal = await open_journal(self.journal_path, identity=identity, force=self._force,
                                      synchronous=self._synchronous)
         self.recovered = journal.recovered
         if journal.recovered:
             _log.warning("%d numbers were in flight when the last run ended: marked unknown, "
                          "not redialed (retry_unknown to call them again)", journal.recovered)
-        dispatcher = Dispatcher(self._client, journal, self._source, self._settings,
-                                live=self.live, sink=sink)
+        return journal
+
+    async def _close(self, journal: JournalStore, started: float) -> CampaignSummary:
         try:
-            if self._retry_states:
-                moved = await journal.retry(self._retry_states)
-                _log.info("%d %s numbers put back to pending", moved,
-                          " and ".join(self._retry_states))
-            self.live.reset(await journal.counts())
-            self._dispatcher = dispatcher
-            if self._stop_request is not None:
-                self._request(*self._stop_request)
-            await dispatcher.run()
+            await journal.flush()
+            await journal.add_elapsed(time.monotonic() - started)
+            counts = await journal.counts()
         finally:
-            try:
-                await journal.flush()
-                await journal.add_elapsed(time.monotonic() - started)
-                counts = await journal.counts()
-            finally:
-                await journal.close()
-            reason = dispatcher.stop_reason or "completed"
-            message = _summary_message(dispatcher.message, counts)
-            self.summary = summary_from_counts(counts, time.monotonic() - started, reason,
-                                               message)
-        return self.summary
+            await journal.close()
+        reason = self._stop.reason or "completed"
+        message = _summary_message(self._stop.reason, self._stop.message, counts)
+        return summary_from_counts(counts, time.monotonic() - started, reason, message)
 
     async def _resolve_media(self) -> Media | None:
         arg = self._media_arg
@@ -267,14 +262,14 @@ def _ended(runner: asyncio.Task[CampaignSummary], handoff: Handoff) -> None:
         runner.exception()  # retrieved here too: a consumer that left may never ask for it
 
 
-def _summary_message(cause: str, counts: JournalCounts) -> str:
+def _summary_message(reason: StopReason | None, cause: str, counts: JournalCounts) -> str:
     pending = counts.pending
     if counts.total and not (counts.placed + counts.failed + counts.unknown + pending
                              + counts.sending):
         return "no entry of the input is a number that can be called"
     if not pending:
         return f"{cause}; no number left pending" if cause else "every number was dealt with"
-    if "circuit breaker" in cause:
+    if reason == "circuit_breaker":
         return cause  # already says the rest is pending and how to resume
     why = cause or "rate limited or unreachable after retries"
     return f"{why}; {pending} numbers left pending: run the same command again to resume"

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from ._journal_schema import owner_only
+from ._schema import owner_only
 
 __all__ = ["CSV_COLUMNS", "export_csv"]
 

@@ -126,7 +126,7 @@ class _CsvReader:
             row = next(self._rows, None)
             if row is None:
                 break
-            if not row or all(not c.strip() for c in row) or row[0].lstrip().startswith("#"):
+            if skippable(row):
                 continue
             cell = row[self._column] if self._column < len(row) else ""
             entries.append((start_line, cell.strip()))
@@ -146,8 +146,7 @@ class NumberSource:
 
     def __init__(self, numbers: NumbersInput, column: str | int | None = None) -> None:
         self._path: Path | None = None
-        self._sync: Iterable[str] = ()
-        self._async: AsyncIterable[str] | None = None
+        self._items: Iterable[str] | AsyncIterable[str] = ()
         self._column = column
         self._layout: CsvLayout | None = None
         #: True once :meth:`batches` found it could not resume where the journal stopped and
@@ -155,19 +154,8 @@ class NumberSource:
         self.restarted = False
         if isinstance(numbers, str | os.PathLike):
             self._path = Path(numbers)
-        elif isinstance(numbers, AsyncIterable):
-            self._async = numbers
         else:
-            self._sync = numbers
-
-    @property
-    def description(self) -> str:
-        return str(self._path) if self._path is not None else "iterable"
-
-    @property
-    def seekable(self) -> bool:
-        """True for a CSV path (resume seeks); False for an iterable (always read again)."""
-        return self._path is not None
+            self._items = numbers
 
     async def check(self) -> None:
         """Refuse a CSV that is not a list of numbers (``InputError``); no-op for an iterable."""
@@ -179,9 +167,10 @@ class NumberSource:
         and return the batches of at most ``size`` entries that follow."""
         if self._path is None:
             self.restarted = start.offset > 0
-            if self._async is not None:
-                return _async_batches(self._async, size)
-            return _yielding(_sync_batches(self._sync, size))
+            items = self._items
+            if not isinstance(items, AsyncIterable):
+                items = _yielding(items, size)
+            return _item_batches(items, size)
         layout = self._layout
         if layout is None:
             layout = await asyncio.to_thread(inspect_csv, self._path, self._column)
@@ -213,34 +202,20 @@ def _item(item: object) -> str:
     raise TypeError(f"numbers must be str, got {type(item).__name__}")
 
 
-def _sync_batches(items: Iterable[str], size: int) -> Iterator[NumberBatch]:
-    entries: list[tuple[int, str]] = []
-    index = 0
-    for item in items:
-        index += 1
-        text = _item(item)
-        if not skippable(text):
-            entries.append((index, text.strip()))
-        if len(entries) >= size:
-            yield NumberBatch(entries, Position(index, index))
-            entries = []
-    yield NumberBatch(entries, Position(index, index))
+async def _yielding(items: Iterable[str], every: int) -> AsyncIterator[str]:
+    for count, item in enumerate(items, 1):
+        yield item
+        if count % every == 0:
+            await asyncio.sleep(0)  # a long list must not monopolise the event loop
 
 
-async def _yielding(batches: Iterator[NumberBatch]) -> _Batches:
-    for batch in batches:
-        yield batch
-        # A long list must not monopolise the event loop between batches.
-        await asyncio.sleep(0)
-
-
-async def _async_batches(items: AsyncIterable[str], size: int) -> _Batches:
+async def _item_batches(items: AsyncIterable[str], size: int) -> _Batches:
     entries: list[tuple[int, str]] = []
     index = 0
     async for item in items:
         index += 1
         text = _item(item)
-        if not skippable(text):
+        if not skippable((text,)):
             entries.append((index, text.strip()))
         if len(entries) >= size:
             yield NumberBatch(entries, Position(index, index))

@@ -12,10 +12,11 @@ import csv
 import io
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._exceptions import InputError
+from .._exceptions import InputError
 
 __all__ = ["CsvLayout", "inspect_csv", "skippable"]
 
@@ -36,9 +37,10 @@ _MAGIC = ((b"PK\x03\x04", "a zip archive (an .xlsx/.ods spreadsheet?)"),
           (b"%PDF", "a PDF document"))
 
 
-def skippable(cell: str) -> bool:
-    text = cell.strip()
-    return not text or text.startswith("#")
+def skippable(cells: Sequence[str]) -> bool:
+    """The one rule for an entry that is not a number to read: every cell blank (a blank line
+    or string), or a comment (the first cell starts with ``#``)."""
+    return not "".join(cells).strip() or cells[0].lstrip().startswith("#")
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +157,7 @@ def _first_record(path: Path, codec: str, bom: int, column: str | int | None) ->
             start_offset, start_line = offset, line
             offset += len(text.encode(codec))
             line += 1
-            if skippable(text):
+            if skippable((text,)):
                 continue
             if header is not None:
                 return _with_entries(header)

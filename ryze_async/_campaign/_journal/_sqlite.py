@@ -6,7 +6,8 @@ client's ``before_send`` hook), so after any crash a row still ``sending`` may h
 opening the journal turns it into ``unknown`` and nothing redials it unless a person asks
 (:meth:`Journal.retry`). Invalid numbers are stored ``failed`` (``valid = 0``) and never sent;
 duplicates are only counted. A pending number the input no longer holds (it was edited between
-runs) becomes ``skipped`` and is never sent (``_journal_ingest.py``).
+runs) becomes ``skipped`` and is never sent (``_ingest.py``). This is the SQLite implementation
+of the ``JournalStore`` seam (``__init__.py``).
 
 Durability: ``synchronous="full"`` (the default) fsyncs the WAL at every commit, so a committed
 ``sending`` mark survives ``kill -9``, an OS crash and a power cut (if the disk honours fsync).
@@ -27,42 +28,38 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-import stat
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal, TextIO, TypeVar
 
-from ._journal_commit import GroupCommit, Op, apply_ops
-from ._journal_export import export_csv
-from ._journal_ingest import IngestResult, begin_pass, finish_pass, ingest_rows, sweep_due
-from ._journal_schema import (
-    SCHEMA,
+from ._commit import GroupCommit, apply_ops
+from ._events import (
+    Ingested,
+    IngestResult,
+    JournalEvent,
+    Listener,
+    MarkSending,
+    Moved,
+    Op,
+    Rebased,
+    RecordOutcome,
+    State,
+)
+from ._export import export_csv
+from ._ingest import begin_pass, finish_pass, ingest_rows, sweep_due
+from ._open import connect, prepare_file, recover, store_identity
+from ._queries import add_elapsed, count_rows, pending_after, retry_rows
+from ._schema import (
     CampaignIdentity,
     JournalCounts,
     JournalError,
-    JournalLockedError,
-    JournalMismatchError,
-    check_identity,
-    lock_file,
-    migrate,
-    owner_only,
 )
 
-__all__ = [
-    "CampaignIdentity",
-    "IngestResult",
-    "Journal",
-    "JournalCounts",
-    "JournalError",
-    "JournalLockedError",
-    "JournalMismatchError",
-]
+__all__ = ["Journal"]
 
-State = Literal["pending", "sending", "placed", "failed", "unknown", "skipped"]
 _T = TypeVar("_T")
-_INTERRUPTED = "interrupted while sending: the call may have been placed"
 
 
 class Journal:
@@ -73,7 +70,10 @@ class Journal:
         self._executor = executor
         self._lock_fd = lock_fd
         self._conn: sqlite3.Connection | None = None
-        self._group = GroupCommit(lambda ops: self._run(self._apply, ops))
+        self._group = GroupCommit(self._commit)
+        self._listeners: list[Listener] = []
+        self._sending: set[int] = set()  # rows this store marked sending and not yet recorded
+        self._hold = False  # an input pass is open: ingest events wait for its sweep
         #: Rows found ``sending`` at open and turned ``unknown``.
         self.recovered = 0
         self.read_only = lock_fd is None
@@ -107,13 +107,13 @@ class Journal:
         lock_fd = None
         journal: Journal | None = None
         try:
-            lock_fd = await loop.run_in_executor(executor, _prepare_file, p, create, read_only)
+            lock_fd = await loop.run_in_executor(executor, prepare_file, p, create, read_only)
             journal = cls(p, executor, lock_fd)
             await journal._run(journal._connect, read_only, synchronous)
             if not read_only:
-                journal.recovered = await journal._run(journal._recover)
+                journal.recovered = await journal._run(lambda: recover(journal._db()))
                 if identity is not None:
-                    await journal._run(journal._check_identity, identity, force)
+                    await journal._run(store_identity, journal._db(), p, identity, force)
         except BaseException as exc:
             if journal is not None:
                 executor.submit(journal._disconnect).result()
@@ -155,58 +155,23 @@ class Journal:
         return self._conn
 
     def _connect(self, read_only: bool, synchronous: str) -> None:
-        if read_only:
-            uri = f"{self.path.resolve().as_uri()}?mode=ro"
-            self._conn = sqlite3.connect(uri, uri=True, isolation_level=None)
-            return
-        # The umask covers the -wal and -shm files SQLite creates on its first writes below.
-        with owner_only():
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
-                migrate(conn)
-                conn.executescript(SCHEMA)
-            except BaseException:
-                conn.close()
-                raise
-        for suffix in ("", "-wal", "-shm"):
-            target = Path(f"{self.path}{suffix}")
-            with contextlib.suppress(FileNotFoundError):
-                if stat.S_IMODE(target.stat().st_mode) & 0o077:
-                    target.chmod(0o600)
-        self._conn = conn
+        self._conn = connect(self.path, read_only, synchronous)
 
     def _disconnect(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
-    def _recover(self) -> int:
-        db = self._db()
-        cur = db.execute(
-            "UPDATE numbers SET state = 'unknown', error = ? WHERE state = 'sending'",
-            (_INTERRUPTED,),
-        )
-        return cur.rowcount
+    # -- events ---------------------------------------------------------------------------------
 
-    def _check_identity(self, identity: CampaignIdentity, force: bool) -> None:
-        db = self._db()
-        stored = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        # Until some call may have been placed, nothing ties the journal to its first identity
-        # (e.g. a mistyped instance that only ever got 404s can be corrected without --force).
-        called = db.execute(
-            "SELECT 1 FROM numbers WHERE state IN ('placed', 'unknown', 'sending') LIMIT 1"
-        ).fetchone()
-        check_identity(self.path, stored, identity, force or called is None)
-        db.execute("BEGIN IMMEDIATE")
-        db.executemany(
-            "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
-            [(k, v) for k, v in identity.as_meta().items()],
-        )
-        db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('created_at', ?)",
-                   (str(time.time()),))
-        db.execute("COMMIT")
+    async def watch(self, listener: Listener) -> None:
+        """Report every committed transition to ``listener``, starting with the current counts."""
+        self._listeners.append(listener)
+        await self.counts()
+
+    def _emit(self, event: JournalEvent) -> None:
+        for listener in self._listeners:
+            listener(event)
 
     # -- meta -----------------------------------------------------------------------------------
 
@@ -220,15 +185,7 @@ class Journal:
                 meta.get("ingest_digest", ""))
 
     async def add_elapsed(self, seconds: float) -> None:
-        def add() -> None:
-            db = self._db()
-            db.execute(
-                "INSERT INTO meta(key, value) VALUES ('elapsed', ?) ON CONFLICT(key) DO UPDATE "
-                "SET value = CAST(value AS REAL) + CAST(excluded.value AS REAL)",
-                (str(seconds),),
-            )
-
-        await self._run(add)
+        await self._run(lambda: add_elapsed(self._db(), seconds))
 
     # -- ingestion ------------------------------------------------------------------------------
 
@@ -240,33 +197,37 @@ class Journal:
         normalize: Callable[[str], str],
     ) -> IngestResult:
         """Store a batch of ``(line, raw)`` entries and the resume point (offset, line,
-        digest) after it, in one transaction; see ``_journal_ingest.py``."""
-        return await self._run(lambda: ingest_rows(self._db(), entries, position, normalize))
+        digest) after it, in one transaction; see ``_ingest.py``."""
+        result = await self._run(lambda: ingest_rows(self._db(), entries, position, normalize))
+        if not self._hold:
+            self._emit(Ingested(result))
+        return result
 
     async def begin_pass(self) -> None:
         """The input changed under the journal: it is read again from its first entry."""
         await self._run(lambda: begin_pass(self._db()))
+        self._hold = True
 
     async def finish_pass(self) -> int:
         """The input is exhausted: pending rows an open pass did not see become ``skipped``."""
-        return await self._run(lambda: finish_pass(self._db()))
+        removed = await self._run(lambda: finish_pass(self._db()))
+        if self._hold:
+            # The pass rebuilt invalid rows and re-saw known ones: count afresh, once.
+            self._hold = False
+            await self.counts()
+        return removed
 
     async def sweep_due(self) -> bool:
         """True while a pass is open: a pending row may be one removed from the input."""
-        return await self._run(lambda: sweep_due(self._db()))
+        due = await self._run(lambda: sweep_due(self._db()))
+        self._hold = self._hold or due
+        return due
 
     # -- dispatch -------------------------------------------------------------------------------
 
     async def pending_after(self, after_id: int, limit: int) -> list[tuple[int, str, int]]:
         """Up to ``limit`` pending valid rows with id > ``after_id``: (id, number, line)."""
-
-        def query() -> list[tuple[int, str, int]]:
-            return self._db().execute(
-                "SELECT id, number, line FROM numbers WHERE state = 'pending' AND id > ? "
-                "AND valid = 1 ORDER BY id LIMIT ?", (after_id, limit),
-            ).fetchall()
-
-        return await self._run(query)
+        return await self._run(lambda: pending_after(self._db(), after_id, limit))
 
     async def mark_sending(self, row_id: int) -> None:
         """Commit ``pending -> sending`` for one row; returns once that commit is durable.
@@ -285,7 +246,7 @@ class Journal:
         Not awaited: if the process dies first, the row stays ``sending`` and becomes
         ``unknown``, which is safe. :meth:`flush` waits for everything queued.
         """
-        self._group.add(("outcome", row_id, state, call_id, status, error))
+        self._group.add(RecordOutcome(row_id, state, call_id, status, error))
 
     async def flush(self) -> None:
         """Wait until every queued mark and outcome is committed."""
@@ -296,43 +257,38 @@ class Journal:
         self.commits += 1
         return refused
 
+    async def _commit(self, ops: list[Op]) -> set[int]:
+        refused = await self._run(self._apply, ops)
+        for op in ops:
+            if isinstance(op, MarkSending):
+                if op.row_id not in refused:
+                    self._sending.add(op.row_id)
+                    self._emit(Moved("pending", "sending"))
+            elif op.row_id in self._sending:
+                self._sending.discard(op.row_id)
+                self._emit(Moved("sending", op.state))
+            else:
+                self._emit(Moved("pending", op.state))
+        return refused
+
     # -- reporting ------------------------------------------------------------------------------
 
     async def counts(self) -> JournalCounts:
         """Row counts by state (valid rows), invalid rows, and the ingestion counters."""
         if not self.read_only:
             await self.flush()
-
-        def query() -> JournalCounts:
-            db = self._db()
-            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-            by_state: dict[str, int] = {}
-            invalid = 0
-            for valid, state, n in db.execute(
-                "SELECT valid, state, count(*) FROM numbers GROUP BY valid, state"
-            ):
-                if valid:
-                    by_state[state] = n
-                else:
-                    invalid += n
-            return JournalCounts.build(by_state, invalid, meta)
-
-        return await self._run(query)
+        counts = await self._run(lambda: count_rows(self._db()))
+        self._emit(Rebased(counts))
+        return counts
 
     async def retry(self, states: Iterable[Literal["failed", "unknown"]]) -> int:
         """Move valid rows in ``states`` back to ``pending``: a person decided to call again."""
         wanted = sorted(set(states))
         if not wanted or not set(wanted) <= {"failed", "unknown"}:
             raise ValueError("retry takes 'failed' and/or 'unknown'")
-
-        def update() -> int:
-            marks = ",".join("?" for _ in wanted)
-            return self._db().execute(
-                f"UPDATE numbers SET state = 'pending' WHERE valid = 1 AND state IN ({marks})",  # noqa: S608
-                wanted,
-            ).rowcount
-
-        return await self._run(update)
+        moved = await self._run(lambda: retry_rows(self._db(), wanted))
+        await self.counts()
+        return moved
 
     async def export_csv(self, out: str | os.PathLike[str] | TextIO) -> int:
         """Write one CSV row per stored number (owner-only file, or an open text stream such
@@ -342,8 +298,3 @@ class Journal:
         target = Path(out) if isinstance(out, str | os.PathLike) else out
         return await self._run(lambda: export_csv(self._db(), target))
 
-def _prepare_file(path: Path, create: bool, read_only: bool) -> int | None:
-    """Check the file exists if it must, and lock (creating it owner-only) unless read-only."""
-    if not create and not path.exists():
-        raise JournalError(f"no journal at {path}")
-    return None if read_only else lock_file(path)

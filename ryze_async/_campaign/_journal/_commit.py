@@ -12,12 +12,10 @@ import asyncio
 import sqlite3
 from collections.abc import Awaitable, Callable
 
-from ._journal_schema import JournalError
+from ._events import MarkSending, Op, RecordOutcome
+from ._schema import JournalError
 
-__all__ = ["GroupCommit", "Op", "apply_ops"]
-
-#: ("sending", row_id, at) or ("outcome", row_id, state, call_id, status, error)
-Op = tuple[object, ...]
+__all__ = ["GroupCommit", "apply_ops"]
 
 
 def apply_ops(db: sqlite3.Connection, ops: list[Op]) -> set[int]:
@@ -30,27 +28,29 @@ def apply_ops(db: sqlite3.Connection, ops: list[Op]) -> set[int]:
     db.execute("BEGIN IMMEDIATE")
     try:
         for op in ops:
-            if op[0] == "sending":
-                _, row_id, at = op
+            if isinstance(op, MarkSending):
                 cur = db.execute(
                     "UPDATE numbers SET state = 'sending', attempt_at = ?, "
                     "attempts = attempts + 1, call_id = NULL, http_status = NULL, "
-                    "error = NULL WHERE id = ? AND state = 'pending'", (at, row_id),
+                    "error = NULL WHERE id = ? AND state = 'pending'", (op.at, op.row_id),
                 )
                 if cur.rowcount != 1:
-                    refused.add(row_id)  # type: ignore[arg-type]
+                    refused.add(op.row_id)
             else:
-                _, row_id, state, call_id, status, error = op
-                db.execute(
-                    "UPDATE numbers SET state = ?, call_id = ?, http_status = ?, error = ? "
-                    "WHERE id = ? AND state IN ('pending', 'sending')",
-                    (state, call_id, status, error, row_id),
-                )
+                _record(db, op)
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
         raise
     return refused
+
+
+def _record(db: sqlite3.Connection, op: RecordOutcome) -> None:
+    db.execute(
+        "UPDATE numbers SET state = ?, call_id = ?, http_status = ?, error = ? "
+        "WHERE id = ? AND state IN ('pending', 'sending')",
+        (op.state, op.call_id, op.status, op.error, op.row_id),
+    )
 
 
 class GroupCommit:
@@ -71,7 +71,7 @@ class GroupCommit:
         """Queue ``pending -> sending`` and wait until the commit holding it is done."""
         self._check()
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._ops.append(("sending", row_id, at))
+        self._ops.append(MarkSending(row_id, at))
         self._waiters.append((row_id, fut))
         self._kick()
         await fut

@@ -17,7 +17,7 @@ import threading
 import weakref
 from collections.abc import Callable
 
-from ._campaign_models import CampaignOutcome, CampaignSummary
+from ._models import CampaignOutcome, CampaignSummary
 
 __all__ = ["Handoff", "Outcomes"]
 

@@ -15,20 +15,19 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from ._campaign_counts import LiveCounts
-from ._campaign_ingest import ingest_input
-from ._campaign_models import CampaignOutcome, StopReason, Verdict, classify
-from ._campaign_settings import BeforeSend, CampaignClient, NotSent, Settings, StoppedError
-from ._journal import Journal, JournalError
-from ._models import CallResult
+from .._numbers import number_normalizer
+from ._attempt import Attempt, Phase
+from ._ingest import ingest_input
+from ._journal import JournalError, JournalStore
+from ._models import CampaignOutcome, StopReason, Verdict, classify
 from ._number_source import NumberSource
-from ._numbers import number_normalizer
+from ._settings import BeforeSend, CampaignClient, NotSent, Settings, StoppedError, call
+from ._stop import StopState
 
 __all__ = ["BeforeSend", "CampaignClient", "Dispatcher", "NotSent", "Settings", "StoppedError"]
 
 _log = logging.getLogger("ryze_async.campaign")
 _Row = tuple[int, str, int]
-_Phase = Literal["idle", "waiting", "sending"]
 Sink = Callable[[CampaignOutcome], Awaitable[None]]
 
 
@@ -36,23 +35,21 @@ class Dispatcher:
     """Runs one campaign pass over an open journal; see the module docstring."""
 
     def __init__(
-        self, client: CampaignClient, journal: Journal, source: NumberSource | None,
-        settings: Settings, *, live: LiveCounts, sink: Sink | None,
+        self, client: CampaignClient, journal: JournalStore, source: NumberSource | None,
+        settings: Settings, *, stop: StopState, sink: Sink | None,
     ) -> None:
         self._client = client
         self._journal = journal
         self._source = source
         self._s = settings
-        self.live = live
         self._sink = sink
-        self.stopping = False
-        self.stop_reason: StopReason | None = None
-        self.message = ""
+        self._stop = stop
+        stop.on_request(self._on_stop)
         self._stopped = asyncio.Event()
         self._wake = asyncio.Event()
         self._ready = asyncio.Event()  # set once pending rows may be dispatched
         self._queue: asyncio.Queue[_Row | None] = asyncio.Queue(maxsize=settings.concurrency)
-        self._phase: dict[asyncio.Task[None], _Phase] = {}
+        self._phase: dict[asyncio.Task[None], Phase] = {}
         self._retry: collections.deque[_Row] = collections.deque()
         self._requeues: dict[int, int] = {}
         self._outstanding = 0  # rows handed to the queue and not yet finished by a worker
@@ -62,12 +59,14 @@ class Dispatcher:
 
     # -- control --------------------------------------------------------------------------------
 
+    @property
+    def stopping(self) -> bool:
+        return self._stop.stopping
+
     def stop(self, reason: StopReason, message: str) -> None:
-        if self.stopping:
-            return
-        self.stopping = True
-        self.stop_reason = reason
-        self.message = message
+        self._stop.request(reason, message)
+
+    def _on_stop(self, reason: StopReason) -> None:
         if self._feeder is not None:
             self._feeder.cancel()
         while not self._queue.empty():
@@ -76,6 +75,8 @@ class Dispatcher:
             if phase != "sending":
                 # Waiting for quota or for work: nothing was sent; the row stays pending.
                 task.cancel()
+            elif reason == "aborted":
+                task.cancel()  # an abort does not wait for calls in flight: they end unknown
         self._stopped.set()
         self._wake.set()
 
@@ -84,12 +85,6 @@ class Dispatcher:
         """Some calls wait for the quota (or a 429's reset) and none is being sent."""
         phases = self._phase.values()
         return "waiting" in phases and "sending" not in phases
-
-    def abort(self, message: str) -> None:
-        self.stop("aborted", message)
-        self.stop_reason, self.message = "aborted", message
-        for task in self._phase:
-            task.cancel()
 
     # -- the run --------------------------------------------------------------------------------
 
@@ -103,19 +98,7 @@ class Dispatcher:
         stop_wait = asyncio.create_task(self._stopped.wait())
         failure: BaseException | None = None
         try:
-            waiting: set[asyncio.Task[Any]] = {feeder, stop_wait, ingest}
-            while not self.stopping:
-                done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                if self.stopping:
-                    break
-                if ingest in done and (failure := ingest.exception()) is not None:
-                    self.stop("aborted", f"reading the numbers failed: {failure}")
-                elif feeder in done:
-                    if (failure := feeder.exception()) is not None:
-                        self.stop("aborted", f"reading the journal failed: {failure}")
-                    for _ in workers:
-                        await self._queue.put(None)
-                    break
+            failure = await self._supervise(ingest, feeder, stop_wait, len(workers))
             await self._drain(workers)
         finally:
             for task in (ingest, feeder, stop_wait, *workers):
@@ -126,6 +109,27 @@ class Dispatcher:
         for w in workers:
             if not w.cancelled() and (exc := w.exception()) is not None:
                 raise exc
+
+    async def _supervise(
+        self, ingest: asyncio.Task[None], feeder: asyncio.Task[None],
+        stop_wait: asyncio.Task[Any], workers: int,
+    ) -> BaseException | None:
+        """Until stopping or the feeder ends: the ingest's or the feeder's failure, if any."""
+        waiting: set[asyncio.Task[Any]] = {feeder, stop_wait, ingest}
+        while not self.stopping:
+            done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if self.stopping:
+                break
+            if ingest in done and (failure := ingest.exception()) is not None:
+                self.stop("aborted", f"reading the numbers failed: {failure}")
+                return failure
+            if feeder in done:
+                if (failure := feeder.exception()) is not None:
+                    self.stop("aborted", f"reading the journal failed: {failure}")
+                for _ in range(workers):
+                    await self._queue.put(None)
+                return failure
+        return None
 
     async def _drain(self, workers: list[asyncio.Task[None]]) -> None:
         """Wait for the workers; once stopping, at most ``drain_timeout``, then cancel them."""
@@ -138,7 +142,7 @@ class Dispatcher:
                 pending.discard(stop_wait)
         finally:
             stop_wait.cancel()
-        if pending and self.stop_reason != "aborted":
+        if pending and self._stop.reason != "aborted":
             _, pending = await asyncio.wait(pending, timeout=self._s.drain_timeout)
         for w in pending:
             w.cancel()
@@ -152,7 +156,7 @@ class Dispatcher:
             # The client's own reading of numbers (a stub client has none: country codes only).
             normalize = number_normalizer(getattr(self._client, "default_region", None),
                                           getattr(self._client, "number_check", "valid"))
-            await ingest_input(self._journal, self._source, self._s.ingest_batch, self.live,
+            await ingest_input(self._journal, self._source, self._s.ingest_batch,
                                ready=self._ready, wake=self._wake, emit=self._emit,
                                normalize=normalize)
         finally:
@@ -202,74 +206,36 @@ class Dispatcher:
                 return
 
     async def _call(self, me: asyncio.Task[None], row: _Row) -> None:
-        row_id, number, line = row
-        marked = False
-
-        async def before_send() -> None:
-            nonlocal marked
-            if self.stopping:
-                raise StoppedError
-            self._phase[me] = "sending"
-            marked = True  # from here the mark may commit: treat the call as possibly sent
-            self.live.sending()
-            await self._journal.mark_sending(row_id)
-
-        async def on_not_sent() -> None:
-            # Refused or never sent, and the client is about to wait: a crash or a stop during
-            # that wait must leave the number pending (to call), not unknown (never called).
-            nonlocal marked
-            if not marked:
-                return
-            marked = False
-            self._phase[me] = "waiting"
-            self._journal.record(row_id, "pending", error="not sent yet: waiting to retry")
-            self.live.finished("pending")
-            await self._journal.flush()
-            if self.stopping:
-                raise StoppedError
-
+        attempt = Attempt(self._journal, self._stop, row[0], lambda p: self._set_phase(me, p))
         self._phase[me] = "waiting"
         try:
-            result = await self._send(number, before_send, on_not_sent)
+            result = await call(self._client, self._s, row[1], attempt)
         except StoppedError:
             return
         except asyncio.CancelledError:
-            if marked:
+            if attempt.marked:
                 self._journal.record(
-                    row_id, "unknown",
+                    row[0], "unknown",
                     error="stopped while in flight: the call may have been placed")
-                self.live.finished("unknown")
             raise
         except JournalError as exc:
             self.stop("aborted", f"the journal could not be written ({exc}): stopped dispatching")
             raise
         except Exception as exc:
-            await self._failed(row, exc, marked)
+            await self._failed(row, exc, attempt.marked)
             return
-        self._conn_failures = 0
-        self._journal.record(row_id, "placed", call_id=result.call_id, status=result.status)
-        self.live.finished("placed")
-        self._requeues.pop(row_id, None)
-        await self._emit(CampaignOutcome(number, "placed", line, result.call_id, result.status))
+        self._conn_failures = 0  # a call got through: the connection failures were not a run
+        await self._record_outcome(row, "placed", call_id=result.call_id, status=result.status)
 
-    async def _send(self, number: str, before_send: BeforeSend, on_not_sent: NotSent
-                    ) -> CallResult:
-        s = self._s
-        if s.media is not None:
-            return await self._client.audio_call(
-                number, media=s.media, instance=s.instance, before_send=before_send,
-                on_not_sent=on_not_sent)
-        return await self._client.fake_call(
-            number, duration=s.duration, instance=s.instance, before_send=before_send,
-            on_not_sent=on_not_sent)
+    def _set_phase(self, me: asyncio.Task[None], phase: Phase) -> None:
+        self._phase[me] = phase
 
     async def _failed(self, row: _Row, exc: Exception, marked: bool) -> None:
-        row_id, number, line = row
+        row_id = row[0]
         verdict = classify(exc)
         if verdict is None:
             if marked:
                 self._journal.record(row_id, "unknown", error=f"unexpected error: {exc!r}")
-                self.live.finished("unknown")
             self.stop("aborted", f"unexpected error: {exc!r}")
             raise exc
         if not verdict.connection_failure:
@@ -277,22 +243,26 @@ class Dispatcher:
         if verdict.state == "pending" or (verdict.state == "unknown" and not marked):
             self._not_placed(row, exc, verdict, marked)
             return
-        state = verdict.state
-        self._journal.record(row_id, state, status=verdict.status, error=verdict.error)
-        if marked:
-            self.live.finished(state)
-        else:
-            self.live.failed_unsent()
+        await self._record_outcome(row, verdict.state, status=verdict.status, error=verdict.error,
+                            sent=marked)
+
+    async def _record_outcome(
+        self, row: _Row, state: Literal["placed", "failed", "unknown"], *,
+        call_id: str | None = None, status: int | None = None, error: str | None = None,
+        sent: bool = True,
+    ) -> None:
+        """The one place a number's final outcome of this run is recorded and reported
+        (where a "campaign outcome recorded" instrumentation hook belongs)."""
+        row_id, number, line = row
+        self._journal.record(row_id, state, call_id=call_id, status=status, error=error)
         self._requeues.pop(row_id, None)
-        await self._emit(CampaignOutcome(number, state, line, None, verdict.status,
-                                         verdict.error, sent=marked))
+        await self._emit(CampaignOutcome(number, state, line, call_id, status, error, sent=sent))
 
     def _not_placed(self, row: _Row, exc: Exception, verdict: Verdict, marked: bool) -> None:
         """Provably not placed (or never sent): back to pending; maybe retry; maybe trip."""
         row_id, number, _ = row
         if marked:
             self._journal.record(row_id, "pending", status=verdict.status, error=verdict.error)
-            self.live.finished("pending")
         breaker = verdict.breaker
         if verdict.connection_failure:
             self._conn_failures += 1
@@ -321,3 +291,4 @@ class Dispatcher:
     async def _emit(self, outcome: CampaignOutcome) -> None:
         if self._sink is not None:
             await self._sink(outcome)
+

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._exceptions import JournalError, JournalLockedError, JournalMismatchError
+from ..._exceptions import JournalError, JournalLockedError, JournalMismatchError
 
 try:
     import fcntl
@@ -32,7 +32,7 @@ __all__ = [
 
 # ``key`` is the dedupe key (NULL for invalid rows, and NULLs never collide in a UNIQUE index);
 # ``id`` order is input order, which is dispatch order; ``seen`` is the last input pass that
-# read the row (``_journal_ingest.py``); ``skipped`` is a pending row removed from the input.
+# read the row (``_ingest.py``); ``skipped`` is a pending row removed from the input.
 _NUMBERS = """
 CREATE TABLE IF NOT EXISTS numbers (
     id          INTEGER PRIMARY KEY,

@@ -1,0 +1,47 @@
+"""One call's hooks into the journal: the claim before the first byte, the way back to pending."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+from ._journal import JournalStore
+from ._settings import StoppedError
+from ._stop import StopState
+
+__all__ = ["Attempt", "Phase"]
+
+Phase = Literal["idle", "waiting", "sending"]
+
+
+class Attempt:
+    """One row's call hooks: ``sending`` is committed before the first byte; a request proven
+    not sent puts the row back to pending before the client waits to retry."""
+
+    def __init__(self, journal: JournalStore, stop: StopState, row_id: int,
+                 phase: Callable[[Phase], None]) -> None:
+        self._journal = journal
+        self._stop = stop
+        self._row_id = row_id
+        self._phase = phase
+        #: From the first mark on, the call may have been sent (until proven otherwise).
+        self.marked = False
+
+    async def before_send(self) -> None:
+        if self._stop.stopping:
+            raise StoppedError
+        self._phase("sending")
+        self.marked = True  # from here the mark may commit: treat the call as possibly sent
+        await self._journal.mark_sending(self._row_id)
+
+    async def on_not_sent(self) -> None:
+        # Refused or never sent, and the client is about to wait: a crash or a stop during
+        # that wait must leave the number pending (to call), not unknown (never called).
+        if not self.marked:
+            return
+        self.marked = False
+        self._phase("waiting")
+        self._journal.record(self._row_id, "pending", error="not sent yet: waiting to retry")
+        await self._journal.flush()
+        if self._stop.stopping:
+            raise StoppedError

@@ -1,0 +1,121 @@
+"""The journal-store seam: what a campaign needs from the place its numbers live.
+
+A store holds each number of one campaign in a state, ``pending -> sending -> placed | failed |
+unknown`` (``skipped``: removed from the input, never sent), and is the only thing that decides
+who may be dialed. :class:`JournalStore` is what the dispatcher uses; the SQLite store
+(``_sqlite.py``, one file per campaign, one process at a time) is today's only implementation.
+A new store (e.g. PostgreSQL, several workers on one campaign) implements the same Protocol in a
+sibling module and is chosen by :func:`open_journal` from the ``journal`` target; it must keep
+the rules below, which the dispatcher relies on.
+
+- ``ingest`` is idempotent per number (dedupe key: digits, JID suffix dropped) and stores the
+  input position (offset, line, digest of what was read) in the same transaction as the batch,
+  so a resumed run seeks past it; ``begin_pass`` / ``finish_pass`` / ``sweep_due`` handle an
+  input that changed (a pending row it no longer holds becomes ``skipped``, and nothing is
+  dispatched until that sweep is done).
+- ``pending_after`` offers candidates in input order; ``mark_sending`` is the claim: it commits
+  ``pending -> sending`` durably and returns only then (the first byte goes out after it), and
+  raises :class:`JournalError` if the row was not pending (someone else has it: do not send). A
+  store shared by several workers claims with ``FOR UPDATE SKIP LOCKED`` and gives rows a
+  lease decided by the database's clock; a claim never marked returns to pending when its lease
+  ends, a row left ``sending`` by a dead worker becomes ``unknown``.
+- ``record`` queues an outcome (or ``pending``: provably not sent) without waiting; ``flush``
+  waits for everything queued. If the process dies first the row stays ``sending`` and is
+  recovered as ``unknown`` at the next open (``recovered``): never redialed automatically.
+- ``watch`` reports committed transitions (:data:`JournalEvent`) so live counts are a fold over
+  the store's own events; ``counts`` is the authoritative count (and is reported as ``Rebased``).
+- Opening checks the campaign identity (call kind, media fingerprint, instance): a journal that
+  may have placed calls for another identity raises ``JournalMismatchError`` unless forced.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import Literal, Protocol, TextIO
+
+from ._events import (
+    Ingested,
+    IngestResult,
+    JournalEvent,
+    Listener,
+    MarkSending,
+    Moved,
+    Op,
+    Rebased,
+    RecordOutcome,
+    State,
+)
+from ._schema import (
+    CampaignIdentity,
+    JournalCounts,
+    JournalError,
+    JournalLockedError,
+    JournalMismatchError,
+)
+from ._sqlite import Journal
+
+__all__ = [
+    "CampaignIdentity",
+    "IngestResult",
+    "Ingested",
+    "Journal",
+    "JournalCounts",
+    "JournalError",
+    "JournalEvent",
+    "JournalLockedError",
+    "JournalMismatchError",
+    "JournalStore",
+    "Listener",
+    "MarkSending",
+    "Moved",
+    "Op",
+    "Rebased",
+    "RecordOutcome",
+    "State",
+    "open_journal",
+]
+
+
+class JournalStore(Protocol):
+    """What the campaign engine and dispatcher need from a journal (see the module docstring)."""
+
+    #: Rows found ``sending`` at open (a crash) and turned ``unknown``.
+    recovered: int
+
+    async def close(self) -> None: ...
+    async def watch(self, listener: Listener) -> None: ...
+    async def ingest_position(self) -> tuple[int, int, str]: ...
+    async def ingest(
+        self, entries: list[tuple[int, str]], *, position: tuple[int, int, str],
+        normalize: Callable[[str], str],
+    ) -> IngestResult: ...
+    async def begin_pass(self) -> None: ...
+    async def finish_pass(self) -> int: ...
+    async def sweep_due(self) -> bool: ...
+    async def pending_after(self, after_id: int, limit: int) -> list[tuple[int, str, int]]: ...
+    async def mark_sending(self, row_id: int) -> None: ...
+    def record(
+        self, row_id: int, state: State, *, call_id: str | None = None,
+        status: int | None = None, error: str | None = None,
+    ) -> None: ...
+    async def flush(self) -> None: ...
+    async def counts(self) -> JournalCounts: ...
+    async def retry(self, states: Iterable[Literal["failed", "unknown"]]) -> int: ...
+    async def add_elapsed(self, seconds: float) -> None: ...
+    async def export_csv(self, out: str | os.PathLike[str] | TextIO) -> int: ...
+
+
+async def open_journal(
+    target: str | os.PathLike[str], *, identity: CampaignIdentity | None = None,
+    force: bool = False, create: bool = True, read_only: bool = False,
+    synchronous: Literal["full", "normal"] = "full",
+) -> JournalStore:
+    """Open the store a ``journal`` target names (today: a path, the SQLite store).
+
+    Opening recovers rows left ``sending`` (``recovered``) and checks ``identity`` unless
+    ``read_only`` (a report on a running campaign). A PostgreSQL store goes here:
+    ``postgresql://`` targets open it instead, with the same rules.
+    """
+    return await Journal.open(target, identity=identity, force=force, create=create,
+                              read_only=read_only, synchronous=synchronous)

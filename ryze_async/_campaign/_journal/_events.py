@@ -1,0 +1,90 @@
+"""What a journal store reports and is asked to apply, as typed values (no string tags).
+
+``Op`` values are the writes the dispatcher queues (a claim for sending, an outcome);
+``JournalEvent`` values are what the store reports once it applied them, so the campaign's live
+counts are a fold over the store's own transitions (``_campaign/_counts.py``) and no caller
+keeps them in step by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from ._schema import JournalCounts
+
+__all__ = [
+    "IngestResult",
+    "Ingested",
+    "JournalEvent",
+    "Listener",
+    "MarkSending",
+    "Moved",
+    "Op",
+    "Rebased",
+    "RecordOutcome",
+    "State",
+]
+
+State = Literal["pending", "sending", "placed", "failed", "unknown", "skipped"]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What one ingested batch did: new pending rows, duplicates (of an entry seen earlier in
+    this pass), the invalid entries (line, raw, why), and rows removed earlier that are back in
+    the input (``restored``: skipped -> pending)."""
+
+    added: int
+    duplicates: int
+    invalid: list[tuple[int, str, str]]
+    restored: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MarkSending:
+    """Claim a pending row for sending (``pending -> sending``), stamped ``at``."""
+
+    row_id: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RecordOutcome:
+    """Move a ``pending`` or ``sending`` row to ``state`` (``pending``: provably not sent)."""
+
+    row_id: int
+    state: State
+    call_id: str | None = None
+    status: int | None = None
+    error: str | None = None
+
+
+Op = MarkSending | RecordOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """A row went from ``old`` to ``new`` (committed)."""
+
+    old: State
+    new: State
+
+
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    """A batch of input was stored (committed)."""
+
+    result: IngestResult
+
+
+@dataclass(frozen=True, slots=True)
+class Rebased:
+    """The store counted its rows: these counts replace whatever was folded so far."""
+
+    counts: JournalCounts
+
+
+JournalEvent = Moved | Ingested | Rebased
+Listener = Callable[[JournalEvent], None]

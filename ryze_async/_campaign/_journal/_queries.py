@@ -1,0 +1,47 @@
+"""The SQLite store's plain queries (run on the journal's thread)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from ._schema import JournalCounts
+
+__all__ = ["add_elapsed", "count_rows", "pending_after", "retry_rows"]
+
+
+def pending_after(db: sqlite3.Connection, after_id: int, limit: int) -> list[tuple[int, str, int]]:
+    return db.execute(
+        "SELECT id, number, line FROM numbers WHERE state = 'pending' AND id > ? "
+        "AND valid = 1 ORDER BY id LIMIT ?", (after_id, limit),
+    ).fetchall()
+
+
+def count_rows(db: sqlite3.Connection) -> JournalCounts:
+    meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    by_state: dict[str, int] = {}
+    invalid = 0
+    for valid, state, n in db.execute(
+        "SELECT valid, state, count(*) FROM numbers GROUP BY valid, state"
+    ):
+        if valid:
+            by_state[state] = n
+        else:
+            invalid += n
+    return JournalCounts.build(by_state, invalid, meta)
+
+
+def retry_rows(db: sqlite3.Connection, states: Sequence[str]) -> int:
+    marks = ",".join("?" for _ in states)
+    return db.execute(
+        f"UPDATE numbers SET state = 'pending' WHERE valid = 1 AND state IN ({marks})",  # noqa: S608
+        states,
+    ).rowcount
+
+
+def add_elapsed(db: sqlite3.Connection, seconds: float) -> None:
+    db.execute(
+        "INSERT INTO meta(key, value) VALUES ('elapsed', ?) ON CONFLICT(key) DO UPDATE "
+        "SET value = CAST(value AS REAL) + CAST(excluded.value AS REAL)",
+        (str(seconds),),
+    )
