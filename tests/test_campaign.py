@@ -14,7 +14,7 @@ import pytest
 from ryze_async import CallResult, Media, RyzeClient
 from ryze_async._campaign import Campaign
 from ryze_async._campaign_models import CampaignOutcome, CampaignSummary
-from ryze_async._demo import wav_tone
+from ryze_async._cli._demo import wav_tone
 from ryze_async._journal import JournalMismatchError
 from ryze_async.testing import FakeRyzeServer, Fault
 

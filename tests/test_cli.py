@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from ryze_async._demo import wav_tone
+from ryze_async._cli._demo import wav_tone
 from ryze_async.testing import FakeRyzeServer, Fault
 
 ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ryze_async._demo import wav_tone
+from ryze_async._cli._demo import wav_tone
 from ryze_async._numbers import normalize_number
 from ryze_async.testing import FakeRyzeServer, Fault
 

@@ -14,7 +14,7 @@ import pytest
 from ryze_async import InputError, InvalidRequestError, Media, RyzeClient
 from ryze_async._campaign import Campaign
 from ryze_async._campaign_models import CampaignSummary
-from ryze_async._demo import wav_tone
+from ryze_async._cli._demo import wav_tone
 from ryze_async.testing import FakeRyzeServer
 
 ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]

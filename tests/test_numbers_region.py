@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ryze_async import Campaign, InvalidRequestError, RyzeClient, normalize_number
-from ryze_async._demo import demo_numbers, wav_tone
+from ryze_async._cli._demo import demo_numbers, wav_tone
 from ryze_async.testing import FakeRyzeServer
 
 from .conftest import ClientFactory
