@@ -6,15 +6,17 @@ replacing a public method, the way a bug would surface from it.
 
 from __future__ import annotations
 
+import argparse
 import json
 import traceback
 from pathlib import Path
 
 import pytest
 
-import ryze_async._cli as cli
+import ryze_async._cli._commands as commands
 from ryze_async import Campaign, CampaignSummary, InputError, JournalMismatchError
 from ryze_async._cli import main
+from ryze_async._cli._exits import exit_for as real_exit_for
 
 TOKEN = "tok-0123456789abcdefghijklmnopqrstuv"
 UNREACHABLE = "http://127.0.0.1:9"  # discard port, nothing listens: connection refused
@@ -121,13 +123,12 @@ def leaked(exc: BaseException) -> list[str]:
 
 def caught_by_main(monkeypatch: pytest.MonkeyPatch) -> list[BaseException]:
     seen: list[BaseException] = []
-    exit_for = cli.exit_for
 
-    def record(exc: BaseException, args: object) -> int:
+    def record(exc: BaseException, args: argparse.Namespace) -> int:
         seen.append(exc)
-        return exit_for(exc, args)  # type: ignore[arg-type]
+        return real_exit_for(exc, args)
 
-    monkeypatch.setattr(cli, "exit_for", record)
+    monkeypatch.setattr(commands, "exit_for", record)
     return seen
 
 

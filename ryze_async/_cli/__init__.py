@@ -17,13 +17,12 @@ imports what it uses when it runs.
 
 from __future__ import annotations
 
-import asyncio
-import sys
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from ._exits import exit_for
-from ._logging import CliLogging
 from ._parser import build_parser
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["main"]
 
@@ -34,10 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # argv may hold --token's text: out of this frame's locals before anything can fail
     # (an error tracker records the locals of every frame of a traceback).
     del argv
-    with CliLogging(args.verbose):
-        try:
-            from ._commands import run_command  # noqa: PLC0415 - after parsing: --help stays light
+    # Only now: asyncio, logging and the commands cost more than --help itself.
+    from ._commands import run  # noqa: PLC0415
 
-            return asyncio.run(run_command(args, sys.stdout))
-        except (Exception, KeyboardInterrupt) as exc:
-            return exit_for(exc, args)
+    return run(args)

@@ -1,8 +1,9 @@
 """The commands ``call``, ``fake-call``, ``report`` and ``sandbox``, and the dispatch to all.
 
 Each command imports the client, the journal or the fake server when it runs, not before:
-``ryze-async --help`` must not pay for them. Errors are not handled here: they go up to
-:func:`ryze_async._cli._exits.exit_for`, the one place that turns them into exit codes.
+``ryze-async --help`` must not pay for them. Errors are not handled by the commands: they go up
+to :func:`run`, which hands them to :func:`ryze_async._cli._exits.exit_for`, the one place
+that turns an exception into an exit code.
 """
 
 from __future__ import annotations
@@ -15,14 +16,24 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from ._exits import EXIT_OK, UsageError
+from ._exits import EXIT_OK, UsageError, exit_for
+from ._logging import CliLogging
 
 if TYPE_CHECKING:
     from ryze_async import Media
     from ryze_async._config import Secret
     from ryze_async._journal import Journal
 
-__all__ = ["load_media", "reveal", "run_command"]
+__all__ = ["load_media", "reveal", "run", "run_command"]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the parsed command; every exception it raises becomes an exit code here."""
+    with CliLogging(args.verbose):
+        try:
+            return asyncio.run(run_command(args, sys.stdout))
+        except (Exception, KeyboardInterrupt) as exc:
+            return exit_for(exc, args)
 
 
 async def run_command(args: argparse.Namespace, out: TextIO) -> int:
