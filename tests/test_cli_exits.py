@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import traceback
 from pathlib import Path
 
@@ -153,3 +154,12 @@ def test_no_token_in_the_locals_of_a_failed_campaigns_traceback(
     [exc] = seen
     assert leaked(exc) == []
     assert TOKEN[:8] not in capsys.readouterr().err
+
+
+def test_main_leaves_the_library_loggers_level_as_it_found_it(tmp_path: Path) -> None:
+    logger = logging.getLogger("ryze_async")
+    before = logger.level
+    main(["report", str(tmp_path / "nope.db")])
+    main(["-v", "report", str(tmp_path / "nope.db")])
+    assert logger.level == before
+    assert logger.handlers == []
