@@ -294,11 +294,8 @@ async def test_sandbox_serves_the_cli_until_sigint(tmp_path: Path) -> None:
     url = first.split(" on ")[1].split()[0]
     assert url.startswith("http://127.0.0.1:")
     env = env_for(None, RYZE_TOKEN="sandbox-token", RYZE_INSTANCE="sandbox", RYZE_BASE_URL=url)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ryze_async", "fake-call", "5511900000001", env=env, stdout=PIPE,
-        stderr=PIPE)
-    _, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, err
+    code, _, err = await run_cli(["fake-call", "5511900000001"], env)
+    assert code == 0, err
     sandbox.send_signal(signal.SIGINT)
     rest, _ = await asyncio.wait_for(sandbox.communicate(), 30)
     assert sandbox.returncode == 0

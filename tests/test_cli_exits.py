@@ -10,14 +10,26 @@ import argparse
 import json
 import logging
 import traceback
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 import ryze_async._cli._commands as commands
-from ryze_async import Campaign, CampaignSummary, InputError, JournalMismatchError
+from ryze_async import (
+    Campaign,
+    CampaignSummary,
+    InputError,
+    JournalMismatchError,
+    OutcomeUnknownError,
+)
 from ryze_async._cli import main
 from ryze_async._cli._exits import exit_for as real_exit_for
+from ryze_async.testing import FakeRyzeServer, Fault
+
+from .cli_helpers import run_cli
+
+ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]
 
 TOKEN = "tok-0123456789abcdefghijklmnopqrstuv"
 UNREACHABLE = "http://127.0.0.1:9"  # discard port, nothing listens: connection refused
@@ -133,16 +145,21 @@ def caught_by_main(monkeypatch: pytest.MonkeyPatch) -> list[BaseException]:
     return seen
 
 
-def test_no_token_in_the_locals_of_a_failed_calls_traceback(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+async def test_no_token_in_the_locals_of_a_failed_calls_traceback(
+    monkeypatch: pytest.MonkeyPatch, ryze_server_factory: ServerFactory
 ) -> None:
+    # The request reaches the server (the token travelled in its headers), then the connection
+    # drops: OutcomeUnknownError through the transport's, the client's and the CLI's frames.
+    server = await ryze_server_factory(token=TOKEN, rate_limit=None)
+    server.fail_next(Fault.DROP_AFTER_READ)
     seen = caught_by_main(monkeypatch)
-    code = main(["fake-call", "5511900000001", "--token", TOKEN, "--instance", "x",
-                 "--base-url", UNREACHABLE])
-    assert code == 1
+    code, out, err = await run_cli(["fake-call", "5511900000001", "--token", TOKEN,
+                                    "--instance", "my-instance", "--base-url", server.url], {})
+    assert code == 1, err
     [exc] = seen
+    assert isinstance(exc, OutcomeUnknownError)
     assert leaked(exc) == []
-    assert TOKEN[:8] not in capsys.readouterr().err
+    assert TOKEN[:8] not in out + err
 
 
 def test_no_token_in_the_locals_of_a_failed_campaigns_traceback(
