@@ -93,10 +93,13 @@ def test_the_users_input_errors_stay_exit_2(
     assert "bug" not in err
 
 
+@pytest.mark.parametrize("relative", [False, True])
 def test_files_the_user_named_are_exit_2(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    relative: bool,
 ) -> None:
-    missing = tmp_path / "no-such-folder" / "j.db"
+    monkeypatch.chdir(tmp_path)
+    missing = Path("no-such-folder", "j.db") if relative else tmp_path / "no-such-folder" / "j.db"
     args = campaign_args(tmp_path)
     args[args.index("--journal") + 1] = str(missing)
     assert main(args) == 2

@@ -8,6 +8,7 @@ they named. Anything else that escapes a command is a bug in ryze-async and says
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -60,8 +61,10 @@ def _user_file(exc: OSError, args: argparse.Namespace) -> bool:
     """True if ``exc`` is about a path the user named on the command line."""
     if exc.filename is None:
         return False
-    named = {getattr(args, option, None) for option in _PATH_OPTIONS}
-    return Path(str(exc.filename)) in {p for p in named if isinstance(p, Path)}
+    named = (getattr(args, option, None) for option in _PATH_OPTIONS)
+    # Absolute on both sides: the engine may have resolved a relative path before opening it.
+    return os.path.abspath(str(exc.filename)) in {
+        os.path.abspath(p) for p in named if isinstance(p, Path)}
 
 
 def _usage_message(exc: BaseException, args: argparse.Namespace) -> str | None:
