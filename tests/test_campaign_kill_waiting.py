@@ -19,8 +19,11 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from ryze_async._demo import wav_tone
+from ryze_async import Campaign, RyzeClient
+from ryze_async._cli._demo import wav_tone
 from ryze_async.testing import FakeRyzeServer, Fault
+
+from .cli_helpers import run_cli
 
 ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]
 TOKEN = "kill-test-token-VALUE"
@@ -114,11 +117,10 @@ async def test_sigkill_during_a_429_wait_leaves_the_number_pending(
     assert {n: s for n, (s, _) in rows(journal).items()} == dict.fromkeys(NUMBERS, "pending")
 
     fresh = await ryze_server_factory(token=TOKEN, rate_limit=None)
-    rerun = await asyncio.create_subprocess_exec(*cmd(fresh.url), env=env(), stdout=PIPE,
-                                                 stderr=PIPE)
-    out, _ = await asyncio.wait_for(rerun.communicate(), 60)
-    assert rerun.returncode == 0
-    assert json.loads(out.decode().strip().splitlines()[-1])["placed"] == 3
+    # The rerun needs no kill: the same command, in-process (no interpreter start-up).
+    code, out, err = await run_cli(cmd(fresh.url)[3:], {"RYZE_TOKEN": TOKEN})
+    assert code == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["placed"] == 3
     assert placed(spent, fresh) == Counter(NUMBERS)
 
 
@@ -144,10 +146,9 @@ async def test_sigkill_during_a_connect_retry_backoff_leaves_the_number_pending(
     assert server.requests == []
 
     await server.accept_connections()
-    rerun = await asyncio.create_subprocess_exec(*cmd(0.01), env=env(), stdout=PIPE,
-                                                 stderr=PIPE)
-    out, err = await asyncio.wait_for(rerun.communicate(), 60)
-    assert rerun.returncode == 0, err.decode()
-    assert json.loads(out.decode().strip().splitlines()[-1]) == {
-        "placed": 3, "pending": 0, "unknown": 0}
+    # The rerun needs no kill: the driver's code, in-process.
+    async with RyzeClient(token=TOKEN, instance="my-instance", base_url=server.url,
+                          rate_limit=None, backoff_initial=0.01, backoff_max=0.01) as client:
+        s = await Campaign(client, NUMBERS, journal=journal, fake=True, concurrency=1).run()
+    assert (s.placed, s.pending, s.unknown) == (3, 0, 0)
     assert placed(server) == Counter(NUMBERS)

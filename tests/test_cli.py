@@ -21,8 +21,10 @@ from typing import Any
 
 import pytest
 
-from ryze_async._demo import wav_tone
+from ryze_async._cli._demo import wav_tone
 from ryze_async.testing import FakeRyzeServer, Fault
+
+from .cli_helpers import run_cli
 
 ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]
 TOKEN = "s3cr3t-token-VALUE-never-printed"
@@ -62,12 +64,20 @@ def campaign_cmd(numbers_csv: Path, audio: Path, journal: Path, *extra: str) -> 
             "1", "--json", *extra]
 
 
-async def run(cmd: list[str], env: dict[str, str]) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=PIPE, stderr=PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    assert TOKEN not in out.decode() + err.decode()
-    return proc.returncode, out.decode(), err.decode()
+async def run(cmd: list[str], env: dict[str, str], *, subprocess: bool = False) -> tuple[
+    int, str, str
+]:
+    """Run ``cmd`` (``python -m ryze_async ...``): in this process unless ``subprocess``."""
+    if subprocess:
+        proc = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=PIPE, stderr=PIPE)
+        out_bytes, err_bytes = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode is not None
+        code, out, err = proc.returncode, out_bytes.decode(), err_bytes.decode()
+    else:
+        assert cmd[:3] == [sys.executable, "-m", "ryze_async"]
+        code, out, err = await run_cli(cmd[3:], env)
+    assert TOKEN not in out + err
+    return code, out, err
 
 
 def last_json(stdout: str) -> dict[str, Any]:
@@ -242,8 +252,9 @@ async def test_call_and_fake_call(server: FakeRyzeServer, tmp_path: Path) -> Non
     audio = tmp_path / "m.wav"
     audio.write_bytes(wav_tone(0.1))
     base = [sys.executable, "-m", "ryze_async"]
+    # Once through a real `python -m ryze_async`: the entry point itself.
     code, out, _ = await run([*base, "call", "+55 11 90000-0001", "--media", str(audio),
-                              "--json"], env_for(server))
+                              "--json"], env_for(server), subprocess=True)
     assert code == 0
     assert json.loads(out)["number"] == "5511900000001"
     code, out, _ = await run([*base, "fake-call", "5511900000002", "--duration", "5"],
@@ -283,11 +294,8 @@ async def test_sandbox_serves_the_cli_until_sigint(tmp_path: Path) -> None:
     url = first.split(" on ")[1].split()[0]
     assert url.startswith("http://127.0.0.1:")
     env = env_for(None, RYZE_TOKEN="sandbox-token", RYZE_INSTANCE="sandbox", RYZE_BASE_URL=url)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ryze_async", "fake-call", "5511900000001", env=env, stdout=PIPE,
-        stderr=PIPE)
-    _, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, err
+    code, _, err = await run_cli(["fake-call", "5511900000001"], env)
+    assert code == 0, err
     sandbox.send_signal(signal.SIGINT)
     rest, _ = await asyncio.wait_for(sandbox.communicate(), 30)
     assert sandbox.returncode == 0

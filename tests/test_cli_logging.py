@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from ryze_async.testing import FakeRyzeServer
 
+from .cli_helpers import run_cli
+
 ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]
-PIPE = asyncio.subprocess.PIPE
 TOKEN = "log-test-token-VALUE"
 
 
@@ -19,16 +17,12 @@ async def campaign(server: FakeRyzeServer, tmp_path: Path, count: int, *extra: s
                    verbose: bool = False) -> tuple[int, str, str]:
     numbers_csv = tmp_path / "n.csv"
     numbers_csv.write_text("".join(f"55119{i:08d}\n" for i in range(count)))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RYZE_")}
-    env.update(RYZE_TOKEN=TOKEN, RYZE_INSTANCE="my-instance", RYZE_BASE_URL=server.url)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ryze_async", *(["-v"] if verbose else []), "campaign",
-        str(numbers_csv), "--fake", "--journal", str(tmp_path / "j.db"), "--rate-limit",
-        "100000", "--rate-period", "1", *extra, env=env, stdout=PIPE, stderr=PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode is not None
-    assert TOKEN not in out.decode() + err.decode()
-    return proc.returncode, out.decode(), err.decode()
+    env = {"RYZE_TOKEN": TOKEN, "RYZE_INSTANCE": "my-instance", "RYZE_BASE_URL": server.url}
+    code, out, err = await run_cli(
+        [*(["-v"] if verbose else []), "campaign", str(numbers_csv), "--fake", "--journal",
+         str(tmp_path / "j.db"), "--rate-limit", "100000", "--rate-period", "1", *extra], env)
+    assert TOKEN not in out + err
+    return code, out, err
 
 
 async def test_verbose_shows_each_request(

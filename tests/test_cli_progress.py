@@ -8,7 +8,7 @@ import pytest
 from rich.console import Console
 
 from ryze_async._campaign._models import CampaignSummary
-from ryze_async._cli_progress import RateWindow, progress_bar, progress_line
+from ryze_async._cli._progress import RateWindow, progress_bar, progress_line
 
 
 def summary(placed: int, pending: int, in_flight: int = 0) -> CampaignSummary:

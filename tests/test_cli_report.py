@@ -1,4 +1,4 @@
-"""``report`` output contracts and the CLI's usage errors, as real subprocesses.
+"""``report`` output contracts and the CLI's usage errors (``main`` run in-process).
 
 ``report --json`` prints exactly one JSON object; ``--csv -`` writes the CSV to stdout; a CSV
 into a missing folder is a usage error. Configuration errors are reported before the
@@ -7,12 +7,9 @@ campaign banner, in the CLI's own words, with exit code 2.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
-import os
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -20,22 +17,17 @@ import pytest
 
 from ryze_async import RyzeClient
 from ryze_async._campaign import Campaign
-from ryze_async._demo import wav_tone
+from ryze_async._cli._demo import wav_tone
 from ryze_async.testing import FakeRyzeServer
 
+from .cli_helpers import run_cli
+
 ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]
-PIPE = asyncio.subprocess.PIPE
 NUMBERS = [f"55119{i:08d}" for i in range(5)]
 
 
 async def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("RYZE_")}
-    clean.update(env or {})
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "ryze_async", *args,
-                                                env=clean, stdout=PIPE, stderr=PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run_cli(args, env or {})
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from ryze_async import Media, RyzeClient, normalize_number
 from ryze_async._campaign import Campaign
 from ryze_async._campaign._models import CampaignOutcome, CampaignSummary
-from ryze_async._demo import wav_tone
+from ryze_async._cli._demo import wav_tone
 from ryze_async.testing import FakeRyzeServer
 
 ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]

@@ -3,8 +3,6 @@ exists; the number column is found by its header or given; UTF-16/UTF-8 with BOM
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,8 +12,10 @@ import pytest
 from ryze_async import InputError, InvalidRequestError, Media, RyzeClient
 from ryze_async._campaign import Campaign
 from ryze_async._campaign._models import CampaignSummary
-from ryze_async._demo import wav_tone
+from ryze_async._cli._demo import wav_tone
 from ryze_async.testing import FakeRyzeServer
+
+from .cli_helpers import run_cli
 
 ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]
 MEDIA = Media.from_bytes(wav_tone(0.1))
@@ -114,17 +114,11 @@ async def _cli(server: FakeRyzeServer, tmp_path: Path, data: bytes, *extra: str)
     path.write_bytes(data)
     journal = tmp_path / "campaign.db"
     env = {"RYZE_TOKEN": "test-token", "RYZE_INSTANCE": "my-instance",
-           "RYZE_BASE_URL": server.url, "PATH": "/usr/bin:/bin"}
-    import os
-
-    env["PYTHONPATH"] = os.environ.get("PYTHONPATH", "")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ryze_async", "campaign", str(path), "--fake", "--journal",
-        str(journal), "--rate-limit", "100000", "--rate-period", "1", *extra, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode(), journal
+           "RYZE_BASE_URL": server.url}
+    code, out, err = await run_cli(
+        ["campaign", str(path), "--fake", "--journal", str(journal), "--rate-limit", "100000",
+         "--rate-period", "1", *extra], env)
+    return code, out, err, journal
 
 
 @pytest.mark.parametrize("name", ["xlsx", "no-number-column", "header-only", "empty"])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ryze_async import InvalidRequestError, Media
-from ryze_async._demo import wav_tone
+from ryze_async._cli._demo import wav_tone
 from ryze_async.testing import FakeRyzeServer
 
 from .conftest import ClientFactory

@@ -6,16 +6,15 @@ as E.164 digits without ``+``.
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from pathlib import Path
 
 import pytest
 
 from ryze_async import Campaign, InvalidRequestError, RyzeClient, normalize_number
-from ryze_async._demo import demo_numbers, wav_tone
+from ryze_async._cli._demo import demo_numbers, wav_tone
 from ryze_async.testing import FakeRyzeServer
 
+from .cli_helpers import run_cli
 from .conftest import ClientFactory
 
 ARABIC_INDIC = str.maketrans("0123456789", "".join(chr(0x660 + d) for d in range(10)))
@@ -202,16 +201,13 @@ async def test_a_campaign_reads_national_numbers_in_the_clients_region(
 
 async def test_cli_default_region(ryze_server: FakeRyzeServer) -> None:
     env = {"RYZE_TOKEN": "test-token", "RYZE_INSTANCE": "my-instance",
-           "RYZE_BASE_URL": ryze_server.url, "PYTHONPATH": str(Path(__file__).parents[1])}
-    base = [sys.executable, "-m", "ryze_async", "fake-call", "(11) 99999-9999"]
+           "RYZE_BASE_URL": ryze_server.url}
+    base = ["fake-call", "(11) 99999-9999"]
     for extra, code in (([], 2), (["--default-region", "BR"], 0)):
-        proc = await asyncio.create_subprocess_exec(
-            *base, *extra, "--rate-limit", "100", env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        _, err = await proc.communicate()
-        assert proc.returncode == code, err
+        got, _, err = await run_cli([*base, *extra, "--rate-limit", "100"], env)
+        assert got == code, err
         if code == 2:
-            assert b"--default-region" in err
+            assert "--default-region" in err
     assert [r.json for r in ryze_server.requests] == [{"number": "5511999999999"}]
 
 

@@ -54,8 +54,10 @@ class CliLogging:
         self._handler.addFilter(self._once)
         self._logger = logging.getLogger("ryze_async")
         self._level = logging.DEBUG if verbose else logging.WARNING
+        self._previous = self._logger.level
 
     def __enter__(self) -> CliLogging:
+        self._previous = self._logger.level
         self._logger.addHandler(self._handler)
         self._logger.setLevel(self._level)
         return self
@@ -66,4 +68,6 @@ class CliLogging:
                 print(f"ryze-async: ({count} more like: {self._once.first[kind]})",
                       file=sys.stderr)
         finally:
+            # main() may run in-process (tests, an embedding program): leave the level as found.
+            self._logger.setLevel(self._previous)
             self._logger.removeHandler(self._handler)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
@@ -14,7 +13,7 @@ from rich.console import Console, RenderableType
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from rich.text import Text
 
-from ._campaign._models import CampaignSummary
+from ryze_async import CampaignSummary
 
 __all__ = ["RateWindow", "format_summary", "progress_bar", "progress_line", "show_progress"]
 
@@ -173,7 +172,3 @@ def format_summary(s: CampaignSummary, journal: str) -> str:
     if s.message:
         rows.append(s.message)
     return "\n".join(rows)
-
-
-def stdout_is_tty() -> bool:
-    return sys.stdout.isatty()

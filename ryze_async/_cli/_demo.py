@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import TextIO
 
 from ryze_async import Media
+from ryze_async._config import Secret
 from ryze_async.testing import FakeRyzeServer
 
-from ._cli_campaign import CampaignJob, exit_code, print_json, run_campaign_job
+from ._campaign import CampaignJob, run_campaign_job
 
 __all__ = ["demo_numbers", "run_demo", "wav_tone"]
 
@@ -92,17 +93,18 @@ async def _demo_in(
               f"invalid entries) in {csv_path.name}; audio {audio.name} (1 s WAV tone); "
               f"quota sped up to {rate_limit} calls per {rate_period:g}s", file=out, flush=True)
         job = CampaignJob(
-            numbers=csv_path, journal=journal, media=Media.from_file(audio), token=token,
-            instance=_INSTANCE, base_url=server.url, rate_limit=rate_limit,
-            rate_period=rate_period, concurrency=10, tty=sys.stdout.isatty(),
-            log_interval=2.0,
+            numbers=csv_path, journal=journal, media=Media.from_file(audio),
+            token=Secret(token), instance=_INSTANCE, base_url=server.url,
+            rate_limit=rate_limit, rate_period=rate_period, concurrency=10,
+            tty=sys.stdout.isatty(), log_interval=2.0, as_json=as_json,
         )
-        summary = await run_campaign_job(job, out)
-        print(f"demo: the sandbox's own record: {len(server.placed_calls)} calls placed, "
-              f"{len({r.json['number'] for r in server.placed_calls})} distinct numbers",
-              file=out, flush=True)
-    if keep:
-        print(f"demo: files kept in {where}; try: ryze-async report {journal}", file=out)
-    if as_json:
-        print_json(summary, journal, out)
-    return exit_code(summary)
+
+        def epilogue() -> str:
+            record = (f"demo: the sandbox's own record: {len(server.placed_calls)} calls "
+                      f"placed, {len({r.json['number'] for r in server.placed_calls})} "
+                      "distinct numbers")
+            if keep:
+                record += f"\ndemo: files kept in {where}; try: ryze-async report {journal}"
+            return record
+
+        return await run_campaign_job(job, out, epilogue)

@@ -2,56 +2,35 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
 import logging
 import os
 import signal
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TextIO
 
-from ryze_async import InvalidRequestError, Media, RyzeClient
+from ryze_async import Campaign, CampaignSummary, Media, RyzeClient
+from ryze_async._config import Secret
 
-from ._campaign import Campaign
-from ._campaign._journal import JournalError
-from ._campaign._models import CampaignSummary
-from ._cli_progress import format_summary, show_progress
+from ._commands import load_media, reveal
+from ._exits import EXIT_BREAKER, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, UsageError
+from ._progress import format_summary, show_progress
 
 __all__ = [
-    "EXIT_BREAKER",
-    "EXIT_INTERRUPTED",
-    "EXIT_OK",
-    "EXIT_SOME_FAILED",
-    "EXIT_USAGE",
     "CampaignJob",
-    "UsageError",
-    "cli_words",
     "exit_code",
     "print_json",
+    "run_campaign_command",
     "run_campaign_job",
 ]
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_BREAKER, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 _log = logging.getLogger("ryze_async.cli")
-
-
-class UsageError(Exception):
-    """Bad arguments or configuration: exit code 2, message printed, no traceback."""
-
-
-# The library names its keywords; on the command line the same setting is an option.
-_CLI_WORDS = (("instance= (to the client or the call)", "--instance"), ("token=", "--token"),
-              ("instance=", "--instance"), ("base_url", "--base-url"),
-              ("rate_limit", "--rate-limit"), ("rate_period", "--rate-period"))
-
-
-def cli_words(message: str) -> str:
-    """A configuration error message as the command line's user knows the settings."""
-    for library, option in _CLI_WORDS:
-        message = message.replace(library, option)
-    return message
 
 
 @dataclass
@@ -63,7 +42,8 @@ class CampaignJob:
     media: Media | None
     fake: bool = False
     duration: int | None = None
-    token: str | None = field(default=None, repr=False)  # never in a repr or a log
+    #: A ``Secret``: its repr is redacted, so a traceback's locals never show the token.
+    token: Secret | None = field(default=None, repr=False)
     instance: str | None = None
     base_url: str | None = None
     rate_limit: int = 100
@@ -78,6 +58,7 @@ class CampaignJob:
     column: str | int | None = None
     default_region: str | None = None
     number_check: Literal["valid", "possible"] = "valid"
+    as_json: bool = False
 
 
 def exit_code(summary: CampaignSummary) -> int:
@@ -106,17 +87,37 @@ def _instance(job: CampaignJob) -> str:
     return instance
 
 
-async def run_campaign_job(job: CampaignJob, out: TextIO) -> CampaignSummary:
-    """Run one campaign with progress and signal handling; print and return its summary."""
+def job_from_args(args: argparse.Namespace) -> CampaignJob:
+    media = load_media(args.media, args.media_url)
+    if media is None and not args.fake:
+        raise UsageError("give --media FILE, --media-url URL or --fake")
+    return CampaignJob(
+        numbers=args.numbers, journal=args.journal, media=media, fake=args.fake,
+        duration=args.duration, token=args.token, instance=args.instance,
+        base_url=args.base_url, rate_limit=args.rate_limit, rate_period=args.rate_period,
+        concurrency=args.concurrency, retry_unknown=args.retry_unknown,
+        retry_failed=args.retry_failed, force=args.force, drain_timeout=args.drain_timeout,
+        tty=sys.stdout.isatty(), log_interval=args.log_interval, column=args.column,
+        default_region=args.default_region, number_check=args.number_check,
+        as_json=args.json,
+    )
+
+
+async def run_campaign_command(args: argparse.Namespace, out: TextIO) -> int:
+    return await run_campaign_job(job_from_args(args), out)
+
+
+async def run_campaign_job(
+    job: CampaignJob, out: TextIO, epilogue: Callable[[], str] | None = None
+) -> int:
+    """Run one campaign with progress and signal handling; print its summary (then what
+    ``epilogue`` says, then with ``as_json`` the JSON line, last); return the exit code."""
     if not job.numbers.is_file():
         raise UsageError(f"no such numbers file: {job.numbers}")
     instance = _instance(job)
-    try:
-        client = RyzeClient(job.token, instance, base_url=job.base_url,
-                            rate_limit=job.rate_limit, rate_period=job.rate_period,
-                            default_region=job.default_region, number_check=job.number_check)
-    except InvalidRequestError as exc:
-        raise UsageError(cli_words(str(exc))) from None
+    client = RyzeClient(reveal(job.token), instance, base_url=job.base_url,
+                        rate_limit=job.rate_limit, rate_period=job.rate_period,
+                        default_region=job.default_region, number_check=job.number_check)
     async with client:
         campaign = Campaign(
             client, job.numbers, journal=job.journal, media=job.media, fake=job.fake,
@@ -130,7 +131,11 @@ async def run_campaign_job(job: CampaignJob, out: TextIO) -> CampaignSummary:
               f"{job.concurrency})", file=out, flush=True)
         summary = await _run_with_signals(campaign, job, out)
     print(format_summary(summary, str(job.journal)), file=out, flush=True)
-    return summary
+    if epilogue is not None:
+        print(epilogue(), file=out, flush=True)
+    if job.as_json:
+        print_json(summary, job.journal, out)
+    return exit_code(summary)
 
 
 def print_json(summary: CampaignSummary, journal: Path, out: TextIO) -> None:
@@ -140,10 +145,7 @@ def print_json(summary: CampaignSummary, journal: Path, out: TextIO) -> None:
     print(json.dumps(data, sort_keys=True), file=out, flush=True)
 
 
-async def _run_with_signals(campaign: Campaign, job: CampaignJob, out: TextIO) -> (
-    CampaignSummary
-):
-    loop = asyncio.get_running_loop()
+def _signal_handler(campaign: Campaign, job: CampaignJob) -> Callable[[int], None]:
     presses = 0
 
     def on_signal(signum: int) -> None:
@@ -159,6 +161,14 @@ async def _run_with_signals(campaign: Campaign, job: CampaignJob, out: TextIO) -
             _log.warning("%s again: aborting; calls in flight are recorded unknown", name)
             campaign.abort()
 
+    return on_signal
+
+
+async def _run_with_signals(campaign: Campaign, job: CampaignJob, out: TextIO) -> (
+    CampaignSummary
+):
+    loop = asyncio.get_running_loop()
+    on_signal = _signal_handler(campaign, job)
     installed: list[signal.Signals] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -169,14 +179,9 @@ async def _run_with_signals(campaign: Campaign, job: CampaignJob, out: TextIO) -
         interval=job.log_interval, waiting=lambda: campaign.waiting_for_quota,
     ))
     try:
-        try:
-            return await campaign.run()
-        except JournalError as exc:
-            raise UsageError(str(exc)) from None
-        except (ValueError, OSError) as exc:
-            # A numbers file that is not a list of numbers (InputError, raised before the
-            # journal exists), media refused: the input's fault, not ours.
-            raise UsageError(str(exc)) from None
+        # What the run raises goes up to exit_for: InputError and the journal's errors are
+        # the user's to fix (exit 2); anything else is a bug and is reported as one.
+        return await campaign.run()
     finally:
         progress.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -1,0 +1,173 @@
+"""The commands ``call``, ``fake-call``, ``report`` and ``sandbox``, and the dispatch to all.
+
+Each command imports the client, the journal or the fake server when it runs, not before:
+``ryze-async --help`` must not pay for them. Errors are not handled by the commands: they go up
+to :func:`run`, which hands them to :func:`ryze_async._cli._exits.exit_for`, the one place
+that turns an exception into an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from ._exits import EXIT_OK, UsageError, exit_for
+from ._logging import CliLogging
+
+if TYPE_CHECKING:
+    from ryze_async import Media
+    from ryze_async._campaign._journal import Journal
+    from ryze_async._config import Secret
+
+__all__ = ["load_media", "reveal", "run", "run_command"]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the parsed command; every exception it raises becomes an exit code here."""
+    with CliLogging(args.verbose):
+        try:
+            return asyncio.run(run_command(args, sys.stdout))
+        except (Exception, KeyboardInterrupt) as exc:
+            return exit_for(exc, args)
+
+
+async def run_command(args: argparse.Namespace, out: TextIO) -> int:
+    command: str = args.command
+    if command in ("call", "fake-call"):
+        return await _call(args, out)
+    if command == "campaign":
+        from ._campaign import run_campaign_command
+
+        return await run_campaign_command(args, out)
+    if command == "report":
+        return await _report(args, out)
+    if command == "sandbox":
+        return await _sandbox(args, out)
+    from ._demo import run_demo
+
+    return await run_demo(numbers=args.numbers, rate_limit=args.rate_limit,
+                          rate_period=args.rate_period, keep_dir=args.dir, as_json=args.json,
+                          out=out)
+
+
+def reveal(token: Secret | None) -> str | None:
+    """The token's text for ``RyzeClient``, at the last moment (None: ``RYZE_TOKEN``)."""
+    return token.reveal() if token is not None and token.given else None
+
+
+def load_media(path: Path | None, url: str | None, b64: str | None = None) -> Media | None:
+    """The media the options name, or None; a refusal names the option."""
+    from ryze_async import InvalidRequestError, Media
+
+    option = "--media" if path is not None else "--media-url" if url is not None else (
+        "--media-base64")
+    try:
+        if path is not None:
+            return Media.from_file(path)
+        if url is not None:
+            return Media.from_url(url)
+        if b64 is not None:
+            return Media.from_base64(b64)
+    except InvalidRequestError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"{option}: cannot read the media: {exc}") from None
+    return None
+
+
+async def _call(args: argparse.Namespace, out: TextIO) -> int:
+    from ryze_async import RyzeClient
+
+    client = RyzeClient(reveal(args.token), args.instance, base_url=args.base_url,
+                        rate_limit=args.rate_limit, rate_period=args.rate_period,
+                        default_region=args.default_region, number_check=args.number_check)
+    async with client:
+        if args.command == "call":
+            media = load_media(args.media, args.media_url, args.media_base64)
+            result = await client.audio_call(args.number, media=media)
+        else:
+            result = await client.fake_call(args.number, duration=args.duration)
+    if args.json:
+        print(result.model_dump_json(by_alias=True, exclude_none=True), file=out)
+    else:
+        print(f"placed: number {result.number} call id {result.call_id} ({result.message})",
+              file=out)
+    return EXIT_OK
+
+
+async def _open_journal(path: Path) -> Journal:
+    from ryze_async._campaign._journal import Journal, JournalLockedError
+
+    try:
+        return await Journal.open(path, create=False)
+    except JournalLockedError:  # a campaign is running on it: read what it has committed
+        return await Journal.open(path, create=False, read_only=True)
+
+
+async def _report(args: argparse.Namespace, out: TextIO) -> int:
+    from ryze_async._campaign._counts import summary_from_counts
+
+    from ._campaign import print_json
+    from ._progress import format_summary
+
+    csv_out: Path | None = args.csv_out
+    to_stdout = csv_out is not None and str(csv_out) == "-"
+    if to_stdout and args.json:
+        raise UsageError("--csv - and --json both want stdout: write the CSV to a file")
+    if csv_out is not None and not to_stdout and not csv_out.parent.is_dir():
+        raise UsageError(f"--csv {csv_out}: no such folder: {csv_out.parent}")
+    async with await _open_journal(args.journal) as journal:
+        counts = await journal.counts()
+        rows = None if csv_out is None else await journal.export_csv(
+            out if to_stdout else csv_out)
+    summary = summary_from_counts(counts, counts.elapsed, None, "")
+    # stdout carries exactly one thing (the JSON object or the CSV); the rest goes to stderr.
+    human = sys.stderr if args.json or to_stdout else out
+    if not args.json:
+        print(format_summary(summary, str(args.journal)), file=human)
+    if rows is not None:
+        print(f"wrote {rows} rows to {'stdout' if to_stdout else csv_out}", file=human)
+    if args.json:
+        print_json(summary, args.journal, out)
+    return EXIT_OK
+
+
+def _on_stop_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event | None) -> None:
+    """Route SIGINT/SIGTERM to ``stop.set`` (None: back to the default handling)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            if stop is None:
+                loop.remove_signal_handler(sig)
+            else:
+                loop.add_signal_handler(sig, stop.set)
+
+
+async def _sandbox(args: argparse.Namespace, out: TextIO) -> int:
+    from ryze_async.testing import FakeRyzeServer
+
+    server = FakeRyzeServer(token=args.token, instances=(args.instance,),
+                            rate_limit=args.rate_limit, rate_period=args.rate_period,
+                            port=args.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    _on_stop_signals(loop, stop)
+    try:
+        async with server:
+            # The sandbox's own well-known token, not a secret: printed so people can use it.
+            print(f"sandbox: fake RyzeAPI on {server.url} (instance {args.instance!r}, "
+                  f"{args.rate_limit} calls per {args.rate_period:g}s)\n"
+                  f"export RYZE_BASE_URL={server.url} RYZE_TOKEN={args.token} "
+                  f"RYZE_INSTANCE={args.instance}\nCtrl-C to stop.", file=out, flush=True)
+            await stop.wait()
+            print(f"sandbox: stopped after {len(server.requests)} requests "
+                  f"({len(server.placed_calls)} calls placed)", file=out, flush=True)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on port {args.port}: {exc}") from None
+    finally:
+        _on_stop_signals(loop, None)
+    return EXIT_OK

@@ -1,0 +1,160 @@
+"""The ``ryze-async`` argument parser.
+
+Building it and printing ``--help`` loads argparse and nothing heavy: no aiohttp, pydantic,
+rich, sqlite3, client or campaign engine (the commands import those when they run). The token
+becomes a ``Secret`` here, so no namespace, job or frame of the CLI holds its plain text.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ryze_async._version import __version__
+
+if TYPE_CHECKING:
+    from ryze_async._config import Secret
+
+__all__ = ["build_parser"]
+
+_EPILOG = ("Exit codes: 0 done, 1 some calls failed or unknown, 2 usage/config/input error, "
+           "3 stopped by the circuit breaker, 70 internal error (a bug), 130 interrupted.")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def _secret(text: str) -> Secret:
+    from ryze_async._config import Secret  # noqa: PLC0415 - only when --token is given
+
+    return Secret(text)
+
+
+def _column(text: str) -> str | int:
+    if text.strip().isdigit():
+        if int(text) < 1:
+            raise argparse.ArgumentTypeError("a column index is 1-based: the first column is 1")
+        return int(text)
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty column name")
+    return text
+
+
+def _connection_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("connection (default: the RYZE_* environment variables)")
+    g.add_argument("--token", type=_secret,
+                   help="API token (prefer RYZE_TOKEN: arguments are visible in ps)")
+    g.add_argument("--instance", help="instance name (RYZE_INSTANCE)")
+    g.add_argument("--base-url", help="API base URL (RYZE_BASE_URL; default RyzeAPI's)")
+    g.add_argument("--rate-limit", type=_positive_int, default=100,
+                   help="calls allowed per period (default 100)")
+    g.add_argument("--rate-period", type=_positive_float, default=60.0,
+                   help="quota period in seconds (default 60)")
+    g.add_argument("--default-region", metavar="CC",
+                   help="read national-format numbers as this country's, e.g. BR "
+                   "(RYZE_DEFAULT_REGION; default: numbers must carry their country code)")
+    g.add_argument("--number-check", choices=("valid", "possible"), default="valid",
+                   help="'valid' (default): numbers known to be assigned; 'possible': any "
+                   "plausible length")
+
+
+def _media_options(p: argparse.ArgumentParser, *, required: bool) -> None:
+    g = p.add_mutually_exclusive_group(required=required)
+    g.add_argument("--media", type=Path, help="audio file (mp3, ogg, wav, m4a...)")
+    g.add_argument("--media-url", help="public http(s) URL of the audio")
+    if not required:
+        g.add_argument("--fake", action="store_true", help="fake calls (ring, no audio)")
+    else:
+        g.add_argument("--media-base64", help="the audio as base64")
+
+
+def _json_option(p: argparse.ArgumentParser, what: str = "the result") -> None:
+    p.add_argument("--json", action="store_true", help=f"print {what} as JSON")
+
+
+def _calls(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("call", help="place one audio call")
+    p.add_argument("number")
+    _media_options(p, required=True)
+    _connection_options(p)
+    _json_option(p)
+
+    p = sub.add_parser("fake-call", help="ring a number (no audio)")
+    p.add_argument("number")
+    p.add_argument("--duration", type=int, help="seconds to ring, 1-60 (server default 8)")
+    _connection_options(p)
+    _json_option(p)
+
+
+def _campaign(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("campaign", help="call every number of a CSV; run again to resume")
+    p.add_argument("numbers", type=Path,
+                   help="CSV (UTF-8, or UTF-16 with BOM): the column headed number/phone/... "
+                        "or the first column")
+    p.add_argument("--journal", type=Path, required=True, help="journal file (the campaign)")
+    p.add_argument("--column", type=_column, metavar="NAME|INDEX",
+                   help="the numbers' column: its header, or its position (1 = first)")
+    _media_options(p, required=False)
+    p.add_argument("--duration", type=int, help="with --fake: seconds to ring")
+    _connection_options(p)
+    p.add_argument("--concurrency", type=_positive_int, default=10,
+                   help="calls in progress at once (default 10)")
+    p.add_argument("--retry-unknown", action="store_true",
+                   help="call 'unknown' numbers again (they may have been called already)")
+    p.add_argument("--retry-failed", action="store_true", help="call 'failed' numbers again")
+    p.add_argument("--force", action="store_true",
+                   help="resume even if the media, instance or call kind changed")
+    p.add_argument("--drain-timeout", type=_positive_float, default=30.0,
+                   help="on Ctrl-C, seconds to wait for calls in flight (default 30)")
+    p.add_argument("--log-interval", type=_positive_float, default=10.0,
+                   help="seconds between progress lines when not on a terminal")
+    _json_option(p, "the summary, on the last line of stdout,")
+
+
+def _tools(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("report", help="summarise a journal; --csv writes one row per number")
+    p.add_argument("journal", type=Path)
+    p.add_argument("--csv", type=Path, dest="csv_out",
+                   help="write every number to this CSV ('-': stdout)")
+    _json_option(p, "the summary")
+
+    p = sub.add_parser("sandbox", help="run the fake RyzeAPI server on 127.0.0.1")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free)")
+    p.add_argument("--rate-limit", type=_positive_int, default=100)
+    p.add_argument("--rate-period", type=_positive_float, default=60.0)
+    # The sandbox's own token, printed on purpose: not a secret, so not a Secret.
+    p.add_argument("--token", default="sandbox-token", help="the token the sandbox accepts")
+    p.add_argument("--instance", default="sandbox", help="the instance it serves")
+
+    p = sub.add_parser("demo", help="a real campaign against an in-process sandbox")
+    p.add_argument("--numbers", type=_positive_int, default=300, help="numbers to call")
+    p.add_argument("--rate-limit", type=_positive_int, default=20)
+    p.add_argument("--rate-period", type=_positive_float, default=1.0)
+    p.add_argument("--dir", type=Path, help="keep the demo's files (CSV, audio, journal) here")
+    _json_option(p, "the summary, last,")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ryze-async", description="RyzeAPI WhatsApp voice calls: single calls and "
+        "crash-safe campaigns that never call anyone twice.", epilog=_EPILOG)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log more, down to one line per request; tracebacks of bugs")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _calls(sub)
+    _campaign(sub)
+    _tools(sub)
+    return parser

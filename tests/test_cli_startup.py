@@ -1,0 +1,72 @@
+"""``ryze-async --help`` loads only what it uses: argparse, not the HTTP stack or the engine.
+
+The commands import the client, the journal and rich when they run. The first test loads the
+CLI modules under an empty ``ryze_async`` package (its ``__init__`` not run), so it sees what
+the CLI modules themselves import whatever the package's own ``__init__`` does; the second runs
+the real ``python -m ryze_async --help`` once ``import ryze_async`` is lazy too.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HEAVY = ("aiohttp", "pydantic", "rich", "sqlite3", "yarl", "phonenumbers", "tenacity")
+ENGINE = ("ryze_async._client", "ryze_async._campaign", "ryze_async._campaign._journal",
+          "ryze_async._transport", "ryze_async._quota", "ryze_async._limiter", "ryze_async.testing")
+
+PROBE = """
+import importlib.util, sys, types
+spec = importlib.util.find_spec("ryze_async")
+package = types.ModuleType("ryze_async")
+package.__path__ = list(spec.submodule_search_locations)
+sys.modules["ryze_async"] = package  # the CLI's own imports only: __init__ is not run
+import ryze_async._cli
+from ryze_async._cli import _parser
+_parser.build_parser().format_help()
+try:
+    ryze_async._cli.main(["--help"])
+except SystemExit:
+    pass
+try:
+    ryze_async._cli.main(["campaign", "--help"])
+except SystemExit:
+    pass
+print(" ".join(sys.modules))
+"""
+
+
+def _python(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env,
+                          check=True, timeout=60)
+
+
+def _heavy(modules: list[str]) -> list[str]:
+    return sorted(m for m in modules
+                  if m.split(".")[0] in HEAVY or m.startswith(ENGINE))
+
+
+def test_building_the_parser_and_help_import_nothing_heavy() -> None:
+    loaded = _python("-c", PROBE).stdout.split()
+    assert "ryze_async._cli._parser" in loaded  # the probe did load the CLI
+    assert _heavy(loaded) == []
+
+
+def _imported(stderr: str) -> list[str]:
+    """Module names from ``-X importtime`` output."""
+    return [line.rsplit("|", 1)[-1].strip() for line in stderr.splitlines()
+            if line.startswith("import time:") and "|" in line]
+
+
+def test_help_in_a_real_process_imports_nothing_heavy() -> None:
+    package_alone = _imported(_python("-X", "importtime", "-c", "import ryze_async").stderr)
+    if "aiohttp" in package_alone:
+        pytest.skip("import ryze_async itself is still eager; the CLI's part is checked above")
+    result = _python("-X", "importtime", "-m", "ryze_async", "--help")
+    assert "usage: ryze-async" in result.stdout
+    assert _heavy(_imported(result.stderr)) == []
