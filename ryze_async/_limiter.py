@@ -113,11 +113,14 @@ class QuotaLimiter:
             f"waiting={self._waiters})"
         )
 
+    def _slot_free_at(self, stamp: float) -> float:
+        # The one expression for when an admission leaves the log: pruning and waiting must
+        # agree to the last bit (float sums are not associative), or the log over-admits.
+        return stamp + (self._period + self._margin)
+
     def _prune(self, now: float) -> None:
         stamps = self._stamps
-        window = self._period + self._margin
-        # Same expression as the wait in _delay, so pruning and waiting agree to the last bit.
-        while stamps and stamps[0] + window <= now:
+        while stamps and self._slot_free_at(stamps[0]) <= now:
             stamps.popleft()
 
     def _delay(self, now: float) -> float:
@@ -126,7 +129,7 @@ class QuotaLimiter:
             return self._probe_deadline - now  # or until settle(), if sooner
         self._prune(now)
         stamps = self._stamps
-        wait = stamps[0] + self._period + self._margin - now if len(stamps) >= self._limit else 0.0
+        wait = self._slot_free_at(stamps[0]) - now if len(stamps) >= self._limit else 0.0
         if self._budget <= 0 and now < self._budget_until:
             wait = max(wait, self._budget_until - now)
         return max(wait, self._hold - now)
@@ -177,9 +180,11 @@ class QuotaLimiter:
                 probe = self._probe_out
                 if probe is not None:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(probe.wait(), delay)
+                        await asyncio.wait_for(probe.wait(), max(delay, 1e-6))
                 else:
-                    await asyncio.sleep(delay)
+                    # At least a microsecond: now + delay may round back to now, and a virtual
+                    # clock that jumps to the timer would then never move.
+                    await asyncio.sleep(max(delay, 1e-6))
         finally:
             self._waiters -= 1
             if self._head is turn:
