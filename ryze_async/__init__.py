@@ -26,11 +26,21 @@ from ._errors import (
     RyzeError,
     ServerError,
 )
+from ._hooks import (
+    CampaignOutcomeRecorded,
+    Hooks,
+    QuotaWaitEnded,
+    QuotaWaitStarted,
+    RequestEnded,
+    RequestStarted,
+    RetryScheduled,
+)
 from ._journal import JournalError, JournalLockedError, JournalMismatchError
-from ._limiter import QuotaLimiter
 from ._media import Media
 from ._models import CallResult, RateLimitInfo
 from ._numbers import normalize_number
+from ._quota import QuotaBackend, QuotaLimiter
+from ._transports import RawResponse, Transport
 from ._version import __version__
 
 __all__ = [
@@ -42,9 +52,11 @@ __all__ = [
     "Campaign",
     "CampaignClient",
     "CampaignOutcome",
+    "CampaignOutcomeRecorded",
     "CampaignSummary",
     "ClientClosedError",
     "ConnectionFailedError",
+    "Hooks",
     "InputError",
     "InstanceNotConnectedError",
     "InstanceNotFoundError",
@@ -56,13 +68,21 @@ __all__ = [
     "NotSent",
     "OutcomeUnknownError",
     "PermissionDeniedError",
+    "QuotaBackend",
     "QuotaLimiter",
+    "QuotaWaitEnded",
+    "QuotaWaitStarted",
     "RateLimitError",
     "RateLimitInfo",
+    "RawResponse",
+    "RequestEnded",
+    "RequestStarted",
+    "RetryScheduled",
     "RyzeClient",
     "RyzeError",
     "ServerError",
     "StopReason",
+    "Transport",
     "__version__",
     "normalize_number",
     "run_campaign",

@@ -17,8 +17,8 @@ tests), runs a background leak thread, and offers no way to feed X-RateLimit-Rem
 
 Sharing: `shared_limiter` gives every client of one event loop that uses the same token on the
 same server (base URL origin) the same limiter. Clients in other event loops, threads or
-processes do not share it (each would spend the whole quota); a Redis-backed limiter for that
-case is future work. The server's X-RateLimit-Remaining still keeps them apart: an answer that
+processes do not share it (each would spend the whole quota); a Redis-backed ``QuotaBackend`` for
+that case is future work. The server's X-RateLimit-Remaining still keeps them apart: an answer that
 says fewer remain than our own log thinks caps our admissions until its reset.
 """
 
@@ -155,16 +155,39 @@ class QuotaLimiter:
             self._probe_deadline = now + probe_wait(self._period)
         return now
 
-    async def acquire(self) -> float:
+    def try_acquire(self) -> float | None:
+        """Take a slot if one is free now and nobody waits: its loop time; else None."""
+        if self._head is None:  # no head: nobody live is waiting
+            now = asyncio.get_running_loop().time()
+            if self._delay(now) <= 0:
+                return self._admit(now)
+        return None
+
+    def release(self, slot: float) -> None:
+        """Give back the slot admitted at loop time ``slot``, unused: nothing was sent with it.
+
+        Waiters already asleep keep their schedule (they may be admitted later than they could
+        be, never earlier than the quota allows).
+        """
+        stamps = self._stamps
+        index = bisect.bisect_left(stamps, slot)
+        if index < len(stamps) and stamps[index] == slot:
+            del stamps[index]
+            if slot < self._budget_until:
+                self._budget += 1
+
+    async def acquire(self, *, deadline: float | None = None) -> float:
         """Wait for a slot (first come, first served), take it, and return its loop time.
 
-        Cancelling a waiter gives its place to the next one and takes no slot.
+        Cancelling a waiter gives its place to the next one and takes no slot. ``deadline`` is
+        reserved (see ``QuotaBackend``): only None is accepted today.
         """
+        if deadline is not None:
+            raise NotImplementedError("acquire(deadline=...) is not supported yet")
         loop = asyncio.get_running_loop()
-        if self._head is None:  # no head: nobody live is waiting
-            now = loop.time()
-            if self._delay(now) <= 0:  # fast path: nobody waiting, quota left
-                return self._admit(now)
+        slot = self.try_acquire()  # fast path: nobody waiting, quota left
+        if slot is not None:
+            return slot
         turn: asyncio.Future[None] = loop.create_future()
         self._waiters += 1
         if self._head is None:
