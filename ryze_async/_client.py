@@ -269,7 +269,7 @@ class RyzeClient:
             if response.status != 429 or refused >= self._config.max_retries:
                 return interpret(response, rate, self._config)
             refused += 1
-            await self._after_refusal(call, quota, response, reset_after, refused + 1)
+            await self._after_refusal(call, quota, response, reset_after)
 
     async def _admitted_attempt(
         self, call: Call, quota: QuotaBackend | None
@@ -333,14 +333,14 @@ class RyzeClient:
 
     async def _after_refusal(
         self, call: Call, quota: QuotaBackend | None, response: RawResponse,
-        reset_after: float | None, attempt: int,
+        reset_after: float | None,
     ) -> None:
         """A 429 refused the call: report it, then wait out its reset (for every caller)."""
         delay = rate_limited_delay(response, reset_after, self._config.rate_period)
         _log.warning("429 rate limited; sending again in %.2f s", delay)
         if self._hooks is not None:
             self._hooks.emit("on_retry_scheduled", RetryScheduled(
-                call.kind, call.instance, attempt, delay, "rate_limited"))
+                call.kind, call.instance, call.attempts + 1, delay, "rate_limited"))
         if call.on_not_sent is not None:  # a 429 was refused: provably not placed
             await call.on_not_sent()
         if quota is not None:

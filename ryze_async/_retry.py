@@ -48,6 +48,8 @@ class Call:
     #: True once an attempt may have reached the server (set before each send, cleared when
     #: one proves it never did): a slot whose call never reached the server is given back.
     reached: bool = False
+    #: Attempts sent so far, over every admission of the call (a 429 goes round again).
+    attempts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +88,7 @@ class Sender:
             if call.before_send is not None:
                 await call.before_send()
             try:
-                return await self._attempt(call, attempt)
+                return await self._attempt(call)
             except ConnectionFailedError as exc:
                 if not exc.retryable or attempt > self._policy.max_retries:
                     if attempt == 1:
@@ -102,20 +104,21 @@ class Sender:
             )
             if self._hooks is not None:
                 self._hooks.emit("on_retry_scheduled", RetryScheduled(
-                    call.kind, call.instance, attempt, delay, "not_sent"))
+                    call.kind, call.instance, call.attempts + 1, delay, "not_sent"))
             if call.on_not_sent is not None:  # proven never sent: the caller may record it so
                 await call.on_not_sent()
             await self._sleep(delay)
 
-    async def _attempt(self, call: Call, attempt: int) -> RawResponse:
+    async def _attempt(self, call: Call) -> RawResponse:
         call.reached = True
+        call.attempts += 1
         if self._hooks is None:
             try:
                 return await self._transport.send(call.url, self._headers, call.body)
             except ConnectionFailedError:
                 call.reached = False
                 raise
-        return await self._observed(call, attempt, self._hooks)
+        return await self._observed(call, call.attempts, self._hooks)
 
     async def _observed(self, call: Call, attempt: int, hooks: HookDispatch) -> RawResponse:
         started_at = RequestStarted(call.kind, call.instance, attempt, call.url)
