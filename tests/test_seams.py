@@ -241,7 +241,7 @@ def test_a_hook_that_raises_breaks_nothing(caplog: pytest.LogCaptureFixture) -> 
     assert len(transport.requests) == 1
 
 
-# -- the quota backend ------------------------------------------------------------------------------
+# -- the quota backend ----------------------------------------------------------------------------
 
 
 def _backend(limit: int) -> QuotaBackend:
