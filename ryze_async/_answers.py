@@ -23,10 +23,11 @@ from pydantic import ValidationError
 from ._config import ClientConfig
 from ._errors import OutcomeUnknownError, RyzeError, error_for_status
 from ._models import CallResult, RateLimitInfo
+from ._quota import QuotaBackend
 from ._transports import RawResponse
 
 __all__ = [
-    "RateLimitFields", "interpret", "rate_limit_fields", "rate_limited_delay",
+    "RateLimitFields", "feedback", "interpret", "rate_limit_fields", "rate_limited_delay",
     "retry_after_seconds", "seconds_until_reset", "unreadable",
 ]
 
@@ -136,6 +137,26 @@ def rate_limited_delay(
         delay = period if reset_after is None else reset_after
     # A reset in the wrong unit (milliseconds, say) must not park the caller for days.
     return min(max(delay, 0.0), 2 * period + 5)
+
+
+def feedback(
+    response: RawResponse, quota: QuotaBackend | None, slot: float | None
+) -> tuple[RateLimitFields | None, float | None]:
+    """The answer's rate-limit fields and seconds to their reset, fed to ``quota``."""
+    try:
+        rate = rate_limit_fields(response.headers)
+        # Only the quota and a 429 need the reset; most answers skip the Date arithmetic.
+        reset_after = (
+            seconds_until_reset(response.headers, rate["reset"] if rate else None)
+            if response.status == 429 or (quota is not None and rate is not None)
+            else None
+        )
+        if quota is not None and rate is not None:
+            quota.observe(limit=rate["limit"], remaining=rate["remaining"],
+                          reset_after=reset_after, admitted_at=slot)
+    except Exception as exc:
+        raise unreadable(response, exc) from exc
+    return rate, reset_after
 
 
 def unreadable(response: RawResponse, exc: Exception) -> OutcomeUnknownError:

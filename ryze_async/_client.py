@@ -15,23 +15,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Self
 
-from ._answers import (
-    RateLimitFields,
-    interpret,
-    rate_limit_fields,
-    rate_limited_delay,
-    seconds_until_reset,
-    unreadable,
-)
+from ._answers import RateLimitFields, feedback, interpret, rate_limited_delay
 from ._bodies import MediaArg, UrlMediaCache, call_body, media_source
 from ._closing import CloseGuard
 from ._config import ClientConfig, Secret
 from ._errors import ClientClosedError
-from ._hooks import CallKind, HookDispatch, QuotaWaitEnded, QuotaWaitStarted, RetryScheduled
+from ._hooks import CallKind, HookDispatch, RetryScheduled
 from ._media import Media
 from ._models import CallResult
 from ._numbers import NumberCheck, number_options
-from ._quota import QuotaBackend, shared_limiter
+from ._quota import QuotaBackend, observed_wait, shared_limiter
 from ._retry import Call, RetryPolicy, Sender
 from ._transports import RawResponse, Transport
 
@@ -138,9 +131,7 @@ class RyzeClient:
         return self
 
     async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
@@ -244,18 +235,16 @@ class RyzeClient:
                     before_send, on_not_sent)
 
     def _quota(self) -> QuotaBackend | None:
+        cached = self._quota_for_loop
+        if cached is not None and cached[0] is asyncio.get_running_loop():
+            return cached[1]
         cfg = self._config
         if cfg.rate_limit is None:
             return None
-        loop = asyncio.get_running_loop()
-        cached = self._quota_for_loop
-        if cached is None or cached[0] is not loop:
-            limiter = shared_limiter(
-                cfg.token, cfg.rate_limit, cfg.rate_period, cfg.rate_margin,
-                server=cfg.base_url, learn_first=True,
-            )
-            cached = self._quota_for_loop = (loop, limiter)
-        return cached[1]
+        limiter = shared_limiter(cfg.token, cfg.rate_limit, cfg.rate_period, cfg.rate_margin,
+                                 server=cfg.base_url, learn_first=True)
+        self._quota_for_loop = (asyncio.get_running_loop(), limiter)
+        return limiter
 
     async def _place(
         self, kind: CallKind, instance: str | None, body: Sequence[bytes],
@@ -294,38 +283,15 @@ class RyzeClient:
         slot = quota.try_acquire()
         if slot is not None:
             return slot
-        hooks = self._hooks
-        if hooks is None:
+        if self._hooks is None:
             return await self._guard.wait(quota.acquire())
-        hooks.emit("on_quota_wait_started", QuotaWaitStarted(call.kind, call.instance))
-        loop = asyncio.get_running_loop()
-        began = loop.time()
-        admitted = False
-        try:
-            slot = await self._guard.wait(quota.acquire())
-            admitted = True
-            return slot
-        finally:
-            hooks.emit("on_quota_wait_ended", QuotaWaitEnded(
-                call.kind, call.instance, loop.time() - began, admitted))
+        return await observed_wait(self._guard.wait, quota, self._hooks, call.kind, call.instance)
 
     def _take_in(
         self, call: Call, response: RawResponse, quota: QuotaBackend | None, slot: float | None
     ) -> tuple[RawResponse, RateLimitFields | None, float | None]:
         """The answer with its rate-limit fields and seconds to their reset, fed to the quota."""
-        try:
-            rate = rate_limit_fields(response.headers)
-            # Only the quota and a 429 need the reset; most answers skip the Date arithmetic.
-            reset_after = (
-                seconds_until_reset(response.headers, rate["reset"] if rate else None)
-                if response.status == 429 or (quota is not None and rate is not None)
-                else None
-            )
-            if quota is not None and rate is not None:
-                quota.observe(limit=rate["limit"], remaining=rate["remaining"],
-                              reset_after=reset_after, admitted_at=slot)
-        except Exception as exc:
-            raise unreadable(response, exc) from exc
+        rate, reset_after = feedback(response, quota, slot)
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug("POST %s -> %d (remaining %s)", self._config.redact(call.url),
                        response.status, rate["remaining"] if rate else "?")

@@ -19,11 +19,14 @@ exactly. The client's use of a backend, per call:
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from .._hooks import CallKind, HookDispatch, QuotaWaitEnded, QuotaWaitStarted
 from ._local import QuotaLimiter, shared_limiter
 
-__all__ = ["QuotaBackend", "QuotaLimiter", "shared_limiter"]
+__all__ = ["QuotaBackend", "QuotaLimiter", "observed_wait", "shared_limiter"]
 
 
 class QuotaBackend(Protocol):
@@ -60,3 +63,21 @@ class QuotaBackend(Protocol):
     def settle(self) -> None:
         """The attempt of the slot taken last is over (answered or not). Idempotent."""
         ...
+
+
+async def observed_wait(
+    wait: Callable[[Awaitable[float]], Awaitable[float]], quota: QuotaBackend,
+    hooks: HookDispatch, kind: CallKind, instance: str,
+) -> float:
+    """``wait(quota.acquire())``, reported to ``hooks`` when it begins and when it ends."""
+    hooks.emit("on_quota_wait_started", QuotaWaitStarted(kind, instance))
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    admitted = False
+    try:
+        slot = await wait(quota.acquire())
+        admitted = True
+        return slot
+    finally:
+        hooks.emit("on_quota_wait_ended", QuotaWaitEnded(
+            kind, instance, loop.time() - began, admitted))
