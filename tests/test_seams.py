@@ -300,3 +300,22 @@ def test_rate_limit_error_after_every_allowed_resend() -> None:
 
     run_virtual(main())
     assert len(transport.requests) == 3
+
+
+def test_only_the_aiohttp_transport_imports_aiohttp_on_the_client_side() -> None:
+    import ast
+    from pathlib import Path
+
+    import ryze_async
+
+    package = Path(ryze_async.__file__).parent
+    importers = set()
+    for path in package.rglob("*.py"):
+        if "testing" in path.relative_to(package).parts:
+            continue  # the fake server is the server side
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(name == "aiohttp" or name.startswith("aiohttp.") for name in names):
+                importers.add(path.relative_to(package).as_posix())
+    assert importers == {"_transports/_aiohttp.py"}
