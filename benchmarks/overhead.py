@@ -1,4 +1,4 @@
-"""Client overhead per call: ryze_async ``fake_call`` and ``audio_call`` beside raw aiohttp and httpx.
+"""Client overhead per call: ryze_async `fake_call` and `audio_call` beside raw aiohttp and httpx.
 
 The server runs in a separate process on 127.0.0.1, so ``time.process_time()`` of this process is
 the client's CPU alone. Two servers:

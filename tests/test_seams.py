@@ -143,7 +143,7 @@ def test_a_closed_client_sends_nothing_through_its_transport() -> None:
     assert transport.requests == []
 
 
-# -- hooks ------------------------------------------------------------------------------------------
+# -- hooks ---------------------------------------------------------------------------------------
 
 
 def test_each_event_fires_once_per_real_occurrence() -> None:
