@@ -15,11 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ryze_async import Media, RyzeClient
+from ryze_async import Media, RyzeClient, normalize_number
 from ryze_async._campaign import Campaign
 from ryze_async._campaign_models import CampaignOutcome, CampaignSummary
 from ryze_async._demo import wav_tone
-from ryze_async._numbers import normalize_number
 from ryze_async.testing import FakeRyzeServer
 
 ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]

@@ -319,3 +319,22 @@ def test_only_the_aiohttp_transport_imports_aiohttp_on_the_client_side() -> None
             if any(name == "aiohttp" or name.startswith("aiohttp.") for name in names):
                 importers.add(path.relative_to(package).as_posix())
     assert importers == {"_transports/_aiohttp.py"}
+
+
+@pytest.mark.parametrize(("second_url", "shared"), [("http://127.0.0.1:1", True),
+                                                    ("http://127.0.0.1:2", False)])
+def test_clients_share_a_quota_per_token_and_server(second_url: str, shared: bool) -> None:
+    hooks = Recorder()
+
+    async def main() -> float:
+        clients = [client_with(answers(PLACED), base_url=url, rate_limit=1, rate_period=60.0,
+                               rate_margin=0.0, hooks=hooks)
+                   for url in ("http://127.0.0.1:1", second_url)]
+        for client in clients:
+            await client.fake_call(NUMBER)
+            await client.aclose()
+        return asyncio.get_running_loop().time()
+
+    elapsed = run_virtual(main())
+    assert ("QuotaWaitStarted" in hooks.kinds()) is shared
+    assert elapsed == (60.0 if shared else 0.0)
