@@ -15,7 +15,8 @@ from aiohttp import web
 
 from ryze_async import QuotaLimiter, RyzeClient
 from ryze_async._quota import _local as _limiter
-from ryze_async._quota._local import probe_wait, shared_limiter
+from ryze_async._quota._local import probe_wait
+from ryze_async._quota._shared import shared_limiter
 from ryze_async.testing import FakeRyzeServer
 from ryze_async.testing._virtual_time import run_virtual
 

@@ -7,8 +7,8 @@ import gc
 import weakref
 
 from ryze_async import QuotaLimiter
-from ryze_async._quota import _local as _limiter
-from ryze_async._quota._local import shared_limiter
+from ryze_async._quota import _shared as _limiter
+from ryze_async._quota._shared import shared_limiter
 from ryze_async.testing._virtual_time import run_virtual
 
 LIMIT = 100

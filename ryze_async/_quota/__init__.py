@@ -24,7 +24,8 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from .._hooks import CallKind, HookDispatch, QuotaWaitEnded, QuotaWaitStarted
-from ._local import QuotaLimiter, shared_limiter
+from ._local import QuotaLimiter
+from ._shared import shared_limiter
 
 __all__ = ["QuotaBackend", "QuotaLimiter", "observed_wait", "shared_limiter"]
 
