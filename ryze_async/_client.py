@@ -229,6 +229,8 @@ class RyzeClient:
         key = (kind, instance)
         known = self._urls.get(key)
         if known is None:
+            if len(self._urls) >= 64:  # many instance names: a bounded cache
+                self._urls.clear()
             name = self._config.instance if instance is None else instance
             known = self._urls[key] = (self._config.call_url(kind, name), str(name))
         return Call(kind, known[1], known[0], body[0] if len(body) == 1 else body,
