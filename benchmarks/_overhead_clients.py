@@ -47,7 +47,8 @@ Call = Callable[[], Awaitable[None]]
 class Body:
     name: str
     wire: bytes  # what raw aiohttp and httpx post
-    ryze_kwargs: dict[str, dict[str, Any]]  # variant label -> audio_call keyword arguments
+    ryze_kwargs: dict[str, dict[str, Any]]  # variant label -> call keyword arguments
+    endpoint: str = "audio"  # "fake": fake_call, else audio_call
 
 
 Close = Callable[[], Awaitable[None]]
@@ -59,9 +60,10 @@ async def open_ryze(url: str, body: Body, variant: str) -> tuple[Call, Close]:
     client = RyzeClient(TOKEN, INSTANCE, base_url=url, rate_limit=None,
                         keepalive_timeout=keepalive)
     kwargs = body.ryze_kwargs[variant]
+    place = client.fake_call if body.endpoint == "fake" else client.audio_call
 
     async def call() -> None:
-        result = await client.audio_call(NUMBER, **kwargs)
+        result = await place(NUMBER, **kwargs)
         if not (isinstance(result, CallResult) and result.success):
             raise RuntimeError(f"not placed: {result!r}")
 
@@ -72,7 +74,7 @@ async def open_aiohttp(url: str, body: Body, variant: str) -> tuple[Call, Close]
     # The same policy as ryze_async's default: a fresh connection per call.
     connector = aiohttp.TCPConnector(force_close=not variant.endswith(POOLED))
     session = aiohttp.ClientSession(connector=connector)
-    endpoint = f"{url}/api/call/audio/{INSTANCE}"
+    endpoint = f"{url}/api/call/{body.endpoint}/{INSTANCE}"
     wire = body.wire
 
     async def call() -> None:
@@ -86,7 +88,7 @@ async def open_aiohttp(url: str, body: Body, variant: str) -> tuple[Call, Close]
 
 async def open_httpx(url: str, body: Body, _: str) -> tuple[Call, Close]:
     client = httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0))
-    endpoint = f"{url}/api/call/audio/{INSTANCE}"
+    endpoint = f"{url}/api/call/{body.endpoint}/{INSTANCE}"
     wire = body.wire
 
     async def call() -> None:
@@ -151,6 +153,16 @@ async def count_encodes(url: str, body: Body, calls: int) -> dict[str, int]:
         return counts
     finally:
         setattr(media_module, "base64", base64)  # noqa: B010
+
+
+def make_fake_body() -> Body:
+    return Body(
+        "fake_call duration=10",
+        json.dumps({"number": NUMBER, "duration": 10}, separators=(",", ":")).encode(),
+        {"ryze_async fake_call": {"duration": 10},
+         "ryze_async fake_call" + POOLED: {"duration": 10}},
+        endpoint="fake",
+    )
 
 
 def make_bodies() -> tuple[Body, Body, Media]:

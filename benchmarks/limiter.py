@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 
 from aiolimiter import AsyncLimiter
 
-from ryze_async._limiter import QuotaLimiter
+from ryze_async import QuotaLimiter
 from ryze_async.testing._quota_sim import QuotaReport, evaluate, run_admissions
 
 LIMIT = 100

@@ -1,4 +1,4 @@
-"""Client overhead per call: ryze_async ``audio_call`` beside raw aiohttp and httpx.
+"""Client overhead per call: ryze_async `fake_call` and `audio_call` beside raw aiohttp and httpx.
 
 The server runs in a separate process on 127.0.0.1, so ``time.process_time()`` of this process is
 the client's CPU alone. Two servers:
@@ -8,7 +8,8 @@ the client's CPU alone. Two servers:
 - ``fake``: the project's ``FakeRyzeServer`` (``rate_limit=None``), which validates every body and
   records every placed call (slower, so wall times are mostly the server's).
 
-Per body (a small ``mediaUrl`` body, and a 1 MiB audio file sent as ``mediaBase64``) and per mode
+Per body (a fake call's ``duration`` body, a small ``mediaUrl`` body, and a 1 MiB audio file sent
+as ``mediaBase64``; both endpoints go through the client's one code path) and per mode
 (calls one after another; calls by 20 workers at once), every client variant is opened side by
 side in one event loop and warmed up (one connection per worker); then, round after round in a
 shuffled order, each variant places one block of calls. The table gives the median block's CPU
@@ -60,6 +61,7 @@ from _overhead_clients import (
     Call,
     count_encodes,
     make_bodies,
+    make_fake_body,
     openers,
     place_calls,
 )
@@ -114,6 +116,7 @@ async def _serve(kind: str, conn: Connection) -> None:
     else:
         app = web.Application(client_max_size=64 * 2**20)
         app.router.add_post("/api/call/audio/{instance}", answer)
+        app.router.add_post("/api/call/fake/{instance}", answer)
         url, stop = await start_site(app)
 
         def stats() -> tuple[int, int, int]:
@@ -210,7 +213,8 @@ def calls_for(variant: str, n: int) -> int:
 def run_server(kind: str, quick: bool, rounds: int) -> tuple[list[str], list[str]]:
     """Measure every variant against one server; returns (table lines, failed checks)."""
     small, big, _ = make_bodies()
-    plan = [(small, 20 if quick else 10_000), (big, 4 if quick else 1_000)]
+    plan = [(make_fake_body(), 20 if quick else 10_000), (small, 20 if quick else 10_000),
+            (big, 4 if quick else 1_000)]
     server = Server(kind)
     failures: list[str] = []
     described = "FakeRyzeServer (rate_limit=None)" if kind == "fake" else "minimal aiohttp.web"

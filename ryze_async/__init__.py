@@ -38,10 +38,20 @@ if _typing.TYPE_CHECKING:  # what mypy and IDEs see: the same names, imported ea
         RyzeError,
         ServerError,
     )
-    from ._limiter import QuotaLimiter
+    from ._hooks import (
+        CampaignOutcomeRecorded,
+        Hooks,
+        QuotaWaitEnded,
+        QuotaWaitStarted,
+        RequestEnded,
+        RequestStarted,
+        RetryScheduled,
+    )
     from ._media import Media
     from ._models import CallResult, RateLimitInfo
     from ._numbers import normalize_number
+    from ._quota import QuotaBackend, QuotaLimiter
+    from ._transports import RawResponse, Transport
 
 #: Where each public name lives.
 _EXPORTS: dict[str, str] = {
@@ -53,9 +63,11 @@ _EXPORTS: dict[str, str] = {
     "Campaign": "._campaign",
     "CampaignClient": "._campaign",
     "CampaignOutcome": "._campaign._models",
+    "CampaignOutcomeRecorded": "._hooks",
     "CampaignSummary": "._campaign._models",
     "ClientClosedError": "._exceptions",
     "ConnectionFailedError": "._exceptions",
+    "Hooks": "._hooks",
     "InputError": "._exceptions",
     "InstanceNotConnectedError": "._exceptions",
     "InstanceNotFoundError": "._exceptions",
@@ -67,13 +79,21 @@ _EXPORTS: dict[str, str] = {
     "NotSent": "._client",
     "OutcomeUnknownError": "._exceptions",
     "PermissionDeniedError": "._exceptions",
-    "QuotaLimiter": "._limiter",
+    "QuotaBackend": "._quota",
+    "QuotaLimiter": "._quota",
+    "QuotaWaitEnded": "._hooks",
+    "QuotaWaitStarted": "._hooks",
+    "RawResponse": "._transports",
+    "RequestEnded": "._hooks",
+    "RequestStarted": "._hooks",
+    "RetryScheduled": "._hooks",
     "RateLimitError": "._exceptions",
     "RateLimitInfo": "._models",
     "RyzeClient": "._client",
     "RyzeError": "._exceptions",
     "ServerError": "._exceptions",
     "StopReason": "._campaign._models",
+    "Transport": "._transports",
     "normalize_number": "._numbers",
     "run_campaign": "._campaign",
 }
@@ -101,9 +121,11 @@ __all__ = [
     "Campaign",
     "CampaignClient",
     "CampaignOutcome",
+    "CampaignOutcomeRecorded",
     "CampaignSummary",
     "ClientClosedError",
     "ConnectionFailedError",
+    "Hooks",
     "InputError",
     "InstanceNotConnectedError",
     "InstanceNotFoundError",
@@ -115,13 +137,21 @@ __all__ = [
     "NotSent",
     "OutcomeUnknownError",
     "PermissionDeniedError",
+    "QuotaBackend",
     "QuotaLimiter",
+    "QuotaWaitEnded",
+    "QuotaWaitStarted",
     "RateLimitError",
     "RateLimitInfo",
+    "RawResponse",
+    "RequestEnded",
+    "RequestStarted",
+    "RetryScheduled",
     "RyzeClient",
     "RyzeError",
     "ServerError",
     "StopReason",
+    "Transport",
     "__version__",
     "normalize_number",
     "run_campaign",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
 from typing import Literal, TypedDict
 
 import phonenumbers
@@ -17,7 +16,7 @@ from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResu
 from ._exceptions import InvalidRequestError
 
 __all__ = [
-    "NumberCheck", "NumberOptions", "normalize_number", "number_normalizer", "number_options",
+    "NumberCheck", "NumberOptions", "normalize_number", "number_options",
 ]
 
 NumberCheck = Literal["valid", "possible"]
@@ -176,32 +175,6 @@ def _refusal(text: str, region: str | None, check: NumberCheck) -> str:
     )
 
 
-def number_normalizer(
-    default_region: str | None = None, number_check: NumberCheck = "valid"
-) -> Callable[[str], str]:
-    """``normalize_number`` for a campaign's ingest: its result must read the same again.
-
-    A campaign stores the wire form and the client normalises it once more when it calls, so a
-    stored number must read the same again: with a region, a foreign number's E.164 digits may
-    also be a valid national number there (+66 97 017 0001's digits are a Brazilian mobile).
-    Such an entry is refused at ingest, before anyone could be called in the wrong country.
-    """
-
-    def normalize(raw: str) -> str:
-        number = normalize_number(raw, default_region=default_region, number_check=number_check)
-        if "@" not in number:
-            again = normalize_number(number, default_region=default_region,
-                                     number_check=number_check)
-            if again != number:
-                raise InvalidRequestError(
-                    f"number {raw!r} is +{number}, but its digits {number} read as +{again} in "
-                    f"{default_region}, and a campaign stores the digits: run numbers of other "
-                    "countries in a campaign without a default region",
-                    field="number",
-                )
-        return number
-
-    return normalize
 
 
 def _normalize_jid(text: str, *, allow_lid: bool) -> str:

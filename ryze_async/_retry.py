@@ -1,165 +1,149 @@
-"""The retry boundary, and the only module that imports tenacity.
+"""The retry boundary: one admitted call's attempts, resent only while provably never sent.
 
 Exactly one kind of failure is retried: ``ConnectionFailedError`` with ``retryable`` set, i.e. the
 TCP connection was never made, so the server cannot have seen the request. Everything else,
 above all ``OutcomeUnknownError`` and any HTTP answer, passes through untouched: resending a
 request the server may have processed would call a person twice.
 
-The first attempt runs outside tenacity (the client sends it itself and calls ``resend`` only
-on failure): building and running a retry state costs 20-30 µs, a large share of the client's
-per-call budget, and it is only needed once a first attempt failed. That failure is then
-replayed as tenacity's attempt 1, so attempt numbers and backoff are tenacity's own.
+Why a plain loop and not tenacity: every attempt is framed by the caller's hooks
+(``before_send`` before it, ``on_not_sent`` between a proven not-sent failure and the wait), the
+wait must end when the client closes, each step is reported to instrumentation hooks, and the
+first attempt, which almost always succeeds, must cost nothing extra (a tenacity retry state
+costs 20-30 µs, a large share of the per-call budget). Expressed through tenacity that took a
+replayed first failure and a patched attempt count; as a loop it reads top to bottom. The
+backoff is tenacity's ``wait_random_exponential`` formula: full jitter, uniform in
+``[0, min(backoff_max, backoff_initial * 2 ** (attempt - 1))]``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import datetime
 import logging
-import math
-from collections.abc import Awaitable, Callable, Mapping
-from email.utils import parsedate_to_datetime
-from typing import TypeVar
-
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from ._checks import check_settings
+from ._config import Secret
 from ._exceptions import ConnectionFailedError
+from ._hooks import CallKind, HookDispatch, RequestEnded, RequestStarted, RetryScheduled
+from ._transports import RawResponse, Transport
 
-__all__ = ["RetryPolicy", "retry_after_seconds"]
+__all__ = ["Call", "RetryPolicy", "Sender"]
 
-T = TypeVar("T")
 _log = logging.getLogger("ryze_async")
 Sleep = Callable[[float], Awaitable[None]]
 Hook = Callable[[], Awaitable[None]]
 
 
-def _http_date(value: str) -> float | None:
-    """Unix seconds of an HTTP date; every HTTP date is UTC, whatever zone it spells."""
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:  # "-0000": UTC by RFC 9110, not local time
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return moment.timestamp()
+@dataclass(slots=True)
+class Call:
+    """One call on its way: what to send where, the caller's hooks, and whether it got out."""
+
+    kind: CallKind
+    instance: str
+    url: str
+    body: bytes | Sequence[bytes]
+    before_send: Hook | None
+    on_not_sent: Hook | None
+    #: True once an attempt may have reached the server (set before each send, cleared when
+    #: one proves it never did): a slot whose call never reached the server is given back.
+    reached: bool = False
+    #: Attempts sent so far, over every admission of the call (a 429 goes round again).
+    attempts: int = 0
 
 
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delay-seconds, or an HTTP date read on the
-    server's clock via its ``Date``); None when absent or unusable."""
-    value = headers.get("Retry-After")
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value)
-    when = _http_date(value)
-    if when is None:
-        return None
-    date = headers.get("Date")
-    now = _http_date(date) if date is not None else None
-    if now is None:
-        return None  # no server clock to read the date against: ours may be off by minutes
-    delay = when - now
-    return max(delay, 0.0) if math.isfinite(delay) else None
-
-
-def _never_sent(exc: BaseException) -> bool:
-    return isinstance(exc, ConnectionFailedError) and exc.retryable
-
-
-def _log_retry(state: RetryCallState) -> None:
-    if not _log.isEnabledFor(logging.WARNING):
-        return
-    exc = state.outcome.exception() if state.outcome is not None else None
-    delay = state.next_action.sleep if state.next_action is not None else 0.0
-    _log.warning(
-        "request not sent (%s); retrying in %.2f s (attempt %d)",
-        exc, delay, state.attempt_number + 1,
-    )
-
-
+@dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """Exponential backoff with full jitter, for failures that never reached the server."""
 
+    max_retries: int
+    backoff_initial: float
+    backoff_max: float
+
+    def __post_init__(self) -> None:
+        check_settings(max_retries=self.max_retries, backoff_initial=self.backoff_initial,
+                       backoff_max=self.backoff_max)
+
+    def delay(self, attempt: int) -> float:
+        """The wait after failed attempt number ``attempt`` (1-based)."""
+        ceiling = min(self.backoff_max, self.backoff_initial * 2.0 ** (attempt - 1))
+        return random.uniform(0.0, max(ceiling, 0.0))
+
+
+class Sender:
+    """Sends a call's attempts through one transport, with one client's policy and hooks."""
+
+    __slots__ = ("_headers", "_hooks", "_policy", "_sleep", "_transport")
+
     def __init__(
-        self,
-        *,
-        max_retries: int,
-        backoff_initial: float,
-        backoff_max: float,
-        sleep: Sleep | None = None,
+        self, transport: Transport, headers: Mapping[str, str | Secret], policy: RetryPolicy,
+        sleep: Sleep, hooks: HookDispatch | None,
     ) -> None:
-        check_settings(max_retries=max_retries, backoff_initial=backoff_initial,
-                       backoff_max=backoff_max)
-        self.max_retries = max_retries
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
+        self._transport = transport
+        self._headers = headers
+        self._policy = policy
         self._sleep = sleep
+        self._hooks = hooks
 
-    def _retrying(self, not_sent: Hook | None, sleep: Sleep | None) -> AsyncRetrying:
-        async def before_sleep(state: RetryCallState) -> None:
-            _log_retry(state)
-            if not_sent is not None:  # proven never sent: the caller may record it so
-                await not_sent()
+    async def send(self, call: Call) -> RawResponse:
+        """The call's answer: the first attempt, plus resends of what provably never left."""
+        attempt = 1
+        while True:
+            if call.before_send is not None:
+                await call.before_send()
+            try:
+                return await self._attempt(call)
+            except ConnectionFailedError as exc:
+                if not exc.retryable or attempt > self._policy.max_retries:
+                    if attempt == 1:
+                        raise
+                    raise ConnectionFailedError(
+                        str(exc), retryable=exc.retryable, attempts=attempt
+                    ) from None
+                failure = str(exc)
+            delay = self._policy.delay(attempt)
+            attempt += 1
+            _log.warning(
+                "request not sent (%s); retrying in %.2f s (attempt %d)", failure, delay, attempt
+            )
+            if self._hooks is not None:
+                self._hooks.emit("on_retry_scheduled", RetryScheduled(
+                    call.kind, call.instance, call.attempts + 1, delay, "not_sent"))
+            if call.on_not_sent is not None:  # proven never sent: the caller may record it so
+                await call.on_not_sent()
+            await self._sleep(delay)
 
-        return AsyncRetrying(
-            stop=stop_after_attempt(self.max_retries + 1),
-            wait=wait_random_exponential(multiplier=self._backoff_initial, max=self._backoff_max),
-            retry=retry_if_exception(_never_sent),
-            before_sleep=before_sleep,
-            reraise=True,
-            sleep=sleep or self._sleep or asyncio.sleep,
-        )
+    async def _attempt(self, call: Call) -> RawResponse:
+        call.reached = True
+        call.attempts += 1
+        if self._hooks is None:
+            try:
+                return await self._transport.send(call.url, self._headers, call.body)
+            except ConnectionFailedError:
+                call.reached = False
+                raise
+        return await self._observed(call, call.attempts, self._hooks)
 
-    async def run(self, send: Callable[[], Awaitable[T]]) -> T:
-        """Await ``send()``; resend only after a failure that provably sent nothing."""
+    async def _observed(self, call: Call, attempt: int, hooks: HookDispatch) -> RawResponse:
+        started_at = RequestStarted(call.kind, call.instance, attempt, call.url)
+        hooks.emit("on_request_started", started_at)
+        started = time.perf_counter()
+        status: int | None = None
+        error: str | None = None
         try:
-            return await send()
-        except ConnectionFailedError as exc:
-            return await self.resend(exc, send)
-
-    async def resend(
-        self,
-        failure: ConnectionFailedError,
-        send: Callable[[], Awaitable[T]],
-        *,
-        before_attempt: Hook | None = None,
-        not_sent: Hook | None = None,
-        sleep: Sleep | None = None,
-    ) -> T:
-        """Carry on after a first attempt that failed with ``failure``: re-raise it unless it is
-        retryable, else resend with backoff (``failure`` counts as tenacity's attempt 1).
-
-        ``not_sent`` is awaited before each backoff (the last failure provably sent nothing),
-        ``before_attempt`` before each resend; neither runs once the policy gives up.
-        The client sends its first attempt itself and calls this only on failure, so a call that
-        succeeds at once never pays for a retry frame or closure.
-        """
-        if not failure.retryable or self.max_retries == 0:
-            raise failure
-        first_failure: ConnectionFailedError | None = failure
-        attempts = 1
-
-        async def attempt() -> T:
-            nonlocal first_failure, attempts
-            if first_failure is not None:
-                replayed, first_failure = first_failure, None
-                raise replayed
-            if before_attempt is not None:
-                await before_attempt()
-            attempts += 1
-            return await send()
-
-        try:
-            return await self._retrying(not_sent, sleep)(attempt)
-        except ConnectionFailedError as exc:
-            exc.attempts = attempts
+            response = await self._transport.send(call.url, self._headers, call.body)
+        except ConnectionFailedError:
+            call.reached = False
+            error = "ConnectionFailedError"
             raise
+        except BaseException as exc:
+            error = type(exc).__name__
+            raise
+        else:
+            status = response.status
+            return response
+        finally:
+            hooks.emit("on_request_ended", RequestEnded(
+                call.kind, call.instance, attempt, call.url, status, error,
+                time.perf_counter() - started, call.reached))

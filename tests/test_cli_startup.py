@@ -17,7 +17,7 @@ import pytest
 
 HEAVY = ("aiohttp", "pydantic", "rich", "sqlite3", "yarl", "phonenumbers", "tenacity")
 ENGINE = ("ryze_async._client", "ryze_async._campaign", "ryze_async._campaign._journal",
-          "ryze_async._transport", "ryze_async._quota", "ryze_async._limiter", "ryze_async.testing")
+          "ryze_async._transports", "ryze_async._quota", "ryze_async.testing")
 
 PROBE = """
 import importlib.util, sys, types

@@ -20,16 +20,18 @@ from ryze_async import (
     InstanceNotConnectedError,
     OutcomeUnknownError,
     RateLimitError,
+    RateLimitInfo,
+    RetryScheduled,
     RyzeClient,
     ServerError,
 )
 from ryze_async._campaign import Campaign
-from ryze_async._models import RateLimitInfo, _parse_date, seconds_until_reset
-from ryze_async._transport import MAX_ANSWER_BYTES
+from ryze_async.testing import MockResponse, MockTransport, run_virtual
 
 from .byte_server import ByteServer, byte_server, canned
 
 NUMBER = "5511999999999"
+MAX_ANSWER_BYTES = 64 * 1024  # the answer cap the README documents
 PROXY_DISCONNECTED = b"<html><body><h1>503</h1>upstream disconnected before answering</body></html>"
 
 
@@ -162,9 +164,25 @@ def local_zone(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.mark.usefixtures("local_zone")
 @pytest.mark.parametrize("zone", ["GMT", "-0000", "+0000", "UTC"])
 def test_an_http_date_is_utc_whatever_the_local_zone(zone: str) -> None:
+    # A 429 whose reset is 60 s after its Date (read as UTC) is sent again 60 s later: the
+    # retry hook reports the wait the client computed from the two headers.
     date = f"Sun, 06 Nov 1994 08:49:37 {zone}"
-    assert _parse_date(date) == 784111777.0
-    assert seconds_until_reset({"Date": date}, 784111777.0 + 60) == 60.0
+    refused = MockResponse(429, headers={"Date": date, "X-RateLimit-Reset": "784111837"})
+    answers = iter([refused, MockResponse(200, {"success": True})])
+    waits: list[RetryScheduled] = []
+
+    class Hooks:
+        def on_retry_scheduled(self, details: RetryScheduled) -> None:
+            waits.append(details)
+
+    async def main() -> None:
+        async with RyzeClient(token="t", instance="i", rate_limit=None, max_retries=1,
+                              transport=MockTransport(lambda _r: next(answers)),
+                              hooks=Hooks()) as client:
+            await client.fake_call(NUMBER)
+
+    run_virtual(main())
+    assert [(w.reason, w.delay) for w in waits] == [("rate_limited", 60.0)]
 
 
 # -- item 14: every error survives pickling ------------------------------------------------------

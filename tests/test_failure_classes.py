@@ -16,7 +16,7 @@ from aiohttp.client_reqrep import ConnectionKey
 from aioresponses import aioresponses
 
 from ryze_async import ConnectionFailedError, OutcomeUnknownError, RyzeClient
-from ryze_async._transport import RawResponse
+from ryze_async.testing import MockResponse, MockTransport
 
 BASE = "http://127.0.0.1:9"
 URL = f"{BASE}/api/call/fake/my-instance"
@@ -101,10 +101,13 @@ async def test_failures_after_send_are_unknown_and_not_retried(
     [(200, b"<html>ok</html>"), (200, b'{"success": false}'), (201, b"[]"),
      (200, b'{"success": true, "callId": 5}')],
 )
-def test_a_2xx_that_is_not_a_success_report_is_unknown(status: int, body: bytes) -> None:
+async def test_a_2xx_that_is_not_a_success_report_is_unknown(status: int, body: bytes) -> None:
     # aioresponses cannot build responses for aiohttp 3.14, and the fake server only answers
-    # like RyzeAPI does, so the interpretation step is exercised directly.
-    client = RyzeClient(token="t", instance="i", base_url=BASE)
-    response = RawResponse(status, {"Content-Type": "text/html"}, body)
-    with pytest.raises(OutcomeUnknownError, match=f"HTTP {status}"):
-        client._interpret(response, None)
+    # like RyzeAPI does: the transport seam serves the answer.
+    answer = MockResponse(status, headers={"Content-Type": "text/html"}, body=body)
+    transport = MockTransport(lambda _request: answer)
+    async with RyzeClient(token="t", instance="i", base_url=BASE, rate_limit=None,
+                          transport=transport) as client:
+        with pytest.raises(OutcomeUnknownError, match=f"HTTP {status}"):
+            await client.fake_call("5511999999999")
+    assert len(transport.requests) == 1

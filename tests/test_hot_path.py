@@ -8,13 +8,17 @@ import sys
 from email.utils import parsedate_to_datetime
 
 import pytest
-from pydantic import ValidationError
 
-from ryze_async import InvalidRequestError, Media, RyzeClient, normalize_number
-from ryze_async import _client as client_module
-from ryze_async._models import AudioCallBody, audio_wire_parts, seconds_until_reset
-from ryze_async._transport import JOIN_BELOW, PartsPayload
-from ryze_async.testing import FakeRyzeServer
+from ryze_async import InvalidRequestError, Media, RetryScheduled, RyzeClient, normalize_number
+from ryze_async import _answers as answers_module
+from ryze_async._transports._aiohttp import JOIN_BELOW, PartsPayload
+from ryze_async.testing import (
+    FakeRyzeServer,
+    MockRequest,
+    MockResponse,
+    MockTransport,
+    run_virtual,
+)
 
 from .audio import MP3
 from .conftest import ClientFactory
@@ -34,24 +38,38 @@ def _outcome(call: object) -> bytes | str:
         return f"{exc.field}: {exc}"
 
 
+def _sent_body(call: str, number: str, allow_lid: bool) -> bytes:
+    """The body a client sends for ``number``, through the transport seam."""
+    transport = MockTransport(lambda _r: MockResponse(200, {"success": True}))
+
+    async def main() -> None:
+        async with RyzeClient(token="t", instance="i", rate_limit=None, allow_lid=allow_lid,
+                              transport=transport) as client:
+            if call == "audio":
+                await client.audio_call(number, media_url="https://example.com/m.mp3")
+            else:
+                await client.fake_call(number, duration=9)
+
+    run_virtual(main())
+    (request,) = transport.requests
+    return request.body
+
+
+@pytest.mark.parametrize("call", ["audio", "fake"])
 @pytest.mark.parametrize("allow_lid", [False, True])
 @pytest.mark.parametrize("number", NUMBERS)
-def test_audio_body_fast_path_equals_the_model(number: str, allow_lid: bool) -> None:
-    media = Media.from_url("https://example.com/m.mp3")
-
+def test_both_bodies_equal_plain_json_of_the_normalised_number(
+    call: str, number: str, allow_lid: bool
+) -> None:
     def fast() -> bytes:
-        return b"".join(audio_wire_parts(normalize_number(number, allow_lid=allow_lid), media))
+        return _sent_body(call, number, allow_lid)
 
-    def model() -> bytes:
-        try:
-            body = AudioCallBody.model_validate(
-                {"number": number, "media": media}, context={"allow_lid": allow_lid}
-            )
-        except ValidationError as exc:  # the model wraps the normaliser's error; unwrap it
-            raise exc.errors()[0]["ctx"]["error"] from None
-        return body.to_wire()
+    def plain() -> bytes:
+        normalised = normalize_number(number, allow_lid=allow_lid)
+        extra = {"mediaUrl": "https://example.com/m.mp3"} if call == "audio" else {"duration": 9}
+        return json.dumps({"number": normalised, **extra}, separators=(",", ":")).encode()
 
-    assert _outcome(fast) == _outcome(model)
+    assert _outcome(fast) == _outcome(plain)
 
 
 @pytest.mark.parametrize("number", [5511999999999, None, b"5511999999999"])
@@ -82,33 +100,73 @@ def test_a_media_url_is_refused_exactly_for_isspace_or_below_32() -> None:
     assert wrong == []
 
 
-def test_url_media_is_reused_only_for_the_same_short_url() -> None:
-    client = RyzeClient(token="t", instance="i", base_url="http://127.0.0.1:9", rate_limit=None)
+def test_url_media_is_reused_only_for_the_same_short_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    built: list[str] = []
+    from_url = Media.from_url
+
+    def counting(url: str, **kwargs: object) -> Media:
+        built.append(url)
+        return from_url(url, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Media, "from_url", staticmethod(counting))
+    transport = MockTransport(lambda _r: MockResponse(200, {"success": True}))
     url = "https://example.com/m.mp3"
-    first = client._media_source(None, url, None)
-    assert client._media_source(None, url, None) is first
-    other = client._media_source(None, url + "?v=2", None)
-    assert other is not first
-    assert isinstance(other, Media)
-    assert other.fingerprint == Media.from_url(url + "?v=2").fingerprint
     long_url = "https://example.com/" + "a" * 5000
-    assert client._media_source(None, long_url, None) is not client._media_source(
-        None, long_url, None
-    )
-    for _ in range(2):  # a refused URL is refused every time, never remembered
-        with pytest.raises(InvalidRequestError, match="whitespace"):
-            client._media_source(None, "https://example.com/a b.mp3", None)
+    refused: list[str] = []
+
+    async def main() -> None:
+        async with RyzeClient(token="t", instance="i", rate_limit=None,
+                              transport=transport) as client:
+            for media_url in (url, url, url + "?v=2", long_url, long_url):
+                await client.audio_call("5511999999999", media_url=media_url)
+            for _ in range(2):  # a refused URL is refused every time, never remembered
+                with pytest.raises(InvalidRequestError, match="whitespace") as info:
+                    await client.audio_call("5511999999999",
+                                            media_url="https://example.com/a b.mp3")
+                refused.append(str(info.value))
+
+    run_virtual(main())
+    assert built == [url, url + "?v=2", long_url, long_url, "https://example.com/a b.mp3",
+                     "https://example.com/a b.mp3"]
+    assert len(refused) == 2
+    assert [r.json()["mediaUrl"] for r in transport.requests][2] == url + "?v=2"
 
 
-def test_date_cache_gives_the_parsed_date() -> None:
-    for date in ("Mon, 24 Nov 2025 02:30:00 GMT", "Mon, 24 Nov 2025 02:30:01 GMT",
-                 "Mon, 24 Nov 2025 02:30:00 GMT"):
-        headers = {"Date": date}
-        expected = 1_800_000_000 - parsedate_to_datetime(date).timestamp()
-        assert seconds_until_reset(headers, 1_800_000_000) == expected
-        assert seconds_until_reset(headers, 1_800_000_000) == expected
-    assert seconds_until_reset({"Date": "not a date"}, 0.0) == 0.0
-    assert seconds_until_reset({}, None) is None
+def _retry_delay(answers: list[MockResponse]) -> list[float]:
+    waits: list[float] = []
+
+    class Hooks:
+        def on_retry_scheduled(self, details: RetryScheduled) -> None:
+            waits.append(details.delay)
+
+    pending = iter(answers)
+
+    def handler(_request: MockRequest) -> MockResponse:
+        return next(pending)
+
+    async def main() -> None:
+        async with RyzeClient(token="t", instance="i", rate_limit=None, max_retries=len(answers),
+                              transport=MockTransport(handler), hooks=Hooks()) as client:
+            await client.fake_call("5511999999999")
+
+    run_virtual(main())
+    return waits
+
+
+def test_dates_read_again_give_the_same_reset() -> None:
+    dates = ("Mon, 24 Nov 2025 02:30:00 GMT", "Mon, 24 Nov 2025 02:30:01 GMT",
+             "Mon, 24 Nov 2025 02:30:00 GMT")
+    reset = parsedate_to_datetime(dates[0]).timestamp() + 30
+    refusals = [MockResponse(429, headers={"Date": date, "X-RateLimit-Reset": str(reset)})
+                for date in dates for _ in range(2)]
+    assert _retry_delay([*refusals, MockResponse(200, {"success": True})]) == [
+        30.0, 30.0, 29.0, 29.0, 30.0, 30.0]
+    # An unreadable Date: the local clock, and a reset long past is no wait; no reset: a period.
+    unreadable = MockResponse(429, headers={"Date": "not a date", "X-RateLimit-Reset": "0"})
+    assert _retry_delay([unreadable, MockResponse(429), MockResponse(200, {"success": True})]) == [
+        0.0, 60.0]
 
 
 BODIES = [
@@ -127,12 +185,12 @@ def test_orjson_reads_ordinary_answers(monkeypatch: pytest.MonkeyPatch) -> None:
         seen.append(body)
         return json.loads(body)
 
-    monkeypatch.setattr(client_module, "_orjson_loads", loads)
+    monkeypatch.setattr(answers_module, "_orjson_loads", loads)
     ordinary = b'{"success":true,"callId":"AC00000000000000000000001","number":"5511999999999"}'
-    assert client_module._json_object(ordinary) == json.loads(ordinary)
+    assert answers_module._json_object(ordinary) == json.loads(ordinary)
     assert seen == [ordinary]  # long digit runs inside strings do not force the json fallback
     for long_integer in (b'{"a":12345678901234567890}', b'{"a": [ -12345678901234567890]}'):
-        assert client_module._json_object(long_integer) == json.loads(long_integer)
+        assert answers_module._json_object(long_integer) == json.loads(long_integer)
     assert seen == [ordinary]
 
 
@@ -140,9 +198,9 @@ def test_orjson_reads_ordinary_answers(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_json_answers_read_the_same_with_or_without_orjson(
     body: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with_orjson = client_module._json_object(body)
-    monkeypatch.setattr(client_module, "_orjson_loads", None)
-    without = client_module._json_object(body)
+    with_orjson = answers_module._json_object(body)
+    monkeypatch.setattr(answers_module, "_orjson_loads", None)
+    without = answers_module._json_object(body)
     expected = None
     try:
         data = json.loads(body)

@@ -12,7 +12,7 @@ import time
 import pytest
 from aiolimiter import AsyncLimiter
 
-from ryze_async._limiter import QuotaLimiter
+from ryze_async import QuotaLimiter
 from ryze_async.testing._quota_sim import (
     fixed_window_rejections,
     ideal_time,

@@ -6,8 +6,9 @@ import asyncio
 import gc
 import weakref
 
-from ryze_async import _limiter
-from ryze_async._limiter import QuotaLimiter, shared_limiter
+from ryze_async import QuotaLimiter
+from ryze_async._quota import _shared as _limiter
+from ryze_async._quota._shared import shared_limiter
 from ryze_async.testing._virtual_time import run_virtual
 
 LIMIT = 100

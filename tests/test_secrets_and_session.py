@@ -17,6 +17,7 @@ from ryze_async import (
 from ryze_async.testing import FakeRyzeServer, Fault
 
 from .conftest import ClientFactory
+from .sessions import record_sessions
 
 SECRET = "s3cr3t-T0KEN-value-9f8e7d"
 NUMBER = "5511999999999"
@@ -68,13 +69,14 @@ async def test_token_echoed_by_a_server_is_redacted(
 
 
 async def test_session_is_lazy_and_closed_with_the_client(
-    ryze_server: FakeRyzeServer, make_client: ClientFactory
+    ryze_server: FakeRyzeServer, make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    sessions = record_sessions(monkeypatch)
     client = make_client(ryze_server)
-    assert client._transport._session is None
+    assert sessions == []
     await client.fake_call(NUMBER)
-    session = client._transport._session
-    assert session is not None
+    await client.fake_call(NUMBER)
+    (session,) = sessions  # one, made for the first call and kept
     await client.aclose()
     assert session.closed
     assert client.closed

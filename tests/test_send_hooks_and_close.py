@@ -11,6 +11,7 @@ from ryze_async import ClientClosedError, ConnectionFailedError, RateLimitError
 from ryze_async.testing import FakeRyzeServer, Fault
 
 from .conftest import ClientFactory
+from .sessions import record_sessions
 
 NUMBER = "5511999999999"
 
@@ -89,8 +90,9 @@ async def test_giving_up_after_429s_does_not_report_not_sent(
 
 
 async def test_calls_waiting_for_quota_fail_closed_and_are_never_sent(
-    ryze_server: FakeRyzeServer, make_client: ClientFactory
+    ryze_server: FakeRyzeServer, make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    sessions = record_sessions(monkeypatch)
     client = make_client(ryze_server, rate_limit=2, rate_period=60.0)
     calls = [asyncio.ensure_future(client.fake_call(f"55119{i:08d}")) for i in range(8)]
     await ryze_server.wait_for_requests(2)
@@ -103,7 +105,8 @@ async def test_calls_waiting_for_quota_fail_closed_and_are_never_sent(
     assert len(closed) == 6
     await asyncio.sleep(0.1)  # anything that would still go out has had its chance
     assert len(ryze_server.requests) == 2
-    assert client._transport._session is None  # no session was reopened after close
+    assert len(sessions) == 1  # no session was reopened after close
+    assert sessions[0].closed
 
 
 async def test_a_call_in_its_429_wait_fails_closed(

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._exceptions import InputError
+from .. import InputError
 
 __all__ = ["CsvLayout", "inspect_csv", "skippable"]
 

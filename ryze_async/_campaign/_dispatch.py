@@ -15,12 +15,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from .._numbers import number_normalizer
 from ._attempt import Attempt, Phase
 from ._ingest import ingest_input
 from ._journal import JournalError, JournalStore
 from ._models import CampaignOutcome, StopReason, Verdict, classify
 from ._number_source import NumberSource
+from ._numbers import number_normalizer
 from ._settings import BeforeSend, CampaignClient, NotSent, Settings, StoppedError, call
 from ._stop import StopState
 

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Literal
 
-from .._media import Media
+from .. import Media
 from ._counts import LiveCounts, summary_from_counts
 from ._dispatch import CampaignClient, Dispatcher, Settings
 from ._journal import CampaignIdentity, JournalCounts, JournalStore, open_journal

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from .._numbers import normalize_number
+from .. import normalize_number
 from ._journal import JournalStore
 from ._models import CampaignOutcome
 from ._number_source import NumberSource, Position

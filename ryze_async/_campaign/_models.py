@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from .._exceptions import (
+from .. import (
     APIError,
     AuthenticationError,
     ConnectionFailedError,

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from .._media import Media
-from .._models import CallResult
+from .. import CallResult, Media
 
 __all__ = ["BeforeSend", "CampaignClient", "Hooks", "NotSent", "Settings", "StoppedError", "call"]
 

@@ -12,8 +12,10 @@ async with FakeRyzeServer(rate_limit=2) as server:
 With pytest-asyncio installed, the fixtures ``ryze_server`` and ``ryze_server_factory`` are
 available in every test (see `ryze_async.testing._plugin`). `run_virtual` runs a coroutine
 on an event loop whose clock is virtual, so waits of minutes (quota, backoff) take no real time.
+`MockTransport` answers a client's requests from a function: ``RyzeClient(transport=...)``.
 """
 
+from .._transports._mock import MockRequest, MockResponse, MockTransport
 from ._faults import Fault
 from ._records import HeaderDict, RecordedRequest
 from ._server import FakeRyzeServer, ServerFactory
@@ -23,6 +25,9 @@ __all__ = [
     "FakeRyzeServer",
     "Fault",
     "HeaderDict",
+    "MockRequest",
+    "MockResponse",
+    "MockTransport",
     "RecordedRequest",
     "ServerFactory",
     "VirtualTimeLoop",

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..._exceptions import JournalError, JournalLockedError, JournalMismatchError
+from ... import JournalError, JournalLockedError, JournalMismatchError
 
 try:
     import fcntl

@@ -15,11 +15,12 @@ log, but it reads its own integer-millisecond monotonic clock (not the loop's, s
 tests), runs a background leak thread, and offers no way to feed X-RateLimit-Remaining/Reset or a
 429 back into its schedule.
 
-Sharing: `shared_limiter` gives every client of one event loop that uses the same token on the
-same server (base URL origin) the same limiter. Clients in other event loops, threads or
-processes do not share it (each would spend the whole quota); a Redis-backed limiter for that
-case is future work. The server's X-RateLimit-Remaining still keeps them apart: an answer that
-says fewer remain than our own log thinks caps our admissions until its reset.
+Sharing (``_shared``): `shared_limiter` gives every client of one event loop that uses the same
+token on the same server (base URL origin) the same limiter. Clients in other event loops,
+threads or processes do not share it (each would spend the whole quota); a Redis-backed
+``QuotaBackend`` for that case is future work. The server's X-RateLimit-Remaining still keeps
+them apart: an answer that says fewer remain than our own log thinks caps our admissions until
+its reset.
 """
 
 from __future__ import annotations
@@ -27,17 +28,13 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-import hashlib
 import logging
 import math
-import weakref
 from collections import deque
 
-from yarl import URL
+from .._checks import check_quota as check_config
 
-from ._checks import check_quota as _check_config
-
-__all__ = ["QuotaLimiter", "default_margin", "shared_limiter"]
+__all__ = ["QuotaLimiter", "check_config", "default_margin", "probe_wait"]
 
 _log = logging.getLogger("ryze_async")
 
@@ -74,7 +71,7 @@ class QuotaLimiter:
     def __init__(
         self, limit: int, period: float, *, margin: float | None = None, learn_first: bool = False
     ) -> None:
-        _check_config(limit, period, margin)
+        check_config(limit, period, margin)
         self._limit = limit
         self._period = float(period)
         self._margin = default_margin(period) if margin is None else float(margin)
@@ -151,16 +148,39 @@ class QuotaLimiter:
             self._probe_deadline = now + probe_wait(self._period)
         return now
 
-    async def acquire(self) -> float:
+    def try_acquire(self) -> float | None:
+        """Take a slot if one is free now and nobody waits: its loop time; else None."""
+        if self._head is None:  # no head: nobody live is waiting
+            now = asyncio.get_running_loop().time()
+            if self._delay(now) <= 0:
+                return self._admit(now)
+        return None
+
+    def release(self, slot: float) -> None:
+        """Give back the slot admitted at loop time ``slot``, unused: nothing was sent with it.
+
+        Waiters already asleep keep their schedule (they may be admitted later than they could
+        be, never earlier than the quota allows).
+        """
+        stamps = self._stamps
+        index = bisect.bisect_left(stamps, slot)
+        if index < len(stamps) and stamps[index] == slot:
+            del stamps[index]
+            if slot < self._budget_until:
+                self._budget += 1
+
+    async def acquire(self, *, deadline: float | None = None) -> float:
         """Wait for a slot (first come, first served), take it, and return its loop time.
 
-        Cancelling a waiter gives its place to the next one and takes no slot.
+        Cancelling a waiter gives its place to the next one and takes no slot. ``deadline`` is
+        reserved (see ``QuotaBackend``): only None is accepted today.
         """
+        if deadline is not None:
+            raise NotImplementedError("acquire(deadline=...) is not supported yet")
         loop = asyncio.get_running_loop()
-        if self._head is None:  # no head: nobody live is waiting
-            now = loop.time()
-            if self._delay(now) <= 0:  # fast path: nobody waiting, quota left
-                return self._admit(now)
+        slot = self.try_acquire()  # fast path: nobody waiting, quota left
+        if slot is not None:
+            return slot
         turn: asyncio.Future[None] = loop.create_future()
         self._waiters += 1
         if self._head is None:
@@ -278,7 +298,7 @@ class QuotaLimiter:
         Keeps the lower limit, the longer period and the larger margin (`margin=None` stands for
         the default margin of the resulting period).
         """
-        _check_config(limit, period, margin)
+        check_config(limit, period, margin)
         if limit < self._limit:
             self._lower_limit(limit)
         self._period = max(self._period, float(period))
@@ -289,56 +309,3 @@ class QuotaLimiter:
         self._limit = limit
         while len(self._stamps) > limit:
             self._stamps.popleft()
-
-
-# Per event loop (asyncio objects belong to one loop; weak so closed loops, e.g. pytest's
-# per-test loops, are not kept alive), then per token digest: the raw token is never stored.
-# A limiter holds no reference to its loop while nobody waits, so the weak key can die.
-_registry: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, QuotaLimiter]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _origin(url: str) -> str:
-    """scheme://host:port of a base URL, as the server's quota is per server (and token)."""
-    parsed = URL(url)
-    if not parsed.is_absolute():
-        return url
-    return f"{parsed.scheme}://{(parsed.host or '').lower()}:{parsed.port}"
-
-
-def shared_limiter(
-    token: str,
-    limit: int,
-    period: float,
-    margin: float | None,
-    *,
-    server: str = "",
-    learn_first: bool = False,
-) -> QuotaLimiter:
-    """The limiter every client of the running loop shares for `token` on `server`.
-
-    `server` is a base URL; two servers on one token are two quotas, keyed by URL origin.
-    The first call creates it (with `learn_first`, see `QuotaLimiter`); a later call with another
-    configuration tightens it (lower limit, longer period, larger margin) and returns the same
-    object. Clients in other event loops, threads or processes get their own limiter and do not
-    share the quota's bookkeeping. Must be called with the loop running.
-    """
-    loop = asyncio.get_running_loop()
-    _check_config(limit, period, margin)
-    digest = hashlib.sha256()
-    digest.update(_origin(server).encode("utf-8", "surrogatepass"))
-    digest.update(b"\0")
-    digest.update(token.encode("utf-8"))
-    key = digest.hexdigest()
-    per_loop = _registry.get(loop)
-    if per_loop is None:
-        per_loop = _registry[loop] = {}
-    limiter = per_loop.get(key)
-    if limiter is None:
-        limiter = per_loop[key] = QuotaLimiter(
-            limit, period, margin=margin, learn_first=learn_first
-        )
-    else:
-        limiter.tighten(limit, period, margin)
-    return limiter

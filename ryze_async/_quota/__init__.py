@@ -1,0 +1,84 @@
+"""The quota seam: what the client needs from whatever keeps a token's requests under its quota.
+
+Today one backend exists, the in-process ``QuotaLimiter`` (``_local``), shared by every client
+of one event loop on the same server and token (``shared_limiter``). A backend shared across
+processes (Redis, say) implements the same ``QuotaBackend`` and goes next to it.
+
+Times are the running loop's clock (``loop.time()``), so a virtual-time loop drives a backend
+exactly. The client's use of a backend, per call:
+
+1. ``try_acquire()``; when it gives None, ``acquire()`` waits for a slot (first come, first
+   served). Either returns the slot's loop time, handed back to ``observe`` and ``release``.
+2. ``release(slot)`` when the slot was never used: nothing reached the server (``before_send``
+   raised, the client closed, every attempt failed to connect).
+3. ``observe(...)`` with each answer's ``X-RateLimit-*`` feedback; ``hold_until(delay)`` after a
+   429: nobody sends before its reset.
+4. ``settle()`` once the call's attempt is over, answered or not: a fresh backend admits its
+   first request alone and learns the server's remaining quota from its answer before the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from .._hooks import CallKind, HookDispatch, QuotaWaitEnded, QuotaWaitStarted
+from ._local import QuotaLimiter
+from ._shared import shared_limiter
+
+__all__ = ["QuotaBackend", "QuotaLimiter", "observed_wait", "shared_limiter"]
+
+
+class QuotaBackend(Protocol):
+    """A token's quota as the client sees it."""
+
+    def try_acquire(self) -> float | None:
+        """Take a slot if one is free right now, and nobody waits ahead: its loop time, or None."""
+        ...
+
+    async def acquire(self, *, deadline: float | None = None) -> float:
+        """Wait for a slot and take it; its loop time.
+
+        ``deadline`` (a loop time) is reserved for calls that give up when their slot would come
+        too late; today only ``None`` (wait as long as it takes) is accepted.
+        """
+        ...
+
+    def release(self, slot: float) -> None:
+        """Give back a slot ``acquire`` returned whose request never reached the server."""
+        ...
+
+    def observe(
+        self, *, limit: int | None, remaining: int | None, reset_after: float | None,
+        admitted_at: float | None = None,
+    ) -> None:
+        """Take in an answer's ``X-RateLimit-*`` fields (None: absent); ``reset_after`` in
+        seconds from now, ``admitted_at`` the slot of the request that was answered."""
+        ...
+
+    def hold_until(self, delay: float) -> None:
+        """Admit nobody for ``delay`` seconds from now (a 429's reset); never shortens a hold."""
+        ...
+
+    def settle(self) -> None:
+        """The attempt of the slot taken last is over (answered or not). Idempotent."""
+        ...
+
+
+async def observed_wait(
+    wait: Callable[[Awaitable[float]], Awaitable[float]], quota: QuotaBackend,
+    hooks: HookDispatch, kind: CallKind, instance: str,
+) -> float:
+    """``wait(quota.acquire())``, reported to ``hooks`` when it begins and when it ends."""
+    hooks.emit("on_quota_wait_started", QuotaWaitStarted(kind, instance))
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    admitted = False
+    try:
+        slot = await wait(quota.acquire())
+        admitted = True
+        return slot
+    finally:
+        hooks.emit("on_quota_wait_ended", QuotaWaitEnded(
+            kind, instance, loop.time() - began, admitted))

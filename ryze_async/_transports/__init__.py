@@ -1,0 +1,50 @@
+"""The transport seam: what the client needs to send one request, whatever sends it.
+
+``RyzeClient(transport=...)`` takes any object with these two methods; the default is the
+aiohttp transport (``_aiohttp``, the only client-side module that imports aiohttp), and
+``MockTransport`` (``_mock``, exported by ``ryze_async.testing``) answers from a function.
+
+A transport's one duty beyond sending is to sort every failure into one of two kinds:
+``ConnectionFailedError`` when the request provably never reached the server (the client may
+send it again), ``OutcomeUnknownError`` for anything after that (never sent again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .._config import Secret
+
+__all__ = ["RawResponse", "Transport"]
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    """What came back, before any interpretation."""
+
+    status: int
+    headers: Mapping[str, str] = field(repr=False)
+    #: Kept out of repr: a server may echo the token, and a traceback's locals show reprs.
+    body: bytes = field(repr=False)
+
+
+class Transport(Protocol):
+    """Sends one POST per ``send`` call; never retries by itself."""
+
+    async def send(
+        self, url: str, headers: Mapping[str, str | Secret], body: bytes | Sequence[bytes]
+    ) -> RawResponse:
+        """POST ``body`` (bytes, or parts sent in order) to ``url`` once.
+
+        A ``Secret`` header value is revealed only for the wire. Raises
+        ``ConnectionFailedError`` (never reached the server) or ``OutcomeUnknownError``;
+        ``ClientClosedError`` after ``aclose()``.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; nothing is sent afterwards. Idempotent."""
+        ...
