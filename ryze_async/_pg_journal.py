@@ -96,6 +96,8 @@ class PgJournal:
         self._beat: asyncio.Task[None] | None = None
         self._group = PgGroupCommit(self._commit)
         self._last_recover = 0.0
+        #: Heartbeats sent (renewals of this worker's live leases).
+        self.beats = 0
 
     # -- opening and closing --------------------------------------------------------------------
 
@@ -208,6 +210,7 @@ class PgJournal:
             with contextlib.suppress(asyncpg.PostgresError, OSError):
                 await self._beat_conn.execute(sql.HEARTBEAT, self.campaign, self.worker,
                                               self.lease)
+                self.beats += 1
 
     # -- meta -----------------------------------------------------------------------------------
 
