@@ -268,7 +268,10 @@ class PgJournal:
         ``(id, number, line)``. Expired leases are recovered first (at most once a heartbeat)."""
         if asyncio.get_running_loop().time() - self._last_recover >= self.heartbeat:
             await self.recover()
-        async with self._io:
+        async with self._io, self._db().transaction():
+            # A claim lost in a crash of the database host is harmless (the number is pending
+            # again, nothing was sent): no flush to disk of its own. A mark always flushes.
+            await self._db().execute("SET LOCAL synchronous_commit TO off")
             rows = await self._db().fetch(sql.CLAIM, self.campaign, self.worker, self.lease,
                                           limit)
         return sorted((r["id"], r["number"], r["line"]) for r in rows)

@@ -3,7 +3,8 @@
 As in the SQLite journal (``_journal_commit.py``): a ``sending`` mark's caller waits for the
 commit that holds it (the request may only go out after it is durable); outcomes are queued
 without waiting. While one transaction runs, everything queued meanwhile accumulates and goes
-into the next one, so under load one durable commit covers many calls. A refused mark raises
+into the next one, so under load one durable commit covers many calls; a commit without a
+mark is not waited for on disk (see :func:`apply_ops`). A refused mark raises
 :class:`ClaimLostError`; a failed commit refuses every later mark (fail closed: nothing more is
 sent through this journal).
 """
@@ -50,6 +51,11 @@ async def apply_ops(conn: Any, campaign: str, worker: str, lease: float,
     """Apply ``ops`` in order in one transaction; return the ids whose mark was refused."""
     refused: set[int] = set()
     async with conn.transaction():
+        if not any(isinstance(op, Mark) for op in ops):
+            # Outcomes alone need no flush of their own: lost in a crash of the database
+            # host, the row stays ``sending`` and its lease makes it ``unknown`` (safe). The
+            # next durable mark flushes them anyway (the log is written in order).
+            await conn.execute("SET LOCAL synchronous_commit TO off")
         start = 0
         while start < len(ops):
             kind = type(ops[start])
