@@ -108,7 +108,8 @@ def run(dsn: str, workers: int, concurrency: int, n: int) -> tuple[float, list[s
                               text=True)
              for _ in range(workers)]
     for proc in procs:
-        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdin is not None
+        assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready"
     for proc in procs:
         proc.stdin.write("go\n")  # type: ignore[union-attr]

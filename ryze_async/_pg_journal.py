@@ -33,17 +33,16 @@ import os
 import secrets
 import socket
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, Literal, TextIO
-from urllib.parse import urlsplit
 
 import asyncpg
 
 from . import _pg_journal_ingest as ingest
 from . import _pg_journal_sql as sql
 from ._journal_ingest import IngestResult
-from ._journal_schema import CampaignIdentity, JournalCounts, JournalError, check_identity
+from ._journal_schema import CampaignIdentity, JournalError, check_identity
 from ._pg_journal_commit import ClaimLostError, Mark, Op, Outcome, PgGroupCommit, apply_ops
+from ._pg_journal_counts import PgJournalCounts, build_counts, redact
 from ._pg_journal_export import export_csv
 
 __all__ = ["ClaimLostError", "PgJournal", "PgJournalCounts"]
@@ -51,28 +50,6 @@ __all__ = ["ClaimLostError", "PgJournal", "PgJournalCounts"]
 State = Literal["pending", "sending", "placed", "failed", "unknown", "skipped"]
 Row = tuple[int, str, int]
 _INTERRUPTED = "interrupted while sending: the call may have been placed"
-
-
-@dataclass(frozen=True, slots=True)
-class PgJournalCounts(JournalCounts):
-    """:class:`JournalCounts` plus the workers' view. ``pending`` counts every number not yet
-    called, ``claimed`` ones included (a claim is not a call); ``in_flight`` is claimed plus
-    sending; ``workers`` hold live leases now."""
-
-    claimed: int = 0
-    workers: int = 0
-
-    @property
-    def in_flight(self) -> int:
-        return self.claimed + self.sending
-
-
-def redact(dsn: str) -> str:
-    """The DSN without its password (error messages and logs never show one)."""
-    parts = urlsplit(dsn)
-    user = f"{parts.username}@" if parts.username else ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{user}{parts.hostname or ''}{port}{parts.path}"
 
 
 class PgJournal:
@@ -312,25 +289,8 @@ class PgJournal:
             await self.flush()
         async with self._io:
             rows = await self._db().fetch(sql.COUNTS, self.campaign)
-            head = await self._db().fetchrow(
-                "SELECT ingest_duplicates, elapsed, (SELECT count(DISTINCT owner) FROM "
-                "ryze_numbers WHERE campaign = $1 AND state IN ('claimed', 'sending') AND "
-                "lease_until > clock_timestamp()) AS workers FROM ryze_campaigns "
-                "WHERE campaign = $1", self.campaign)
-        by_state: dict[str, int] = {}
-        invalid = 0
-        for r in rows:
-            if r["valid"]:
-                by_state[r["state"]] = r["n"]
-            else:
-                invalid += r["n"]
-        claimed = by_state.pop("claimed", 0)
-        by_state["pending"] = by_state.get("pending", 0) + claimed
-        base = JournalCounts.build(by_state, invalid, {
-            "ingest_duplicates": str(head["ingest_duplicates"]),
-            "elapsed": str(head["elapsed"])})
-        fields = {f: getattr(base, f) for f in JournalCounts.__dataclass_fields__}
-        return PgJournalCounts(**fields, claimed=claimed, workers=int(head["workers"]))
+            head = await self._db().fetchrow(sql.COUNTS_HEAD, self.campaign)
+        return build_counts(rows, head)
 
     async def retry(self, states: Iterable[Literal["failed", "unknown"]]) -> int:
         """Move valid rows in ``states`` back to ``pending``: a person decided to call again."""

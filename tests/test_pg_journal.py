@@ -79,6 +79,16 @@ async def states(dsn: str, campaign: str) -> dict[int, str]:
     return {r["id"]: r["state"] for r in rows}
 
 
+async def run_worker(*args: str) -> Any:
+    """Run ``pg_worker.py`` in its own process; its JSON line."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, WORKER, *args,
+                                                stdout=subprocess.PIPE)
+    async with asyncio.timeout(120):
+        out, _ = await proc.communicate()
+    assert proc.returncode == 0
+    return json.loads(out)
+
+
 async def feed(journal: PgJournal, entries: list[tuple[int, str]], batch: int) -> None:
     for start in range(0, len(entries), batch):
         chunk = entries[start:start + batch]
@@ -120,12 +130,9 @@ async def test_three_workers_ingest_each_number_once(open_journal: Opener, pg_ds
 
 async def test_worker_processes_ingest_each_number_once(pg_dsn: str, campaign: str,
                                                         open_journal: Opener) -> None:
-    procs = [subprocess.Popen([sys.executable, WORKER, "ingest", pg_dsn, campaign, "2000",
-                               str(batch)], stdout=subprocess.PIPE, text=True)
-             for batch in (100, 170, 333)]
-    for proc in procs:
-        out, _ = proc.communicate(timeout=120)
-        assert proc.returncode == 0 and json.loads(out) == {"done": True}
+    outs = await asyncio.gather(*(run_worker("ingest", pg_dsn, campaign, "2000", str(batch))
+                                  for batch in (100, 170, 333)))
+    assert outs == [{"done": True}] * 3
     rows = await sql(pg_dsn, "SELECT count(*), count(DISTINCT key) FROM ryze_numbers "
                      "WHERE campaign = $1", campaign)
     assert tuple(rows[0]) == (2000, 2000)
@@ -167,6 +174,7 @@ async def test_concurrent_claims_are_disjoint(open_journal: Opener) -> None:
 
     async def loop(i: int) -> None:
         while rows := await workers[i].claim(1 + i * 3):
+            assert len(rows) <= 1 + i * 3
             taken[i].extend(r[0] for r in rows)
 
     await asyncio.gather(*(loop(i) for i in range(len(workers))))
@@ -178,13 +186,9 @@ async def test_concurrent_claims_are_disjoint(open_journal: Opener) -> None:
 async def test_worker_processes_claim_disjoint(pg_dsn: str, open_journal: Opener) -> None:
     loader = await open_journal()
     await feed(loader, numbers(900), 300)
-    procs = [subprocess.Popen([sys.executable, WORKER, "claim", pg_dsn, loader.campaign, "5"],
-                              stdout=subprocess.PIPE, text=True) for _ in range(3)]
-    placed: list[int] = []
-    for proc in procs:
-        out, _ = proc.communicate(timeout=120)
-        assert proc.returncode == 0
-        placed.extend(json.loads(out)["placed"])
+    outs = await asyncio.gather(*(run_worker("claim", pg_dsn, loader.campaign, "5")
+                                  for _ in range(3)))
+    placed = [row_id for out in outs for row_id in out["placed"]]
     assert len(placed) == len(set(placed)) == 900
     counts = await loader.counts()
     assert (counts.placed, counts.pending, counts.claimed) == (900, 0, 0)
@@ -249,29 +253,29 @@ async def test_heartbeat_renews_live_leases_only(open_journal: Opener, pg_dsn: s
               "interval '1 s' WHERE id = $1", dead[0])
     start = a.beats
     async with asyncio.timeout(10):
-        while a.beats < start + 2:
+        while a.beats < start + 2:  # noqa: ASYNC110 - bounded; the heartbeat has no event
             await asyncio.sleep(0.02)
     rows = await sql(pg_dsn, "SELECT id, lease_until > clock_timestamp() + interval '20 s' "
                      "AS renewed, lease_until < clock_timestamp() AS expired FROM ryze_numbers "
                      "WHERE campaign = $1", campaign)
     by_id = {r["id"]: r for r in rows}
-    assert by_id[live[0]]["renewed"] and by_id[dead[0]]["expired"]
+    assert by_id[live[0]]["renewed"]
+    assert by_id[dead[0]]["expired"]
 
 
 async def test_sigkilled_worker_claims_return_its_call_stays_unknown(
         pg_dsn: str, campaign: str, open_journal: Opener) -> None:
     b = await open_journal()
     await feed(b, numbers(8), 8)
-    proc = subprocess.Popen([sys.executable, WORKER, "hold", pg_dsn, campaign, "5"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, WORKER, "hold", pg_dsn, campaign, "5", stdout=subprocess.PIPE)
     try:
         assert proc.stdout is not None
-        held = json.loads(await asyncio.to_thread(proc.stdout.readline))
+        async with asyncio.timeout(60):
+            held = json.loads(await proc.stdout.readline())
     finally:
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        await proc.wait()
     report = await open_journal(read_only=True)
     counts = await report.counts()
     assert (counts.claimed, counts.sending, counts.in_flight, counts.pending) == (4, 1, 5, 7)
@@ -299,7 +303,10 @@ async def test_counts_from_another_process_while_workers_run(open_journal: Opene
     counts = await report.counts()
     assert (counts.total, counts.placed, counts.pending, counts.claimed, counts.sending,
             counts.in_flight, counts.workers) == (10, 1, 8, 3, 1, 4, 2)
-    assert report.beats == 0 and report.read_only
+    assert report.beats == 0
+    assert report.read_only
+    # The mark's commit is durable whatever the server's default.
+    assert await a._db().fetchval("SHOW synchronous_commit") == "on"
 
 
 async def test_identity_mismatch_after_a_call(open_journal: Opener) -> None:
@@ -330,7 +337,8 @@ async def test_retry_close_and_export(open_journal: Opener, tmp_path: Path) -> N
     out = io.StringIO()
     assert await b.export_csv(out) == 3
     lines = out.getvalue().splitlines()
-    assert lines[0].endswith(",sender") and lines[2].endswith(",inst-2")
+    assert lines[0].endswith(",sender")
+    assert lines[2].endswith(",inst-2")
     assert await b.export_csv(tmp_path / "o.csv") == 3
     assert (tmp_path / "o.csv").stat().st_mode & 0o077 == 0
 
@@ -338,6 +346,7 @@ async def test_retry_close_and_export(open_journal: Opener, tmp_path: Path) -> N
 async def test_unreachable_database_names_no_password(pg_dsn: str) -> None:
     with pytest.raises(JournalError) as caught:
         await PgJournal.open("postgresql://u:s3cretpw@127.0.0.1:9/db", campaign="c")
-    assert "s3cretpw" not in str(caught.value) and "127.0.0.1:9" in str(caught.value)
+    assert "s3cretpw" not in str(caught.value)
+    assert "127.0.0.1:9" in str(caught.value)
     with pytest.raises(ValueError, match="heartbeat"):
         await PgJournal.open(pg_dsn, campaign="c", lease=1, heartbeat=2)
