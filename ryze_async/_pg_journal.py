@@ -49,6 +49,7 @@ __all__ = ["ClaimLostError", "PgJournal", "PgJournalCounts"]
 
 State = Literal["pending", "sending", "placed", "failed", "unknown", "skipped"]
 Row = tuple[int, str, int]
+_COMMIT_TRIES = 5
 _INTERRUPTED = "interrupted while sending: the call may have been placed"
 
 
@@ -185,9 +186,15 @@ class PgJournal:
         while True:
             await asyncio.sleep(self.heartbeat)
             with contextlib.suppress(asyncpg.PostgresError, OSError):
-                await self._beat_conn.execute(sql.HEARTBEAT, self.campaign, self.worker,
-                                              self.lease)
-                self.beats += 1
+                await self.beat()
+
+    async def beat(self) -> int:
+        """Renew this worker's live leases now (its own connection); how many were renewed.
+        Never waits for a row another transaction holds (that one is renewed next time)."""
+        status = await self._beat_conn.execute(sql.HEARTBEAT, self.campaign, self.worker,
+                                               self.lease)
+        self.beats += 1
+        return int(status.split()[-1])
 
     # -- meta -----------------------------------------------------------------------------------
 
@@ -278,8 +285,17 @@ class PgJournal:
         await self._group.flush()
 
     async def _commit(self, ops: list[Op]) -> set[int]:
-        async with self._io:
-            return await apply_ops(self._db(), self.campaign, self.worker, self.lease, ops)
+        # A deadlock or serialization failure rolled the whole transaction back (no mark was
+        # committed, so nothing was sent on it): applying the same ops again is safe.
+        for attempt in range(_COMMIT_TRIES):
+            try:
+                async with self._io:
+                    return await apply_ops(self._db(), self.campaign, self.worker, self.lease,
+                                           ops)
+            except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+                if attempt == _COMMIT_TRIES - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- reporting ------------------------------------------------------------------------------
 

@@ -129,23 +129,33 @@ WHERE campaign = $1 AND id = $3 AND (
         AND $4 IN ('placed', 'failed')))
 """
 
+# Neither the heartbeat nor the recovery ever waits for a row lock (SKIP LOCKED, and rows
+# locked in id order): a row busy in another transaction is left for the next round, and no
+# lock cycle (deadlock) can run through them. A busy row's owner is alive and acting on it.
 HEARTBEAT = f"""
-UPDATE ryze_numbers SET lease_until = {_LEASE}
-WHERE campaign = $1 AND owner = $2 AND state IN ('claimed', 'sending')
-  AND lease_until > clock_timestamp()
+WITH mine AS MATERIALIZED (
+    SELECT id FROM ryze_numbers WHERE campaign = $1 AND owner = $2
+    AND state IN ('claimed', 'sending') AND lease_until > clock_timestamp()
+    ORDER BY id FOR UPDATE SKIP LOCKED)
+UPDATE ryze_numbers AS n SET lease_until = {_LEASE}
+FROM mine WHERE n.campaign = $1 AND n.id = mine.id
 """
 
 # Expired leases: a claim never sent goes back to pending; a row that may have been sent
 # becomes unknown and is never redialed automatically. The owner stays on an unknown row (a
 # late answer from that worker may still be written, see OUTCOME).
 RECOVER = f"""
-WITH released AS (
-    UPDATE ryze_numbers SET state = 'pending', owner = NULL, lease_until = NULL
-    WHERE campaign = $1 AND state = 'claimed' AND lease_until <= clock_timestamp()
+WITH due AS MATERIALIZED (
+    SELECT id, state FROM ryze_numbers WHERE campaign = $1
+    AND state IN ('claimed', 'sending') AND lease_until <= clock_timestamp()
+    ORDER BY id FOR UPDATE SKIP LOCKED),
+released AS (
+    UPDATE ryze_numbers AS n SET state = 'pending', owner = NULL, lease_until = NULL
+    FROM due WHERE n.campaign = $1 AND n.id = due.id AND due.state = 'claimed'
     RETURNING 1),
 lost AS (
-    UPDATE ryze_numbers SET state = 'unknown', error = '{LEASE_LOST}', lease_until = NULL
-    WHERE campaign = $1 AND state = 'sending' AND lease_until <= clock_timestamp()
+    UPDATE ryze_numbers AS n SET state = 'unknown', error = '{LEASE_LOST}', lease_until = NULL
+    FROM due WHERE n.campaign = $1 AND n.id = due.id AND due.state = 'sending'
     RETURNING 1)
 SELECT (SELECT count(*) FROM released) AS released, (SELECT count(*) FROM lost) AS lost
 """

@@ -263,6 +263,34 @@ async def test_heartbeat_renews_live_leases_only(open_journal: Opener, pg_dsn: s
     assert by_id[dead[0]]["expired"]
 
 
+async def test_heartbeat_and_recovery_never_wait_for_a_busy_row(
+        open_journal: Opener, pg_dsn: str, campaign: str) -> None:
+    """Regression: a heartbeat waiting for a row the worker's own commit held, while that
+    commit waited for a row the heartbeat held, deadlocked (benchmarks/workers.py)."""
+    a, b = await open_journal(), await open_journal()
+    await feed(a, numbers(3), 3)
+    rows = await a.claim(3)
+    await a.mark_sending(rows[2][0])
+    busy = await asyncpg.connect(pg_dsn)
+    try:
+        for step in ("beat", "recover"):
+            if step == "recover":
+                await expire(pg_dsn, campaign, a.worker)
+            tx = busy.transaction()
+            await tx.start()
+            await busy.execute("SELECT 1 FROM ryze_numbers WHERE id = $1 FOR UPDATE",
+                               rows[0][0])
+            async with asyncio.timeout(5):
+                if step == "beat":
+                    assert await a.beat() == 2  # the busy row is skipped, the others renewed
+                else:
+                    assert await b.recover() == (1, 1)
+            await tx.rollback()
+    finally:
+        await busy.close()
+    assert await b.recover() == (1, 0)
+
+
 async def test_sigkilled_worker_claims_return_its_call_stays_unknown(
         pg_dsn: str, campaign: str, open_journal: Opener) -> None:
     b = await open_journal()
