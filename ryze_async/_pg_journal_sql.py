@@ -102,14 +102,17 @@ FROM c WHERE n.campaign = $1 AND n.id = c.id
 RETURNING n.id, n.number, n.line
 """
 
-# $4 ids, $5 senders. A row moves to ``sending`` only if this worker still holds its claim
+# $4 ids, $5 senders. ``id = ANY($4)`` beside the join keeps the plan on the primary key:
+# joined to ``unnest`` alone, the planner chose a scan of the whole table (of every campaign)
+# per commit, and throughput fell as the table grew. A row moves to ``sending`` only if this worker still holds its claim
 # (lease not expired on the database's clock) or nobody holds it (pending).
 MARK = f"""
 UPDATE ryze_numbers AS n SET state = 'sending', owner = $2, lease_until = {_LEASE},
     attempt_at = clock_timestamp(), attempts = n.attempts + 1, call_id = NULL,
     http_status = NULL, error = NULL, sender = m.sender
 FROM unnest($4::bigint[], $5::text[]) AS m(id, sender)
-WHERE n.campaign = $1 AND n.id = m.id AND n.valid AND NOT {_SWEEPING}
+WHERE n.campaign = $1 AND n.id = ANY($4::bigint[]) AND n.id = m.id AND n.valid
+  AND NOT {_SWEEPING}
   AND (n.state = 'pending'
        OR (n.state = 'claimed' AND n.owner = $2 AND n.lease_until > clock_timestamp()))
 RETURNING n.id
@@ -210,7 +213,7 @@ UPDATE ryze_numbers AS r SET seen = $4, line = u.l,
     state = CASE WHEN r.state = 'skipped' THEN 'pending' ELSE r.state END,
     error = CASE WHEN r.state = 'skipped' THEN NULL ELSE r.error END
 FROM unnest($2::text[], $3::bigint[]) AS u(k, l)
-WHERE r.campaign = $1 AND r.key = u.k
+WHERE r.campaign = $1 AND r.key = ANY($2::text[]) AND r.key = u.k
 """
 
 # The resume point only moves forward: a worker behind another one stores nothing older.
