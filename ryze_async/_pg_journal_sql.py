@@ -104,8 +104,9 @@ RETURNING n.id, n.number, n.line
 
 # $4 ids, $5 senders. ``id = ANY($4)`` beside the join keeps the plan on the primary key:
 # joined to ``unnest`` alone, the planner chose a scan of the whole table (of every campaign)
-# per commit, and throughput fell as the table grew. A row moves to ``sending`` only if this worker still holds its claim
-# (lease not expired on the database's clock) or nobody holds it (pending).
+# per commit, and throughput fell as the table grew. A row moves to ``sending`` only if this
+# worker still holds its claim (lease not expired on the database's clock) or nobody holds it
+# (pending).
 MARK = f"""
 UPDATE ryze_numbers AS n SET state = 'sending', owner = $2, lease_until = {_LEASE},
     attempt_at = clock_timestamp(), attempts = n.attempts + 1, call_id = NULL,
