@@ -152,7 +152,8 @@ class PgJournal:
         if not self.read_only:
             with contextlib.suppress(JournalError):
                 await self.flush()
-            with contextlib.suppress(asyncpg.PostgresError, OSError):
+            # A lost connection gives nothing back: the leases expire instead.
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
                 async with self._io:
                     await self._conn.fetchrow(sql.RELEASE, self.campaign, self.worker,
                                               _INTERRUPTED)
@@ -191,6 +192,8 @@ class PgJournal:
     async def beat(self) -> int:
         """Renew this worker's live leases now (its own connection); how many were renewed.
         Never waits for a row another transaction holds (that one is renewed next time)."""
+        if self._beat_conn is None:
+            raise JournalError("a read-only or closed journal holds no leases")
         status = await self._beat_conn.execute(sql.HEARTBEAT, self.campaign, self.worker,
                                                self.lease)
         self.beats += 1

@@ -62,15 +62,14 @@ def _as_user() -> tuple[list[str], int | None, int | None]:
     except KeyError:
         raise PostgresUnavailableError(
             "running as root and there is no 'postgres' user to run PostgreSQL as") from None
-    runuser = shutil.which("runuser")
-    prefix = [runuser, "-u", "postgres", "--"] if runuser else ["su", "postgres", "-s",
-                                                                "/bin/sh", "-c"]
-    return prefix, user.pw_uid, user.pw_gid
+    runuser = shutil.which("runuser")  # util-linux: on every Debian and Ubuntu
+    if runuser is None:
+        raise PostgresUnavailableError("running as root and runuser is missing")
+    return [runuser, "-u", "postgres", "--"], user.pw_uid, user.pw_gid
 
 
 def _run(prefix: list[str], argv: list[str], timeout: float = 120) -> None:
-    cmd = [*prefix, *argv] if not prefix or prefix[0] != "su" else [*prefix, " ".join(argv)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    done = subprocess.run([*prefix, *argv], capture_output=True, text=True, timeout=timeout, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv[:2])} failed ({done.returncode}): "
                            f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
@@ -116,8 +115,7 @@ def _start(prefix: list[str], bindir: Path, root: Path, data: Path) -> int:
         try:
             # -w: pg_ctl returns once the server accepts connections (bounded by -t).
             _run(prefix, [str(bindir / "pg_ctl"), "start", "-D", str(data), "-w", "-t", "60",
-                          "-l", str(root / "server.log"), "-o", f"'{options}'"
-                          if prefix[:1] == ["su"] else options])
+                          "-l", str(root / "server.log"), "-o", options])
         except RuntimeError as exc:
             last = exc
             continue

@@ -378,3 +378,45 @@ async def test_unreachable_database_names_no_password(pg_dsn: str) -> None:
     assert "127.0.0.1:9" in str(caught.value)
     with pytest.raises(ValueError, match="heartbeat"):
         await PgJournal.open(pg_dsn, campaign="c", lease=1, heartbeat=2)
+
+
+async def test_lost_connection_fails_closed(open_journal: Opener, pg_dsn: str) -> None:
+    """The database goes away under a worker: its marks fail and keep failing (nothing more may
+    be sent through this journal), and the row it tried to mark was not marked."""
+    a = await open_journal()
+    await feed(a, numbers(2), 2)
+    rows = await a.claim(2)
+    pid = await a._db().fetchval("SELECT pg_backend_pid()")
+    await sql(pg_dsn, "SELECT pg_terminate_backend($1)", pid)
+    with pytest.raises(JournalError, match="journal write failed"):
+        await a.mark_sending(rows[0][0])
+    with pytest.raises(JournalError, match="cannot be written"):
+        await a.mark_sending(rows[1][0])
+    assert set((await states(pg_dsn, a.campaign)).values()) == {"claimed"}
+
+
+async def test_store_odds_and_ends(open_journal: Opener, pg_dsn: str, campaign: str) -> None:
+    with pytest.raises(JournalError, match="no campaign"):
+        await open_journal(read_only=True)
+    with pytest.raises(ValueError, match="campaign name"):
+        await open_journal(campaign="")
+    async with await open_journal() as a:
+        await feed(a, numbers(3), 3)
+        first = await a.pending_after(0, 1)  # the SQLite feeder's call claims
+        assert [r[0] for r in first] == [min(await states(pg_dsn, campaign))]
+        await a.mark_sending(first[0][0])
+        a.back_to_pending(first[0][0], "refused: 429")
+        await a.flush()
+        rows = await a.claim(3)
+        assert len(rows) == 3
+        await a.mark_sending(rows[0][0])
+        await expire(pg_dsn, campaign, a.worker)
+        assert await a.recover() == (2, 1)
+        a.record(rows[0][0], "failed", status=400, error="late answer")  # from the server
+        await a.add_elapsed(1.5)
+        counts = await a.counts()
+        assert (counts.failed, counts.pending, counts.elapsed) == (1, 2, 1.5)
+        with pytest.raises(ValueError, match="retry"):
+            await a.retry(["placed"])  # type: ignore[list-item]
+    with pytest.raises(JournalError, match="closed"):
+        await a.counts()
