@@ -69,7 +69,8 @@ def _as_user() -> tuple[list[str], int | None, int | None]:
 
 
 def _run(prefix: list[str], argv: list[str], timeout: float = 120) -> None:
-    done = subprocess.run([*prefix, *argv], capture_output=True, text=True, timeout=timeout, check=False)
+    done = subprocess.run([*prefix, *argv], capture_output=True, text=True, timeout=timeout,
+                          check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv[:2])} failed ({done.returncode}): "
                            f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
