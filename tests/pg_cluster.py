@@ -85,7 +85,10 @@ def pg_cluster(database: str = "ryze") -> Iterator[str]:
         return
     bindir = find_bindir()
     prefix, uid, gid = _as_user()
-    root = Path(tempfile.mkdtemp(prefix="ryze-pg-"))
+    # As root, under /tmp: the server's user must reach the directory, and $TMPDIR may sit
+    # inside root's home.
+    tmp = "/tmp" if uid is not None else None  # noqa: S108 - mkdtemp makes a fresh 0700 dir
+    root = Path(tempfile.mkdtemp(prefix="ryze-pg-", dir=tmp))
     data = root / "data"
     try:
         if uid is not None and gid is not None:
