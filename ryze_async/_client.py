@@ -109,6 +109,9 @@ class RyzeClient:
             )
         self._transport = transport
         self._hooks = HookDispatch.of(hooks)
+        self._hook_objects: tuple[object, ...] = (
+            () if hooks is None else tuple(hooks) if isinstance(hooks, list | tuple) else (hooks,)
+        )
         self._guard = CloseGuard()
         policy = RetryPolicy(max_retries=cfg.max_retries, backoff_initial=backoff_initial,
                              backoff_max=backoff_max)
@@ -160,6 +163,11 @@ class RyzeClient:
     def number_check(self) -> NumberCheck:
         """``"valid"`` or ``"possible"``: how strictly plain numbers are checked."""
         return self._numbers["number_check"]
+
+    @property
+    def hooks(self) -> tuple[object, ...]:
+        """The instrumentation hooks this client tells (a campaign tells them its outcomes)."""
+        return self._hook_objects
 
     @property
     def closed(self) -> bool:

@@ -15,12 +15,12 @@ from ryze_async import (
     ConnectionFailedError,
     InvalidRequestError,
     Media,
+    normalize_number,
 )
 from ryze_async._campaign import Campaign
 from ryze_async._campaign._counts import LiveCounts
 from ryze_async._campaign._journal import Journal, JournalCounts
 from ryze_async._cli._demo import wav_tone
-from ryze_async._numbers import normalize_number
 
 MEDIA = Media.from_bytes(wav_tone(0.1))
 Hook = Callable[[], Awaitable[None]]

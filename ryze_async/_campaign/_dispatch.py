@@ -15,12 +15,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
+from .. import CampaignOutcomeRecorded
 from ._attempt import Attempt, Phase
 from ._ingest import ingest_input
 from ._journal import JournalError, JournalStore
 from ._models import CampaignOutcome, StopReason, Verdict, classify
 from ._number_source import NumberSource
 from ._numbers import number_normalizer
+from ._observers import outcome_hooks, tell
 from ._settings import BeforeSend, CampaignClient, NotSent, Settings, StoppedError, call
 from ._stop import StopState
 
@@ -56,6 +58,7 @@ class Dispatcher:
         self._ingest_done = False
         self._conn_failures = 0
         self._feeder: asyncio.Task[None] | None = None
+        self._outcome_hooks = outcome_hooks(client)
 
     # -- control --------------------------------------------------------------------------------
 
@@ -289,6 +292,8 @@ class Dispatcher:
         self.stop("circuit_breaker", message)
 
     async def _emit(self, outcome: CampaignOutcome) -> None:
+        if self._outcome_hooks:
+            tell(self._outcome_hooks, CampaignOutcomeRecorded(outcome.state, outcome.status))
         if self._sink is not None:
             await self._sink(outcome)
 
