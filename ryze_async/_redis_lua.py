@@ -18,12 +18,15 @@ if redis.replicate_commands then redis.replicate_commands() end
 local log, blocked_k, budget_k, conf_k, probe_k = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local tm = redis.call('TIME')
 local now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
+-- Lua turns a number into a string with 14 significant digits (100 us here): every time
+-- handed to Redis goes through int() to keep the microsecond.
+local function int(x) return string.format('%.0f', x) end
 -- Two users of one token who disagree: the lower limit and the longer window win.
 local function strictest(limit, window, ttl)
   local conf = redis.call('HMGET', conf_k, 'limit', 'window')
   if conf[1] then limit = math.min(limit, tonumber(conf[1])) end
   if conf[2] then window = math.max(window, tonumber(conf[2])) end
-  redis.call('HSET', conf_k, 'limit', limit, 'window', window)
+  redis.call('HSET', conf_k, 'limit', int(limit), 'window', int(window))
   redis.call('PEXPIRE', conf_k, ttl)
   return limit, window
 end
@@ -39,7 +42,7 @@ ADMIT = _PREAMBLE + """
 local limit, window = strictest(tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[6]))
 local reserve, member = tonumber(ARGV[3]), ARGV[4]
 local max_wait, ttl, probe_ms = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-redis.call('ZREMRANGEBYSCORE', log, '-inf', now - window)
+redis.call('ZREMRANGEBYSCORE', log, '-inf', int(now - window))
 local probe = redis.call('PTTL', probe_k)
 if probe > 0 then return {1, probe * 1000, 0, 0} end
 local cap = math.max(1, limit - math.min(reserve, limit - 1))
@@ -70,7 +73,7 @@ if probe_ms > 0 and n == 0 then
   redis.call('SET', probe_k, member, 'PX', math.floor((t - now) / 1000) + probe_ms)
   probed = 1
 end
-redis.call('ZADD', log, t, member)
+redis.call('ZADD', log, int(t), member)
 redis.call('PEXPIRE', log, math.floor((t - now + window) / 1000) + ttl)
 return {0, t - now, t, probed}
 """
@@ -85,30 +88,30 @@ local limit, window = strictest(tonumber(ARGV[6]), tonumber(ARGV[7]), ttl)
 if server_limit >= 1 and server_limit < limit then
   limit = strictest(server_limit, window, ttl)
 end
-local function block(until)
+local function block(till)
   local old = tonumber(redis.call('GET', blocked_k) or '0')
-  if until > old then
-    redis.call('SET', blocked_k, until, 'PX', math.floor((until - now) / 1000) + ttl)
+  if till > old then
+    redis.call('SET', blocked_k, int(till), 'PX', math.floor((till - now) / 1000) + ttl)
   end
 end
 if hold >= 0 then block(now + hold) end
 if remaining < 0 then return 0 end
-redis.call('ZREMRANGEBYSCORE', log, '-inf', now - window)
+redis.call('ZREMRANGEBYSCORE', log, '-inf', int(now - window))
 -- Admissions (of every process) after the answered one may not be in the server's count.
 local since = 0
-if admitted_at >= 0 then since = redis.call('ZCOUNT', log, '(' .. admitted_at, now) end
+if admitted_at >= 0 then since = redis.call('ZCOUNT', log, '(' .. ARGV[4], int(now)) end
 local n = math.max(remaining, 0) - since
-local free = limit - redis.call('ZCOUNT', log, '-inf', now)
+local free = limit - redis.call('ZCOUNT', log, '-inf', int(now))
 -- Our log at least as strict: it already waits for slots later than any server window.
 if n >= free then return 0 end
-local until = now + math.min(math.max(reset, 0), cap_us)
-if n <= 0 then block(until) return 1 end
+local till = now + math.min(math.max(reset, 0), cap_us)
+if n <= 0 then block(till) return 1 end
 local old = redis.call('HMGET', budget_k, 'n', 'until')
 if old[2] and now < tonumber(old[2]) then
   n = math.min(n, tonumber(old[1]))
-  until = math.max(until, tonumber(old[2]))
+  till = math.max(till, tonumber(old[2]))
 end
-redis.call('HSET', budget_k, 'n', n, 'until', until)
-redis.call('PEXPIRE', budget_k, math.floor((until - now) / 1000) + ttl)
+redis.call('HSET', budget_k, 'n', int(n), 'until', int(till))
+redis.call('PEXPIRE', budget_k, math.floor((till - now) / 1000) + ttl)
 return 2
 """

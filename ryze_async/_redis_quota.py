@@ -155,7 +155,7 @@ class RedisQuota:
         with nothing reserved. `reserve`: slots per window a bulk caller leaves free (issue 11).
         Cancelling a waiter gives its reservation back.
         """
-        await self._flush()
+        await self.flush()
         member = uuid.uuid4().hex
         limit_wait = -1 if max_wait is None else max(0, round(max_wait * _US))
         args: list[int | str] = [
@@ -258,8 +258,8 @@ class RedisQuota:
         task = asyncio.get_running_loop().create_task(job)
         self._pending.add(task)
 
-    async def _flush(self) -> None:
-        """Wait for feedback writes started so far; the first failure fails closed."""
+    async def flush(self) -> None:
+        """Wait until the feedback given so far is in Redis; a failed write fails closed."""
         while self._pending:
             tasks, self._pending = self._pending, set()
             results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -270,7 +270,7 @@ class RedisQuota:
     async def aclose(self) -> None:
         """Finish pending writes (best effort) and close the connection pool."""
         with contextlib.suppress(QuotaBackendError):
-            await self._flush()
+            await self.flush()
         await self._redis.aclose()
 
 

@@ -20,6 +20,10 @@ import time
 from types import TracebackType
 from typing import Self
 
+from ryze_async import RyzeClient
+from ryze_async._limiter import default_margin
+from ryze_async._redis_quota import quota_from_url
+
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
@@ -76,8 +80,6 @@ class RedisServer:
 
 async def admission_cost(redis_url: str, digest: str, rounds: int = 200) -> float:
     """Median seconds of an uncontended acquire() (a fresh key, limit never reached)."""
-    from ryze_async._redis_quota import quota_from_url
-
     quota = quota_from_url(
         redis_url, token_digest=digest + "-cost", limit=10**9, period=60.0, margin=1.0
     )
@@ -95,12 +97,8 @@ async def admission_cost(redis_url: str, digest: str, rounds: int = 200) -> floa
 
 
 async def _worker(
-    redis_url: str, server_url: str, digest: str, limit: int, period: float, calls: int
+    redis_url: str, server_url: str, digest: str, *, limit: int, period: float, calls: int
 ) -> dict[str, object]:
-    from ryze_async import RyzeClient
-    from ryze_async._limiter import default_margin
-    from ryze_async._redis_quota import quota_from_url
-
     quota = quota_from_url(
         redis_url, token_digest=digest, limit=limit, period=period, margin=default_margin(period)
     )
@@ -111,7 +109,7 @@ async def _worker(
         await quota.acquire()
         try:
             result = await client.fake_call(f"55119{i:08d}")
-        except Exception as exc:  # noqa: BLE001 - reported to the parent, not raised
+        except Exception as exc:  # reported to the parent, not raised
             return int(getattr(exc, "status", 0) or 0)
         finally:
             quota.settle()
@@ -128,7 +126,8 @@ async def _worker(
 def main(argv: list[str]) -> None:
     redis_url, server_url, digest, limit, period, calls = argv
     report = asyncio.run(
-        _worker(redis_url, server_url, digest, int(limit), float(period), int(calls))
+        _worker(redis_url, server_url, digest, limit=int(limit), period=float(period),
+                calls=int(calls))
     )
     print(json.dumps(report), flush=True)
 
