@@ -18,8 +18,8 @@ if redis.replicate_commands then redis.replicate_commands() end
 local log, blocked_k, budget_k, conf_k, probe_k = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local tm = redis.call('TIME')
 local now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
--- Lua turns a number into a string with 14 significant digits (100 us here): every time
--- handed to Redis goes through int() to keep the microsecond.
+-- Lua's own number-to-string (`..`) keeps 14 significant digits, 100 us here: times are
+-- formatted by int() before they become text, so every one keeps its microsecond.
 local function int(x) return string.format('%.0f', x) end
 -- Two users of one token who disagree: the lower limit and the longer window win.
 local function strictest(limit, window, ttl)
@@ -99,7 +99,7 @@ if remaining < 0 then return 0 end
 redis.call('ZREMRANGEBYSCORE', log, '-inf', int(now - window))
 -- Admissions (of every process) after the answered one may not be in the server's count.
 local since = 0
-if admitted_at >= 0 then since = redis.call('ZCOUNT', log, '(' .. ARGV[4], int(now)) end
+if admitted_at >= 0 then since = redis.call('ZCOUNT', log, '(' .. int(admitted_at), int(now)) end
 local n = math.max(remaining, 0) - since
 local free = limit - redis.call('ZCOUNT', log, '-inf', int(now))
 -- Our log at least as strict: it already waits for slots later than any server window.
