@@ -281,14 +281,19 @@ async def test_processes_on_one_token_never_exceed_the_quota(
 
 
 async def test_the_answered_request_is_not_counted_against_its_own_remaining(
-    quotas: list[RedisQuota],
+    quotas: list[RedisQuota], redis_server: RedisServer
 ) -> None:
-    # Its slot is 16 digits of microseconds: a 14-digit copy of it in the script (Lua's own
-    # number-to-string) fell before it, counted it as admitted "since", and lost a slot.
+    # A slot is 16 digits of microseconds; Lua's own number-to-string keeps 14. A slot ending
+    # in 49 us, so copied, fell before itself: it counted as admitted after its own answer.
     first, second = quotas
-    seen = await admit(first)
-    first.observe(limit=LIMIT, remaining=3, reset_after=0.5, admitted_at=seen)
+    async with aioredis.Redis.from_url(redis_server.url) as raw:
+        secs, micros = await raw.time()
+        now_us = secs * 1_000_000 + micros
+        answered = now_us - now_us % 100 - 51  # ...49: a 14-digit copy rounds it down
+        await raw.zadd(first._keys[0], {"answered": answered})
+    first.observe(limit=LIMIT, remaining=3, reset_after=0.5, admitted_at=answered / 1e6)
     await first.flush()
     slots = [await admit(second) for _ in range(4)]
+    seen = answered / 1e6
     assert slots[2] - seen < 0.1  # the three the server said remain
     assert slots[3] - seen >= 0.5 - 0.05  # then the reset
