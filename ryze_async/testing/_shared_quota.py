@@ -1,27 +1,31 @@
 """Helpers for tests and benchmarks of the shared (Redis) quota: a throw-away redis-server, and
 a worker process that places calls through it.
 
-    python -m ryze_async.testing._shared_quota REDIS_URL SERVER_URL DIGEST LIMIT PERIOD CALLS
+    python -m ryze_async.testing._shared_quota MODE REDIS_URL SERVER_URL DIGEST LIMIT PERIOD \
+        MARGIN CALLS START_AT
 
-runs one worker: CALLS concurrent fake calls, each admitted by the shared quota first, then
-prints one JSON line: the statuses it got and the median cost of an uncontended acquire().
+runs one worker (`worker_command` builds the line): CALLS concurrent fake calls, each admitted
+by the shared quota (MODE ``redis``) or by the process's own limiter (``local``, today's
+behaviour), then prints one JSON line with the statuses it got.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, fields
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from ryze_async import RyzeClient
-from ryze_async._limiter import default_margin
 from ryze_async._redis_quota import quota_from_url
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -96,39 +100,86 @@ async def admission_cost(redis_url: str, digest: str, rounds: int = 200) -> floa
     return statistics.median(costs[rounds // 10:])
 
 
-async def _worker(
-    redis_url: str, server_url: str, digest: str, *, limit: int, period: float, calls: int
-) -> dict[str, object]:
+@dataclass(frozen=True)
+class WorkerArgs:
+    """One worker's orders: `mode` ``redis`` (the shared quota) or ``local`` (its own limiter)."""
+
+    mode: str
+    redis_url: str
+    server_url: str
+    digest: str
+    limit: int
+    period: float
+    margin: float
+    calls: int
+    start_at: float  # Unix time: every worker begins at once, whatever its import time
+
+    def argv(self) -> list[str]:
+        return [str(getattr(self, f.name)) for f in fields(self)]
+
+    @classmethod
+    def parse(cls, argv: list[str]) -> WorkerArgs:
+        mode, redis_url, server_url, digest, limit, period, margin, calls, start_at = argv
+        return cls(mode, redis_url, server_url, digest, int(limit), float(period), float(margin),
+                   int(calls), float(start_at))
+
+
+def run_workers(args: WorkerArgs, k: int, *, timeout: float = 120) -> list[int]:
+    """Run `k` worker processes with `args` (blocking; call it off the event loop) and return
+    every status they got. The children import this interpreter's ``ryze_async`` (PYTHONPATH)."""
+    package_root = str(Path(__file__).resolve().parents[2])
+    path = os.environ.get("PYTHONPATH")
+    env = {**os.environ, "PYTHONPATH": package_root + (os.pathsep + path if path else "")}
+    command = [sys.executable, "-m", "ryze_async.testing._shared_quota", *args.argv()]
+    workers = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, env=env)  # noqa: S603 - our own module
+        for _ in range(k)
+    ]
+    statuses: list[int] = []
+    for worker in workers:
+        out, _ = worker.communicate(timeout=timeout)
+        if worker.returncode != 0:
+            raise RuntimeError(f"a quota worker exited with {worker.returncode}")
+        statuses += json.loads(out)["statuses"]
+    return statuses
+
+
+async def _worker(args: WorkerArgs) -> dict[str, object]:
+    shared = args.mode == "redis"
     quota = quota_from_url(
-        redis_url, token_digest=digest, limit=limit, period=period, margin=default_margin(period)
+        args.redis_url, token_digest=args.digest, limit=args.limit, period=args.period,
+        margin=args.margin,
+    ) if shared else None
+    client = RyzeClient(
+        "test-token", "my-instance", base_url=args.server_url, max_retries=0,
+        rate_limit=None if shared else args.limit, rate_period=args.period,
+        rate_margin=args.margin,
     )
-    client = RyzeClient("test-token", "my-instance", base_url=server_url, rate_limit=None,
-                        max_retries=0)
 
     async def one(i: int) -> int:
-        await quota.acquire()
+        if quota is not None:
+            await quota.acquire()
         try:
             result = await client.fake_call(f"55119{i:08d}")
         except Exception as exc:  # reported to the parent, not raised
             return int(getattr(exc, "status", 0) or 0)
         finally:
-            quota.settle()
+            if quota is not None:
+                quota.settle()
         return 200 if result.success else 0
 
+    await asyncio.sleep(max(0.0, args.start_at - time.time()))
     try:
-        statuses = await asyncio.gather(*(one(i) for i in range(calls)))
+        statuses = await asyncio.gather(*(one(i) for i in range(args.calls)))
     finally:
         await client.aclose()
-        await quota.aclose()
+        if quota is not None:
+            await quota.aclose()
     return {"statuses": statuses}
 
 
 def main(argv: list[str]) -> None:
-    redis_url, server_url, digest, limit, period, calls = argv
-    report = asyncio.run(
-        _worker(redis_url, server_url, digest, limit=int(limit), period=float(period),
-                calls=int(calls))
-    )
+    report = asyncio.run(_worker(WorkerArgs.parse(argv)))
     print(json.dumps(report), flush=True)
 
 
