@@ -26,7 +26,9 @@ local function strictest(limit, window, ttl)
   local conf = redis.call('HMGET', conf_k, 'limit', 'window')
   if conf[1] then limit = math.min(limit, tonumber(conf[1])) end
   if conf[2] then window = math.max(window, tonumber(conf[2])) end
-  redis.call('HSET', conf_k, 'limit', int(limit), 'window', int(window))
+  if not conf[1] or limit ~= tonumber(conf[1]) or window ~= tonumber(conf[2]) then
+    redis.call('HSET', conf_k, 'limit', int(limit), 'window', int(window))
+  end
   redis.call('PEXPIRE', conf_k, ttl)
   return limit, window
 end
