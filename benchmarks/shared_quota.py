@@ -127,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     print(machine(f"Python {sys.version.split()[0]}"))
     rows, costs = asyncio.run(run(args.quick))
-    print(f"\nquota {LIMIT}/{PERIOD:g} s, margin {MARGIN * 1000:.0f} ms (period/60), strict servers; "
-          "429s are final (max_retries=0)")
+    print(f"\nquota {LIMIT}/{PERIOD:g} s, margin {MARGIN * 1000:.0f} ms (period/60), "
+          "strict servers; 429s are final (max_retries=0)")
     for line in ruled(f"{'limiter':8} {'window':8} {'k':>2} {'requests':>8} {'429s':>5} "
                       f"{'max/2s':>6} {'x ideal':>7}"):
         print(line)
