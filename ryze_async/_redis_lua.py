@@ -11,7 +11,7 @@ KEYS (both scripts): 1 log (sorted set: member -> reserved send time), 2 blocked
 
 from __future__ import annotations
 
-__all__ = ["ADMIT", "FEEDBACK"]
+__all__ = ["ADMIT", "FEEDBACK", "RECHECK"]
 
 _PREAMBLE = """
 if redis.replicate_commands then redis.replicate_commands() end
@@ -116,4 +116,14 @@ end
 redis.call('HSET', budget_k, 'n', int(n), 'until', int(till))
 redis.call('PEXPIRE', budget_k, math.floor((till - now) / 1000) + ttl)
 return 2
+"""
+
+# After a reserved waiter's sleep: if a hold was set meanwhile (another process's 429 or
+# Remaining: 0), drop the reservation and return 1 (reserve again, after the hold); else 0.
+# ARGV: member.
+RECHECK = _PREAMBLE + """
+local blocked = tonumber(redis.call('GET', blocked_k) or '0')
+if blocked <= now then return 0 end
+redis.call('ZREM', log, ARGV[1])
+return 1
 """

@@ -56,7 +56,7 @@ from redis.retry import Retry
 
 from ._errors import RyzeError
 from ._limiter import default_margin, probe_wait
-from ._redis_lua import ADMIT, FEEDBACK
+from ._redis_lua import ADMIT, FEEDBACK, RECHECK
 
 __all__ = ["Admission", "QuotaBackendError", "QuotaTimeoutError", "RedisQuota", "quota_from_url"]
 
@@ -116,6 +116,7 @@ class RedisQuota:
         self._keys = [prefix + k for k in ("log", "blocked", "budget", "conf", "probe")]
         self._admit = redis.register_script(ADMIT)
         self._feedback = redis.register_script(FEEDBACK)
+        self._recheck = redis.register_script(RECHECK)
         self._pending: set[asyncio.Task[Any]] = set()
         self._probe_member: str | None = None
 
@@ -157,25 +158,18 @@ class RedisQuota:
         """
         await self.flush()
         member = uuid.uuid4().hex
-        limit_wait = -1 if max_wait is None else max(0, round(max_wait * _US))
-        args: list[int | str] = [
-            self._limit, self._window_us, reserve, member, limit_wait, _IDLE_TTL_MS, self._probe_ms,
-        ]
+        loop = asyncio.get_running_loop()
+        deadline = None if max_wait is None else loop.time() + max(0.0, max_wait)
         try:
             while True:
-                kind, wait_us, slot_us, probed = await self._run(self._admit, args)
-                if kind != _PROBING:
+                left = None if deadline is None else max(0.0, deadline - loop.time())
+                wait_us, slot_us = await self._reserve(member, left, reserve)
+                if wait_us <= 0:
                     break
-                await asyncio.sleep(min(wait_us / _US, _PROBE_NAP))
-            if kind != _RESERVED:
-                raise QuotaTimeoutError(
-                    f"no quota slot within {max_wait} s (the next is in {wait_us / _US:.3f} s);"
-                    " nothing was sent"
-                )
-            if probed:
-                self._probe_member = member
-            if wait_us > 0:
                 await asyncio.sleep(wait_us / _US)
+                # A hold set while we slept (another process's 429) moves our slot after it.
+                if not await self._run(self._recheck, [member]):
+                    break
         except asyncio.CancelledError:
             # Nothing was sent: give the slot back, even if the reply never reached us.
             self._background(self._remove(member))
@@ -183,6 +177,26 @@ class RedisQuota:
         admission = Admission(slot_us / _US)
         admission.member = member
         return admission
+
+    async def _reserve(self, member: str, max_wait: float | None, reserve: int) -> tuple[int, int]:
+        """One reservation: (wait, slot) in microseconds, asking again while a probe is out."""
+        args: list[int | str] = [
+            self._limit, self._window_us, reserve, member,
+            -1 if max_wait is None else round(max_wait * _US), _IDLE_TTL_MS, self._probe_ms,
+        ]
+        while True:
+            kind, wait_us, slot_us, probed = await self._run(self._admit, args)
+            if kind != _PROBING:
+                break
+            await asyncio.sleep(min(wait_us / _US, _PROBE_NAP))
+        if kind != _RESERVED:
+            raise QuotaTimeoutError(
+                f"no quota slot within {max_wait} s (the next is in {wait_us / _US:.3f} s);"
+                " nothing was sent"
+            )
+        if probed:
+            self._probe_member = member
+        return wait_us, slot_us
 
     async def _remove(self, member: str) -> None:
         try:
@@ -244,12 +258,13 @@ class RedisQuota:
         reset_after: float | None = None,
         admitted_at: float | None = None,
     ) -> None:
-        def us(seconds: float | None) -> int:
-            return -1 if seconds is None else max(0, round(seconds * _US))
+        def us(seconds: float | None) -> int:  # a duration of a day at most: no inf overflow
+            return -1 if seconds is None else max(0, round(min(seconds, 86400.0) * _US))
 
         args: list[int | str] = [
             us(hold), -1 if remaining is None else max(remaining, 0), us(reset_after),
-            us(admitted_at), -1 if server_limit is None else server_limit,
+            -1 if admitted_at is None else round(admitted_at * _US),
+            -1 if server_limit is None else server_limit,
             self._limit, self._window_us, _IDLE_TTL_MS, round((2 * self._period + 5) * _US),
         ]
         self._background(self._run(self._feedback, args))

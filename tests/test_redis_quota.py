@@ -145,6 +145,18 @@ async def test_a_hold_or_remaining_zero_blocks_every_process(
     assert await admit(second) - seen >= 0.4 - 0.05
 
 
+async def test_a_hold_set_while_a_waiter_sleeps_moves_it_after_the_hold(
+    quotas: list[RedisQuota],
+) -> None:
+    first, second = quotas
+    burst = [await admit(first) for _ in range(LIMIT)]
+    waiter = asyncio.create_task(admit(second))  # reserves burst[0] + WINDOW, then sleeps
+    await asyncio.sleep(0.1)
+    first.hold_until(1.0)  # a 429 in the other process while the waiter sleeps
+    await first.flush()
+    assert await waiter - burst[0] >= 0.1 + 1.0 - 0.05
+
+
 async def test_a_remaining_budget_caps_the_others_until_the_reset(
     quotas: list[RedisQuota],
 ) -> None:
