@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from _report import finish, machine, ruled
 from redis import asyncio as aioredis
 
-from ryze_async._limiter import QuotaLimiter
+from ryze_async._limiter import QuotaLimiter, default_margin
 from ryze_async.testing import FakeRyzeServer
 from ryze_async.testing._quota_sim import max_in_window
 from ryze_async.testing._shared_quota import RedisServer, WorkerArgs, admission_cost, run_workers
@@ -56,9 +56,11 @@ class Row:
     ratio: float
 
 
-async def one_run(redis_url: str, mode: str, window: str, k: int, calls: int) -> Row:
+async def one_run(
+    redis_url: str, mode: str, window: str, k: int, calls: int, *, margin: float = MARGIN
+) -> Row:
     async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD, window=window) as server:  # type: ignore[arg-type]
-        orders = WorkerArgs(mode, redis_url, server.url, uuid.uuid4().hex, LIMIT, PERIOD, MARGIN,
+        orders = WorkerArgs(mode, redis_url, server.url, uuid.uuid4().hex, LIMIT, PERIOD, margin,
                             calls // k, time.time() + 0.5 + 0.25 * k)
         await asyncio.to_thread(run_workers, orders, k)
         records = server.requests
@@ -110,13 +112,16 @@ def check(rows: list[Row], costs: dict[str, float], quick: bool) -> list[str]:
 
 async def run(quick: bool) -> tuple[list[Row], dict[str, float]]:
     calls = 48 if quick else 96
+    # --quick checks function, not timing: the library's floor margin (0.1 s) keeps a loaded CI
+    # host's scheduling delays from passing for quota violations.
+    margin = default_margin(PERIOD) if quick else MARGIN
     plan = (
         [("redis", "fixed", 2), ("redis", "sliding", 2), ("local", "sliding", 2)] if quick else
         [("redis", w, k) for w in ("fixed", "sliding") for k in (1, 2, 4, 8)]
         + [("local", w, k) for w in ("fixed", "sliding") for k in (1, 4)]
     )
     with RedisServer() as redis_server:
-        rows = [await one_run(redis_server.url, *step, calls) for step in plan]
+        rows = [await one_run(redis_server.url, *step, calls, margin=margin) for step in plan]
         return rows, await costs_us(redis_server.url)
 
 
@@ -127,8 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     print(machine(f"Python {sys.version.split()[0]}"))
     rows, costs = asyncio.run(run(args.quick))
-    print(f"\nquota {LIMIT}/{PERIOD:g} s, margin {MARGIN * 1000:.0f} ms (period/60), "
-          "strict servers; 429s are final (max_retries=0)")
+    margin = "100 ms (--quick: the 0.1 s floor)" if args.quick else f"{MARGIN * 1000:.0f} ms"
+    print(f"\nquota {LIMIT}/{PERIOD:g} s, margin {margin}, strict servers; "
+          "429s are final (max_retries=0)")
     for line in ruled(f"{'limiter':8} {'window':8} {'k':>2} {'requests':>8} {'429s':>5} "
                       f"{'max/2s':>6} {'x ideal':>7}"):
         print(line)
