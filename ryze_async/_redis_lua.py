@@ -53,7 +53,8 @@ local blocked = tonumber(redis.call('GET', blocked_k) or '0')
 if blocked > t then t = blocked end
 -- Append only: t is never before the latest reservation (FIFO across processes), so the only
 -- windows that gain an entry are those ending at t, and one more fits once the cap-th latest
--- entry is a whole window behind t.
+-- entry is a whole window behind t. (Issue 11's interactive lane will need to insert before
+-- queued bulk reservations: then every window around t must be counted, not only this one.)
 local n = redis.call('ZCARD', log)
 if n > 0 then
   local last = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')

@@ -25,7 +25,9 @@ Design (issue 9), and where it differs from the libraries studied:
   by the next newcomer (it lands one slot earlier), not by those already queued behind it.
 - **Server feedback is shared**: a 429's hold and ``Remaining: 0`` set a "blocked until" key (in
   Redis time); a ``Remaining`` below what the log allows sets a budget until the reset; a lower
-  ``X-RateLimit-Limit`` lowers the quota's limit for everyone (the strictest user wins).
+  ``X-RateLimit-Limit`` lowers the quota's limit for everyone (the strictest user wins). A waiter
+  that slept towards a reserved slot asks once more on waking (one more round trip, queued
+  waiters only) whether a hold began meanwhile, and if so reserves again after it.
 - **A fresh quota learns first**: when the log is empty the first admission goes alone until
   `settle` (or ``probe_wait``), so a stranger's spending, reported in its answer, caps the burst.
   Callers that meet the probe ask again after a short nap (the one poll, at start only).
@@ -34,6 +36,10 @@ Design (issue 9), and where it differs from the libraries studied:
 - **Failing closed**: a Redis that is unreachable, slow (bounded socket timeouts) or failing
   raises `QuotaBackendError` before anything is sent; there is no silent fallback to an
   unshared limiter.
+- **What Redis must give**: keys that are not evicted (``maxmemory-policy noeviction``, or a
+  Redis of its own: the keys carry TTLs, so ``volatile-*`` policies may drop them), a clock that
+  is not stepped forward, and no failover to a replica that missed the last writes; each of
+  those can let one window through twice, none can stall the quota.
 
 The client calls ``observe``/``hold_until``/``settle`` synchronously; here they start a write to
 Redis in the background, and the next ``acquire`` (or ``aclose``) waits for those writes first,
