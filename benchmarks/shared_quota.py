@@ -59,7 +59,7 @@ class Row:
 async def one_run(redis_url: str, mode: str, window: str, k: int, calls: int) -> Row:
     async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD, window=window) as server:  # type: ignore[arg-type]
         orders = WorkerArgs(mode, redis_url, server.url, uuid.uuid4().hex, LIMIT, PERIOD, MARGIN,
-                            calls // k, time.time() + 0.5 + 0.25 * k)
+                            calls // k)
         await asyncio.to_thread(run_workers, orders, k)
         records = server.requests
     accepted = [r.received_at for r in records if r.status == 200]

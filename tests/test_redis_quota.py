@@ -269,7 +269,7 @@ async def test_processes_on_one_token_never_exceed_the_quota(
     async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD, window=window) as server:
         orders = WorkerArgs(
             "redis", redis_server.url, server.url, uuid.uuid4().hex, LIMIT, PERIOD, MARGIN,
-            calls, time.time() + 1.0,
+            calls,
         )
         statuses = await asyncio.to_thread(run_workers, orders, k)
         arrivals = [r.received_at for r in server.requests]

@@ -113,16 +113,15 @@ class WorkerArgs:
     period: float
     margin: float
     calls: int
-    start_at: float  # Unix time: every worker begins at once, whatever its import time
 
     def argv(self) -> list[str]:
         return [str(getattr(self, f.name)) for f in fields(self)]
 
     @classmethod
     def parse(cls, argv: list[str]) -> WorkerArgs:
-        mode, redis_url, server_url, digest, limit, period, margin, calls, start_at = argv
+        mode, redis_url, server_url, digest, limit, period, margin, calls = argv
         return cls(mode, redis_url, server_url, digest, int(limit), float(period), float(margin),
-                   int(calls), float(start_at))
+                   int(calls))
 
 
 def run_workers(args: WorkerArgs, k: int, *, timeout: float = 120) -> list[int]:
@@ -133,9 +132,20 @@ def run_workers(args: WorkerArgs, k: int, *, timeout: float = 120) -> list[int]:
     env = {**os.environ, "PYTHONPATH": package_root + (os.pathsep + path if path else "")}
     command = [sys.executable, "-m", "ryze_async.testing._shared_quota", *args.argv()]
     workers = [
-        subprocess.Popen(command, stdout=subprocess.PIPE, env=env)  # noqa: S603 - our own module
+        subprocess.Popen(  # noqa: S603 - our own module
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True
+        )
         for _ in range(k)
     ]
+    # Every worker begins at once, once all are loaded: a slow import must not pass for a slow
+    # quota.
+    for worker in workers:
+        if worker.stdout is None or worker.stdout.readline().strip() != "ready":
+            raise RuntimeError("a quota worker did not start")
+    for worker in workers:
+        if worker.stdin is not None:
+            worker.stdin.write("go\n")
+            worker.stdin.flush()
     statuses: list[int] = []
     for worker in workers:
         out, _ = worker.communicate(timeout=timeout)
@@ -172,7 +182,8 @@ async def _worker(args: WorkerArgs) -> dict[str, object]:
     # Warm what a first call loads lazily (phone metadata): on a loaded host a cold first burst
     # reaches the server later after its admission than the margin allows for.
     normalize_number("5511987654321")
-    await asyncio.sleep(max(0.0, args.start_at - time.time()))
+    print("ready", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)  # "go", once every worker is ready
     try:
         statuses = await asyncio.gather(*(one(i) for i in range(args.calls)))
     finally:
