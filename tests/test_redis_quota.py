@@ -296,3 +296,17 @@ async def test_the_answered_request_is_not_counted_against_its_own_remaining(
     seen = answered / 1e6
     assert slots[2] - seen < 0.1  # the three the server said remain
     assert slots[3] - seen >= 0.5 - 0.05  # then the reset
+
+
+async def test_a_password_in_the_url_never_shows() -> None:
+    quota = quota_from_url("redis://:s3cret-pw@127.0.0.1:1/0", token_digest="d", limit=LIMIT,
+                           period=PERIOD, margin=MARGIN)
+    try:
+        with pytest.raises(QuotaBackendError) as caught:
+            await quota.acquire()
+    finally:
+        await quota.aclose()
+    assert "127.0.0.1:1/0" in str(caught.value)
+    cause = caught.value.__cause__
+    for text in (str(caught.value), repr(caught.value), repr(quota), repr(cause), str(cause)):
+        assert "s3cret" not in text
