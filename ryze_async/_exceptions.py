@@ -15,6 +15,8 @@ input refused before sending; what a local program or disk causes stands outside
     │   ├── RateLimitError                     429 (envelope or not), after every allowed resend
     │   └── ServerError                        >= 500 in RyzeAPI's envelope: it failed, not placed
     ├── ConnectionFailedError                  the request provably never reached the server
+    ├── QuotaBackendError                      the shared quota (Redis) failed: nothing was sent
+    ├── QuotaTimeoutError                      no slot within the caller's max_wait: nothing sent
     └── OutcomeUnknownError                    the request may have been processed: never resent
                                                (``.status`` when an HTTP status came back)
 
@@ -72,6 +74,8 @@ __all__ = [
     "JournalMismatchError",
     "OutcomeUnknownError",
     "PermissionDeniedError",
+    "QuotaBackendError",
+    "QuotaTimeoutError",
     "RateLimitError",
     "RyzeError",
     "ServerError",
@@ -216,6 +220,18 @@ class ConnectionFailedError(RyzeError):
         self.attempts = attempts
 
 
+class QuotaBackendError(RyzeError):
+    """The shared quota backend (Redis) failed or could not be reached: nothing was sent.
+
+    The client fails closed: it never falls back to a quota it does not share. Safe to try
+    again once the backend is back.
+    """
+
+
+class QuotaTimeoutError(RyzeError):
+    """No slot within the caller's ``max_wait``: nothing was reserved and nothing was sent."""
+
+
 class OutcomeUnknownError(RyzeError):
     """The request may have been processed (the call may be ringing); it is never resent.
 
@@ -250,13 +266,11 @@ class JournalMismatchError(JournalError):
 
 # Tracebacks and reprs name the public path (``ryze_async.OutcomeUnknownError``), and pickle
 # looks the classes up there too: ``ryze_async`` exports every one of them.
-for _cls in (RyzeError, InvalidRequestError, InputError, APIError, BadRequestError,
-             AuthenticationError, PermissionDeniedError, InstanceNotFoundError,
-             InstanceNotConnectedError, RateLimitError, ServerError, ConnectionFailedError,
-             OutcomeUnknownError, ClientClosedError, JournalError, JournalLockedError,
-             JournalMismatchError):
-    _cls.__module__ = "ryze_async"
-del _cls
+for _name in __all__:
+    _public = globals().get(_name)
+    if isinstance(_public, type) and issubclass(_public, BaseException):
+        _public.__module__ = "ryze_async"
+del _name, _public
 
 
 _NOT_CONNECTED_MARKERS = ("not connected", "disconnected")

@@ -1,0 +1,130 @@
+"""The two Lua scripts of the Redis quota (see `ryze_async._redis_quota` for the design).
+
+Every time in them is Redis ``TIME`` in integer microseconds (exact in a Lua double until the
+year 2255); no script takes a clock reading from its caller. All keys of one quota share a
+``{hash tag}``, so each script touches one Cluster slot.
+
+KEYS (both scripts): 1 log (sorted set: member -> reserved send time), 2 blocked-until (string),
+3 budget (hash: n, until), 4 conf (hash: the strictest limit and window of the quota's users),
+5 probe (string: the member of a fresh quota's first admission, until it is settled).
+"""
+
+from __future__ import annotations
+
+__all__ = ["ADMIT", "FEEDBACK", "RECHECK"]
+
+_PREAMBLE = """
+if redis.replicate_commands then redis.replicate_commands() end
+local log, blocked_k, budget_k, conf_k, probe_k = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local tm = redis.call('TIME')
+local now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
+-- Lua's own number-to-string (`..`) keeps 14 significant digits, 100 us here: times are
+-- formatted by int() before they become text, so every one keeps its microsecond.
+local function int(x) return string.format('%.0f', x) end
+-- Two users of one token who disagree: the lower limit and the longer window win.
+local function strictest(limit, window, ttl)
+  local conf = redis.call('HMGET', conf_k, 'limit', 'window')
+  if conf[1] then limit = math.min(limit, tonumber(conf[1])) end
+  if conf[2] then window = math.max(window, tonumber(conf[2])) end
+  if not conf[1] or limit ~= tonumber(conf[1]) or window ~= tonumber(conf[2]) then
+    redis.call('HSET', conf_k, 'limit', int(limit), 'window', int(window))
+  end
+  redis.call('PEXPIRE', conf_k, ttl)
+  return limit, window
+end
+"""
+
+# ARGV: limit, window_us (period + margin), reserve (slots of each window kept free for the
+# interactive lane: bulk callers pass issue 11's interactive_reserve, others 0), member,
+# max_wait_us (-1: no deadline), ttl_ms (idle keys expire after it), probe_ms (0: no probe).
+# Returns {0, wait_us, slot_us, probed} (reserved; probed = 1: this is a fresh quota's probe),
+# {1, retry_us, 0, 0} (a probe is out: nothing reserved, ask again) or {2, wait_us, 0, 0} (the
+# slot is beyond max_wait: nothing reserved).
+ADMIT = _PREAMBLE + """
+local limit, window = strictest(tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[6]))
+local reserve, member = tonumber(ARGV[3]), ARGV[4]
+local max_wait, ttl, probe_ms = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+redis.call('ZREMRANGEBYSCORE', log, '-inf', int(now - window))
+local probe = redis.call('PTTL', probe_k)
+if probe > 0 then return {1, probe * 1000, 0, 0} end
+local cap = math.max(1, limit - math.min(reserve, limit - 1))
+local t = now
+local blocked = tonumber(redis.call('GET', blocked_k) or '0')
+if blocked > t then t = blocked end
+-- Append only: t is never before the latest reservation (FIFO across processes), so the only
+-- windows that gain an entry are those ending at t, and one more fits once the cap-th latest
+-- entry is a whole window behind t. (Issue 11's interactive lane will need to insert before
+-- queued bulk reservations: then every window around t must be counted, not only this one.)
+local n = redis.call('ZCARD', log)
+if n > 0 then
+  local last = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
+  t = math.max(t, tonumber(last[2]))
+end
+if n >= cap then
+  local e = redis.call('ZRANGE', log, n - cap, n - cap, 'WITHSCORES')
+  t = math.max(t, tonumber(e[2]) + window)
+end
+local budget = redis.call('HMGET', budget_k, 'n', 'until')
+local spend = false
+if budget[2] and t < tonumber(budget[2]) then
+  if tonumber(budget[1]) <= 0 then t = tonumber(budget[2]) else spend = true end
+end
+if max_wait >= 0 and t - now > max_wait then return {2, t - now, 0, 0} end
+if spend then redis.call('HINCRBY', budget_k, 'n', -1) end
+local probed = 0
+if probe_ms > 0 and n == 0 then
+  redis.call('SET', probe_k, member, 'PX', math.floor((t - now) / 1000) + probe_ms)
+  probed = 1
+end
+redis.call('ZADD', log, int(t), member)
+redis.call('PEXPIRE', log, math.floor((t - now + window) / 1000) + ttl)
+return {0, t - now, t, probed}
+"""
+
+# ARGV: hold_us (-1: none), remaining (-1: none), reset_us, admitted_at_us (-1: unknown),
+# server_limit (-1: none), limit, window_us, ttl_ms, cap_us (longest believable reset).
+FEEDBACK = _PREAMBLE + """
+local hold, remaining, reset = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local admitted_at, server_limit = tonumber(ARGV[4]), tonumber(ARGV[5])
+local ttl, cap_us = tonumber(ARGV[8]), tonumber(ARGV[9])
+local limit, window = strictest(tonumber(ARGV[6]), tonumber(ARGV[7]), ttl)
+if server_limit >= 1 and server_limit < limit then
+  limit = strictest(server_limit, window, ttl)
+end
+local function block(till)
+  local old = tonumber(redis.call('GET', blocked_k) or '0')
+  if till > old then
+    redis.call('SET', blocked_k, int(till), 'PX', math.floor((till - now) / 1000) + ttl)
+  end
+end
+if hold >= 0 then block(now + hold) end
+if remaining < 0 then return 0 end
+redis.call('ZREMRANGEBYSCORE', log, '-inf', int(now - window))
+-- Admissions (of every process) after the answered one may not be in the server's count.
+local since = 0
+if admitted_at >= 0 then since = redis.call('ZCOUNT', log, '(' .. int(admitted_at), int(now)) end
+local n = math.max(remaining, 0) - since
+local free = limit - redis.call('ZCOUNT', log, '-inf', int(now))
+-- Our log at least as strict: it already waits for slots later than any server window.
+if n >= free then return 0 end
+local till = now + math.min(math.max(reset, 0), cap_us)
+if n <= 0 then block(till) return 1 end
+local old = redis.call('HMGET', budget_k, 'n', 'until')
+if old[2] and now < tonumber(old[2]) then
+  n = math.min(n, tonumber(old[1]))
+  till = math.max(till, tonumber(old[2]))
+end
+redis.call('HSET', budget_k, 'n', int(n), 'until', int(till))
+redis.call('PEXPIRE', budget_k, math.floor((till - now) / 1000) + ttl)
+return 2
+"""
+
+# After a reserved waiter's sleep: if a hold was set meanwhile (another process's 429 or
+# Remaining: 0), drop the reservation and return 1 (reserve again, after the hold); else 0.
+# ARGV: member.
+RECHECK = _PREAMBLE + """
+local blocked = tonumber(redis.call('GET', blocked_k) or '0')
+if blocked <= now then return 0 end
+redis.call('ZREM', log, ARGV[1])
+return 1
+"""
