@@ -266,10 +266,9 @@ def test_answers_read_the_same_with_or_without_orjson() -> None:
 
 
 def _large_media_sizes() -> list[int]:
-    # Bodies just under, at and over 64 KiB (given in parts above it), and far over: the
-    # base64 of n bytes is 4 * ceil(n / 3) long, plus the 43 bytes around it.
-    edge = (64 * 1024 - 43) * 3 // 4
-    return [edge - 3, edge, edge + 3, 300_000]
+    # Bodies of 65,535 bytes (joined into one buffer) and 65,539 bytes (sent in parts, from
+    # 64 KiB up) and far over: the base64 of n bytes is 4 * ceil(n / 3), plus 43 around it.
+    return [1_000, 49_119, 49_122, 300_000]
 
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -300,7 +299,7 @@ async def test_a_large_media_body_arrives_byte_exact_with_its_length(size: int) 
     done = asyncio.Event()
     async with byte_server(_exact_server(received, done, len(numbers))) as server:
         async with RyzeClient(token="t", instance="i", base_url=server.url, allow_http=True,
-                              rate_limit=None) as client:
+                              rate_limit=None, timeout=10) as client:
             for number in numbers:  # the same media sent twice
                 await client.audio_call(number.decode(), media=media)
         await asyncio.wait_for(done.wait(), 10)  # the client closed: each handler saw the end
