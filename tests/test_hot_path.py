@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import pytest
 
 from ryze_async import InvalidRequestError, Media, RetryScheduled, RyzeClient, normalize_number
-from ryze_async import _answers as answers_module
-from ryze_async._transports._aiohttp import JOIN_BELOW, PartsPayload
 from ryze_async.testing import (
     FakeRyzeServer,
     MockRequest,
@@ -21,6 +23,7 @@ from ryze_async.testing import (
 )
 
 from .audio import MP3
+from .byte_server import ByteServer, byte_server, canned
 from .conftest import ClientFactory
 
 NUMBERS = [
@@ -169,73 +172,151 @@ def test_dates_read_again_give_the_same_reset() -> None:
         0.0, 60.0]
 
 
+# Answers orjson reads differently from json, or refuses, or reads only by luck. Each is given
+# as a success (200) and as an error (400) answer: what the client makes of it shows the parse.
 BODIES = [
     b'{"success":true,"callId":"a"}', b'{"a":NaN}', b'{"a":1e400}', b"\xef\xbb\xbf{}",
     '{"a":1}'.encode("utf-16"), b'{"a":"\\ud800"}', b"[1]", b"", b"nope", b'{"a":"\xff"}',
-    b'{"a":1,"a":2}', b'{"a":123456789012345678901234567890}', b'{"a":-9223372036854775809}',
-    b'{"a":18446744073709551616}', b'{"a":-0.0,"b":1.0000000000000002,"c":1E5}',
-    b'{"a": [1, -12345678901234567890123]}', b'{"a":\n123456789012345678901}',
+    b'{"success":true,"duration":123456789012345678901234567890}',
+    b'{"success":true,"duration":-9223372036854775809}',
+    b'{"success":true,"duration":18446744073709551616}',
+    b'{"success":true,"duration":\n123456789012345678901}',
+    b'{"success":true,"duration":NaN}', b'{"success":true,"duration":1e400}',
+    b'{"success":true,"duration":1E5}', b'{"success":true,"duration":-0.0}',
+    b'{"success":true,"duration":1.0000000000000002}',
+    b'\xef\xbb\xbf{"success":true,"message":"a BOM"}',
+    '{"success":true,"message":"UTF-16"}'.encode("utf-16"),
+    b'{"success":true,"message":"\\ud800"}', b'{"success":true,"message":"\xff"}',
+    b'{"success":true,"message":"a","message":"b"}',
+    b'{"success":true,"callId":"12345678901234567890123","number":"5511999999999"}',
+    b'{"success":true,"message":[1, -12345678901234567890123]}',
+    b'{"success":false,"error":{"message":"\\ud83d\\ude00 no"}}',
+    b'{"success":false,"error":{"message":"no"},"n":123456789012345678901234}',
+    b'\xef\xbb\xbf{"success":false,"error":{"message":"BOM"}}',
+    b'{"success":false,"error":{"message":NaN}}',
 ]
+ORDINARY = b'{"success":true,"callId":"AC00000000000000000000001","number":"5511999999999"}'
+LONG_INTEGERS = (b'{"success":true,"duration":12345678901234567890}',
+                 b'{"success":true,"duration": [ -12345678901234567890]}')
+
+# Run in a fresh interpreter per orjson mode: "blocked" (sys.modules["orjson"] = None: an
+# install without it) or "recording" (orjson itself, noting each body it is asked to read). Reads
+# [status, base64 body] pairs on stdin; prints what RyzeClient made of each, and what orjson saw.
+_READER = """
+import base64, json, sys, types
+mode, seen = sys.argv[1], []
+if mode == "blocked":
+    sys.modules["orjson"] = None
+else:
+    import orjson
+    if mode == "recording":
+        def loads(body):
+            seen.append(base64.b64encode(body).decode())
+            return orjson.loads(body)
+        sys.modules["orjson"] = types.SimpleNamespace(loads=loads)
+from ryze_async import RyzeClient, RyzeError
+from ryze_async.testing import MockResponse, MockTransport, run_virtual
+
+async def read(status, body):
+    answer = MockResponse(status, body=body, headers={"Content-Type": "application/json"})
+    async with RyzeClient(token="x9-token-q", instance="i", rate_limit=None,
+                          transport=MockTransport(lambda _r: answer)) as client:
+        try:
+            result = await client.fake_call("5511999999999")
+        except RyzeError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return repr(sorted(result.model_dump().items()))
+
+async def main():
+    return [await read(status, base64.b64decode(body)) for status, body in json.load(sys.stdin)]
+
+print(json.dumps({"results": run_virtual(main()), "seen": seen}))
+"""
 
 
-def test_orjson_reads_ordinary_answers(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[bytes] = []
-
-    def loads(body: bytes) -> object:
-        seen.append(body)
-        return json.loads(body)
-
-    monkeypatch.setattr(answers_module, "_orjson_loads", loads)
-    ordinary = b'{"success":true,"callId":"AC00000000000000000000001","number":"5511999999999"}'
-    assert answers_module._json_object(ordinary) == json.loads(ordinary)
-    assert seen == [ordinary]  # long digit runs inside strings do not force the json fallback
-    for long_integer in (b'{"a":12345678901234567890}', b'{"a": [ -12345678901234567890]}'):
-        assert answers_module._json_object(long_integer) == json.loads(long_integer)
-    assert seen == [ordinary]
+def _read_answers(answers: list[tuple[int, bytes]], *modes: str) -> list[dict[str, Any]]:
+    corpus = json.dumps([[status, base64.b64encode(body).decode()] for status, body in answers])
+    runs = [subprocess.Popen([sys.executable, "-c", _READER, mode], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True) for mode in modes]
+    outputs = [run.communicate(corpus, timeout=60)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0] * len(modes)
+    return [json.loads(output) for output in outputs]
 
 
-@pytest.mark.parametrize("body", BODIES)
-def test_json_answers_read_the_same_with_or_without_orjson(
-    body: bytes, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    with_orjson = answers_module._json_object(body)
-    monkeypatch.setattr(answers_module, "_orjson_loads", None)
-    without = answers_module._json_object(body)
-    expected = None
-    try:
-        data = json.loads(body)
-        expected = data if isinstance(data, dict) else None
-    except (ValueError, UnicodeDecodeError):
-        pass
-    assert repr(without) == repr(expected)
-    assert repr(with_orjson) == repr(expected)
+def test_answers_read_the_same_with_or_without_orjson() -> None:
+    answers = [(status, body) for body in (*BODIES, ORDINARY, *LONG_INTEGERS)
+               for status in (200, 400)]
+    blocked, recording = _read_answers(answers, "blocked", "recording")
+    assert recording["results"] == blocked["results"]
+    results = dict(zip(answers, blocked["results"], strict=True))
+    # json's reading, whatever orjson would make of it: integers beyond 64 bits stay exact...
+    assert "('duration', 123456789012345678901234567890)" in results[200, BODIES[10]]
+    assert "('duration', 18446744073709551616)" in results[200, BODIES[12]]
+    # ... a BOM, UTF-16 and a lone surrogate are read, NaN is not a duration.
+    assert "('message', 'a BOM')" in results[200, BODIES[19]]
+    assert "('message', 'UTF-16')" in results[200, BODIES[20]]
+    assert "('message', '\\ud800')" in results[200, BODIES[21]]
+    assert "malformed success report" in results[200, BODIES[14]]
+    assert results[400, BODIES[26]] == "BadRequestError: HTTP 400: \U0001f600 no"
+    # orjson reads ordinary answers (long digit runs inside strings do not stop it); json has
+    # the last word on long integers.
+    seen = [base64.b64decode(body) for body in recording["seen"]]
+    assert ORDINARY in seen
+    assert not any(body in seen for body in LONG_INTEGERS)
 
 
-class _Writer:
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-
-    async def write(self, chunk: bytes) -> None:
-        self.chunks.append(chunk)
+def _large_media_sizes() -> list[int]:
+    # Bodies of 65,535 bytes (joined into one buffer) and 65,539 bytes (sent in parts, from
+    # 64 KiB up) and far over: the base64 of n bytes is 4 * ceil(n / 3), plus 43 around it.
+    return [1_000, 49_119, 49_122, 300_000]
 
 
-@pytest.mark.parametrize("limit", [None, 10, 3, 2, 0])
-async def test_parts_payload_writes_the_parts_in_order(limit: int | None) -> None:
-    parts = (b"abc", b"defghij", b"k")
-    payload = PartsPayload(parts)
-    assert payload.size == 11
-    assert payload.decode() == "abcdefghijk"
-    writer = _Writer()
-    await payload.write_with_length(writer, limit)  # type: ignore[arg-type]
-    assert b"".join(writer.chunks) == b"abcdefghijk"[:limit]
-    if limit is None:  # nothing copied: the very same objects go to the writer
-        assert all(chunk is part for chunk, part in zip(writer.chunks, parts, strict=True))
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-async def test_a_large_media_body_arrives_whole_and_in_order(
+def _exact_server(received: list[tuple[bytes, bytes]], done: asyncio.Event,
+                  count: int) -> Callable[[ByteServer], Handler]:
+    """Answers 200 to the request read up to its Content-Length; then notes it, with every
+    byte the client sent after it (until it closed the connection): there must be none."""
+    def answer(state: ByteServer) -> Handler:
+        async def write(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head, _, body = state.requests[-1].partition(b"\r\n\r\n")
+            writer.write(canned(200, b'{"success":true}', "application/json"))
+            await writer.drain()
+            received.append((head, body + await reader.read()))
+            if len(received) == count:
+                done.set()
+        return write
+    return answer
+
+
+@pytest.mark.parametrize("size", _large_media_sizes())
+async def test_a_large_media_body_arrives_byte_exact_with_its_length(size: int) -> None:
+    audio = (MP3 + bytes(range(256)) * (size // 256 + 1))[:size]
+    media = Media.from_bytes(audio)
+    numbers = (b"5511999999999", b"5511988888888")
+    received: list[tuple[bytes, bytes]] = []
+    done = asyncio.Event()
+    async with byte_server(_exact_server(received, done, len(numbers))) as server:
+        async with RyzeClient(token="t", instance="i", base_url=server.url, allow_http=True,
+                              rate_limit=None, timeout=10) as client:
+            for number in numbers:  # the same media sent twice
+                await client.audio_call(number.decode(), media=media)
+        await asyncio.wait_for(done.wait(), 10)  # the client closed: each handler saw the end
+    b64 = base64.b64encode(audio)
+    for (head, body), number in zip(received, numbers, strict=True):
+        expected = b'{"number":"' + number + b'","mediaBase64":"' + b64 + b'"}'
+        assert body == expected
+        headers = head.lower().split(b"\r\n")
+        assert b"content-length: %d" % len(expected) in headers
+        assert not any(h.startswith(b"transfer-encoding") for h in headers)
+        assert b"content-type: application/json" in headers
+
+
+async def test_a_large_media_body_arrives_whole_at_the_fake_server(
     ryze_server: FakeRyzeServer, make_client: ClientFactory
 ) -> None:
-    audio = MP3 + bytes(range(256)) * (2 * JOIN_BELOW // 256)
+    audio = MP3 + bytes(range(256)) * 512
     media = Media.from_bytes(audio)
     client = make_client(ryze_server)
     for number in ("5511999999999", "5511988888888"):

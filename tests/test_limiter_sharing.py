@@ -1,71 +1,156 @@
-"""shared_limiter: one QuotaLimiter per token and event loop, on virtual time."""
+"""Every client of one event loop on one server and token shares one quota; on virtual time.
+
+Seen from outside: the requests a ``MockTransport`` receives, stamped with the loop's clock.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import weakref
+from collections import Counter
 
-from ryze_async import QuotaLimiter
-from ryze_async._quota import _shared as _limiter
-from ryze_async._quota._shared import shared_limiter
-from ryze_async.testing._virtual_time import run_virtual
+import pytest
 
-LIMIT = 100
+from ryze_async import RyzeClient
+from ryze_async.testing import MockRequest, MockResponse, MockTransport, run_virtual
+
+LIMIT = 10
 PERIOD = 60.0
+TOKEN = "token-one"
+MARGIN = 1.0  # the default margin: 1 s per 60 s (README, "Quota")
 
 
-def test_shared_limiter_per_token_and_loop() -> None:
-    async def main() -> tuple[QuotaLimiter, QuotaLimiter, QuotaLimiter]:
-        a = shared_limiter("token-one", LIMIT, PERIOD, None)
-        b = shared_limiter("token-one", LIMIT, PERIOD, None)
-        c = shared_limiter("token-two", LIMIT, PERIOD, None)
-        return a, b, c
+class Stamped:
+    """A transport that answers every request placed and notes when (loop time) and where."""
 
-    a, b, c = run_virtual(main())
-    assert a is b
-    assert a is not c
-    other_loop, _, _ = run_virtual(main())
-    assert other_loop is not a
+    def __init__(self) -> None:
+        self.sent: list[tuple[float, str]] = []
+        self.transport = MockTransport(self._answer)
 
+    def _answer(self, request: MockRequest) -> MockResponse:
+        self.sent.append((asyncio.get_running_loop().time(), request.url))
+        return MockResponse(200, {"success": True, "message": "placed"})
 
-def test_shared_limiter_tightens_to_the_stricter_configuration() -> None:
-    async def main() -> tuple[QuotaLimiter, QuotaLimiter]:
-        first = shared_limiter("token", 100, 60.0, None)
-        second = shared_limiter("token", 50, 90.0, 0.5)
-        third = shared_limiter("token", 200, 30.0, None)  # looser: changes nothing
-        assert second is first
-        assert third is first
-        return first, third
-
-    limiter, _ = run_virtual(main())
-    assert (limiter.limit, limiter.period, limiter.margin) == (50, 90.0, 1.5)
+    def times(self) -> list[float]:
+        return sorted(t for t, _ in self.sent)
 
 
-def test_shared_limiter_never_keeps_the_raw_token() -> None:
-    token = "".join(["sk-", "live-", "0123456789abcdef"])  # built at run time: not interned
+def _client(stamped: Stamped, token: str = TOKEN, **settings: object) -> RyzeClient:
+    settings = {"rate_limit": LIMIT, "rate_period": PERIOD, **settings}
+    return RyzeClient(token=token, instance="i", transport=stamped.transport,
+                      **settings)  # type: ignore[arg-type]
+
+
+async def _calls(client: RyzeClient, count: int) -> None:
+    await asyncio.gather(*(client.fake_call(f"55119{i:08d}") for i in range(count)))
+
+
+def _burst(first: dict[str, object], second: dict[str, object], each: int = LIMIT) -> list[float]:
+    """Admission times of `each` concurrent calls from each of two clients of one loop."""
+    stamped = Stamped()
 
     async def main() -> None:
-        limiter = shared_limiter(token, LIMIT, PERIOD, None)
-        await limiter.acquire()
-        per_loop = _limiter._registry[asyncio.get_running_loop()]
-        assert all(token not in key for key in per_loop)
-        for holder in (per_loop, limiter):
-            assert not any(ref is token for ref in gc.get_referents(holder))
-        assert not any(r is per_loop or r is limiter for r in gc.get_referrers(token))
-        assert token not in repr(limiter)
+        await asyncio.gather(_calls(_client(stamped, **first), each),  # type: ignore[arg-type]
+                             _calls(_client(stamped, **second), each))  # type: ignore[arg-type]
+
+    run_virtual(main())
+    return stamped.times()
+
+
+def test_two_clients_on_one_token_never_exceed_the_limit_together() -> None:
+    times = _burst({}, {}, each=15)
+    assert times == [0.0] * LIMIT + [PERIOD + MARGIN] * LIMIT + [2 * (PERIOD + MARGIN)] * LIMIT
+    for start in times:  # any window of one period holds at most LIMIT requests
+        assert sum(start <= t < start + PERIOD for t in times) <= LIMIT
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    ({"token": "token-one"}, {"token": "token-two"}),
+    ({"base_url": "https://a.example"}, {"base_url": "https://b.example"}),
+    ({"base_url": "https://a.example"}, {"base_url": "https://a.example:8443"}),
+    ({"base_url": "https://a.example"}, {"base_url": "http://a.example", "allow_http": True}),
+], ids=["other token", "other host", "other port", "other scheme"])
+def test_another_token_or_server_is_another_quota(
+    first: dict[str, object], second: dict[str, object]
+) -> None:
+    assert _burst(first, second) == [0.0] * (2 * LIMIT)
+
+
+@pytest.mark.parametrize("spelling", ["https://a.example/api", "HTTPS://A.EXAMPLE:443/"])
+def test_one_server_spelt_two_ways_is_one_quota(spelling: str) -> None:
+    times = _burst({"base_url": "https://a.example"}, {"base_url": spelling})
+    assert times == [0.0] * LIMIT + [PERIOD + MARGIN] * LIMIT
+
+
+def test_clients_in_another_event_loop_do_not_share_its_bookkeeping() -> None:
+    stamped = Stamped()
+    client = _client(stamped)
+    for _ in range(2):  # each run_virtual is a fresh loop whose clock starts at 0
+        run_virtual(_calls(client, LIMIT))
+    assert stamped.times() == [0.0] * (2 * LIMIT)
+
+
+def test_the_stricter_configuration_wins() -> None:
+    stamped = Stamped()
+
+    async def main() -> None:
+        loose = _client(stamped, rate_limit=100, rate_period=60.0)
+        strict = _client(stamped, rate_limit=50, rate_period=90.0, rate_margin=0.5)
+        looser = _client(stamped, rate_limit=200, rate_period=30.0)
+        for client in (loose, strict, looser):
+            await client.fake_call("5511999999999")
+        await _calls(looser, 100)  # the looser client changes nothing
+
+    run_virtual(main())
+    # limit 50, period 90 and the larger margin: the default for 90 s (1.5 s) over 0.5 s.
+    assert Counter(stamped.times()) == {0.0: 50, 91.5: 50, 183.0: 3}
+
+
+def _spend(token_parts: tuple[str, ...], servers: tuple[str, ...]) -> None:
+    async def use(server: str) -> None:
+        token = "".join(token_parts)  # built at run time: not interned, no other copy exists
+        async with _client(Stamped(), token, rate_limit=1, base_url=server) as client:
+            await client.fake_call("5511999999999")
+
+    async def main() -> None:
+        for server in servers:
+            await use(server)
+        # The clients, their transports and requests are gone; the quota state is not (a new
+        # client would wait for the slot taken above): none of it may hold the token.
+        _assert_nothing_holds(token_parts)
 
     run_virtual(main())
 
 
-def test_registry_does_not_keep_finished_loops_alive() -> None:
+def _assert_nothing_holds(token_parts: tuple[str, ...]) -> None:
+    gc.collect()
+    needle = "".join(token_parts)
+    raw = needle.encode()
+    found = []
+    for holder in gc.get_objects():
+        # A dict whose keys are all str does not report its keys to the collector.
+        keys = list(holder) if type(holder) is dict else []
+        for ref in [*gc.get_referents(holder), *keys]:
+            if ref is needle or ref is raw:
+                continue
+            if (type(ref) is str and needle in ref) or (type(ref) is bytes and raw in ref):
+                found.append(type(holder).__name__)
+    assert found == []
+
+
+def test_the_raw_token_is_never_kept() -> None:
+    _spend(("sk-", "live-", "0123456789abcdef"), ("https://a.example", "https://b.example"))
+
+
+def test_finished_loops_are_not_kept_alive() -> None:
     loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
 
     async def main() -> None:
         loops.append(weakref.ref(asyncio.get_running_loop()))
-        limiter = shared_limiter("token", 1, 10.0, None)
-        await limiter.acquire()
-        await limiter.acquire()  # waits: futures and timers of this loop passed through it
+        async with _client(Stamped(), rate_limit=1) as client:
+            await client.fake_call("5511999999999")
+            await client.fake_call("5511999999999")  # waits: this loop's timers passed through
 
     run_virtual(main())
     gc.collect()
