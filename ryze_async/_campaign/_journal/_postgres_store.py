@@ -49,7 +49,9 @@ class PgStore(PgJournal):
 
     async def held_elsewhere(self) -> int:
         """Rows other workers hold (claimed or sending, lease live or not yet recovered):
-        while there are any, more numbers may come back to pending (a dead worker's claims)."""
+        while there are any, more numbers may come back to pending (a dead worker's claims).
+        Expired leases are applied first, so a caller polling this sees them come back."""
+        await self.recover()
         async with self._io:
             return int(await self._db().fetchval(_HELD_ELSEWHERE, self.campaign, self.worker))
 
