@@ -179,3 +179,10 @@ async def test_two_workers_both_place_calls_and_report_reads_while_they_run(
     by_worker = Counter(pid_of(r["owner"]) for r in await rows(dsn, campaign))
     assert set(by_worker) == {w.pid for w in workers}  # both placed calls
     assert sum(by_worker.values()) == 60
+    out_csv = tmp_path / "out.csv"
+    code, out, err = await run_cli(["report", dsn, "--campaign", campaign, "--csv",
+                                    str(out_csv)], env_for(server))
+    assert code == 0, err
+    assert "placed          60" in out
+    assert PASSWORD not in out + err
+    assert len(out_csv.read_text().splitlines()) == 61  # a header and every number

@@ -171,3 +171,16 @@ async def test_a_changed_input_begins_a_pass_from_the_position_it_read(
     numbers_csv.write_text("number\n" + "\n".join(NUMBERS[1:]) + "\n")  # edited, not appended
     await Campaign(Sent(), numbers_csv, journal=tmp_path / "j.db", media=MEDIA).run()
     assert seen == [stored]
+
+
+def test_asyncpg_is_imported_only_for_a_postgres_journal(tmp_path: Path) -> None:
+    code = ("import asyncio, sys\n"
+            "from ryze_async._campaign._journal import open_journal\n"
+            "async def main():\n"
+            "    j = await open_journal('j.db')\n"
+            "    await j.close()\n"
+            "asyncio.run(main())\n"
+            "assert 'asyncpg' not in sys.modules, 'asyncpg imported'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
