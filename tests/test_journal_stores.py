@@ -94,7 +94,8 @@ async def test_claim_sending_outcome(store: JournalStore) -> None:
     counts = await store.counts()
     assert (counts.placed, counts.failed, counts.sending, counts.pending) == (1, 1, 0, 1)
     assert await store.held_elsewhere() == 0
-    assert [r[0] for r in await store.pending_after(0, 10)] in ([c], [])  # shared: claimed
+    # SQLite offers the pending row again; a shared store's page was a claim: it is held.
+    assert [r[0] for r in await store.pending_after(0, 10)] == ([] if store.shared else [c])
 
 
 async def test_not_sent_goes_back_to_pending(store: JournalStore) -> None:
@@ -142,7 +143,8 @@ async def test_changed_input_skips_removed_numbers(store: JournalStore) -> None:
     started = await store.begin_pass(expected=pos(2))
     assert started
     assert await store.sweep_due()
-    assert await store.pending_after(0, 10) == [] or not store.shared  # nothing while open
+    if store.shared:  # nothing is claimed while a pass is open (the feeder waits anyway)
+        assert await store.pending_after(0, 10) == []
     await add(store, "+4930111111")
     assert await store.finish_pass() == 1
     assert not await store.sweep_due()
