@@ -169,7 +169,7 @@ async def test_two_workers_both_place_calls_and_report_reads_while_they_run(
     assert code == 0, err
     assert PASSWORD not in out + err
     live = json.loads(out)  # stdout is exactly one JSON object
-    assert {"total", "placed", "failed", "unknown", "pending"} <= live.keys()
+    assert {"total", "placed", "failed", "unknown", "pending", "workers"} <= live.keys()
     assert live["placed"] >= 1
     assert still_running  # the report read the journal while the workers ran
     results = [await finish(w) for w in workers]

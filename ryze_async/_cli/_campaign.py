@@ -160,11 +160,11 @@ def _journal_name(job: CampaignJob) -> str:
 
 
 def print_json(summary: CampaignSummary, journal: Path | str, out: TextIO, *,
-               campaign: str | None = None) -> None:
+               campaign: str | None = None, extra: dict[str, object] | None = None) -> None:
     """The ``--json`` line: the summary plus the journal (a URL without its password)."""
     from ryze_async._campaign._journal import describe  # noqa: PLC0415 - light import
 
-    data = summary.as_dict()
+    data: dict[str, object] = {**summary.as_dict(), **(extra or {})}
     data["journal"] = describe(journal)
     if campaign is not None:
         data["campaign"] = campaign

@@ -142,7 +142,10 @@ async def _report(args: argparse.Namespace, out: TextIO) -> int:
     if rows is not None:
         print(f"wrote {rows} rows to {'stdout' if to_stdout else csv_out}", file=human)
     if args.json:
-        print_json(summary, args.journal, out, campaign=args.campaign)
+        # A PostgreSQL campaign also says how many workers hold numbers now, and how many
+        # numbers they claimed and have not called yet (counted in ``pending``).
+        extra = {k: getattr(counts, k) for k in ("workers", "claimed") if hasattr(counts, k)}
+        print_json(summary, args.journal, out, campaign=args.campaign, extra=extra)
     return EXIT_OK
 
 
