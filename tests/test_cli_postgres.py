@@ -186,3 +186,22 @@ async def test_two_workers_both_place_calls_and_report_reads_while_they_run(
     assert "placed          60" in out
     assert PASSWORD not in out + err
     assert len(out_csv.read_text().splitlines()) == 61  # a header and every number
+
+
+async def test_interrupted_worker_gives_its_claims_back_and_a_rerun_finishes(
+    server: FakeRyzeServer, dsn: str, campaign: str, tmp_path: Path
+) -> None:
+    valid, numbers_csv, audio = inputs(tmp_path, 40)
+    cmd = campaign_cmd(numbers_csv, audio, dsn, campaign)
+    proc = await start(cmd, server)
+    await server.wait_for_requests(5)
+    proc.send_signal(signal.SIGINT)
+    code, summary, _ = await finish(proc)
+    assert code == 130
+    assert summary["pending"] > 0
+    left = Counter(r["state"] for r in await rows(dsn, campaign))
+    assert left["claimed"] == left["sending"] == 0  # nothing held by a worker that left
+    code, summary, _ = await finish(await start(cmd, server))
+    assert code == 0
+    assert summary["placed"] == 40
+    assert Counter(r.json["number"] for r in server.requests) == Counter(valid)
