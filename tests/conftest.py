@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -90,3 +90,17 @@ async def make_client() -> AsyncIterator[ClientFactory]:
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as client_session:
         yield client_session
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> Iterator[str]:
+    """A throw-away PostgreSQL cluster (``pg_cluster.py``), one per test process (each
+    pytest-xdist worker starts its own); skipped where there is no PostgreSQL or asyncpg."""
+    pytest.importorskip("asyncpg")
+    from .pg_cluster import PostgresUnavailableError, pg_cluster
+
+    try:
+        with pg_cluster() as dsn:
+            yield dsn
+    except PostgresUnavailableError as exc:
+        pytest.skip(str(exc))

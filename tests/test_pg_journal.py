@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +24,10 @@ from ryze_async._campaign._journal import CampaignIdentity  # noqa: E402
 from ryze_async._campaign._journal._postgres import ClaimLostError, PgJournal  # noqa: E402
 from ryze_async._campaign._journal._postgres_sql import LEASE_LOST  # noqa: E402
 
-from .pg_cluster import PostgresUnavailableError, pg_cluster  # noqa: E402
 from .pg_worker import identity, numbers  # noqa: E402
 
 WORKER = str(Path(__file__).with_name("pg_worker.py"))
 Opener = Callable[..., Awaitable[PgJournal]]
-
-
-@pytest.fixture(scope="session")
-def pg_dsn() -> Iterator[str]:
-    """One cluster per test process (each pytest-xdist worker starts its own)."""
-    try:
-        with pg_cluster() as dsn:
-            yield dsn
-    except PostgresUnavailableError as exc:
-        pytest.skip(str(exc))
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-from ._journal import JournalStore
+from ._journal import ClaimLostError, JournalStore
 from ._settings import StoppedError
 from ._stop import StopState
 
@@ -32,7 +32,13 @@ class Attempt:
             raise StoppedError
         self._phase("sending")
         self.marked = True  # from here the mark may commit: treat the call as possibly sent
-        await self._journal.mark_sending(self._row_id)
+        try:
+            await self._journal.mark_sending(self._row_id)
+        except ClaimLostError:
+            # A shared store refused the mark: another worker holds the row now (our lease
+            # ran out). Nothing was sent and nothing may be: skip the row, keep dispatching.
+            self.marked = False
+            raise StoppedError from None
 
     async def on_not_sent(self) -> None:
         # Refused or never sent, and the client is about to wait: a crash or a stop during

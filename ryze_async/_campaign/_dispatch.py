@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
@@ -31,6 +32,8 @@ __all__ = ["BeforeSend", "CampaignClient", "Dispatcher", "NotSent", "Settings", 
 _log = logging.getLogger("ryze_async.campaign")
 _Row = tuple[int, str, int]
 Sink = Callable[[CampaignOutcome], Awaitable[None]]
+#: Seconds between looks for numbers another worker's expired lease gave back.
+_SHARED_POLL = 1.0
 
 
 class Dispatcher:
@@ -169,7 +172,7 @@ class Dispatcher:
     async def _feed(self) -> None:
         await self._ready.wait()
         cursor = 0
-        page = max(100, self._s.concurrency * 4)
+        shared = self._journal.shared
         while True:
             # Cleared before looking, so a change made while we look wakes the wait below.
             self._wake.clear()
@@ -178,7 +181,8 @@ class Dispatcher:
                 await self._queue.put(self._retry.popleft())
                 continue
             ingest_done = self._ingest_done
-            rows = await self._journal.pending_after(cursor, page)
+            page = self._page(shared)
+            rows = await self._journal.pending_after(cursor, page) if page else []
             for row in rows:
                 self._outstanding += 1
                 await self._queue.put(row)
@@ -186,8 +190,21 @@ class Dispatcher:
                 cursor = rows[-1][0]
                 continue
             if ingest_done and self._outstanding == 0 and not self._retry:
-                return
+                if not shared or not await self._journal.held_elsewhere():
+                    return
+                # Other workers hold rows: if one died, its claims come back to pending when
+                # its lease ends (the database's clock), so wait and look again.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), _SHARED_POLL)
+                continue
             await self._wake.wait()
+
+    def _page(self, shared: bool) -> int:
+        """How many rows to ask for: a shared store's page is a claim other workers cannot
+        take, so it is what this worker can start soon (the queue plus the workers)."""
+        if not shared:
+            return max(100, self._s.concurrency * 4)
+        return max(0, 2 * self._s.concurrency - self._outstanding)
 
     # -- workers --------------------------------------------------------------------------------
 

@@ -19,7 +19,14 @@ from typing import Literal
 from .. import Media
 from ._counts import LiveCounts, summary_from_counts
 from ._dispatch import CampaignClient, Dispatcher, Settings
-from ._journal import CampaignIdentity, JournalCounts, JournalStore, open_journal
+from ._journal import (
+    CampaignIdentity,
+    JournalCounts,
+    JournalStore,
+    describe,
+    is_database_url,
+    open_journal,
+)
 from ._models import CampaignOutcome, CampaignSummary, StopReason
 from ._number_source import NumbersInput, NumberSource
 from ._outcomes import Handoff, Outcomes
@@ -31,7 +38,14 @@ _log = logging.getLogger("ryze_async.campaign")
 
 
 class Campaign:
-    """A bulk call campaign over a journal file (the journal *is* the campaign).
+    """A bulk call campaign over a journal (the journal *is* the campaign).
+
+    ``journal``: a file path (SQLite, one process), or a ``postgresql://USER@HOST:PORT/DB``
+    URL with ``campaign="NAME"`` (the ``postgres`` extra): every process that runs the same
+    campaign there works on it with the others, each number called by one of them at most
+    once. A worker ends when nothing is left to claim and no other worker holds a number;
+    ``elapsed`` then adds up the workers' run times. An iterable input must be the same
+    sequence in every worker.
 
     ``numbers``: an iterable or async iterable of numbers, a CSV path (see ``NumberSource``), or
     None to only work through what the journal already holds. Give ``media`` (a ``Media``, bytes,
@@ -73,6 +87,7 @@ class Campaign:
         fake: bool = False,
         duration: int | None = None,
         instance: str | None = None,
+        campaign: str | None = None,
         concurrency: int = 10,
         retry_failed: bool = False,
         retry_unknown: bool = False,
@@ -90,7 +105,21 @@ class Campaign:
             raise ValueError("concurrency and ingest_batch must be >= 1")
         self._client = client
         self._source = NumberSource(numbers, column) if numbers is not None else None
-        self.journal_path = Path(journal)
+        if is_database_url(journal):
+            if not campaign:
+                raise ValueError("a postgresql:// journal holds many campaigns: name one with "
+                                 "campaign=")
+            self._target: str | Path = str(journal)
+        else:
+            if campaign is not None:
+                raise ValueError("campaign= names a campaign in a postgresql:// journal; a "
+                                 "journal file holds one campaign: leave it out")
+            self._target = Path(journal)
+        self._campaign_name = campaign
+        #: The journal file (None for a PostgreSQL journal: see :attr:`journal_name`).
+        self.journal_path = self._target if isinstance(self._target, Path) else None
+        #: The journal as it may be shown (a URL without its password).
+        self.journal_name = describe(self._target)
         self._media_arg = media
         self._fake = fake
         instance = instance if instance is not None else getattr(client, "instance", None)
@@ -228,8 +257,9 @@ class Campaign:
             "fake" if self._fake else "audio",
             None if self.media is None else self.media.fingerprint, self._instance,
         )
-        journal = await open_journal(self.journal_path, identity=identity, force=self._force,
-                                     synchronous=self._synchronous)
+        journal = await open_journal(self._target, identity=identity, force=self._force,
+                                     synchronous=self._synchronous,
+                                     campaign=self._campaign_name)
         self.recovered = journal.recovered
         if journal.recovered:
             _log.warning("%d numbers were in flight when the last run ended: marked unknown, "

@@ -29,11 +29,14 @@ async def ingest_input(
     normalize: Callable[[str], str] = normalize_number,
 ) -> None:
     """Ingest every batch of ``source``; set ``ready`` once pending rows may be dispatched."""
-    batches = await source.open(Position(*await journal.ingest_position()), batch_size)
+    stored = await journal.ingest_position()
+    batches = await source.open(Position(*stored), batch_size)
     if source.restarted:
         _log.warning("the numbers input changed since the last run: reading it again from "
                      "the start; nobody already dealt with is called again")
-        await journal.begin_pass()
+        # ``expected``: with several workers on one campaign, those that saw the same edit
+        # start one pass between them (the others' reading is deduplicated into it).
+        await journal.begin_pass(expected=stored)
     # An open pass (this one, or one a crash interrupted) holds dispatching until its sweep.
     hold = await journal.sweep_due()
     if not hold:

@@ -38,7 +38,8 @@ class CampaignJob:
     """Everything ``campaign`` needs, already parsed (``demo`` builds one too)."""
 
     numbers: Path
-    journal: Path
+    #: A file, or a ``postgresql://`` URL (then ``campaign`` names the campaign in it).
+    journal: Path | str
     media: Media | None
     fake: bool = False
     duration: int | None = None
@@ -59,6 +60,7 @@ class CampaignJob:
     default_region: str | None = None
     number_check: Literal["valid", "possible"] = "valid"
     as_json: bool = False
+    campaign: str | None = None
 
 
 def exit_code(summary: CampaignSummary) -> int:
@@ -91,6 +93,7 @@ def job_from_args(args: argparse.Namespace) -> CampaignJob:
     media = load_media(args.media, args.media_url)
     if media is None and not args.fake:
         raise UsageError("give --media FILE, --media-url URL or --fake")
+    check_campaign_name(args.journal, args.campaign)
     return CampaignJob(
         numbers=args.numbers, journal=args.journal, media=media, fake=args.fake,
         duration=args.duration, token=args.token, instance=args.instance,
@@ -99,8 +102,18 @@ def job_from_args(args: argparse.Namespace) -> CampaignJob:
         retry_failed=args.retry_failed, force=args.force, drain_timeout=args.drain_timeout,
         tty=sys.stdout.isatty(), log_interval=args.log_interval, column=args.column,
         default_region=args.default_region, number_check=args.number_check,
-        as_json=args.json,
+        as_json=args.json, campaign=args.campaign,
     )
+
+
+def check_campaign_name(journal: Path | str, campaign: str | None) -> None:
+    """``--campaign`` goes with a postgresql:// journal, and only there."""
+    if isinstance(journal, str) and not campaign:
+        raise UsageError("a postgresql:// journal holds many campaigns: name one with "
+                         "--campaign NAME")
+    if isinstance(journal, Path) and campaign is not None:
+        raise UsageError("--campaign names a campaign in a postgresql:// journal; the journal "
+                         f"file {journal} is one campaign: leave --campaign out")
 
 
 async def run_campaign_command(args: argparse.Namespace, out: TextIO) -> int:
@@ -123,25 +136,38 @@ async def run_campaign_job(
             client, job.numbers, journal=job.journal, media=job.media, fake=job.fake,
             duration=job.duration, instance=instance, concurrency=job.concurrency,
             retry_failed=job.retry_failed, retry_unknown=job.retry_unknown, force=job.force,
-            drain_timeout=job.drain_timeout, column=job.column,
+            drain_timeout=job.drain_timeout, column=job.column, campaign=job.campaign,
         )
         what = "fake calls" if job.media is None else _describe(job.media)
-        print(f"campaign: {job.numbers} -> journal {job.journal} ({what}, instance "
+        print(f"campaign: {job.numbers} -> journal {_journal_name(job)} ({what}, instance "
               f"{instance!r}, {job.rate_limit} calls per {job.rate_period:g}s, concurrency "
               f"{job.concurrency})", file=out, flush=True)
         summary = await _run_with_signals(campaign, job, out)
-    print(format_summary(summary, str(job.journal)), file=out, flush=True)
+    print(format_summary(summary, _journal_name(job)), file=out, flush=True)
     if epilogue is not None:
         print(epilogue(), file=out, flush=True)
     if job.as_json:
-        print_json(summary, job.journal, out)
+        print_json(summary, _journal_name(job), out, campaign=job.campaign)
     return exit_code(summary)
 
 
-def print_json(summary: CampaignSummary, journal: Path, out: TextIO) -> None:
-    """The ``--json`` line: the summary plus the journal path, one JSON object."""
-    data = summary.as_dict()
-    data["journal"] = str(journal)
+def _journal_name(job: CampaignJob) -> str:
+    """The journal as it may be shown: a URL never with its password."""
+    from ryze_async._campaign._journal import describe  # noqa: PLC0415 - light import
+
+    name = describe(job.journal)
+    return f"{name} campaign {job.campaign!r}" if job.campaign else name
+
+
+def print_json(summary: CampaignSummary, journal: Path | str, out: TextIO, *,
+               campaign: str | None = None, extra: dict[str, object] | None = None) -> None:
+    """The ``--json`` line: the summary plus the journal (a URL without its password)."""
+    from ryze_async._campaign._journal import describe  # noqa: PLC0415 - light import
+
+    data: dict[str, object] = {**summary.as_dict(), **(extra or {})}
+    data["journal"] = describe(journal)
+    if campaign is not None:
+        data["campaign"] = campaign
     print(json.dumps(data, sort_keys=True), file=out, flush=True)
 
 

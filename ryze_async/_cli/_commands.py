@@ -21,7 +21,7 @@ from ._logging import CliLogging
 
 if TYPE_CHECKING:
     from ryze_async import Media
-    from ryze_async._campaign._journal import Journal
+    from ryze_async._campaign._journal import JournalStore
     from ryze_async._config import Secret
 
 __all__ = ["load_media", "reveal", "run", "run_command"]
@@ -100,17 +100,23 @@ async def _call(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-async def _open_journal(path: Path) -> Journal:
-    from ryze_async._campaign._journal import Journal, JournalLockedError
+async def _open_journal(target: Path | str, campaign: str | None) -> JournalStore:
+    from ryze_async._campaign._journal import Journal, JournalLockedError, open_journal
 
+    from ._campaign import check_campaign_name
+
+    check_campaign_name(target, campaign)
+    if isinstance(target, str):  # PostgreSQL: read what the workers committed, change nothing
+        return await open_journal(target, campaign=campaign, read_only=True)
     try:
-        return await Journal.open(path, create=False)
+        return await Journal.open(target, create=False)
     except JournalLockedError:  # a campaign is running on it: read what it has committed
-        return await Journal.open(path, create=False, read_only=True)
+        return await Journal.open(target, create=False, read_only=True)
 
 
 async def _report(args: argparse.Namespace, out: TextIO) -> int:
     from ryze_async._campaign._counts import summary_from_counts
+    from ryze_async._campaign._journal import describe
 
     from ._campaign import print_json
     from ._progress import format_summary
@@ -121,19 +127,25 @@ async def _report(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError("--csv - and --json both want stdout: write the CSV to a file")
     if csv_out is not None and not to_stdout and not csv_out.parent.is_dir():
         raise UsageError(f"--csv {csv_out}: no such folder: {csv_out.parent}")
-    async with await _open_journal(args.journal) as journal:
+    journal = await _open_journal(args.journal, args.campaign)
+    try:
         counts = await journal.counts()
         rows = None if csv_out is None else await journal.export_csv(
             out if to_stdout else csv_out)
+    finally:
+        await journal.close()
     summary = summary_from_counts(counts, counts.elapsed, None, "")
     # stdout carries exactly one thing (the JSON object or the CSV); the rest goes to stderr.
     human = sys.stderr if args.json or to_stdout else out
     if not args.json:
-        print(format_summary(summary, str(args.journal)), file=human)
+        print(format_summary(summary, describe(args.journal)), file=human)
     if rows is not None:
         print(f"wrote {rows} rows to {'stdout' if to_stdout else csv_out}", file=human)
     if args.json:
-        print_json(summary, args.journal, out)
+        # A PostgreSQL campaign also says how many workers hold numbers now, and how many
+        # numbers they claimed and have not called yet (counted in ``pending``).
+        extra = {k: getattr(counts, k) for k in ("workers", "claimed") if hasattr(counts, k)}
+        print_json(summary, args.journal, out, campaign=args.campaign, extra=extra)
     return EXIT_OK
 
 

@@ -52,6 +52,18 @@ def _column(text: str) -> str | int:
     return text
 
 
+def _journal_target(text: str) -> str | Path:
+    """A ``postgresql://`` URL as given (a database of campaigns), anything else a file path."""
+    scheme, sep, _ = text.partition("://")
+    return text if sep and scheme.lower() in ("postgresql", "postgres") else Path(text)
+
+
+def _campaign_name(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--campaign", metavar="NAME",
+                   help="with a postgresql:// journal (required there): the campaign's name; "
+                   "every process run with the same journal and name shares the work")
+
+
 def _connection_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("connection (default: the RYZE_* environment variables)")
     g.add_argument("--token", type=_secret,
@@ -103,7 +115,10 @@ def _campaign(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
     p.add_argument("numbers", type=Path,
                    help="CSV (UTF-8, or UTF-16 with BOM): the column headed number/phone/... "
                         "or the first column")
-    p.add_argument("--journal", type=Path, required=True, help="journal file (the campaign)")
+    p.add_argument("--journal", type=_journal_target, required=True,
+                   help="journal file (the campaign), or postgresql://USER@HOST:PORT/DB "
+                   "with --campaign (several workers; the postgres extra)")
+    _campaign_name(p)
     p.add_argument("--column", type=_column, metavar="NAME|INDEX",
                    help="the numbers' column: its header, or its position (1 = first)")
     _media_options(p, required=False)
@@ -125,7 +140,9 @@ def _campaign(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
 
 def _tools(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("report", help="summarise a journal; --csv writes one row per number")
-    p.add_argument("journal", type=Path)
+    p.add_argument("journal", type=_journal_target,
+                   help="journal file, or postgresql://... with --campaign")
+    _campaign_name(p)
     p.add_argument("--csv", type=Path, dest="csv_out",
                    help="write every number to this CSV ('-': stdout)")
     _json_option(p, "the summary")

@@ -3,10 +3,10 @@
 A store holds each number of one campaign in a state, ``pending -> sending -> placed | failed |
 unknown`` (``skipped``: removed from the input, never sent), and is the only thing that decides
 who may be dialed. :class:`JournalStore` is what the dispatcher uses; the SQLite store
-(``_sqlite.py``, one file per campaign, one process at a time) is today's only implementation.
-A new store (e.g. PostgreSQL, several workers on one campaign) implements the same Protocol in a
-sibling module and is chosen by :func:`open_journal` from the ``journal`` target; it must keep
-the rules below, which the dispatcher relies on.
+(``_sqlite.py``, one file per campaign, one process at a time) and the PostgreSQL store
+(``_postgres.py`` and ``_postgres_store.py``, several workers on one campaign) implement it;
+:func:`open_journal` picks one from the ``journal`` target. Both keep the rules below, which
+the dispatcher relies on.
 
 - ``ingest`` is idempotent per number (dedupe key: digits, JID suffix dropped) and stores the
   input position (offset, line, digest of what was read) in the same transaction as the batch,
@@ -46,6 +46,7 @@ from ._events import (
     RecordOutcome,
     State,
 )
+from ._postgres_commit import ClaimLostError
 from ._schema import (
     CampaignIdentity,
     JournalCounts,
@@ -54,9 +55,11 @@ from ._schema import (
     JournalMismatchError,
 )
 from ._sqlite import Journal
+from ._target import describe, is_database_url, open_postgres
 
 __all__ = [
     "CampaignIdentity",
+    "ClaimLostError",
     "IngestResult",
     "Ingested",
     "Journal",
@@ -73,6 +76,8 @@ __all__ = [
     "Rebased",
     "RecordOutcome",
     "State",
+    "describe",
+    "is_database_url",
     "open_journal",
 ]
 
@@ -82,6 +87,9 @@ class JournalStore(Protocol):
 
     #: Rows found ``sending`` at open (a crash) and turned ``unknown``.
     recovered: int
+    #: True if other workers may take rows too: then ``pending_after`` claims what it returns
+    #: (ask for about what can be sent soon) and ``mark_sending`` may raise ``ClaimLostError``.
+    shared: bool
 
     async def close(self) -> None: ...
     async def watch(self, listener: Listener) -> None: ...
@@ -90,10 +98,11 @@ class JournalStore(Protocol):
         self, entries: list[tuple[int, str]], *, position: tuple[int, int, str],
         normalize: Callable[[str], str],
     ) -> IngestResult: ...
-    async def begin_pass(self) -> None: ...
+    async def begin_pass(self, expected: tuple[int, int, str] | None = None) -> bool: ...
     async def finish_pass(self) -> int: ...
     async def sweep_due(self) -> bool: ...
     async def pending_after(self, after_id: int, limit: int) -> list[tuple[int, str, int]]: ...
+    async def held_elsewhere(self) -> int: ...
     async def mark_sending(self, row_id: int) -> None: ...
     def record(
         self, row_id: int, state: State, *, call_id: str | None = None,
@@ -109,13 +118,19 @@ class JournalStore(Protocol):
 async def open_journal(
     target: str | os.PathLike[str], *, identity: CampaignIdentity | None = None,
     force: bool = False, create: bool = True, read_only: bool = False,
-    synchronous: Literal["full", "normal"] = "full",
+    synchronous: Literal["full", "normal"] = "full", campaign: str | None = None,
 ) -> JournalStore:
-    """Open the store a ``journal`` target names (today: a path, the SQLite store).
+    """Open the store a ``journal`` target names: a ``postgresql://`` URL opens ``campaign``
+    in that database (``_postgres.py``: many workers; asyncpg needed), a path the SQLite file.
 
     Opening recovers rows left ``sending`` (``recovered``) and checks ``identity`` unless
-    ``read_only`` (a report on a running campaign). A PostgreSQL store goes here:
-    ``postgresql://`` targets open it instead, with the same rules.
+    ``read_only`` (a report on a running campaign).
     """
+    if is_database_url(target):
+        return await open_postgres(str(target), campaign=campaign, identity=identity,
+                                   force=force, read_only=read_only)
+    if campaign is not None:
+        raise ValueError("campaign= names a campaign in a PostgreSQL journal; a journal file "
+                         "holds one campaign: leave it out")
     return await Journal.open(target, identity=identity, force=force, create=create,
                               read_only=read_only, synchronous=synchronous)

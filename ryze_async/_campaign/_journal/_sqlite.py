@@ -65,6 +65,9 @@ _T = TypeVar("_T")
 class Journal:
     """A campaign journal. Open with ``await Journal.open(path, ...)``; use from one event loop."""
 
+    #: One process per file: ``pending_after`` reads, it does not claim (pages may be large).
+    shared = False
+
     def __init__(self, path: Path, executor: ThreadPoolExecutor, lock_fd: int | None) -> None:
         self.path = path
         self._executor = executor
@@ -203,10 +206,12 @@ class Journal:
             self._emit(Ingested(result))
         return result
 
-    async def begin_pass(self) -> None:
-        """The input changed under the journal: it is read again from its first entry."""
+    async def begin_pass(self, expected: tuple[int, int, str] | None = None) -> bool:
+        """The input changed under the journal: it is read again from its first entry.
+        (``expected`` matters to shared stores only: one process holds this file.)"""
         await self._run(lambda: begin_pass(self._db()))
         self._hold = True
+        return True
 
     async def finish_pass(self) -> int:
         """The input is exhausted: pending rows an open pass did not see become ``skipped``."""
@@ -228,6 +233,10 @@ class Journal:
     async def pending_after(self, after_id: int, limit: int) -> list[tuple[int, str, int]]:
         """Up to ``limit`` pending valid rows with id > ``after_id``: (id, number, line)."""
         return await self._run(lambda: pending_after(self._db(), after_id, limit))
+
+    async def held_elsewhere(self) -> int:
+        """Rows other workers hold: none, one process has the file (``flock``)."""
+        return 0
 
     async def mark_sending(self, row_id: int) -> None:
         """Commit ``pending -> sending`` for one row; returns once that commit is durable.

@@ -1,0 +1,85 @@
+"""Which store a ``journal`` target names, and how a target may be shown.
+
+A ``postgresql://`` (or ``postgres://``) URL names a PostgreSQL database that holds many
+campaigns (one is named by ``campaign``); anything else is a path to a SQLite journal file.
+asyncpg is imported only when a PostgreSQL target is opened (the ``postgres`` extra).
+A URL is never shown with its password: every message, repr and log uses :func:`describe`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, cast
+from urllib.parse import urlsplit
+
+from ._schema import CampaignIdentity, JournalError
+
+if TYPE_CHECKING:
+    from ._postgres_store import PgStore
+
+__all__ = ["describe", "is_database_url", "open_postgres", "scrub"]
+
+_SCHEMES = ("postgresql", "postgres")
+INSTALL = 'the PostgreSQL journal needs asyncpg: pip install "ryze-async[postgres]"'
+
+
+def is_database_url(target: object) -> bool:
+    """True if ``target`` names a PostgreSQL journal rather than a file."""
+    if not isinstance(target, str) or "://" not in target:
+        return False
+    return target.split("://", 1)[0].lower() in _SCHEMES
+
+
+def describe(target: str | os.PathLike[str]) -> str:
+    """The target as it may be shown: a URL without its password (nor its query string)."""
+    if not is_database_url(target):
+        return os.fspath(target)
+    text = str(target)
+    try:
+        parts = urlsplit(text)
+        user = f"{parts.username}@" if parts.username else ""
+        port = f":{parts.port}" if parts.port else ""
+        host = parts.hostname or ""
+    except ValueError:  # a malformed port: show the scheme only, never the rest
+        return f"{text.split('://', 1)[0]}://..."
+    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
+
+
+def scrub(message: str, target: str) -> str:
+    """``message`` with the target's password (and the whole URL) replaced by its description."""
+    message = message.replace(target, describe(target))
+    try:
+        password = urlsplit(target).password
+    except ValueError:
+        password = None
+    if password:
+        message = message.replace(password, "***")
+    return message
+
+
+async def open_postgres(
+    url: str, *, campaign: str | None, identity: CampaignIdentity | None, force: bool,
+    read_only: bool,
+) -> PgStore:
+    """Open one campaign of a PostgreSQL journal (see ``_postgres.py``)."""
+    if not campaign:
+        raise JournalError(f"{describe(url)} holds many campaigns: name one (--campaign NAME, "
+                           "or campaign= in Python)")
+    try:
+        from ._postgres_store import PgStore  # noqa: PLC0415 - asyncpg only when used
+    except ImportError as exc:
+        if exc.name is None or exc.name.split(".")[0] != "asyncpg":
+            raise
+        raise JournalError(INSTALL) from None
+    try:
+        store = await PgStore.open(url, campaign=campaign, identity=identity, force=force,
+                                   read_only=read_only)
+        return cast("PgStore", store)  # ``open`` builds ``cls``
+    except JournalError as exc:
+        if scrub(str(exc), url) == str(exc):
+            raise
+        raise type(exc)(scrub(str(exc), url)) from None
+    except (ValueError, TypeError, OSError) as exc:
+        # asyncpg's own parsing errors may quote the URL: never its password, never the chain.
+        raise JournalError(f"{describe(url)} is not a usable journal: "
+                           f"{scrub(str(exc), url)}") from None
