@@ -1,0 +1,89 @@
+"""A campaign's senders: the instances (each a client, a token, a quota) its calls go through.
+
+Workers take a free sender first and a number second, so a number is never tied to a sender
+whose quota is spent: a sender is free while fewer than ``slots`` of its calls wait for its
+quota, and it is handed back as soon as its call is admitted (the ``sending`` mark) or ends.
+A sender whose instance trips the circuit breaker leaves the rotation; its numbers stay pending
+for the others. The free list starts interleaved (one slot of every sender, then the second of
+every sender...), so the first numbers spread over every sender at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from ._settings import CampaignClient
+
+__all__ = ["Lease", "Sender", "SenderPool"]
+
+_log = logging.getLogger("ryze_async.campaign")
+
+
+@dataclass(eq=False)
+class Sender:
+    """One instance of the pool; ``name`` is the instance (never the token)."""
+
+    name: str | None
+    client: CampaignClient
+    conn_failures: int = 0
+    alive: bool = True
+
+
+class SenderPool:
+    """The free senders, and the record of those that left the rotation."""
+
+    def __init__(self, senders: list[Sender], slots: int) -> None:
+        if not senders:
+            raise ValueError("a campaign needs at least one sender")
+        self.senders = senders
+        self._free: asyncio.Queue[Sender] = asyncio.Queue()
+        for _ in range(max(1, slots)):
+            for sender in senders:
+                self._free.put_nowait(sender)
+        #: One line per sender that left the rotation (for the log and the summary).
+        self.removed: list[str] = []
+
+    @property
+    def pooled(self) -> bool:
+        return len(self.senders) > 1
+
+    @property
+    def alive(self) -> int:
+        return sum(s.alive for s in self.senders)
+
+    async def take(self) -> Lease:
+        """Wait for a free sender still in the rotation."""
+        while True:
+            sender = await self._free.get()
+            if sender.alive:
+                return Lease(self, sender)
+
+    def give_back(self, sender: Sender) -> None:
+        if sender.alive:
+            self._free.put_nowait(sender)
+
+    def remove(self, sender: Sender, reason: str) -> bool:
+        """Take ``sender`` out of the rotation; True if it was the last one."""
+        if sender.alive:
+            sender.alive = False
+            note = (f"sender {sender.name!r} left the rotation: {reason}; "
+                    f"{self.alive} of {len(self.senders)} senders go on")
+            self.removed.append(note)
+            _log.error("%s", note)
+        return self.alive == 0
+
+
+class Lease:
+    """A worker's hold on one free sender, handed back once (admitted, or the call ended)."""
+
+    def __init__(self, pool: SenderPool, sender: Sender) -> None:
+        self._pool = pool
+        self.sender = sender
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._pool.give_back(self.sender)
