@@ -104,6 +104,7 @@ class Campaign:
             raise ValueError("concurrency and ingest_batch must be >= 1")
         self._client = client
         self._senders = _build_senders(client, senders)
+        del senders  # the tokens: not kept in this frame's locals past here
         self._source = NumberSource(numbers, column) if numbers is not None else None
         self.journal_path = Path(journal)
         self._media_arg = media
