@@ -177,6 +177,11 @@ class RyzeClient:
         return self._config.instance
 
     @property
+    def rate_period(self) -> float:
+        """The quota's period in seconds (``rate_period=``)."""
+        return self._config.rate_period
+
+    @property
     def default_region(self) -> str | None:
         """The region national-format numbers are read in (``default_region=`` or
         ``RYZE_DEFAULT_REGION``); None: every number must carry its country code."""

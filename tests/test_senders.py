@@ -60,7 +60,13 @@ def assert_no_token(*texts: str | bytes) -> None:
     for text in texts:
         data = text if isinstance(text, bytes) else text.encode()
         for token in TOKENS.values():
-            assert token.encode() not in data and b"0123456789abcdef" not in data
+            assert token.encode() not in data
+            assert b"0123456789abcdef" not in data
+
+
+def files_in(folder: Path, but: str = "") -> list[bytes]:
+    """Every file we wrote (journal, -wal, exports), to search for a token."""
+    return [p.read_bytes() for p in folder.iterdir() if p.name != but]
 
 
 def base_client(server: FakeRyzeServer) -> RyzeClient:
@@ -84,12 +90,13 @@ async def test_a_disconnected_instance_leaves_and_the_others_finish(
     assert sorted(by_server) == sorted(wanted)  # everyone, nobody else
     assert all(len(v) == 1 for v in by_server.values())  # exactly once
     used = Counter(v[0] for v in by_server.values())
-    assert set(used) == {"inst-a", "inst-c"} and min(used.values()) > 5  # both did work
+    assert set(used) == {"inst-a", "inst-c"}
+    assert min(used.values()) > 5  # both did work
     rows = journal_rows(journal)
     assert {n: s for n, (_, s) in rows.items()} == {n: v[0] for n, v in by_server.items()}
     out = io.StringIO()
     async with base_client(pool_server):
-        from ryze_async._campaign._journal import open_journal  # noqa: PLC0415
+        from ryze_async._campaign._journal import open_journal
         store = await open_journal(journal, create=False, read_only=True)
         try:
             await store.export_csv(out)
@@ -98,7 +105,7 @@ async def test_a_disconnected_instance_leaves_and_the_others_finish(
     exported = {r["number"]: r["sender"] for r in csv.DictReader(io.StringIO(out.getvalue()))}
     assert exported == {n: v[0] for n, v in by_server.items()}
     assert_no_token(summary.message, caplog.text, out.getvalue(), repr(campaign),
-                    *(p.read_bytes() for p in tmp_path.iterdir()))
+                    *files_in(tmp_path))
 
 
 async def test_the_last_sender_leaving_trips_the_breaker_and_the_rest_stays_pending(
@@ -158,14 +165,15 @@ async def test_cli_pool_finishes_on_the_connected_instances(
     assert "3 senders: 'inst-a', 'inst-b', 'inst-c'" in out
     assert "sender 'inst-b' left the rotation" in out + err
     by_server = placed_by(pool_server)
-    assert len(by_server) == 40 and all(len(v) == 1 for v in by_server.values())
+    assert len(by_server) == 40
+    assert all(len(v) == 1 for v in by_server.values())
     code, report, rerr = await run_cli(["report", str(tmp_path / "j.db"), "--csv", "-"], {})
     assert code == 0, report + rerr
     exported = {r["number"]: r["sender"] for r in csv.DictReader(io.StringIO(report))}
     assert exported == {n: v[0] for n, v in by_server.items()}
     code, summary, _ = await run_cli(["report", str(tmp_path / "j.db")], {})
     assert_no_token(out, err, report, summary,
-                    *(p.read_bytes() for p in tmp_path.iterdir() if p.name != "senders.csv"))
+                    *files_in(tmp_path, but="senders.csv"))
 
 
 async def test_cli_no_sender_left_is_exit_3(
@@ -189,8 +197,10 @@ async def test_cli_refuses_a_senders_file_others_may_read(
     args = cli_args(pool_server, tmp_path, senders_file(tmp_path, mode), 5)
     code, out, err = await run_cli(args, {})
     assert code == 2
-    assert "owner-only" in err and "chmod 600" in err
-    assert not pool_server.requests and not (tmp_path / "j.db").exists()
+    assert "owner-only" in err
+    assert "chmod 600" in err
+    assert not pool_server.requests
+    assert not (tmp_path / "j.db").exists()
     assert_no_token(out, err)
 
 
@@ -222,7 +232,7 @@ def test_a_schema_2_journal_gains_the_sender_column(tmp_path: Path) -> None:
     conn.close()
 
     async def reopen() -> None:
-        from ryze_async._campaign._journal import open_journal  # noqa: PLC0415
+        from ryze_async._campaign._journal import open_journal
         store = await open_journal(journal)
         await store.close()
 

@@ -95,6 +95,8 @@ class Dispatcher:
     async def run(self) -> None:
         if self.stopping:  # stopped before it started (a signal while the journal opened)
             return
+        period = getattr(self.pool.senders[0].client, "rate_period", None)
+        self.pool.start(period if isinstance(period, int | float) else None)
         ingest = asyncio.create_task(self._ingest())
         feeder = self._feeder = asyncio.create_task(self._feed())
         workers = [asyncio.create_task(self._worker()) for _ in range(self._s.concurrency)]
@@ -105,6 +107,7 @@ class Dispatcher:
             failure = await self._supervise(ingest, feeder, stop_wait, len(workers))
             await self._drain(workers)
         finally:
+            self.pool.close()
             for task in (ingest, feeder, stop_wait, *workers):
                 task.cancel()
             await asyncio.gather(ingest, feeder, stop_wait, *workers, return_exceptions=True)

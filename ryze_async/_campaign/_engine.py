@@ -110,7 +110,7 @@ class Campaign:
         self._media_arg = media
         self._fake = fake
         instance = instance if instance is not None else getattr(client, "instance", None)
-        self._instance = instance if isinstance(instance, str) and not senders else None
+        self._instance = instance if isinstance(instance, str) and not self._senders else None
         self._retry_states: list[Literal["failed", "unknown"]] = []
         if retry_failed:
             self._retry_states.append("failed")

@@ -4,8 +4,13 @@ Workers take a free sender first and a number second, so a number is never tied 
 whose quota is spent: a sender is free while fewer than ``slots`` of its calls wait for its
 quota, and it is handed back as soon as its call is admitted (the ``sending`` mark) or ends.
 A sender whose instance trips the circuit breaker leaves the rotation; its numbers stay pending
-for the others. The free list starts interleaved (one slot of every sender, then the second of
-every sender...), so the first numbers spread over every sender at once.
+for the others.
+
+Staggered start: sender k of n joins the rotation ``k * period / n`` seconds after the first
+(``period``: the client's ``rate_period``). Each limiter then opens its windows at its own
+phase, so the pool's quota comes in n small bursts spread over the period instead of one
+burst of n quotas at the same instant, which stalled the event loop (200 ms at 50 senders).
+It costs nothing after the first period: each sender still uses its whole quota every period.
 """
 
 from __future__ import annotations
@@ -39,11 +44,28 @@ class SenderPool:
             raise ValueError("a campaign needs at least one sender")
         self.senders = senders
         self._free: asyncio.Queue[Sender] = asyncio.Queue()
-        for _ in range(max(1, slots)):
-            for sender in senders:
-                self._free.put_nowait(sender)
+        self._slots = max(1, slots)
+        self._joins: list[asyncio.TimerHandle] = []
         #: One line per sender that left the rotation (for the log and the summary).
         self.removed: list[str] = []
+
+    def start(self, period: float | None) -> None:
+        """Put the senders in the rotation, staggered over ``period`` (None: all at once)."""
+        loop = asyncio.get_running_loop()
+        step = period / len(self.senders) if period and self.pooled else 0.0
+        for k, sender in enumerate(self.senders):
+            if k == 0 or not step:
+                self._join(sender)
+            else:
+                self._joins.append(loop.call_later(k * step, self._join, sender))
+
+    def close(self) -> None:
+        for handle in self._joins:
+            handle.cancel()
+
+    def _join(self, sender: Sender) -> None:
+        for _ in range(self._slots):
+            self.give_back(sender)
 
     @property
     def pooled(self) -> bool:
