@@ -14,7 +14,7 @@ machine) or the journal's thread. Without staggering, all n limiters release the
 one loop turn starts every call of it. Target (issue 9): p99 < 20 ms at 50 senders.
 
     python benchmarks/senders.py            # full run, about a minute on 2 cores
-    python benchmarks/senders.py --quick    # CI smoke: functional checks only (1 and 10 senders)
+    python benchmarks/senders.py --quick    # CI smoke: functional checks, 1 and 10 senders
 
 Every mode checks, never timings: every number reached the server exactly once, every number
 is placed, and the server refused nothing (no 429: each sender kept its quota). Exit 1 on a

@@ -177,6 +177,11 @@ class RyzeClient:
         return self._config.instance
 
     @property
+    def rate_limit(self) -> int | None:
+        """Calls per ``rate_period`` (``rate_limit=``); None: no client-side quota."""
+        return self._config.rate_limit
+
+    @property
     def rate_period(self) -> float:
         """The quota's period in seconds (``rate_period=``)."""
         return self._config.rate_period

@@ -159,13 +159,16 @@ def cli_args(server: FakeRyzeServer, tmp_path: Path, senders: Path, count: int) 
 async def test_cli_pool_finishes_on_the_connected_instances(
     pool_server: FakeRyzeServer, tmp_path: Path,
 ) -> None:
-    args = cli_args(pool_server, tmp_path, senders_file(tmp_path, 0o600), 40)
+    # A quota small enough that every sender joins (staggered over the period) and works.
+    args = [*cli_args(pool_server, tmp_path, senders_file(tmp_path, 0o600), 30),
+            "--rate-limit", "5", "--rate-period", "0.6"]
     code, out, err = await run_cli(args, {})
     assert code == 0, out + err
     assert "3 senders: 'inst-a', 'inst-b', 'inst-c'" in out
     assert "sender 'inst-b' left the rotation" in out + err
     by_server = placed_by(pool_server)
-    assert len(by_server) == 40
+    assert len(by_server) == 30
+    assert {v[0] for v in by_server.values()} == {"inst-a", "inst-c"}
     assert all(len(v) == 1 for v in by_server.values())
     code, report, rerr = await run_cli(["report", str(tmp_path / "j.db"), "--csv", "-"], {})
     assert code == 0, report + rerr
@@ -181,7 +184,9 @@ async def test_cli_no_sender_left_is_exit_3(
 ) -> None:
     pool_server.disconnect_instance("inst-a")
     pool_server.disconnect_instance("inst-c")
-    args = cli_args(pool_server, tmp_path, senders_file(tmp_path, 0o600), 20)
+    # Late senders join staggered over the quota period: a short period keeps this short.
+    args = [*cli_args(pool_server, tmp_path, senders_file(tmp_path, 0o600), 20),
+            "--rate-limit", "5", "--rate-period", "0.6"]
     code, out, err = await run_cli(args, {})
     assert code == 3, out + err
     assert not pool_server.placed_calls
@@ -258,3 +263,24 @@ def test_a_pool_needs_a_client_that_builds_senders(tmp_path: Path) -> None:
         Campaign(Stub(), [], journal=tmp_path / "j.db", fake=True,  # type: ignore[arg-type]
                  senders={})
     logging.getLogger(__name__).debug("done")
+
+
+def test_senders_join_staggered_over_the_period() -> None:
+    """Sender k of n joins k * period / n after the first: n small bursts, not one big one."""
+    from ryze_async._campaign._senders import Sender, SenderPool
+    from ryze_async.testing import run_virtual
+
+    async def scenario() -> list[tuple[float, str | None]]:
+        loop = asyncio.get_running_loop()
+        pool = SenderPool([Sender(f"s{k}", None) for k in range(4)], 2)  # type: ignore[arg-type]
+        pool.start(8.0)
+        start, joined = loop.time(), []
+        for _ in range(8):
+            lease = await pool.take()
+            joined.append((round(loop.time() - start, 6), lease.sender.name))
+        pool.close()
+        return joined
+
+    joined = run_virtual(scenario())
+    assert joined == [(0.0, "s0"), (0.0, "s0"), (2.0, "s1"), (2.0, "s1"), (4.0, "s2"),
+                      (4.0, "s2"), (6.0, "s3"), (6.0, "s3")]

@@ -95,8 +95,7 @@ class Dispatcher:
     async def run(self) -> None:
         if self.stopping:  # stopped before it started (a signal while the journal opened)
             return
-        period = getattr(self.pool.senders[0].client, "rate_period", None)
-        self.pool.start(period if isinstance(period, int | float) else None)
+        self.pool.start(_quota_period(self.pool.senders[0].client))
         ingest = asyncio.create_task(self._ingest())
         feeder = self._feeder = asyncio.create_task(self._feed())
         workers = [asyncio.create_task(self._worker()) for _ in range(self._s.concurrency)]
@@ -318,3 +317,11 @@ class Dispatcher:
         if self._sink is not None:
             await self._sink(outcome)
 
+
+
+def _quota_period(client: CampaignClient) -> float | None:
+    """The client's quota period (``RyzeClient.rate_period``), if it keeps a quota."""
+    period = getattr(client, "rate_period", None)
+    if getattr(client, "rate_limit", None) is None or not isinstance(period, int | float):
+        return None
+    return float(period)
