@@ -21,7 +21,7 @@ from ._journal import JournalError, JournalStore
 from ._models import CampaignOutcome, StopReason, Verdict, classify
 from ._number_source import NumberSource
 from ._numbers import number_normalizer
-from ._senders import Lease, Sender, SenderPool
+from ._senders import Lease, Sender, SenderPool, quota_period
 from ._settings import BeforeSend, CampaignClient, NotSent, Settings, StoppedError, call
 from ._stop import StopState
 
@@ -95,7 +95,7 @@ class Dispatcher:
     async def run(self) -> None:
         if self.stopping:  # stopped before it started (a signal while the journal opened)
             return
-        self.pool.start(_quota_period(self.pool.senders[0].client))
+        self.pool.start(quota_period(self.pool.senders[0].client))
         ingest = asyncio.create_task(self._ingest())
         feeder = self._feeder = asyncio.create_task(self._feed())
         workers = [asyncio.create_task(self._worker()) for _ in range(self._s.concurrency)]
@@ -316,12 +316,3 @@ class Dispatcher:
     async def _emit(self, outcome: CampaignOutcome) -> None:
         if self._sink is not None:
             await self._sink(outcome)
-
-
-
-def _quota_period(client: CampaignClient) -> float | None:
-    """The client's quota period (``RyzeClient.rate_period``), if it keeps a quota."""
-    period = getattr(client, "rate_period", None)
-    if getattr(client, "rate_limit", None) is None or not isinstance(period, int | float):
-        return None
-    return float(period)

@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Literal, cast
+from typing import Literal
 
 from .. import Media
 from ._counts import LiveCounts, summary_from_counts
@@ -23,8 +23,7 @@ from ._journal import CampaignIdentity, JournalCounts, JournalStore, open_journa
 from ._models import CampaignOutcome, CampaignSummary, StopReason
 from ._number_source import NumbersInput, NumberSource
 from ._outcomes import Handoff, Outcomes
-from ._senders import Sender
-from ._settings import PoolClient, SenderFactory
+from ._senders import Sender, build_senders
 from ._stop import StopState
 
 __all__ = ["Campaign", "CampaignClient", "run_campaign"]
@@ -103,7 +102,7 @@ class Campaign:
         if concurrency < 1 or ingest_batch < 1:
             raise ValueError("concurrency and ingest_batch must be >= 1")
         self._client = client
-        self._senders = _build_senders(client, senders)
+        self._senders = build_senders(client, senders)
         del senders  # the tokens: not kept in this frame's locals past here
         self._source = NumberSource(numbers, column) if numbers is not None else None
         self.journal_path = Path(journal)
@@ -276,19 +275,6 @@ class Campaign:
             return Media.from_bytes(arg)
         return await asyncio.to_thread(Media.from_file, arg)
 
-
-def _build_senders(
-    client: CampaignClient, senders: Mapping[str, str] | None
-) -> list[tuple[str, PoolClient]]:
-    """One client per sender, built now so the tokens are not kept (``for_sender``)."""
-    if senders is None:
-        return []
-    if not senders or not all(isinstance(k, str) and k.strip() for k in senders):
-        raise ValueError("senders must map one or more instance names to their tokens")
-    if not callable(getattr(client, "for_sender", None)):
-        raise TypeError("senders= needs a client with for_sender() (e.g. RyzeClient)")
-    factory = cast(SenderFactory, client)
-    return [(name, factory.for_sender(token, name)) for name, token in senders.items()]
 
 
 def _ended(runner: asyncio.Task[CampaignSummary], handoff: Handoff) -> None:

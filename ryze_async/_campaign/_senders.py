@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
-from ._settings import CampaignClient
+from ._settings import CampaignClient, PoolClient, SenderFactory
 
-__all__ = ["Lease", "Sender", "SenderPool"]
+__all__ = ["Lease", "Sender", "SenderPool", "build_senders", "quota_period"]
 
 _log = logging.getLogger("ryze_async.campaign")
 
@@ -109,3 +111,25 @@ class Lease:
         if self._held:
             self._held = False
             self._pool.give_back(self.sender)
+
+
+def build_senders(
+    client: CampaignClient, senders: Mapping[str, str] | None
+) -> list[tuple[str, PoolClient]]:
+    """One client per sender, built now so the tokens are not kept (``for_sender``)."""
+    if senders is None:
+        return []
+    if not senders or not all(isinstance(k, str) and k.strip() for k in senders):
+        raise ValueError("senders must map one or more instance names to their tokens")
+    if not callable(getattr(client, "for_sender", None)):
+        raise TypeError("senders= needs a client with for_sender() (e.g. RyzeClient)")
+    factory = cast(SenderFactory, client)
+    return [(name, factory.for_sender(token, name)) for name, token in senders.items()]
+
+
+def quota_period(client: CampaignClient) -> float | None:
+    """The client's quota period (``RyzeClient.rate_period``), if it keeps a quota."""
+    period = getattr(client, "rate_period", None)
+    if getattr(client, "rate_limit", None) is None or not isinstance(period, int | float):
+        return None
+    return float(period)
