@@ -284,3 +284,32 @@ def test_senders_join_staggered_over_the_period() -> None:
     joined = run_virtual(scenario())
     assert joined == [(0.0, "s0"), (0.0, "s0"), (2.0, "s1"), (2.0, "s1"), (4.0, "s2"),
                       (4.0, "s2"), (6.0, "s3"), (6.0, "s3")]
+
+
+async def test_an_instance_lost_mid_run_hands_its_numbers_to_the_others(
+    pool_server: FakeRyzeServer, tmp_path: Path,
+) -> None:
+    """inst-c disconnects after 15 placed calls: nobody is called twice, everyone once."""
+    wanted = numbers(80)
+    done = 0
+
+    async def on_result(_: object) -> None:
+        nonlocal done
+        done += 1
+        if done == 15:
+            pool_server.disconnect_instance("inst-c")
+
+    async with base_client(pool_server) as client:
+        summary = await Campaign(client, wanted, journal=tmp_path / "j.db", fake=True,
+                                 concurrency=8, senders=TOKENS).run(on_result)
+    assert (summary.placed, summary.pending, summary.unknown) == (80, 0, 0)
+    by_server = placed_by(pool_server)
+    assert sorted(by_server) == sorted(wanted)
+    assert all(len(v) == 1 for v in by_server.values())
+    used = Counter(v[0] for v in by_server.values())
+    assert used["inst-c"] >= 1  # it placed some before it went
+    assert "sender 'inst-c' left the rotation" in summary.message
+    refused_c = [r for r in pool_server.requests if r.instance == "inst-c" and r.status != 200]
+    assert refused_c  # the breaker saw it
+    rows = journal_rows(tmp_path / "j.db")
+    assert {n: s for n, (_, s) in rows.items()} == {n: v[0] for n, v in by_server.items()}
