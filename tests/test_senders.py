@@ -313,3 +313,14 @@ async def test_an_instance_lost_mid_run_hands_its_numbers_to_the_others(
     assert refused_c  # the breaker saw it
     rows = journal_rows(tmp_path / "j.db")
     assert {n: s for n, (_, s) in rows.items()} == {n: v[0] for n, v in by_server.items()}
+
+
+async def test_cli_senders_with_instance_or_token_is_a_usage_error(
+    pool_server: FakeRyzeServer, tmp_path: Path,
+) -> None:
+    args = cli_args(pool_server, tmp_path, senders_file(tmp_path, 0o600), 3)
+    for extra in (["--instance", "inst-a"], ["--token", TOKENS["inst-a"]]):
+        code, out, err = await run_cli([*args, *extra], {})
+        assert code == 2, out + err
+        assert "drop --instance/--token" in err
+    assert not pool_server.requests

@@ -103,6 +103,8 @@ def job_from_args(args: argparse.Namespace) -> CampaignJob:
     media = load_media(args.media, args.media_url)
     if media is None and not args.fake:
         raise UsageError("give --media FILE, --media-url URL or --fake")
+    if args.senders is not None and (args.instance or args.token is not None):
+        raise UsageError("--senders names every instance and token: drop --instance/--token")
     senders = read_senders(args.senders) if args.senders is not None else {}
     return CampaignJob(
         numbers=args.numbers, journal=args.journal, media=media, fake=args.fake,
