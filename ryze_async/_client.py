@@ -87,6 +87,17 @@ class RyzeClient:
         # below (a refused setting) must not carry it to an error tracker.
         secret = Secret(token)
         del token
+        # Everything but the token and instance, for ``for_sender`` (a pool's other senders).
+        self._options: dict[str, object] = {
+            "base_url": base_url, "rate_limit": rate_limit, "rate_period": rate_period,
+            "rate_margin": rate_margin, "max_retries": max_retries, "timeout": timeout,
+            "connect_timeout": connect_timeout, "keepalive_timeout": keepalive_timeout,
+            "allow_http": allow_http, "max_media_bytes": max_media_bytes,
+            "allow_lid": allow_lid, "backoff_initial": backoff_initial,
+            "backoff_max": backoff_max, "default_region": default_region,
+            "number_check": number_check, "transport": transport, "hooks": hooks,
+        }
+        self._owns_transport = True
         self._config = ClientConfig.build(
             token=secret, instance=instance, base_url=base_url, rate_limit=rate_limit,
             rate_period=rate_period, rate_margin=rate_margin, max_retries=max_retries,
@@ -146,12 +157,37 @@ class RyzeClient:
         ``ClientClosedError`` at once, having sent nothing; nothing is sent after this.
         """
         self._guard.close()
-        await self._transport.aclose()
+        if self._owns_transport:
+            await self._transport.aclose()
+
+    def for_sender(self, token: str, instance: str) -> RyzeClient:
+        """A client with this one's settings (base URL, rate limits, timeouts, region,
+        retries, hooks...) for another token and instance: one sender of a campaign's pool.
+
+        Clients on the same server and token share one quota limiter, so two senders of one
+        account token share its quota. A ``transport`` given to this client is shared, and
+        stays this client's to close; otherwise the new client has its own. Close it.
+        """
+        secret = Secret(token)
+        del token
+        clone = RyzeClient(secret.reveal(), instance, **self._options)  # type: ignore[arg-type]
+        clone._owns_transport = self._options["transport"] is None
+        return clone
 
     @property
     def instance(self) -> str | None:
         """The default instance calls go to (None: every call must name one)."""
         return self._config.instance
+
+    @property
+    def rate_limit(self) -> int | None:
+        """Calls per ``rate_period`` (``rate_limit=``); None: no client-side quota."""
+        return self._config.rate_limit
+
+    @property
+    def rate_period(self) -> float:
+        """The quota's period in seconds (``rate_period=``)."""
+        return self._config.rate_period
 
     @property
     def default_region(self) -> str | None:

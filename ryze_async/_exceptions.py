@@ -22,6 +22,7 @@ input refused before sending; what a local program or disk causes stands outside
 
     ClientClosedError (a RuntimeError)         misuse: the client was closed
     JournalError                               the campaign journal cannot be used as asked
+    ├── ClaimLostError                         a shared journal gave the number to another worker
     ├── JournalLockedError                     another process runs a campaign on it
     └── JournalMismatchError                   it belongs to another media, instance or kind
 
@@ -63,6 +64,7 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "BadRequestError",
+    "ClaimLostError",
     "ClientClosedError",
     "ConnectionFailedError",
     "InputError",
@@ -258,6 +260,11 @@ class JournalError(Exception):
 
 class JournalLockedError(JournalError):
     """Another process has this journal open for a campaign."""
+
+
+class ClaimLostError(JournalError):
+    """This worker no longer holds the number (its lease ran out and another worker took it,
+    or it left the campaign): it must not be sent. Nothing else is wrong with the journal."""
 
 
 class JournalMismatchError(JournalError):

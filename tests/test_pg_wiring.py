@@ -55,7 +55,7 @@ async def test_a_lost_claim_skips_the_row_and_the_run_goes_on(
     real = Journal.mark_sending
     lost: list[int] = []
 
-    async def mark_sending(self: Journal, row_id: int) -> None:
+    async def mark_sending(self: Journal, row_id: int, *, sender: str | None = None) -> None:
         if row_id == 2:  # another worker holds it now
             lost.append(row_id)
             raise ClaimLostError("row 2 is no longer held by this worker: not sending")

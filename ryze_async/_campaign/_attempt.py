@@ -19,11 +19,12 @@ class Attempt:
     not sent puts the row back to pending before the client waits to retry."""
 
     def __init__(self, journal: JournalStore, stop: StopState, row_id: int,
-                 phase: Callable[[Phase], None]) -> None:
+                 phase: Callable[[Phase], None], *, sender: str | None = None) -> None:
         self._journal = journal
         self._stop = stop
         self._row_id = row_id
         self._phase = phase
+        self._sender = sender
         #: From the first mark on, the call may have been sent (until proven otherwise).
         self.marked = False
 
@@ -33,7 +34,7 @@ class Attempt:
         self._phase("sending")
         self.marked = True  # from here the mark may commit: treat the call as possibly sent
         try:
-            await self._journal.mark_sending(self._row_id)
+            await self._journal.mark_sending(self._row_id, sender=self._sender)
         except ClaimLostError:
             # A shared store refused the mark: another worker holds the row now (our lease
             # ran out). Nothing was sent and nothing may be: skip the row, keep dispatching.

@@ -24,6 +24,7 @@ from ._models import CampaignOutcome, StopReason, Verdict, classify
 from ._number_source import NumberSource
 from ._numbers import number_normalizer
 from ._observers import outcome_hooks, tell
+from ._senders import Lease, Sender, SenderPool, quota_period
 from ._settings import BeforeSend, CampaignClient, NotSent, Settings, StoppedError, call
 from ._stop import StopState
 
@@ -42,8 +43,12 @@ class Dispatcher:
     def __init__(
         self, client: CampaignClient, journal: JournalStore, source: NumberSource | None,
         settings: Settings, *, stop: StopState, sink: Sink | None,
+        senders: list[Sender] | None = None,
     ) -> None:
         self._client = client
+        # Without a pool the client is the one sender, as many slots as workers (as before).
+        pool = senders or [Sender(settings.instance, client)]
+        self.pool = SenderPool(pool, -(-settings.concurrency // len(pool)))
         self._journal = journal
         self._source = source
         self._s = settings
@@ -59,7 +64,6 @@ class Dispatcher:
         self._requeues: dict[int, int] = {}
         self._outstanding = 0  # rows handed to the queue and not yet finished by a worker
         self._ingest_done = False
-        self._conn_failures = 0
         self._feeder: asyncio.Task[None] | None = None
         self._outcome_hooks = outcome_hooks(client)
 
@@ -97,6 +101,7 @@ class Dispatcher:
     async def run(self) -> None:
         if self.stopping:  # stopped before it started (a signal while the journal opened)
             return
+        self.pool.start(quota_period(self.pool.senders[0].client))
         ingest = asyncio.create_task(self._ingest())
         feeder = self._feeder = asyncio.create_task(self._feed())
         workers = [asyncio.create_task(self._worker()) for _ in range(self._s.concurrency)]
@@ -107,6 +112,7 @@ class Dispatcher:
             failure = await self._supervise(ingest, feeder, stop_wait, len(workers))
             await self._drain(workers)
         finally:
+            self.pool.close()
             for task in (ingest, feeder, stop_wait, *workers):
                 task.cancel()
             await asyncio.gather(ingest, feeder, stop_wait, *workers, return_exceptions=True)
@@ -214,82 +220,94 @@ class Dispatcher:
             raise RuntimeError("worker outside a task")
         while True:
             self._phase[me] = "idle"
+            lease = await self.pool.take()  # a free sender first, then the next number
             row = await self._queue.get()
             if row is None or self.stopping:
+                lease.release()
                 return
             try:
-                await self._call(me, row)
+                await self._call(me, row, lease)
             finally:
+                lease.release()
                 self._outstanding -= 1
                 self._wake.set()
             if self.stopping:
                 return
 
-    async def _call(self, me: asyncio.Task[None], row: _Row) -> None:
-        attempt = Attempt(self._journal, self._stop, row[0], lambda p: self._set_phase(me, p))
+    async def _call(self, me: asyncio.Task[None], row: _Row, lease: Lease) -> None:
+        sender = lease.sender
+        attempt = Attempt(self._journal, self._stop, row[0],
+                          lambda p: self._set_phase(me, p, lease), sender=sender.name)
         self._phase[me] = "waiting"
         try:
-            result = await call(self._client, self._s, row[1], attempt)
+            result = await call(sender.client, self._s, row[1], attempt, sender.name)
         except StoppedError:
             return
         except asyncio.CancelledError:
             if attempt.marked:
                 self._journal.record(
-                    row[0], "unknown",
+                    row[0], "unknown", sender=sender.name,
                     error="stopped while in flight: the call may have been placed")
             raise
         except JournalError as exc:
             self.stop("aborted", f"the journal could not be written ({exc}): stopped dispatching")
             raise
         except Exception as exc:
-            await self._failed(row, exc, attempt.marked)
+            await self._failed(row, exc, attempt.marked, sender)
             return
-        self._conn_failures = 0  # a call got through: the connection failures were not a run
-        await self._record_outcome(row, "placed", call_id=result.call_id, status=result.status)
+        sender.conn_failures = 0  # a call got through: the connection failures were not a run
+        await self._record_outcome(row, "placed", call_id=result.call_id, status=result.status,
+                                   sender=sender.name)
 
-    def _set_phase(self, me: asyncio.Task[None], phase: Phase) -> None:
+    def _set_phase(self, me: asyncio.Task[None], phase: Phase, lease: Lease) -> None:
         self._phase[me] = phase
+        if phase == "sending":
+            lease.release()  # admitted by its quota: the sender may take the next number
 
-    async def _failed(self, row: _Row, exc: Exception, marked: bool) -> None:
+    async def _failed(self, row: _Row, exc: Exception, marked: bool, sender: Sender) -> None:
         row_id = row[0]
         verdict = classify(exc)
         if verdict is None:
             if marked:
-                self._journal.record(row_id, "unknown", error=f"unexpected error: {exc!r}")
+                self._journal.record(row_id, "unknown", error=f"unexpected error: {exc!r}",
+                                     sender=sender.name)
             self.stop("aborted", f"unexpected error: {exc!r}")
             raise exc
         if not verdict.connection_failure:
-            self._conn_failures = 0
+            sender.conn_failures = 0
         if verdict.state == "pending" or (verdict.state == "unknown" and not marked):
-            self._not_placed(row, exc, verdict, marked)
+            self._not_placed(row, exc, verdict, marked, sender)
             return
         await self._record_outcome(row, verdict.state, status=verdict.status, error=verdict.error,
-                            sent=marked)
+                                   sent=marked, sender=sender.name if marked else None)
 
     async def _record_outcome(
         self, row: _Row, state: Literal["placed", "failed", "unknown"], *,
         call_id: str | None = None, status: int | None = None, error: str | None = None,
-        sent: bool = True,
+        sent: bool = True, sender: str | None = None,
     ) -> None:
         """The one place a number's final outcome of this run is recorded and reported
         (where a "campaign outcome recorded" instrumentation hook belongs)."""
         row_id, number, line = row
-        self._journal.record(row_id, state, call_id=call_id, status=status, error=error)
+        self._journal.record(row_id, state, call_id=call_id, status=status, error=error,
+                             sender=sender)
         self._requeues.pop(row_id, None)
         await self._emit(CampaignOutcome(number, state, line, call_id, status, error, sent=sent))
 
-    def _not_placed(self, row: _Row, exc: Exception, verdict: Verdict, marked: bool) -> None:
+    def _not_placed(
+        self, row: _Row, exc: Exception, verdict: Verdict, marked: bool, sender: Sender,
+    ) -> None:
         """Provably not placed (or never sent): back to pending; maybe retry; maybe trip."""
         row_id, number, _ = row
         if marked:
             self._journal.record(row_id, "pending", status=verdict.status, error=verdict.error)
         breaker = verdict.breaker
         if verdict.connection_failure:
-            self._conn_failures += 1
-            if breaker is None and self._conn_failures >= self._s.max_connection_failures:
-                breaker = f"{self._conn_failures} connection failures in a row: {exc}"
+            sender.conn_failures += 1
+            if breaker is None and sender.conn_failures >= self._s.max_connection_failures:
+                breaker = f"{sender.conn_failures} connection failures in a row: {exc}"
         if breaker is not None:
-            self._trip(breaker)
+            self._trip(breaker, sender, row)
         elif verdict.requeue and not self.stopping:
             count = self._requeues.get(row_id, 0) + 1
             if count <= self._s.max_requeues:
@@ -300,9 +318,16 @@ class Dispatcher:
                 _log.warning("%s: still not placed after %d retries in this run (%s); left "
                              "pending", number, count - 1, verdict.error)
 
-    def _trip(self, reason: str) -> None:
+    def _trip(self, reason: str, sender: Sender, row: _Row) -> None:
         if self.stopping:
             return
+        if self.pool.pooled:
+            if not self.pool.remove(sender, reason):
+                # Provably not placed through this sender: another one takes the number.
+                self._retry.append(row)
+                self._wake.set()
+                return
+            reason = f"no sender left (the last one: {reason})"
         message = (f"stopped by the circuit breaker: {reason}. The remaining numbers are left "
                    "pending; fix the cause and run the same command again to resume.")
         _log.error("%s", message)
@@ -313,4 +338,3 @@ class Dispatcher:
             tell(self._outcome_hooks, CampaignOutcomeRecorded(outcome.state, outcome.status))
         if self._sink is not None:
             await self._sink(outcome)
-

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +30,7 @@ from ._journal import (
 from ._models import CampaignOutcome, CampaignSummary, StopReason
 from ._number_source import NumbersInput, NumberSource
 from ._outcomes import Handoff, Outcomes
+from ._senders import Sender, build_senders
 from ._stop import StopState
 
 __all__ = ["Campaign", "CampaignClient", "run_campaign"]
@@ -75,6 +76,17 @@ class Campaign:
     Iterate the campaign (``async with campaign: async for outcome in campaign: ...``) for
     each :class:`CampaignOutcome`, then read :attr:`summary`; or
     ``summary = await campaign.run()``. A ``Campaign`` runs once.
+
+    ``senders`` (``{"instance": "token", ...}``) spreads the campaign over a pool of instances:
+    the campaign builds one client per sender with ``client.for_sender(token, instance)``
+    (``RyzeClient``: the same base URL, rate limits, timeouts, region, retries, hooks), closes
+    them at the end, and keeps no token. Each number goes through exactly one sender, the next
+    free one; senders on one token share its quota. A sender whose instance trips the circuit
+    breaker leaves the rotation (logged, and said in the summary) and its number stays pending
+    for the others; the run stops on the breaker only when no sender is left. ``client`` itself
+    places no call then. The journal records each call's instance; a pool's journal is not tied
+    to one instance (the identity check compares call kind and media only), so senders may be
+    added or removed between runs.
     """
 
     def __init__(
@@ -98,12 +110,15 @@ class Campaign:
         synchronous: Literal["full", "normal"] = "full",
         ingest_batch: int = 1000,
         column: str | int | None = None,
+        senders: Mapping[str, str] | None = None,
     ) -> None:
         if (media is None) != fake:
             raise ValueError("give media= for audio calls, or fake=True for fake calls")
         if concurrency < 1 or ingest_batch < 1:
             raise ValueError("concurrency and ingest_batch must be >= 1")
         self._client = client
+        self._senders = build_senders(client, senders)
+        del senders  # the tokens: not kept in this frame's locals past here
         self._source = NumberSource(numbers, column) if numbers is not None else None
         if is_database_url(journal):
             if not campaign:
@@ -123,7 +138,7 @@ class Campaign:
         self._media_arg = media
         self._fake = fake
         instance = instance if instance is not None else getattr(client, "instance", None)
-        self._instance = instance if isinstance(instance, str) else None
+        self._instance = instance if isinstance(instance, str) and not self._senders else None
         self._retry_states: list[Literal["failed", "unknown"]] = []
         if retry_failed:
             self._retry_states.append("failed")
@@ -233,18 +248,21 @@ class Campaign:
         self._started = True
         started = self.live.started = time.monotonic()
         journal = await self._open()
-        dispatcher = Dispatcher(self._client, journal, self._source, self._settings,
-                                stop=self._stop, sink=sink)
+        dispatcher = self._dispatcher = Dispatcher(
+            self._client, journal, self._source, self._settings, stop=self._stop, sink=sink,
+            senders=[Sender(name, c) for name, c in self._senders] or None)
         try:
             await journal.watch(self.live.apply)
             if self._retry_states:
                 moved = await journal.retry(self._retry_states)
                 _log.info("%d %s numbers put back to pending", moved,
                           " and ".join(self._retry_states))
-            self._dispatcher = dispatcher
             await dispatcher.run()
         finally:
-            self.summary = await self._close(journal, started)
+            try:
+                self.summary = await self._close(journal, started)
+            finally:
+                await asyncio.gather(*(c.aclose() for _, c in self._senders))
         return self.summary
 
     async def _open(self) -> JournalStore:
@@ -275,6 +293,8 @@ class Campaign:
             await journal.close()
         reason = self._stop.reason or "completed"
         message = _summary_message(self._stop.reason, self._stop.message, counts)
+        if self._dispatcher is not None and self._dispatcher.pool.removed:
+            message = "; ".join([*self._dispatcher.pool.removed, message])
         return summary_from_counts(counts, time.monotonic() - started, reason, message)
 
     async def _resolve_media(self) -> Media | None:
@@ -284,6 +304,7 @@ class Campaign:
         if isinstance(arg, bytes):
             return Media.from_bytes(arg)
         return await asyncio.to_thread(Media.from_file, arg)
+
 
 
 def _ended(runner: asyncio.Task[CampaignSummary], handoff: Handoff) -> None:

@@ -7,7 +7,17 @@ from typing import Protocol
 
 from .. import CallResult, Media
 
-__all__ = ["BeforeSend", "CampaignClient", "Hooks", "NotSent", "Settings", "StoppedError", "call"]
+__all__ = [
+    "BeforeSend",
+    "CampaignClient",
+    "Hooks",
+    "NotSent",
+    "PoolClient",
+    "SenderFactory",
+    "Settings",
+    "StoppedError",
+    "call",
+]
 
 BeforeSend = Callable[[], Awaitable[None]]
 NotSent = Callable[[], Awaitable[None]]
@@ -29,6 +39,19 @@ class CampaignClient(Protocol):
         self, number: str, *, duration: int | None, instance: str | None,
         before_send: BeforeSend, on_not_sent: NotSent,
     ) -> CallResult: ...
+
+
+class PoolClient(CampaignClient, Protocol):
+    """One sender's client, built for the campaign and closed by it."""
+
+    async def aclose(self) -> None: ...
+
+
+class SenderFactory(Protocol):
+    """A client that builds its like for another token and instance (``RyzeClient`` does:
+    ``for_sender``), which a campaign with ``senders=`` needs."""
+
+    def for_sender(self, token: str, instance: str) -> PoolClient: ...
 
 
 class Hooks(Protocol):
@@ -60,12 +83,14 @@ class Settings:
         self.ingest_batch = ingest_batch
 
 
-async def call(client: CampaignClient, s: Settings, number: str, hooks: Hooks) -> CallResult:
-    """Place one call of the campaign's kind (audio with its media, or fake)."""
+async def call(
+    client: CampaignClient, s: Settings, number: str, hooks: Hooks, instance: str | None,
+) -> CallResult:
+    """Place one call of the campaign's kind (audio with its media, or fake) on ``instance``."""
     if s.media is not None:
         return await client.audio_call(
-            number, media=s.media, instance=s.instance, before_send=hooks.before_send,
+            number, media=s.media, instance=instance, before_send=hooks.before_send,
             on_not_sent=hooks.on_not_sent)
     return await client.fake_call(
-        number, duration=s.duration, instance=s.instance, before_send=hooks.before_send,
+        number, duration=s.duration, instance=instance, before_send=hooks.before_send,
         on_not_sent=hooks.on_not_sent)

@@ -21,6 +21,7 @@ from ryze_async._config import Secret
 from ._commands import load_media, reveal
 from ._exits import EXIT_BREAKER, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, UsageError
 from ._progress import format_summary, show_progress
+from ._senders import read_senders
 
 __all__ = [
     "CampaignJob",
@@ -61,6 +62,8 @@ class CampaignJob:
     number_check: Literal["valid", "possible"] = "valid"
     as_json: bool = False
     campaign: str | None = None
+    #: ``--senders``: instance -> ``Secret`` token (a pool); empty: one instance.
+    senders: dict[str, Secret] = field(default_factory=dict, repr=False)
 
 
 def exit_code(summary: CampaignSummary) -> int:
@@ -82,6 +85,15 @@ def _describe(media: Media) -> str:
             f"{media.fingerprint[:12]}")
 
 
+def _what(job: CampaignJob, instance: str) -> str:
+    what = "fake calls" if job.media is None else _describe(job.media)
+    quota = f"{job.rate_limit} calls per {job.rate_period:g}s"
+    if job.senders:
+        names = ", ".join(repr(name) for name in job.senders)
+        return f"{what}, {len(job.senders)} senders: {names}, each {quota}"
+    return f"{what}, instance {instance!r}, {quota}"
+
+
 def _instance(job: CampaignJob) -> str:
     instance = job.instance or os.environ.get("RYZE_INSTANCE", "").strip()
     if not instance:
@@ -94,6 +106,9 @@ def job_from_args(args: argparse.Namespace) -> CampaignJob:
     if media is None and not args.fake:
         raise UsageError("give --media FILE, --media-url URL or --fake")
     check_campaign_name(args.journal, args.campaign)
+    if args.senders is not None and (args.instance or args.token is not None):
+        raise UsageError("--senders names every instance and token: drop --instance/--token")
+    senders = read_senders(args.senders) if args.senders is not None else {}
     return CampaignJob(
         numbers=args.numbers, journal=args.journal, media=media, fake=args.fake,
         duration=args.duration, token=args.token, instance=args.instance,
@@ -102,7 +117,7 @@ def job_from_args(args: argparse.Namespace) -> CampaignJob:
         retry_failed=args.retry_failed, force=args.force, drain_timeout=args.drain_timeout,
         tty=sys.stdout.isatty(), log_interval=args.log_interval, column=args.column,
         default_region=args.default_region, number_check=args.number_check,
-        as_json=args.json, campaign=args.campaign,
+        as_json=args.json, campaign=args.campaign, senders=senders,
     )
 
 
@@ -127,8 +142,12 @@ async def run_campaign_job(
     ``epilogue`` says, then with ``as_json`` the JSON line, last); return the exit code."""
     if not job.numbers.is_file():
         raise UsageError(f"no such numbers file: {job.numbers}")
-    instance = _instance(job)
-    client = RyzeClient(reveal(job.token), instance, base_url=job.base_url,
+    token: Secret | None
+    if job.senders:  # the pool's first sender lends the settings every sender's client copies
+        instance, token = next(iter(job.senders.items()))
+    else:
+        instance, token = _instance(job), job.token
+    client = RyzeClient(reveal(token), instance, base_url=job.base_url,
                         rate_limit=job.rate_limit, rate_period=job.rate_period,
                         default_region=job.default_region, number_check=job.number_check)
     async with client:
@@ -137,11 +156,10 @@ async def run_campaign_job(
             duration=job.duration, instance=instance, concurrency=job.concurrency,
             retry_failed=job.retry_failed, retry_unknown=job.retry_unknown, force=job.force,
             drain_timeout=job.drain_timeout, column=job.column, campaign=job.campaign,
+            senders={name: s.reveal() for name, s in job.senders.items()} or None,
         )
-        what = "fake calls" if job.media is None else _describe(job.media)
-        print(f"campaign: {job.numbers} -> journal {_journal_name(job)} ({what}, instance "
-              f"{instance!r}, {job.rate_limit} calls per {job.rate_period:g}s, concurrency "
-              f"{job.concurrency})", file=out, flush=True)
+        print(f"campaign: {job.numbers} -> journal {_journal_name(job)} ({_what(job, instance)}, "
+              f"concurrency {job.concurrency})", file=out, flush=True)
         summary = await _run_with_signals(campaign, job, out)
     print(format_summary(summary, _journal_name(job)), file=out, flush=True)
     if epilogue is not None:

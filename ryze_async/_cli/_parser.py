@@ -126,6 +126,9 @@ def _campaign(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
     _connection_options(p)
     p.add_argument("--concurrency", type=_positive_int, default=10,
                    help="calls in progress at once (default 10)")
+    p.add_argument("--senders", type=Path, metavar="FILE",
+                   help="a pool of instances: an owner-only CSV with columns instance,token "
+                        "(replaces --instance/--token)")
     p.add_argument("--retry-unknown", action="store_true",
                    help="call 'unknown' numbers again (they may have been called already)")
     p.add_argument("--retry-failed", action="store_true", help="call 'failed' numbers again")

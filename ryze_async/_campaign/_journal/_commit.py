@@ -32,7 +32,8 @@ def apply_ops(db: sqlite3.Connection, ops: list[Op]) -> set[int]:
                 cur = db.execute(
                     "UPDATE numbers SET state = 'sending', attempt_at = ?, "
                     "attempts = attempts + 1, call_id = NULL, http_status = NULL, "
-                    "error = NULL WHERE id = ? AND state = 'pending'", (op.at, op.row_id),
+                    "error = NULL, sender = ? WHERE id = ? AND state = 'pending'",
+                    (op.at, op.sender, op.row_id),
                 )
                 if cur.rowcount != 1:
                     refused.add(op.row_id)
@@ -47,9 +48,9 @@ def apply_ops(db: sqlite3.Connection, ops: list[Op]) -> set[int]:
 
 def _record(db: sqlite3.Connection, op: RecordOutcome) -> None:
     db.execute(
-        "UPDATE numbers SET state = ?, call_id = ?, http_status = ?, error = ? "
-        "WHERE id = ? AND state IN ('pending', 'sending')",
-        (op.state, op.call_id, op.status, op.error, op.row_id),
+        "UPDATE numbers SET state = ?, call_id = ?, http_status = ?, error = ?, "
+        "sender = COALESCE(?, sender) WHERE id = ? AND state IN ('pending', 'sending')",
+        (op.state, op.call_id, op.status, op.error, op.sender, op.row_id),
     )
 
 
@@ -67,11 +68,11 @@ class GroupCommit:
         if self._broken is not None:
             raise JournalError(f"the journal cannot be written: {self._broken}")
 
-    async def mark(self, row_id: int, at: float) -> None:
+    async def mark(self, row_id: int, at: float, sender: str | None = None) -> None:
         """Queue ``pending -> sending`` and wait until the commit holding it is done."""
         self._check()
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._ops.append(MarkSending(row_id, at))
+        self._ops.append(MarkSending(row_id, at, sender))
         self._waiters.append((row_id, fut))
         self._kick()
         await fut

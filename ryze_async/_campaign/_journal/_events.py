@@ -48,6 +48,7 @@ class MarkSending:
 
     row_id: int
     at: float
+    sender: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,8 @@ class RecordOutcome:
     call_id: str | None = None
     status: int | None = None
     error: str | None = None
+    #: The instance that sent it (None: keep the one the mark stored).
+    sender: str | None = None
 
 
 Op = MarkSending | RecordOutcome

@@ -14,7 +14,7 @@ from ._schema import owner_only
 __all__ = ["CSV_COLUMNS", "export_csv"]
 
 CSV_COLUMNS = ["line", "number", "state", "call_id", "http_status", "error", "attempts",
-               "last_attempt_utc"]
+               "last_attempt_utc", "sender"]
 
 
 def export_csv(db: sqlite3.Connection, out: Path | TextIO) -> int:
@@ -38,13 +38,13 @@ def _write(db: sqlite3.Connection, f: TextIO) -> int:
     writer = csv.writer(f)
     writer.writerow(CSV_COLUMNS)
     cur = db.execute(
-        "SELECT line, number, state, call_id, http_status, error, attempts, attempt_at "
-        "FROM numbers ORDER BY id"
+        "SELECT line, number, state, call_id, http_status, error, attempts, attempt_at, "
+        "sender FROM numbers ORDER BY id"
     )
     while chunk := cur.fetchmany(1000):
-        for line, number, state, call_id, status, error, attempts, at in chunk:
+        for line, number, state, call_id, status, error, attempts, at, sender in chunk:
             when = datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds") if at else ""
             writer.writerow([line, number, state, call_id or "", status or "", error or "",
-                             attempts, when])
+                             attempts, when, sender or ""])
             rows += 1
     return rows

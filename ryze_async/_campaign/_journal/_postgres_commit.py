@@ -16,15 +16,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ... import ClaimLostError, JournalError
 from . import _postgres_sql as sql
-from ._schema import JournalError
 
 __all__ = ["ClaimLostError", "Mark", "Outcome", "PgGroupCommit", "apply_ops"]
-
-
-class ClaimLostError(JournalError):
-    """This worker no longer holds the number (its lease ran out and another worker took it,
-    or it left the campaign): it must not be sent. Nothing else is wrong with the journal."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""``report --csv`` for the PostgreSQL journal: the SQLite columns plus ``sender`` (the
+"""``report --csv`` for the PostgreSQL journal: the SQLite columns (``sender`` included: the
 instance that placed, or may have placed, the call), streamed through a server-side cursor."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from ._schema import owner_only
 
 __all__ = ["PG_CSV_COLUMNS", "export_csv"]
 
-PG_CSV_COLUMNS = [*CSV_COLUMNS, "sender"]
+PG_CSV_COLUMNS = CSV_COLUMNS  # the same columns, sender last, as SQLite
 _QUERY = """
 SELECT line, number, CASE WHEN state = 'claimed' THEN 'pending' ELSE state END, call_id,
        http_status, error, attempts, attempt_at, sender

@@ -47,14 +47,15 @@ CREATE TABLE IF NOT EXISTS numbers (
     error       TEXT,
     attempt_at  REAL,
     attempts    INTEGER NOT NULL DEFAULT 0,
-    seen        INTEGER NOT NULL DEFAULT 0
+    seen        INTEGER NOT NULL DEFAULT 0,
+    sender      TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS numbers_key ON numbers(key);
 CREATE INDEX IF NOT EXISTS numbers_pending ON numbers(id) WHERE state = 'pending';
 """
 SCHEMA = "\n".join((
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
-    _NUMBERS, "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', '2');",
+    _NUMBERS, "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', '3');",
 ))
 _COLUMNS = "id, number, key, valid, state, line, call_id, http_status, error, attempt_at, attempts"
 # Schema 1 had no ``seen`` column and no ``skipped`` state (a CHECK cannot be altered in place).
@@ -66,17 +67,28 @@ _MIGRATE_1 = "\n".join((
     _NUMBERS,
     "INSERT INTO numbers(" + _COLUMNS + ") SELECT " + _COLUMNS + " FROM numbers_v1;",  # noqa: S608
     "DROP TABLE numbers_v1;",
-    "UPDATE meta SET value = '2' WHERE key = 'schema';",
+    "UPDATE meta SET value = '3' WHERE key = 'schema';",
+    "COMMIT;",
+))
+# Schema 2 had no ``sender`` column (the instance that placed each call): a plain addition.
+_MIGRATE_2 = "\n".join((
+    "BEGIN IMMEDIATE;",
+    "ALTER TABLE numbers ADD COLUMN sender TEXT;",
+    "UPDATE meta SET value = '3' WHERE key = 'schema';",
     "COMMIT;",
 ))
 
 
 def migrate(conn: sqlite3.Connection) -> None:
-    """Bring a schema-1 journal to schema 2 (same rows, states and ids)."""
+    """Bring a schema-1 or -2 journal to schema 3 (same rows, states and ids)."""
     row = conn.execute(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'numbers'").fetchone()
-    if row is not None and "'skipped'" not in row[0]:
-        conn.executescript(_MIGRATE_1)
+    if row is None:
+        return
+    if "'skipped'" not in row[0]:
+        conn.executescript(_MIGRATE_1)  # rebuilds the table with today's columns
+    elif "sender" not in row[0]:
+        conn.executescript(_MIGRATE_2)
 
 
 _JID_SUFFIX = "@s.whatsapp.net"

@@ -238,24 +238,24 @@ class Journal:
         """Rows other workers hold: none, one process has the file (``flock``)."""
         return 0
 
-    async def mark_sending(self, row_id: int) -> None:
+    async def mark_sending(self, row_id: int, *, sender: str | None = None) -> None:
         """Commit ``pending -> sending`` for one row; returns once that commit is durable.
 
         Raises :class:`JournalError` (and the caller must not send) if the row was not pending
         or the journal cannot be written.
         """
-        await self._group.mark(row_id, time.time())
+        await self._group.mark(row_id, time.time(), sender)
 
     def record(
         self, row_id: int, state: State, *, call_id: str | None = None,
-        status: int | None = None, error: str | None = None,
+        status: int | None = None, error: str | None = None, sender: str | None = None,
     ) -> None:
         """Queue an outcome (or ``pending`` for a provably unsent request); flushed promptly.
 
         Not awaited: if the process dies first, the row stays ``sending`` and becomes
         ``unknown``, which is safe. :meth:`flush` waits for everything queued.
         """
-        self._group.add(RecordOutcome(row_id, state, call_id, status, error))
+        self._group.add(RecordOutcome(row_id, state, call_id, status, error, sender))
 
     async def flush(self) -> None:
         """Wait until every queued mark and outcome is committed."""
