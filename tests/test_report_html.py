@@ -22,7 +22,7 @@ import pytest
 from ryze_async import RyzeClient
 from ryze_async._campaign import Campaign
 from ryze_async._campaign._journal import Journal
-from ryze_async.testing import Fault, FakeRyzeServer
+from ryze_async.testing import FakeRyzeServer, Fault
 
 from .cli_helpers import run_cli
 
@@ -100,7 +100,7 @@ class _Dom(HTMLParser):
 
 def _chromium(page: Path, profile: Path, *extra: str) -> subprocess.CompletedProcess[bytes]:
     assert CHROMIUM is not None
-    return subprocess.run(  # noqa: S603 - a fixed local binary, our own arguments
+    return subprocess.run(
         [CHROMIUM, *_FLAGS, f"--user-data-dir={profile}", *extra, page.as_uri()],
         capture_output=True, timeout=120, check=False)
 
@@ -141,15 +141,18 @@ async def test_report_jsonl_one_object_per_number(journal: Path, tmp_path: Path)
     items = [json.loads(line) for line in out.splitlines()]
     assert [i["number"] for i in items if i["state"] == "placed"] == [
         n for n in NUMBERS if n in {i["number"] for i in items if i["state"] == "placed"}]
-    assert len(items) == 10 and "placed" in err
+    assert len(items) == 10
+    assert "placed" in err
     target = tmp_path / "n.jsonl"
     code, out, err = await run_cli(["report", str(journal), "--format", "jsonl", "--out",
                                     str(target)], {})
-    assert code == 0 and stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert code == 0
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert target.read_text().splitlines() == [json.dumps(i, ensure_ascii=False)
                                                for i in items]
 
 
 async def test_report_out_without_jsonl_is_a_usage_error(journal: Path, tmp_path: Path) -> None:
     code, _, err = await run_cli(["report", str(journal), "--out", str(tmp_path / "x")], {})
-    assert code == 2 and "--format jsonl" in err
+    assert code == 2
+    assert "--format jsonl" in err
