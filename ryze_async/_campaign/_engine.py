@@ -83,13 +83,14 @@ class Campaign:
         synchronous: Literal["full", "normal"] = "full",
         ingest_batch: int = 1000,
         column: str | int | None = None,
+        sheet: str | int | None = None,
     ) -> None:
         if (media is None) != fake:
             raise ValueError("give media= for audio calls, or fake=True for fake calls")
         if concurrency < 1 or ingest_batch < 1:
             raise ValueError("concurrency and ingest_batch must be >= 1")
         self._client = client
-        self._source = NumberSource(numbers, column) if numbers is not None else None
+        self._source = NumberSource(numbers, column, sheet) if numbers is not None else None
         self.journal_path = Path(journal)
         self._media_arg = media
         self._fake = fake

@@ -20,6 +20,7 @@ from ryze_async._config import Secret
 
 from ._commands import load_media, reveal
 from ._exits import EXIT_BREAKER, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, UsageError
+from ._metrics import metrics_hooks, serving
 from ._progress import format_summary, show_progress
 
 __all__ = [
@@ -59,6 +60,11 @@ class CampaignJob:
     default_region: str | None = None
     number_check: Literal["valid", "possible"] = "valid"
     as_json: bool = False
+    sheet: str | None = None
+    timeout: float = 30.0
+    max_retries: int = 3
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
 
 def exit_code(summary: CampaignSummary) -> int:
@@ -88,9 +94,9 @@ def _instance(job: CampaignJob) -> str:
 
 
 def job_from_args(args: argparse.Namespace) -> CampaignJob:
-    media = load_media(args.media, args.media_url)
+    media = load_media(args.media, args.media_url, args.media_base64)
     if media is None and not args.fake:
-        raise UsageError("give --media FILE, --media-url URL or --fake")
+        raise UsageError("give --media FILE, --media-url URL, --media-base64 or --fake")
     return CampaignJob(
         numbers=args.numbers, journal=args.journal, media=media, fake=args.fake,
         duration=args.duration, token=args.token, instance=args.instance,
@@ -99,7 +105,9 @@ def job_from_args(args: argparse.Namespace) -> CampaignJob:
         retry_failed=args.retry_failed, force=args.force, drain_timeout=args.drain_timeout,
         tty=sys.stdout.isatty(), log_interval=args.log_interval, column=args.column,
         default_region=args.default_region, number_check=args.number_check,
-        as_json=args.json,
+        as_json=args.json, sheet=args.sheet, timeout=args.timeout,
+        max_retries=args.max_retries, metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
     )
 
 
@@ -115,21 +123,26 @@ async def run_campaign_job(
     if not job.numbers.is_file():
         raise UsageError(f"no such numbers file: {job.numbers}")
     instance = _instance(job)
+    hooks = metrics_hooks(job.metrics_port, instance)
     client = RyzeClient(reveal(job.token), instance, base_url=job.base_url,
                         rate_limit=job.rate_limit, rate_period=job.rate_period,
-                        default_region=job.default_region, number_check=job.number_check)
+                        default_region=job.default_region, number_check=job.number_check,
+                        timeout=job.timeout, max_retries=job.max_retries, hooks=hooks)
     async with client:
         campaign = Campaign(
             client, job.numbers, journal=job.journal, media=job.media, fake=job.fake,
             duration=job.duration, instance=instance, concurrency=job.concurrency,
             retry_failed=job.retry_failed, retry_unknown=job.retry_unknown, force=job.force,
-            drain_timeout=job.drain_timeout, column=job.column,
+            drain_timeout=job.drain_timeout, column=job.column, sheet=job.sheet,
         )
+        if hooks is not None:
+            hooks.watch(campaign)
         what = "fake calls" if job.media is None else _describe(job.media)
         print(f"campaign: {job.numbers} -> journal {job.journal} ({what}, instance "
               f"{instance!r}, {job.rate_limit} calls per {job.rate_period:g}s, concurrency "
               f"{job.concurrency})", file=out, flush=True)
-        summary = await _run_with_signals(campaign, job, out)
+        with serving(hooks, job.metrics_host, job.metrics_port, out):
+            summary = await _run_with_signals(campaign, job, out)
     print(format_summary(summary, str(job.journal)), file=out, flush=True)
     if epilogue is not None:
         print(epilogue(), file=out, flush=True)

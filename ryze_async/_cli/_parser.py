@@ -21,6 +21,15 @@ __all__ = ["build_parser"]
 _EPILOG = ("Exit codes: 0 done, 1 some calls failed or unknown, 2 usage/config/input error, "
            "3 stopped by the circuit breaker, 70 internal error (a bug), 130 interrupted.")
 
+_CAMPAIGN_EXAMPLE = """example:
+  export RYZE_TOKEN=... RYZE_INSTANCE=my-instance
+  ryze-async campaign numbers.xlsx --sheet Contacts --column Phone \\
+      --journal spring.db --media message.mp3 --default-region BR --metrics-port 9464
+  ryze-async report spring.db --html spring.html      # charts, counts, failures
+
+Run the same command again to resume: nobody already called is called again.
+""" + _EPILOG
+
 
 def _positive_int(text: str) -> int:
     value = int(text)
@@ -33,6 +42,20 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("a port is 0-65535")
     return value
 
 
@@ -74,10 +97,10 @@ def _media_options(p: argparse.ArgumentParser, *, required: bool) -> None:
     g = p.add_mutually_exclusive_group(required=required)
     g.add_argument("--media", type=Path, help="audio file (mp3, ogg, wav, m4a...)")
     g.add_argument("--media-url", help="public http(s) URL of the audio")
+    g.add_argument("--media-base64", metavar="BASE64",
+                   help="the audio as base64 (arguments are visible in ps: prefer --media)")
     if not required:
         g.add_argument("--fake", action="store_true", help="fake calls (ring, no audio)")
-    else:
-        g.add_argument("--media-base64", help="the audio as base64")
 
 
 def _json_option(p: argparse.ArgumentParser, what: str = "the result") -> None:
@@ -99,13 +122,19 @@ def _calls(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _campaign(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("campaign", help="call every number of a CSV; run again to resume")
+    p = sub.add_parser("campaign", help="call every number of a list; run again to resume",
+                       epilog=_CAMPAIGN_EXAMPLE,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("numbers", type=Path,
-                   help="CSV (UTF-8, or UTF-16 with BOM): the column headed number/phone/... "
-                        "or the first column")
+                   help="the numbers: CSV (UTF-8, or UTF-16 with BOM), .xlsx (needs the "
+                        "'excel' extra) or JSON Lines (.jsonl/.ndjson: {\"number\": ...} per "
+                        "line); the column headed number/phone/... or the first column")
     p.add_argument("--journal", type=Path, required=True, help="journal file (the campaign)")
     p.add_argument("--column", type=_column, metavar="NAME|INDEX",
-                   help="the numbers' column: its header, or its position (1 = first)")
+                   help="the numbers' column (CSV, xlsx) or key (JSON Lines): its header, or "
+                        "its position (1 = first)")
+    p.add_argument("--sheet", metavar="NAME|INDEX",
+                   help="xlsx: the sheet to read, by name or 1-based position (default: first)")
     _media_options(p, required=False)
     p.add_argument("--duration", type=int, help="with --fake: seconds to ring")
     _connection_options(p)
@@ -120,6 +149,16 @@ def _campaign(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
                    help="on Ctrl-C, seconds to wait for calls in flight (default 30)")
     p.add_argument("--log-interval", type=_positive_float, default=10.0,
                    help="seconds between progress lines when not on a terminal")
+    p.add_argument("--timeout", type=_positive_float, default=30.0,
+                   help="seconds each request may take (default 30)")
+    p.add_argument("--max-retries", type=_non_negative_int, default=3,
+                   help="resends of a request that provably never reached the server, and "
+                        "of a 429 (default 3); never of one that may have")
+    p.add_argument("--metrics-port", type=_port, metavar="PORT",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics while the "
+                        "campaign runs (needs the 'metrics' extra; 0: any free port)")
+    p.add_argument("--metrics-host", default="127.0.0.1",
+                   help="address the metrics listen on (default 127.0.0.1: this host only)")
     _json_option(p, "the summary, on the last line of stdout,")
 
 
