@@ -45,12 +45,18 @@ def _span(minutes: Iterable[MinuteCount]) -> list[int]:
     return list(range(found[0], found[-1] + 1)) if found else []
 
 
+def _slot(span: Sequence[int]) -> float:
+    """Each minute's width: the plot's width shared out, at most 90 px (a short run's bars
+    stay bars)."""
+    return min((_W - _PAD - 8) / len(span), 90.0)
+
+
 def _axes(span: Sequence[int], top: float, unit: str) -> list[str]:
     parts = [f'<line x1="{_PAD}" y1="{_H - 24}" x2="{_W - 8}" y2="{_H - 24}" stroke="#999"/>',
              f'<text x="4" y="14">{top:g} {unit}</text>']
     step = max(1, len(span) // 12)
     for i in range(0, len(span), step):
-        x = _PAD + (i + 0.5) * (_W - _PAD - 8) / len(span)
+        x = _PAD + (i + 0.5) * _slot(span)
         parts.append(f'<text x="{x:.1f}" y="{_H - 8}" text-anchor="middle">'
                      f"{_minute_label(span[i])}</text>")
     return parts
@@ -66,7 +72,7 @@ def _bars(svg_id: str, minutes: Sequence[MinuteCount], quota: float) -> str:
     for m in minutes:
         per[m.minute][m.state] += m.n
     top = max(quota, *(sum(v.values()) for v in per.values()))
-    plot_h, slot = _H - 24 - 20, (_W - _PAD - 8) / len(span)
+    plot_h, slot = _H - 24 - 20, _slot(span)
     scale = plot_h / top
     parts = _axes(span, top, "/min")
     for i, minute in enumerate(span):
@@ -97,10 +103,10 @@ def _over_time(minutes: Sequence[MinuteCount]) -> str:
         per[m.state][m.minute] += m.n
     totals = {s: sum(v.values()) for s, v in per.items()}
     top = max(totals.values())
-    plot_h, slot = _H - 24 - 20, (_W - _PAD - 8) / len(span)
+    plot_h, slot = _H - 24 - 20, _slot(span)
     parts = _axes(span, top, "numbers")
     for state in sorted(per):
-        running, points = 0, []
+        running, points = 0, [f"{_PAD},{_H - 24}"]
         for i, minute in enumerate(span):
             running += per[state][minute]
             points.append(f"{_PAD + (i + 0.5) * slot:.1f},{_H - 24 - running * plot_h / top:.1f}")
@@ -120,7 +126,7 @@ def _counts(counts: JournalCounts) -> str:
     cells = [("total", counts.total), ("placed", counts.placed), ("failed", counts.failed),
              ("unknown", counts.unknown), ("pending", counts.pending + counts.sending),
              ("invalid", counts.invalid), ("duplicates", counts.duplicates),
-             ("skipped", counts.removed)]
+             ("removed", counts.removed)]
     head = "".join(f"<th>{name}</th>" for name, _ in cells)
     body = "".join(f'<td data-count="{name}">{n}</td>' for name, n in cells)
     return f'<table id="counts"><tr>{head}</tr><tr>{body}</tr></table>'
