@@ -109,13 +109,15 @@ def _json_option(p: argparse.ArgumentParser, what: str = "the result") -> None:
 
 def _calls(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("call", help="place one audio call")
-    p.add_argument("number")
+    p.add_argument("number", help="the number to call, with its country code (or "
+                   "--default-region)")
     _media_options(p, required=True)
     _connection_options(p)
     _json_option(p)
 
     p = sub.add_parser("fake-call", help="ring a number (no audio)")
-    p.add_argument("number")
+    p.add_argument("number", help="the number to ring, with its country code (or "
+                   "--default-region)")
     p.add_argument("--duration", type=int, help="seconds to ring, 1-60 (server default 8)")
     _connection_options(p)
     _json_option(p)
@@ -181,16 +183,20 @@ def _tools(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     p = sub.add_parser("sandbox", help="run the fake RyzeAPI server on 127.0.0.1")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free)")
-    p.add_argument("--rate-limit", type=_positive_int, default=100)
-    p.add_argument("--rate-period", type=_positive_float, default=60.0)
+    p.add_argument("--rate-limit", type=_positive_int, default=100,
+                   help="calls the sandbox allows per period (default 100)")
+    p.add_argument("--rate-period", type=_positive_float, default=60.0,
+                   help="the sandbox's quota period in seconds (default 60)")
     # The sandbox's own token, printed on purpose: not a secret, so not a Secret.
     p.add_argument("--token", default="sandbox-token", help="the token the sandbox accepts")
     p.add_argument("--instance", default="sandbox", help="the instance it serves")
 
     p = sub.add_parser("demo", help="a real campaign against an in-process sandbox")
     p.add_argument("--numbers", type=_positive_int, default=300, help="numbers to call")
-    p.add_argument("--rate-limit", type=_positive_int, default=20)
-    p.add_argument("--rate-period", type=_positive_float, default=1.0)
+    p.add_argument("--rate-limit", type=_positive_int, default=20,
+                   help="the demo's quota, sped up: calls per period (default 20)")
+    p.add_argument("--rate-period", type=_positive_float, default=1.0,
+                   help="the demo's quota period in seconds (default 1)")
     p.add_argument("--dir", type=Path, help="keep the demo's files (CSV, audio, journal) here")
     _json_option(p, "the summary, last,")
 
