@@ -11,6 +11,7 @@ import asyncio
 import json
 import re
 import shutil
+import sqlite3
 import stat
 import subprocess
 from collections.abc import Awaitable, Callable
@@ -156,3 +157,22 @@ async def test_report_out_without_jsonl_is_a_usage_error(journal: Path, tmp_path
     code, _, err = await run_cli(["report", str(journal), "--out", str(tmp_path / "x")], {})
     assert code == 2
     assert "--format jsonl" in err
+
+
+async def test_senders_get_their_own_chart_and_column(journal: Path, tmp_path: Path) -> None:
+    """A journal with a ``sender`` column (the sender pool's): one chart per sender, and the
+    sender in the failed/unknown table and in every JSON line."""
+    db = sqlite3.connect(journal)
+    with db:
+        db.execute("ALTER TABLE numbers ADD COLUMN sender TEXT")
+        db.execute("UPDATE numbers SET sender = CASE WHEN id % 2 THEN 'inst-a' ELSE 'inst-b' END")
+    db.close()
+    page = tmp_path / "r.html"
+    code, _, err = await run_cli(["report", str(journal), "--html", str(page)], {})
+    assert code == 0, err
+    parsed = _Dom()
+    parsed.feed(page.read_text())
+    assert {"per-minute", "per-minute-0", "per-minute-1", "over-time"} <= set(parsed.svgs)
+    assert {r[-1] for r in parsed.rows} <= {"inst-a", "inst-b"}
+    code, out, _ = await run_cli(["report", str(journal), "--format", "jsonl"], {})
+    assert {json.loads(line)["sender"] for line in out.splitlines()} == {"inst-a", "inst-b"}
