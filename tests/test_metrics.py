@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -129,3 +130,20 @@ async def test_cli_metrics_port_in_use_is_a_usage_error(
     assert code == 2
     assert "--metrics-port" in err
     assert server.requests == []
+
+
+async def test_metrics_without_prometheus_client_names_the_extra(
+    ryze_server_factory: ServerFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = await ryze_server_factory(rate_limit=None, token=TOKEN)
+    numbers = tmp_path / "n.csv"
+    numbers.write_text("phone\n" + "\n".join(NUMBERS) + "\n")
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    monkeypatch.delitem(sys.modules, "ryze_async.metrics", raising=False)
+    env = {"RYZE_TOKEN": TOKEN, "RYZE_INSTANCE": "my-instance", "RYZE_BASE_URL": server.url}
+    code, _, err = await run_cli(["campaign", str(numbers), "--fake", "--journal",
+                                  str(tmp_path / "j.db"), "--metrics-port", "0"], env)
+    assert code == 2
+    assert 'pip install "ryze-async[metrics]"' in err
+    assert server.requests == []
+    assert not (tmp_path / "j.db").exists()

@@ -117,6 +117,7 @@ async def test_html_report_renders_in_chromium_with_the_journals_counts(
     assert stat.S_IMODE(page.stat().st_mode) == 0o600  # it holds phone numbers
     html = page.read_text()
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)  # nothing from outside
+    assert "<script" not in html
     shot = tmp_path / "report.png"
     dom, png = await asyncio.gather(
         asyncio.to_thread(_chromium, page, tmp_path / "p1", "--dump-dom"),
