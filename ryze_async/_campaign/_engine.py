@@ -111,6 +111,7 @@ class Campaign:
         ingest_batch: int = 1000,
         column: str | int | None = None,
         senders: Mapping[str, str] | None = None,
+        sheet: str | int | None = None,
     ) -> None:
         if (media is None) != fake:
             raise ValueError("give media= for audio calls, or fake=True for fake calls")
@@ -119,7 +120,7 @@ class Campaign:
         self._client = client
         self._senders = build_senders(client, senders)
         del senders  # the tokens: not kept in this frame's locals past here
-        self._source = NumberSource(numbers, column) if numbers is not None else None
+        self._source = NumberSource(numbers, column, sheet) if numbers is not None else None
         if is_database_url(journal):
             if not campaign:
                 raise ValueError("a postgresql:// journal holds many campaigns: name one with "

@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import functools
 import hashlib
 import io
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TypeAlias
 
 from ._csv_input import CsvLayout, inspect_csv, skippable
+from ._more_inputs import InputKind, XlsxReader, input_kind, inspect_jsonl, jsonl_rows
 
 __all__ = ["NumberBatch", "NumberSource", "NumbersInput", "Position"]
 
@@ -61,6 +63,7 @@ class NumberBatch:
 
 
 _Batches = AsyncIterator[NumberBatch]
+_Rows = Callable[[Iterator[str]], Iterator[list[str]]]
 
 
 class _CsvReader:
@@ -70,7 +73,8 @@ class _CsvReader:
     offset seen after each record is the exact resume point.
     """
 
-    def __init__(self, path: Path, layout: CsvLayout, start: Position) -> None:
+    def __init__(self, path: Path, layout: CsvLayout, start: Position,
+                 parse: _Rows | None = None) -> None:
         self._codec = layout.codec
         self._hash = hashlib.sha256()
         self._file: IO[bytes] = path.open("rb")
@@ -85,7 +89,8 @@ class _CsvReader:
             raise
         self._column = layout.column
         self._text = io.TextIOWrapper(self._file, encoding=self._codec, newline="")
-        self._rows = csv.reader(self._lines(self._text), delimiter=layout.delimiter)
+        lines = self._lines(self._text)
+        self._rows = parse(lines) if parse else csv.reader(lines, delimiter=layout.delimiter)
 
     def _resume(self, start: Position) -> bool:
         """Hash the first ``start.offset`` bytes; True (positioned there) if they match."""
@@ -137,17 +142,22 @@ class _CsvReader:
 
 
 class NumberSource:
-    """A streamed source of numbers: an iterable, an async iterable, or a CSV path.
+    """A streamed source of numbers: an iterable, an async iterable, or a file's path.
 
-    A ``str`` or ``os.PathLike`` is a CSV path (pass ``[number]`` for a single number). Items of an
-    iterable must be ``str`` (``int`` is accepted and converted). ``column`` (CSV only) names the
-    number column by header or by 1-based index.
+    A ``str`` or ``os.PathLike`` is a path (pass ``[number]`` for a single number): a CSV, an
+    ``.xlsx`` workbook or JSON Lines (``_more_inputs.py``). Items of an iterable must be ``str``
+    (``int`` is accepted and converted). ``column`` (files only) names the number column by
+    header or 1-based index (JSON Lines: the key); ``sheet`` a workbook's sheet (default: the
+    first) by name or 1-based index.
     """
 
-    def __init__(self, numbers: NumbersInput, column: str | int | None = None) -> None:
+    def __init__(self, numbers: NumbersInput, column: str | int | None = None,
+                 sheet: str | int | None = None) -> None:
         self._path: Path | None = None
         self._items: Iterable[str] | AsyncIterable[str] = ()
         self._column = column
+        self._sheet = sheet
+        self._kind: InputKind | None = None
         self._layout: CsvLayout | None = None
         #: True once :meth:`batches` found it could not resume where the journal stopped and
         #: started again from the first entry.
@@ -158,9 +168,19 @@ class NumberSource:
             self._items = numbers
 
     async def check(self) -> None:
-        """Refuse a CSV that is not a list of numbers (``InputError``); no-op for an iterable."""
+        """Refuse a file that is not a list of numbers (``InputError``); no-op for an
+        iterable."""
         if self._path is not None:
-            self._layout = await asyncio.to_thread(inspect_csv, self._path, self._column)
+            await asyncio.to_thread(self._check_file, self._path)
+
+    def _check_file(self, path: Path) -> None:
+        self._kind = input_kind(path)
+        if self._kind == "csv":
+            self._layout = inspect_csv(path, self._column)
+        elif self._kind == "jsonl":
+            inspect_jsonl(path, self._column)
+        else:
+            XlsxReader(path, self._sheet, self._column).close()
 
     async def open(self, start: Position, size: int = 1000) -> _Batches:
         """Position the source at ``start`` (or at its beginning, setting :attr:`restarted`)
@@ -171,12 +191,58 @@ class NumberSource:
             if not isinstance(items, AsyncIterable):
                 items = _yielding(items, size)
             return _item_batches(items, size)
+        if self._kind is None:
+            await self.check()
+        if self._kind == "xlsx":
+            return await self._open_xlsx(self._path, start, size)
+        parse: _Rows | None = None
         layout = self._layout
-        if layout is None:
+        if self._kind == "jsonl":
+            jl = await asyncio.to_thread(inspect_jsonl, self._path, self._column)
+            layout = CsvLayout("utf-8", jl.bom, ",", 0, jl.bom, 0, True)
+            parse = functools.partial(jsonl_rows, layout=jl, path=self._path)
+        elif layout is None:
             layout = await asyncio.to_thread(inspect_csv, self._path, self._column)
-        reader = await asyncio.to_thread(_CsvReader, self._path, layout, start)
+        reader = await asyncio.to_thread(_CsvReader, self._path, layout, start, parse)
         self.restarted = reader.restarted
         return _csv_batches(reader, size)
+
+    async def _open_xlsx(self, path: Path, start: Position, size: int) -> _Batches:
+        reader = await asyncio.to_thread(XlsxReader, path, self._sheet, self._column)
+        resume = start.offset > 0 and start.digest == reader.digest
+        self.restarted = start.offset > 0 and not resume
+        return _xlsx_batches(reader, start.offset if resume else reader.data_row - 1, size)
+
+
+def _xlsx_read(reader: XlsxReader, rows: Iterator[tuple[int, list[str]]], done: int,
+               size: int) -> NumberBatch:
+    """The next ``size`` entries after sheet row ``done``; the position is the last row read."""
+    entries: list[tuple[int, str]] = []
+    for at, cells in rows:
+        done = at
+        if skippable(cells or [""]):
+            continue
+        cell = cells[reader.column] if reader.column < len(cells) else ""
+        entries.append((at, cell.strip()))
+        if len(entries) >= size:
+            break
+    return NumberBatch(entries, Position(done, done, reader.digest))
+
+
+async def _xlsx_batches(reader: XlsxReader, skip: int, size: int) -> _Batches:
+    try:
+        rows = (row for row in reader.rows() if row[0] > skip)
+        done, first = skip, True
+        while True:
+            batch = await asyncio.to_thread(_xlsx_read, reader, rows, done, size)
+            done = batch.position.offset
+            if batch.entries or first:
+                yield batch
+            first = False
+            if len(batch.entries) < size:
+                return
+    finally:
+        reader.close()
 
 
 async def _csv_batches(reader: _CsvReader, size: int) -> _Batches:

@@ -20,6 +20,7 @@ from ryze_async._config import Secret
 
 from ._commands import load_media, reveal
 from ._exits import EXIT_BREAKER, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, UsageError
+from ._metrics import metrics_hooks, serving
 from ._progress import format_summary, show_progress
 from ._senders import read_senders
 
@@ -64,6 +65,11 @@ class CampaignJob:
     campaign: str | None = None
     #: ``--senders``: instance -> ``Secret`` token (a pool); empty: one instance.
     senders: dict[str, Secret] = field(default_factory=dict, repr=False)
+    sheet: str | None = None
+    timeout: float = 30.0
+    max_retries: int = 3
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
 
 def exit_code(summary: CampaignSummary) -> int:
@@ -102,9 +108,9 @@ def _instance(job: CampaignJob) -> str:
 
 
 def job_from_args(args: argparse.Namespace) -> CampaignJob:
-    media = load_media(args.media, args.media_url)
+    media = load_media(args.media, args.media_url, args.media_base64)
     if media is None and not args.fake:
-        raise UsageError("give --media FILE, --media-url URL or --fake")
+        raise UsageError("give --media FILE, --media-url URL, --media-base64 or --fake")
     check_campaign_name(args.journal, args.campaign)
     if args.senders is not None and (args.instance or args.token is not None):
         raise UsageError("--senders names every instance and token: drop --instance/--token")
@@ -117,7 +123,9 @@ def job_from_args(args: argparse.Namespace) -> CampaignJob:
         retry_failed=args.retry_failed, force=args.force, drain_timeout=args.drain_timeout,
         tty=sys.stdout.isatty(), log_interval=args.log_interval, column=args.column,
         default_region=args.default_region, number_check=args.number_check,
-        as_json=args.json, campaign=args.campaign, senders=senders,
+        as_json=args.json, campaign=args.campaign, senders=senders, sheet=args.sheet,
+        timeout=args.timeout, max_retries=args.max_retries,
+        metrics_port=args.metrics_port, metrics_host=args.metrics_host,
     )
 
 
@@ -147,9 +155,11 @@ async def run_campaign_job(
         instance, token = next(iter(job.senders.items()))
     else:
         instance, token = _instance(job), job.token
+    hooks = metrics_hooks(job.metrics_port, instance)
     client = RyzeClient(reveal(token), instance, base_url=job.base_url,
                         rate_limit=job.rate_limit, rate_period=job.rate_period,
-                        default_region=job.default_region, number_check=job.number_check)
+                        default_region=job.default_region, number_check=job.number_check,
+                        timeout=job.timeout, max_retries=job.max_retries, hooks=hooks)
     async with client:
         campaign = Campaign(
             client, job.numbers, journal=job.journal, media=job.media, fake=job.fake,
@@ -157,10 +167,14 @@ async def run_campaign_job(
             retry_failed=job.retry_failed, retry_unknown=job.retry_unknown, force=job.force,
             drain_timeout=job.drain_timeout, column=job.column, campaign=job.campaign,
             senders={name: s.reveal() for name, s in job.senders.items()} or None,
+            sheet=job.sheet,
         )
+        if hooks is not None:
+            hooks.watch(campaign)
         print(f"campaign: {job.numbers} -> journal {_journal_name(job)} ({_what(job, instance)}, "
               f"concurrency {job.concurrency})", file=out, flush=True)
-        summary = await _run_with_signals(campaign, job, out)
+        with serving(hooks, job.metrics_host, job.metrics_port, out):
+            summary = await _run_with_signals(campaign, job, out)
     print(format_summary(summary, _journal_name(job)), file=out, flush=True)
     if epilogue is not None:
         print(epilogue(), file=out, flush=True)

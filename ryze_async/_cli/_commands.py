@@ -21,7 +21,7 @@ from ._logging import CliLogging
 
 if TYPE_CHECKING:
     from ryze_async import Media
-    from ryze_async._campaign._journal import JournalStore
+    from ryze_async._campaign._journal import Journal, JournalCounts, JournalStore
     from ryze_async._config import Secret
 
 __all__ = ["load_media", "reveal", "run", "run_command"]
@@ -114,39 +114,71 @@ async def _open_journal(target: Path | str, campaign: str | None) -> JournalStor
         return await Journal.open(target, create=False, read_only=True)
 
 
+def _report_targets(args: argparse.Namespace) -> tuple[Path | None, bool, Path | None]:
+    """(--csv path, whether stdout carries the numbers, --format jsonl's file); checked."""
+    csv_out: Path | None = args.csv_out
+    jsonl = args.format == "jsonl"
+    if args.out is not None and not jsonl:
+        raise UsageError("--out goes with --format jsonl")
+    to_stdout = (csv_out is not None and str(csv_out) == "-") or (jsonl and args.out is None)
+    if jsonl and csv_out is not None and str(csv_out) == "-":
+        raise UsageError("--csv - and --format jsonl both want stdout: give --out FILE")
+    if to_stdout and args.json:
+        raise UsageError("--json and the numbers both want stdout: write them to a file")
+    for option, path in (("--csv", csv_out), ("--html", args.html_out), ("--out", args.out)):
+        if path is not None and str(path) != "-" and not path.parent.is_dir():
+            raise UsageError(f"{option} {path}: no such folder: {path.parent}")
+    return csv_out, to_stdout, args.out if jsonl else None
+
+
 async def _report(args: argparse.Namespace, out: TextIO) -> int:
     from ryze_async._campaign._counts import summary_from_counts
-    from ryze_async._campaign._journal import describe
+    from ryze_async._campaign._journal import Journal, describe
 
     from ._campaign import print_json
     from ._progress import format_summary
 
-    csv_out: Path | None = args.csv_out
-    to_stdout = csv_out is not None and str(csv_out) == "-"
-    if to_stdout and args.json:
-        raise UsageError("--csv - and --json both want stdout: write the CSV to a file")
-    if csv_out is not None and not to_stdout and not csv_out.parent.is_dir():
-        raise UsageError(f"--csv {csv_out}: no such folder: {csv_out.parent}")
+    csv_out, to_stdout, jsonl_out = _report_targets(args)
+    if isinstance(args.journal, str) and (args.format == "jsonl" or args.html_out is not None):
+        raise UsageError("--html and --format jsonl read a journal file; a postgresql:// journal "
+                         "has --json and --csv")
+    written: list[str] = []
     journal = await _open_journal(args.journal, args.campaign)
     try:
         counts = await journal.counts()
-        rows = None if csv_out is None else await journal.export_csv(
-            out if to_stdout else csv_out)
+        if csv_out is not None:
+            csv_stdout = str(csv_out) == "-"
+            rows = await journal.export_csv(out if csv_stdout else csv_out)
+            written.append(f"wrote {rows} rows to {'stdout' if csv_stdout else csv_out}")
+        if isinstance(journal, Journal) and args.format == "jsonl":
+            rows = await journal.export_jsonl(out if jsonl_out is None else jsonl_out)
+            written.append(f"wrote {rows} JSON lines to {jsonl_out or 'stdout'}")
+        if isinstance(journal, Journal) and args.html_out is not None:
+            written.append(await _html(journal, counts, args))
     finally:
         await journal.close()
     summary = summary_from_counts(counts, counts.elapsed, None, "")
-    # stdout carries exactly one thing (the JSON object or the CSV); the rest goes to stderr.
+    # stdout carries exactly one thing (the JSON object or the numbers); the rest: stderr.
     human = sys.stderr if args.json or to_stdout else out
     if not args.json:
         print(format_summary(summary, describe(args.journal)), file=human)
-    if rows is not None:
-        print(f"wrote {rows} rows to {'stdout' if to_stdout else csv_out}", file=human)
+    for line in written:
+        print(line, file=human)
     if args.json:
         # A PostgreSQL campaign also says how many workers hold numbers now, and how many
         # numbers they claimed and have not called yet (counted in ``pending``).
         extra = {k: getattr(counts, k) for k in ("workers", "claimed") if hasattr(counts, k)}
         print_json(summary, args.journal, out, campaign=args.campaign, extra=extra)
     return EXIT_OK
+
+
+async def _html(journal: Journal, counts: JournalCounts, args: argparse.Namespace) -> str:
+    from ._report_html import render_report, write_report
+
+    data = await journal.report_data()
+    page = render_report(args.journal.name, counts, data, args.quota)
+    await asyncio.to_thread(write_report, args.html_out, page)
+    return f"wrote the HTML report to {args.html_out}"
 
 
 def _on_stop_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event | None) -> None:

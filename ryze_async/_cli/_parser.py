@@ -21,6 +21,15 @@ __all__ = ["build_parser"]
 _EPILOG = ("Exit codes: 0 done, 1 some calls failed or unknown, 2 usage/config/input error, "
            "3 stopped by the circuit breaker, 70 internal error (a bug), 130 interrupted.")
 
+_CAMPAIGN_EXAMPLE = """example:
+  export RYZE_TOKEN=... RYZE_INSTANCE=my-instance
+  ryze-async campaign numbers.xlsx --sheet Contacts --column Phone \\
+      --journal spring.db --media message.mp3 --default-region BR --metrics-port 9464
+  ryze-async report spring.db --html spring.html      # charts, counts, failures
+
+Run the same command again to resume: nobody already called is called again.
+""" + _EPILOG
+
 
 def _positive_int(text: str) -> int:
     value = int(text)
@@ -33,6 +42,20 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("a port is 0-65535")
     return value
 
 
@@ -86,10 +109,10 @@ def _media_options(p: argparse.ArgumentParser, *, required: bool) -> None:
     g = p.add_mutually_exclusive_group(required=required)
     g.add_argument("--media", type=Path, help="audio file (mp3, ogg, wav, m4a...)")
     g.add_argument("--media-url", help="public http(s) URL of the audio")
+    g.add_argument("--media-base64", metavar="BASE64",
+                   help="the audio as base64 (arguments are visible in ps: prefer --media)")
     if not required:
         g.add_argument("--fake", action="store_true", help="fake calls (ring, no audio)")
-    else:
-        g.add_argument("--media-base64", help="the audio as base64")
 
 
 def _json_option(p: argparse.ArgumentParser, what: str = "the result") -> None:
@@ -98,29 +121,37 @@ def _json_option(p: argparse.ArgumentParser, what: str = "the result") -> None:
 
 def _calls(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("call", help="place one audio call")
-    p.add_argument("number")
+    p.add_argument("number", help="the number to call, with its country code (or "
+                   "--default-region)")
     _media_options(p, required=True)
     _connection_options(p)
     _json_option(p)
 
     p = sub.add_parser("fake-call", help="ring a number (no audio)")
-    p.add_argument("number")
+    p.add_argument("number", help="the number to ring, with its country code (or "
+                   "--default-region)")
     p.add_argument("--duration", type=int, help="seconds to ring, 1-60 (server default 8)")
     _connection_options(p)
     _json_option(p)
 
 
 def _campaign(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("campaign", help="call every number of a CSV; run again to resume")
+    p = sub.add_parser("campaign", help="call every number of a list; run again to resume",
+                       epilog=_CAMPAIGN_EXAMPLE,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("numbers", type=Path,
-                   help="CSV (UTF-8, or UTF-16 with BOM): the column headed number/phone/... "
-                        "or the first column")
+                   help="the numbers: CSV (UTF-8, or UTF-16 with BOM), .xlsx (needs the "
+                        "'excel' extra) or JSON Lines (.jsonl/.ndjson: {\"number\": ...} per "
+                        "line); the column headed number/phone/... or the first column")
     p.add_argument("--journal", type=_journal_target, required=True,
                    help="journal file (the campaign), or postgresql://USER@HOST:PORT/DB "
                    "with --campaign (several workers; the postgres extra)")
     _campaign_name(p)
     p.add_argument("--column", type=_column, metavar="NAME|INDEX",
-                   help="the numbers' column: its header, or its position (1 = first)")
+                   help="the numbers' column (CSV, xlsx) or key (JSON Lines): its header, or "
+                        "its position (1 = first)")
+    p.add_argument("--sheet", metavar="NAME|INDEX",
+                   help="xlsx: the sheet to read, by name or 1-based position (default: first)")
     _media_options(p, required=False)
     p.add_argument("--duration", type=int, help="with --fake: seconds to ring")
     _connection_options(p)
@@ -138,30 +169,54 @@ def _campaign(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
                    help="on Ctrl-C, seconds to wait for calls in flight (default 30)")
     p.add_argument("--log-interval", type=_positive_float, default=10.0,
                    help="seconds between progress lines when not on a terminal")
+    p.add_argument("--timeout", type=_positive_float, default=30.0,
+                   help="seconds each request may take (default 30)")
+    p.add_argument("--max-retries", type=_non_negative_int, default=3,
+                   help="resends of a request that provably never reached the server, and "
+                        "of a 429 (default 3); never of one that may have")
+    p.add_argument("--metrics-port", type=_port, metavar="PORT",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics while the "
+                        "campaign runs (needs the 'metrics' extra; 0: any free port)")
+    p.add_argument("--metrics-host", default="127.0.0.1",
+                   help="address the metrics listen on (default 127.0.0.1: this host only)")
     _json_option(p, "the summary, on the last line of stdout,")
 
 
 def _tools(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("report", help="summarise a journal; --csv writes one row per number")
+    p = sub.add_parser("report", help="summarise a journal; --csv/--html/--format jsonl")
     p.add_argument("journal", type=_journal_target,
                    help="journal file, or postgresql://... with --campaign")
     _campaign_name(p)
     p.add_argument("--csv", type=Path, dest="csv_out",
                    help="write every number to this CSV ('-': stdout)")
+    p.add_argument("--html", type=Path, dest="html_out", metavar="FILE",
+                   help="write a self-contained HTML report (charts, counts, failed and "
+                        "unknown numbers); owner-only, it holds phone numbers")
+    p.add_argument("--format", choices=("text", "jsonl"), default="text",
+                   help="'jsonl': one JSON object per number on stdout (or to --out)")
+    p.add_argument("--out", type=Path, metavar="FILE",
+                   help="with --format jsonl: write to this file (owner-only) instead of stdout")
+    p.add_argument("--quota", type=_positive_float, default=100.0, metavar="N",
+                   help="calls per minute the token allows, drawn on the HTML chart "
+                        "(default 100)")
     _json_option(p, "the summary")
 
     p = sub.add_parser("sandbox", help="run the fake RyzeAPI server on 127.0.0.1")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free)")
-    p.add_argument("--rate-limit", type=_positive_int, default=100)
-    p.add_argument("--rate-period", type=_positive_float, default=60.0)
+    p.add_argument("--rate-limit", type=_positive_int, default=100,
+                   help="calls the sandbox allows per period (default 100)")
+    p.add_argument("--rate-period", type=_positive_float, default=60.0,
+                   help="the sandbox's quota period in seconds (default 60)")
     # The sandbox's own token, printed on purpose: not a secret, so not a Secret.
     p.add_argument("--token", default="sandbox-token", help="the token the sandbox accepts")
     p.add_argument("--instance", default="sandbox", help="the instance it serves")
 
     p = sub.add_parser("demo", help="a real campaign against an in-process sandbox")
     p.add_argument("--numbers", type=_positive_int, default=300, help="numbers to call")
-    p.add_argument("--rate-limit", type=_positive_int, default=20)
-    p.add_argument("--rate-period", type=_positive_float, default=1.0)
+    p.add_argument("--rate-limit", type=_positive_int, default=20,
+                   help="the demo's quota, sped up: calls per period (default 20)")
+    p.add_argument("--rate-period", type=_positive_float, default=1.0,
+                   help="the demo's quota period in seconds (default 1)")
     p.add_argument("--dir", type=Path, help="keep the demo's files (CSV, audio, journal) here")
     _json_option(p, "the summary, last,")
 

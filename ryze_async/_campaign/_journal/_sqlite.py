@@ -51,6 +51,7 @@ from ._export import export_csv
 from ._ingest import begin_pass, finish_pass, ingest_rows, sweep_due
 from ._open import connect, prepare_file, recover, store_identity
 from ._queries import add_elapsed, count_rows, pending_after, retry_rows
+from ._report import ReportData, export_jsonl, read_report
 from ._schema import (
     CampaignIdentity,
     JournalCounts,
@@ -307,3 +308,15 @@ class Journal:
         target = Path(out) if isinstance(out, str | os.PathLike) else out
         return await self._run(lambda: export_csv(self._db(), target))
 
+    async def report_data(self) -> ReportData:
+        """Per-minute attempt counts and the failed/unknown rows (``report --html``)."""
+        if not self.read_only:
+            await self.flush()
+        return await self._run(lambda: read_report(self._db()))
+
+    async def export_jsonl(self, out: str | os.PathLike[str] | TextIO) -> int:
+        """Like :meth:`export_csv`, one JSON object per line."""
+        if not self.read_only:
+            await self.flush()
+        target = Path(out) if isinstance(out, str | os.PathLike) else out
+        return await self._run(lambda: export_jsonl(self._db(), target))

@@ -1,0 +1,107 @@
+"""What ``report --html`` and ``report --format jsonl`` read from a SQLite journal.
+
+The journal keeps one row per number with the time of its last attempt (``attempt_at``), not a
+log of every request: the per-minute figures count numbers by the minute of their last
+attempt and the state it left them in. A ``sender`` column (the sender pool's) is read when
+the journal has one; without it every row is the campaign's one instance ("").
+A PostgreSQL store gives the same :class:`ReportData` with the same two queries (``GROUP BY``
+on ``floor(attempt_at / 60)``, and the failed/unknown rows in input order).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from ._schema import owner_only
+
+__all__ = ["MinuteCount", "ProblemRow", "ReportData", "export_jsonl", "read_report"]
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteCount:
+    """``n`` numbers whose last attempt was in ``minute`` (UTC epoch minute) and left them in
+    ``state``, sent by ``sender`` ("" when the journal records no sender)."""
+
+    minute: int
+    sender: str
+    state: str
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemRow:
+    """A ``failed`` or ``unknown`` number (invalid entries included) and why."""
+
+    line: int | None
+    number: str
+    state: str
+    reason: str
+    http_status: int | None
+    attempts: int
+    at: float | None
+    sender: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReportData:
+    minutes: list[MinuteCount] = field(default_factory=list)
+    problems: list[ProblemRow] = field(default_factory=list)
+    has_senders: bool = False
+
+
+def _sender_column(db: sqlite3.Connection) -> str:
+    columns = {row[1] for row in db.execute("PRAGMA table_info(numbers)")}
+    for name in ("sender", "instance"):
+        if name in columns:
+            return name
+    return "''"
+
+
+def read_report(db: sqlite3.Connection) -> ReportData:
+    sender = _sender_column(db)
+    minutes = [MinuteCount(int(m), s or "", st, n) for m, s, st, n in db.execute(
+        f"SELECT CAST(attempt_at / 60 AS INTEGER) AS m, {sender}, state, count(*) "  # noqa: S608
+        "FROM numbers WHERE attempt_at IS NOT NULL AND attempts > 0 "
+        "GROUP BY m, 2, state ORDER BY m")]
+    problems = [ProblemRow(line, number, state, error or "", status, attempts, at, s or "")
+                for line, number, state, error, status, attempts, at, s in db.execute(
+        "SELECT line, number, state, error, http_status, attempts, attempt_at, "  # noqa: S608
+        f"{sender} FROM numbers WHERE state IN ('failed', 'unknown') ORDER BY id")]
+    return ReportData(minutes, problems, sender != "''")
+
+
+def export_jsonl(db: sqlite3.Connection, out: Path | TextIO) -> int:
+    """One JSON object per stored number (input order), the CSV export's fields."""
+    if not isinstance(out, Path):
+        rows = _write(db, out)
+        out.flush()
+        return rows
+    with owner_only():
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        return _write(db, f)
+
+
+def _write(db: sqlite3.Connection, f: TextIO) -> int:
+    sender = _sender_column(db)
+    rows = 0
+    cur = db.execute(
+        "SELECT line, number, state, call_id, http_status, error, attempts, "  # noqa: S608
+        f"attempt_at, {sender} FROM numbers ORDER BY id")
+    while chunk := cur.fetchmany(1000):
+        for line, number, state, call_id, status, error, attempts, at, s in chunk:
+            item = {"line": line, "number": number, "state": state, "call_id": call_id,
+                    "http_status": status, "error": error, "attempts": attempts,
+                    "last_attempt_utc": datetime.fromtimestamp(at, UTC).isoformat(
+                        timespec="seconds") if at else None}
+            if sender != "''":
+                item["sender"] = s
+            f.write(json.dumps(item, ensure_ascii=False) + "\n")
+            rows += 1
+    return rows

@@ -1,0 +1,198 @@
+"""Numbers from an ``.xlsx`` workbook or from JSON Lines, beside the CSV of ``_csv_input.py``.
+
+Which kind a file is: ``.xlsx``/``.xlsm`` or a zip archive is a workbook, ``.jsonl``/``.ndjson``
+or a first entry that starts with ``{`` is JSON Lines; anything else is a CSV. Like a CSV, each
+is checked whole before a journal exists, and ``column`` names the number column (a header or
+a 1-based index) in a workbook, the key in JSON Lines.
+
+Resume positions. JSON Lines is a text file read line by line: it resumes like a CSV (byte
+offset, lines, sha256 of the bytes read). A workbook is a zip: it cannot be appended to, so its
+position is the sheet rows read and the sha256 of the whole file; a resume skips those rows only
+when the file is byte for byte the same, otherwise it is read again from the start (the
+journal's dedupe keeps everyone already dealt with out of it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from .. import InputError
+from ._csv_input import _is_number_header, _pick_column, skippable
+
+__all__ = ["InputKind", "JsonlLayout", "XlsxReader", "input_kind", "inspect_jsonl", "jsonl_rows"]
+
+InputKind = Literal["csv", "xlsx", "jsonl"]
+_EXCEL_HINT = 'reading .xlsx needs openpyxl: pip install "ryze-async[excel]" (or save as CSV)'
+
+
+def input_kind(path: Path) -> InputKind:
+    suffix = path.suffix.lower()
+    if suffix in (".xlsx", ".xlsm"):
+        return "xlsx"
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    try:
+        with path.open("rb") as f:
+            head = f.read(4096)
+    except OSError as exc:
+        raise InputError(f"cannot read the numbers file {path}: {exc.strerror or exc}") from None
+    if head.startswith(b"PK\x03\x04"):
+        return "xlsx"
+    first = next((line for line in head.decode("utf-8", "replace").lstrip("\ufeff").splitlines()
+                  if line.strip() and not line.lstrip().startswith("#")), "")
+    return "jsonl" if first.lstrip().startswith("{") else "csv"
+
+
+# -- JSON Lines -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JsonlLayout:
+    """The key holding the number (None: each line is a bare string or number)."""
+
+    key: str | None
+    bom: int
+
+
+def _cell(value: object) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _parse(text: str, at: int, path: Path) -> object:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path} line {at} is not JSON ({exc.msg}): JSON Lines holds one "
+                         'object per line, e.g. {"number": "+5511987654321"}') from None
+
+
+def _pick_key(obj: object, column: str | int | None, path: Path) -> str | None:
+    if not isinstance(obj, dict):
+        return None
+    if isinstance(column, int):
+        raise InputError("JSON Lines has keys, not columns: give --column NAME")
+    keys = [k for k in obj if isinstance(k, str)]
+    if column is not None:
+        if column not in obj:
+            raise InputError(f"{path}: the first object has no key {column!r} (keys: {keys})")
+        return column
+    if "number" in obj:
+        return "number"
+    found = next((k for k in keys if _is_number_header(k)), None)
+    if found is None:
+        raise InputError(f"{path}: cannot tell which key holds the numbers (keys: {keys}); "
+                         "name it 'number', or pass --column KEY")
+    return found
+
+
+def jsonl_rows(lines: Iterator[str], layout: JsonlLayout, path: Path) -> Iterator[list[str]]:
+    """One ``[raw]`` row per line; a line without a usable value keeps its own text, so it is
+    reported invalid with its line rather than dropped."""
+    for at, text in enumerate(lines, 1):
+        if skippable((text,)):
+            yield [""]
+            continue
+        obj = _parse(text, at, path)
+        value = obj.get(layout.key) if isinstance(obj, dict) and layout.key else obj
+        yield [_cell(value) or text.strip()]
+
+
+def inspect_jsonl(path: Path, column: str | int | None) -> JsonlLayout:
+    """Check every line is JSON and find the number key, or raise :class:`InputError`."""
+    with path.open("rb") as raw:
+        bom = 3 if raw.read(3) == b"\xef\xbb\xbf" else 0
+    layout: JsonlLayout | None = None
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            for at, text in enumerate(f, 1):
+                if skippable((text,)):
+                    continue
+                obj = _parse(text, at, path)
+                if layout is None:
+                    layout = JsonlLayout(_pick_key(obj, column, path), bom)
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not UTF-8 text: JSON Lines must be UTF-8") from None
+    if layout is None:
+        raise InputError(f"{path} holds no numbers (empty, or only blank lines)")
+    return layout
+
+
+# -- xlsx -----------------------------------------------------------------------------------------
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # a number typed into a cell: 5511987654321.0
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def _workbook(data: bytes, path: Path) -> Any:
+    try:
+        import openpyxl  # noqa: PLC0415 - an optional extra
+    except ImportError:
+        raise InputError(f"{path}: {_EXCEL_HINT}") from None
+    try:
+        return openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception:
+        raise InputError(f"{path} is a zip archive but not a readable .xlsx spreadsheet "
+                         "(.ods? save it as .xlsx or CSV)") from None
+
+
+class XlsxReader:
+    """A sheet's rows as text, with the layout checks of a CSV; see the module's docstring."""
+
+    def __init__(self, path: Path, sheet: str | int | None, column: str | int | None) -> None:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read the numbers file {path}: {exc.strerror or exc}"
+                             ) from None
+        self.digest = hashlib.sha256(data).hexdigest()
+        self._book = _workbook(data, path)
+        names = list(self._book.sheetnames)
+        if isinstance(sheet, str) and sheet.strip().isdigit():
+            sheet = int(sheet)
+        if isinstance(sheet, int):
+            if not 1 <= sheet <= len(names):
+                raise InputError(f"{path} has {len(names)} sheets: --sheet {sheet} is not one")
+            sheet = names[sheet - 1]
+        if sheet is not None and sheet not in names:
+            raise InputError(f"{path} has no sheet {sheet!r} (sheets: {names})")
+        self._sheet = self._book[sheet if sheet is not None else names[0]]
+        self.column, self.data_row = self._layout(path, column)
+
+    def rows(self) -> Iterator[tuple[int, list[str]]]:
+        for at, values in enumerate(self._sheet.iter_rows(values_only=True), 1):
+            yield at, [_text(v) for v in values]
+
+    def _layout(self, path: Path, column: str | int | None) -> tuple[int, int]:
+        """(number column, first data row); refuses a sheet with no numbers."""
+        header: tuple[int, int] | None = None
+        for at, cells in self.rows():
+            if skippable(cells or [""]):
+                continue
+            if header is not None:
+                return header
+            index = _pick_column(cells, column, path)
+            if index is None:
+                return (column - 1 if isinstance(column, int) else 0), at
+            header = (index, at + 1)
+        raise InputError(f"{path} holds {'a header and ' if header else ''}no numbers")
+
+    def close(self) -> None:
+        self._book.close()

@@ -1,0 +1,149 @@
+"""#10 metrics: Prometheus metrics scraped over HTTP agree with the fake server's own record,
+and no phone number or token ever appears in the exposition."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from ryze_async import RyzeClient
+from ryze_async._campaign import Campaign
+from ryze_async.metrics import PrometheusHooks, serve_metrics
+from ryze_async.testing import FakeRyzeServer, Fault
+
+from .cli_helpers import run_cli
+
+ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]
+TOKEN = "metrics-secret-token-0123456789"
+NUMBERS = [f"55119{i:08d}" for i in range(12)]
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+async def scrape(port: int) -> str:
+    async with aiohttp.ClientSession() as http, \
+            http.get(f"http://127.0.0.1:{port}/metrics") as response:
+        assert response.status == 200
+        return await response.text()
+
+
+def assert_private(text: str) -> None:
+    assert TOKEN not in text
+    assert TOKEN[:8] not in text
+    for number in NUMBERS:
+        assert number not in text
+        assert number[-8:] not in text
+
+
+async def test_metrics_agree_with_the_servers_record(
+    ryze_server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    server = await ryze_server_factory(rate_limit=None, token=TOKEN)
+    server.fail_next(Fault.DROP_AFTER_READ, times=2)
+    hooks = PrometheusHooks(sender="my-instance")
+    async with RyzeClient(TOKEN, "my-instance", base_url=server.url, rate_limit=6,
+                          rate_period=0.5, hooks=hooks) as client:
+        campaign = Campaign(client, [*NUMBERS, "123"], journal=tmp_path / "j.db", fake=True,
+                            concurrency=2)
+        hooks.watch(campaign)
+        with serve_metrics(hooks.registry, 0) as port:
+            summary = await campaign.run()
+            text = await scrape(port)
+    got = samples(text)
+    placed = len(server.placed_calls)
+    assert placed == summary.placed == 10
+    assert got["ryze_calls_total", (("outcome", "placed"), ("sender", "my-instance"))] == placed
+    assert got["ryze_calls_total", (("outcome", "unknown"), ("sender", "my-instance"))] == 2
+    sent = [r for r in server.requests if r.route == "fake"]
+    assert got["ryze_request_duration_seconds_count",
+               (("kind", "fake"), ("sender", "my-instance"))] == len(sent) == 12
+    # 12 calls at 6 per 0.5 s: the quota made some of them wait (and only those are waits).
+    assert 1 <= got["ryze_quota_wait_seconds_count", (("sender", "my-instance"),)] <= 12
+    assert got["ryze_quota_wait_seconds_sum", (("sender", "my-instance"),)] > 0.1
+    assert got["ryze_campaign_numbers", (("state", "placed"),)] == placed
+    assert got["ryze_campaign_numbers", (("state", "unknown"),)] == 2
+    assert got["ryze_campaign_numbers", (("state", "pending"),)] == 0
+    assert_private(text)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_cli_serves_metrics_while_the_campaign_runs(
+    ryze_server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    server = await ryze_server_factory(rate_limit=None, token=TOKEN)
+    numbers = tmp_path / "n.csv"
+    numbers.write_text("phone\n" + "\n".join(NUMBERS) + "\n")
+    port = free_port()
+    env = {"RYZE_TOKEN": TOKEN, "RYZE_INSTANCE": "my-instance", "RYZE_BASE_URL": server.url}
+    run = asyncio.create_task(run_cli(
+        ["campaign", str(numbers), "--fake", "--journal", str(tmp_path / "j.db"),
+         "--rate-limit", "4", "--rate-period", "0.5", "--metrics-port", str(port)], env))
+    seen: list[str] = []
+    while not run.done():
+        with contextlib.suppress(aiohttp.ClientConnectionError):  # not listening yet/any more
+            seen.append(await scrape(port))
+        await asyncio.sleep(0.05)
+    code, out, err = await run
+    assert code == 0, err
+    assert f"metrics: http://127.0.0.1:{port}/metrics" in out
+    assert seen, "never scraped while the campaign ran"
+    for text in seen:
+        assert_private(text)
+        got = samples(text)
+        key = ("ryze_calls_total", (("outcome", "placed"), ("sender", "my-instance")))
+        assert got.get(key, 0) <= len(server.placed_calls)
+    mid = [samples(t).get(("ryze_campaign_numbers", (("state", "pending"),))) for t in seen]
+    assert any(p not in (None, 0.0) for p in mid), "no scrape saw the campaign in progress"
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await scrape(port)  # stopped with the campaign
+
+
+async def test_cli_metrics_port_in_use_is_a_usage_error(
+    ryze_server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    server = await ryze_server_factory(rate_limit=None, token=TOKEN)
+    numbers = tmp_path / "n.csv"
+    numbers.write_text("phone\n" + "\n".join(NUMBERS) + "\n")
+    env = {"RYZE_TOKEN": TOKEN, "RYZE_INSTANCE": "my-instance", "RYZE_BASE_URL": server.url}
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        code, _, err = await run_cli(
+            ["campaign", str(numbers), "--fake", "--journal", str(tmp_path / "j.db"),
+             "--metrics-port", str(busy.getsockname()[1])], env)
+    assert code == 2
+    assert "--metrics-port" in err
+    assert server.requests == []
+
+
+async def test_metrics_without_prometheus_client_names_the_extra(
+    ryze_server_factory: ServerFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = await ryze_server_factory(rate_limit=None, token=TOKEN)
+    numbers = tmp_path / "n.csv"
+    numbers.write_text("phone\n" + "\n".join(NUMBERS) + "\n")
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    monkeypatch.delitem(sys.modules, "ryze_async.metrics", raising=False)
+    env = {"RYZE_TOKEN": TOKEN, "RYZE_INSTANCE": "my-instance", "RYZE_BASE_URL": server.url}
+    code, _, err = await run_cli(["campaign", str(numbers), "--fake", "--journal",
+                                  str(tmp_path / "j.db"), "--metrics-port", "0"], env)
+    assert code == 2
+    assert 'pip install "ryze-async[metrics]"' in err
+    assert server.requests == []
+    assert not (tmp_path / "j.db").exists()
