@@ -133,8 +133,8 @@ async def test_concurrent_marks_share_one_commit(tmp_path: Path) -> None:
 
 
 async def test_a_failed_commit_refuses_every_later_mark() -> None:
-    from ryze_async._campaign._journal import Op
-    from ryze_async._campaign._journal._commit import GroupCommit
+    from ryze_async._campaign._journal import MarkSending, Op
+    from ryze_async._campaign._journal._group import GroupCommit
 
     attempts: list[list[Op]] = []
 
@@ -142,11 +142,11 @@ async def test_a_failed_commit_refuses_every_later_mark() -> None:
         attempts.append(ops)
         raise sqlite3.OperationalError("disk I/O error")
 
-    group = GroupCommit(failing)
+    group: GroupCommit[Op] = GroupCommit(failing, lambda row: JournalError(f"row {row}"))
     with pytest.raises(JournalError, match="disk I/O error"):
-        await group.mark(1, 0.0)
+        await group.mark(1, MarkSending(1, 0.0, None))
     with pytest.raises(JournalError, match="cannot be written"):
-        await group.mark(2, 0.0)
+        await group.mark(2, MarkSending(2, 0.0, None))
     assert len(attempts) == 1  # the second mark never reached the database, nor the network
 
 

@@ -36,6 +36,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Literal, Protocol, TextIO
 
+from ... import ClaimLostError
 from ._events import (
     Ingested,
     IngestResult,
@@ -48,7 +49,6 @@ from ._events import (
     RecordOutcome,
     State,
 )
-from ._postgres_commit import ClaimLostError
 from ._schema import (
     CampaignIdentity,
     JournalCounts,

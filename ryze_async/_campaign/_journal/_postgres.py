@@ -37,10 +37,12 @@ from typing import Any, Literal, TextIO
 
 import asyncpg
 
+from ... import ClaimLostError
 from . import _postgres_ingest as ingest
 from . import _postgres_sql as sql
 from ._events import IngestResult
-from ._postgres_commit import ClaimLostError, Mark, Op, Outcome, PgGroupCommit, apply_ops
+from ._group import GroupCommit
+from ._postgres_commit import Mark, Op, Outcome, apply_ops
 from ._postgres_counts import PgJournalCounts, build_counts, redact
 from ._postgres_export import export_csv
 from ._schema import CampaignIdentity, JournalError, check_identity
@@ -72,7 +74,7 @@ class PgJournal:
         self._beat_conn: Any = None
         self._io = asyncio.Lock()  # one query at a time on an asyncpg connection
         self._beat: asyncio.Task[None] | None = None
-        self._group = PgGroupCommit(self._commit)
+        self._group: GroupCommit[Op] = GroupCommit(self._commit, _claim_lost)
         self._last_recover = 0.0
         #: Heartbeats sent (renewals of this worker's live leases).
         self.beats = 0
@@ -272,7 +274,7 @@ class PgJournal:
         """Commit ``-> sending`` for a row this worker holds (or an unheld pending one);
         returns once durable. Raises :class:`ClaimLostError` if the row is no longer this
         worker's (the caller must not send), :class:`JournalError` if the journal failed."""
-        await self._group.mark(Mark(row_id, sender))
+        await self._group.mark(row_id, Mark(row_id, sender))
 
     def record(self, row_id: int, state: State, *, call_id: str | None = None,
                status: int | None = None, error: str | None = None,
@@ -329,3 +331,7 @@ class PgJournal:
             await self.flush()
         async with self._io:
             return await export_csv(self._db(), self.campaign, out)
+
+
+def _claim_lost(row_id: int) -> ClaimLostError:
+    return ClaimLostError(f"row {row_id} is no longer held by this worker: not sending")

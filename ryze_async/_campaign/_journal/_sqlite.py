@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal, TextIO, TypeVar
 
-from ._commit import GroupCommit, apply_ops
+from ._commit import apply_ops
 from ._events import (
     Ingested,
     IngestResult,
@@ -48,6 +48,7 @@ from ._events import (
     State,
 )
 from ._export import export_csv
+from ._group import GroupCommit
 from ._ingest import begin_pass, finish_pass, ingest_rows, sweep_due
 from ._open import connect, prepare_file, recover, store_identity
 from ._queries import add_elapsed, count_rows, pending_after, retry_rows
@@ -74,7 +75,7 @@ class Journal:
         self._executor = executor
         self._lock_fd = lock_fd
         self._conn: sqlite3.Connection | None = None
-        self._group = GroupCommit(self._commit)
+        self._group: GroupCommit[Op] = GroupCommit(self._commit, _not_pending)
         self._listeners: list[Listener] = []
         self._sending: set[int] = set()  # rows this store marked sending and not yet recorded
         self._hold = False  # an input pass is open: ingest events wait for its sweep
@@ -245,7 +246,7 @@ class Journal:
         Raises :class:`JournalError` (and the caller must not send) if the row was not pending
         or the journal cannot be written.
         """
-        await self._group.mark(row_id, time.time(), sender)
+        await self._group.mark(row_id, MarkSending(row_id, time.time(), sender))
 
     def record(
         self, row_id: int, state: State, *, call_id: str | None = None,
@@ -320,3 +321,7 @@ class Journal:
             await self.flush()
         target = Path(out) if isinstance(out, str | os.PathLike) else out
         return await self._run(lambda: export_jsonl(self._db(), target))
+
+
+def _not_pending(row_id: int) -> JournalError:
+    return JournalError(f"row {row_id} is not pending: not sending")
