@@ -15,6 +15,7 @@ input refused before sending; what a local program or disk causes stands outside
     │   ├── RateLimitError                     429 (envelope or not), after every allowed resend
     │   └── ServerError                        >= 500 in RyzeAPI's envelope: it failed, not placed
     ├── ConnectionFailedError                  the request provably never reached the server
+    ├── QuotaTimeoutError                      no quota slot within ``max_wait``: nothing was sent
     └── OutcomeUnknownError                    the request may have been processed: never resent
                                                (``.status`` when an HTTP status came back)
 
@@ -72,6 +73,7 @@ __all__ = [
     "JournalMismatchError",
     "OutcomeUnknownError",
     "PermissionDeniedError",
+    "QuotaTimeoutError",
     "RateLimitError",
     "RyzeError",
     "ServerError",
@@ -216,6 +218,28 @@ class ConnectionFailedError(RyzeError):
         self.attempts = attempts
 
 
+class QuotaTimeoutError(RyzeError):
+    """The call could not be admitted by the quota within its ``max_wait``: nothing was sent.
+
+    Raised at once when the quota already knows the caller's turn comes later (the queue ahead
+    and the log of admissions tell), else when ``max_wait`` runs out. ``available_in`` is the
+    earliest the quota could admit the call, in seconds from when it was refused (a lower
+    bound: later arrivals of a higher lane or a server's hold may push it back; None when the
+    wait ran out instead). Safe to try again later.
+    """
+
+    def __init__(
+        self, message: str, *, max_wait: float | None = None, available_in: float | None = None,
+        kind: str | None = None, instance: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.max_wait = max_wait
+        self.available_in = available_in
+        #: The call's kind ("audio" or "fake") and instance, when the client raised it.
+        self.kind = kind
+        self.instance = instance
+
+
 class OutcomeUnknownError(RyzeError):
     """The request may have been processed (the call may be ringing); it is never resent.
 
@@ -253,7 +277,7 @@ class JournalMismatchError(JournalError):
 for _cls in (RyzeError, InvalidRequestError, InputError, APIError, BadRequestError,
              AuthenticationError, PermissionDeniedError, InstanceNotFoundError,
              InstanceNotConnectedError, RateLimitError, ServerError, ConnectionFailedError,
-             OutcomeUnknownError, ClientClosedError, JournalError, JournalLockedError,
+             QuotaTimeoutError, OutcomeUnknownError, ClientClosedError, JournalError, JournalLockedError,
              JournalMismatchError):
     _cls.__module__ = "ryze_async"
 del _cls
