@@ -9,22 +9,25 @@ and interpret the answer (``_answers``); a 429 goes round again after its reset.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from types import TracebackType
-from typing import Self
+from typing import NamedTuple, Self
 
-from ._answers import RateLimitFields, feedback, interpret, rate_limited_delay
+from ._answers import RateLimitFields, annotate, feedback, interpret, rate_limited_delay
 from ._bodies import MediaArg, UrlMediaCache, call_body, media_source
+from ._checks import check_settings
 from ._closing import CloseGuard
-from ._config import ClientConfig, Secret
-from ._exceptions import ClientClosedError
+from ._config import ClientConfig, Secret, check_lanes
+from ._exceptions import ClientClosedError, RyzeError
 from ._hooks import CallKind, HookDispatch, RetryScheduled
 from ._media import Media
 from ._models import CallResult
 from ._numbers import NumberCheck, number_options
-from ._quota import QuotaBackend, observed_wait, shared_limiter
+from ._quota import Lane, QuotaBackend, observed_wait, shared_limiter
 from ._retry import Call, RetryPolicy, Sender
 from ._transports import RawResponse, Transport
 
@@ -37,6 +40,20 @@ BeforeSend = Callable[[], Awaitable[None]]
 #: Awaited when an attempt was proven refused (429) or never sent, before the client waits to
 #: try again; not when it gives up (then the call raises).
 NotSent = Callable[[], Awaitable[None]]
+
+
+class _Unset:
+    """``max_wait`` not given: the client's own applies (None means "no limit")."""
+
+
+_UNSET = _Unset()
+
+
+class Limits(NamedTuple):
+    """A call's own ``max_wait`` and ``timeout``, as given."""
+
+    max_wait: float | _Unset | None
+    timeout: float | None
 
 
 class RyzeClient:
@@ -82,6 +99,9 @@ class RyzeClient:
         number_check: NumberCheck = "valid",
         transport: Transport | None = None,
         hooks: object | Sequence[object] | None = None,
+        priority: Lane = "interactive",
+        interactive_reserve: int = 0,
+        max_wait: float | None = None,
     ) -> None:
         # The raw token leaves this frame's locals at once: a traceback of any error raised
         # below (a refused setting) must not carry it to an error tracker.
@@ -92,7 +112,8 @@ class RyzeClient:
             rate_period=rate_period, rate_margin=rate_margin, max_retries=max_retries,
             timeout=timeout, connect_timeout=connect_timeout,
             keepalive_timeout=keepalive_timeout, allow_http=allow_http,
-            max_media_bytes=max_media_bytes,
+            max_media_bytes=max_media_bytes, priority=priority,
+            interactive_reserve=interactive_reserve, max_wait=max_wait,
         )
         cfg = self._config
         region = default_region if default_region is not None else os.environ.get(
@@ -113,9 +134,12 @@ class RyzeClient:
             () if hooks is None else tuple(hooks) if isinstance(hooks, list | tuple) else (hooks,)
         )
         self._guard = CloseGuard()
-        policy = RetryPolicy(max_retries=cfg.max_retries, backoff_initial=backoff_initial,
-                             backoff_max=backoff_max)
-        self._sender = Sender(transport, cfg.headers, policy, self._guard.sleep, self._hooks)
+        self._view_closed = False  # a view (with_options) closed: no new calls through it
+        self._attempt_timeout: float | None = None  # with_options(timeout=): per attempt
+        self._policy = RetryPolicy(max_retries=cfg.max_retries, backoff_initial=backoff_initial,
+                                   backoff_max=backoff_max)
+        self._sender = Sender(transport, cfg.headers, self._policy, self._guard.sleep,
+                              self._hooks)
         self._quota_for_loop: tuple[asyncio.AbstractEventLoop, QuotaBackend] | None = None
         self._urls: dict[tuple[str, str | None], tuple[str, str]] = {}
         self._url_media = UrlMediaCache()
@@ -144,9 +168,60 @@ class RyzeClient:
 
         Calls still waiting (for quota, a 429's reset or a retry's backoff) raise
         ``ClientClosedError`` at once, having sent nothing; nothing is sent after this.
+        Closing a view (``with_options``) only ends new calls through that view.
         """
+        if self._is_view:
+            self._view_closed = True
+            return
         self._guard.close()
         await self._transport.aclose()
+
+    _is_view = False
+
+    def with_options(
+        self, *, timeout: float | None = None, max_retries: int | None = None,
+        priority: Lane | None = None, max_wait: float | _Unset | None = _UNSET,
+    ) -> RyzeClient:
+        """A light view of this client with other per-request options; this one is unchanged.
+
+        The view shares the session (transport), the quota and the hooks. ``timeout`` bounds
+        each attempt of the view's calls (sending and the answer; its expiry after sending is
+        an ``OutcomeUnknownError``); ``max_retries``, ``priority`` and ``max_wait`` replace
+        this client's. Closing the view does not close this client; closing this client
+        ends the views' use too.
+        """
+        self._check_open()
+        if timeout is not None:
+            check_settings(timeout=timeout)
+        cfg = self._config
+        changes: dict[str, object] = {}
+        if max_retries is not None:
+            changes["max_retries"] = max_retries
+        if priority is not None:
+            changes["priority"] = priority
+        if not isinstance(max_wait, _Unset):
+            changes["max_wait"] = max_wait
+        view = copy.copy(self)
+        view._is_view = True
+        view._view_closed = False
+        view._config = replace(cfg, **changes)  # type: ignore[arg-type]
+        check_lanes(view._config.priority, cfg.interactive_reserve, cfg.rate_limit,
+                    view._config.max_wait)
+        view._policy = replace(self._policy, max_retries=view._config.max_retries)
+        view._sender = Sender(self._transport, cfg.headers, view._policy, self._guard.sleep,
+                              self._hooks)
+        view._attempt_timeout = self._attempt_timeout if timeout is None else float(timeout)
+        return view
+
+    @property
+    def priority(self) -> Lane:
+        """This client's quota lane: ``"interactive"`` or ``"bulk"``."""
+        return self._config.priority
+
+    @property
+    def max_retries(self) -> int:
+        """How many times a refused (429) or never-sent attempt is sent again."""
+        return self._config.max_retries
 
     @property
     def instance(self) -> str | None:
@@ -171,8 +246,8 @@ class RyzeClient:
 
     @property
     def closed(self) -> bool:
-        """True once ``aclose()`` was called."""
-        return self._guard.closed
+        """True once ``aclose()`` was called (on a view: on the view or on its client)."""
+        return self._guard.closed or self._view_closed
 
     # -- the two endpoints ----------------------------------------------------------------------
 
@@ -186,6 +261,8 @@ class RyzeClient:
         instance: str | None = None,
         before_send: BeforeSend | None = None,
         on_not_sent: NotSent | None = None,
+        max_wait: float | _Unset | None = _UNSET,
+        timeout: float | None = None,  # noqa: ASYNC109 - a call's own bound, as in httpx
     ) -> CallResult:
         """Call ``number`` and play audio when it is answered.
 
@@ -198,6 +275,11 @@ class RyzeClient:
         ``on_not_sent`` is awaited as soon as an attempt is proven refused (a 429) or never sent
         (a retryable ``ConnectionFailedError``) and the client is about to wait and try again,
         before the wait starts; it is not awaited when the client gives up and raises.
+
+        ``max_wait`` (seconds; default: the client's): when the quota cannot admit the call
+        within it, ``QuotaTimeoutError`` is raised and nothing is sent, at once when the quota
+        already knows the slot comes later. ``timeout`` bounds each attempt (sending and the
+        answer); its expiry after sending is an ``OutcomeUnknownError``.
         """
         self._check_open()
         cap = self._config.max_media_bytes
@@ -205,7 +287,9 @@ class RyzeClient:
         if not isinstance(source, Media):  # a file read must not stall every other task
             source = await asyncio.to_thread(Media.from_file, source, max_bytes=cap)
         body = call_body(number, self._numbers, media=source)
-        return await self._place("audio", instance, body, before_send, on_not_sent)
+        call = self._call("audio", instance, body, before_send, Limits(max_wait, timeout))
+        call.on_not_sent = on_not_sent
+        return await self._place(call)
 
     async def fake_call(
         self,
@@ -215,24 +299,28 @@ class RyzeClient:
         instance: str | None = None,
         before_send: BeforeSend | None = None,
         on_not_sent: NotSent | None = None,
+        max_wait: float | _Unset | None = _UNSET,
+        timeout: float | None = None,  # noqa: ASYNC109 - a call's own bound, as in httpx
     ) -> CallResult:
         """Ring ``number`` for ``duration`` seconds (1 to 60; None: the server's 8), no audio.
 
-        ``before_send`` and ``on_not_sent``: as for ``audio_call``.
+        ``before_send``, ``on_not_sent``, ``max_wait`` and ``timeout``: as for ``audio_call``.
         """
         self._check_open()
         body = call_body(number, self._numbers, duration=duration)
-        return await self._place("fake", instance, body, before_send, on_not_sent)
+        call = self._call("fake", instance, body, before_send, Limits(max_wait, timeout))
+        call.on_not_sent = on_not_sent
+        return await self._place(call)
 
     # -- the pipeline ---------------------------------------------------------------------------
 
     def _check_open(self) -> None:
-        if self._guard.closed:
+        if self._guard.closed or self._view_closed:
             raise ClientClosedError("this RyzeClient is closed; create a new one")
 
     def _call(
         self, kind: CallKind, instance: str | None, body: Sequence[bytes],
-        before_send: BeforeSend | None, on_not_sent: NotSent | None,
+        before_send: BeforeSend | None, limits: Limits,
     ) -> Call:
         key = (kind, instance)
         known = self._urls.get(key)
@@ -241,8 +329,21 @@ class RyzeClient:
                 self._urls.clear()
             name = self._config.instance if instance is None else instance
             known = self._urls[key] = (self._config.call_url(kind, name), str(name))
-        return Call(kind, known[1], known[0], body[0] if len(body) == 1 else body,
-                    before_send, on_not_sent)
+        call = Call(kind, known[1], known[0], body[0] if len(body) == 1 else body,
+                    before_send, None)
+        if self._config.priority != "interactive":
+            call.lane = self._config.priority
+        max_wait = self._config.max_wait if isinstance(limits.max_wait, _Unset) else (
+            limits.max_wait)
+        if max_wait is not None:
+            check_settings(max_wait=max_wait)
+            call.max_wait = max_wait
+            call.deadline = asyncio.get_running_loop().time() + max_wait
+        timeout = self._attempt_timeout if limits.timeout is None else limits.timeout
+        if timeout is not None:
+            check_settings(timeout=timeout)
+            call.timeout = timeout
+        return call
 
     def _quota(self) -> QuotaBackend | None:
         cached = self._quota_for_loop
@@ -252,16 +353,20 @@ class RyzeClient:
         if cfg.rate_limit is None:
             return None
         limiter = shared_limiter(cfg.token, cfg.rate_limit, cfg.rate_period, cfg.rate_margin,
-                                 server=cfg.base_url, learn_first=True)
+                                 server=cfg.base_url, learn_first=True,
+                                 reserve=cfg.interactive_reserve)
         self._quota_for_loop = (asyncio.get_running_loop(), limiter)
         return limiter
 
-    async def _place(
-        self, kind: CallKind, instance: str | None, body: Sequence[bytes],
-        before_send: BeforeSend | None, on_not_sent: NotSent | None,
-    ) -> CallResult:
-        call = self._call(kind, instance, body, before_send, on_not_sent)
-        quota = self._quota()
+    async def _place(self, call: Call) -> CallResult:
+        try:
+            return await self._rounds(call, self._quota())
+        except RyzeError as exc:
+            annotate(exc, call)
+            raise
+
+    async def _rounds(self, call: Call, quota: QuotaBackend | None) -> CallResult:
+        """Admit and send the call until it is answered; a 429 goes round again."""
         refused = 0
         while True:
             response, rate, reset_after = await self._admitted_attempt(call, quota)
@@ -290,12 +395,20 @@ class RyzeClient:
             quota.settle()  # a fresh backend's first answer releases the burst
 
     async def _admit(self, call: Call, quota: QuotaBackend) -> float:
-        slot = quota.try_acquire()
+        # The defaults are not passed: a backend that knows no lanes serves the default lane.
+        slot = quota.try_acquire() if call.lane is None else quota.try_acquire(lane=call.lane)
         if slot is not None:
             return slot
+
+        def acquiring() -> Awaitable[float]:
+            if call.lane is None and call.deadline is None:
+                return quota.acquire()
+            return quota.acquire(lane=call.lane or "interactive", deadline=call.deadline)
+
         if self._hooks is None:
-            return await self._guard.wait(quota.acquire())
-        return await observed_wait(self._guard.wait, quota, self._hooks, call.kind, call.instance)
+            return await self._guard.wait(acquiring())
+        return await observed_wait(self._guard.wait, acquiring, self._hooks, call.kind,
+                                   call.instance)
 
     def _take_in(
         self, call: Call, response: RawResponse, quota: QuotaBackend | None, slot: float | None

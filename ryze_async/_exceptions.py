@@ -17,7 +17,11 @@ input refused before sending; what a local program or disk causes stands outside
     ├── ConnectionFailedError                  the request provably never reached the server
     ├── QuotaTimeoutError                      no quota slot within ``max_wait``: nothing was sent
     └── OutcomeUnknownError                    the request may have been processed: never resent
-                                               (``.status`` when an HTTP status came back)
+                                               (``.status`` when an HTTP status came back;
+                                               ``.sent``/``.sent_at``: whether and when sent)
+
+Every ``APIError`` and ``OutcomeUnknownError`` also carries its evidence (``_Evidence``): the
+headers that matter, a redacted body excerpt, the call's ``kind`` and ``instance``.
 
     ClientClosedError (a RuntimeError)         misuse: the client was closed
     JournalError                               the campaign journal cannot be used as asked
@@ -53,6 +57,8 @@ rebuilds an error from its ``args`` and attributes, whatever its constructor's s
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
@@ -113,7 +119,28 @@ class InputError(InvalidRequestError):
         super().__init__(message, field="numbers")
 
 
-class APIError(RyzeError):
+class _Evidence:
+    """What an answered (or unanswered) call leaves behind that is safe to keep and log.
+
+    ``headers``: the answer's headers that matter (``X-RateLimit-*``, ``Date``,
+    ``Retry-After``), redacted; ``body_excerpt``: the start of its body, redacted (None: no
+    answer); ``kind`` (``"audio"``/``"fake"``) and ``instance``: the call's, when the client
+    raised the error. None of them ever holds the token.
+    """
+
+    headers: Mapping[str, str]
+    body_excerpt: str | None
+    kind: str | None
+    instance: str | None
+
+    def _no_evidence(self) -> None:
+        self.headers = {}
+        self.body_excerpt = None
+        self.kind = None
+        self.instance = None
+
+
+class APIError(_Evidence, RyzeError):
     """RyzeAPI answered with its error envelope: the call was not placed."""
 
     #: The status this class stands for in the lookup table (0 for the base and fallbacks).
@@ -126,6 +153,7 @@ class APIError(RyzeError):
         self.status = status
         self.message = message
         self.rate_limit = rate_limit
+        self._no_evidence()
 
 
 class BadRequestError(APIError):
@@ -240,20 +268,26 @@ class QuotaTimeoutError(RyzeError):
         self.instance = instance
 
 
-class OutcomeUnknownError(RyzeError):
+class OutcomeUnknownError(_Evidence, RyzeError):
     """The request may have been processed (the call may be ringing); it is never resent.
 
     ``status`` is the HTTP status when an answer came back (a proxy's page, an unreadable or
-    oversize answer), None when none did (hang-up, timeout).
+    oversize answer), None when none did (hang-up, timeout). ``sent``: whether the request
+    began to be sent (its bytes were handed to a connection; True unless the client knows
+    otherwise); ``sent_at``: when, as a UTC ``datetime`` (None: unknown).
     """
 
     def __init__(
-        self, message: str, *, status: int | None = None, rate_limit: RateLimitInfo | None = None
+        self, message: str, *, status: int | None = None, rate_limit: RateLimitInfo | None = None,
+        sent: bool = True, sent_at: datetime.datetime | None = None,
     ) -> None:
         super().__init__(message if status is None else f"HTTP {status}: {message}")
         self.message = message
         self.status = status
         self.rate_limit = rate_limit
+        self.sent = sent
+        self.sent_at = sent_at
+        self._no_evidence()
 
 
 class ClientClosedError(RuntimeError):
@@ -277,8 +311,8 @@ class JournalMismatchError(JournalError):
 for _cls in (RyzeError, InvalidRequestError, InputError, APIError, BadRequestError,
              AuthenticationError, PermissionDeniedError, InstanceNotFoundError,
              InstanceNotConnectedError, RateLimitError, ServerError, ConnectionFailedError,
-             QuotaTimeoutError, OutcomeUnknownError, ClientClosedError, JournalError, JournalLockedError,
-             JournalMismatchError):
+             QuotaTimeoutError, OutcomeUnknownError, ClientClosedError, JournalError,
+             JournalLockedError, JournalMismatchError):
     _cls.__module__ = "ryze_async"
 del _cls
 

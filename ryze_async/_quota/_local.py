@@ -253,14 +253,14 @@ class QuotaLimiter:
             self._lanes[index] = deque(f for f in self._lanes[index] if not f.done())
 
     def _refuse_if_late(self, now: float, index: int, deadline: float) -> None:
-        earliest = self._earliest(now, index, self._live[index], deadline)
+        earliest = self._earliest(now, index, self._live[index])
         if earliest > deadline:
             raise QuotaTimeoutError(
                 f"the quota has no slot for this call before {earliest - now:.3g} s from now, "
                 f"past its deadline; nothing was sent", available_in=earliest - now,
             )
 
-    def _earliest(self, now: float, index: int, ahead: int, deadline: float) -> float:
+    def _earliest(self, now: float, index: int, ahead: int) -> float:
         """A lower bound of when a waiter of lane ``index`` with ``ahead`` waiters before it
         is admitted: the log played forward (a higher lane and a probe only make it later)."""
         self._prune(now)
@@ -268,14 +268,13 @@ class QuotaLimiter:
         if self._budget <= (index and self._reserve):
             base = max(base, self._budget_until)
         cap = self._cap(index)
-        times = list(self._stamps)
+        # Only the last `cap` admissions decide when the next one may come.
+        recent = deque(self._stamps, maxlen=cap)
         when = base
         for _ in range(ahead + 1):
-            count = len(times)
-            when = max(base, self._slot_free_at(times[count - cap])) if count >= cap else base
-            if when > deadline:
-                break
-            times.append(when)
+            if len(recent) == cap:
+                when = max(base, self._slot_free_at(recent[0]))
+            recent.append(when)
         return when
 
     def _first(self) -> tuple[asyncio.Future[float] | None, int]:

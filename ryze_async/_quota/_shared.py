@@ -43,9 +43,9 @@ def shared_limiter(
 
     `server` is a base URL; two servers on one token are two quotas, keyed by URL origin.
     The first call creates it (with `learn_first`, see `QuotaLimiter`); a later call with another
-    configuration tightens it (lower limit, longer period, larger margin) and returns the same
-    object (and the larger interactive reserve wins). Clients in other event loops, threads or processes get their own limiter and do not
-    share the quota's bookkeeping. Must be called with the loop running.
+    configuration tightens it (lower limit, longer period, larger margin, larger interactive
+    reserve) and returns the same object. Clients in other event loops, threads or processes
+    get their own limiter and do not share the quota's bookkeeping. Call it in the running loop.
     """
     loop = asyncio.get_running_loop()
     check_config(limit, period, margin)
