@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import datetime
 import pickle
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ryze_async import (
     APIError,
+    Campaign,
     ClientClosedError,
     OutcomeUnknownError,
     QuotaTimeoutError,
@@ -224,3 +226,26 @@ def test_priority_and_reserve_are_checked_at_construction() -> None:
         RyzeClient(token="t", instance="i", interactive_reserve=-1)
     with pytest.raises(ValueError, match="interactive_reserve"):
         RyzeClient(token="t", instance="i", rate_limit=10, interactive_reserve=10)
+
+
+def test_a_campaign_runs_in_the_bulk_lane_behind_a_bot(tmp_path: Path) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        async with virtual_server() as server, client_for(server) as client, \
+                client_for(server) as bot:
+            campaign = asyncio.create_task(Campaign(
+                client, numbers(60), journal=tmp_path / "j.db", fake=True, concurrency=60,
+            ).run())
+            while len(server.requests) < LIMIT:  # the campaign's first window is spent
+                await asyncio.sleep(0.05)
+            began = loop.time()
+            await bot.fake_call("5511988887777")
+            assert loop.time() - began <= PERIOD + MARGIN
+            after = [r.json["number"] for r in server.requests
+                     if r.json and r.received_at >= EPOCH + began]
+            assert after[0] == "5511988887777"  # first of the next window, ahead of 40+ bulk
+            summary = await campaign
+            assert summary.placed == 60
+            assert_bound_held(server)
+
+    run_virtual(main(), start=START)
