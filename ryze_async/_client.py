@@ -9,24 +9,22 @@ and interpret the answer (``_answers``); a 429 goes round again after its reset.
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
 from types import TracebackType
-from typing import NamedTuple, Self
+from typing import Self
 
 from ._answers import RateLimitFields, annotate, feedback, interpret, rate_limited_delay
 from ._bodies import MediaArg, UrlMediaCache, call_body, media_source
-from ._checks import check_settings
 from ._closing import CloseGuard
-from ._config import ClientConfig, Secret, check_lanes
+from ._config import ClientConfig, Secret
 from ._exceptions import ClientClosedError, RyzeError
 from ._hooks import CallKind, HookDispatch, RetryScheduled
 from ._media import Media
 from ._models import CallResult
 from ._numbers import NumberCheck, number_options
+from ._options import UNSET, Limits, Options, Unset
 from ._quota import Lane, QuotaBackend, observed_wait, shared_limiter
 from ._retry import Call, RetryPolicy, Sender
 from ._transports import RawResponse, Transport
@@ -42,21 +40,7 @@ BeforeSend = Callable[[], Awaitable[None]]
 NotSent = Callable[[], Awaitable[None]]
 
 
-class _Unset:
-    """``max_wait`` not given: the client's own applies (None means "no limit")."""
-
-
-_UNSET = _Unset()
-
-
-class Limits(NamedTuple):
-    """A call's own ``max_wait`` and ``timeout``, as given."""
-
-    max_wait: float | _Unset | None
-    timeout: float | None
-
-
-class RyzeClient:
+class RyzeClient(Options):
     """Async client for RyzeAPI's call endpoints. Use ``async with`` or ``await aclose()``.
 
     ``token``, ``instance`` and ``base_url`` fall back to ``RYZE_TOKEN``, ``RYZE_INSTANCE`` and
@@ -134,8 +118,6 @@ class RyzeClient:
             () if hooks is None else tuple(hooks) if isinstance(hooks, list | tuple) else (hooks,)
         )
         self._guard = CloseGuard()
-        self._view_closed = False  # a view (with_options) closed: no new calls through it
-        self._attempt_timeout: float | None = None  # with_options(timeout=): per attempt
         self._policy = RetryPolicy(max_retries=cfg.max_retries, backoff_initial=backoff_initial,
                                    backoff_max=backoff_max)
         self._sender = Sender(transport, cfg.headers, self._policy, self._guard.sleep,
@@ -176,53 +158,6 @@ class RyzeClient:
         self._guard.close()
         await self._transport.aclose()
 
-    _is_view = False
-
-    def with_options(
-        self, *, timeout: float | None = None, max_retries: int | None = None,
-        priority: Lane | None = None, max_wait: float | _Unset | None = _UNSET,
-    ) -> RyzeClient:
-        """A light view of this client with other per-request options; this one is unchanged.
-
-        The view shares the session (transport), the quota and the hooks. ``timeout`` bounds
-        each attempt of the view's calls (sending and the answer; its expiry after sending is
-        an ``OutcomeUnknownError``); ``max_retries``, ``priority`` and ``max_wait`` replace
-        this client's. Closing the view does not close this client; closing this client
-        ends the views' use too.
-        """
-        self._check_open()
-        if timeout is not None:
-            check_settings(timeout=timeout)
-        cfg = self._config
-        changes: dict[str, object] = {}
-        if max_retries is not None:
-            changes["max_retries"] = max_retries
-        if priority is not None:
-            changes["priority"] = priority
-        if not isinstance(max_wait, _Unset):
-            changes["max_wait"] = max_wait
-        view = copy.copy(self)
-        view._is_view = True
-        view._view_closed = False
-        view._config = replace(cfg, **changes)  # type: ignore[arg-type]
-        check_lanes(view._config.priority, cfg.interactive_reserve, cfg.rate_limit,
-                    view._config.max_wait)
-        view._policy = replace(self._policy, max_retries=view._config.max_retries)
-        view._sender = Sender(self._transport, cfg.headers, view._policy, self._guard.sleep,
-                              self._hooks)
-        view._attempt_timeout = self._attempt_timeout if timeout is None else float(timeout)
-        return view
-
-    @property
-    def priority(self) -> Lane:
-        """This client's quota lane: ``"interactive"`` or ``"bulk"``."""
-        return self._config.priority
-
-    @property
-    def max_retries(self) -> int:
-        """How many times a refused (429) or never-sent attempt is sent again."""
-        return self._config.max_retries
-
     @property
     def instance(self) -> str | None:
         """The default instance calls go to (None: every call must name one)."""
@@ -261,7 +196,7 @@ class RyzeClient:
         instance: str | None = None,
         before_send: BeforeSend | None = None,
         on_not_sent: NotSent | None = None,
-        max_wait: float | _Unset | None = _UNSET,
+        max_wait: float | Unset | None = UNSET,
         timeout: float | None = None,  # noqa: ASYNC109 - a call's own bound, as in httpx
     ) -> CallResult:
         """Call ``number`` and play audio when it is answered.
@@ -299,7 +234,7 @@ class RyzeClient:
         instance: str | None = None,
         before_send: BeforeSend | None = None,
         on_not_sent: NotSent | None = None,
-        max_wait: float | _Unset | None = _UNSET,
+        max_wait: float | Unset | None = UNSET,
         timeout: float | None = None,  # noqa: ASYNC109 - a call's own bound, as in httpx
     ) -> CallResult:
         """Ring ``number`` for ``duration`` seconds (1 to 60; None: the server's 8), no audio.
@@ -331,19 +266,7 @@ class RyzeClient:
             known = self._urls[key] = (self._config.call_url(kind, name), str(name))
         call = Call(kind, known[1], known[0], body[0] if len(body) == 1 else body,
                     before_send, None)
-        if self._config.priority != "interactive":
-            call.lane = self._config.priority
-        max_wait = self._config.max_wait if isinstance(limits.max_wait, _Unset) else (
-            limits.max_wait)
-        if max_wait is not None:
-            check_settings(max_wait=max_wait)
-            call.max_wait = max_wait
-            call.deadline = asyncio.get_running_loop().time() + max_wait
-        timeout = self._attempt_timeout if limits.timeout is None else limits.timeout
-        if timeout is not None:
-            check_settings(timeout=timeout)
-            call.timeout = timeout
-        return call
+        return self._limit(call, limits)
 
     def _quota(self) -> QuotaBackend | None:
         cached = self._quota_for_loop
