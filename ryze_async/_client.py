@@ -25,7 +25,7 @@ from ._media import Media
 from ._models import CallResult
 from ._numbers import NumberCheck, number_options
 from ._options import UNSET, Limits, Options, Unset
-from ._quota import Lane, QuotaBackend, observed_wait, shared_limiter
+from ._quota import Lane, QuotaBackend, shared_limiter
 from ._retry import Call, RetryPolicy, Sender
 from ._transports import RawResponse, Transport
 
@@ -316,22 +316,6 @@ class RyzeClient(Options):
             raise
         finally:
             quota.settle()  # a fresh backend's first answer releases the burst
-
-    async def _admit(self, call: Call, quota: QuotaBackend) -> float:
-        # The defaults are not passed: a backend that knows no lanes serves the default lane.
-        slot = quota.try_acquire() if call.lane is None else quota.try_acquire(lane=call.lane)
-        if slot is not None:
-            return slot
-
-        def acquiring() -> Awaitable[float]:
-            if call.lane is None and call.deadline is None:
-                return quota.acquire()
-            return quota.acquire(lane=call.lane or "interactive", deadline=call.deadline)
-
-        if self._hooks is None:
-            return await self._guard.wait(acquiring())
-        return await observed_wait(self._guard.wait, acquiring, self._hooks, call.kind,
-                                   call.instance)
 
     def _take_in(
         self, call: Call, response: RawResponse, quota: QuotaBackend | None, slot: float | None

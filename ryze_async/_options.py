@@ -1,5 +1,5 @@
-"""Per-request options: ``RyzeClient.with_options`` views, and a call's lane, ``max_wait`` and
-``timeout`` (issue 11).
+"""Per-request options: ``RyzeClient.with_options`` views, a call's lane, ``max_wait`` and
+``timeout``, and its admission by the quota in its lane and by its deadline (issue 11).
 
 A view is a shallow copy of its client with another configuration: it shares the transport
 (the session), the quota, the hooks and the close guard, so closing the client ends the
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections.abc import Awaitable
 from dataclasses import replace
 from typing import NamedTuple, Self
 
@@ -17,7 +18,7 @@ from ._checks import check_settings
 from ._closing import CloseGuard
 from ._config import ClientConfig, check_lanes
 from ._hooks import HookDispatch
-from ._quota import Lane
+from ._quota import Lane, QuotaBackend, observed_wait
 from ._retry import Call, RetryPolicy, Sender
 from ._transports import Transport
 
@@ -112,3 +113,19 @@ class Options:
             check_settings(timeout=timeout)
             call.timeout = timeout
         return call
+
+    async def _admit(self, call: Call, quota: QuotaBackend) -> float:
+        # The defaults are not passed: a backend that knows no lanes serves the default lane.
+        slot = quota.try_acquire() if call.lane is None else quota.try_acquire(lane=call.lane)
+        if slot is not None:
+            return slot
+
+        def acquiring() -> Awaitable[float]:
+            if call.lane is None and call.deadline is None:
+                return quota.acquire()
+            return quota.acquire(lane=call.lane or "interactive", deadline=call.deadline)
+
+        if self._hooks is None:
+            return await self._guard.wait(acquiring())
+        return await observed_wait(self._guard.wait, acquiring, self._hooks, call.kind,
+                                   call.instance)
