@@ -24,7 +24,7 @@ from ._hooks import CallKind, HookDispatch, RetryScheduled
 from ._media import Media
 from ._models import CallResult
 from ._numbers import NumberCheck, number_options
-from ._options import UNSET, Limits, Options, Unset
+from ._options import UNSET, Options, Unset
 from ._quota import Lane, QuotaBackend, shared_limiter
 from ._retry import Call, RetryPolicy, Sender
 from ._transports import RawResponse, Transport
@@ -118,6 +118,7 @@ class RyzeClient(Options):
             () if hooks is None else tuple(hooks) if isinstance(hooks, list | tuple) else (hooks,)
         )
         self._guard = CloseGuard()
+        self._note_limits()
         self._policy = RetryPolicy(max_retries=cfg.max_retries, backoff_initial=backoff_initial,
                                    backoff_max=backoff_max)
         self._sender = Sender(transport, cfg.headers, self._policy, self._guard.sleep,
@@ -222,8 +223,9 @@ class RyzeClient(Options):
         if not isinstance(source, Media):  # a file read must not stall every other task
             source = await asyncio.to_thread(Media.from_file, source, max_bytes=cap)
         body = call_body(number, self._numbers, media=source)
-        call = self._call("audio", instance, body, before_send, Limits(max_wait, timeout))
-        call.on_not_sent = on_not_sent
+        call = self._call("audio", instance, body, before_send, on_not_sent)
+        if max_wait is not UNSET or timeout is not None or self._limited:
+            self._limit(call, max_wait, timeout)
         return await self._place(call)
 
     async def fake_call(
@@ -243,8 +245,9 @@ class RyzeClient(Options):
         """
         self._check_open()
         body = call_body(number, self._numbers, duration=duration)
-        call = self._call("fake", instance, body, before_send, Limits(max_wait, timeout))
-        call.on_not_sent = on_not_sent
+        call = self._call("fake", instance, body, before_send, on_not_sent)
+        if max_wait is not UNSET or timeout is not None or self._limited:
+            self._limit(call, max_wait, timeout)
         return await self._place(call)
 
     # -- the pipeline ---------------------------------------------------------------------------
@@ -255,7 +258,7 @@ class RyzeClient(Options):
 
     def _call(
         self, kind: CallKind, instance: str | None, body: Sequence[bytes],
-        before_send: BeforeSend | None, limits: Limits,
+        before_send: BeforeSend | None, on_not_sent: NotSent | None,
     ) -> Call:
         key = (kind, instance)
         known = self._urls.get(key)
@@ -264,9 +267,8 @@ class RyzeClient(Options):
                 self._urls.clear()
             name = self._config.instance if instance is None else instance
             known = self._urls[key] = (self._config.call_url(kind, name), str(name))
-        call = Call(kind, known[1], known[0], body[0] if len(body) == 1 else body,
-                    before_send, None)
-        return self._limit(call, limits)
+        return Call(kind, known[1], known[0], body[0] if len(body) == 1 else body,
+                    before_send, on_not_sent)
 
     def _quota(self) -> QuotaBackend | None:
         cached = self._quota_for_loop
@@ -282,21 +284,19 @@ class RyzeClient(Options):
         return limiter
 
     async def _place(self, call: Call) -> CallResult:
-        try:
-            return await self._rounds(call, self._quota())
-        except RyzeError as exc:
-            annotate(exc, call)
-            raise
-
-    async def _rounds(self, call: Call, quota: QuotaBackend | None) -> CallResult:
         """Admit and send the call until it is answered; a 429 goes round again."""
+        quota = self._quota()
         refused = 0
-        while True:
-            response, rate, reset_after = await self._admitted_attempt(call, quota)
-            if response.status != 429 or refused >= self._config.max_retries:
-                return interpret(response, rate, self._config)
-            refused += 1
-            await self._after_refusal(call, quota, response, reset_after)
+        try:
+            while True:
+                response, rate, reset_after = await self._admitted_attempt(call, quota)
+                if response.status != 429 or refused >= self._config.max_retries:
+                    return interpret(response, rate, self._config)
+                refused += 1
+                await self._after_refusal(call, quota, response, reset_after)
+        except RyzeError as exc:
+            annotate(exc, call)  # the call's own facts: kind, instance, when it was sent
+            raise
 
     async def _admitted_attempt(
         self, call: Call, quota: QuotaBackend | None

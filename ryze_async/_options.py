@@ -12,7 +12,7 @@ import asyncio
 import copy
 from collections.abc import Awaitable
 from dataclasses import replace
-from typing import NamedTuple, Self
+from typing import Self
 
 from ._checks import check_settings
 from ._closing import CloseGuard
@@ -22,7 +22,7 @@ from ._quota import Lane, QuotaBackend, observed_wait
 from ._retry import Call, RetryPolicy, Sender
 from ._transports import Transport
 
-__all__ = ["UNSET", "Limits", "Options", "Unset"]
+__all__ = ["UNSET", "Options", "Unset"]
 
 
 class Unset:
@@ -30,13 +30,6 @@ class Unset:
 
 
 UNSET = Unset()
-
-
-class Limits(NamedTuple):
-    """A call's own ``max_wait`` and ``timeout``, as given."""
-
-    max_wait: float | Unset | None
-    timeout: float | None
 
 
 class Options:
@@ -51,6 +44,7 @@ class Options:
     _is_view = False
     _view_closed = False  # a view closed: no new calls through it
     _attempt_timeout: float | None = None  # with_options(timeout=): bounds each attempt
+    _limited = False  # see _note_limits
 
     def with_options(
         self, *, timeout: float | None = None, max_retries: int | None = None,
@@ -83,6 +77,7 @@ class Options:
         view._sender = Sender(self._transport, cfg.headers, view._policy, self._guard.sleep,
                               self._hooks)
         view._attempt_timeout = self._attempt_timeout if timeout is None else float(timeout)
+        view._note_limits()
         return view
 
     @property
@@ -98,21 +93,29 @@ class Options:
     def _check_open(self) -> None:
         raise NotImplementedError  # the client's
 
-    def _limit(self, call: Call, limits: Limits) -> Call:
-        """The call with its lane, its quota deadline and its attempts' bound."""
+    def _note_limits(self) -> None:
+        """Whether calls need ``_limit`` (a lane, a wait or a bound not the defaults): when
+        not, the hot path skips it with one attribute test."""
+        cfg = self._config
+        self._limited = (cfg.priority != "interactive" or cfg.max_wait is not None
+                         or self._attempt_timeout is not None)
+
+    def _limit(self, call: Call, max_wait: float | Unset | None, timeout: float | None) -> None:
+        """Give the call its lane, its quota deadline and its attempts' bound."""
         cfg = self._config
         if cfg.priority != "interactive":
             call.lane = cfg.priority
-        max_wait = cfg.max_wait if isinstance(limits.max_wait, Unset) else limits.max_wait
+        if isinstance(max_wait, Unset):
+            max_wait = cfg.max_wait
         if max_wait is not None:
             check_settings(max_wait=max_wait)
             call.max_wait = max_wait
             call.deadline = asyncio.get_running_loop().time() + max_wait
-        timeout = self._attempt_timeout if limits.timeout is None else limits.timeout
+        if timeout is None:
+            timeout = self._attempt_timeout
         if timeout is not None:
             check_settings(timeout=timeout)
             call.timeout = timeout
-        return call
 
     async def _admit(self, call: Call, quota: QuotaBackend) -> float:
         # The defaults are not passed: a backend that knows no lanes serves the default lane.

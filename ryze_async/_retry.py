@@ -103,7 +103,9 @@ class Sender:
             if call.before_send is not None:
                 await call.before_send()
             try:
-                return await self._attempt(call)
+                if call.timeout is None:
+                    return await self._attempt(call)
+                return await self._bounded(call, call.timeout)
             except ConnectionFailedError as exc:
                 if not exc.retryable or attempt > self._policy.max_retries:
                     if attempt == 1:
@@ -128,23 +130,6 @@ class Sender:
         call.reached = True
         call.attempts += 1
         call.sent_at = time.time()
-        if call.timeout is not None:
-            return await self._bounded(call, call.timeout)
-        return await self._exchange(call)
-
-    async def _bounded(self, call: Call, bound: float) -> RawResponse:
-        """One attempt bounded by the call's own ``timeout``: sending and the answer."""
-        try:
-            async with asyncio.timeout(bound):
-                return await self._exchange(call)
-        except TimeoutError:
-            # Conservative even if it was still connecting: from here nobody can tell.
-            raise OutcomeUnknownError(
-                f"no complete answer within the call's timeout of {bound:g} s; "
-                "the call may have been placed"
-            ) from None
-
-    async def _exchange(self, call: Call) -> RawResponse:
         if self._hooks is None:
             try:
                 return await self._transport.send(call.url, self._headers, call.body)
@@ -152,6 +137,18 @@ class Sender:
                 call.reached = False
                 raise
         return await self._observed(call, call.attempts, self._hooks)
+
+    async def _bounded(self, call: Call, bound: float) -> RawResponse:
+        """One attempt bounded by the call's own ``timeout``: sending and the answer."""
+        try:
+            async with asyncio.timeout(bound):
+                return await self._attempt(call)
+        except TimeoutError:
+            # Conservative even if it was still connecting: from here nobody can tell.
+            raise OutcomeUnknownError(
+                f"no complete answer within the call's timeout of {bound:g} s; "
+                "the call may have been placed"
+            ) from None
 
     async def _observed(self, call: Call, attempt: int, hooks: HookDispatch) -> RawResponse:
         started_at = RequestStarted(call.kind, call.instance, attempt, call.url)
