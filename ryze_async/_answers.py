@@ -21,21 +21,15 @@ from typing import Any, TypedDict
 from pydantic import ValidationError
 
 from ._config import ClientConfig
-from ._exceptions import (
-    APIError,
-    OutcomeUnknownError,
-    QuotaTimeoutError,
-    RyzeError,
-    error_for_status,
-)
+from ._evidence import EXCERPT_CHARS as _EXCERPT_CHARS
+from ._evidence import attach
+from ._exceptions import APIError, OutcomeUnknownError, RyzeError, error_for_status
 from ._models import CallResult, RateLimitInfo
 from ._quota import QuotaBackend
-from ._retry import Call
 from ._transports import RawResponse
 
 __all__ = [
-    "RateLimitFields", "annotate", "feedback", "interpret", "rate_limit_fields",
-    "rate_limited_delay",
+    "RateLimitFields", "feedback", "interpret", "rate_limit_fields", "rate_limited_delay",
     "retry_after_seconds", "seconds_until_reset", "unreadable",
 ]
 
@@ -48,7 +42,6 @@ except ImportError:  # pragma: no cover - tests force this path by setting it to
 # A JSON number of 19 digits or more may be outside 64 bits. A number token follows ":", "," or
 # "[" (and maybe blanks and "-"), so digits inside strings (ids, phone numbers) rarely match.
 _LONG_INTEGER = re.compile(rb"[:,\[]\s*-?[0-9]{19}")
-_EXCERPT_CHARS = 200
 
 
 class RateLimitFields(TypedDict):
@@ -176,11 +169,6 @@ def unreadable(response: RawResponse, exc: Exception) -> OutcomeUnknownError:
     )
 
 
-#: The answer's headers an error keeps: what a person needs to judge a refusal or a failure.
-_EVIDENCE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
-                     "Retry-After", "Date")
-
-
 def interpret(
     response: RawResponse, rate: RateLimitFields | None, config: ClientConfig
 ) -> CallResult:
@@ -188,39 +176,14 @@ def interpret(
     try:
         return _interpret(response, rate, config)
     except (APIError, OutcomeUnknownError) as exc:
-        _attach(exc, response, config)
+        attach(exc, response, config)
         raise
     except RyzeError:
         raise
     except Exception as exc:
         error = unreadable(response, exc)
-        _attach(error, response, config)
+        attach(error, response, config)
         raise error from exc
-
-
-def _attach(
-    error: APIError | OutcomeUnknownError, response: RawResponse, config: ClientConfig
-) -> None:
-    """The answer's evidence on its error: the headers that matter and a body excerpt,
-    both redacted (a server that echoes the token must not put it in an error)."""
-    headers = response.headers
-    kept = {name: config.redact(headers[name]) for name in _EVIDENCE_HEADERS if name in headers}
-    error.headers = {name: value if len(value) <= 100 else config.secret.excerpt(value, 100)
-                     for name, value in kept.items()}
-    text = response.body[:4 * _EXCERPT_CHARS].decode("utf-8", "replace").strip()
-    error.body_excerpt = config.secret.excerpt(text, _EXCERPT_CHARS)
-
-
-def annotate(error: RyzeError, call: Call) -> None:
-    """The call's own facts on an error it raised: kind, instance, whether and when sent."""
-    if isinstance(error, APIError | OutcomeUnknownError | QuotaTimeoutError):
-        error.kind = call.kind
-        error.instance = call.instance
-    if isinstance(error, OutcomeUnknownError) and call.sent_at is not None:
-        error.sent = True
-        error.sent_at = datetime.datetime.fromtimestamp(call.sent_at, datetime.UTC)
-    elif isinstance(error, QuotaTimeoutError):
-        error.max_wait = call.max_wait
 
 
 def _interpret(

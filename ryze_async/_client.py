@@ -15,10 +15,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Self
 
-from ._answers import RateLimitFields, annotate, feedback, interpret, rate_limited_delay
+from ._answers import RateLimitFields, feedback, interpret, rate_limited_delay
 from ._bodies import MediaArg, UrlMediaCache, call_body, media_source
 from ._closing import CloseGuard
 from ._config import ClientConfig, Secret
+from ._evidence import annotate
 from ._exceptions import ClientClosedError, RyzeError
 from ._hooks import CallKind, HookDispatch, RetryScheduled
 from ._media import Media
