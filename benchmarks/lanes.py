@@ -5,8 +5,9 @@ Everything runs through `RyzeClient` (validation, quota, send, answer) on the vi
 a `MockTransport` that answers at once and stamps each request with the loop's time, so the wait
 is exactly the quota's. The token allows 100 calls per 60 s (the default margin of 1 s). A
 campaign keeps 200 bulk calls queued at all times; the bot's users ask for a call every 0-30 s
-(seeded, uniform; each call its own task, as in a web app). Reported per setting: the bot's wait p50/p99/max, the bulk calls sent per minute, and
-the most requests in any 60 s window (checked: never over 100).
+(seeded, uniform; each call its own task, as in a web app). Reported per setting: the bot's
+wait p50/p99/max, the bulk calls sent per minute, and the most requests in any 60 s window
+(checked: never over 100).
 
     python benchmarks/lanes.py          # 30 minutes of virtual time
     python benchmarks/lanes.py --quick  # 5 minutes; checks only that it works and the bound holds

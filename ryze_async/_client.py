@@ -60,6 +60,12 @@ class RyzeClient(Options):
     e.g. ``ryze_async.testing.MockTransport``); the connection settings above then do not apply.
     ``hooks``: one object or a sequence with any of the methods of ``ryze_async.Hooks``, told
     when a request starts and ends, a retry is scheduled, a quota wait begins and ends.
+
+    ``priority``: the quota lane of this client's calls, ``"interactive"`` (admitted before
+    any waiting bulk call) or ``"bulk"`` (campaigns); ``interactive_reserve`` keeps that many
+    slots of every window free of bulk calls (the largest any client of the token asked for
+    wins); ``max_wait``: the default longest wait for a quota slot, past which a call raises
+    ``QuotaTimeoutError`` having sent nothing (None: as long as it takes).
     """
 
     def __init__(
