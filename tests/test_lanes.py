@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import pickle
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ryze_async
 from ryze_async import QuotaLimiter, QuotaTimeoutError, RyzeError
 from ryze_async._quota._shared import shared_limiter
 from ryze_async.testing import run_virtual
+from ryze_async.testing._quota_sim import max_in_window
 
 PERIOD = 10.0
 
@@ -134,3 +138,44 @@ def test_quota_timeout_error_is_public_and_pickles() -> None:
     assert type(error).__module__ == "ryze_async"
     again = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
     assert (again.max_wait, again.available_in, str(again)) == (2.0, 7.5, str(error))
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(
+    limit=st.integers(1, 6),
+    reserve=st.integers(0, 5),
+    arrivals=st.lists(
+        st.tuples(st.floats(0, 30), st.sampled_from(["interactive", "bulk"]), st.booleans()),
+        min_size=1, max_size=40),
+)
+def test_any_window_bound_and_lane_order_hold_for_any_mix(
+    limit: int, reserve: int, arrivals: list[tuple[float, str, bool]]
+) -> None:
+    reserve = min(reserve, limit - 1)
+
+    async def main() -> list[tuple[float, str, float]]:
+        loop = asyncio.get_running_loop()
+        quota = QuotaLimiter(limit, PERIOD, margin=0.0, reserve=reserve)
+        admitted: list[tuple[float, str, float]] = []
+
+        async def one(at: float, lane: str, cancel: bool) -> None:
+            await asyncio.sleep(at)
+            task = asyncio.ensure_future(quota.acquire(lane=lane))  # type: ignore[arg-type]
+            if cancel:
+                loop.call_later(PERIOD / 3, task.cancel)
+            with contextlib.suppress(asyncio.CancelledError):
+                admitted.append((await task, lane, at))
+
+        await asyncio.gather(*(one(*a) for a in arrivals))
+        return admitted
+
+    admitted = run_virtual(main())
+    window = PERIOD - 1e-9  # margin 0: a slot comes back exactly one period after its use
+    times = [t for t, _, _ in admitted]
+    assert max_in_window(times, window) <= limit
+    bulk = [t for t, lane, _ in admitted if lane == "bulk"]
+    if bulk:
+        assert max_in_window(bulk, window) <= max(1, limit - reserve)
+    # No bulk call is admitted while an interactive one waits.
+    waiting = [(came, t) for t, lane, came in admitted if lane == "interactive" and t > came]
+    assert not [(b, came, t) for b in bulk for came, t in waiting if came < b < t]
