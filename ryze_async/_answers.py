@@ -21,7 +21,9 @@ from typing import Any, TypedDict
 from pydantic import ValidationError
 
 from ._config import ClientConfig
-from ._exceptions import OutcomeUnknownError, RyzeError, error_for_status
+from ._evidence import EXCERPT_CHARS as _EXCERPT_CHARS
+from ._evidence import attach
+from ._exceptions import APIError, OutcomeUnknownError, RyzeError, error_for_status
 from ._models import CallResult, RateLimitInfo
 from ._quota import QuotaBackend
 from ._transports import RawResponse
@@ -40,7 +42,6 @@ except ImportError:  # pragma: no cover - tests force this path by setting it to
 # A JSON number of 19 digits or more may be outside 64 bits. A number token follows ":", "," or
 # "[" (and maybe blanks and "-"), so digits inside strings (ids, phone numbers) rarely match.
 _LONG_INTEGER = re.compile(rb"[:,\[]\s*-?[0-9]{19}")
-_EXCERPT_CHARS = 200
 
 
 class RateLimitFields(TypedDict):
@@ -174,10 +175,15 @@ def interpret(
     """The answer's ``CallResult``; raises the matching ``RyzeError`` for anything else."""
     try:
         return _interpret(response, rate, config)
+    except (APIError, OutcomeUnknownError) as exc:
+        attach(exc, response, config)
+        raise
     except RyzeError:
         raise
     except Exception as exc:
-        raise unreadable(response, exc) from exc
+        error = unreadable(response, exc)
+        attach(error, response, config)
+        raise error from exc
 
 
 def _interpret(

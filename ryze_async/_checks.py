@@ -58,6 +58,8 @@ _RULES: dict[str, _Range] = {
     "rate_period": _SECONDS,
     "rate_margin": _Range(0, low_open=False, high=MAX_SECONDS, optional=True),
     "max_retries": _Range(0, low_open=False, high=math.inf, integer=True),
+    "interactive_reserve": _Range(0, low_open=False, high=math.inf, integer=True),
+    "max_wait": _Range(0, low_open=False, high=MAX_SECONDS, optional=True),
     "timeout": _SECONDS,
     "connect_timeout": _Range(0, low_open=True, high=MAX_SECONDS, optional=True),
     "keepalive_timeout": _SECONDS_OR_ZERO,

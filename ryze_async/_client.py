@@ -19,12 +19,14 @@ from ._answers import RateLimitFields, feedback, interpret, rate_limited_delay
 from ._bodies import MediaArg, UrlMediaCache, call_body, media_source
 from ._closing import CloseGuard
 from ._config import ClientConfig, Secret
-from ._exceptions import ClientClosedError
+from ._evidence import annotate
+from ._exceptions import ClientClosedError, RyzeError
 from ._hooks import CallKind, HookDispatch, RetryScheduled
 from ._media import Media
 from ._models import CallResult
 from ._numbers import NumberCheck, number_options
-from ._quota import QuotaBackend, observed_wait, shared_limiter
+from ._options import UNSET, Options, Unset
+from ._quota import Lane, QuotaBackend, shared_limiter
 from ._retry import Call, RetryPolicy, Sender
 from ._transports import RawResponse, Transport
 
@@ -39,7 +41,7 @@ BeforeSend = Callable[[], Awaitable[None]]
 NotSent = Callable[[], Awaitable[None]]
 
 
-class RyzeClient:
+class RyzeClient(Options):
     """Async client for RyzeAPI's call endpoints. Use ``async with`` or ``await aclose()``.
 
     ``token``, ``instance`` and ``base_url`` fall back to ``RYZE_TOKEN``, ``RYZE_INSTANCE`` and
@@ -58,6 +60,12 @@ class RyzeClient:
     e.g. ``ryze_async.testing.MockTransport``); the connection settings above then do not apply.
     ``hooks``: one object or a sequence with any of the methods of ``ryze_async.Hooks``, told
     when a request starts and ends, a retry is scheduled, a quota wait begins and ends.
+
+    ``priority``: the quota lane of this client's calls, ``"interactive"`` (admitted before
+    any waiting bulk call) or ``"bulk"`` (campaigns); ``interactive_reserve`` keeps that many
+    slots of every window free of bulk calls (the largest any client of the token asked for
+    wins); ``max_wait``: the default longest wait for a quota slot, past which a call raises
+    ``QuotaTimeoutError`` having sent nothing (None: as long as it takes).
     """
 
     def __init__(
@@ -82,6 +90,9 @@ class RyzeClient:
         number_check: NumberCheck = "valid",
         transport: Transport | None = None,
         hooks: object | Sequence[object] | None = None,
+        priority: Lane = "interactive",
+        interactive_reserve: int = 0,
+        max_wait: float | None = None,
     ) -> None:
         # The raw token leaves this frame's locals at once: a traceback of any error raised
         # below (a refused setting) must not carry it to an error tracker.
@@ -103,7 +114,8 @@ class RyzeClient:
             rate_period=rate_period, rate_margin=rate_margin, max_retries=max_retries,
             timeout=timeout, connect_timeout=connect_timeout,
             keepalive_timeout=keepalive_timeout, allow_http=allow_http,
-            max_media_bytes=max_media_bytes,
+            max_media_bytes=max_media_bytes, priority=priority,
+            interactive_reserve=interactive_reserve, max_wait=max_wait,
         )
         cfg = self._config
         region = default_region if default_region is not None else os.environ.get(
@@ -124,9 +136,11 @@ class RyzeClient:
             () if hooks is None else tuple(hooks) if isinstance(hooks, list | tuple) else (hooks,)
         )
         self._guard = CloseGuard()
-        policy = RetryPolicy(max_retries=cfg.max_retries, backoff_initial=backoff_initial,
-                             backoff_max=backoff_max)
-        self._sender = Sender(transport, cfg.headers, policy, self._guard.sleep, self._hooks)
+        self._note_limits()
+        self._policy = RetryPolicy(max_retries=cfg.max_retries, backoff_initial=backoff_initial,
+                                   backoff_max=backoff_max)
+        self._sender = Sender(transport, cfg.headers, self._policy, self._guard.sleep,
+                              self._hooks)
         self._quota_for_loop: tuple[asyncio.AbstractEventLoop, QuotaBackend] | None = None
         self._urls: dict[tuple[str, str | None], tuple[str, str]] = {}
         self._url_media = UrlMediaCache()
@@ -155,7 +169,11 @@ class RyzeClient:
 
         Calls still waiting (for quota, a 429's reset or a retry's backoff) raise
         ``ClientClosedError`` at once, having sent nothing; nothing is sent after this.
+        Closing a view (``with_options``) only ends new calls through that view.
         """
+        if self._is_view:
+            self._view_closed = True
+            return
         self._guard.close()
         if self._owns_transport:
             await self._transport.aclose()
@@ -207,8 +225,8 @@ class RyzeClient:
 
     @property
     def closed(self) -> bool:
-        """True once ``aclose()`` was called."""
-        return self._guard.closed
+        """True once ``aclose()`` was called (on a view: on the view or on its client)."""
+        return self._guard.closed or self._view_closed
 
     # -- the two endpoints ----------------------------------------------------------------------
 
@@ -222,6 +240,8 @@ class RyzeClient:
         instance: str | None = None,
         before_send: BeforeSend | None = None,
         on_not_sent: NotSent | None = None,
+        max_wait: float | Unset | None = UNSET,
+        timeout: float | None = None,  # noqa: ASYNC109 - a call's own bound, as in httpx
     ) -> CallResult:
         """Call ``number`` and play audio when it is answered.
 
@@ -234,6 +254,11 @@ class RyzeClient:
         ``on_not_sent`` is awaited as soon as an attempt is proven refused (a 429) or never sent
         (a retryable ``ConnectionFailedError``) and the client is about to wait and try again,
         before the wait starts; it is not awaited when the client gives up and raises.
+
+        ``max_wait`` (seconds; default: the client's): when the quota cannot admit the call
+        within it, ``QuotaTimeoutError`` is raised and nothing is sent, at once when the quota
+        already knows the slot comes later. ``timeout`` bounds each attempt (sending and the
+        answer); its expiry after sending is an ``OutcomeUnknownError``.
         """
         self._check_open()
         cap = self._config.max_media_bytes
@@ -241,7 +266,10 @@ class RyzeClient:
         if not isinstance(source, Media):  # a file read must not stall every other task
             source = await asyncio.to_thread(Media.from_file, source, max_bytes=cap)
         body = call_body(number, self._numbers, media=source)
-        return await self._place("audio", instance, body, before_send, on_not_sent)
+        call = self._call("audio", instance, body, before_send, on_not_sent)
+        if max_wait is not UNSET or timeout is not None or self._limited:
+            self._limit(call, max_wait, timeout)
+        return await self._place(call)
 
     async def fake_call(
         self,
@@ -251,19 +279,24 @@ class RyzeClient:
         instance: str | None = None,
         before_send: BeforeSend | None = None,
         on_not_sent: NotSent | None = None,
+        max_wait: float | Unset | None = UNSET,
+        timeout: float | None = None,  # noqa: ASYNC109 - a call's own bound, as in httpx
     ) -> CallResult:
         """Ring ``number`` for ``duration`` seconds (1 to 60; None: the server's 8), no audio.
 
-        ``before_send`` and ``on_not_sent``: as for ``audio_call``.
+        ``before_send``, ``on_not_sent``, ``max_wait`` and ``timeout``: as for ``audio_call``.
         """
         self._check_open()
         body = call_body(number, self._numbers, duration=duration)
-        return await self._place("fake", instance, body, before_send, on_not_sent)
+        call = self._call("fake", instance, body, before_send, on_not_sent)
+        if max_wait is not UNSET or timeout is not None or self._limited:
+            self._limit(call, max_wait, timeout)
+        return await self._place(call)
 
     # -- the pipeline ---------------------------------------------------------------------------
 
     def _check_open(self) -> None:
-        if self._guard.closed:
+        if self._guard.closed or self._view_closed:
             raise ClientClosedError("this RyzeClient is closed; create a new one")
 
     def _call(
@@ -288,23 +321,25 @@ class RyzeClient:
         if cfg.rate_limit is None:
             return None
         limiter = shared_limiter(cfg.token, cfg.rate_limit, cfg.rate_period, cfg.rate_margin,
-                                 server=cfg.base_url, learn_first=True)
+                                 server=cfg.base_url, learn_first=True,
+                                 reserve=cfg.interactive_reserve)
         self._quota_for_loop = (asyncio.get_running_loop(), limiter)
         return limiter
 
-    async def _place(
-        self, kind: CallKind, instance: str | None, body: Sequence[bytes],
-        before_send: BeforeSend | None, on_not_sent: NotSent | None,
-    ) -> CallResult:
-        call = self._call(kind, instance, body, before_send, on_not_sent)
+    async def _place(self, call: Call) -> CallResult:
+        """Admit and send the call until it is answered; a 429 goes round again."""
         quota = self._quota()
         refused = 0
-        while True:
-            response, rate, reset_after = await self._admitted_attempt(call, quota)
-            if response.status != 429 or refused >= self._config.max_retries:
-                return interpret(response, rate, self._config)
-            refused += 1
-            await self._after_refusal(call, quota, response, reset_after)
+        try:
+            while True:
+                response, rate, reset_after = await self._admitted_attempt(call, quota)
+                if response.status != 429 or refused >= self._config.max_retries:
+                    return interpret(response, rate, self._config)
+                refused += 1
+                await self._after_refusal(call, quota, response, reset_after)
+        except RyzeError as exc:
+            annotate(exc, call)  # the call's own facts: kind, instance, when it was sent
+            raise
 
     async def _admitted_attempt(
         self, call: Call, quota: QuotaBackend | None
@@ -324,14 +359,6 @@ class RyzeClient:
             raise
         finally:
             quota.settle()  # a fresh backend's first answer releases the burst
-
-    async def _admit(self, call: Call, quota: QuotaBackend) -> float:
-        slot = quota.try_acquire()
-        if slot is not None:
-            return slot
-        if self._hooks is None:
-            return await self._guard.wait(quota.acquire())
-        return await observed_wait(self._guard.wait, quota, self._hooks, call.kind, call.instance)
 
     def _take_in(
         self, call: Call, response: RawResponse, quota: QuotaBackend | None, slot: float | None

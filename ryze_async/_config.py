@@ -13,6 +13,7 @@ from yarl import URL
 
 from ._checks import check_settings
 from ._exceptions import InvalidRequestError
+from ._quota._local import Lane
 from ._version import __version__
 
 __all__ = ["DEFAULT_BASE_URL", "ClientConfig", "Secret"]
@@ -158,6 +159,11 @@ class ClientConfig:
     connect_timeout: float
     keepalive_timeout: float
     max_media_bytes: int
+    #: The quota lane of this client's calls, and the slots of every window kept from bulk.
+    priority: Lane
+    interactive_reserve: int
+    #: The longest a call waits for its quota slot by default (None: as long as it takes).
+    max_wait: float | None
     #: The request headers; the token's value is the ``Secret``, revealed by the transport only.
     headers: Mapping[str, str | Secret] = field(repr=False)
 
@@ -171,7 +177,10 @@ class ClientConfig:
         rate_limit: int | None, rate_period: float, rate_margin: float | None,
         max_retries: int, timeout: float, connect_timeout: float | None,
         keepalive_timeout: float, allow_http: bool, max_media_bytes: int,
+        priority: Lane = "interactive", interactive_reserve: int = 0,
+        max_wait: float | None = None,
     ) -> ClientConfig:
+        check_lanes(priority, interactive_reserve, rate_limit, max_wait)
         check_settings(rate_limit=rate_limit, max_retries=max_retries,
                        max_media_bytes=max_media_bytes, rate_period=rate_period,
                        rate_margin=rate_margin, timeout=timeout, connect_timeout=connect_timeout,
@@ -198,6 +207,7 @@ class ClientConfig:
             rate_period=float(rate_period), rate_margin=rate_margin, max_retries=max_retries,
             timeout=float(timeout), connect_timeout=float(connect),
             keepalive_timeout=float(keepalive_timeout), max_media_bytes=max_media_bytes,
+            priority=priority, interactive_reserve=interactive_reserve, max_wait=max_wait,
             headers=headers,
         )
 
@@ -212,6 +222,20 @@ class ClientConfig:
     def redact(self, text: str) -> str:
         """``text`` with the token replaced, for anything built from what a server sent."""
         return self.secret.redact(text)
+
+
+def check_lanes(
+    priority: object, reserve: int, rate_limit: int | None, max_wait: float | None
+) -> None:
+    """The quota-lane settings: a known lane, a reserve that leaves bulk at least one slot."""
+    if priority not in ("interactive", "bulk"):
+        raise InvalidRequestError(
+            f"priority must be 'interactive' or 'bulk', not {priority!r}", field="priority")
+    check_settings(interactive_reserve=reserve, max_wait=max_wait)
+    if rate_limit is not None and isinstance(rate_limit, int) and reserve >= rate_limit > 0:
+        raise InvalidRequestError(
+            f"interactive_reserve must be below rate_limit ({rate_limit}), not {reserve}: "
+            "bulk calls would never be sent", field="interactive_reserve")
 
 
 def _connect_timeout(timeout: float, connect_timeout: float | None) -> float:

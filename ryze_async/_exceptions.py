@@ -16,9 +16,13 @@ input refused before sending; what a local program or disk causes stands outside
     │   └── ServerError                        >= 500 in RyzeAPI's envelope: it failed, not placed
     ├── ConnectionFailedError                  the request provably never reached the server
     ├── QuotaBackendError                      the shared quota (Redis) failed: nothing was sent
-    ├── QuotaTimeoutError                      no slot within the caller's max_wait: nothing sent
+    ├── QuotaTimeoutError                      no quota slot within ``max_wait``: nothing was sent
     └── OutcomeUnknownError                    the request may have been processed: never resent
-                                               (``.status`` when an HTTP status came back)
+                                               (``.status`` when an HTTP status came back;
+                                               ``.sent``/``.sent_at``: whether and when sent)
+
+Every ``APIError`` and ``OutcomeUnknownError`` also carries its evidence (``_Evidence``): the
+headers that matter, a redacted body excerpt, the call's ``kind`` and ``instance``.
 
     ClientClosedError (a RuntimeError)         misuse: the client was closed
     JournalError                               the campaign journal cannot be used as asked
@@ -55,6 +59,8 @@ rebuilds an error from its ``args`` and attributes, whatever its constructor's s
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
@@ -117,7 +123,28 @@ class InputError(InvalidRequestError):
         super().__init__(message, field="numbers")
 
 
-class APIError(RyzeError):
+class _Evidence:
+    """What an answered (or unanswered) call leaves behind that is safe to keep and log.
+
+    ``headers``: the answer's headers that matter (``X-RateLimit-*``, ``Date``,
+    ``Retry-After``), redacted; ``body_excerpt``: the start of its body, redacted (None: no
+    answer); ``kind`` (``"audio"``/``"fake"``) and ``instance``: the call's, when the client
+    raised the error. None of them ever holds the token.
+    """
+
+    headers: Mapping[str, str]
+    body_excerpt: str | None
+    kind: str | None
+    instance: str | None
+
+    def _no_evidence(self) -> None:
+        self.headers = {}
+        self.body_excerpt = None
+        self.kind = None
+        self.instance = None
+
+
+class APIError(_Evidence, RyzeError):
     """RyzeAPI answered with its error envelope: the call was not placed."""
 
     #: The status this class stands for in the lookup table (0 for the base and fallbacks).
@@ -130,6 +157,7 @@ class APIError(RyzeError):
         self.status = status
         self.message = message
         self.rate_limit = rate_limit
+        self._no_evidence()
 
 
 class BadRequestError(APIError):
@@ -231,23 +259,47 @@ class QuotaBackendError(RyzeError):
 
 
 class QuotaTimeoutError(RyzeError):
-    """No slot within the caller's ``max_wait``: nothing was reserved and nothing was sent."""
+    """The call could not be admitted by the quota within its ``max_wait``: nothing was sent.
 
-
-class OutcomeUnknownError(RyzeError):
-    """The request may have been processed (the call may be ringing); it is never resent.
-
-    ``status`` is the HTTP status when an answer came back (a proxy's page, an unreadable or
-    oversize answer), None when none did (hang-up, timeout).
+    Raised at once when the quota already knows the caller's turn comes later (the queue ahead
+    and the log of admissions tell), else when ``max_wait`` runs out. ``available_in`` is the
+    earliest the quota could admit the call, in seconds from when it was refused (a lower
+    bound: later arrivals of a higher lane or a server's hold may push it back; None when the
+    wait ran out instead). Safe to try again later.
     """
 
     def __init__(
-        self, message: str, *, status: int | None = None, rate_limit: RateLimitInfo | None = None
+        self, message: str, *, max_wait: float | None = None, available_in: float | None = None,
+        kind: str | None = None, instance: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.max_wait = max_wait
+        self.available_in = available_in
+        #: The call's kind ("audio" or "fake") and instance, when the client raised it.
+        self.kind = kind
+        self.instance = instance
+
+
+class OutcomeUnknownError(_Evidence, RyzeError):
+    """The request may have been processed (the call may be ringing); it is never resent.
+
+    ``status`` is the HTTP status when an answer came back (a proxy's page, an unreadable or
+    oversize answer), None when none did (hang-up, timeout). ``sent``: whether the request
+    began to be sent (its bytes were handed to a connection; True unless the client knows
+    otherwise); ``sent_at``: when, as a UTC ``datetime`` (None: unknown).
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, rate_limit: RateLimitInfo | None = None,
+        sent: bool = True, sent_at: datetime.datetime | None = None,
     ) -> None:
         super().__init__(message if status is None else f"HTTP {status}: {message}")
         self.message = message
         self.status = status
         self.rate_limit = rate_limit
+        self.sent = sent
+        self.sent_at = sent_at
+        self._no_evidence()
 
 
 class ClientClosedError(RuntimeError):

@@ -17,6 +17,7 @@ backoff is tenacity's ``wait_random_exponential`` formula: full jitter, uniform 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -25,8 +26,9 @@ from dataclasses import dataclass
 
 from ._checks import check_settings
 from ._config import Secret
-from ._exceptions import ConnectionFailedError
+from ._exceptions import ConnectionFailedError, OutcomeUnknownError
 from ._hooks import CallKind, HookDispatch, RequestEnded, RequestStarted, RetryScheduled
+from ._quota import Lane
 from ._transports import RawResponse, Transport
 
 __all__ = ["Call", "RetryPolicy", "Sender"]
@@ -51,6 +53,14 @@ class Call:
     reached: bool = False
     #: Attempts sent so far, over every admission of the call (a 429 goes round again).
     attempts: int = 0
+    #: Unix time the last attempt began sending (None: none did).
+    sent_at: float | None = None
+    #: The quota lane when not the default ("interactive"), the call's max_wait and the loop
+    #: time by which the quota must admit it, and the bound of each attempt (None: none).
+    lane: Lane | None = None
+    max_wait: float | None = None
+    deadline: float | None = None
+    timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +103,9 @@ class Sender:
             if call.before_send is not None:
                 await call.before_send()
             try:
-                return await self._attempt(call)
+                if call.timeout is None:
+                    return await self._attempt(call)
+                return await self._bounded(call, call.timeout)
             except ConnectionFailedError as exc:
                 if not exc.retryable or attempt > self._policy.max_retries:
                     if attempt == 1:
@@ -117,6 +129,7 @@ class Sender:
     async def _attempt(self, call: Call) -> RawResponse:
         call.reached = True
         call.attempts += 1
+        call.sent_at = time.time()
         if self._hooks is None:
             try:
                 return await self._transport.send(call.url, self._headers, call.body)
@@ -124,6 +137,18 @@ class Sender:
                 call.reached = False
                 raise
         return await self._observed(call, call.attempts, self._hooks)
+
+    async def _bounded(self, call: Call, bound: float) -> RawResponse:
+        """One attempt bounded by the call's own ``timeout``: sending and the answer."""
+        try:
+            async with asyncio.timeout(bound):
+                return await self._attempt(call)
+        except TimeoutError:
+            # Conservative even if it was still connecting: from here nobody can tell.
+            raise OutcomeUnknownError(
+                f"no complete answer within the call's timeout of {bound:g} s; "
+                "the call may have been placed"
+            ) from None
 
     async def _observed(self, call: Call, attempt: int, hooks: HookDispatch) -> RawResponse:
         started_at = RequestStarted(call.kind, call.instance, attempt, call.url)

@@ -15,6 +15,7 @@ from ryze_async import (
     OutcomeUnknownError,
     QuotaBackend,
     QuotaLimiter,
+    QuotaTimeoutError,
     QuotaWaitEnded,
     QuotaWaitStarted,
     RateLimitError,
@@ -258,7 +259,7 @@ def test_local_limiter_as_a_quota_backend() -> None:
         assert second is not None
         quota.release(second)  # never sent: the slot comes back
         assert quota.try_acquire() == 0.0
-        with pytest.raises(NotImplementedError):
+        with pytest.raises(QuotaTimeoutError):  # the next slot is at 60: refused at once
             await quota.acquire(deadline=1.0)
         assert await quota.acquire() == 60.0
         quota.hold_until(30.0)

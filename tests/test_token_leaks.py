@@ -193,3 +193,26 @@ async def test_an_echoed_token_in_an_envelope_and_a_success_is_redacted() -> Non
         assert_no_token([repr(result), str(result)])
         if isinstance(result, RyzeError):
             assert_no_token(everything_said(result))
+
+
+@pytest.mark.parametrize("status", [401, 429, 500, 502])
+async def test_an_echoed_token_stays_out_of_an_errors_evidence(status: int) -> None:
+    # Issue 11: errors keep headers and a body excerpt; a server echoing the token in both
+    # (long and short header values) must leave no piece of it in any attribute.
+    body = json.dumps({"success": False, "error": {"message": f"no {SECRET}"}}).encode()
+    if status == 502:
+        body = b"<html>" + SECRET.encode() * 3 + b"</html>"
+    echo = (f"X-RateLimit-Limit: {SECRET}\r\nX-RateLimit-Remaining: 0 {SECRET}\r\n"
+            f"Retry-After: {'r' * 95}{SECRET}\r\nDate: {SECRET}\r\n")
+    answer = canned(status, body, "application/json").replace(
+        b"Connection: close\r\n", b"Connection: close\r\n" + echo.encode())
+    async with byte_server(answer) as bytes_server, RyzeClient(
+        SECRET, "my-instance", base_url=bytes_server.url, rate_limit=None, max_retries=0
+    ) as client:
+        with pytest.raises(RyzeError) as info:
+            await client.fake_call(NUMBER)
+    error = info.value
+    assert error.headers  # type: ignore[attr-defined]  # kept, redacted
+    assert error.body_excerpt  # type: ignore[attr-defined]
+    assert_no_token([repr(error.headers), str(error.body_excerpt)])  # type: ignore[attr-defined]
+    assert_no_token(everything_said(error))

@@ -250,8 +250,8 @@ class Campaign:
         started = self.live.started = time.monotonic()
         journal = await self._open()
         dispatcher = self._dispatcher = Dispatcher(
-            self._client, journal, self._source, self._settings, stop=self._stop, sink=sink,
-            senders=[Sender(name, c) for name, c in self._senders] or None)
+            _bulk_lane(self._client), journal, self._source, self._settings, stop=self._stop,
+            sink=sink, senders=[Sender(name, c) for name, c in self._senders] or None)
         try:
             await journal.watch(self.live.apply)
             if self._retry_states:
@@ -341,3 +341,14 @@ async def run_campaign(
     campaign = Campaign(client, numbers, journal=journal, media=media, fake=fake,
                         concurrency=concurrency, **options)  # type: ignore[arg-type]
     return await campaign.run()
+
+
+def _bulk_lane(client: CampaignClient) -> CampaignClient:
+    """The client's bulk-lane view (``with_options(priority="bulk")``, issue 11): a campaign
+    never delays the interactive calls (a bot's) that share its token. A stub without
+    ``with_options`` is used as it is."""
+    with_options = getattr(client, "with_options", None)
+    if with_options is None:
+        return client
+    view: CampaignClient = with_options(priority="bulk")
+    return view

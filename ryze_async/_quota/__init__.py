@@ -7,8 +7,14 @@ processes (Redis, say) implements the same ``QuotaBackend`` and goes next to it.
 Times are the running loop's clock (``loop.time()``), so a virtual-time loop drives a backend
 exactly. The client's use of a backend, per call:
 
-1. ``try_acquire()``; when it gives None, ``acquire()`` waits for a slot (first come, first
-   served). Either returns the slot's loop time, handed back to ``observe`` and ``release``.
+1. ``try_acquire()``; when it gives None, ``acquire()`` waits for a slot (by lane, then first
+   come, first served). Either returns the slot's loop time, handed back to ``observe`` and
+   ``release``. A call's lane (``"interactive"``, the default, or ``"bulk"``) and deadline are
+   passed only when they are not the defaults, so a backend that knows no lanes serves the
+   default lane unchanged. A backend honours lanes like the local limiter: interactive
+   waiters before bulk ones, and bulk admitted only while fewer than ``limit - reserve``
+   admissions are in the window (the reserve is the larger any user of the token asked for).
+   The Redis backend's support for lanes and the reserve across processes is pending.
 2. ``release(slot)`` when the slot was never used: nothing reached the server (``before_send``
    raised, the client closed, every attempt failed to connect).
 3. ``observe(...)`` with each answer's ``X-RateLimit-*`` feedback; ``hold_until(delay)`` after a
@@ -24,24 +30,26 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from .._hooks import CallKind, HookDispatch, QuotaWaitEnded, QuotaWaitStarted
-from ._local import QuotaLimiter
+from ._local import Lane, QuotaLimiter
 from ._shared import shared_limiter
 
-__all__ = ["QuotaBackend", "QuotaLimiter", "observed_wait", "shared_limiter"]
+__all__ = ["Lane", "QuotaBackend", "QuotaLimiter", "observed_wait", "shared_limiter"]
 
 
 class QuotaBackend(Protocol):
     """A token's quota as the client sees it."""
 
-    def try_acquire(self) -> float | None:
-        """Take a slot if one is free right now, and nobody waits ahead: its loop time, or None."""
+    def try_acquire(self, *, lane: Lane = "interactive") -> float | None:
+        """Take a slot if one is free right now and nobody of ``lane`` or a higher lane waits
+        ahead: its loop time, or None."""
         ...
 
-    async def acquire(self, *, deadline: float | None = None) -> float:
+    async def acquire(self, *, lane: Lane = "interactive", deadline: float | None = None) -> float:
         """Wait for a slot and take it; its loop time.
 
-        ``deadline`` (a loop time) is reserved for calls that give up when their slot would come
-        too late; today only ``None`` (wait as long as it takes) is accepted.
+        ``deadline`` (a loop time): raise ``QuotaTimeoutError`` (nothing taken) at once when
+        the backend already knows the slot comes later (the queue ahead and the log tell),
+        else when the deadline passes before admission.
         """
         ...
 
@@ -67,16 +75,16 @@ class QuotaBackend(Protocol):
 
 
 async def observed_wait(
-    wait: Callable[[Awaitable[float]], Awaitable[float]], quota: QuotaBackend,
+    wait: Callable[[Awaitable[float]], Awaitable[float]], acquiring: Callable[[], Awaitable[float]],
     hooks: HookDispatch, kind: CallKind, instance: str,
 ) -> float:
-    """``wait(quota.acquire())``, reported to ``hooks`` when it begins and when it ends."""
+    """``wait(acquiring())``, reported to ``hooks`` when it begins and when it ends."""
     hooks.emit("on_quota_wait_started", QuotaWaitStarted(kind, instance))
     loop = asyncio.get_running_loop()
     began = loop.time()
     admitted = False
     try:
-        slot = await wait(quota.acquire())
+        slot = await wait(acquiring())
         admitted = True
         return slot
     finally:

@@ -27,21 +27,21 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import logging
 import math
 from collections import deque
+from typing import Literal
 
 from .._checks import check_quota as check_config
+from .._exceptions import QuotaTimeoutError
+from ._feedback import _Feedback, check_reserve, default_margin
 
-__all__ = ["QuotaLimiter", "check_config", "default_margin", "probe_wait"]
+__all__ = ["Lane", "QuotaLimiter", "check_config", "check_reserve", "default_margin", "probe_wait"]
+
+#: A waiter's lane: interactive waiters are admitted before any bulk waiter.
+Lane = Literal["interactive", "bulk"]
 
 _log = logging.getLogger("ryze_async")
-
-
-def default_margin(period: float) -> float:
-    """Safety margin for `period`: 1 s per 60 s, at least 0.1 s (loopback jitter in tests)."""
-    return max(0.1, period / 60)
 
 
 def probe_wait(period: float) -> float:
@@ -49,11 +49,22 @@ def probe_wait(period: float) -> float:
     return min(5.0, period / 12)
 
 
-class QuotaLimiter:
-    """At most `limit` admissions in any window of `period` seconds, waiters served FIFO.
+class QuotaLimiter(_Feedback):
+    """At most `limit` admissions in any window of `period` seconds, waiters served by lane, FIFO.
 
-    Time is the running loop's clock (`loop.time()`) and waits are `asyncio.sleep`, so a
+    Time is the running loop's clock (`loop.time()`) and waits are loop timers, so a
     virtual-time loop drives it exactly. An instance serves one event loop at a time.
+
+    Lanes: a waiter of the ``"interactive"`` lane is admitted before every ``"bulk"`` waiter;
+    within a lane, first come first served. ``reserve`` keeps that many slots of every window
+    free of bulk traffic: bulk is admitted only while fewer than ``limit - reserve`` admissions
+    are in the window (at least one, so bulk still moves if the server lowers the limit), so
+    an interactive call finds a slot when bulk took the rest. Both only ever restrict bulk: the
+    any-window bound is the same for every lane.
+
+    One timer (``_pump``) admits the first waiter in line the moment its slot comes; a waiter
+    only awaits its own future. A cancelled waiter leaves its future in its lane's deque,
+    skipped when reached: O(1).
 
     With ``learn_first`` the first admission goes alone: nobody else is admitted until
     `settle()` is called after its attempt (the client does, answer or not), so the answer's
@@ -64,17 +75,20 @@ class QuotaLimiter:
     """
 
     __slots__ = (
-        "__weakref__", "_budget", "_budget_until", "_head", "_hold", "_learn", "_limit", "_margin",
-        "_period", "_probe_deadline", "_probe_out", "_probing", "_queue", "_stamps", "_waiters",
+        "__weakref__", "_lanes", "_learn", "_live", "_probe_deadline", "_probe_out", "_probing",
+        "_timer",
     )
 
     def __init__(
-        self, limit: int, period: float, *, margin: float | None = None, learn_first: bool = False
+        self, limit: int, period: float, *, margin: float | None = None, learn_first: bool = False,
+        reserve: int = 0,
     ) -> None:
         check_config(limit, period, margin)
+        check_reserve(reserve)
         self._limit = limit
         self._period = float(period)
         self._margin = default_margin(period) if margin is None else float(margin)
+        self._reserve = reserve
         # Admission times, oldest first. Invariant: at most `limit` entries (the limit only ever
         # goes down, so older entries can never matter again).
         self._stamps: deque[float] = deque()
@@ -84,13 +98,13 @@ class QuotaLimiter:
         self._budget_until = -math.inf
         self._learn = learn_first  # admissions are settle()d: probes may be sent
         self._probing = learn_first  # the next admission goes alone
-        self._probe_out: asyncio.Event | None = None  # set by settle() once the probe is done
+        self._probe_out = False  # a probe is out: the others wait for settle() or the deadline
         self._probe_deadline = -math.inf  # past it, nobody waits for the probe any more
-        # FIFO of futures of waiting acquire()s behind the head, which sleeps towards its slot.
-        # A cancelled waiter leaves its (cancelled) future in place, skipped when reached: O(1).
-        self._head: asyncio.Future[None] | None = None
-        self._queue: deque[asyncio.Future[None]] = deque()
-        self._waiters = 0  # acquire()s still inside, the head included (for repr and compaction)
+        # Per lane (0 interactive, 1 bulk): futures of waiting acquire()s, and how many of them
+        # are live (not cancelled, not admitted).
+        self._lanes: list[deque[asyncio.Future[float]]] = [deque(), deque()]
+        self._live = [0, 0]
+        self._timer: asyncio.TimerHandle | None = None
 
     @property
     def limit(self) -> int:
@@ -104,10 +118,14 @@ class QuotaLimiter:
     def margin(self) -> float:
         return self._margin
 
+    @property
+    def reserve(self) -> int:
+        return self._reserve
+
     def __repr__(self) -> str:
         return (
             f"QuotaLimiter(limit={self._limit}, period={self._period}, margin={self._margin}, "
-            f"waiting={self._waiters})"
+            f"reserve={self._reserve}, waiting={sum(self._live)})"
         )
 
     def _slot_free_at(self, stamp: float) -> float:
@@ -120,14 +138,19 @@ class QuotaLimiter:
         while stamps and self._slot_free_at(stamps[0]) <= now:
             stamps.popleft()
 
-    def _delay(self, now: float) -> float:
-        """Seconds from `now` until one more admission is allowed (<= 0: admit now)."""
-        if self._probe_out is not None and now < self._probe_deadline:
+    def _cap(self, lane: int) -> int:
+        return self._limit if lane == 0 else max(1, self._limit - self._reserve)
+
+    def _delay(self, now: float, lane: int = 0) -> float:
+        """Seconds from `now` until one more admission of `lane` is allowed (<= 0: admit now)."""
+        if self._probe_out and now < self._probe_deadline:
             return self._probe_deadline - now  # or until settle(), if sooner
         self._prune(now)
         stamps = self._stamps
-        wait = self._slot_free_at(stamps[0]) - now if len(stamps) >= self._limit else 0.0
-        if self._budget <= 0 and now < self._budget_until:
+        cap = self._cap(lane)
+        count = len(stamps)
+        wait = self._slot_free_at(stamps[count - cap]) - now if count >= cap else 0.0
+        if self._budget <= (lane and self._reserve) and now < self._budget_until:
             wait = max(wait, self._budget_until - now)
         return max(wait, self._hold - now)
 
@@ -140,172 +163,149 @@ class QuotaLimiter:
             # window, which our log cannot know (they were someone else's): learn again.
             self._budget_until = -math.inf
             self._probing = True
-        if self._probe_out is not None:  # the probe is slow: stop waiting for it
-            self.settle()
+        self._probe_out = False  # a slow probe: stop waiting for it
         if self._probing:
             self._probing = False
-            self._probe_out = asyncio.Event()
+            self._probe_out = True
             self._probe_deadline = now + probe_wait(self._period)
         return now
 
-    def try_acquire(self) -> float | None:
-        """Take a slot if one is free now and nobody waits: its loop time; else None."""
-        if self._head is None:  # no head: nobody live is waiting
-            now = asyncio.get_running_loop().time()
-            if self._delay(now) <= 0:
-                return self._admit(now)
+    def try_acquire(self, *, lane: Lane = "interactive") -> float | None:
+        """Take a slot if one is free now and nobody of ``lane`` or a higher one waits."""
+        live = self._live
+        index = 1 if lane == "bulk" else 0
+        if live[0] or (index and live[1]):
+            return None
+        now = asyncio.get_running_loop().time()
+        if self._delay(now, index) <= 0:
+            return self._admit(now)
         return None
 
     def release(self, slot: float) -> None:
-        """Give back the slot admitted at loop time ``slot``, unused: nothing was sent with it.
-
-        Waiters already asleep keep their schedule (they may be admitted later than they could
-        be, never earlier than the quota allows).
-        """
+        """Give back the slot admitted at loop time ``slot``, unused: nothing was sent with it."""
         stamps = self._stamps
         index = bisect.bisect_left(stamps, slot)
         if index < len(stamps) and stamps[index] == slot:
             del stamps[index]
             if slot < self._budget_until:
                 self._budget += 1
+            if self._live[0] or self._live[1]:
+                self._pump()
 
-    async def acquire(self, *, deadline: float | None = None) -> float:
-        """Wait for a slot (first come, first served), take it, and return its loop time.
+    async def acquire(self, *, lane: Lane = "interactive", deadline: float | None = None) -> float:
+        """Wait for a slot (by lane, then first come first served), take it, return its time.
 
-        Cancelling a waiter gives its place to the next one and takes no slot. ``deadline`` is
-        reserved (see ``QuotaBackend``): only None is accepted today.
+        ``deadline`` (a loop time): raise ``QuotaTimeoutError`` at once when the queue ahead
+        and the log show that the slot comes later, else when the deadline passes unadmitted.
+        Cancelling a waiter gives its place to the next one and takes no slot.
         """
-        if deadline is not None:
-            raise NotImplementedError("acquire(deadline=...) is not supported yet")
-        loop = asyncio.get_running_loop()
-        slot = self.try_acquire()  # fast path: nobody waiting, quota left
+        slot = self.try_acquire(lane=lane)  # fast path: nobody waiting, quota left
         if slot is not None:
             return slot
-        turn: asyncio.Future[None] = loop.create_future()
-        self._waiters += 1
-        if self._head is None:
-            self._head = turn
-        else:
-            self._queue.append(turn)
+        index = 1 if lane == "bulk" else 0
+        loop = asyncio.get_running_loop()
+        if deadline is not None:
+            self._refuse_if_late(loop.time(), index, deadline)
+        turn: asyncio.Future[float] = loop.create_future()
+        self._lanes[index].append(turn)
+        self._live[index] += 1
+        self._pump()
         try:
-            if self._head is not turn:
-                await turn  # set when everyone ahead has been admitted or has left
-            while True:
-                now = loop.time()
-                delay = self._delay(now)
-                if delay <= 0:
-                    return self._admit(now)
-                # Every change made while we sleep (lower limit, longer period, later hold,
-                # smaller budget) only moves the slot later, so waking and re-checking suffices.
-                probe = self._probe_out
-                if probe is not None:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(probe.wait(), max(delay, 1e-6))
-                else:
-                    # At least a microsecond: now + delay may round back to now, and a virtual
-                    # clock that jumps to the timer would then never move.
-                    await asyncio.sleep(max(delay, 1e-6))
+            if deadline is None:
+                return await turn
+            try:
+                async with asyncio.timeout_at(deadline):
+                    return await turn
+            except TimeoutError:
+                if turn.done() and not turn.cancelled():  # admitted at the deadline itself
+                    return turn.result()
+                raise QuotaTimeoutError(
+                    "no quota slot came before the call's deadline; nothing was sent"
+                ) from None
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():  # admitted, but never took it up
+                self.release(turn.result())
+            raise
         finally:
-            self._waiters -= 1
-            if self._head is turn:
-                self._head = None
-                self._promote()
-            elif len(self._queue) > 2 * self._waiters + 64:  # many left: drop their futures
-                self._queue = deque(f for f in self._queue if not f.done())
+            self._leave(turn, index)
 
-    def _promote(self) -> None:
-        queue = self._queue
-        while queue:
-            turn = queue.popleft()
-            if not turn.done():  # done: that waiter was cancelled
-                self._head = turn
-                turn.set_result(None)
+    def _leave(self, turn: asyncio.Future[float], index: int) -> None:
+        if not turn.done() or turn.cancelled():  # not admitted: no longer waiting
+            turn.cancel()
+            self._live[index] -= 1
+        if not (self._live[0] or self._live[1]):
+            # Nobody waits: hold no timer and no future, which would keep the loop alive.
+            self._stop_timer()
+            for queue in self._lanes:
+                queue.clear()
+        elif len(self._lanes[index]) > 2 * self._live[index] + 64:  # many left: compact
+            self._lanes[index] = deque(f for f in self._lanes[index] if not f.done())
+
+    def _refuse_if_late(self, now: float, index: int, deadline: float) -> None:
+        earliest = self._earliest(now, index, self._live[index])
+        if earliest > deadline:
+            raise QuotaTimeoutError(
+                f"the quota has no slot for this call before {earliest - now:.3g} s from now, "
+                f"past its deadline; nothing was sent", available_in=earliest - now,
+            )
+
+    def _earliest(self, now: float, index: int, ahead: int) -> float:
+        """A lower bound of when a waiter of lane ``index`` with ``ahead`` waiters before it
+        is admitted: the log played forward (a higher lane and a probe only make it later)."""
+        self._prune(now)
+        base = max(now, self._hold)
+        if self._budget <= (index and self._reserve):
+            base = max(base, self._budget_until)
+        cap = self._cap(index)
+        # Only the last `cap` admissions decide when the next one may come.
+        recent = deque(self._stamps, maxlen=cap)
+        when = base
+        for _ in range(ahead + 1):
+            if len(recent) == cap:
+                when = max(base, self._slot_free_at(recent[0]))
+            recent.append(when)
+        return when
+
+    def _first(self) -> tuple[asyncio.Future[float] | None, int]:
+        for index, queue in enumerate(self._lanes):
+            while queue and queue[0].done():  # cancelled, or gave up at its deadline
+                queue.popleft()
+            if queue:
+                return queue[0], index
+        return None, 0
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _pump(self) -> None:
+        """Admit every waiter whose slot has come, in lane order; set the timer for the next."""
+        self._stop_timer()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while True:
+            turn, index = self._first()
+            if turn is None:
                 return
+            delay = self._delay(now, index)
+            if delay > 0:
+                # At least a microsecond: now + delay may round back to now, and a virtual
+                # clock that jumps to the timer would then never move.
+                self._timer = loop.call_at(now + max(delay, 1e-6), self._pump)
+                return
+            self._lanes[index].popleft()
+            self._live[index] -= 1
+            turn.set_result(self._admit(now))
 
     def settle(self) -> None:
         """The probe's attempt is over (answered or not): admit the others. Idempotent."""
-        probe, self._probe_out = self._probe_out, None
-        if probe is not None:
-            probe.set()
+        if self._probe_out:
+            self._probe_out = False
+            if self._live[0] or self._live[1]:
+                self._pump()
 
-    def next_delay(self) -> float:
-        """Seconds until the head of the queue could be admitted, from now (for logs and tests)."""
-        return max(0.0, self._delay(asyncio.get_running_loop().time()))
-
-    def hold_until(self, delay: float) -> None:
-        """Admit nobody for `delay` seconds from now (e.g. after a 429); never shortens a hold."""
-        if math.isnan(delay):
-            raise ValueError("delay must be a number of seconds, not NaN")
-        now = asyncio.get_running_loop().time()
-        self._hold = max(self._hold, now + max(0.0, delay))
-
-    def observe(
-        self,
-        *,
-        limit: int | None,
-        remaining: int | None,
-        reset_after: float | None,
-        admitted_at: float | None = None,
-    ) -> None:
-        """Take in a response's X-RateLimit headers (None: header absent or unreadable).
-
-        `reset_after` is seconds from now until the server's counter resets, already converted
-        with the response's Date header; `admitted_at` is the loop time its request was admitted
-        (what `acquire` returned): admissions since then may not be in its count.
-        """
-        if limit is not None and 1 <= limit < self._limit:
-            _log.warning(
-                "RyzeAPI reports a quota of %d requests per window, below the configured %d: "
-                "using %d",
-                limit,
-                self._limit,
-                limit,
-            )
-            self._lower_limit(limit)
-        if remaining is None or reset_after is None or math.isnan(reset_after):
-            return
-        now = asyncio.get_running_loop().time()
-        self._prune(now)
-        budget = max(remaining, 0) - self._admitted_since(admitted_at)
-        if budget >= self._limit - len(self._stamps):
-            # Our own log is at least as strict: it already waits for slots later than any
-            # server window (only `period` long) that counted them can reset, and a sliding
-            # server may report a pessimistic reset (its whole window clearing).
-            return
-        # The server counts requests we did not make (another client shares the token) or counts
-        # differently: admit no more than it says remain until its reset. Clamped against
-        # garbage headers and clock mismatch.
-        until = now + min(max(reset_after, 0.0), 2 * self._period + 5)
-        if now < self._budget_until:  # two reports on one window: the stricter wins
-            budget = min(budget, self._budget)
-            until = max(until, self._budget_until)
-        self._budget, self._budget_until = max(budget, 0), until
-
-    def _admitted_since(self, admitted_at: float | None) -> int:
-        """Our admissions after the one at `admitted_at` (same instant counts: conservative)."""
-        if admitted_at is None:
-            return 0
-        stamps = self._stamps
-        first = bisect.bisect_left(stamps, admitted_at)
-        later = len(stamps) - first
-        if later and stamps[first] == admitted_at:
-            later -= 1  # the answered request itself
-        return later
-
-    def tighten(self, limit: int, period: float, margin: float | None = None) -> None:
-        """Adopt the stricter of two configurations (two clients on one token disagree).
-
-        Keeps the lower limit, the longer period and the larger margin (`margin=None` stands for
-        the default margin of the resulting period).
-        """
-        check_config(limit, period, margin)
-        if limit < self._limit:
-            self._lower_limit(limit)
-        self._period = max(self._period, float(period))
-        wanted = default_margin(self._period) if margin is None else float(margin)
-        self._margin = max(self._margin, wanted)
-
-    def _lower_limit(self, limit: int) -> None:
-        self._limit = limit
-        while len(self._stamps) > limit:
-            self._stamps.popleft()
+    def next_delay(self, *, lane: Lane = "interactive") -> float:
+        """Seconds until the next waiter of ``lane`` could be admitted (for logs and tests)."""
+        index = 1 if lane == "bulk" else 0
+        return max(0.0, self._delay(asyncio.get_running_loop().time(), index))

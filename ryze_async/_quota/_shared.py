@@ -37,14 +37,15 @@ def shared_limiter(
     *,
     server: str = "",
     learn_first: bool = False,
+    reserve: int = 0,
 ) -> QuotaLimiter:
     """The limiter every client of the running loop shares for `token` on `server`.
 
     `server` is a base URL; two servers on one token are two quotas, keyed by URL origin.
     The first call creates it (with `learn_first`, see `QuotaLimiter`); a later call with another
-    configuration tightens it (lower limit, longer period, larger margin) and returns the same
-    object. Clients in other event loops, threads or processes get their own limiter and do not
-    share the quota's bookkeeping. Must be called with the loop running.
+    configuration tightens it (lower limit, longer period, larger margin, larger interactive
+    reserve) and returns the same object. Clients in other event loops, threads or processes
+    get their own limiter and do not share the quota's bookkeeping. Call it in the running loop.
     """
     loop = asyncio.get_running_loop()
     check_config(limit, period, margin)
@@ -59,8 +60,8 @@ def shared_limiter(
     limiter = per_loop.get(key)
     if limiter is None:
         limiter = per_loop[key] = QuotaLimiter(
-            limit, period, margin=margin, learn_first=learn_first
+            limit, period, margin=margin, learn_first=learn_first, reserve=reserve
         )
     else:
-        limiter.tighten(limit, period, margin)
+        limiter.tighten(limit, period, margin, reserve)
     return limiter

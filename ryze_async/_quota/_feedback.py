@@ -1,0 +1,128 @@
+"""The server's word in the local limiter: a 429's hold, ``X-RateLimit-*`` feedback, and the
+stricter of two clients' settings (``_Feedback``, a base of ``QuotaLimiter``)."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import math
+from collections import deque
+
+from .._checks import check_quota as check_config
+from .._checks import check_settings
+
+__all__ = ["check_reserve", "default_margin"]
+
+_log = logging.getLogger("ryze_async")
+
+
+def default_margin(period: float) -> float:
+    """Safety margin for `period`: 1 s per 60 s, at least 0.1 s (loopback jitter in tests)."""
+    return max(0.1, period / 60)
+
+
+def check_reserve(reserve: int) -> None:
+    """An interactive reserve is a count of slots, 0 or more."""
+    check_settings(interactive_reserve=reserve)
+
+
+class _Feedback:
+    """What the server says, taken in; the state is ``QuotaLimiter``'s."""
+
+    __slots__ = (
+        "_budget", "_budget_until", "_hold", "_limit", "_margin", "_period", "_reserve", "_stamps",
+    )
+    _limit: int
+    _period: float
+    _margin: float
+    _reserve: int
+    _stamps: deque[float]
+    _hold: float
+    _budget: int
+    _budget_until: float
+
+    def _prune(self, now: float) -> None:
+        raise NotImplementedError
+
+    def hold_until(self, delay: float) -> None:
+        """Admit nobody for `delay` seconds from now (e.g. after a 429); never shortens a hold."""
+        if math.isnan(delay):
+            raise ValueError("delay must be a number of seconds, not NaN")
+        now = asyncio.get_running_loop().time()
+        self._hold = max(self._hold, now + max(0.0, delay))
+
+    def observe(
+        self,
+        *,
+        limit: int | None,
+        remaining: int | None,
+        reset_after: float | None,
+        admitted_at: float | None = None,
+    ) -> None:
+        """Take in a response's X-RateLimit headers (None: header absent or unreadable).
+
+        `reset_after` is seconds from now until the server's counter resets, already converted
+        with the response's Date header; `admitted_at` is the loop time its request was admitted
+        (what `acquire` returned): admissions since then may not be in its count.
+        """
+        if limit is not None and 1 <= limit < self._limit:
+            _log.warning(
+                "RyzeAPI reports a quota of %d requests per window, below the configured %d: "
+                "using %d",
+                limit,
+                self._limit,
+                limit,
+            )
+            self._lower_limit(limit)
+        if remaining is None or reset_after is None or math.isnan(reset_after):
+            return
+        now = asyncio.get_running_loop().time()
+        self._prune(now)
+        budget = max(remaining, 0) - self._admitted_since(admitted_at)
+        if budget >= self._limit - len(self._stamps):
+            # Our own log is at least as strict: it already waits for slots later than any
+            # server window (only `period` long) that counted them can reset, and a sliding
+            # server may report a pessimistic reset (its whole window clearing).
+            return
+        # The server counts requests we did not make (another client shares the token) or counts
+        # differently: admit no more than it says remain until its reset. Clamped against
+        # garbage headers and clock mismatch.
+        until = now + min(max(reset_after, 0.0), 2 * self._period + 5)
+        if now < self._budget_until:  # two reports on one window: the stricter wins
+            budget = min(budget, self._budget)
+            until = max(until, self._budget_until)
+        self._budget, self._budget_until = max(budget, 0), until
+
+    def _admitted_since(self, admitted_at: float | None) -> int:
+        """Our admissions after the one at `admitted_at` (same instant counts: conservative)."""
+        if admitted_at is None:
+            return 0
+        stamps = self._stamps
+        first = bisect.bisect_left(stamps, admitted_at)
+        later = len(stamps) - first
+        if later and stamps[first] == admitted_at:
+            later -= 1  # the answered request itself
+        return later
+
+    def tighten(
+        self, limit: int, period: float, margin: float | None = None, reserve: int = 0
+    ) -> None:
+        """Adopt the stricter of two configurations (two clients on one token disagree).
+
+        Keeps the lower limit, the longer period, the larger margin (`margin=None` stands for
+        the default margin of the resulting period) and the larger interactive reserve.
+        """
+        check_config(limit, period, margin)
+        check_reserve(reserve)
+        self._reserve = max(self._reserve, reserve)
+        if limit < self._limit:
+            self._lower_limit(limit)
+        self._period = max(self._period, float(period))
+        wanted = default_margin(self._period) if margin is None else float(margin)
+        self._margin = max(self._margin, wanted)
+
+    def _lower_limit(self, limit: int) -> None:
+        self._limit = limit
+        while len(self._stamps) > limit:
+            self._stamps.popleft()
