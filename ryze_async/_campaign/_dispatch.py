@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import heapq
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, Literal
 
 from .. import CampaignOutcomeRecorded
@@ -24,6 +26,7 @@ from ._models import CampaignOutcome, StopReason, Verdict, classify
 from ._number_source import NumberSource
 from ._numbers import number_normalizer
 from ._observers import outcome_hooks, tell
+from ._rules import EXPIRED, Call, Hold, Skip
 from ._senders import Lease, Sender, SenderPool, quota_period
 from ._settings import BeforeSend, CampaignClient, NotSent, Settings, StoppedError, call
 from ._stop import StopState
@@ -66,6 +69,9 @@ class Dispatcher:
         self._ingest_done = False
         self._feeder: asyncio.Task[None] | None = None
         self._outcome_hooks = outcome_hooks(client)
+        self._rules = settings.rules if settings.rules.active else None
+        #: Rows outside their calling window: (when it opens, row id, row), earliest first.
+        self._held: list[tuple[datetime, int, _Row]] = []
 
     # -- control --------------------------------------------------------------------------------
 
@@ -182,6 +188,7 @@ class Dispatcher:
         while True:
             # Cleared before looking, so a change made while we look wakes the wait below.
             self._wake.clear()
+            self._release_due()
             if self._retry:
                 self._outstanding += 1
                 await self._queue.put(self._retry.popleft())
@@ -195,6 +202,10 @@ class Dispatcher:
             if rows:
                 cursor = rows[-1][0]
                 continue
+            if ingest_done and self._outstanding == 0 and not self._retry and self._held:
+                if not await self._wait_for_window():
+                    return
+                continue
             if ingest_done and self._outstanding == 0 and not self._retry:
                 if not shared or not await self._journal.held_elsewhere():
                     return
@@ -203,7 +214,59 @@ class Dispatcher:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), _SHARED_POLL)
                 continue
-            await self._wake.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._held_delay())
+
+    # -- the operator's rules (``_rules.py``) ----------------------------------------------------
+
+    def _held_delay(self) -> float | None:
+        """Seconds until the first held row's window opens (None: nothing held)."""
+        if not self._held or self._rules is None:
+            return None
+        return max(0.0, (self._held[0][0] - self._rules.now()).total_seconds())
+
+    def _release_due(self) -> None:
+        while self._held and self._held_delay() == 0.0:
+            self._retry.append(heapq.heappop(self._held)[2])
+
+    async def _wait_for_window(self) -> bool:
+        """Nothing can be called before the first held row's window: wait for it (True), or
+        stop the run if asked to exit outside the windows (False)."""
+        until = self._held[0][0]
+        message = (f"nothing can be called until {until.isoformat(timespec='minutes')} (the "
+                   f"next calling window); {len(self._held)} numbers wait for theirs")
+        if self._s.exit_outside_window:
+            self.stop("outside_window", message + ": stopped; run the same command again then")
+            return False
+        _log.info("%s: waiting", message)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self._held_delay())
+        return True
+
+    async def _admit(self, row: _Row) -> bool:
+        """May ``row`` be called now? Otherwise it is skipped (excluded, expired) or held
+        until its window opens (pending meanwhile)."""
+        if self._rules is None:
+            return True
+        verdict = await self._rules.verdict(row[1])
+        if isinstance(verdict, Call):
+            return True
+        if isinstance(verdict, Skip):
+            self._journal.record(row[0], "skipped", error=verdict.reason)
+        elif isinstance(verdict, Hold) and verdict.until is not None:
+            heapq.heappush(self._held, (verdict.until, row[0], row))
+            self._wake.set()
+        else:
+            _log.warning("line %d: no calling window opens for this number in its time "
+                         "zone(s) (--timezone gives one for numbers that cannot be placed); "
+                         "left pending", row[2])
+        return False
+
+    def _late(self) -> bool:
+        """Past ``not_after``: a call admitted earlier must not go out now."""
+        rules = self._rules
+        return rules is not None and rules.not_after is not None and \
+            rules.now() >= rules.not_after
 
     def _page(self, shared: bool) -> int:
         """How many rows to ask for: a shared store's page is a claim other workers cannot
@@ -226,7 +289,8 @@ class Dispatcher:
                 lease.release()
                 return
             try:
-                await self._call(me, row, lease)
+                if await self._admit(row):
+                    await self._call(me, row, lease)
             finally:
                 lease.release()
                 self._outstanding -= 1
@@ -237,11 +301,14 @@ class Dispatcher:
     async def _call(self, me: asyncio.Task[None], row: _Row, lease: Lease) -> None:
         sender = lease.sender
         attempt = Attempt(self._journal, self._stop, row[0],
-                          lambda p: self._set_phase(me, p, lease), sender=sender.name)
+                          lambda p: self._set_phase(me, p, lease), sender=sender.name,
+                          late=self._late)
         self._phase[me] = "waiting"
         try:
             result = await call(sender.client, self._s, row[1], attempt, sender.name)
         except StoppedError:
+            if attempt.late:
+                self._journal.record(row[0], "skipped", error=EXPIRED)
             return
         except asyncio.CancelledError:
             if attempt.marked:

@@ -1,0 +1,184 @@
+"""The operator's rules (#10): calling windows in the called party's time, opt-out lists,
+not-before/not-after, on the virtual clock; the server's own record is the oracle."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ryze_async import Campaign, CampaignSummary, RyzeClient
+from ryze_async._campaign._windows import Windows, parse_window
+from ryze_async.testing import FakeRyzeServer, run_virtual
+
+NY = "12125550100"  # America/New_York only
+SP = "5511987654321"  # America/Sao_Paulo (no DST)
+RU = "79161234567"  # +7 9xx: phonenumbers gives zones from Europe/Bucharest to Kamchatka
+TOLL_FREE_US = "18005550100"  # +1 800: every zone of the NANP
+
+
+def check_invariants(s: CampaignSummary) -> None:
+    assert s.skipped == s.duplicates + s.invalid + s.removed + s.excluded + s.expired
+    assert s.total == s.placed + s.failed + s.unknown + s.pending + s.in_flight + s.skipped
+
+
+def calls(server: FakeRyzeServer) -> dict[str, datetime]:
+    """When each number reached the server (its clock is the test's wall clock)."""
+    return {r.json["number"]: datetime.fromtimestamp(r.received_at, UTC)
+            for r in server.requests if r.route == "fake"}
+
+
+async def virtual_campaign(
+    start: datetime, numbers: list[str], journal: Path, **options: Any,
+) -> tuple[CampaignSummary, FakeRyzeServer]:
+    """A fake-call campaign whose wall clock starts at ``start`` and moves with the loop's."""
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+
+    def now() -> datetime:
+        return start + timedelta(seconds=loop.time() - t0)
+
+    server = FakeRyzeServer(rate_limit=None, clock=lambda: start.timestamp() + loop.time() - t0)
+    async with server, RyzeClient("test-token", "my-instance", base_url=server.url,
+                                  rate_limit=None) as client:
+        summary = await Campaign(client, numbers, journal=journal, fake=True, now=now,
+                                 concurrency=2, **options).run()
+    return summary, server
+
+
+def test_windows_follow_each_number_across_the_us_dst_change(tmp_path: Path) -> None:
+    """Sat 7 March 2026; New York springs forward on Sun 8 March. Mon 09:00 there is 13:00
+    UTC (EDT), not 14:00 (EST); São Paulo's 09:00 is 12:00 UTC."""
+    start = datetime(2026, 3, 7, 12, 0, tzinfo=UTC)
+
+    async def main() -> tuple[CampaignSummary, FakeRyzeServer]:
+        return await virtual_campaign(start, [NY, SP], tmp_path / "j.db",
+                                      call_windows=["Mon-Fri 09:00-20:00"])
+
+    summary, server = run_virtual(main(), start=1000.0)
+    check_invariants(summary)
+    assert (summary.placed, summary.pending) == (2, 0)
+    at = calls(server)
+    assert at[SP] - datetime(2026, 3, 9, 12, 0, tzinfo=UTC) < timedelta(seconds=5)
+    assert at[NY] - datetime(2026, 3, 9, 13, 0, tzinfo=UTC) < timedelta(seconds=5)
+    assert at[NY] >= datetime(2026, 3, 9, 13, 0, tzinfo=UTC)
+
+
+def test_london_autumn_change_and_a_multi_zone_country(tmp_path: Path) -> None:
+    """A +7 number spans UTC+2..UTC+12: callable only while all of them are inside
+    09:00-20:00 (07:00-08:00 UTC); the London number follows BST -> GMT (25 Oct 2026)."""
+    uk = "447400123456"
+    start = datetime(2026, 10, 24, 20, 0, tzinfo=UTC)  # Sat 21:00 BST
+
+    async def main() -> tuple[CampaignSummary, FakeRyzeServer]:
+        return await virtual_campaign(start, [uk, RU], tmp_path / "j.db",
+                                      call_windows=["09:00-20:00"], timezone="Europe/London")
+
+    summary, server = run_virtual(main(), start=1000.0)
+    check_invariants(summary)
+    at = calls(server)
+    # Sun 25 Oct: GMT again, so London's 09:00 is 09:00 UTC.
+    assert datetime(2026, 10, 25, 9, 0, tzinfo=UTC) <= at[uk] < datetime(
+        2026, 10, 25, 9, 1, tzinfo=UTC)
+    zones = Windows(["09:00-20:00"]).zones(RU)
+    assert len(zones) > 5
+    for z in zones:
+        local = at[RU].astimezone(z)
+        assert 9 <= local.hour < 20, (z, local)
+
+
+def test_exit_outside_window_stops_and_leaves_the_numbers_pending(tmp_path: Path) -> None:
+    start = datetime(2026, 3, 7, 12, 0, tzinfo=UTC)  # a Saturday
+
+    async def main() -> tuple[CampaignSummary, FakeRyzeServer]:
+        return await virtual_campaign(start, [NY, SP], tmp_path / "j.db",
+                                      call_windows=["Mon-Fri 09:00-20:00"],
+                                      exit_outside_window=True)
+
+    summary, server = run_virtual(main(), start=1000.0)
+    check_invariants(summary)
+    assert (summary.stop_reason, summary.pending, summary.placed) == ("outside_window", 2, 0)
+    assert "2026-03-09T12:00" in summary.message
+    assert server.requests == []
+
+
+def test_not_before_waits_and_not_after_expires_the_rest(tmp_path: Path) -> None:
+    """Nothing before not_before; the SP number (window 09:00 there = 12:00 UTC) is past the
+    14:00 UTC... no: NY opens 13:00 UTC, after not_after 12:30 UTC: expired, never called."""
+    start = datetime(2026, 3, 9, 10, 0, tzinfo=UTC)
+
+    async def main() -> tuple[CampaignSummary, FakeRyzeServer]:
+        return await virtual_campaign(
+            start, [SP, NY], tmp_path / "j.db", call_windows=["Mon-Fri 09:00-20:00"],
+            not_before=datetime(2026, 3, 9, 11, 0, tzinfo=UTC),
+            not_after=datetime(2026, 3, 9, 12, 30, tzinfo=UTC))
+
+    summary, server = run_virtual(main(), start=1000.0)
+    check_invariants(summary)
+    assert (summary.placed, summary.expired, summary.pending) == (1, 1, 0)
+    assert set(calls(server)) == {SP}
+
+
+def test_not_after_past_expires_everything(tmp_path: Path) -> None:
+    start = datetime(2026, 3, 9, 15, 0, tzinfo=UTC)
+
+    async def main() -> tuple[CampaignSummary, FakeRyzeServer]:
+        return await virtual_campaign(start, [SP, NY], tmp_path / "j.db",
+                                      not_after=datetime(2026, 3, 9, 14, 0, tzinfo=UTC))
+
+    summary, server = run_virtual(main(), start=1000.0)
+    check_invariants(summary)
+    assert (summary.expired, summary.placed) == (2, 0)
+    assert server.requests == []
+
+
+def test_an_exclusion_list_edited_mid_run_takes_effect(tmp_path: Path) -> None:
+    """One call a minute; after the first call the list gains the last number: it is
+    skipped (excluded), and the server never saw it."""
+    wanted = [f"55119{i:08d}" for i in range(5)]
+    optout = tmp_path / "optout.csv"
+    optout.write_text("number\n+" + wanted[1] + "\n")
+
+    async def main() -> tuple[CampaignSummary, FakeRyzeServer]:
+        loop = asyncio.get_running_loop()
+        server = FakeRyzeServer(rate_limit=None, clock=lambda: 1.7e9 + loop.time())
+        async with server, RyzeClient("test-token", "my-instance", base_url=server.url,
+                                      rate_limit=1, rate_period=60.0) as client:
+            campaign = Campaign(client, wanted, journal=tmp_path / "j.db", fake=True,
+                                concurrency=1, exclude=[optout])
+
+            async def on_result(_: object) -> None:
+                if len(server.requests) == 1:
+                    optout.write_text("number\n+" + wanted[1] + "\n" + wanted[4] + "\n")
+
+            summary = await campaign.run(on_result)
+        return summary, server
+
+    summary, server = run_virtual(main(), start=1000.0)
+    check_invariants(summary)
+    assert (summary.placed, summary.excluded) == (3, 2)
+    assert sorted(r.json["number"] for r in server.requests) == [wanted[0], wanted[2],
+                                                                   wanted[3]]
+
+
+@pytest.mark.parametrize("spec", ["Mon-Fri 20:00-09:00", "Funday 09:00-10:00", "9-17",
+                                  "Mon 25:00-26:00"])
+def test_bad_windows_are_refused(spec: str) -> None:
+    with pytest.raises(ValueError, match="call window"):
+        parse_window(spec)
+
+
+def test_a_toll_free_us_number_needs_every_nanp_zone_inside() -> None:
+    w = Windows(["08:00-21:00"])
+    noon_ny = datetime(2026, 7, 1, 16, 0, tzinfo=UTC)
+    # 12:00 in New York is 06:00 in Honolulu and 04:00 in Pago Pago: not yet.
+    assert w.next_open(NY, noon_ny) == noon_ny
+    opens = w.next_open(TOLL_FREE_US, noon_ny)
+    assert opens is None or opens > noon_ny
+
+
+Clock = Callable[[], datetime]
