@@ -30,9 +30,11 @@ from ._journal import (
 )
 from ._models import CampaignOutcome, CampaignSummary, StopReason
 from ._number_source import NumbersInput, NumberSource
+from ._numbers import number_normalizer
 from ._outcomes import Handoff, Outcomes
+from ._plan import CampaignPlan, plan
 from ._rules import Rules
-from ._senders import Sender, build_senders
+from ._senders import Sender, build_senders, quota_period
 from ._stop import StopState
 
 __all__ = ["Campaign", "CampaignClient", "run_campaign"]
@@ -219,6 +221,20 @@ class Campaign:
         return self.live.snapshot(self._stop.reason, self._stop.message)
 
     # -- running --------------------------------------------------------------------------------
+
+    async def dry_run(self) -> CampaignPlan:
+        """What this campaign would do with its list now (:class:`CampaignPlan`): the input
+        read and checked, every rule applied; nobody called, no journal opened or created."""
+        if self._source is None:
+            raise ValueError("a dry run needs the numbers (numbers=None only resumes a journal)")
+        await self._source.check()
+        client = self._client
+        normalize = number_normalizer(getattr(client, "default_region", None),
+                                      getattr(client, "number_check", "valid"))
+        limit, period = getattr(client, "rate_limit", None), quota_period(client)
+        per_second = 0.0 if limit is None or not period else limit / period
+        return await plan(self._source, self._settings.rules, normalize,
+                          calls_per_second=per_second * max(1, len(self._senders)))
 
     def results(self) -> AsyncIterator[CampaignOutcome]:
         """Run the campaign, yielding each number's outcome as it is reached.
