@@ -233,10 +233,11 @@ class Dispatcher:
         """Nothing can be called before the first held row's window: wait for it (True), or
         stop the run if asked to exit outside the windows (False)."""
         until = self._held[0][0]
-        message = (f"nothing can be called until {until.isoformat(timespec='minutes')} (the "
-                   f"next calling window); {len(self._held)} numbers wait for theirs")
+        message = (f"nothing can be called until {until.isoformat(timespec='minutes')}, when "
+                   f"the next calling window opens ({len(self._held)} numbers wait for theirs)")
         if self._s.exit_outside_window:
-            self.stop("outside_window", message + ": stopped; run the same command again then")
+            self.stop("outside_window", f"{message}: stopped, the rest left pending; run the "
+                      "same command again then to resume")
             return False
         _log.info("%s: waiting", message)
         with contextlib.suppress(TimeoutError):

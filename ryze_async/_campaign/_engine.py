@@ -365,7 +365,7 @@ def _summary_message(reason: StopReason | None, cause: str, counts: JournalCount
         return "no entry of the input is a number that can be called"
     if not pending:
         return f"{cause}; no number left pending" if cause else "every number was dealt with"
-    if reason == "circuit_breaker":
+    if reason in ("circuit_breaker", "outside_window"):
         return cause  # already says the rest is pending and how to resume
     why = cause or "rate limited or unreachable after retries"
     return f"{why}; {pending} numbers left pending: run the same command again to resume"
