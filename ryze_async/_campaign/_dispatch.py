@@ -12,21 +12,20 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import heapq
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any, Literal
 
 from .. import CampaignOutcomeRecorded
 from ._attempt import Attempt, Phase
+from ._gate import Gate
 from ._ingest import ingest_input
 from ._journal import JournalError, JournalStore
 from ._models import CampaignOutcome, StopReason, Verdict, classify
 from ._number_source import NumberSource
 from ._numbers import number_normalizer
 from ._observers import outcome_hooks, tell
-from ._rules import EXPIRED, Call, Hold, Skip
+from ._rules import EXPIRED
 from ._senders import Lease, Sender, SenderPool, quota_period
 from ._settings import BeforeSend, CampaignClient, NotSent, Settings, StoppedError, call
 from ._stop import StopState
@@ -69,9 +68,7 @@ class Dispatcher:
         self._ingest_done = False
         self._feeder: asyncio.Task[None] | None = None
         self._outcome_hooks = outcome_hooks(client)
-        self._rules = settings.rules if settings.rules.active else None
-        #: Rows outside their calling window: (when it opens, row id, row), earliest first.
-        self._held: list[tuple[datetime, int, _Row]] = []
+        self._gate = Gate(settings.rules, journal)
 
     # -- control --------------------------------------------------------------------------------
 
@@ -188,7 +185,7 @@ class Dispatcher:
         while True:
             # Cleared before looking, so a change made while we look wakes the wait below.
             self._wake.clear()
-            self._release_due()
+            self._retry.extend(self._gate.due())
             if self._retry:
                 self._outstanding += 1
                 await self._queue.put(self._retry.popleft())
@@ -202,7 +199,7 @@ class Dispatcher:
             if rows:
                 cursor = rows[-1][0]
                 continue
-            if ingest_done and self._outstanding == 0 and not self._retry and self._held:
+            if ingest_done and self._outstanding == 0 and not self._retry and self._gate.held:
                 if not await self._wait_for_window():
                     return
                 continue
@@ -215,59 +212,20 @@ class Dispatcher:
                     await asyncio.wait_for(self._wake.wait(), _SHARED_POLL)
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._held_delay())
-
-    # -- the operator's rules (``_rules.py``) ----------------------------------------------------
-
-    def _held_delay(self) -> float | None:
-        """Seconds until the first held row's window opens (None: nothing held)."""
-        if not self._held or self._rules is None:
-            return None
-        return max(0.0, (self._held[0][0] - self._rules.now()).total_seconds())
-
-    def _release_due(self) -> None:
-        while self._held and self._held_delay() == 0.0:
-            self._retry.append(heapq.heappop(self._held)[2])
+                await asyncio.wait_for(self._wake.wait(), self._gate.delay())
 
     async def _wait_for_window(self) -> bool:
         """Nothing can be called before the first held row's window: wait for it (True), or
         stop the run if asked to exit outside the windows (False)."""
-        until = self._held[0][0]
-        message = (f"nothing can be called until {until.isoformat(timespec='minutes')}, when "
-                   f"the next calling window opens ({len(self._held)} numbers wait for theirs)")
+        message = self._gate.waiting_message()
         if self._s.exit_outside_window:
             self.stop("outside_window", f"{message}: stopped, the rest left pending; run the "
                       "same command again then to resume")
             return False
         _log.info("%s: waiting", message)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self._held_delay())
+            await asyncio.wait_for(self._wake.wait(), self._gate.delay())
         return True
-
-    async def _admit(self, row: _Row) -> bool:
-        """May ``row`` be called now? Otherwise it is skipped (excluded, expired) or held
-        until its window opens (pending meanwhile)."""
-        if self._rules is None:
-            return True
-        verdict = await self._rules.verdict(row[1])
-        if isinstance(verdict, Call):
-            return True
-        if isinstance(verdict, Skip):
-            self._journal.record(row[0], "skipped", error=verdict.reason)
-        elif isinstance(verdict, Hold) and verdict.until is not None:
-            heapq.heappush(self._held, (verdict.until, row[0], row))
-            self._wake.set()
-        else:
-            _log.warning("line %d: no calling window opens for this number in its time "
-                         "zone(s) (--timezone gives one for numbers that cannot be placed); "
-                         "left pending", row[2])
-        return False
-
-    def _late(self) -> bool:
-        """Past ``not_after``: a call admitted earlier must not go out now."""
-        rules = self._rules
-        return rules is not None and rules.not_after is not None and \
-            rules.now() >= rules.not_after
 
     def _page(self, shared: bool) -> int:
         """How many rows to ask for: a shared store's page is a claim other workers cannot
@@ -290,7 +248,7 @@ class Dispatcher:
                 lease.release()
                 return
             try:
-                if await self._admit(row):
+                if await self._gate.admit(row):
                     await self._call(me, row, lease)
             finally:
                 lease.release()
@@ -303,7 +261,7 @@ class Dispatcher:
         sender = lease.sender
         attempt = Attempt(self._journal, self._stop, row[0],
                           lambda p: self._set_phase(me, p, lease), sender=sender.name,
-                          late=self._late)
+                          late=self._gate.late)
         self._phase[me] = "waiting"
         try:
             result = await call(sender.client, self._s, row[1], attempt, sender.name)
