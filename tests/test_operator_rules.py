@@ -4,7 +4,6 @@ not-before/not-after, on the virtual clock; the server's own record is the oracl
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -71,7 +70,7 @@ def test_windows_follow_each_number_across_the_us_dst_change(tmp_path: Path) -> 
 def test_london_autumn_change_and_a_multi_zone_country(tmp_path: Path) -> None:
     """A +7 number spans UTC+2..UTC+12: callable only while all of them are inside
     09:00-20:00 (07:00-08:00 UTC); the London number follows BST -> GMT (25 Oct 2026)."""
-    uk = "447400123456"
+    uk = "447400123456"  # Europe/London (and the Channel Islands, the Isle of Man)
     start = datetime(2026, 10, 24, 20, 0, tzinfo=UTC)  # Sat 21:00 BST
 
     async def main() -> tuple[CampaignSummary, FakeRyzeServer]:
@@ -175,10 +174,56 @@ def test_bad_windows_are_refused(spec: str) -> None:
 def test_a_toll_free_us_number_needs_every_nanp_zone_inside() -> None:
     w = Windows(["08:00-21:00"])
     noon_ny = datetime(2026, 7, 1, 16, 0, tzinfo=UTC)
-    # 12:00 in New York is 06:00 in Honolulu and 04:00 in Pago Pago: not yet.
     assert w.next_open(NY, noon_ny) == noon_ny
+    # +1 800 spans Guam (UTC+10) to Pago Pago (UTC-11): at noon in New York it is 02:00 in
+    # Guam. The first instant every zone is inside 08:00-21:00 is 22:00 UTC (08:00 in Guam).
     opens = w.next_open(TOLL_FREE_US, noon_ny)
-    assert opens is None or opens > noon_ny
+    assert opens == datetime(2026, 7, 1, 22, 0, tzinfo=UTC)
+    zones = w.zones(TOLL_FREE_US)
+    assert len(zones) > 30
+    assert all(8 <= opens.astimezone(z).hour < 21 for z in zones)
+    before = opens - timedelta(minutes=1)
+    assert not all(8 <= before.astimezone(z).hour < 21 for z in zones)
+    assert Windows(["00:00-24:00"]).next_open(TOLL_FREE_US, noon_ny) == noon_ny
 
 
-Clock = Callable[[], datetime]
+def test_a_number_without_a_zone_waits_unless_a_timezone_is_given() -> None:
+    at = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
+    unplaced = "447700900123"  # a UK number phonenumbers gives no zone for
+    assert Windows(["09:00-20:00"]).next_open(unplaced, at) is None
+    assert Windows(["09:00-20:00"], "Europe/London").next_open(unplaced, at) == at
+
+
+
+def test_dry_run_predicts_the_run_and_calls_nobody(tmp_path: Path) -> None:
+    """Monday 12:30 UTC: São Paulo is at 09:30 (open), New York at 08:30 EDT (opens 13:00
+    UTC). The plan's counts are what the run then does; the plan wrote and called nothing."""
+    start = datetime(2026, 3, 9, 12, 30, tzinfo=UTC)
+    journal = tmp_path / "j.db"
+
+    async def main() -> tuple[Any, CampaignSummary, int]:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+
+        def now() -> datetime:
+            return start + timedelta(seconds=loop.time() - t0)
+
+        server = FakeRyzeServer(rate_limit=None, clock=lambda: start.timestamp() + loop.time())
+        async with server, RyzeClient("test-token", "my-instance", base_url=server.url,
+                                      rate_limit=None) as client:
+            options: dict[str, Any] = {"journal": journal, "fake": True, "now": now,
+                                       "call_windows": ["Mon-Fri 09:00-20:00"],
+                                       "exit_outside_window": True}
+            plan = await Campaign(client, [NY, SP, SP, "12"], **options).dry_run()
+            assert not journal.exists()
+            called_during_plan = len(server.requests)
+            summary = await Campaign(client, [NY, SP, SP, "12"], **options).run()
+        return plan, summary, called_during_plan
+
+    plan, summary, called = run_virtual(main(), start=1000.0)
+    assert called == 0
+    check_invariants(summary)
+    assert (plan.now, plan.later, plan.duplicates, plan.invalid, plan.total) == (
+        summary.placed, summary.pending, summary.duplicates, summary.invalid, summary.total)
+    assert plan.opens == [(datetime(2026, 3, 9, 13, 0, tzinfo=UTC), 1)]
+    assert summary.stop_reason == "outside_window"
