@@ -131,3 +131,25 @@ async def test_postgres_journal_counts_excluded_and_expired(
     assert (s.placed, s.expired) == (0, 9)
     assert s.total == s.placed + s.failed + s.unknown + s.pending + s.in_flight + s.skipped
     assert len(server.requests) == 6
+
+
+async def test_postgres_windows_hold_and_exit_outside_window(
+    pg_dsn: str, server: FakeRyzeServer,
+) -> None:
+    """Monday 12:30 UTC on an injected clock: São Paulo open, New York not; the held New York
+    row is left pending in the shared journal (not claimed away, not called)."""
+    start = datetime(2026, 3, 9, 12, 30, tzinfo=UTC)
+    name = f"c-{uuid.uuid4().hex[:10]}"
+    ny, sp = "12125550100", "5511987654321"
+    options: dict[str, object] = {
+        "journal": pg_dsn, "campaign": name, "fake": True, "now": lambda: start,
+        "call_windows": ["Mon-Fri 09:00-20:00"], "exit_outside_window": True}
+    async with RyzeClient("test-token", "my-instance", base_url=server.url,
+                          rate_limit=None) as client:
+        s = await Campaign(client, [ny, sp], **options).run()  # type: ignore[arg-type]
+        assert (s.stop_reason, s.placed, s.pending) == ("outside_window", 1, 1)
+        assert [r.json["number"] for r in server.requests] == [sp]
+        options["now"] = lambda: start + timedelta(minutes=31)  # 09:01 in New York
+        s = await Campaign(client, [ny, sp], **options).run()  # type: ignore[arg-type]
+    assert (s.stop_reason, s.placed, s.pending) == ("completed", 2, 0)
+    assert sorted(r.json["number"] for r in server.requests) == sorted([sp, ny])

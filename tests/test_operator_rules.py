@@ -227,3 +227,17 @@ def test_dry_run_predicts_the_run_and_calls_nobody(tmp_path: Path) -> None:
         summary.placed, summary.pending, summary.duplicates, summary.invalid, summary.total)
     assert plan.opens == [(datetime(2026, 3, 9, 13, 0, tzinfo=UTC), 1)]
     assert summary.stop_reason == "outside_window"
+
+
+def test_live_counts_tell_excluded_and_expired_from_removed() -> None:
+    from ryze_async._campaign._counts import LiveCounts
+    from ryze_async._campaign._journal import Ingested, IngestResult, Moved
+
+    live = LiveCounts()
+    live.apply(Ingested(IngestResult(added=4, duplicates=0, invalid=[])))
+    live.apply(Moved("pending", "skipped", "excluded"))
+    live.apply(Moved("pending", "skipped", "expired"))
+    live.apply(Moved("pending", "skipped"))  # removed from the input
+    s = live.snapshot()
+    check_invariants(s)
+    assert (s.excluded, s.expired, s.removed, s.pending, s.skipped) == (1, 1, 1, 1, 3)
