@@ -241,3 +241,19 @@ def test_live_counts_tell_excluded_and_expired_from_removed() -> None:
     s = live.snapshot()
     check_invariants(s)
     assert (s.excluded, s.expired, s.removed, s.pending, s.skipped) == (1, 1, 1, 1, 3)
+
+
+async def test_an_opt_out_list_that_disappears_mid_run_keeps_its_last_reading(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    from ryze_async._campaign._rules import EXCLUDED, Rules, Skip
+
+    optout = tmp_path / "optout.csv"
+    optout.write_text(f"number\n{SP}\n")
+    rules = Rules(exclude=[optout])
+    await rules.check_exclusions()
+    assert await rules.verdict(SP) == Skip(EXCLUDED)
+    optout.unlink()
+    rules._exclusions._checked = float("-inf")  # look at the file again now
+    assert await rules.verdict(SP) == Skip(EXCLUDED)
+    assert "opt-out list not re-read" in caplog.text

@@ -9,6 +9,7 @@ loop's clock since, so a test on the virtual clock moves both together.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ __all__ = [
 EXCLUDED = "excluded: on an opt-out list"
 EXPIRED = "expired: still pending at the campaign's not-after time, so not called"
 Now = Callable[[], datetime]
+_log = logging.getLogger("ryze_async.campaign")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +85,12 @@ class _Exclusions:
         loop_now = asyncio.get_running_loop().time()
         if loop_now - self._checked >= 1.0:
             self._checked = loop_now
-            await self._refresh()
+            try:
+                await self._refresh()
+            except (OSError, ValueError) as exc:
+                # Being rewritten, or moved away: keep the list as last read rather than stop
+                # the campaign or forget who opted out.
+                _log.warning("opt-out list not re-read (%s): using it as last read", exc)
         key = number.split("@", 1)[0]
         return any(key in keys for keys in self._keys)
 
