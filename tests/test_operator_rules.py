@@ -49,7 +49,9 @@ async def virtual_campaign(
     return summary, server
 
 
-def test_windows_follow_each_number_across_the_us_dst_change(tmp_path: Path) -> None:
+def test_windows_follow_each_number_across_the_us_dst_change(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
     """Sat 7 March 2026; New York springs forward on Sun 8 March. Mon 09:00 there is 13:00
     UTC (EDT), not 14:00 (EST); São Paulo's 09:00 is 12:00 UTC."""
     start = datetime(2026, 3, 7, 12, 0, tzinfo=UTC)
@@ -65,6 +67,9 @@ def test_windows_follow_each_number_across_the_us_dst_change(tmp_path: Path) -> 
     assert at[SP] - datetime(2026, 3, 9, 12, 0, tzinfo=UTC) < timedelta(seconds=5)
     assert at[NY] - datetime(2026, 3, 9, 13, 0, tzinfo=UTC) < timedelta(seconds=5)
     assert at[NY] >= datetime(2026, 3, 9, 13, 0, tzinfo=UTC)
+    # It said until when it waits: first for both, then (São Paulo called) for New York.
+    assert "nothing can be called until 2026-03-09T12:00+00:00" in caplog.text
+    assert "nothing can be called until 2026-03-09T13:00+00:00" in caplog.text
 
 
 def test_london_autumn_change_and_a_multi_zone_country(tmp_path: Path) -> None:

@@ -222,7 +222,7 @@ class Dispatcher:
             self.stop("outside_window", f"{message}: stopped, the rest left pending; run the "
                       "same command again then to resume")
             return False
-        _log.info("%s: waiting", message)
+        _log.warning("%s: waiting (--exit-outside-window to stop instead)", message)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), self._gate.delay())
         return True
