@@ -262,3 +262,31 @@ async def test_an_opt_out_list_that_disappears_mid_run_keeps_its_last_reading(
     rules._exclusions._checked = float("-inf")  # look at the file again now
     assert await rules.verdict(SP) == Skip(EXCLUDED)
     assert "opt-out list not re-read" in caplog.text
+
+
+def test_the_deadline_passes_while_calls_wait_for_the_quota(tmp_path: Path) -> None:
+    """One call a minute, the deadline 150 s in: calls at 0, 60 and 120 s; the two numbers
+    still waiting for the quota at 150 s end expired, and nobody is called after it."""
+    start = datetime(2026, 3, 9, 15, 0, tzinfo=UTC)
+    deadline = start + timedelta(seconds=150)
+    wanted = [f"55119{i:08d}" for i in range(5)]
+
+    async def main() -> tuple[CampaignSummary, FakeRyzeServer]:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+
+        def now() -> datetime:
+            return start + timedelta(seconds=loop.time() - t0)
+
+        server = FakeRyzeServer(rate_limit=None, clock=lambda: start.timestamp() + loop.time()
+                                - t0)
+        async with server, RyzeClient("test-token", "my-instance", base_url=server.url,
+                                      rate_limit=1, rate_period=60.0) as client:
+            summary = await Campaign(client, wanted, journal=tmp_path / "j.db", fake=True,
+                                     now=now, concurrency=3, not_after=deadline).run()
+        return summary, server
+
+    summary, server = run_virtual(main(), start=1000.0)
+    check_invariants(summary)
+    assert (summary.placed, summary.expired, summary.pending) == (3, 2, 0)
+    assert all(at < deadline for at in calls(server).values())
