@@ -18,6 +18,7 @@ from ._version import __version__
 if _typing.TYPE_CHECKING:  # what mypy and IDEs see: the same names, imported eagerly
     from ._campaign import Campaign, CampaignClient, run_campaign
     from ._campaign._models import CampaignOutcome, CampaignSummary, StopReason
+    from ._campaign._plan import CampaignPlan
     from ._client import BeforeSend, NotSent, RyzeClient
     from ._exceptions import (
         APIError,
@@ -68,6 +69,7 @@ _EXPORTS: dict[str, str] = {
     "CampaignClient": "._campaign",
     "CampaignOutcome": "._campaign._models",
     "CampaignOutcomeRecorded": "._hooks",
+    "CampaignPlan": "._campaign._plan",
     "CampaignSummary": "._campaign._models",
     "ClientClosedError": "._exceptions",
     "ConnectionFailedError": "._exceptions",
@@ -128,6 +130,7 @@ __all__ = [
     "CampaignClient",
     "CampaignOutcome",
     "CampaignOutcomeRecorded",
+    "CampaignPlan",
     "CampaignSummary",
     "ClaimLostError",
     "ClientClosedError",

@@ -19,7 +19,8 @@ class Attempt:
     not sent puts the row back to pending before the client waits to retry."""
 
     def __init__(self, journal: JournalStore, stop: StopState, row_id: int,
-                 phase: Callable[[Phase], None], *, sender: str | None = None) -> None:
+                 phase: Callable[[Phase], None], *, sender: str | None = None,
+                 late: Callable[[], bool] | None = None) -> None:
         self._journal = journal
         self._stop = stop
         self._row_id = row_id
@@ -27,9 +28,15 @@ class Attempt:
         self._sender = sender
         #: From the first mark on, the call may have been sent (until proven otherwise).
         self.marked = False
+        self._is_late = late
+        #: True if the campaign's ``not_after`` passed before the first byte: not sent.
+        self.late = False
 
     async def before_send(self) -> None:
         if self._stop.stopping:
+            raise StoppedError
+        if self._is_late is not None and self._is_late():
+            self.late = True
             raise StoppedError
         self._phase("sending")
         self.marked = True  # from here the mark may commit: treat the call as possibly sent

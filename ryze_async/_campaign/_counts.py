@@ -22,6 +22,8 @@ class LiveCounts:
 
     def __init__(self) -> None:
         self.total = self.duplicates = self.invalid = 0
+        #: Of the skipped rows: those the operator's rules skipped, by rule.
+        self.ruled: dict[str, int] = {"excluded": 0, "expired": 0}
         self.by_state: dict[str, int] = dict.fromkeys(("pending", "sending", *_DONE, "skipped"), 0)
         #: Outcomes (placed, failed or unknown) reached in this run, for rate and ETA.
         self.done_this_run = 0
@@ -31,6 +33,8 @@ class LiveCounts:
         if isinstance(event, Moved):
             self.by_state[event.old] -= 1
             self._enter(event.new)
+            if event.reason is not None:
+                self.ruled[event.reason] += 1
         elif isinstance(event, Ingested):
             result = event.result
             # Entries already in the journal from an earlier pass add no row: not in ``total``.
@@ -43,7 +47,9 @@ class LiveCounts:
             c = event.counts
             self.total, self.duplicates, self.invalid = c.total, c.duplicates, c.invalid
             self.by_state.update(pending=c.pending, sending=c.sending, placed=c.placed,
-                                 failed=c.failed, unknown=c.unknown, skipped=c.removed)
+                                 failed=c.failed, unknown=c.unknown,
+                                 skipped=c.removed + c.excluded + c.expired)
+            self.ruled.update(excluded=c.excluded, expired=c.expired)
 
     def _enter(self, state: State) -> None:
         self.by_state[state] += 1
@@ -55,7 +61,9 @@ class LiveCounts:
         return JournalCounts(
             total=self.total, pending=s["pending"], sending=s["sending"], placed=s["placed"],
             failed=s["failed"], unknown=s["unknown"], invalid=self.invalid,
-            duplicates=self.duplicates, elapsed=0.0, removed=s["skipped"],
+            duplicates=self.duplicates, elapsed=0.0,
+            removed=s["skipped"] - self.ruled["excluded"] - self.ruled["expired"],
+            excluded=self.ruled["excluded"], expired=self.ruled["expired"],
         )
 
     def snapshot(self, stop_reason: StopReason | None = None, message: str = "") -> (
@@ -71,7 +79,10 @@ def summary_from_counts(
     """The one place a :class:`CampaignSummary` is built (live or final)."""
     return CampaignSummary(
         total=counts.total, placed=counts.placed, failed=counts.failed, unknown=counts.unknown,
-        pending=counts.pending, skipped=counts.duplicates + counts.invalid + counts.removed,
+        pending=counts.pending,
+        skipped=(counts.duplicates + counts.invalid + counts.removed + counts.excluded
+                 + counts.expired),
         duplicates=counts.duplicates, invalid=counts.invalid, in_flight=counts.sending,
         elapsed=elapsed, stop_reason=stop_reason, message=message, removed=counts.removed,
+        excluded=counts.excluded, expired=counts.expired,
     )

@@ -18,12 +18,14 @@ from typing import Any, Literal
 
 from .. import CampaignOutcomeRecorded
 from ._attempt import Attempt, Phase
+from ._gate import Gate
 from ._ingest import ingest_input
 from ._journal import JournalError, JournalStore
 from ._models import CampaignOutcome, StopReason, Verdict, classify
 from ._number_source import NumberSource
 from ._numbers import number_normalizer
 from ._observers import outcome_hooks, tell
+from ._rules import EXPIRED
 from ._senders import Lease, Sender, SenderPool, quota_period
 from ._settings import BeforeSend, CampaignClient, NotSent, Settings, StoppedError, call
 from ._stop import StopState
@@ -66,6 +68,7 @@ class Dispatcher:
         self._ingest_done = False
         self._feeder: asyncio.Task[None] | None = None
         self._outcome_hooks = outcome_hooks(client)
+        self._gate = Gate(settings.rules, journal)
 
     # -- control --------------------------------------------------------------------------------
 
@@ -182,6 +185,7 @@ class Dispatcher:
         while True:
             # Cleared before looking, so a change made while we look wakes the wait below.
             self._wake.clear()
+            self._retry.extend(self._gate.due())
             if self._retry:
                 self._outstanding += 1
                 await self._queue.put(self._retry.popleft())
@@ -195,6 +199,10 @@ class Dispatcher:
             if rows:
                 cursor = rows[-1][0]
                 continue
+            if ingest_done and self._outstanding == 0 and not self._retry and self._gate.held:
+                if not await self._wait_for_window():
+                    return
+                continue
             if ingest_done and self._outstanding == 0 and not self._retry:
                 if not shared or not await self._journal.held_elsewhere():
                     return
@@ -203,7 +211,21 @@ class Dispatcher:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), _SHARED_POLL)
                 continue
-            await self._wake.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._gate.delay())
+
+    async def _wait_for_window(self) -> bool:
+        """Nothing can be called before the first held row's window: wait for it (True), or
+        stop the run if asked to exit outside the windows (False)."""
+        message = self._gate.waiting_message()
+        if self._s.exit_outside_window:
+            self.stop("outside_window", f"{message}: stopped, the rest left pending; run the "
+                      "same command again then to resume")
+            return False
+        _log.warning("%s: waiting (--exit-outside-window to stop instead)", message)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self._gate.delay())
+        return True
 
     def _page(self, shared: bool) -> int:
         """How many rows to ask for: a shared store's page is a claim other workers cannot
@@ -226,7 +248,8 @@ class Dispatcher:
                 lease.release()
                 return
             try:
-                await self._call(me, row, lease)
+                if await self._gate.admit(row):
+                    await self._call(me, row, lease)
             finally:
                 lease.release()
                 self._outstanding -= 1
@@ -237,11 +260,14 @@ class Dispatcher:
     async def _call(self, me: asyncio.Task[None], row: _Row, lease: Lease) -> None:
         sender = lease.sender
         attempt = Attempt(self._journal, self._stop, row[0],
-                          lambda p: self._set_phase(me, p, lease), sender=sender.name)
+                          lambda p: self._set_phase(me, p, lease), sender=sender.name,
+                          late=self._gate.late)
         self._phase[me] = "waiting"
         try:
             result = await call(sender.client, self._s, row[1], attempt, sender.name)
         except StoppedError:
+            if attempt.late:
+                self._journal.record(row[0], "skipped", error=EXPIRED)
             return
         except asyncio.CancelledError:
             if attempt.marked:

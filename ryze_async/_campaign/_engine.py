@@ -12,7 +12,8 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -29,8 +30,11 @@ from ._journal import (
 )
 from ._models import CampaignOutcome, CampaignSummary, StopReason
 from ._number_source import NumbersInput, NumberSource
+from ._numbers import number_normalizer
 from ._outcomes import Handoff, Outcomes
-from ._senders import Sender, build_senders
+from ._plan import CampaignPlan, plan
+from ._rules import Rules
+from ._senders import Sender, build_senders, quota_period
 from ._stop import StopState
 
 __all__ = ["Campaign", "CampaignClient", "run_campaign"]
@@ -87,6 +91,19 @@ class Campaign:
     places no call then. The journal records each call's instance; a pool's journal is not tied
     to one instance (the identity check compares call kind and media only), so senders may be
     added or removed between runs.
+
+    The operator's rules are checked when a number is about to be called. ``call_windows``
+    (``["Mon-Fri 09:00-20:00", ...]``; none by default: the library cannot know the law that
+    applies) are in the called person's local time, its zone(s) from the number (a number of a
+    country or area with several zones is called only when all of them are inside a window;
+    ``timezone`` is the zone of numbers that cannot be placed). A number outside its window
+    stays pending while others are called; when nothing can be called until a window opens
+    the run waits, or with ``exit_outside_window`` stops (``stop_reason`` ``outside_window``).
+    ``exclude`` lists opt-out files (read like the input, again whenever one changes): a
+    number on one is ``skipped`` (``excluded``). ``not_before`` / ``not_after`` (aware
+    datetimes) bound the campaign: nothing is called before, and numbers still pending at
+    ``not_after`` are ``skipped`` (``expired``). ``now`` is the wall clock (default: the time
+    at start plus the event loop's clock since).
     """
 
     def __init__(
@@ -112,6 +129,13 @@ class Campaign:
         column: str | int | None = None,
         senders: Mapping[str, str] | None = None,
         sheet: str | int | None = None,
+        call_windows: Sequence[str] = (),
+        timezone: str | None = None,
+        exclude: Sequence[str | os.PathLike[str]] = (),
+        not_before: datetime | None = None,
+        not_after: datetime | None = None,
+        exit_outside_window: bool = False,
+        now: Callable[[], datetime] | None = None,
     ) -> None:
         if (media is None) != fake:
             raise ValueError("give media= for audio calls, or fake=True for fake calls")
@@ -151,6 +175,10 @@ class Campaign:
             media=None, duration=duration, instance=self._instance, concurrency=concurrency,
             drain_timeout=drain_timeout, max_connection_failures=max_connection_failures,
             max_requeues=max_requeues, ingest_batch=ingest_batch,
+            rules=Rules(call_windows=call_windows, timezone=timezone, exclude=exclude,
+                        not_before=not_before, not_after=not_after, now=now,
+                        default_region=getattr(client, "default_region", None)),
+            exit_outside_window=exit_outside_window,
         )
         self.live = LiveCounts()
         #: The summary, once the run ended (also after a stop or a cancellation).
@@ -193,6 +221,20 @@ class Campaign:
         return self.live.snapshot(self._stop.reason, self._stop.message)
 
     # -- running --------------------------------------------------------------------------------
+
+    async def dry_run(self) -> CampaignPlan:
+        """What this campaign would do with its list now (:class:`CampaignPlan`): the input
+        read and checked, every rule applied; nobody called, no journal opened or created."""
+        if self._source is None:
+            raise ValueError("a dry run needs the numbers (numbers=None only resumes a journal)")
+        await self._source.check()
+        client = self._client
+        normalize = number_normalizer(getattr(client, "default_region", None),
+                                      getattr(client, "number_check", "valid"))
+        limit, period = getattr(client, "rate_limit", None), quota_period(client)
+        per_second = 0.0 if limit is None or not period else limit / period
+        return await plan(self._source, self._settings.rules, normalize,
+                          calls_per_second=per_second * max(1, len(self._senders)))
 
     def results(self) -> AsyncIterator[CampaignOutcome]:
         """Run the campaign, yielding each number's outcome as it is reached.
@@ -270,6 +312,8 @@ class Campaign:
         if self._source is not None:
             # A file that is not a list of numbers is refused before a journal exists.
             await self._source.check()
+        # So is a missing opt-out list: better no campaign than one calling opted-out people.
+        await self._settings.rules.check_exclusions()
         self.media = await self._resolve_media()
         self._settings.media = self.media
         identity = CampaignIdentity(
@@ -321,7 +365,7 @@ def _summary_message(reason: StopReason | None, cause: str, counts: JournalCount
         return "no entry of the input is a number that can be called"
     if not pending:
         return f"{cause}; no number left pending" if cause else "every number was dealt with"
-    if reason == "circuit_breaker":
+    if reason in ("circuit_breaker", "outside_window"):
         return cause  # already says the rest is pending and how to resume
     why = cause or "rate limited or unreachable after retries"
     return f"{why}; {pending} numbers left pending: run the same command again to resume"

@@ -20,8 +20,11 @@ from .. import (
 __all__ = ["CampaignOutcome", "CampaignSummary", "StopReason", "Verdict", "classify"]
 
 #: Why a run ended: every number dealt with, Ctrl-C/SIGTERM/``stop()``, the circuit breaker,
-#: or ``abort()`` (second Ctrl-C: in-flight calls not waited for).
-StopReason = Literal["completed", "interrupted", "circuit_breaker", "aborted"]
+#: or ``abort()`` (second Ctrl-C: in-flight calls not waited for); ``outside_window``: nothing
+#: could be called before the next calling window (or ``not_before``) and the campaign was
+#: asked to stop then (``exit_outside_window``) rather than wait.
+StopReason = Literal["completed", "interrupted", "circuit_breaker", "aborted",
+                     "outside_window"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +53,9 @@ class CampaignSummary:
     - ``total`` counts input entries ingested so far (blank lines, comments and a CSV header
       excluded), over every run of this journal; when the input changed between runs and was
       read again, numbers of the old input that were dealt with (or removed) still count;
-    - ``skipped == duplicates + invalid + removed``: never sent (a repeat of an earlier number,
-      not a callable number, or a number removed from the input file before it was called;
+    - ``skipped == duplicates + invalid + removed + excluded + expired``: never sent (a repeat
+      of an earlier number, not a callable number, a number removed from the input file before
+      it was called, one on an opt-out list, or one still pending at ``not_after``;
       the invalid ones are stored as ``failed`` rows but counted here, not in ``failed``);
     - ``total == placed + failed + unknown + pending + in_flight + skipped``;
     - ``in_flight`` is 0 in a finished run's summary (in-flight calls end, or become
@@ -74,6 +78,10 @@ class CampaignSummary:
     message: str = ""
     #: Pending numbers no longer in the input when it was read again (edited between runs).
     removed: int = 0
+    #: Numbers on an opt-out list (``exclude=``) when they were about to be called.
+    excluded: int = 0
+    #: Numbers still pending at the campaign's ``not_after``: never called late.
+    expired: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the CLI's ``--json`` line)."""

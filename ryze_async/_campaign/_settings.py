@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from .. import CallResult, Media
+from ._rules import Rules
 
 __all__ = [
     "BeforeSend",
@@ -71,7 +72,8 @@ class Settings:
     def __init__(
         self, *, media: Media | None, duration: int | None, instance: str | None,
         concurrency: int, drain_timeout: float, max_connection_failures: int,
-        max_requeues: int, ingest_batch: int,
+        max_requeues: int, ingest_batch: int, rules: Rules | None = None,
+        exit_outside_window: bool = False,
     ) -> None:
         self.media = media
         self.duration = duration
@@ -81,6 +83,8 @@ class Settings:
         self.max_connection_failures = max_connection_failures
         self.max_requeues = max_requeues
         self.ingest_batch = ingest_batch
+        self.rules = rules if rules is not None else Rules()
+        self.exit_outside_window = exit_outside_window
 
 
 async def call(

@@ -12,6 +12,7 @@ import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Literal, TextIO
 
@@ -19,7 +20,15 @@ from ryze_async import Campaign, CampaignSummary, Media, RyzeClient
 from ryze_async._config import Secret
 
 from ._commands import load_media, reveal
-from ._exits import EXIT_BREAKER, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, UsageError
+from ._dry_run import print_plan
+from ._exits import (
+    EXIT_BREAKER,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_OUTSIDE_WINDOW,
+    EXIT_SOME_FAILED,
+    UsageError,
+)
 from ._metrics import metrics_hooks, serving
 from ._progress import format_summary, show_progress
 from ._senders import read_senders
@@ -70,13 +79,23 @@ class CampaignJob:
     max_retries: int = 3
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    call_windows: list[str] = field(default_factory=list)
+    timezone: str | None = None
+    exit_outside_window: bool = False
+    exclude: list[Path] = field(default_factory=list)
+    not_before: datetime | None = None
+    not_after: datetime | None = None
+    dry_run: bool = False
 
 
 def exit_code(summary: CampaignSummary) -> int:
     """0 all done and placed; 1 some failed/unknown/left pending, or no entry could be called
-    (all invalid); 3 breaker; 130 interrupted. (2: usage or input refused before any call.)"""
+    (all invalid); 3 breaker; 4 stopped outside the calling windows (``--exit-outside-window``);
+    130 interrupted. (2: usage or input refused before any call.)"""
     if summary.stop_reason == "circuit_breaker":
         return EXIT_BREAKER
+    if summary.stop_reason == "outside_window":
+        return EXIT_OUTSIDE_WINDOW
     if summary.stop_reason in ("interrupted", "aborted"):
         return EXIT_INTERRUPTED
     if summary.failed or summary.unknown or summary.pending or not summary.placed:
@@ -126,6 +145,9 @@ def job_from_args(args: argparse.Namespace) -> CampaignJob:
         as_json=args.json, campaign=args.campaign, senders=senders, sheet=args.sheet,
         timeout=args.timeout, max_retries=args.max_retries,
         metrics_port=args.metrics_port, metrics_host=args.metrics_host,
+        call_windows=args.call_window, timezone=args.timezone,
+        exit_outside_window=args.exit_outside_window, exclude=args.exclude,
+        not_before=args.not_before, not_after=args.not_after, dry_run=args.dry_run,
     )
 
 
@@ -161,14 +183,10 @@ async def run_campaign_job(
                         default_region=job.default_region, number_check=job.number_check,
                         timeout=job.timeout, max_retries=job.max_retries, hooks=hooks)
     async with client:
-        campaign = Campaign(
-            client, job.numbers, journal=job.journal, media=job.media, fake=job.fake,
-            duration=job.duration, instance=instance, concurrency=job.concurrency,
-            retry_failed=job.retry_failed, retry_unknown=job.retry_unknown, force=job.force,
-            drain_timeout=job.drain_timeout, column=job.column, campaign=job.campaign,
-            senders={name: s.reveal() for name, s in job.senders.items()} or None,
-            sheet=job.sheet,
-        )
+        campaign = _campaign(job, client, instance)
+        if job.dry_run:
+            print_plan(await campaign.dry_run(), job, out)
+            return EXIT_OK
         if hooks is not None:
             hooks.watch(campaign)
         print(f"campaign: {job.numbers} -> journal {_journal_name(job)} ({_what(job, instance)}, "
@@ -181,6 +199,25 @@ async def run_campaign_job(
     if job.as_json:
         print_json(summary, _journal_name(job), out, campaign=job.campaign)
     return exit_code(summary)
+
+
+def _campaign(job: CampaignJob, client: RyzeClient, instance: str) -> Campaign:
+    for path in job.exclude:
+        if not path.is_file():
+            raise UsageError(f"no such opt-out file: {path}")
+    try:
+        return Campaign(
+            client, job.numbers, journal=job.journal, media=job.media, fake=job.fake,
+            duration=job.duration, instance=instance, concurrency=job.concurrency,
+            retry_failed=job.retry_failed, retry_unknown=job.retry_unknown, force=job.force,
+            drain_timeout=job.drain_timeout, column=job.column, campaign=job.campaign,
+            senders={name: s.reveal() for name, s in job.senders.items()} or None,
+            sheet=job.sheet, call_windows=job.call_windows, timezone=job.timezone,
+            exclude=job.exclude, not_before=job.not_before, not_after=job.not_after,
+            exit_outside_window=job.exit_outside_window,
+        )
+    except ValueError as exc:  # a window or zone the rules refused
+        raise UsageError(str(exc)) from None
 
 
 def _journal_name(job: CampaignJob) -> str:

@@ -18,6 +18,7 @@ __all__ = [
     "EXIT_INTERNAL",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_OUTSIDE_WINDOW",
     "EXIT_SOME_FAILED",
     "EXIT_USAGE",
     "UsageError",
@@ -29,6 +30,8 @@ EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
 EXIT_BREAKER = 3
+#: ``--exit-outside-window``: nothing can be called until a window opens; start again then.
+EXIT_OUTSIDE_WINDOW = 4
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 

@@ -8,6 +8,7 @@ becomes a ``Secret`` here, so no namespace, job or frame of the CLI holds its pl
 from __future__ import annotations
 
 import argparse
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,9 @@ if TYPE_CHECKING:
 __all__ = ["build_parser"]
 
 _EPILOG = ("Exit codes: 0 done, 1 some calls failed or unknown, 2 usage/config/input error, "
-           "3 stopped by the circuit breaker, 70 internal error (a bug), 130 interrupted.")
+           "3 stopped by the circuit breaker, 4 nothing can be called before the next calling "
+           "window (--exit-outside-window: run it again then), 70 internal error (a bug), "
+           "130 interrupted.")
 
 _CAMPAIGN_EXAMPLE = """example:
   export RYZE_TOKEN=... RYZE_INSTANCE=my-instance
@@ -179,7 +182,46 @@ def _campaign(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
                         "campaign runs (needs the 'metrics' extra; 0: any free port)")
     p.add_argument("--metrics-host", default="127.0.0.1",
                    help="address the metrics listen on (default 127.0.0.1: this host only)")
+    _rule_options(p)
     _json_option(p, "the summary, on the last line of stdout,")
+
+
+def _instant(text: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+    if at.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone: add an offset such as "
+                                         "-03:00 or Z")
+    return at
+
+
+def _rule_options(p: argparse.ArgumentParser) -> None:
+    """The operator's rules: none is on by default (the law that applies is the user's)."""
+    p.add_argument("--call-window", action="append", default=[], metavar="'DAYS HH:MM-HH:MM'",
+                   help="call only inside this window of the called person's local time, e.g. "
+                        "'Mon-Fri 09:00-20:00' (repeatable; default: none, any time: set the "
+                        "hours the law where you call allows). A number whose country spans "
+                        "several zones is called only when all of them are inside")
+    p.add_argument("--timezone", metavar="ZONE",
+                   help="the zone of numbers whose zone the number does not tell (an IANA "
+                        "name such as America/Sao_Paulo); without it they wait")
+    p.add_argument("--exit-outside-window", action="store_true",
+                   help="when nothing can be called until a window opens (or --not-before), "
+                        "stop with exit code 4 instead of waiting (for a scheduler)")
+    p.add_argument("--exclude", action="append", default=[], type=Path, metavar="FILE",
+                   help="an opt-out list (read like the numbers; repeatable): its numbers are "
+                        "skipped, even if it is edited while the campaign runs")
+    p.add_argument("--not-before", type=_instant, metavar="ISO",
+                   help="call nobody before this time (ISO 8601 with zone, e.g. "
+                        "2026-03-09T09:00-03:00)")
+    p.add_argument("--not-after", type=_instant, metavar="ISO",
+                   help="call nobody from this time on: numbers still pending then end "
+                        "'expired' (skipped)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="read the list, apply every rule and say what would happen; call "
+                        "nobody, create no journal")
 
 
 def _tools(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -154,6 +154,15 @@ async def _plain(
             line()
 
 
+def _skipped(s: CampaignSummary) -> str:
+    parts = [f"{s.duplicates} duplicates", f"{s.invalid} invalid"]
+    for count, what in ((s.removed, "removed from the input"), (s.excluded, "excluded"),
+                        (s.expired, "expired")):
+        if count:
+            parts.append(f"{count} {what}")
+    return ", ".join(parts)
+
+
 def format_summary(s: CampaignSummary, journal: str) -> str:
     """The human summary printed at the end of ``campaign``, ``demo`` and ``report``."""
     rows = [
@@ -163,8 +172,7 @@ def format_summary(s: CampaignSummary, journal: str) -> str:
         f"failed    {s.failed:>8}",
         f"unknown   {s.unknown:>8}   may have been placed: never redialed automatically",
         f"pending   {s.pending:>8}",
-        f"skipped   {s.skipped:>8}   ({s.duplicates} duplicates, {s.invalid} invalid"
-        + (f", {s.removed} removed from the input)" if s.removed else ")"),
+        f"skipped   {s.skipped:>8}   ({_skipped(s)})",
     ]
     if s.in_flight:
         rows.append(f"in flight {s.in_flight:>8}   (a campaign is running on this journal)")

@@ -126,7 +126,8 @@ def _counts(counts: JournalCounts) -> str:
     cells = [("total", counts.total), ("placed", counts.placed), ("failed", counts.failed),
              ("unknown", counts.unknown), ("pending", counts.pending + counts.sending),
              ("invalid", counts.invalid), ("duplicates", counts.duplicates),
-             ("removed", counts.removed)]
+             ("removed", counts.removed), ("excluded", counts.excluded),
+             ("expired", counts.expired)]
     head = "".join(f"<th>{name}</th>" for name, _ in cells)
     body = "".join(f'<td data-count="{name}">{n}</td>' for name, n in cells)
     return f'<table id="counts"><tr>{head}</tr><tr>{body}</tr></table>'

@@ -25,6 +25,7 @@ __all__ = [
     "Rebased",
     "RecordOutcome",
     "State",
+    "skip_reason",
 ]
 
 State = Literal["pending", "sending", "placed", "failed", "unknown", "skipped"]
@@ -73,6 +74,17 @@ class Moved:
 
     old: State
     new: State
+    #: For a row skipped by the operator's rules: ``excluded`` or ``expired``.
+    reason: Literal["excluded", "expired"] | None = None
+
+
+def skip_reason(state: str, error: str | None) -> Literal["excluded", "expired"] | None:
+    """Which rule skipped a row, from its error text (see ``_queries.SKIP_REASON``)."""
+    if state != "skipped" or error is None:
+        return None
+    if error.startswith("excluded:"):
+        return "excluded"
+    return "expired" if error.startswith("expired:") else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,8 @@ statement itself.
 
 from __future__ import annotations
 
+from ._queries import SKIP_REASON
+
 __all__ = [
     "CAMPAIGN_FOR_UPDATE",
     "CLAIM",
@@ -175,8 +177,9 @@ lost AS (
 SELECT (SELECT count(*) FROM released), (SELECT count(*) FROM lost)
 """
 
-COUNTS = """
-SELECT valid, state, count(*) AS n FROM ryze_numbers WHERE campaign = $1 GROUP BY valid, state
+COUNTS = f"""
+SELECT valid, {SKIP_REASON} AS state, count(*) AS n FROM ryze_numbers WHERE campaign = $1
+GROUP BY 1, 2
 """
 
 # Workers: distinct owners holding a live lease now.

@@ -12,7 +12,15 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import Literal
 
-from ._events import Ingested, IngestResult, JournalEvent, Listener, Moved, Rebased
+from ._events import (
+    Ingested,
+    IngestResult,
+    JournalEvent,
+    Listener,
+    Moved,
+    Rebased,
+    skip_reason,
+)
 from ._postgres import PgJournal, PgJournalCounts, Row
 from ._postgres_commit import Mark, Op
 
@@ -84,7 +92,8 @@ class PgStore(PgJournal):
                 self._sending.discard(op.row_id)
                 self._emit(Moved("sending", op.state))  # type: ignore[arg-type]
             else:
-                self._emit(Moved("pending", op.state))  # type: ignore[arg-type]
+                self._emit(Moved("pending", op.state,  # type: ignore[arg-type]
+                                 skip_reason(op.state, op.error)))
         return refused
 
     async def counts(self) -> PgJournalCounts:

@@ -7,7 +7,12 @@ from collections.abc import Sequence
 
 from ._schema import JournalCounts
 
-__all__ = ["add_elapsed", "count_rows", "pending_after", "retry_rows"]
+__all__ = ["SKIP_REASON", "add_elapsed", "count_rows", "pending_after", "retry_rows"]
+
+#: A row's state for counting: a ``skipped`` row the rules made counts as its reason (the
+#: error texts of ``_rules.py`` start with these words).
+SKIP_REASON = ("CASE WHEN state = 'skipped' AND error LIKE 'excluded:%' THEN 'excluded' "
+               "WHEN state = 'skipped' AND error LIKE 'expired:%' THEN 'expired' ELSE state END")
 
 
 def pending_after(db: sqlite3.Connection, after_id: int, limit: int) -> list[tuple[int, str, int]]:
@@ -22,7 +27,7 @@ def count_rows(db: sqlite3.Connection) -> JournalCounts:
     by_state: dict[str, int] = {}
     invalid = 0
     for valid, state, n in db.execute(
-        "SELECT valid, state, count(*) FROM numbers GROUP BY valid, state"
+        f"SELECT valid, {SKIP_REASON} AS st, count(*) FROM numbers GROUP BY valid, st"  # noqa: S608
     ):
         if valid:
             by_state[state] = n

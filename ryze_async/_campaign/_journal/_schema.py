@@ -141,7 +141,8 @@ def check_identity(
 @dataclass(frozen=True, slots=True)
 class JournalCounts:
     """Counts as stored. ``total`` input entries = valid rows (``removed`` ones included) +
-    ``invalid`` + ``duplicates``; ``removed``: pending rows no longer in the input (skipped)."""
+    ``invalid`` + ``duplicates``; ``removed``: pending rows no longer in the input (skipped);
+    ``excluded`` / ``expired``: skipped by the operator's rules (their error says which)."""
 
     total: int
     pending: int
@@ -153,6 +154,9 @@ class JournalCounts:
     duplicates: int
     elapsed: float
     removed: int = 0
+    #: Skipped at their claim: on an opt-out list, or still pending at ``not_after``.
+    excluded: int = 0
+    expired: int = 0
 
     @classmethod
     def build(cls, by_state: Mapping[str, int], invalid: int, meta: Mapping[str, str]) -> (
@@ -170,6 +174,8 @@ class JournalCounts:
             duplicates=duplicates,
             elapsed=float(meta.get("elapsed", 0.0)),
             removed=by_state.get("skipped", 0),
+            excluded=by_state.get("excluded", 0),
+            expired=by_state.get("expired", 0),
         )
 
 

@@ -46,6 +46,7 @@ from ._events import (
     Rebased,
     RecordOutcome,
     State,
+    skip_reason,
 )
 from ._export import export_csv
 from ._group import GroupCommit
@@ -279,7 +280,7 @@ class Journal:
                 self._sending.discard(op.row_id)
                 self._emit(Moved("sending", op.state))
             else:
-                self._emit(Moved("pending", op.state))
+                self._emit(Moved("pending", op.state, skip_reason(op.state, op.error)))
         return refused
 
     # -- reporting ------------------------------------------------------------------------------

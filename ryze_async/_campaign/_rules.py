@@ -1,0 +1,169 @@
+"""The operator's rules, checked when a number is about to be claimed: opt-out lists
+(``exclude=``), calling windows (``_windows.py``) and the campaign's validity
+(``not_before``/``not_after``).
+
+Time is read from one ``now`` function: by default the wall clock at the start plus the event
+loop's clock since, so a test on the virtual clock moves both together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from .. import InvalidRequestError
+from ._number_source import NumberSource, Position
+from ._numbers import number_normalizer
+from ._windows import Windows
+
+__all__ = [
+    "EXCLUDED", "EXPIRED", "Call", "Hold", "Rules", "Skip", "Verdict", "loop_clock", "parse_iso",
+]
+
+#: Error texts of ``skipped`` rows the rules made (the counts tell them apart by these prefixes).
+EXCLUDED = "excluded: on an opt-out list"
+EXPIRED = "expired: still pending at the campaign's not-after time, so not called"
+Now = Callable[[], datetime]
+_log = logging.getLogger("ryze_async.campaign")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """May be called now."""
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """Never call in this campaign (the row becomes ``skipped`` with ``reason``)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Not now: wait until ``until`` (None: no window opens; left pending for this run)."""
+
+    until: datetime | None
+
+
+Verdict = Call | Skip | Hold
+
+
+def loop_clock(start: datetime | None = None) -> Now:
+    """Wall time = ``start`` (default: now) + the running loop's clock since the first call."""
+    anchor = start or datetime.now(UTC)
+    base: list[float] = []
+
+    def now() -> datetime:
+        t = asyncio.get_running_loop().time()
+        if not base:
+            base.append(t)
+        return anchor + timedelta(seconds=t - base[0])
+
+    return now
+
+
+class _Exclusions:
+    """The opt-out files, read again (cheaply: a stat at most once a second) when one changed."""
+
+    def __init__(self, paths: Sequence[str | os.PathLike[str]],
+                 normalize: Callable[[str], str]) -> None:
+        self._paths = [Path(p) for p in paths]
+        self._normalize = normalize
+        self._seen: list[tuple[int, int] | None] = [None] * len(self._paths)
+        self._keys: list[frozenset[str]] = [frozenset()] * len(self._paths)
+        self._checked = float("-inf")
+
+    async def contains(self, number: str) -> bool:
+        if not self._paths:
+            return False
+        loop_now = asyncio.get_running_loop().time()
+        if loop_now - self._checked >= 1.0:
+            self._checked = loop_now
+            try:
+                await self._refresh()
+            except (OSError, ValueError) as exc:
+                # Being rewritten, or moved away: keep the list as last read rather than stop
+                # the campaign or forget who opted out.
+                _log.warning("opt-out list not re-read (%s): using it as last read", exc)
+        key = number.split("@", 1)[0]
+        return any(key in keys for keys in self._keys)
+
+    async def _refresh(self) -> None:
+        for i, path in enumerate(self._paths):
+            st = path.stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+            if stamp != self._seen[i]:
+                self._keys[i] = await self._read(path)
+                self._seen[i] = stamp
+
+    async def _read(self, path: Path) -> frozenset[str]:
+        keys: set[str] = set()
+        batches = await NumberSource(path).open(Position())
+        async for batch in batches:
+            for _, raw in batch.entries:
+                try:
+                    keys.add(self._normalize(raw).split("@", 1)[0])
+                except InvalidRequestError:
+                    continue  # not a number: it excludes nobody
+        return frozenset(keys)
+
+
+class Rules:
+    """All the rules a number passes at its claim; ``Rules()`` lets everything through."""
+
+    def __init__(
+        self, *, call_windows: Sequence[str] = (), timezone: str | None = None,
+        exclude: Sequence[str | os.PathLike[str]] = (), not_before: datetime | None = None,
+        not_after: datetime | None = None, now: Now | None = None,
+        default_region: str | None = None,
+    ) -> None:
+        for name, at in (("not_before", not_before), ("not_after", not_after)):
+            if at is not None and at.tzinfo is None:
+                raise ValueError(f"{name} needs a time zone (ISO 8601 with an offset)")
+        self.windows = Windows(list(call_windows), timezone)
+        self.not_before, self.not_after = not_before, not_after
+        self._exclusions = _Exclusions(exclude, number_normalizer(default_region, "possible"))
+        self._now = now
+        self.exclude = list(exclude)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.windows.windows or self.exclude or self.not_before or self.not_after)
+
+    def now(self) -> datetime:
+        if self._now is None:
+            self._now = loop_clock()
+        return self._now()
+
+    async def check_exclusions(self) -> None:
+        """Read the opt-out files now (a missing one fails the run before any call)."""
+        await self._exclusions._refresh()
+
+    async def verdict(self, number: str) -> Verdict:
+        if await self._exclusions.contains(number):
+            return Skip(EXCLUDED)
+        now = self.now()
+        if self.not_after is not None and now >= self.not_after:
+            return Skip(EXPIRED)
+        opens = self.windows.next_open(number, now)
+        if opens is not None and self.not_before is not None and opens < self.not_before:
+            opens = self.windows.next_open(number, self.not_before)
+        if opens == now:
+            return Call()
+        if opens is not None and self.not_after is not None and opens >= self.not_after:
+            return Skip(EXPIRED)
+        return Hold(opens)
+
+
+def parse_iso(text: str) -> datetime:
+    """An ISO 8601 instant with its zone (``2026-03-09T09:00:00-04:00``, ``...Z``)."""
+    at = datetime.fromisoformat(text)
+    if at.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone: add an offset such as -03:00 or Z")
+    return at
