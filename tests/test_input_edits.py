@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,6 +18,8 @@ from hypothesis import strategies as st
 
 from ryze_async import Media, RyzeClient, normalize_number
 from ryze_async._campaign import Campaign
+from ryze_async._campaign._journal._postgres import PgJournal
+from ryze_async._campaign._journal._sqlite import Journal
 from ryze_async._campaign._models import CampaignOutcome, CampaignSummary
 from ryze_async._cli._demo import wav_tone
 from ryze_async.testing import FakeRyzeServer
@@ -72,7 +75,7 @@ def client_for(server: FakeRyzeServer) -> RyzeClient:
     return RyzeClient("test-token", "my-instance", base_url=server.url, rate_limit=None)
 
 
-async def run_until(server: FakeRyzeServer, csv_path: Path, journal: Path,
+async def run_until(server: FakeRyzeServer, csv_path: Path, journal: Path | str,
                     stop_after: int | None, **kw: Any) -> CampaignSummary:
     async with client_for(server) as client:
         campaign = Campaign(client, csv_path, journal=journal, media=MEDIA, concurrency=1,
@@ -203,3 +206,52 @@ def test_random_edit_sequences(files: list[list[str]], data: st.DataObject, batc
     stops: list[int | None] = [data.draw(st.one_of(st.none(), st.integers(1, 4)))
                                for _ in files[:-1]]
     asyncio.run(_scenario(files, [*stops, None], batch))
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+async def test_a_removed_number_appended_back_is_called_after_the_feeder_passed_it(
+    server: FakeRyzeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest, store: str,
+) -> None:
+    """The replay of a hypothesis find: a number removed from the file (swept ``skipped``) comes
+    back in rows appended to the file. The resume takes the fast path (no pass, dispatching at
+    once), and the number comes back to pending only after the feeder already read past its
+    (old, low) row id. It must still be called in this run."""
+    a, b, c = fmt(1), fmt(2), fmt(3)
+    csv_path = tmp_path / "numbers.csv"
+    journal: Path | str = tmp_path / "j.db"
+    where: dict[str, Any] = {}
+    store_class: type[Any] = Journal
+    if store == "postgresql":
+        journal = request.getfixturevalue("pg_dsn")
+        where = {"campaign": f"edits-{uuid.uuid4().hex[:12]}"}
+        store_class = PgJournal
+    write_csv(csv_path, [a, b])
+    await run_until(server, csv_path, journal, 1, **where)  # a placed; b pending (one batch)
+    write_csv(csv_path, [a])
+    s = await run_until(server, csv_path, journal, None, **where)  # a new pass: b removed
+    assert (s.removed, dialed(server)) == (1, [normalize_number(a)])
+
+    # Hold the batch holding b until c (appended before it) was fed and called.
+    c_called = asyncio.Event()
+    real_ingest = store_class.ingest
+
+    async def ingest(self: Any, entries: list[tuple[int, str]], **kw: Any) -> Any:
+        if any(raw.startswith(b) for _, raw in entries):
+            await c_called.wait()
+        return await real_ingest(self, entries, **kw)
+
+    monkeypatch.setattr(store_class, "ingest", ingest)
+    write_csv(csv_path, [a, c, b])  # only appended to: the fast path
+    async with client_for(server) as client:
+        campaign = Campaign(client, csv_path, journal=journal, media=MEDIA, concurrency=1,
+                            ingest_batch=1, **where)
+
+        async def on_result(o: CampaignOutcome) -> None:
+            if o.number == normalize_number(c):
+                c_called.set()
+
+        s = await campaign.run(on_result)
+    check_invariants(s)
+    assert dialed(server) == [normalize_number(n) for n in (a, c, b)]
+    assert (s.pending, s.removed, s.placed) == (0, 0, 3)

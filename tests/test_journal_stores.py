@@ -152,6 +152,25 @@ async def test_changed_input_skips_removed_numbers(store: JournalStore) -> None:
     assert (counts.pending, counts.removed) == (1, 1)
 
 
+async def test_a_removed_number_appended_back_is_offered_past_the_cursor(
+    store: JournalStore,
+) -> None:
+    """The feeder reads ``pending_after(cursor)``: a removed number appended back (the resume's
+    fast path, no pass holding dispatch) must come after rows it already offered."""
+    await add(store, "+4930111111", "+4930222222")
+    await store.begin_pass(expected=pos(2))
+    await add(store, "+4930111111")
+    assert await store.finish_pass() == 1  # +4930222222 removed
+    await add(store, "+4930333333", start=2)  # appended: offered, the feeder's cursor moves on
+    rows = await store.pending_after(0, 10)
+    assert [r[1] for r in rows] == ["+4930111111", "+4930333333"]
+    cursor = rows[-1][0]
+    result = await store.ingest([(3, "+4930222222")], position=pos(3), normalize=same)
+    assert result.restored == 1
+    assert [r[1] for r in await store.pending_after(cursor, 10)] == ["+4930222222"]
+    assert (await store.counts()).removed == 0
+
+
 async def test_live_counts_fold_matches_the_store(store: JournalStore) -> None:
     live = LiveCounts()
     await store.watch(live.apply)

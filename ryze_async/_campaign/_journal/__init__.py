@@ -13,7 +13,10 @@ the dispatcher relies on.
   so a resumed run seeks past it; ``begin_pass`` / ``finish_pass`` / ``sweep_due`` handle an
   input that changed (a pending row it no longer holds becomes ``skipped``, and nothing is
   dispatched until that sweep is done).
-- ``pending_after`` offers candidates in input order; ``mark_sending`` is the claim: it commits
+- ``pending_after`` offers candidates in input order, above the feeder's cursor (a shared
+  store ignores it and claims): a row that becomes pending while a run dispatches (a removed
+  number appended back) must take an id above every existing one, or the feeder, already past
+  its old id, would never offer it in this run; ``mark_sending`` is the claim: it commits
   ``pending -> sending`` durably and returns only then (the first byte goes out after it), and
   raises :class:`JournalError` if the row was not pending (someone else has it: do not send). A
   store shared by several workers claims with ``FOR UPDATE SKIP LOCKED`` and gives rows a

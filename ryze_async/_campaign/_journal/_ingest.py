@@ -85,13 +85,18 @@ def _store_valid(db: sqlite3.Connection, number: str, at: int, pass_no: int) -> 
         "SELECT id, state, seen FROM numbers WHERE key = ?", (key,)).fetchone()
     if seen == pass_no:
         return "duplicate"
-    # Seen again in a new pass: only a row removed earlier (never sent) goes back to pending.
+    if state != "skipped":
+        db.execute("UPDATE numbers SET seen = ?, line = ? WHERE id = ?", (pass_no, at, row_id))
+        return "known"
+    # A row removed earlier (never sent) is in the input again: back to pending, and at the end
+    # of the id order, as a new row would be. The feeder reads pending rows above its cursor:
+    # rows appended to the input are ingested while it dispatches (no pass holds it), so it may
+    # be past the old id, and a row pending there would never be fed in this run.
     db.execute(
-        "UPDATE numbers SET seen = ?, line = ?, state = CASE WHEN state = 'skipped' "
-        "THEN 'pending' ELSE state END, error = CASE WHEN state = 'skipped' THEN NULL "
-        "ELSE error END WHERE id = ?", (pass_no, at, row_id),
+        "UPDATE numbers SET id = (SELECT max(id) + 1 FROM numbers), seen = ?, line = ?, "
+        "state = 'pending', error = NULL WHERE id = ?", (pass_no, at, row_id),
     )
-    return "restored" if state == "skipped" else "known"
+    return "restored"
 
 
 def ingest_rows(
