@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from ._answers import RateLimitFields, feedback, interpret, rate_limited_delay
 from ._bodies import MediaArg, UrlMediaCache, call_body, media_source
@@ -25,8 +25,12 @@ from ._media import Media
 from ._models import CallResult
 from ._numbers import NumberCheck, number_options
 from ._quota import QuotaBackend, observed_wait, shared_limiter
+from ._quota._choose import checked_quota_url, redis_quota
 from ._retry import Call, RetryPolicy, Sender
 from ._transports import RawResponse, Transport
+
+if TYPE_CHECKING:
+    from ._quota._redis import RedisQuota
 
 __all__ = ["BeforeSend", "NotSent", "RyzeClient"]
 
@@ -82,11 +86,15 @@ class RyzeClient:
         number_check: NumberCheck = "valid",
         transport: Transport | None = None,
         hooks: object | Sequence[object] | None = None,
+        quota_url: str | None = None,
     ) -> None:
         # The raw token leaves this frame's locals at once: a traceback of any error raised
         # below (a refused setting) must not carry it to an error tracker.
         secret = Secret(token)
         del token
+        # Checked (and ``redis`` imported) here, not at the first call: a missing extra or a
+        # URL that is not Redis's is a setting error. Kept out of every repr (its password).
+        self._quota_url = checked_quota_url(quota_url, rate_limit=rate_limit)
         # Everything but the token and instance, for ``for_sender`` (a pool's other senders).
         self._options: dict[str, object] = {
             "base_url": base_url, "rate_limit": rate_limit, "rate_period": rate_period,
@@ -96,6 +104,7 @@ class RyzeClient:
             "allow_lid": allow_lid, "backoff_initial": backoff_initial,
             "backoff_max": backoff_max, "default_region": default_region,
             "number_check": number_check, "transport": transport, "hooks": hooks,
+            "quota_url": self._quota_url,
         }
         self._owns_transport = True
         self._config = ClientConfig.build(
@@ -128,6 +137,7 @@ class RyzeClient:
                              backoff_max=backoff_max)
         self._sender = Sender(transport, cfg.headers, policy, self._guard.sleep, self._hooks)
         self._quota_for_loop: tuple[asyncio.AbstractEventLoop, QuotaBackend] | None = None
+        self._redis_quota: RedisQuota | None = None
         self._urls: dict[tuple[str, str | None], tuple[str, str]] = {}
         self._url_media = UrlMediaCache()
 
@@ -159,6 +169,7 @@ class RyzeClient:
         self._guard.close()
         if self._owns_transport:
             await self._transport.aclose()
+        await self._close_shared_quota()
 
     def for_sender(self, token: str, instance: str) -> RyzeClient:
         """A client with this one's settings (base URL, rate limits, timeouts, region,
@@ -287,10 +298,25 @@ class RyzeClient:
         cfg = self._config
         if cfg.rate_limit is None:
             return None
-        limiter = shared_limiter(cfg.token, cfg.rate_limit, cfg.rate_period, cfg.rate_margin,
-                                 server=cfg.base_url, learn_first=True)
+        limiter: QuotaBackend
+        if self._quota_url is not None:  # one quota for every process on the token: Redis
+            # Its connections belong to this loop: another loop gets its own (see aclose).
+            limiter = self._redis_quota = redis_quota(
+                self._quota_url, token=cfg.token, server=cfg.base_url, limit=cfg.rate_limit,
+                period=cfg.rate_period, margin=cfg.rate_margin)
+        else:
+            limiter = shared_limiter(cfg.token, cfg.rate_limit, cfg.rate_period,
+                                     cfg.rate_margin, server=cfg.base_url, learn_first=True)
         self._quota_for_loop = (asyncio.get_running_loop(), limiter)
         return limiter
+
+    async def _close_shared_quota(self) -> None:
+        """Close the Redis quota's connections, if this loop opened them (another loop's
+        cannot be closed from here and go with their loop)."""
+        quota, self._redis_quota = self._redis_quota, None
+        cached = self._quota_for_loop
+        if quota is not None and cached is not None and cached[0] is asyncio.get_running_loop():
+            await quota.aclose()
 
     async def _place(
         self, kind: CallKind, instance: str | None, body: Sequence[bytes],

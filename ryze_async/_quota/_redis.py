@@ -53,7 +53,7 @@ import contextlib
 import math
 import uuid
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis import asyncio as aioredis
 from redis.backoff import NoBackoff
@@ -63,6 +63,9 @@ from redis.retry import Retry
 from .._exceptions import QuotaBackendError, QuotaTimeoutError
 from ._local import default_margin, probe_wait
 from ._redis_lua import ADMIT, FEEDBACK, RECHECK
+
+if TYPE_CHECKING:
+    from . import QuotaBackend
 
 __all__ = ["Admission", "QuotaBackendError", "QuotaTimeoutError", "RedisQuota", "quota_from_url"]
 
@@ -114,6 +117,30 @@ class RedisQuota:
         self._pending: set[asyncio.Task[Any]] = set()
         self._probe_member: str | None = None
 
+    @classmethod
+    def from_url(
+        cls, url: str, *, token_digest: str, limit: int, period: float,
+        margin: float | None = None,
+    ) -> RedisQuota:
+        """A quota on the Redis at `url` (``redis://``, ``rediss://`` or ``unix://``).
+
+        `token_digest` names the quota's keys: a hash (``RyzeClient`` uses the sha256 of server
+        origin and token), never the token. Socket timeouts are bounded and a failed command is
+        retried once at most, so a dead Redis fails the admission within seconds instead of
+        stalling it. Close it with ``aclose()``.
+        """
+        redis = aioredis.Redis.from_url(
+            url, socket_timeout=_SOCKET_TIMEOUT, socket_connect_timeout=_SOCKET_TIMEOUT,
+            retry=Retry(NoBackoff(), 1), decode_responses=False,
+        )
+        kw = redis.connection_pool.connection_kwargs
+        where = (  # never the URL: its password stays out of every message
+            f"Redis at {kw.get('path')}" if "path" in kw
+            else f"Redis at {kw.get('host')}:{kw.get('port')}/{kw.get('db', 0)}"
+        )
+        return cls(redis, token_digest=token_digest, limit=limit, period=period,
+                   margin=margin, where=where)
+
     @property
     def limit(self) -> int:
         return self._limit
@@ -143,17 +170,25 @@ class RedisQuota:
         except (RedisError, OSError, TimeoutError) as exc:
             raise self._failed(exc) from exc
 
-    async def acquire(self, *, max_wait: float | None = None, reserve: int = 0) -> Admission:
+    def try_acquire(self) -> float | None:
+        """Never a slot without asking Redis (a round trip): callers go on to ``acquire``."""
+        return None
+
+    async def acquire(
+        self, *, deadline: float | None = None, max_wait: float | None = None, reserve: int = 0
+    ) -> Admission:
         """Reserve the next slot in the shared log, sleep until it, and return it.
 
-        `max_wait` (seconds): when the slot is further away, raise `QuotaTimeoutError` at once
-        with nothing reserved. `reserve`: slots per window a bulk caller leaves free (issue 11).
-        Cancelling a waiter gives its reservation back.
+        `max_wait` (seconds) or `deadline` (a loop time, the `QuotaBackend` form): when the slot
+        is further away, raise `QuotaTimeoutError` at once with nothing reserved. `reserve`:
+        slots per window a bulk caller leaves free (issue 11). Cancelling a waiter gives its
+        reservation back.
         """
         await self.flush()
         member = uuid.uuid4().hex
         loop = asyncio.get_running_loop()
-        deadline = None if max_wait is None else loop.time() + max(0.0, max_wait)
+        if max_wait is not None:
+            deadline = loop.time() + max(0.0, max_wait)
         try:
             while True:
                 left = None if deadline is None else max(0.0, deadline - loop.time())
@@ -198,9 +233,14 @@ class RedisQuota:
         except (RedisError, OSError, TimeoutError) as exc:
             raise self._failed(exc) from exc
 
-    def release(self, admission: Admission) -> None:
-        """Give back a slot that was admitted but never used for a send (never after sending)."""
-        self._background(self._remove(admission.member))
+    def release(self, slot: float) -> None:
+        """Give back a slot that was admitted but never used for a send (never after sending).
+
+        Only an `Admission` this quota returned names a reservation; any other float is ignored.
+        """
+        member = getattr(slot, "member", None)
+        if isinstance(member, str):
+            self._background(self._remove(member))
 
     def settle(self) -> None:
         """A fresh quota's first attempt is over: let the others in. Idempotent."""
@@ -284,26 +324,14 @@ class RedisQuota:
 
 
 def quota_from_url(
-    url: str, *, token_digest: str, limit: int, period: float, margin: float
+    url: str, *, token_digest: str, limit: int, period: float, margin: float | None = None
 ) -> RedisQuota:
-    """A `RedisQuota` on the Redis at `url` (``redis://``, ``rediss://`` or ``unix://``).
+    """`RedisQuota.from_url` (kept for the benchmarks)."""
+    return RedisQuota.from_url(
+        url, token_digest=token_digest, limit=limit, period=period, margin=margin
+    )
 
-    `token_digest` is the caller's sha256 hex of server origin and token, never the token.
-    Socket timeouts are bounded and a failed command is retried once at most, so a dead
-    Redis fails the admission within seconds instead of stalling it.
-    """
-    redis = aioredis.Redis.from_url(
-        url,
-        socket_timeout=_SOCKET_TIMEOUT,
-        socket_connect_timeout=_SOCKET_TIMEOUT,
-        retry=Retry(NoBackoff(), 1),
-        decode_responses=False,
-    )
-    kw = redis.connection_pool.connection_kwargs
-    where = (
-        f"Redis at {kw.get('path')}" if "path" in kw
-        else f"Redis at {kw.get('host')}:{kw.get('port')}/{kw.get('db', 0)}"
-    )
-    return RedisQuota(
-        redis, token_digest=token_digest, limit=limit, period=period, margin=margin, where=where
-    )
+
+if TYPE_CHECKING:  # mypy checks that RedisQuota is a QuotaBackend
+    def _is_a_backend(quota: RedisQuota) -> QuotaBackend:
+        return quota
