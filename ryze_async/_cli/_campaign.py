@@ -70,6 +70,9 @@ class CampaignJob:
     max_retries: int = 3
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    #: ``--quota-url``: the Redis every process on the token shares a quota through (None:
+    #: ``RYZE_QUOTA_URL``, else this process's own). Not in the repr: it may hold a password.
+    quota_url: str | None = field(default=None, repr=False)
 
 
 def exit_code(summary: CampaignSummary) -> int:
@@ -94,6 +97,8 @@ def _describe(media: Media) -> str:
 def _what(job: CampaignJob, instance: str) -> str:
     what = "fake calls" if job.media is None else _describe(job.media)
     quota = f"{job.rate_limit} calls per {job.rate_period:g}s"
+    if job.quota_url or os.environ.get("RYZE_QUOTA_URL", "").strip():
+        quota += " shared through Redis"
     if job.senders:
         names = ", ".join(repr(name) for name in job.senders)
         return f"{what}, {len(job.senders)} senders: {names}, each {quota}"
@@ -126,6 +131,7 @@ def job_from_args(args: argparse.Namespace) -> CampaignJob:
         as_json=args.json, campaign=args.campaign, senders=senders, sheet=args.sheet,
         timeout=args.timeout, max_retries=args.max_retries,
         metrics_port=args.metrics_port, metrics_host=args.metrics_host,
+        quota_url=args.quota_url,
     )
 
 
@@ -159,7 +165,8 @@ async def run_campaign_job(
     client = RyzeClient(reveal(token), instance, base_url=job.base_url,
                         rate_limit=job.rate_limit, rate_period=job.rate_period,
                         default_region=job.default_region, number_check=job.number_check,
-                        timeout=job.timeout, max_retries=job.max_retries, hooks=hooks)
+                        timeout=job.timeout, max_retries=job.max_retries, hooks=hooks,
+                        quota_url=job.quota_url)
     async with client:
         campaign = Campaign(
             client, job.numbers, journal=job.journal, media=job.media, fake=job.fake,
