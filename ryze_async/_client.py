@@ -62,6 +62,11 @@ class RyzeClient:
     e.g. ``ryze_async.testing.MockTransport``); the connection settings above then do not apply.
     ``hooks``: one object or a sequence with any of the methods of ``ryze_async.Hooks``, told
     when a request starts and ends, a retry is scheduled, a quota wait begins and ends.
+
+    ``quota_url`` (default ``RYZE_QUOTA_URL``), e.g. ``"redis://HOST:PORT/DB"``: share the quota
+    with every process and host that uses the same token and server through the same Redis
+    (extra ``redis``; see ``RedisQuota``). If Redis is unreachable or fails, a call raises
+    ``QuotaBackendError`` having sent nothing: never a silent fallback to an unshared quota.
     """
 
     def __init__(
