@@ -156,11 +156,13 @@ async def test_a_sender_pool_shares_each_token_quota_and_places_each_number_once
         for token in TOKENS.values():
             assert token not in out
     placed = [r.json["number"] for r in server.placed_calls]
-    assert sorted(placed) == sorted(set(placed)) and len(placed) == 2 * count  # once each
+    assert sorted(placed) == sorted(set(placed))
+    assert len(placed) == 2 * count
     assert [r.status for r in server.requests].count(429) == 0
     for instance in TOKENS:  # one token per instance: each its own shared quota
         arrivals = [r.received_at for r in server.requests if r.instance == instance]
-        assert arrivals and max_in_window(arrivals, PERIOD) <= LIMIT
+        assert arrivals
+        assert max_in_window(arrivals, PERIOD) <= LIMIT
     async with aioredis.Redis.from_url(fresh_redis.url) as raw:
         logs = [k.decode() async for k in raw.scan_iter("ryze:{*}:*")]
     assert len({key.split(":")[1] for key in logs}) == 2  # two quotas, named by hashes
@@ -172,11 +174,11 @@ async def test_the_environment_variable_chooses_the_shared_quota(
     fresh_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RYZE_QUOTA_URL", fresh_redis.url)
-    async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD) as server:
-        async with RyzeClient("test-token", "my-instance", base_url=server.url,
-                              rate_limit=LIMIT, rate_period=PERIOD) as client:
-            await client.fake_call("5511900000000")
-            assert "test-token" not in repr(client)
+    async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD) as server, \
+            RyzeClient("test-token", "my-instance", base_url=server.url, rate_limit=LIMIT,
+                       rate_period=PERIOD) as client:
+        await client.fake_call("5511900000000")
+        assert "test-token" not in repr(client)
     async with aioredis.Redis.from_url(fresh_redis.url) as raw:
         keys = [k.decode() async for k in raw.scan_iter("ryze:*")]
     assert any(key.endswith(":log") for key in keys)
@@ -212,7 +214,8 @@ async def test_redis_stopped_mid_campaign_fails_closed_nothing_sent(tmp_path: Pa
         args[1] = str(_numbers_file(tmp_path / "n.csv", 0, 6))
         code, out, err = await run_cli(args, {})
     assert code == 3, out + err
-    assert "QuotaBackendError" in out + err and "quota backend Redis at 127.0.0.1" in out + err
+    assert "QuotaBackendError" in out + err
+    assert "quota backend Redis at 127.0.0.1" in out + err
     assert len(server.requests) == 3  # the server's record: unchanged
     conn = sqlite3.connect(tmp_path / "j.db")
     try:
@@ -238,7 +241,8 @@ async def test_a_password_in_the_quota_url_never_shows(
             ["fake-call", "5511900000000", "--token", "test-token", "--instance", "x",
              "--base-url", server.url], {"RYZE_QUOTA_URL": url})
     assert not server.requests
-    assert code != 0 and "quota backend Redis at 127.0.0.1:1/0" in out + err
+    assert code != 0
+    assert "quota backend Redis at 127.0.0.1:1/0" in out + err
     texts = [out, err, repr(client), caplog.text]
     exc: BaseException | None = caught.value
     while exc is not None:
@@ -249,7 +253,8 @@ async def test_a_password_in_the_quota_url_never_shows(
     for bad in ("http://:pw-x1@host/0", f"redis//:{PASSWORD}@host"):
         with pytest.raises(InvalidRequestError, match="quota_url") as refused:
             RyzeClient("test-token", "i", quota_url=bad)
-        assert PASSWORD not in str(refused.value) and "pw-x1" not in str(refused.value)
+        assert PASSWORD not in str(refused.value)
+        assert "pw-x1" not in str(refused.value)
 
 
 def test_redis_is_imported_only_for_a_quota_url_and_missing_it_is_clear() -> None:
@@ -276,11 +281,10 @@ def test_quota_url_without_a_client_side_quota_is_refused() -> None:
 
 async def test_for_sender_carries_the_quota_url(fresh_redis: RedisServer) -> None:
     async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD, token=TOKENS["inst-a"],
-                              tokens=list(TOKENS.values()), instances=list(TOKENS)) as server:
-        async with RyzeClient(TOKENS["inst-a"], "inst-a", base_url=server.url,
-                              quota_url=fresh_redis.url) as client:
-            other = client.for_sender(TOKENS["inst-b"], "inst-b")
-            async with other:
-                await other.fake_call("5511900000000")
+                              tokens=list(TOKENS.values()), instances=list(TOKENS)) as server, \
+            RyzeClient(TOKENS["inst-a"], "inst-a", base_url=server.url,
+                       quota_url=fresh_redis.url) as client, \
+            client.for_sender(TOKENS["inst-b"], "inst-b") as other:
+        await other.fake_call("5511900000000")
     async with aioredis.Redis.from_url(fresh_redis.url) as raw:
         assert [k async for k in raw.scan_iter("ryze:{*}:log")]
