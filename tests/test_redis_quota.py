@@ -265,11 +265,13 @@ async def test_redis_gone_fails_closed_before_anything_is_sent() -> None:
     assert len(server.requests) == 1  # the call after the kill sent nothing
 
 
+@pytest.mark.parametrize("k", [2, 3, 4])
 @pytest.mark.parametrize("window", ["fixed", "sliding"])
 async def test_processes_on_one_token_never_exceed_the_quota(
-    redis_server: RedisServer, window: Literal["fixed", "sliding"]
+    redis_server: RedisServer, window: Literal["fixed", "sliding"], k: int
 ) -> None:
-    k, calls = 3, 6
+    # Each worker process runs RyzeClient(quota_url=...) (`ryze_async.testing._shared_quota`).
+    calls = 6
     async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD, window=window) as server:
         orders = WorkerArgs(
             "redis", redis_server.url, server.url, uuid.uuid4().hex, LIMIT, PERIOD, MARGIN,
