@@ -2,11 +2,12 @@
 
 k = 1, 2, 4, 8 worker processes split 56 calls on one token against a strict FakeRyzeServer
 (fixed window, then sliding) at a sped-up quota of 20 per 6 s, where the library's own margin
-(0.1 s) is the real margin ratio (period/60, as 1 s is to 60 s). Each worker admits either
-through the shared Redis quota (`RedisQuota`, one redis-server started here) or through its own
-in-process limiter (today's behaviour). Reported from the server's own record: 429s (over-quota
-requests, target 0 for Redis), the most requests accepted in any 6 s window, and the time from
-the first arrival to the last against the ideal (a burst of 20, then 20 per window:
+(0.1 s) is the real margin ratio (period/60, as 1 s is to 60 s). Each worker is a `RyzeClient`
+that admits either through the shared Redis quota (``quota_url=``, one redis-server started
+here) or through its own in-process limiter (no ``quota_url``). Reported from the server's own
+record: 429s (over-quota requests, target 0 for Redis), the most requests accepted in any 6 s
+window, and the time from the first arrival to the last against the ideal (a burst of 20, then
+20 per window:
 (ceil(56/20) - 1) x 6 s = 12 s, target <= 1.03x). Then the cost of one uncontended admission
 beside the in-process limiter (target: one Redis round trip, under 300 us on loopback).
 
@@ -33,8 +34,8 @@ from dataclasses import dataclass
 
 from _report import finish, machine, ruled
 from redis import asyncio as aioredis
-from ryze_async._limiter import QuotaLimiter
 
+from ryze_async import QuotaLimiter
 from ryze_async.testing import FakeRyzeServer
 from ryze_async.testing._quota_sim import max_in_window
 from ryze_async.testing._shared_quota import RedisServer, WorkerArgs, admission_cost, run_workers

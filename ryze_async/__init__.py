@@ -55,6 +55,7 @@ if _typing.TYPE_CHECKING:  # what mypy and IDEs see: the same names, imported ea
     from ._models import CallResult, RateLimitInfo
     from ._numbers import normalize_number
     from ._quota import QuotaBackend, QuotaLimiter
+    from ._quota._redis import RedisQuota
     from ._transports import RawResponse, Transport
 
 #: Where each public name lives.
@@ -92,6 +93,7 @@ _EXPORTS: dict[str, str] = {
     "QuotaWaitEnded": "._hooks",
     "QuotaWaitStarted": "._hooks",
     "RawResponse": "._transports",
+    "RedisQuota": "._quota._redis",  # imports redis (the 'redis' extra): only when used
     "RequestEnded": "._hooks",
     "RequestStarted": "._hooks",
     "RetryScheduled": "._hooks",
@@ -156,6 +158,7 @@ __all__ = [
     "RateLimitError",
     "RateLimitInfo",
     "RawResponse",
+    "RedisQuota",
     "RequestEnded",
     "RequestStarted",
     "RetryScheduled",

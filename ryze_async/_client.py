@@ -13,22 +13,26 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from ._answers import RateLimitFields, feedback, interpret, rate_limited_delay
 from ._bodies import MediaArg, UrlMediaCache, call_body, media_source
 from ._closing import CloseGuard
 from ._config import ClientConfig, Secret
 from ._evidence import annotate
-from ._exceptions import ClientClosedError, RyzeError
+from ._exceptions import ClientClosedError, InvalidRequestError, RyzeError
 from ._hooks import CallKind, HookDispatch, RetryScheduled
 from ._media import Media
 from ._models import CallResult
 from ._numbers import NumberCheck, number_options
 from ._options import UNSET, Options, Unset
 from ._quota import Lane, QuotaBackend, shared_limiter
+from ._quota._choose import checked_quota_url, redis_quota
 from ._retry import Call, RetryPolicy, Sender
 from ._transports import RawResponse, Transport
+
+if TYPE_CHECKING:
+    from ._quota._redis import RedisQuota
 
 __all__ = ["BeforeSend", "NotSent", "RyzeClient"]
 
@@ -66,6 +70,10 @@ class RyzeClient(Options):
     slots of every window free of bulk calls (the largest any client of the token asked for
     wins); ``max_wait``: the default longest wait for a quota slot, past which a call raises
     ``QuotaTimeoutError`` having sent nothing (None: as long as it takes).
+    ``quota_url`` (default ``RYZE_QUOTA_URL``), e.g. ``"redis://HOST:PORT/DB"``: share the quota
+    with every process and host that uses the same token and server through the same Redis
+    (extra ``redis``; see ``RedisQuota``). If Redis is unreachable or fails, a call raises
+    ``QuotaBackendError`` having sent nothing: never a silent fallback to an unshared quota.
     """
 
     def __init__(
@@ -93,11 +101,21 @@ class RyzeClient(Options):
         priority: Lane = "interactive",
         interactive_reserve: int = 0,
         max_wait: float | None = None,
+        quota_url: str | None = None,
     ) -> None:
         # The raw token leaves this frame's locals at once: a traceback of any error raised
         # below (a refused setting) must not carry it to an error tracker.
         secret = Secret(token)
         del token
+        # Checked (and ``redis`` imported) here, not at the first call: a missing extra or a
+        # URL that is not Redis's is a setting error. Kept out of every repr (its password).
+        self._quota_url = checked_quota_url(quota_url, rate_limit=rate_limit)
+        if self._quota_url is not None and interactive_reserve:
+            # The shared log is one first-come-first-served queue for now: a reserve there would
+            # only idle slots, so it is refused rather than silently kept in one process.
+            raise InvalidRequestError(
+                "interactive_reserve is not shared through Redis yet: leave it 0 with quota_url",
+                field="interactive_reserve")
         # Everything but the token and instance, for ``for_sender`` (a pool's other senders).
         self._options: dict[str, object] = {
             "base_url": base_url, "rate_limit": rate_limit, "rate_period": rate_period,
@@ -107,6 +125,7 @@ class RyzeClient(Options):
             "allow_lid": allow_lid, "backoff_initial": backoff_initial,
             "backoff_max": backoff_max, "default_region": default_region,
             "number_check": number_check, "transport": transport, "hooks": hooks,
+            "quota_url": self._quota_url,
         }
         self._owns_transport = True
         self._config = ClientConfig.build(
@@ -142,6 +161,7 @@ class RyzeClient(Options):
         self._sender = Sender(transport, cfg.headers, self._policy, self._guard.sleep,
                               self._hooks)
         self._quota_for_loop: tuple[asyncio.AbstractEventLoop, QuotaBackend] | None = None
+        self._redis_quota: RedisQuota | None = None
         self._urls: dict[tuple[str, str | None], tuple[str, str]] = {}
         self._url_media = UrlMediaCache()
 
@@ -177,6 +197,7 @@ class RyzeClient(Options):
         self._guard.close()
         if self._owns_transport:
             await self._transport.aclose()
+        await self._close_shared_quota()
 
     def for_sender(self, token: str, instance: str) -> RyzeClient:
         """A client with this one's settings (base URL, rate limits, timeouts, region,
@@ -314,17 +335,34 @@ class RyzeClient(Options):
                     before_send, on_not_sent)
 
     def _quota(self) -> QuotaBackend | None:
+        if self._is_view:  # a view uses its client's quota: one per client and loop, closed once
+            return self._root._quota()
         cached = self._quota_for_loop
         if cached is not None and cached[0] is asyncio.get_running_loop():
             return cached[1]
         cfg = self._config
         if cfg.rate_limit is None:
             return None
-        limiter = shared_limiter(cfg.token, cfg.rate_limit, cfg.rate_period, cfg.rate_margin,
-                                 server=cfg.base_url, learn_first=True,
-                                 reserve=cfg.interactive_reserve)
+        limiter: QuotaBackend
+        if self._quota_url is not None:  # one quota for every process on the token: Redis
+            # Its connections belong to this loop: another loop gets its own (see aclose).
+            limiter = self._redis_quota = redis_quota(
+                self._quota_url, token=cfg.token, server=cfg.base_url, limit=cfg.rate_limit,
+                period=cfg.rate_period, margin=cfg.rate_margin)
+        else:
+            limiter = shared_limiter(cfg.token, cfg.rate_limit, cfg.rate_period,
+                                     cfg.rate_margin, server=cfg.base_url, learn_first=True,
+                                     reserve=cfg.interactive_reserve)
         self._quota_for_loop = (asyncio.get_running_loop(), limiter)
         return limiter
+
+    async def _close_shared_quota(self) -> None:
+        """Close the Redis quota's connections, if this loop opened them (another loop's
+        cannot be closed from here and go with their loop)."""
+        quota, self._redis_quota = self._redis_quota, None
+        cached = self._quota_for_loop
+        if quota is not None and cached is not None and cached[0] is asyncio.get_running_loop():
+            await quota.aclose()
 
     async def _place(self, call: Call) -> CallResult:
         """Admit and send the call until it is answered; a 429 goes round again."""

@@ -42,6 +42,7 @@ class Options:
     _policy: RetryPolicy
     _sender: Sender
     _is_view = False
+    _root: Self  # a view's client: the one whose quota (and its connections) the view uses
     _view_closed = False  # a view closed: no new calls through it
     _attempt_timeout: float | None = None  # with_options(timeout=): bounds each attempt
     _limited = False  # see _note_limits
@@ -70,6 +71,7 @@ class Options:
         )
         check_lanes(config.priority, cfg.interactive_reserve, cfg.rate_limit, config.max_wait)
         view = copy.copy(self)
+        view._root = self._root if self._is_view else self
         view._is_view = True
         view._view_closed = False
         view._config = config

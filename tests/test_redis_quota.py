@@ -19,16 +19,17 @@ pytest.importorskip("redis", reason="the shared quota needs the 'redis' extra")
 
 from redis import asyncio as aioredis
 
-from ryze_async import OutcomeUnknownError, RyzeClient, RyzeError
-from ryze_async._quota._redis import (
+from ryze_async import (
+    OutcomeUnknownError,
     QuotaBackendError,
     QuotaTimeoutError,
     RedisQuota,
-    quota_from_url,
+    RyzeClient,
+    RyzeError,
 )
-from ryze_async.testing import FakeRyzeServer
+from ryze_async.testing import FakeRyzeServer, RedisServer
 from ryze_async.testing._quota_sim import max_in_window
-from ryze_async.testing._shared_quota import REDIS_SERVER, RedisServer, WorkerArgs, run_workers
+from ryze_async.testing._shared_quota import REDIS_SERVER, WorkerArgs, run_workers
 
 pytestmark = pytest.mark.skipif(
     not Path(REDIS_SERVER).exists(), reason="redis-server is not installed (apt install redis)"
@@ -46,11 +47,21 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-async def quotas(redis_server: RedisServer) -> AsyncIterator[list[RedisQuota]]:
+def digest() -> str:
+    """A fresh quota: its keys are named by this digest."""
+    return uuid.uuid4().hex
+
+
+def log_key(digest: str) -> str:
+    """The shared log's key (documented in RedisQuota): never the token, a hash tag."""
+    return f"ryze:{{{digest}}}:log"
+
+
+@pytest.fixture
+async def quotas(redis_server: RedisServer, digest: str) -> AsyncIterator[list[RedisQuota]]:
     """Two quota objects (two connection pools, as two processes have) on one fresh key."""
-    digest = uuid.uuid4().hex
     made = [
-        quota_from_url(redis_server.url, token_digest=digest, limit=LIMIT, period=PERIOD,
+        RedisQuota.from_url(redis_server.url, token_digest=digest, limit=LIMIT, period=PERIOD,
                        margin=MARGIN)
         for _ in range(2)
     ]
@@ -90,7 +101,7 @@ async def test_waiters_of_two_processes_are_served_first_come_first_served(
 
 
 async def test_a_released_or_cancelled_reservation_is_given_back(
-    quotas: list[RedisQuota], redis_server: RedisServer
+    quotas: list[RedisQuota], redis_server: RedisServer, digest: str
 ) -> None:
     first, second = quotas
     admissions = [await first.acquire()]
@@ -102,7 +113,7 @@ async def test_a_released_or_cancelled_reservation_is_given_back(
     assert again - admissions[0] < WINDOW / 2  # the released slot, not one a window later
 
     async with aioredis.Redis.from_url(redis_server.url) as raw:
-        log = first._keys[0]
+        log = log_key(digest)
         waiter = asyncio.create_task(second.acquire())
         for _ in range(200):  # until its reservation is in the log
             if await raw.zcard(log) == LIMIT + 1:
@@ -117,7 +128,7 @@ async def test_a_released_or_cancelled_reservation_is_given_back(
 
 
 async def test_max_wait_refuses_at_once_and_reserves_nothing(
-    quotas: list[RedisQuota], redis_server: RedisServer
+    quotas: list[RedisQuota], redis_server: RedisServer, digest: str
 ) -> None:
     first, _ = quotas
     for _ in range(LIMIT):
@@ -127,7 +138,7 @@ async def test_max_wait_refuses_at_once_and_reserves_nothing(
         await first.acquire(max_wait=0.1)
     assert time.monotonic() - started < 0.1
     async with aioredis.Redis.from_url(redis_server.url) as raw:
-        assert await raw.zcard(first._keys[0]) == LIMIT
+        assert await raw.zcard(log_key(digest)) == LIMIT
 
 
 async def test_a_hold_or_remaining_zero_blocks_every_process(
@@ -187,7 +198,7 @@ async def test_a_fresh_quota_sends_one_probe_before_the_burst(
 ) -> None:
     digest = uuid.uuid4().hex
     first, second = (
-        quota_from_url(redis_server.url, token_digest=digest, limit=LIMIT, period=12.0,
+        RedisQuota.from_url(redis_server.url, token_digest=digest, limit=LIMIT, period=12.0,
                        margin=MARGIN)
         for _ in range(2)
     )
@@ -207,7 +218,7 @@ async def test_keys_name_a_hash_of_the_token_share_one_slot_and_expire(
     redis_server: RedisServer,
 ) -> None:
     digest = uuid.uuid4().hex
-    quota = quota_from_url(redis_server.url, token_digest=digest, limit=LIMIT, period=PERIOD,
+    quota = RedisQuota.from_url(redis_server.url, token_digest=digest, limit=LIMIT, period=PERIOD,
                            margin=MARGIN)
     try:
         seen = await admit(quota)
@@ -228,31 +239,24 @@ def test_configuration_is_checked_up_front() -> None:
     for bad in ({"limit": 0}, {"period": float("inf")}, {"margin": float("nan")}):
         settings = {"limit": LIMIT, "period": PERIOD, "margin": MARGIN, **bad}
         with pytest.raises(ValueError, match="must be"):
-            quota_from_url("redis://127.0.0.1:1/0", token_digest="x", **settings)  # type: ignore[arg-type]
+            RedisQuota.from_url("redis://127.0.0.1:1/0", token_digest="x", **settings)  # type: ignore[arg-type]
 
 
 async def test_redis_gone_fails_closed_before_anything_is_sent() -> None:
     server = FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD)
     await server.start()
-    client = RyzeClient("test-token", "my-instance", base_url=server.url, rate_limit=None)
     with RedisServer() as redis_server:
-        quota = quota_from_url(redis_server.url, token_digest=uuid.uuid4().hex, limit=LIMIT,
-                               period=PERIOD, margin=MARGIN)
-
-        async def call(i: int) -> None:
-            await quota.acquire()
-            quota.settle()
-            await client.fake_call(f"55119{i:08d}")
-
+        client = RyzeClient("test-token", "my-instance", base_url=server.url,
+                            rate_limit=LIMIT, rate_period=PERIOD, rate_margin=MARGIN,
+                            quota_url=redis_server.url, allow_http=True)
         try:
-            await call(0)
+            await client.fake_call("5511900000000")
             redis_server.stop()  # killed mid-run
             started = time.monotonic()
             with pytest.raises(QuotaBackendError) as caught:
-                await call(1)
+                await client.fake_call("5511900000001")
             assert time.monotonic() - started < 5  # bounded, not a hang
         finally:
-            await quota.aclose()
             await client.aclose()
             await server.stop()
     assert isinstance(caught.value, RyzeError)
@@ -261,11 +265,13 @@ async def test_redis_gone_fails_closed_before_anything_is_sent() -> None:
     assert len(server.requests) == 1  # the call after the kill sent nothing
 
 
+@pytest.mark.parametrize("k", [2, 3, 4])
 @pytest.mark.parametrize("window", ["fixed", "sliding"])
 async def test_processes_on_one_token_never_exceed_the_quota(
-    redis_server: RedisServer, window: Literal["fixed", "sliding"]
+    redis_server: RedisServer, window: Literal["fixed", "sliding"], k: int
 ) -> None:
-    k, calls = 3, 6
+    # Each worker process runs RyzeClient(quota_url=...) (`ryze_async.testing._shared_quota`).
+    calls = 6
     async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD, window=window) as server:
         orders = WorkerArgs(
             "redis", redis_server.url, server.url, uuid.uuid4().hex, LIMIT, PERIOD, MARGIN,
@@ -280,7 +286,7 @@ async def test_processes_on_one_token_never_exceed_the_quota(
 
 
 async def test_the_answered_request_is_not_counted_against_its_own_remaining(
-    quotas: list[RedisQuota], redis_server: RedisServer
+    quotas: list[RedisQuota], redis_server: RedisServer, digest: str
 ) -> None:
     # A slot is 16 digits of microseconds; Lua's own number-to-string keeps 14. A slot ending
     # in 49 us, so copied, fell before itself: it counted as admitted after its own answer.
@@ -289,7 +295,7 @@ async def test_the_answered_request_is_not_counted_against_its_own_remaining(
         secs, micros = await raw.time()
         now_us = secs * 1_000_000 + micros
         answered = now_us - now_us % 100 - 51  # ...49: a 14-digit copy rounds it down
-        await raw.zadd(first._keys[0], {"answered": answered})
+        await raw.zadd(log_key(digest), {"answered": answered})
     first.observe(limit=LIMIT, remaining=3, reset_after=0.5, admitted_at=answered / 1e6)
     await first.flush()
     slots = [await admit(second) for _ in range(4)]
@@ -299,7 +305,7 @@ async def test_the_answered_request_is_not_counted_against_its_own_remaining(
 
 
 async def test_a_password_in_the_url_never_shows() -> None:
-    quota = quota_from_url("redis://:s3cret-pw@127.0.0.1:1/0", token_digest="d", limit=LIMIT,
+    quota = RedisQuota.from_url("redis://:s3cret-pw@127.0.0.1:1/0", token_digest="d", limit=LIMIT,
                            period=PERIOD, margin=MARGIN)
     try:
         with pytest.raises(QuotaBackendError) as caught:

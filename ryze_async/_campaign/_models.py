@@ -14,6 +14,7 @@ from .. import (
     InvalidRequestError,
     OutcomeUnknownError,
     PermissionDeniedError,
+    QuotaBackendError,
     RateLimitError,
 )
 
@@ -119,7 +120,8 @@ def classify(exc: Exception) -> Verdict | None:
     """Map a call's exception to a :class:`Verdict`; None for an unexpected exception.
 
     The mapping (CONTRACT "Campaign mapping"): 401/403/404/not-connected trip the breaker
-    and leave the number pending; 429 and connection failures are provably not placed (back
+    and leave the number pending, as does a failed shared quota (``QuotaBackendError``: nothing
+    was sent); 429 and connection failures are provably not placed (back
     to pending, retried later; a non-retryable connection failure such as TLS trips the
     breaker at once); every ``OutcomeUnknownError`` (a hang-up, a timeout, an answer that
     is not RyzeAPI's envelope whatever its status or text) is unknown; everything else
@@ -132,6 +134,8 @@ def classify(exc: Exception) -> Verdict | None:
     elif isinstance(exc, _BREAKERS):
         verdict = Verdict("pending", exc.status, str(exc),
                           breaker=f"{type(exc).__name__}: {exc}")
+    elif isinstance(exc, QuotaBackendError):  # the shared quota is down: nothing was sent
+        verdict = Verdict("pending", None, str(exc), breaker=f"QuotaBackendError: {exc}")
     elif isinstance(exc, RateLimitError):
         verdict = Verdict("pending", exc.status, str(exc), requeue=True)
     elif isinstance(exc, ConnectionFailedError):

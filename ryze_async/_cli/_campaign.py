@@ -86,6 +86,9 @@ class CampaignJob:
     not_before: datetime | None = None
     not_after: datetime | None = None
     dry_run: bool = False
+    #: ``--quota-url``: the Redis every process on the token shares a quota through (None:
+    #: ``RYZE_QUOTA_URL``, else this process's own). Not in the repr: it may hold a password.
+    quota_url: str | None = field(default=None, repr=False)
 
 
 def exit_code(summary: CampaignSummary) -> int:
@@ -113,6 +116,8 @@ def _describe(media: Media) -> str:
 def _what(job: CampaignJob, instance: str) -> str:
     what = "fake calls" if job.media is None else _describe(job.media)
     quota = f"{job.rate_limit} calls per {job.rate_period:g}s"
+    if job.quota_url or os.environ.get("RYZE_QUOTA_URL", "").strip():
+        quota += " shared through Redis"
     if job.senders:
         names = ", ".join(repr(name) for name in job.senders)
         return f"{what}, {len(job.senders)} senders: {names}, each {quota}"
@@ -148,6 +153,7 @@ def job_from_args(args: argparse.Namespace) -> CampaignJob:
         call_windows=args.call_window, timezone=args.timezone,
         exit_outside_window=args.exit_outside_window, exclude=args.exclude,
         not_before=args.not_before, not_after=args.not_after, dry_run=args.dry_run,
+        quota_url=args.quota_url,
     )
 
 
@@ -181,7 +187,8 @@ async def run_campaign_job(
     client = RyzeClient(reveal(token), instance, base_url=job.base_url,
                         rate_limit=job.rate_limit, rate_period=job.rate_period,
                         default_region=job.default_region, number_check=job.number_check,
-                        timeout=job.timeout, max_retries=job.max_retries, hooks=hooks)
+                        timeout=job.timeout, max_retries=job.max_retries, hooks=hooks,
+                        quota_url=job.quota_url)
     async with client:
         campaign = _campaign(job, client, instance)
         if job.dry_run:

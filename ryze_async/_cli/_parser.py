@@ -100,6 +100,9 @@ def _connection_options(p: argparse.ArgumentParser) -> None:
                    help="calls allowed per period (default 100)")
     g.add_argument("--rate-period", type=_positive_float, default=60.0,
                    help="quota period in seconds (default 60)")
+    g.add_argument("--quota-url", metavar="redis://HOST:PORT/DB",
+                   help="share the token's quota with every process using this Redis "
+                   "(RYZE_QUOTA_URL, preferred if it holds a password; the 'redis' extra)")
     g.add_argument("--default-region", metavar="CC",
                    help="read national-format numbers as this country's, e.g. BR "
                    "(RYZE_DEFAULT_REGION; default: numbers must carry their country code)")

@@ -1,8 +1,9 @@
 """The quota seam: what the client needs from whatever keeps a token's requests under its quota.
 
-Today one backend exists, the in-process ``QuotaLimiter`` (``_local``), shared by every client
-of one event loop on the same server and token (``shared_limiter``). A backend shared across
-processes (Redis, say) implements the same ``QuotaBackend`` and goes next to it.
+Two backends implement ``QuotaBackend``: the in-process ``QuotaLimiter`` (``_local``), shared by
+every client of one event loop on the same server and token (``shared_limiter``), and
+``RedisQuota`` (``_redis``, extra ``redis``), shared by every process and host on the token that
+uses the same Redis; ``_choose`` picks one from the client's ``quota_url`` / ``RYZE_QUOTA_URL``.
 
 Times are the running loop's clock (``loop.time()``), so a virtual-time loop drives a backend
 exactly. The client's use of a backend, per call:

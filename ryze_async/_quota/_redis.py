@@ -1,45 +1,11 @@
 """One quota for every process and host on a token: a sliding log in Redis (extra ``redis``).
 
-`RedisQuota` has the surface of `QuotaLimiter` (``acquire``, ``settle``, ``hold_until``,
-``observe``) plus ``release`` and ``aclose``. Every process that uses the same token on the same
+`RedisQuota` is a `QuotaBackend` (public as ``ryze_async.RedisQuota``; ``RyzeClient(quota_url=)``
+builds one per event loop through `_choose`). Every process that uses the same token on the same
 server with the same Redis shares one log, so never more than ``limit`` requests reach the
-server in any window of ``period`` seconds, fixed or sliding, at any phase.
-
-Design (issue 9), and where it differs from the libraries studied:
-
-- **Redis ``TIME`` is the only clock.** Each admission is one atomic Lua script (`_redis_lua`)
-  that reads ``TIME`` itself. PyrateLimiter's Redis bucket and ``limits``' moving window stamp
-  entries with the caller's ``time.time()``; hosts whose clocks disagree then over-admit
-  (PyrateLimiter#53, #55: a list, not a sorted set, also lets async callers land out of
-  order). A duration (the wait) is all that crosses to the caller, so its clock never matters.
-- **A reservation, not a poll.** ``limits`` answers yes/no and its callers retry. Here the script
-  computes the earliest time t >= now (and >= the latest reservation: FIFO across processes)
-  at which no window of ``period + margin`` holds more than ``limit`` entries, inserts the
-  caller's unique member at t and returns t - now: the waiter sleeps once. A sorted set, pruned
-  with ZREMRANGEBYSCORE on every call, holds at most ``limit`` past entries plus the waiters.
-- **Margin**, as in `QuotaLimiter`: slots are ``period + margin`` apart (``period/60``, at least
-  0.1 s), which absorbs the jitter between admission and arrival at the server.
-- **Giving back.** A reservation abandoned before its send (cancelled while waiting, or
-  `release`) is removed by member id. A slot whose request may have reached the server is never
-  given back. Append-only placement means a slot released in the middle of the queue is reused
-  by the next newcomer (it lands one slot earlier), not by those already queued behind it.
-- **Server feedback is shared**: a 429's hold and ``Remaining: 0`` set a "blocked until" key (in
-  Redis time); a ``Remaining`` below what the log allows sets a budget until the reset; a lower
-  ``X-RateLimit-Limit`` lowers the quota's limit for everyone (the strictest user wins). A waiter
-  that slept towards a reserved slot asks once more on waking (one more round trip, queued
-  waiters only) whether a hold began meanwhile, and if so reserves again after it.
-- **A fresh quota learns first**: when the log is empty the first admission goes alone until
-  `settle` (or ``probe_wait``), so a stranger's spending, reported in its answer, caps the burst.
-  Callers that meet the probe ask again after a short nap (the one poll, at start only).
-- **Keys** are ``ryze:{<sha256 of server origin + token>}:...`` - never the token - all with one
-  hash tag (one Cluster slot), each with a TTL so an idle quota leaves nothing behind.
-- **Failing closed**: a Redis that is unreachable, slow (bounded socket timeouts) or failing
-  raises `QuotaBackendError` before anything is sent; there is no silent fallback to an
-  unshared limiter.
-- **What Redis must give**: keys that are not evicted (``maxmemory-policy noeviction``, or a
-  Redis of its own: the keys carry TTLs, so ``volatile-*`` policies may drop them), a clock that
-  is not stepped forward, and no failover to a replica that missed the last writes; each of
-  those can let one window through twice, none can stall the quota.
+server in any window of ``period`` seconds, fixed or sliding, at any phase. ``try_acquire``
+never admits without asking Redis: each admission is one round trip. The design, and where it
+differs from the libraries studied, is in `_redis_lua`'s docstring.
 
 The client calls ``observe``/``hold_until``/``settle`` synchronously; here they start a write to
 Redis in the background, and the next ``acquire`` (or ``aclose``) waits for those writes first,
@@ -53,7 +19,7 @@ import contextlib
 import math
 import uuid
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis import asyncio as aioredis
 from redis.backoff import NoBackoff
@@ -61,8 +27,11 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from .._exceptions import QuotaBackendError, QuotaTimeoutError
-from ._local import default_margin, probe_wait
+from ._local import Lane, default_margin, probe_wait
 from ._redis_lua import ADMIT, FEEDBACK, RECHECK
+
+if TYPE_CHECKING:
+    from . import QuotaBackend
 
 __all__ = ["Admission", "QuotaBackendError", "QuotaTimeoutError", "RedisQuota", "quota_from_url"]
 
@@ -81,7 +50,12 @@ class Admission(float):
 
 
 class RedisQuota:
-    """At most `limit` admissions in any window of `period` seconds for every user of the keys."""
+    """At most `limit` admissions in any window of `period` seconds for every user of the keys.
+
+    ``RyzeClient(quota_url=...)`` makes and closes its own; build one with `from_url` to admit
+    other work through the same shared quota (``acquire``, then ``settle``; ``release`` a slot
+    never used; ``aclose`` at the end).
+    """
 
     def __init__(
         self,
@@ -114,6 +88,30 @@ class RedisQuota:
         self._pending: set[asyncio.Task[Any]] = set()
         self._probe_member: str | None = None
 
+    @classmethod
+    def from_url(
+        cls, url: str, *, token_digest: str, limit: int, period: float,
+        margin: float | None = None,
+    ) -> RedisQuota:
+        """A quota on the Redis at `url` (``redis://``, ``rediss://`` or ``unix://``).
+
+        `token_digest` names the quota's keys: a hash (``RyzeClient`` uses the sha256 of server
+        origin and token), never the token. Socket timeouts are bounded and a failed command is
+        retried once at most, so a dead Redis fails the admission within seconds instead of
+        stalling it. Close it with ``aclose()``.
+        """
+        redis = aioredis.Redis.from_url(
+            url, socket_timeout=_SOCKET_TIMEOUT, socket_connect_timeout=_SOCKET_TIMEOUT,
+            retry=Retry(NoBackoff(), 1), decode_responses=False,
+        )
+        kw = redis.connection_pool.connection_kwargs
+        where = (  # never the URL: its password stays out of every message
+            f"Redis at {kw.get('path')}" if "path" in kw
+            else f"Redis at {kw.get('host')}:{kw.get('port')}/{kw.get('db', 0)}"
+        )
+        return cls(redis, token_digest=token_digest, limit=limit, period=period,
+                   margin=margin, where=where)
+
     @property
     def limit(self) -> int:
         return self._limit
@@ -143,17 +141,28 @@ class RedisQuota:
         except (RedisError, OSError, TimeoutError) as exc:
             raise self._failed(exc) from exc
 
-    async def acquire(self, *, max_wait: float | None = None, reserve: int = 0) -> Admission:
+    def try_acquire(self, *, lane: Lane = "interactive") -> float | None:
+        """Never a slot without asking Redis (a round trip): callers go on to ``acquire``."""
+        return None
+
+    async def acquire(
+        self, *, lane: Lane = "interactive", deadline: float | None = None,
+        max_wait: float | None = None, reserve: int = 0,
+    ) -> Admission:
         """Reserve the next slot in the shared log, sleep until it, and return it.
 
-        `max_wait` (seconds): when the slot is further away, raise `QuotaTimeoutError` at once
-        with nothing reserved. `reserve`: slots per window a bulk caller leaves free (issue 11).
+        `max_wait` (seconds) or `deadline` (a loop time, the `QuotaBackend` form): when the slot
+        is further away, raise `QuotaTimeoutError` at once with nothing reserved. `lane` is
+        accepted and not yet used: the shared log is one first-come-first-served queue for
+        every process (an interactive reservation would have to go in before queued bulk ones;
+        the script's `reserve` argument is the start of that, unused by the client so far).
         Cancelling a waiter gives its reservation back.
         """
         await self.flush()
         member = uuid.uuid4().hex
         loop = asyncio.get_running_loop()
-        deadline = None if max_wait is None else loop.time() + max(0.0, max_wait)
+        if max_wait is not None:
+            deadline = loop.time() + max(0.0, max_wait)
         try:
             while True:
                 left = None if deadline is None else max(0.0, deadline - loop.time())
@@ -198,9 +207,14 @@ class RedisQuota:
         except (RedisError, OSError, TimeoutError) as exc:
             raise self._failed(exc) from exc
 
-    def release(self, admission: Admission) -> None:
-        """Give back a slot that was admitted but never used for a send (never after sending)."""
-        self._background(self._remove(admission.member))
+    def release(self, slot: float) -> None:
+        """Give back a slot that was admitted but never used for a send (never after sending).
+
+        Only an `Admission` this quota returned names a reservation; any other float is ignored.
+        """
+        member = getattr(slot, "member", None)
+        if isinstance(member, str):
+            self._background(self._remove(member))
 
     def settle(self) -> None:
         """A fresh quota's first attempt is over: let the others in. Idempotent."""
@@ -265,6 +279,9 @@ class RedisQuota:
 
     def _background(self, job: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(job)
+        # Read here too: a failure nobody flushes (the client closed) is not an unread error;
+        # flush() still sees it and fails closed.
+        task.add_done_callback(_read_outcome)
         self._pending.add(task)
 
     async def flush(self) -> None:
@@ -284,26 +301,19 @@ class RedisQuota:
 
 
 def quota_from_url(
-    url: str, *, token_digest: str, limit: int, period: float, margin: float
+    url: str, *, token_digest: str, limit: int, period: float, margin: float | None = None
 ) -> RedisQuota:
-    """A `RedisQuota` on the Redis at `url` (``redis://``, ``rediss://`` or ``unix://``).
+    """`RedisQuota.from_url` (kept for the benchmarks)."""
+    return RedisQuota.from_url(
+        url, token_digest=token_digest, limit=limit, period=period, margin=margin
+    )
 
-    `token_digest` is the caller's sha256 hex of server origin and token, never the token.
-    Socket timeouts are bounded and a failed command is retried once at most, so a dead
-    Redis fails the admission within seconds instead of stalling it.
-    """
-    redis = aioredis.Redis.from_url(
-        url,
-        socket_timeout=_SOCKET_TIMEOUT,
-        socket_connect_timeout=_SOCKET_TIMEOUT,
-        retry=Retry(NoBackoff(), 1),
-        decode_responses=False,
-    )
-    kw = redis.connection_pool.connection_kwargs
-    where = (
-        f"Redis at {kw.get('path')}" if "path" in kw
-        else f"Redis at {kw.get('host')}:{kw.get('port')}/{kw.get('db', 0)}"
-    )
-    return RedisQuota(
-        redis, token_digest=token_digest, limit=limit, period=period, margin=margin, where=where
-    )
+
+if TYPE_CHECKING:  # mypy checks that RedisQuota is a QuotaBackend
+    def _is_a_backend(quota: RedisQuota) -> QuotaBackend:
+        return quota
+
+
+def _read_outcome(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()

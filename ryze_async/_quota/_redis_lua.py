@@ -1,4 +1,41 @@
-"""The two Lua scripts of the Redis quota (see `ryze_async._redis_quota` for the design).
+"""The Lua scripts of the Redis quota (`_redis.RedisQuota`), and the design behind them.
+
+Design (issue 9), and where it differs from the libraries studied:
+
+- **Redis ``TIME`` is the only clock.** Each admission is one atomic Lua script (`_redis_lua`)
+  that reads ``TIME`` itself. PyrateLimiter's Redis bucket and ``limits``' moving window stamp
+  entries with the caller's ``time.time()``; hosts whose clocks disagree then over-admit
+  (PyrateLimiter#53, #55: a list, not a sorted set, also lets async callers land out of
+  order). A duration (the wait) is all that crosses to the caller, so its clock never matters.
+- **A reservation, not a poll.** ``limits`` answers yes/no and its callers retry. Here the script
+  computes the earliest time t >= now (and >= the latest reservation: FIFO across processes)
+  at which no window of ``period + margin`` holds more than ``limit`` entries, inserts the
+  caller's unique member at t and returns t - now: the waiter sleeps once. A sorted set, pruned
+  with ZREMRANGEBYSCORE on every call, holds at most ``limit`` past entries plus the waiters.
+- **Margin**, as in `QuotaLimiter`: slots are ``period + margin`` apart (``period/60``, at least
+  0.1 s), which absorbs the jitter between admission and arrival at the server.
+- **Giving back.** A reservation abandoned before its send (cancelled while waiting, or
+  `release`) is removed by member id. A slot whose request may have reached the server is never
+  given back. Append-only placement means a slot released in the middle of the queue is reused
+  by the next newcomer (it lands one slot earlier), not by those already queued behind it.
+- **Server feedback is shared**: a 429's hold and ``Remaining: 0`` set a "blocked until" key (in
+  Redis time); a ``Remaining`` below what the log allows sets a budget until the reset; a lower
+  ``X-RateLimit-Limit`` lowers the quota's limit for everyone (the strictest user wins). A waiter
+  that slept towards a reserved slot asks once more on waking (one more round trip, queued
+  waiters only) whether a hold began meanwhile, and if so reserves again after it.
+- **A fresh quota learns first**: when the log is empty the first admission goes alone until
+  `settle` (or ``probe_wait``), so a stranger's spending, reported in its answer, caps the burst.
+  Callers that meet the probe ask again after a short nap (the one poll, at start only).
+- **Keys** are ``ryze:{<sha256 of server origin + token>}:...`` - never the token - all with one
+  hash tag (one Cluster slot), each with a TTL so an idle quota leaves nothing behind.
+- **Failing closed**: a Redis that is unreachable, slow (bounded socket timeouts) or failing
+  raises `QuotaBackendError` before anything is sent; there is no silent fallback to an
+  unshared limiter.
+- **What Redis must give**: keys that are not evicted (``maxmemory-policy noeviction``, or a
+  Redis of its own: the keys carry TTLs, so ``volatile-*`` policies may drop them), a clock that
+  is not stepped forward, and no failover to a replica that missed the last writes; each of
+  those can let one window through twice, none can stall the quota.
+
 
 Every time in them is Redis ``TIME`` in integer microseconds (exact in a Lua double until the
 year 2255); no script takes a clock reading from its caller. All keys of one quota share a

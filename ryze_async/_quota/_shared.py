@@ -10,7 +10,7 @@ from yarl import URL
 
 from ._local import QuotaLimiter, check_config
 
-__all__ = ["shared_limiter"]
+__all__ = ["quota_digest", "shared_limiter"]
 
 
 # Per event loop (asyncio objects belong to one loop; weak so closed loops, e.g. pytest's
@@ -27,6 +27,15 @@ def _origin(url: str) -> str:
     if not parsed.is_absolute():
         return url
     return f"{parsed.scheme}://{(parsed.host or '').lower()}:{parsed.port}"
+
+
+def quota_digest(token: str, server: str) -> str:
+    """sha256 hex of the server's origin and the token: one quota's name, never the token."""
+    digest = hashlib.sha256()
+    digest.update(_origin(server).encode("utf-8", "surrogatepass"))
+    digest.update(b"\0")
+    digest.update(token.encode("utf-8"))
+    return digest.hexdigest()
 
 
 def shared_limiter(
@@ -49,11 +58,7 @@ def shared_limiter(
     """
     loop = asyncio.get_running_loop()
     check_config(limit, period, margin)
-    digest = hashlib.sha256()
-    digest.update(_origin(server).encode("utf-8", "surrogatepass"))
-    digest.update(b"\0")
-    digest.update(token.encode("utf-8"))
-    key = digest.hexdigest()
+    key = quota_digest(token, server)
     per_loop = _registry.get(loop)
     if per_loop is None:
         per_loop = _registry[loop] = {}

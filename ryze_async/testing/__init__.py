@@ -13,11 +13,14 @@ With pytest-asyncio installed, the fixtures ``ryze_server`` and ``ryze_server_fa
 available in every test (see `ryze_async.testing._plugin`). `run_virtual` runs a coroutine
 on an event loop whose clock is virtual, so waits of minutes (quota, backoff) take no real time.
 `MockTransport` answers a client's requests from a function: ``RyzeClient(transport=...)``.
+`RedisServer` starts a throw-away ``redis-server`` on a free loopback port, for tests of the
+shared quota (``RyzeClient(quota_url=server.url)``).
 """
 
 from .._transports._mock import MockRequest, MockResponse, MockTransport
 from ._faults import Fault
 from ._records import HeaderDict, RecordedRequest
+from ._redis_server import RedisServer
 from ._server import FakeRyzeServer, ServerFactory
 from ._virtual_time import VirtualTimeLoop, run_virtual
 
@@ -29,6 +32,7 @@ __all__ = [
     "MockResponse",
     "MockTransport",
     "RecordedRequest",
+    "RedisServer",
     "ServerFactory",
     "VirtualTimeLoop",
     "run_virtual",

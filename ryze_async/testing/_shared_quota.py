@@ -2,11 +2,11 @@
 a worker process that places calls through it.
 
     python -m ryze_async.testing._shared_quota MODE REDIS_URL SERVER_URL DIGEST LIMIT PERIOD \
-        MARGIN CALLS START_AT
+        MARGIN CALLS
 
-runs one worker (`worker_command` builds the line): CALLS concurrent fake calls, each admitted
-by the shared quota (MODE ``redis``) or by the process's own limiter (``local``, today's
-behaviour), then prints one JSON line with the statuses it got.
+runs one worker (`run_workers` builds the line): CALLS concurrent fake calls of a
+``RyzeClient`` admitted by the shared quota (MODE ``redis``: ``quota_url=REDIS_URL``) or by the
+process's own limiter (``local``), then prints one JSON line with the statuses it got.
 """
 
 from __future__ import annotations
@@ -14,77 +14,24 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
-from ryze_async import RyzeClient, normalize_number
-from ryze_async._quota._redis import quota_from_url
+from ryze_async import RedisQuota, RyzeClient, normalize_number
 
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+from ._redis_server import REDIS_SERVER, RedisServer, free_port
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class RedisServer:
-    """A redis-server on a free loopback port, no persistence; killed on exit."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(  # noqa: S603 - a fixed binary, our own arguments
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.02)
-        self.stop()
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+__all__ = ["REDIS_SERVER", "RedisServer", "WorkerArgs", "admission_cost", "free_port",
+           "run_workers"]
 
 
 async def admission_cost(redis_url: str, digest: str, rounds: int = 200) -> float:
     """Median seconds of an uncontended acquire() (a fresh key, limit never reached)."""
-    quota = quota_from_url(
+    quota = RedisQuota.from_url(
         redis_url, token_digest=digest + "-cost", limit=10**9, period=60.0, margin=1.0
     )
     quota.settle()
@@ -155,27 +102,19 @@ def run_workers(args: WorkerArgs, k: int, *, timeout: float = 120) -> list[int]:
 
 
 async def _worker(args: WorkerArgs) -> dict[str, object]:
-    shared = args.mode == "redis"
-    quota = quota_from_url(
-        args.redis_url, token_digest=args.digest, limit=args.limit, period=args.period,
-        margin=args.margin,
-    ) if shared else None
+    # MODE redis: the public way, RyzeClient(quota_url=...); the quota is keyed by the server's
+    # origin (a fresh port per run) and token. MODE local: each process's own limiter.
     client = RyzeClient(
         "test-token", "my-instance", base_url=args.server_url, max_retries=0,
-        rate_limit=None if shared else args.limit, rate_period=args.period,
-        rate_margin=args.margin,
+        rate_limit=args.limit, rate_period=args.period, rate_margin=args.margin,
+        quota_url=args.redis_url if args.mode == "redis" else None,
     )
 
     async def one(i: int) -> int:
-        if quota is not None:
-            await quota.acquire()
         try:
             result = await client.fake_call(f"55119{i:08d}")
         except Exception as exc:  # reported to the parent, not raised
             return int(getattr(exc, "status", 0) or 0)
-        finally:
-            if quota is not None:
-                quota.settle()
         return 200 if result.success else 0
 
     # Warm what a first call loads lazily (phone metadata): on a loaded host a cold first burst
@@ -187,8 +126,6 @@ async def _worker(args: WorkerArgs) -> dict[str, object]:
         statuses = await asyncio.gather(*(one(i) for i in range(args.calls)))
     finally:
         await client.aclose()
-        if quota is not None:
-            await quota.aclose()
     return {"statuses": statuses}
 
 
