@@ -1,29 +1,27 @@
 """The dispatcher: ingest, feed, and a fixed pool of workers calling the client.
 
-One ingest task streams the input into the journal; one feeder task reads pending rows back in
-input order into a bounded queue; ``concurrency`` worker tasks take rows from it and call the
-client. Each call's ``before_send`` hook commits the row's ``sending`` mark after the quota
-admitted the call and before its first byte. Stopping cancels only workers that have sent
-nothing (their rows stay pending) and waits, bounded, for the others.
+One ingest task streams the input into the journal; one feeder task reads pending rows back
+in input order into a bounded queue (both in ``_feeder.py``); ``concurrency`` worker tasks
+take rows from it and call the client. Each call's ``before_send`` hook commits the row's
+``sending`` mark after the quota admitted the call and before its first byte. Stopping
+cancels only workers that have sent nothing (their rows stay pending) and waits, bounded,
+for the others.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from .. import CampaignOutcomeRecorded
 from ._attempt import Attempt, Phase
+from ._feeder import Feeder, Row
 from ._gate import Gate
-from ._ingest import ingest_input
 from ._journal import JournalError, JournalStore
 from ._models import CampaignOutcome, StopReason, Verdict, classify
 from ._number_source import NumberSource
-from ._numbers import number_normalizer
 from ._observers import outcome_hooks, tell
 from ._rules import EXPIRED
 from ._senders import Lease, Sender, SenderPool, quota_period
@@ -33,10 +31,7 @@ from ._stop import StopState
 __all__ = ["BeforeSend", "CampaignClient", "Dispatcher", "NotSent", "Settings", "StoppedError"]
 
 _log = logging.getLogger("ryze_async.campaign")
-_Row = tuple[int, str, int]
 Sink = Callable[[CampaignOutcome], Awaitable[None]]
-#: Seconds between looks for numbers another worker's expired lease gave back.
-_SHARED_POLL = 1.0
 
 
 class Dispatcher:
@@ -47,28 +42,24 @@ class Dispatcher:
         settings: Settings, *, stop: StopState, sink: Sink | None,
         senders: list[Sender] | None = None,
     ) -> None:
-        self._client = client
         # Without a pool the client is the one sender, as many slots as workers (as before).
         pool = senders or [Sender(settings.instance, client)]
         self.pool = SenderPool(pool, -(-settings.concurrency // len(pool)))
         self._journal = journal
-        self._source = source
         self._s = settings
         self._sink = sink
         self._stop = stop
         stop.on_request(self._on_stop)
         self._stopped = asyncio.Event()
-        self._wake = asyncio.Event()
-        self._ready = asyncio.Event()  # set once pending rows may be dispatched
-        self._queue: asyncio.Queue[_Row | None] = asyncio.Queue(maxsize=settings.concurrency)
         self._phase: dict[asyncio.Task[None], Phase] = {}
-        self._retry: collections.deque[_Row] = collections.deque()
         self._requeues: dict[int, int] = {}
-        self._outstanding = 0  # rows handed to the queue and not yet finished by a worker
-        self._ingest_done = False
         self._feeder: asyncio.Task[None] | None = None
         self._outcome_hooks = outcome_hooks(client)
         self._gate = Gate(settings.rules, journal)
+        self._rows = Feeder(client, journal, source, settings, gate=self._gate, stop=stop,
+                            emit=self._emit)
+        # The feeder's own queue, retry queue and wake-up, under the names the workers use.
+        self._queue, self._retry, self._wake = self._rows.queue, self._rows.retry, self._rows.wake
 
     # -- control --------------------------------------------------------------------------------
 
@@ -105,8 +96,8 @@ class Dispatcher:
         if self.stopping:  # stopped before it started (a signal while the journal opened)
             return
         self.pool.start(quota_period(self.pool.senders[0].client))
-        ingest = asyncio.create_task(self._ingest())
-        feeder = self._feeder = asyncio.create_task(self._feed())
+        ingest = asyncio.create_task(self._rows.ingest())
+        feeder = self._feeder = asyncio.create_task(self._rows.feed())
         workers = [asyncio.create_task(self._worker()) for _ in range(self._s.concurrency)]
         self._phase.update((w, "idle") for w in workers)
         stop_wait = asyncio.create_task(self._stopped.wait())
@@ -163,77 +154,6 @@ class Dispatcher:
             w.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _ingest(self) -> None:
-        try:
-            if self._source is None:
-                self._ready.set()
-                return
-            # The client's own reading of numbers (a stub client has none: country codes only).
-            normalize = number_normalizer(getattr(self._client, "default_region", None),
-                                          getattr(self._client, "number_check", "valid"))
-            await ingest_input(self._journal, self._source, self._s.ingest_batch,
-                               ready=self._ready, wake=self._wake, emit=self._emit,
-                               normalize=normalize)
-        finally:
-            self._ingest_done = True
-            self._wake.set()
-
-    async def _feed(self) -> None:
-        await self._ready.wait()
-        cursor = 0
-        shared = self._journal.shared
-        while True:
-            # Cleared before looking, so a change made while we look wakes the wait below.
-            self._wake.clear()
-            self._retry.extend(self._gate.due())
-            if self._retry:
-                self._outstanding += 1
-                await self._queue.put(self._retry.popleft())
-                continue
-            ingest_done = self._ingest_done
-            page = self._page(shared)
-            rows = await self._journal.pending_after(cursor, page) if page else []
-            for row in rows:
-                self._outstanding += 1
-                await self._queue.put(row)
-            if rows:
-                cursor = rows[-1][0]
-                continue
-            if ingest_done and self._outstanding == 0 and not self._retry and self._gate.held:
-                if not await self._wait_for_window():
-                    return
-                continue
-            if ingest_done and self._outstanding == 0 and not self._retry:
-                if not shared or not await self._journal.held_elsewhere():
-                    return
-                # Other workers hold rows: if one died, its claims come back to pending when
-                # its lease ends (the database's clock), so wait and look again.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), _SHARED_POLL)
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._gate.delay())
-
-    async def _wait_for_window(self) -> bool:
-        """Nothing can be called before the first held row's window: wait for it (True), or
-        stop the run if asked to exit outside the windows (False)."""
-        message = self._gate.waiting_message()
-        if self._s.exit_outside_window:
-            self.stop("outside_window", f"{message}: stopped, the rest left pending; run the "
-                      "same command again then to resume")
-            return False
-        _log.warning("%s: waiting (--exit-outside-window to stop instead)", message)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self._gate.delay())
-        return True
-
-    def _page(self, shared: bool) -> int:
-        """How many rows to ask for: a shared store's page is a claim other workers cannot
-        take, so it is what this worker can start soon (the queue plus the workers)."""
-        if not shared:
-            return max(100, self._s.concurrency * 4)
-        return max(0, 2 * self._s.concurrency - self._outstanding)
-
     # -- workers --------------------------------------------------------------------------------
 
     async def _worker(self) -> None:
@@ -252,12 +172,11 @@ class Dispatcher:
                     await self._call(me, row, lease)
             finally:
                 lease.release()
-                self._outstanding -= 1
-                self._wake.set()
+                self._rows.row_done()
             if self.stopping:
                 return
 
-    async def _call(self, me: asyncio.Task[None], row: _Row, lease: Lease) -> None:
+    async def _call(self, me: asyncio.Task[None], row: Row, lease: Lease) -> None:
         sender = lease.sender
         attempt = Attempt(self._journal, self._stop, row[0],
                           lambda p: self._set_phase(me, p, lease), sender=sender.name,
@@ -290,7 +209,7 @@ class Dispatcher:
         if phase == "sending":
             lease.release()  # admitted by its quota: the sender may take the next number
 
-    async def _failed(self, row: _Row, exc: Exception, marked: bool, sender: Sender) -> None:
+    async def _failed(self, row: Row, exc: Exception, marked: bool, sender: Sender) -> None:
         row_id = row[0]
         verdict = classify(exc)
         if verdict is None:
@@ -308,7 +227,7 @@ class Dispatcher:
                                    sent=marked, sender=sender.name if marked else None)
 
     async def _record_outcome(
-        self, row: _Row, state: Literal["placed", "failed", "unknown"], *,
+        self, row: Row, state: Literal["placed", "failed", "unknown"], *,
         call_id: str | None = None, status: int | None = None, error: str | None = None,
         sent: bool = True, sender: str | None = None,
     ) -> None:
@@ -321,7 +240,7 @@ class Dispatcher:
         await self._emit(CampaignOutcome(number, state, line, call_id, status, error, sent=sent))
 
     def _not_placed(
-        self, row: _Row, exc: Exception, verdict: Verdict, marked: bool, sender: Sender,
+        self, row: Row, exc: Exception, verdict: Verdict, marked: bool, sender: Sender,
     ) -> None:
         """Provably not placed (or never sent): back to pending; maybe retry; maybe trip."""
         row_id, number, _ = row
@@ -344,7 +263,7 @@ class Dispatcher:
                 _log.warning("%s: still not placed after %d retries in this run (%s); left "
                              "pending", number, count - 1, verdict.error)
 
-    def _trip(self, reason: str, sender: Sender, row: _Row) -> None:
+    def _trip(self, reason: str, sender: Sender, row: Row) -> None:
         if self.stopping:
             return
         if self.pool.pooled:

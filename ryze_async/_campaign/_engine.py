@@ -9,7 +9,6 @@ never redialed automatically.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -18,28 +17,31 @@ from pathlib import Path
 from typing import Literal
 
 from .. import Media
-from ._counts import LiveCounts, summary_from_counts
+from ._counts import LiveCounts
 from ._dispatch import CampaignClient, Dispatcher, Settings
-from ._journal import (
-    CampaignIdentity,
-    JournalCounts,
-    JournalStore,
-    describe,
-    is_database_url,
-    open_journal,
+from ._engine_setup import (
+    JournalPlan,
+    bulk_lane,
+    check_options,
+    close_store,
+    dry_run_plan,
+    journal_target,
+    open_store,
+    put_back,
+    resolve_media,
+    retry_states,
+    runner_ended,
 )
+from ._journal import describe
 from ._models import CampaignOutcome, CampaignSummary, StopReason
 from ._number_source import NumbersInput, NumberSource
-from ._numbers import number_normalizer
 from ._outcomes import Handoff, Outcomes
-from ._plan import CampaignPlan, plan
+from ._plan import CampaignPlan
 from ._rules import Rules
-from ._senders import Sender, build_senders, quota_period
+from ._senders import Sender, build_senders
 from ._stop import StopState
 
 __all__ = ["Campaign", "CampaignClient", "run_campaign"]
-
-_log = logging.getLogger("ryze_async.campaign")
 
 
 class Campaign:
@@ -137,40 +139,22 @@ class Campaign:
         exit_outside_window: bool = False,
         now: Callable[[], datetime] | None = None,
     ) -> None:
-        if (media is None) != fake:
-            raise ValueError("give media= for audio calls, or fake=True for fake calls")
-        if concurrency < 1 or ingest_batch < 1:
-            raise ValueError("concurrency and ingest_batch must be >= 1")
+        check_options(media, fake, concurrency, ingest_batch)
         self._client = client
         self._senders = build_senders(client, senders)
         del senders  # the tokens: not kept in this frame's locals past here
         self._source = NumberSource(numbers, column, sheet) if numbers is not None else None
-        if is_database_url(journal):
-            if not campaign:
-                raise ValueError("a postgresql:// journal holds many campaigns: name one with "
-                                 "campaign=")
-            self._target: str | Path = str(journal)
-        else:
-            if campaign is not None:
-                raise ValueError("campaign= names a campaign in a postgresql:// journal; a "
-                                 "journal file holds one campaign: leave it out")
-            self._target = Path(journal)
-        self._campaign_name = campaign
+        self._target = journal_target(journal, campaign)
         #: The journal file (None for a PostgreSQL journal: see :attr:`journal_name`).
         self.journal_path = self._target if isinstance(self._target, Path) else None
         #: The journal as it may be shown (a URL without its password).
         self.journal_name = describe(self._target)
         self._media_arg = media
-        self._fake = fake
         instance = instance if instance is not None else getattr(client, "instance", None)
         self._instance = instance if isinstance(instance, str) and not self._senders else None
-        self._retry_states: list[Literal["failed", "unknown"]] = []
-        if retry_failed:
-            self._retry_states.append("failed")
-        if retry_unknown:
-            self._retry_states.append("unknown")
-        self._force = force
-        self._synchronous: Literal["full", "normal"] = synchronous
+        self._retry_states = retry_states(retry_failed, retry_unknown)
+        self._journal_plan = JournalPlan(self._target, campaign, force, synchronous, fake,
+                                         self._instance)
         self._settings = Settings(
             media=None, duration=duration, instance=self._instance, concurrency=concurrency,
             drain_timeout=drain_timeout, max_connection_failures=max_connection_failures,
@@ -225,16 +209,8 @@ class Campaign:
     async def dry_run(self) -> CampaignPlan:
         """What this campaign would do with its list now (:class:`CampaignPlan`): the input
         read and checked, every rule applied; nobody called, no journal opened or created."""
-        if self._source is None:
-            raise ValueError("a dry run needs the numbers (numbers=None only resumes a journal)")
-        await self._source.check()
-        client = self._client
-        normalize = number_normalizer(getattr(client, "default_region", None),
-                                      getattr(client, "number_check", "valid"))
-        limit, period = getattr(client, "rate_limit", None), quota_period(client)
-        per_second = 0.0 if limit is None or not period else limit / period
-        return await plan(self._source, self._settings.rules, normalize,
-                          calls_per_second=per_second * max(1, len(self._senders)))
+        return await dry_run_plan(self._client, self._source, self._settings.rules,
+                                  len(self._senders))
 
     def results(self) -> AsyncIterator[CampaignOutcome]:
         """Run the campaign, yielding each number's outcome as it is reached.
@@ -248,7 +224,7 @@ class Campaign:
         """
         handoff = Handoff()
         runner = self._runner = asyncio.create_task(self._run(handoff.put))
-        runner.add_done_callback(lambda task: _ended(task, handoff))
+        runner.add_done_callback(lambda task: runner_ended(task, handoff))
         self._handoff = handoff
         return Outcomes(handoff, runner, self._leave)
 
@@ -290,85 +266,23 @@ class Campaign:
             raise RuntimeError("a Campaign runs once; create another to resume its journal")
         self._started = True
         started = self.live.started = time.monotonic()
-        journal = await self._open()
+        self.media = await resolve_media(self._media_arg)
+        journal = await open_store(self._source, self._settings, self.media, self._journal_plan)
+        self.recovered = journal.recovered
         dispatcher = self._dispatcher = Dispatcher(
-            _bulk_lane(self._client), journal, self._source, self._settings, stop=self._stop,
+            bulk_lane(self._client), journal, self._source, self._settings, stop=self._stop,
             sink=sink, senders=[Sender(name, c) for name, c in self._senders] or None)
         try:
             await journal.watch(self.live.apply)
-            if self._retry_states:
-                moved = await journal.retry(self._retry_states)
-                _log.info("%d %s numbers put back to pending", moved,
-                          " and ".join(self._retry_states))
+            await put_back(journal, self._retry_states)
             await dispatcher.run()
         finally:
             try:
-                self.summary = await self._close(journal, started)
+                self.summary = await close_store(journal, started, self._stop,
+                                                 dispatcher.pool.removed)
             finally:
                 await asyncio.gather(*(c.aclose() for _, c in self._senders))
         return self.summary
-
-    async def _open(self) -> JournalStore:
-        if self._source is not None:
-            # A file that is not a list of numbers is refused before a journal exists.
-            await self._source.check()
-        # So is a missing opt-out list: better no campaign than one calling opted-out people.
-        await self._settings.rules.check_exclusions()
-        self.media = await self._resolve_media()
-        self._settings.media = self.media
-        identity = CampaignIdentity(
-            "fake" if self._fake else "audio",
-            None if self.media is None else self.media.fingerprint, self._instance,
-        )
-        journal = await open_journal(self._target, identity=identity, force=self._force,
-                                     synchronous=self._synchronous,
-                                     campaign=self._campaign_name)
-        self.recovered = journal.recovered
-        if journal.recovered:
-            _log.warning("%d numbers were in flight when the last run ended: marked unknown, "
-                         "not redialed (retry_unknown to call them again)", journal.recovered)
-        return journal
-
-    async def _close(self, journal: JournalStore, started: float) -> CampaignSummary:
-        try:
-            await journal.flush()
-            await journal.add_elapsed(time.monotonic() - started)
-            counts = await journal.counts()
-        finally:
-            await journal.close()
-        reason = self._stop.reason or "completed"
-        message = _summary_message(self._stop.reason, self._stop.message, counts)
-        if self._dispatcher is not None and self._dispatcher.pool.removed:
-            message = "; ".join([*self._dispatcher.pool.removed, message])
-        return summary_from_counts(counts, time.monotonic() - started, reason, message)
-
-    async def _resolve_media(self) -> Media | None:
-        arg = self._media_arg
-        if arg is None or isinstance(arg, Media):
-            return arg
-        if isinstance(arg, bytes):
-            return Media.from_bytes(arg)
-        return await asyncio.to_thread(Media.from_file, arg)
-
-
-
-def _ended(runner: asyncio.Task[CampaignSummary], handoff: Handoff) -> None:
-    handoff.end()
-    if not runner.cancelled():
-        runner.exception()  # retrieved here too: a consumer that left may never ask for it
-
-
-def _summary_message(reason: StopReason | None, cause: str, counts: JournalCounts) -> str:
-    pending = counts.pending
-    if counts.total and not (counts.placed + counts.failed + counts.unknown + pending
-                             + counts.sending):
-        return "no entry of the input is a number that can be called"
-    if not pending:
-        return f"{cause}; no number left pending" if cause else "every number was dealt with"
-    if reason in ("circuit_breaker", "outside_window"):
-        return cause  # already says the rest is pending and how to resume
-    why = cause or "rate limited or unreachable after retries"
-    return f"{why}; {pending} numbers left pending: run the same command again to resume"
 
 
 async def run_campaign(
@@ -386,13 +300,3 @@ async def run_campaign(
                         concurrency=concurrency, **options)  # type: ignore[arg-type]
     return await campaign.run()
 
-
-def _bulk_lane(client: CampaignClient) -> CampaignClient:
-    """The client's bulk-lane view (``with_options(priority="bulk")``, issue 11): a campaign
-    never delays the interactive calls (a bot's) that share its token. A stub without
-    ``with_options`` is used as it is."""
-    with_options = getattr(client, "with_options", None)
-    if with_options is None:
-        return client
-    view: CampaignClient = with_options(priority="bulk")
-    return view

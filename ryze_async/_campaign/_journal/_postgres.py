@@ -28,10 +28,7 @@ Several campaigns share one database: every table is keyed by ``campaign``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import secrets
-import socket
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, TextIO
 
@@ -43,163 +40,26 @@ from . import _postgres_sql as sql
 from ._events import IngestResult
 from ._group import GroupCommit
 from ._postgres_commit import Mark, Op, Outcome, apply_ops
-from ._postgres_counts import PgJournalCounts, build_counts, redact
+from ._postgres_conn import PgConnection
+from ._postgres_counts import PgJournalCounts, build_counts
 from ._postgres_export import export_csv
-from ._schema import CampaignIdentity, JournalError, check_identity
 
 __all__ = ["ClaimLostError", "PgJournal", "PgJournalCounts"]
 
 State = Literal["pending", "sending", "placed", "failed", "unknown", "skipped"]
 Row = tuple[int, str, int]
 _COMMIT_TRIES = 5
-_INTERRUPTED = "interrupted while sending: the call may have been placed"
 
 
-class PgJournal:
+class PgJournal(PgConnection):
     """One worker's handle on a campaign in PostgreSQL. Open with ``await PgJournal.open(...)``;
     use from one event loop."""
 
     def __init__(self, dsn: str, campaign: str, *, worker: str, lease: float,
                  heartbeat: float, read_only: bool) -> None:
-        self.dsn = redact(dsn)
-        self.campaign = campaign
-        #: This worker's identity in ``owner`` (host, pid and a random part: unique per open).
-        self.worker = worker
-        self.lease = lease
-        self.heartbeat = heartbeat
-        self.read_only = read_only
-        #: Rows found ``sending`` with an expired lease at open and turned ``unknown``.
-        self.recovered = 0
-        self._conn: Any = None
-        self._beat_conn: Any = None
-        self._io = asyncio.Lock()  # one query at a time on an asyncpg connection
-        self._beat: asyncio.Task[None] | None = None
+        super().__init__(dsn, campaign, worker=worker, lease=lease, heartbeat=heartbeat,
+                         read_only=read_only)
         self._group: GroupCommit[Op] = GroupCommit(self._commit, _claim_lost)
-        self._last_recover = 0.0
-        #: Heartbeats sent (renewals of this worker's live leases).
-        self.beats = 0
-
-    # -- opening and closing --------------------------------------------------------------------
-
-    @classmethod
-    async def open(
-        cls, dsn: str, *, campaign: str, identity: CampaignIdentity | None = None,
-        force: bool = False, read_only: bool = False, worker: str | None = None,
-        lease: float = 30.0, heartbeat: float = 10.0,
-    ) -> PgJournal:
-        """Connect, create the tables and the campaign if missing, check ``identity`` (as the
-        SQLite journal does), recover expired leases, and start the heartbeat.
-
-        ``read_only`` (a report on running workers) changes nothing and holds no lease.
-        """
-        if not campaign:
-            raise ValueError("a campaign name is required")
-        if not 0 < heartbeat < lease:
-            raise ValueError("heartbeat must be positive and shorter than the lease")
-        worker = worker or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        journal = cls(dsn, campaign, worker=worker, lease=lease, heartbeat=heartbeat,
-                      read_only=read_only)
-        try:
-            await journal._connect(dsn, identity, force)
-        except BaseException as exc:
-            await journal._disconnect()
-            if isinstance(exc, asyncpg.PostgresError | OSError):
-                raise JournalError(f"{journal.dsn} is not a usable journal: {exc}") from None
-            raise
-        return journal
-
-    async def _connect(self, dsn: str, identity: CampaignIdentity | None, force: bool) -> None:
-        # Durable commits whatever the server's default: a ``sending`` mark must survive a
-        # crash of the database host, or the number could be dialed again.
-        settings = {"synchronous_commit": "on", "application_name": "ryze-async"}
-        self._conn = await asyncpg.connect(dsn, server_settings=settings)
-        if self.read_only:
-            exists = await self._conn.fetchval(
-                "SELECT to_regclass('ryze_campaigns') IS NOT NULL")
-            if not exists or await self._conn.fetchrow(
-                    "SELECT 1 FROM ryze_campaigns WHERE campaign = $1", self.campaign) is None:
-                raise JournalError(f"no campaign {self.campaign!r} in {self.dsn}")
-            return
-        async with self._conn.transaction():
-            await self._conn.execute("SELECT pg_advisory_xact_lock($1)", sql.SCHEMA_LOCK)
-            await self._conn.execute(sql.SCHEMA)
-            await self._conn.execute(
-                "INSERT INTO ryze_campaigns (campaign) VALUES ($1) ON CONFLICT DO NOTHING",
-                self.campaign)
-        if identity is not None:
-            await self._check_identity(identity, force)
-        self.recovered = (await self.recover())[1]
-        self._beat_conn = await asyncpg.connect(dsn, server_settings=settings)
-        self._beat = asyncio.get_running_loop().create_task(self._heartbeat())
-
-    async def _check_identity(self, identity: CampaignIdentity, force: bool) -> None:
-        async with self._conn.transaction():
-            row = await self._conn.fetchrow(sql.CAMPAIGN_FOR_UPDATE, self.campaign)
-            stored = {k: row[k] for k in ("kind", "media", "instance") if row[k] is not None}
-            called = await self._conn.fetchval(
-                "SELECT 1 FROM ryze_numbers WHERE campaign = $1 AND state IN "
-                "('placed', 'unknown', 'sending') LIMIT 1", self.campaign)
-            check_identity(f"campaign {self.campaign!r}", stored,  # type: ignore[arg-type]
-                           identity, force or called is None)
-            meta = identity.as_meta()
-            await self._conn.execute(
-                "UPDATE ryze_campaigns SET kind = $2, media = $3, instance = "
-                "COALESCE($4, instance) WHERE campaign = $1", self.campaign, meta["kind"],
-                meta["media"], meta.get("instance"))
-
-    async def close(self) -> None:
-        """Flush, stop the heartbeat, give back unsent claims. Idempotent."""
-        if self._conn is None:
-            return
-        if not self.read_only:
-            with contextlib.suppress(JournalError):
-                await self.flush()
-            # A lost connection gives nothing back: the leases expire instead.
-            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                async with self._io:
-                    await self._conn.fetchrow(sql.RELEASE, self.campaign, self.worker,
-                                              _INTERRUPTED)
-        await self._disconnect()
-
-    async def _disconnect(self) -> None:
-        if self._beat is not None:
-            self._beat.cancel()
-            with contextlib.suppress(BaseException):
-                await self._beat
-            self._beat = None
-        for conn in (self._beat_conn, self._conn):
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    await conn.close()
-        self._conn = self._beat_conn = None
-
-    async def __aenter__(self) -> PgJournal:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    def _db(self) -> Any:
-        if self._conn is None:
-            raise JournalError("the journal is closed")
-        return self._conn
-
-    async def _heartbeat(self) -> None:
-        """Renew this worker's live leases; one that already expired is never revived."""
-        while True:
-            await asyncio.sleep(self.heartbeat)
-            with contextlib.suppress(asyncpg.PostgresError, OSError):
-                await self.beat()
-
-    async def beat(self) -> int:
-        """Renew this worker's live leases now (its own connection); how many were renewed.
-        Never waits for a row another transaction holds (that one is renewed next time)."""
-        if self._beat_conn is None:
-            raise JournalError("a read-only or closed journal holds no leases")
-        status = await self._beat_conn.execute(sql.HEARTBEAT, self.campaign, self.worker,
-                                               self.lease)
-        self.beats += 1
-        return int(status.split()[-1])
 
     # -- meta -----------------------------------------------------------------------------------
 
@@ -244,13 +104,6 @@ class PgJournal:
         return bool((await self._campaign_row())["sweep_due"])
 
     # -- dispatch -------------------------------------------------------------------------------
-
-    async def recover(self) -> tuple[int, int]:
-        """Apply expired leases: (claims given back to pending, sending rows made unknown)."""
-        async with self._io:
-            row = await self._db().fetchrow(sql.RECOVER, self.campaign)
-        self._last_recover = asyncio.get_running_loop().time()
-        return int(row["released"]), int(row["lost"])
 
     async def claim(self, limit: int) -> list[Row]:
         """Claim up to ``limit`` pending numbers for this worker, in input order:

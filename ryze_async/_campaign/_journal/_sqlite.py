@@ -24,15 +24,12 @@ people twice).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal, TextIO, TypeVar
+from typing import Literal, TextIO
 
 from ._commit import apply_ops
 from ._events import (
@@ -51,122 +48,30 @@ from ._events import (
 from ._export import export_csv
 from ._group import GroupCommit
 from ._ingest import begin_pass, finish_pass, ingest_rows, sweep_due
-from ._open import connect, prepare_file, recover, store_identity
 from ._queries import add_elapsed, count_rows, pending_after, retry_rows
 from ._report import ReportData, export_jsonl, read_report
 from ._schema import (
-    CampaignIdentity,
     JournalCounts,
     JournalError,
 )
+from ._sqlite_file import SqliteFile
 
 __all__ = ["Journal"]
 
-_T = TypeVar("_T")
 
-
-class Journal:
+class Journal(SqliteFile):
     """A campaign journal. Open with ``await Journal.open(path, ...)``; use from one event loop."""
 
     #: One process per file: ``pending_after`` reads, it does not claim (pages may be large).
     shared = False
 
     def __init__(self, path: Path, executor: ThreadPoolExecutor, lock_fd: int | None) -> None:
-        self.path = path
-        self._executor = executor
-        self._lock_fd = lock_fd
-        self._conn: sqlite3.Connection | None = None
+        super().__init__(path, executor, lock_fd)
         self._group: GroupCommit[Op] = GroupCommit(self._commit, _not_pending)
         self._listeners: list[Listener] = []
         self._sending: set[int] = set()  # rows this store marked sending and not yet recorded
         self._hold = False  # an input pass is open: ingest events wait for its sweep
-        #: Rows found ``sending`` at open and turned ``unknown``.
-        self.recovered = 0
-        self.read_only = lock_fd is None
         self.commits = 0
-
-    # -- opening and closing --------------------------------------------------------------------
-
-    @classmethod
-    async def open(
-        cls,
-        path: str | os.PathLike[str],
-        *,
-        identity: CampaignIdentity | None = None,
-        force: bool = False,
-        create: bool = True,
-        read_only: bool = False,
-        synchronous: Literal["full", "normal"] = "full",
-    ) -> Journal:
-        """Open (or create, owner-only) a journal and recover rows left ``sending``.
-
-        ``identity`` is compared with the stored one: once any call may have been placed, a
-        different media, instance or call kind raises :class:`JournalMismatchError` unless
-        ``force``; the identity given is then stored.
-        ``read_only`` takes no lock and changes nothing (a report on a running campaign).
-        """
-        if synchronous not in ("full", "normal"):
-            raise ValueError("synchronous must be 'full' or 'normal'")
-        p = Path(path)
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ryze-journal")
-        loop = asyncio.get_running_loop()
-        lock_fd = None
-        journal: Journal | None = None
-        try:
-            lock_fd = await loop.run_in_executor(executor, prepare_file, p, create, read_only)
-            journal = cls(p, executor, lock_fd)
-            await journal._run(journal._connect, read_only, synchronous)
-            if not read_only:
-                journal.recovered = await journal._run(lambda: recover(journal._db()))
-                if identity is not None:
-                    await journal._run(store_identity, journal._db(), p, identity, force)
-        except BaseException as exc:
-            if journal is not None:
-                executor.submit(journal._disconnect).result()
-            executor.shutdown(wait=True)
-            if lock_fd is not None:
-                os.close(lock_fd)
-            if isinstance(exc, sqlite3.Error):
-                raise JournalError(f"{p} is not a usable journal: {exc}") from exc
-            raise
-        return journal
-
-    async def close(self) -> None:
-        """Flush what is queued, close the connection, release the lock. Idempotent."""
-        if self._conn is None:
-            return
-        with contextlib.suppress(JournalError):
-            await self.flush()
-        await self._run(self._disconnect)
-        self._executor.shutdown(wait=True)
-        if self._lock_fd is not None:
-            # Closed after SQLite's own descriptors: closing any descriptor of a file drops
-            # the process's POSIX locks on it, and SQLite relies on those.
-            os.close(self._lock_fd)
-            self._lock_fd = None
-
-    async def __aenter__(self) -> Journal:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def _run(self, fn: Callable[..., _T], *args: object) -> _T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
-
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise JournalError("the journal is closed")
-        return self._conn
-
-    def _connect(self, read_only: bool, synchronous: str) -> None:
-        self._conn = connect(self.path, read_only, synchronous)
-
-    def _disconnect(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
 
     # -- events ---------------------------------------------------------------------------------
 

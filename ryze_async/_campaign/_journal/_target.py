@@ -9,7 +9,7 @@ A URL is never shown with its password: every message, repr and log uses :func:`
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ._schema import CampaignIdentity, JournalError
@@ -72,9 +72,8 @@ async def open_postgres(
             raise
         raise JournalError(INSTALL) from None
     try:
-        store = await PgStore.open(url, campaign=campaign, identity=identity, force=force,
-                                   read_only=read_only)
-        return cast("PgStore", store)  # ``open`` builds ``cls``
+        return await PgStore.open(url, campaign=campaign, identity=identity, force=force,
+                                  read_only=read_only)
     except JournalError as exc:
         if scrub(str(exc), url) == str(exc):
             raise

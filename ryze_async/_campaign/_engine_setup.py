@@ -1,0 +1,166 @@
+"""What a :class:`~._engine.Campaign` checks and builds before it runs, and how it opens and
+closes its journal: the engine's construction, apart from its running (``_engine.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from .. import Media
+from ._counts import summary_from_counts
+from ._journal import CampaignIdentity, JournalCounts, JournalStore, is_database_url, open_journal
+from ._models import CampaignSummary, StopReason
+from ._number_source import NumberSource
+from ._numbers import number_normalizer
+from ._outcomes import Handoff
+from ._plan import CampaignPlan, plan
+from ._rules import Rules
+from ._senders import quota_period
+from ._settings import CampaignClient, Settings
+from ._stop import StopState
+
+_log = logging.getLogger("ryze_async.campaign")
+
+
+def check_options(media: object, fake: bool, concurrency: int, ingest_batch: int) -> None:
+    if (media is None) != fake:
+        raise ValueError("give media= for audio calls, or fake=True for fake calls")
+    if concurrency < 1 or ingest_batch < 1:
+        raise ValueError("concurrency and ingest_batch must be >= 1")
+
+
+def journal_target(journal: str | os.PathLike[str], campaign: str | None) -> str | Path:
+    """The journal a ``journal=``/``campaign=`` pair names, refused when they do not fit."""
+    if is_database_url(journal):
+        if not campaign:
+            raise ValueError("a postgresql:// journal holds many campaigns: name one with "
+                             "campaign=")
+        return str(journal)
+    if campaign is not None:
+        raise ValueError("campaign= names a campaign in a postgresql:// journal; a "
+                         "journal file holds one campaign: leave it out")
+    return Path(journal)
+
+
+def retry_states(retry_failed: bool, retry_unknown: bool) -> list[Literal["failed", "unknown"]]:
+    states: list[Literal["failed", "unknown"]] = []
+    if retry_failed:
+        states.append("failed")
+    if retry_unknown:
+        states.append("unknown")
+    return states
+
+
+def bulk_lane(client: CampaignClient) -> CampaignClient:
+    """The client's bulk-lane view (``with_options(priority="bulk")``, issue 11): a campaign
+    never delays the interactive calls (a bot's) that share its token. A stub without
+    ``with_options`` is used as it is."""
+    with_options = getattr(client, "with_options", None)
+    if with_options is None:
+        return client
+    view: CampaignClient = with_options(priority="bulk")
+    return view
+
+
+@dataclass(frozen=True)
+class JournalPlan:
+    """Where the journal is and how to open it (the campaign's identity aside)."""
+
+    target: str | Path
+    campaign: str | None
+    force: bool
+    synchronous: Literal["full", "normal"]
+    fake: bool
+    instance: str | None
+
+
+async def resolve_media(arg: Media | bytes | str | os.PathLike[str] | None) -> Media | None:
+    if arg is None or isinstance(arg, Media):
+        return arg
+    if isinstance(arg, bytes):
+        return Media.from_bytes(arg)
+    return await asyncio.to_thread(Media.from_file, arg)
+
+
+async def open_store(
+    source: NumberSource | None, settings: Settings, media: Media | None, how: JournalPlan
+) -> JournalStore:
+    """Check the input and the rules, then open the journal (``media`` already resolved)."""
+    if source is not None:
+        # A file that is not a list of numbers is refused before a journal exists.
+        await source.check()
+    # So is a missing opt-out list: better no campaign than one calling opted-out people.
+    await settings.rules.check_exclusions()
+    settings.media = media
+    identity = CampaignIdentity(
+        "fake" if how.fake else "audio",
+        None if media is None else media.fingerprint, how.instance,
+    )
+    journal = await open_journal(how.target, identity=identity, force=how.force,
+                                 synchronous=how.synchronous, campaign=how.campaign)
+    if journal.recovered:
+        _log.warning("%d numbers were in flight when the last run ended: marked unknown, "
+                     "not redialed (retry_unknown to call them again)", journal.recovered)
+    return journal
+
+
+async def close_store(
+    journal: JournalStore, started: float, stop: StopState, removed: list[str]
+) -> CampaignSummary:
+    """Flush and close the journal; the summary from the store's own counts."""
+    try:
+        await journal.flush()
+        await journal.add_elapsed(time.monotonic() - started)
+        counts = await journal.counts()
+    finally:
+        await journal.close()
+    reason = stop.reason or "completed"
+    message = summary_message(stop.reason, stop.message, counts)
+    if removed:
+        message = "; ".join([*removed, message])
+    return summary_from_counts(counts, time.monotonic() - started, reason, message)
+
+
+def summary_message(reason: StopReason | None, cause: str, counts: JournalCounts) -> str:
+    pending = counts.pending
+    if counts.total and not (counts.placed + counts.failed + counts.unknown + pending
+                             + counts.sending):
+        return "no entry of the input is a number that can be called"
+    if not pending:
+        return f"{cause}; no number left pending" if cause else "every number was dealt with"
+    if reason in ("circuit_breaker", "outside_window"):
+        return cause  # already says the rest is pending and how to resume
+    why = cause or "rate limited or unreachable after retries"
+    return f"{why}; {pending} numbers left pending: run the same command again to resume"
+
+
+async def dry_run_plan(
+    client: CampaignClient, source: NumberSource | None, rules: Rules, senders: int
+) -> CampaignPlan:
+    """``Campaign.dry_run``: the input read and checked, every rule applied, nobody called."""
+    if source is None:
+        raise ValueError("a dry run needs the numbers (numbers=None only resumes a journal)")
+    await source.check()
+    normalize = number_normalizer(getattr(client, "default_region", None),
+                                  getattr(client, "number_check", "valid"))
+    limit, period = getattr(client, "rate_limit", None), quota_period(client)
+    per_second = 0.0 if limit is None or not period else limit / period
+    return await plan(source, rules, normalize, calls_per_second=per_second * max(1, senders))
+
+
+async def put_back(journal: JournalStore, states: list[Literal["failed", "unknown"]]) -> None:
+    """``retry_failed`` / ``retry_unknown``: those rows back to pending (a person's decision)."""
+    if states:
+        moved = await journal.retry(states)
+        _log.info("%d %s numbers put back to pending", moved, " and ".join(states))
+
+
+def runner_ended(runner: asyncio.Task[CampaignSummary], handoff: Handoff) -> None:
+    handoff.end()
+    if not runner.cancelled():
+        runner.exception()  # retrieved here too: a consumer that left may never ask for it
