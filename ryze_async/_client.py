@@ -11,41 +11,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
-from ._answers import RateLimitFields, feedback, interpret, rate_limited_delay
 from ._bodies import MediaArg, UrlMediaCache, call_body, media_source
 from ._closing import CloseGuard
 from ._config import ClientConfig, Secret
-from ._evidence import annotate
-from ._exceptions import ClientClosedError, InvalidRequestError, RyzeError
-from ._hooks import CallKind, HookDispatch, RetryScheduled
+from ._exceptions import ClientClosedError, InvalidRequestError
+from ._hooks import HookDispatch
 from ._media import Media
 from ._models import CallResult
 from ._numbers import NumberCheck, number_options
-from ._options import UNSET, Options, Unset
-from ._quota import Lane, QuotaBackend, shared_limiter
-from ._quota._choose import checked_quota_url, redis_quota
-from ._retry import Call, RetryPolicy, Sender
-from ._transports import RawResponse, Transport
+from ._options import UNSET, Unset
+from ._pipeline import BeforeSend, NotSent, Pipeline
+from ._quota import Lane
+from ._quota._choose import checked_quota_url
+from ._retry import RetryPolicy, Sender
+from ._transports import Transport
 
 if TYPE_CHECKING:
-    from ._quota._redis import RedisQuota
+    pass
 
 __all__ = ["BeforeSend", "NotSent", "RyzeClient"]
 
 _log = logging.getLogger("ryze_async")
 
-#: Awaited before every attempt's first byte, after the quota admitted that attempt.
-BeforeSend = Callable[[], Awaitable[None]]
-#: Awaited when an attempt was proven refused (429) or never sent, before the client waits to
-#: try again; not when it gives up (then the call raises).
-NotSent = Callable[[], Awaitable[None]]
 
 
-class RyzeClient(Options):
+class RyzeClient(Pipeline):
     """Async client for RyzeAPI's call endpoints. Use ``async with`` or ``await aclose()``.
 
     ``token``, ``instance`` and ``base_url`` fall back to ``RYZE_TOKEN``, ``RYZE_INSTANCE`` and
@@ -160,9 +154,9 @@ class RyzeClient(Options):
                                    backoff_max=backoff_max)
         self._sender = Sender(transport, cfg.headers, self._policy, self._guard.sleep,
                               self._hooks)
-        self._quota_for_loop: tuple[asyncio.AbstractEventLoop, QuotaBackend] | None = None
-        self._redis_quota: RedisQuota | None = None
-        self._urls: dict[tuple[str, str | None], tuple[str, str]] = {}
+        self._quota_for_loop = None
+        self._redis_quota = None
+        self._urls = {}
         self._url_media = UrlMediaCache()
 
     def __repr__(self) -> str:
@@ -319,108 +313,3 @@ class RyzeClient(Options):
     def _check_open(self) -> None:
         if self._guard.closed or self._view_closed:
             raise ClientClosedError("this RyzeClient is closed; create a new one")
-
-    def _call(
-        self, kind: CallKind, instance: str | None, body: Sequence[bytes],
-        before_send: BeforeSend | None, on_not_sent: NotSent | None,
-    ) -> Call:
-        key = (kind, instance)
-        known = self._urls.get(key)
-        if known is None:
-            if len(self._urls) >= 64:  # many instance names: a bounded cache
-                self._urls.clear()
-            name = self._config.instance if instance is None else instance
-            known = self._urls[key] = (self._config.call_url(kind, name), str(name))
-        return Call(kind, known[1], known[0], body[0] if len(body) == 1 else body,
-                    before_send, on_not_sent)
-
-    def _quota(self) -> QuotaBackend | None:
-        if self._is_view:  # a view uses its client's quota: one per client and loop, closed once
-            return self._root._quota()
-        cached = self._quota_for_loop
-        if cached is not None and cached[0] is asyncio.get_running_loop():
-            return cached[1]
-        cfg = self._config
-        if cfg.rate_limit is None:
-            return None
-        limiter: QuotaBackend
-        if self._quota_url is not None:  # one quota for every process on the token: Redis
-            # Its connections belong to this loop: another loop gets its own (see aclose).
-            limiter = self._redis_quota = redis_quota(
-                self._quota_url, token=cfg.token, server=cfg.base_url, limit=cfg.rate_limit,
-                period=cfg.rate_period, margin=cfg.rate_margin)
-        else:
-            limiter = shared_limiter(cfg.token, cfg.rate_limit, cfg.rate_period,
-                                     cfg.rate_margin, server=cfg.base_url, learn_first=True,
-                                     reserve=cfg.interactive_reserve)
-        self._quota_for_loop = (asyncio.get_running_loop(), limiter)
-        return limiter
-
-    async def _close_shared_quota(self) -> None:
-        """Close the Redis quota's connections, if this loop opened them (another loop's
-        cannot be closed from here and go with their loop)."""
-        quota, self._redis_quota = self._redis_quota, None
-        cached = self._quota_for_loop
-        if quota is not None and cached is not None and cached[0] is asyncio.get_running_loop():
-            await quota.aclose()
-
-    async def _place(self, call: Call) -> CallResult:
-        """Admit and send the call until it is answered; a 429 goes round again."""
-        quota = self._quota()
-        refused = 0
-        try:
-            while True:
-                response, rate, reset_after = await self._admitted_attempt(call, quota)
-                if response.status != 429 or refused >= self._config.max_retries:
-                    return interpret(response, rate, self._config)
-                refused += 1
-                await self._after_refusal(call, quota, response, reset_after)
-        except RyzeError as exc:
-            annotate(exc, call)  # the call's own facts: kind, instance, when it was sent
-            raise
-
-    async def _admitted_attempt(
-        self, call: Call, quota: QuotaBackend | None
-    ) -> tuple[RawResponse, RateLimitFields | None, float | None]:
-        """Admit the call, send it (resending what never left), take its feedback in."""
-        if quota is None:
-            self._guard.check()
-            return self._take_in(call, await self._sender.send(call), None, None)
-        slot = await self._admit(call, quota)
-        call.reached = False
-        try:
-            self._guard.check()
-            return self._take_in(call, await self._sender.send(call), quota, slot)
-        except BaseException:
-            if not call.reached:  # nothing reached the server: the slot is unused
-                quota.release(slot)
-            raise
-        finally:
-            quota.settle()  # a fresh backend's first answer releases the burst
-
-    def _take_in(
-        self, call: Call, response: RawResponse, quota: QuotaBackend | None, slot: float | None
-    ) -> tuple[RawResponse, RateLimitFields | None, float | None]:
-        """The answer with its rate-limit fields and seconds to their reset, fed to the quota."""
-        rate, reset_after = feedback(response, quota, slot)
-        if _log.isEnabledFor(logging.DEBUG):
-            _log.debug("POST %s -> %d (remaining %s)", self._config.redact(call.url),
-                       response.status, rate["remaining"] if rate else "?")
-        return response, rate, reset_after
-
-    async def _after_refusal(
-        self, call: Call, quota: QuotaBackend | None, response: RawResponse,
-        reset_after: float | None,
-    ) -> None:
-        """A 429 refused the call: report it, then wait out its reset (for every caller)."""
-        delay = rate_limited_delay(response, reset_after, self._config.rate_period)
-        _log.warning("429 rate limited; sending again in %.2f s", delay)
-        if self._hooks is not None:
-            self._hooks.emit("on_retry_scheduled", RetryScheduled(
-                call.kind, call.instance, call.attempts + 1, delay, "rate_limited"))
-        if call.on_not_sent is not None:  # a 429 was refused: provably not placed
-            await call.on_not_sent()
-        if quota is not None:
-            quota.hold_until(delay)  # the next acquire waits it out, for every caller
-        else:
-            await self._guard.sleep(delay)
