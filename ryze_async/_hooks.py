@@ -101,6 +101,9 @@ class CampaignOutcomeRecorded:
     state: str
     #: The HTTP status behind it, when there was one.
     status: int | None
+    #: False when no request for the number was ever sent (an invalid entry, or one refused
+    #: before its first byte): a number the campaign dealt with, but not a call.
+    sent: bool = True
 
 
 class Hooks:

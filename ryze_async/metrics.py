@@ -3,8 +3,10 @@
 :class:`PrometheusHooks` is an instrumentation hooks object (``RyzeClient(hooks=...)``): it
 counts what the client and its campaigns report, under Prometheus' naming conventions:
 
-- ``ryze_calls_total{outcome,sender}``: numbers a campaign finished, by outcome (``placed``,
-  ``failed``, ``unknown``, ``skipped``, ...);
+- ``ryze_calls_total{outcome,sender}``: calls a campaign finished, by outcome (``placed``,
+  ``failed``, ``unknown``): only numbers a request was sent for. An entry refused before its
+  first byte (an invalid number: the event's ``sent`` is False) was never a call, so it is not
+  a ``failed`` call; it shows in ``ryze_campaign_numbers{state="skipped"}``, as in the summary;
 - ``ryze_request_duration_seconds{kind,sender}``: each request's time on the wire (histogram);
 - ``ryze_quota_wait_seconds{sender}``: each wait for a quota slot (histogram);
 - ``ryze_campaign_numbers{state}``: the watched campaign's live counts (gauge).
@@ -73,7 +75,8 @@ class PrometheusHooks(Hooks):
         self._quota.labels(details.instance).observe(details.waited)
 
     def on_campaign_outcome(self, details: CampaignOutcomeRecorded) -> None:
-        self._calls.labels(details.state, self.sender).inc()
+        if details.sent:  # an entry refused before sending is not a call (module docstring)
+            self._calls.labels(details.state, self.sender).inc()
 
     def watch(self, campaign: _Snapshots) -> None:
         """Serve ``campaign``'s live counts as ``ryze_campaign_numbers{state}``."""

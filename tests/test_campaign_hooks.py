@@ -35,5 +35,8 @@ async def test_every_recorded_outcome_reaches_the_hooks_without_its_number(
     states = sorted(o.state for o in recorder.outcomes)
     assert states == ["failed", "placed", "placed", "unknown"]
     assert sorted(o.status for o in recorder.outcomes if o.state == "placed") == [200, 200]
+    # Only the invalid entry was never sent: it is an outcome, not a call.
+    assert sorted((o.state, o.sent) for o in recorder.outcomes) == [
+        ("failed", False), ("placed", True), ("placed", True), ("unknown", True)]
     for outcome in recorder.outcomes:
         assert not any(n in repr(outcome) for n in (*NUMBERS, "99000000"))

@@ -147,3 +147,30 @@ async def test_metrics_without_prometheus_client_names_the_extra(
     assert 'pip install "ryze-async[metrics]"' in err
     assert server.requests == []
     assert not (tmp_path / "j.db").exists()
+
+
+async def test_invalid_entries_are_not_counted_as_failed_calls(
+    ryze_server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """An entry refused before any byte was sent is not a call: ``ryze_calls_total`` counts
+    only what the server's record holds; ``ryze_campaign_numbers{state="skipped"}`` still shows
+    the invalid entries, as the summary does."""
+    server = await ryze_server_factory(rate_limit=None, token=TOKEN)
+    server.fail_next(Fault.SERVER_ERROR, times=1)
+    hooks = PrometheusHooks(sender="my-instance")
+    async with RyzeClient(TOKEN, "my-instance", base_url=server.url, rate_limit=None,
+                          hooks=hooks) as client:
+        campaign = Campaign(client, [*NUMBERS[:4], "123", "not-a-number"],
+                            journal=tmp_path / "j.db", fake=True, concurrency=1)
+        hooks.watch(campaign)
+        with serve_metrics(hooks.registry, 0) as port:
+            summary = await campaign.run()
+            text = await scrape(port)
+    got = samples(text)
+    answered_500 = [r for r in server.requests if r.status == 500]
+    assert (summary.failed, summary.invalid, len(answered_500)) == (1, 2, 1)
+    calls = {k[1][0][1]: v for k, v in got.items() if k[0] == "ryze_calls_total"}
+    assert calls == {"placed": 3, "failed": len(answered_500)}
+    assert sum(calls.values()) == len(server.requests)  # a call is a request the server saw
+    assert got["ryze_campaign_numbers", (("state", "skipped"),)] == 2
+    assert_private(text)

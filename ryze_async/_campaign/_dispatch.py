@@ -280,6 +280,7 @@ class Dispatcher:
 
     async def _emit(self, outcome: CampaignOutcome) -> None:
         if self._outcome_hooks:
-            tell(self._outcome_hooks, CampaignOutcomeRecorded(outcome.state, outcome.status))
+            tell(self._outcome_hooks, CampaignOutcomeRecorded(outcome.state, outcome.status,
+                                                           outcome.sent))
         if self._sink is not None:
             await self._sink(outcome)
