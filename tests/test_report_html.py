@@ -10,12 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 import sqlite3
 import stat
-import subprocess
 from collections.abc import Awaitable, Callable
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -26,13 +23,10 @@ from ryze_async._campaign._journal import Journal
 from ryze_async.testing import FakeRyzeServer, Fault
 
 from .cli_helpers import run_cli
+from .report_dom import CHROMIUM, Dom, chromium
 
 ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]
 NUMBERS = [f"55119{i:08d}" for i in range(8)]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-          "--window-size=1280,2000"]
 
 
 @pytest.fixture
@@ -57,55 +51,6 @@ async def _truth(path: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
     return counts, [(p.number, p.state) for p in data.problems]
 
 
-class _Dom(HTMLParser):
-    """The rendered DOM's counts, problem rows and svg ids."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.counts: dict[str, int] = {}
-        self.rows: list[list[str]] = []
-        self.svgs: list[str] = []
-        self.bars = 0
-        self._count: str | None = None
-        self._row: list[str] | None = None
-        self._cell: list[str] | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = dict(attrs)
-        if tag == "svg":
-            self.svgs.append(a.get("id") or "")
-        elif tag == "rect" and a.get("class") == "bar":
-            self.bars += 1
-        elif tag == "td" and a.get("data-count"):
-            self._count = a["data-count"]
-        elif tag == "tr" and a.get("class") == "problem":
-            self._row = []
-        elif tag == "td" and self._row is not None:
-            self._cell = []
-
-    def handle_data(self, data: str) -> None:
-        if self._count is not None:
-            self.counts[self._count] = int(data)
-            self._count = None
-        elif self._cell is not None:
-            self._cell.append(data)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "td" and self._cell is not None and self._row is not None:
-            self._row.append("".join(self._cell))
-            self._cell = None
-        elif tag == "tr" and self._row is not None:
-            self.rows.append(self._row)
-            self._row = None
-
-
-def _chromium(page: Path, profile: Path, *extra: str) -> subprocess.CompletedProcess[bytes]:
-    assert CHROMIUM is not None
-    return subprocess.run(
-        [CHROMIUM, *_FLAGS, f"--user-data-dir={profile}", *extra, page.as_uri()],
-        capture_output=True, timeout=120, check=False)
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install "
                     "chromium); .ci/run installs it")
 async def test_html_report_renders_in_chromium_with_the_journals_counts(
@@ -120,11 +65,11 @@ async def test_html_report_renders_in_chromium_with_the_journals_counts(
     assert "<script" not in html
     shot = tmp_path / "report.png"
     # One browser at a time: two at once on a loaded 2-core machine can starve each other.
-    dom = await asyncio.to_thread(_chromium, page, tmp_path / "p1", "--dump-dom")
-    png = await asyncio.to_thread(_chromium, page, tmp_path / "p2", f"--screenshot={shot}")
+    dom = await asyncio.to_thread(chromium, page, tmp_path / "p1", "--dump-dom")
+    png = await asyncio.to_thread(chromium, page, tmp_path / "p2", f"--screenshot={shot}")
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert png.returncode == 0, png.stderr[-2000:]
-    parsed = _Dom()
+    parsed = Dom()
     parsed.feed(dom.stdout.decode())
     counts, problems = await _truth(journal)
     assert (counts["invalid"], counts["unknown"], len(problems)) == (2, 2, 4)  # as planned
@@ -170,9 +115,27 @@ async def test_senders_get_their_own_chart_and_column(journal: Path, tmp_path: P
     page = tmp_path / "r.html"
     code, _, err = await run_cli(["report", str(journal), "--html", str(page)], {})
     assert code == 0, err
-    parsed = _Dom()
+    parsed = Dom()
     parsed.feed(page.read_text())
     assert {"per-minute", "per-minute-0", "per-minute-1", "over-time"} <= set(parsed.svgs)
     assert {r[-1] for r in parsed.rows} <= {"inst-a", "inst-b"}
     code, out, _ = await run_cli(["report", str(journal), "--format", "jsonl"], {})
     assert {json.loads(line)["sender"] for line in out.splitlines()} == {"inst-a", "inst-b"}
+
+
+async def test_exports_over_a_readable_file_become_owner_only(
+    journal: Path, tmp_path: Path
+) -> None:
+    """A file that already exists, readable by others, is made owner-only before a number is
+    written to it (``O_CREAT``'s mode applies only to a new file)."""
+    targets = {"--csv": tmp_path / "old.csv", "--out": tmp_path / "old.jsonl",
+               "--html": tmp_path / "old.html"}
+    for path in targets.values():
+        path.write_text("old\n")
+        path.chmod(0o644)
+    for option, path in targets.items():
+        extra = ["--format", "jsonl"] if option == "--out" else []
+        code, _, err = await run_cli(["report", str(journal), option, str(path), *extra], {})
+        assert code == 0, err
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, option
+        assert NUMBERS[0] in path.read_text()

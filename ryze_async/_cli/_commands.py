@@ -21,7 +21,7 @@ from ._logging import CliLogging
 
 if TYPE_CHECKING:
     from ryze_async import Media
-    from ryze_async._campaign._journal import Journal, JournalCounts, JournalStore
+    from ryze_async._campaign._journal import JournalCounts, JournalStore
     from ryze_async._config import Secret
 
 __all__ = ["load_media", "reveal", "run", "run_command"]
@@ -134,15 +134,12 @@ def _report_targets(args: argparse.Namespace) -> tuple[Path | None, bool, Path |
 
 async def _report(args: argparse.Namespace, out: TextIO) -> int:
     from ryze_async._campaign._counts import summary_from_counts
-    from ryze_async._campaign._journal import Journal, describe
+    from ryze_async._campaign._journal import describe
 
     from ._campaign import print_json
     from ._progress import format_summary
 
     csv_out, to_stdout, jsonl_out = _report_targets(args)
-    if isinstance(args.journal, str) and (args.format == "jsonl" or args.html_out is not None):
-        raise UsageError("--html and --format jsonl read a journal file; a postgresql:// journal "
-                         "has --json and --csv")
     written: list[str] = []
     journal = await _open_journal(args.journal, args.campaign)
     try:
@@ -151,10 +148,10 @@ async def _report(args: argparse.Namespace, out: TextIO) -> int:
             csv_stdout = str(csv_out) == "-"
             rows = await journal.export_csv(out if csv_stdout else csv_out)
             written.append(f"wrote {rows} rows to {'stdout' if csv_stdout else csv_out}")
-        if isinstance(journal, Journal) and args.format == "jsonl":
+        if args.format == "jsonl":
             rows = await journal.export_jsonl(out if jsonl_out is None else jsonl_out)
             written.append(f"wrote {rows} JSON lines to {jsonl_out or 'stdout'}")
-        if isinstance(journal, Journal) and args.html_out is not None:
+        if args.html_out is not None:
             written.append(await _html(journal, counts, args))
     finally:
         await journal.close()
@@ -173,11 +170,14 @@ async def _report(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-async def _html(journal: Journal, counts: JournalCounts, args: argparse.Namespace) -> str:
+async def _html(journal: JournalStore, counts: JournalCounts, args: argparse.Namespace) -> str:
     from ._report_html import render_report, write_report
 
     data = await journal.report_data()
-    page = render_report(args.journal.name, counts, data, args.quota)
+    # The page's title: the campaign's name in a database, the file's name otherwise (never
+    # the URL: it may hold a password).
+    name = args.campaign if isinstance(args.journal, str) else args.journal.name
+    page = render_report(name, counts, data, args.quota)
     await asyncio.to_thread(write_report, args.html_out, page)
     return f"wrote the HTML report to {args.html_out}"
 

@@ -27,6 +27,8 @@ the dispatcher relies on.
 - ``record`` queues an outcome (or ``pending``: provably not sent) without waiting; ``flush``
   waits for everything queued. If the process dies first the row stays ``sending`` and is
   recovered as ``unknown`` at the next open (``recovered``): never redialed automatically.
+- ``export_csv``, ``export_jsonl`` (owner-only files) and ``report_data`` (``report --html``)
+  read the same rows the same way in both stores: one campaign reads the same from either.
 - ``watch`` reports committed transitions (:data:`JournalEvent`) so live counts are a fold over
   the store's own events; ``counts`` is the authoritative count (and is reported as ``Rebased``).
 - Opening checks the campaign identity (call kind, media fingerprint, instance): a journal that
@@ -52,6 +54,7 @@ from ._events import (
     RecordOutcome,
     State,
 )
+from ._report import ReportData
 from ._schema import (
     CampaignIdentity,
     JournalCounts,
@@ -80,6 +83,7 @@ __all__ = [
     "Op",
     "Rebased",
     "RecordOutcome",
+    "ReportData",
     "State",
     "describe",
     "is_database_url",
@@ -118,6 +122,8 @@ class JournalStore(Protocol):
     async def retry(self, states: Iterable[Literal["failed", "unknown"]]) -> int: ...
     async def add_elapsed(self, seconds: float) -> None: ...
     async def export_csv(self, out: str | os.PathLike[str] | TextIO) -> int: ...
+    async def export_jsonl(self, out: str | os.PathLike[str] | TextIO) -> int: ...
+    async def report_data(self) -> ReportData: ...
 
 
 async def open_journal(

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import csv
-import os
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from ._schema import owner_only
+from ._schema import open_owner_only
 
 __all__ = ["CSV_COLUMNS", "export_csv"]
 
@@ -27,9 +26,7 @@ def export_csv(db: sqlite3.Connection, out: Path | TextIO) -> int:
         rows = _write(db, out)
         out.flush()
         return rows
-    with owner_only():
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+    with open_owner_only(out, newline="") as f:
         return _write(db, f)
 
 

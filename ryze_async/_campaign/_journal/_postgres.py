@@ -43,6 +43,8 @@ from ._postgres_commit import Mark, Op, Outcome, apply_ops
 from ._postgres_conn import PgConnection
 from ._postgres_counts import PgJournalCounts, build_counts
 from ._postgres_export import export_csv
+from ._postgres_report import export_jsonl, read_report
+from ._report import ReportData
 
 __all__ = ["ClaimLostError", "PgJournal", "PgJournalCounts"]
 
@@ -184,6 +186,20 @@ class PgJournal(PgConnection):
             await self.flush()
         async with self._io:
             return await export_csv(self._db(), self.campaign, out)
+
+    async def report_data(self) -> ReportData:
+        """Per-minute attempt counts and the failed/unknown rows, as the SQLite store's."""
+        if not self.read_only:
+            await self.flush()
+        async with self._io:
+            return await read_report(self._db(), self.campaign)
+
+    async def export_jsonl(self, out: str | os.PathLike[str] | TextIO) -> int:
+        """Like :meth:`export_csv`, one JSON object per line (the SQLite store's lines)."""
+        if not self.read_only:
+            await self.flush()
+        async with self._io:
+            return await export_jsonl(self._db(), self.campaign, out)
 
 
 def _claim_lost(row_id: int) -> ClaimLostError:

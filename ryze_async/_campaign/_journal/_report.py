@@ -4,23 +4,23 @@ The journal keeps one row per number with the time of its last attempt (``attemp
 log of every request: the per-minute figures count numbers by the minute of their last
 attempt and the state it left them in. A ``sender`` column (the sender pool's) is read when
 the journal has one; without it every row is the campaign's one instance ("").
-A PostgreSQL store gives the same :class:`ReportData` with the same two queries (``GROUP BY``
-on ``floor(attempt_at / 60)``, and the failed/unknown rows in input order).
+The PostgreSQL store gives the same :class:`ReportData` and the same lines
+(:func:`jsonl_line`) from the same queries (``_postgres_report.py``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from ._schema import owner_only
+from ._schema import open_owner_only
 
-__all__ = ["MinuteCount", "ProblemRow", "ReportData", "export_jsonl", "read_report"]
+__all__ = ["MinuteCount", "ProblemRow", "ReportData", "export_jsonl", "jsonl_line",
+           "read_report"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,15 +76,26 @@ def read_report(db: sqlite3.Connection) -> ReportData:
     return ReportData(minutes, problems, sender != "''")
 
 
+def jsonl_line(row: tuple[object, ...], at: datetime | None, sender: str | None, *,
+               with_sender: bool) -> str:
+    """One number as a JSON line: ``row`` is (line, number, state, call_id, http_status,
+    error, attempts), ``at`` its last attempt (both stores write the same text)."""
+    line, number, state, call_id, status, error, attempts = row
+    item = {"line": line, "number": number, "state": state, "call_id": call_id,
+            "http_status": status, "error": error, "attempts": attempts,
+            "last_attempt_utc": at.astimezone(UTC).isoformat(timespec="seconds") if at else None}
+    if with_sender:
+        item["sender"] = sender
+    return json.dumps(item, ensure_ascii=False) + "\n"
+
+
 def export_jsonl(db: sqlite3.Connection, out: Path | TextIO) -> int:
     """One JSON object per stored number (input order), the CSV export's fields."""
     if not isinstance(out, Path):
         rows = _write(db, out)
         out.flush()
         return rows
-    with owner_only():
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with open_owner_only(out) as f:
         return _write(db, f)
 
 
@@ -95,13 +106,8 @@ def _write(db: sqlite3.Connection, f: TextIO) -> int:
         "SELECT line, number, state, call_id, http_status, error, attempts, "  # noqa: S608
         f"attempt_at, {sender} FROM numbers ORDER BY id")
     while chunk := cur.fetchmany(1000):
-        for line, number, state, call_id, status, error, attempts, at, s in chunk:
-            item = {"line": line, "number": number, "state": state, "call_id": call_id,
-                    "http_status": status, "error": error, "attempts": attempts,
-                    "last_attempt_utc": datetime.fromtimestamp(at, UTC).isoformat(
-                        timespec="seconds") if at else None}
-            if sender != "''":
-                item["sender"] = s
-            f.write(json.dumps(item, ensure_ascii=False) + "\n")
+        for *row, at, s in chunk:
+            when = datetime.fromtimestamp(at, UTC) if at else None
+            f.write(jsonl_line(tuple(row), when, s, with_sender=sender != "''"))
             rows += 1
     return rows

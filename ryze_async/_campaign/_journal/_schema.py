@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from ... import JournalError, JournalLockedError, JournalMismatchError
 
@@ -27,6 +28,7 @@ __all__ = [
     "dedupe_key",
     "lock_file",
     "migrate",
+    "open_owner_only",
     "owner_only",
 ]
 
@@ -187,6 +189,20 @@ def owner_only() -> Iterator[None]:
         yield
     finally:
         os.umask(old)
+
+
+def open_owner_only(path: Path, *, newline: str | None = None) -> TextIO:
+    """Open ``path`` to write text, owner-only (0600): an export holds phone numbers. A file
+    that already existed keeps its mode through ``O_CREAT``, so it is narrowed here, before a
+    byte is written to it."""
+    with owner_only():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        return os.fdopen(fd, "w", newline=newline, encoding="utf-8")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def lock_file(path: Path) -> int:
