@@ -7,13 +7,15 @@ numbers with their reasons. It holds phone numbers: it is written owner-only, li
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+# This module is imported only when ``report --html`` runs, so the journal is loaded already.
+from ryze_async._campaign._journal._schema import open_owner_only
 
 if TYPE_CHECKING:
     from ryze_async._campaign._journal import JournalCounts
@@ -179,12 +181,6 @@ def render_report(name: str, counts: JournalCounts, data: ReportData, quota: flo
 
 
 def write_report(path: Path, page: str) -> None:
-    """Write ``page`` owner-only (0600): it holds phone numbers."""
-    old = os.umask(0o077)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    finally:
-        os.umask(old)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    """Write ``page`` owner-only (0600), as the other exports: it holds phone numbers."""
+    with open_owner_only(path) as f:
         f.write(page)
