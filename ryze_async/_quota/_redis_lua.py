@@ -8,16 +8,24 @@ Design (issue 9), and where it differs from the libraries studied:
   (PyrateLimiter#53, #55: a list, not a sorted set, also lets async callers land out of
   order). A duration (the wait) is all that crosses to the caller, so its clock never matters.
 - **A reservation, not a poll.** ``limits`` answers yes/no and its callers retry. Here the script
-  computes the earliest time t >= now (and >= the latest reservation: FIFO across processes)
-  at which no window of ``period + margin`` holds more than ``limit`` entries, inserts the
-  caller's unique member at t and returns t - now: the waiter sleeps once. A sorted set, pruned
-  with ZREMRANGEBYSCORE on every call, holds at most ``limit`` past entries plus the waiters.
+  computes the caller's slot, inserts the caller's unique member at it and returns t - now: the
+  waiter sleeps once. A sorted set, pruned with ZREMRANGEBYSCORE on every call, holds at most
+  ``limit`` past entries plus the waiters.
+- **Lanes (issue 11).** A bulk call's slot is the earliest t >= now after every reservation
+  (first come, first served across processes) at which no window of ``period + margin`` holds
+  more than ``limit - reserve`` entries of any lane. An interactive call's slot is the earliest
+  t >= now at which every window around t holds fewer than ``limit``: it may lie before queued
+  reservations, so every window around t is counted, from the sorted entries (a binary search
+  per window; at most ``4 * limit + 64`` entries read, past which the first-come slot, always a
+  fit, is the answer). Bulk never fills the reserve, so an interactive call finds a slot at once
+  while fewer than ``reserve`` interactive calls went in the last window, whatever any process
+  queued. The reserve in force is the largest that a live client announced (`_redis_reserve`).
 - **Margin**, as in `QuotaLimiter`: slots are ``period + margin`` apart (``period/60``, at least
   0.1 s), which absorbs the jitter between admission and arrival at the server.
 - **Giving back.** A reservation abandoned before its send (cancelled while waiting, or
   `release`) is removed by member id. A slot whose request may have reached the server is never
-  given back. Append-only placement means a slot released in the middle of the queue is reused
-  by the next newcomer (it lands one slot earlier), not by those already queued behind it.
+  given back. A slot released in the middle of the queue is reused by the next interactive
+  newcomer, or by the next bulk one (it lands one slot earlier), not by those already queued.
 - **Server feedback is shared**: a 429's hold and ``Remaining: 0`` set a "blocked until" key (in
   Redis time); a ``Remaining`` below what the log allows sets a budget until the reset; a lower
   ``X-RateLimit-Limit`` lowers the quota's limit for everyone (the strictest user wins). A waiter
