@@ -349,3 +349,21 @@ async def test_in_one_process_an_interactive_call_goes_before_its_own_queued_bul
         await cancel(queued)
     finally:
         await shared.aclose()
+
+
+async def test_a_bulk_call_with_a_deadline_is_never_moved_past_it(
+    redis_server: RedisServer, raw: aioredis.Redis, digest: str
+) -> None:
+    shared = quota(redis_server.url, digest)
+    try:
+        first = await settled(shared)
+        for _ in range(LIMIT - 1):
+            await settled(shared)
+        hurried = asyncio.create_task(shared.acquire(lane="bulk", max_wait=WINDOW * 1.5))
+        queued = [hurried, *await queue_bulk(shared, raw, digest, LIMIT + 1)]
+        interactive = await shared.acquire()  # a window later than the hurried call's slot
+        assert float(await hurried) - first < WINDOW * 1.5  # kept its slot: its deadline holds
+        assert float(interactive) - first < WINDOW * 1.5  # it took another bulk call's slot
+        await cancel(queued)
+    finally:
+        await shared.aclose()

@@ -191,10 +191,10 @@ class RedisQuota(RedisFeedback):
         if not self._keeper.running:
             await self._keeper.start()
         # The lane's initial leads the id: the log tells who reserved each slot.
-        held = Reservation(("b" if lane == "bulk" else "i") + uuid.uuid4().hex)
         loop = asyncio.get_running_loop()
         if max_wait is not None:
             deadline = loop.time() + max(0.0, max_wait)
+        held = Reservation(("b" if lane == "bulk" else "i") + uuid.uuid4().hex, deadline)
         try:
             while True:
                 left = None if deadline is None else max(0.0, deadline - loop.time())

@@ -20,12 +20,14 @@ _US = 1_000_000
 
 class Reservation:
     """A reservation in the shared log, held by one waiting call: its id, slot (Redis
-    microseconds) and when that slot comes on this loop's clock."""
+    microseconds), when that slot comes on this loop's clock, and the call's deadline (a loop
+    time; None: none), which a swap never moves it past."""
 
-    __slots__ = ("_wake", "due", "member", "slot_us")
+    __slots__ = ("_wake", "deadline", "due", "member", "slot_us")
 
-    def __init__(self, member: str) -> None:
+    def __init__(self, member: str, deadline: float | None) -> None:
         self.member = member
+        self.deadline = deadline
         self.slot_us = 0
         self.due = 0.0
         self._wake: asyncio.Future[None] | None = None
@@ -72,9 +74,10 @@ class Sleepers:
                 self._bulk.remove(held)
 
     def _take_earlier(self, held: Reservation) -> None:
-        earliest = min(self._bulk, key=lambda other: other.slot_us, default=None)
-        if earliest is not None and earliest.slot_us < held.slot_us:
-            held.exchange(earliest)
+        movable = [b for b in self._bulk if b.slot_us < held.slot_us
+                   and (b.deadline is None or b.deadline >= held.due)]
+        if movable:
+            held.exchange(min(movable, key=lambda other: other.slot_us))
 
 
 def _wake(future: asyncio.Future[None]) -> None:
