@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Self
 from ._bodies import MediaArg, UrlMediaCache, call_body, media_source
 from ._closing import CloseGuard
 from ._config import ClientConfig, Secret
-from ._exceptions import ClientClosedError, InvalidRequestError
+from ._exceptions import ClientClosedError
 from ._hooks import HookDispatch
 from ._media import Media
 from ._models import CallResult
@@ -104,12 +104,6 @@ class RyzeClient(Pipeline):
         # Checked (and ``redis`` imported) here, not at the first call: a missing extra or a
         # URL that is not Redis's is a setting error. Kept out of every repr (its password).
         self._quota_url = checked_quota_url(quota_url, rate_limit=rate_limit)
-        if self._quota_url is not None and interactive_reserve:
-            # The shared log is one first-come-first-served queue for now: a reserve there would
-            # only idle slots, so it is refused rather than silently kept in one process.
-            raise InvalidRequestError(
-                "interactive_reserve is not shared through Redis yet: leave it 0 with quota_url",
-                field="interactive_reserve")
         # Everything but the token and instance, for ``for_sender`` (a pool's other senders).
         self._options: dict[str, object] = {
             "base_url": base_url, "rate_limit": rate_limit, "rate_period": rate_period,
@@ -170,6 +164,7 @@ class RyzeClient(Pipeline):
 
     async def __aenter__(self) -> Self:
         self._check_open()
+        await self._announce_reserve()
         return self
 
     async def __aexit__(

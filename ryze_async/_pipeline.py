@@ -71,13 +71,21 @@ class Pipeline(Options):
             # Its connections belong to this loop: another loop gets its own (see aclose).
             limiter = self._redis_quota = redis_quota(
                 self._quota_url, token=cfg.token, server=cfg.base_url, limit=cfg.rate_limit,
-                period=cfg.rate_period, margin=cfg.rate_margin)
+                period=cfg.rate_period, margin=cfg.rate_margin, reserve=cfg.interactive_reserve)
         else:
             limiter = shared_limiter(cfg.token, cfg.rate_limit, cfg.rate_period,
                                      cfg.rate_margin, server=cfg.base_url, learn_first=True,
                                      reserve=cfg.interactive_reserve)
         self._quota_for_loop = (asyncio.get_running_loop(), limiter)
         return limiter
+
+    async def _announce_reserve(self) -> None:
+        """With a shared quota, put this client's interactive reserve in force for every
+        process on the token now, not only from its first call."""
+        if self._quota_url is not None and self._config.interactive_reserve:
+            announce = getattr(self._quota(), "announce", None)  # a view's is its client's
+            if announce is not None:
+                await announce()
 
     async def _close_shared_quota(self) -> None:
         """Close the Redis quota's connections, if this loop opened them (another loop's

@@ -87,15 +87,19 @@ async def test_a_burst_then_one_slot_as_each_ages_out_never_more(
 
 
 async def test_waiters_of_two_processes_are_served_first_come_first_served(
-    quotas: list[RedisQuota],
+    quotas: list[RedisQuota], redis_server: RedisServer, digest: str
 ) -> None:
     first = quotas[0]
     for _ in range(LIMIT):
         await admit(first)
     tasks = []
-    for i in range(6):  # alternate A and B; each reserves before the next one asks
-        tasks.append(asyncio.create_task(admit(quotas[i % 2])))
-        await asyncio.sleep(0.02)
+    async with aioredis.Redis.from_url(redis_server.url) as raw:
+        for i in range(6):  # alternate A and B; each reserves before the next one asks
+            tasks.append(asyncio.create_task(admit(quotas[i % 2])))
+            for _ in range(1000):  # a bounded wait on the condition, not on time
+                if await raw.zcard(log_key(digest)) == LIMIT + i + 1:
+                    break
+                await asyncio.sleep(0.002)
     slots = await asyncio.gather(*tasks)
     assert slots == sorted(slots)
 

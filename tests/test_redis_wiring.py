@@ -311,9 +311,3 @@ async def test_for_sender_carries_the_quota_url(fresh_redis: RedisServer) -> Non
         await other.fake_call("5511900000000")
     async with aioredis.Redis.from_url(fresh_redis.url) as raw:
         assert [k async for k in raw.scan_iter("ryze:{*}:log")]
-
-
-def test_an_interactive_reserve_is_refused_with_a_shared_quota(redis_server: RedisServer) -> None:
-    # Redis's log is one first-come-first-served queue: a reserve there would only idle slots.
-    with pytest.raises(InvalidRequestError, match="interactive_reserve"):
-        RyzeClient(token="t", instance="i", quota_url=redis_server.url, interactive_reserve=2)

@@ -15,7 +15,9 @@ exactly. The client's use of a backend, per call:
    default lane unchanged. A backend honours lanes like the local limiter: interactive
    waiters before bulk ones, and bulk admitted only while fewer than ``limit - reserve``
    admissions are in the window (the reserve is the larger any user of the token asked for).
-   The Redis backend's support for lanes and the reserve across processes is pending.
+   The Redis backend does both across processes (its log places an interactive call in the
+   first slot with room, and bulk leaves the reserve free) and, in one process, lets a waiting
+   interactive call take the earliest slot its own bulk calls reserved (`_redis_sleepers`).
 2. ``release(slot)`` when the slot was never used: nothing reached the server (``before_send``
    raised, the client closed, every attempt failed to connect).
 3. ``observe(...)`` with each answer's ``X-RateLimit-*`` feedback; ``hold_until(delay)`` after a

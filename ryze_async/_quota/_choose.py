@@ -53,11 +53,13 @@ def checked_quota_url(url: object, *, rate_limit: int | None) -> str | None:
 
 
 def redis_quota(
-    url: str, *, token: str, server: str, limit: int, period: float, margin: float | None
+    url: str, *, token: str, server: str, limit: int, period: float, margin: float | None,
+    reserve: int = 0,
 ) -> RedisQuota:
     """The shared quota of `token` on `server`, keyed by a hash of both (never the token)."""
     from ._redis import RedisQuota  # noqa: PLC0415 - redis only when a URL was given
 
     return RedisQuota.from_url(
-        url, token_digest=quota_digest(token, server), limit=limit, period=period, margin=margin
+        url, token_digest=quota_digest(token, server), limit=limit, period=period, margin=margin,
+        reserve=reserve,
     )

@@ -27,8 +27,13 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from .._exceptions import QuotaBackendError, QuotaTimeoutError
+from ._feedback import check_reserve
 from ._local import Lane, default_margin, probe_wait
-from ._redis_lua import ADMIT, FEEDBACK, RECHECK
+from ._redis_feedback import IDLE_TTL_MS as _IDLE_TTL_MS
+from ._redis_feedback import RedisFeedback
+from ._redis_lua import ADMIT, ANNOUNCE, FEEDBACK, RECHECK
+from ._redis_reserve import RESERVE_TTL_MS, ReserveKeeper
+from ._redis_sleepers import Reservation, Sleepers
 
 if TYPE_CHECKING:
     from . import QuotaBackend
@@ -36,7 +41,6 @@ if TYPE_CHECKING:
 __all__ = ["Admission", "QuotaBackendError", "QuotaTimeoutError", "RedisQuota", "quota_from_url"]
 
 _US = 1_000_000
-_IDLE_TTL_MS = 60_000  # idle keys outlive their last relevant entry by this much
 _PROBE_NAP = 0.02  # seconds between asks while a fresh quota's probe is out
 _SOCKET_TIMEOUT = 2.0  # a Redis that does not answer within it fails the admission
 _RESERVED, _PROBING = 0, 1
@@ -49,7 +53,7 @@ class Admission(float):
     member: str
 
 
-class RedisQuota:
+class RedisQuota(RedisFeedback):
     """At most `limit` admissions in any window of `period` seconds for every user of the keys.
 
     ``RyzeClient(quota_url=...)`` makes and closes its own; build one with `from_url` to admit
@@ -67,6 +71,7 @@ class RedisQuota:
         margin: float | None = None,
         learn_first: bool = True,
         where: str = "Redis",
+        reserve: int = 0,
     ) -> None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be an integer >= 1, not {limit!r}")
@@ -75,14 +80,23 @@ class RedisQuota:
         margin = default_margin(period) if margin is None else margin
         if not (math.isfinite(margin) and margin >= 0):
             raise ValueError(f"margin must be a finite number of seconds >= 0, not {margin!r}")
+        check_reserve(reserve)
+        if reserve >= limit:
+            raise ValueError(f"reserve must leave bulk traffic a slot: below limit={limit}")
         self._redis = redis
         self._limit, self._period, self._margin = limit, float(period), float(margin)
         self._window_us = round((self._period + self._margin) * _US)
         self._probe_ms = round(probe_wait(self._period) * 1000) if learn_first else 0
         self._where = where  # host:port/db only: a URL's password never gets here
         prefix = f"ryze:{{{token_digest}}}:"
-        self._keys = [prefix + k for k in ("log", "blocked", "budget", "conf", "probe")]
+        self._keys = [
+            prefix + k for k in ("log", "blocked", "budget", "conf", "probe", "reserves")
+        ]
+        self._reserve, self._id = reserve, uuid.uuid4().hex  # the id names our announcement
+        self._keeper = ReserveKeeper(reserve, self._announce)
+        self._sleepers = Sleepers()
         self._admit = redis.register_script(ADMIT)
+        self._announce_script = redis.register_script(ANNOUNCE)
         self._feedback = redis.register_script(FEEDBACK)
         self._recheck = redis.register_script(RECHECK)
         self._pending: set[asyncio.Task[Any]] = set()
@@ -91,7 +105,7 @@ class RedisQuota:
     @classmethod
     def from_url(
         cls, url: str, *, token_digest: str, limit: int, period: float,
-        margin: float | None = None,
+        margin: float | None = None, reserve: int = 0,
     ) -> RedisQuota:
         """A quota on the Redis at `url` (``redis://``, ``rediss://`` or ``unix://``).
 
@@ -110,7 +124,7 @@ class RedisQuota:
             else f"Redis at {kw.get('host')}:{kw.get('port')}/{kw.get('db', 0)}"
         )
         return cls(redis, token_digest=token_digest, limit=limit, period=period,
-                   margin=margin, where=where)
+                   margin=margin, where=where, reserve=reserve)
 
     @property
     def limit(self) -> int:
@@ -124,11 +138,26 @@ class RedisQuota:
     def margin(self) -> float:
         return self._margin
 
+    @property
+    def reserve(self) -> int:
+        """Slots of every window this quota's client keeps free of bulk traffic (its own
+        setting; the largest that a live client of the token announced is in force)."""
+        return self._reserve
+
     def __repr__(self) -> str:
         return (
             f"RedisQuota(limit={self._limit}, period={self._period}, margin={self._margin}, "
-            f"backend={self._where!r})"
+            f"reserve={self._reserve}, backend={self._where!r})"
         )
+
+    async def announce(self) -> None:
+        """Put this quota's reserve in force for every process on the token, from now until
+        ``aclose`` (renewed in the background; it lapses after 30 s if this process dies).
+        ``RyzeClient`` calls it on ``async with``; the first ``acquire`` calls it otherwise."""
+        await self._keeper.start()
+
+    async def _announce(self, reserve: int) -> Any:
+        return await self._run(self._announce_script, [reserve, self._id, RESERVE_TTL_MS])
 
     def _failed(self, exc: BaseException) -> QuotaBackendError:
         return QuotaBackendError(
@@ -147,45 +176,52 @@ class RedisQuota:
 
     async def acquire(
         self, *, lane: Lane = "interactive", deadline: float | None = None,
-        max_wait: float | None = None, reserve: int = 0,
+        max_wait: float | None = None,
     ) -> Admission:
-        """Reserve the next slot in the shared log, sleep until it, and return it.
+        """Reserve a slot in the shared log, sleep until it, and return it.
 
-        `max_wait` (seconds) or `deadline` (a loop time, the `QuotaBackend` form): when the slot
-        is further away, raise `QuotaTimeoutError` at once with nothing reserved. `lane` is
-        accepted and not yet used: the shared log is one first-come-first-served queue for
-        every process (an interactive reservation would have to go in before queued bulk ones;
-        the script's `reserve` argument is the start of that, unused by the client so far).
+        ``"bulk"``: the first-come-first-served slot after every reservation, leaving the
+        reserve of every window free. ``"interactive"``: the earliest slot where every window
+        around it has room, ahead of queued reservations when one is free (the reserve keeps
+        one free). `max_wait` (seconds) or `deadline` (a loop time, the `QuotaBackend` form):
+        when the slot is further away, raise `QuotaTimeoutError` at once with nothing reserved.
         Cancelling a waiter gives its reservation back.
         """
         await self.flush()
-        member = uuid.uuid4().hex
+        if not self._keeper.running:
+            await self._keeper.start()
+        # The lane's initial leads the id: the log tells who reserved each slot.
         loop = asyncio.get_running_loop()
         if max_wait is not None:
             deadline = loop.time() + max(0.0, max_wait)
+        held = Reservation(("b" if lane == "bulk" else "i") + uuid.uuid4().hex, deadline)
         try:
             while True:
                 left = None if deadline is None else max(0.0, deadline - loop.time())
-                wait_us, slot_us = await self._reserve(member, left, reserve)
+                wait_us, slot_us = await self._reserve_slot(held.member, left, lane)
+                held.hold(slot_us, wait_us)
                 if wait_us <= 0:
                     break
-                await asyncio.sleep(wait_us / _US)
+                await self._sleepers.sleep(held, bulk=lane == "bulk")  # may swap reservations
                 # A hold set while we slept (another process's 429) moves our slot after it.
-                if not await self._run(self._recheck, [member]):
+                if not await self._run(self._recheck, [held.member]):
                     break
         except asyncio.CancelledError:
             # Nothing was sent: give the slot back, even if the reply never reached us.
-            self._background(self._remove(member))
+            self._background(self._remove(held.member))
             raise
-        admission = Admission(slot_us / _US)
-        admission.member = member
+        admission = Admission(held.slot_us / _US)
+        admission.member = held.member
         return admission
 
-    async def _reserve(self, member: str, max_wait: float | None, reserve: int) -> tuple[int, int]:
+    async def _reserve_slot(
+        self, member: str, max_wait: float | None, lane: Lane
+    ) -> tuple[int, int]:
         """One reservation: (wait, slot) in microseconds, asking again while a probe is out."""
         args: list[int | str] = [
-            self._limit, self._window_us, reserve, member,
+            self._limit, self._window_us, self._reserve, member,
             -1 if max_wait is None else round(max_wait * _US), _IDLE_TTL_MS, self._probe_ms,
+            "bulk" if lane == "bulk" else "interactive", self._id, RESERVE_TTL_MS,
         ]
         while True:
             kind, wait_us, slot_us, probed = await self._run(self._admit, args)
@@ -230,53 +266,6 @@ class RedisQuota:
         except (RedisError, OSError, TimeoutError) as exc:
             raise self._failed(exc) from exc
 
-    def hold_until(self, delay: float) -> None:
-        """Admit nobody, in any process, for `delay` seconds from now (Redis time)."""
-        if math.isnan(delay):
-            raise ValueError("delay must be a number of seconds, not NaN")
-        self._send_feedback(hold=delay)
-
-    def observe(
-        self,
-        *,
-        limit: int | None,
-        remaining: int | None,
-        reset_after: float | None,
-        admitted_at: float | None = None,
-    ) -> None:
-        """Take in a response's X-RateLimit headers (None: absent); shared with every process."""
-        usable = remaining is not None and reset_after is not None and not math.isnan(reset_after)
-        if not usable and (limit is None or limit >= self._limit):
-            return
-        if limit is not None and 1 <= limit < self._limit:
-            self._limit = limit
-        self._send_feedback(
-            server_limit=limit,
-            remaining=remaining if usable else None,
-            reset_after=reset_after if usable else None,
-            admitted_at=admitted_at,
-        )
-
-    def _send_feedback(
-        self,
-        *,
-        hold: float | None = None,
-        server_limit: int | None = None,
-        remaining: int | None = None,
-        reset_after: float | None = None,
-        admitted_at: float | None = None,
-    ) -> None:
-        def us(seconds: float | None) -> int:  # a duration of a day at most: no inf overflow
-            return -1 if seconds is None else max(0, round(min(seconds, 86400.0) * _US))
-
-        args: list[int | str] = [
-            us(hold), -1 if remaining is None else max(remaining, 0), us(reset_after),
-            -1 if admitted_at is None else round(admitted_at * _US),
-            -1 if server_limit is None else server_limit,
-            self._limit, self._window_us, _IDLE_TTL_MS, round((2 * self._period + 5) * _US),
-        ]
-        self._background(self._run(self._feedback, args))
-
     def _background(self, job: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(job)
         # Read here too: a failure nobody flushes (the client closed) is not an unread error;
@@ -294,18 +283,21 @@ class RedisQuota:
                     raise result
 
     async def aclose(self) -> None:
-        """Finish pending writes (best effort) and close the connection pool."""
+        """Finish pending writes and withdraw the reserve (best effort), close the pool."""
         with contextlib.suppress(QuotaBackendError):
             await self.flush()
+        await self._keeper.stop()
         await self._redis.aclose()
 
 
 def quota_from_url(
-    url: str, *, token_digest: str, limit: int, period: float, margin: float | None = None
+    url: str, *, token_digest: str, limit: int, period: float, margin: float | None = None,
+    reserve: int = 0,
 ) -> RedisQuota:
     """`RedisQuota.from_url` (kept for the benchmarks)."""
     return RedisQuota.from_url(
-        url, token_digest=token_digest, limit=limit, period=period, margin=margin
+        url, token_digest=token_digest, limit=limit, period=period, margin=margin,
+        reserve=reserve,
     )
 
 

@@ -8,16 +8,24 @@ Design (issue 9), and where it differs from the libraries studied:
   (PyrateLimiter#53, #55: a list, not a sorted set, also lets async callers land out of
   order). A duration (the wait) is all that crosses to the caller, so its clock never matters.
 - **A reservation, not a poll.** ``limits`` answers yes/no and its callers retry. Here the script
-  computes the earliest time t >= now (and >= the latest reservation: FIFO across processes)
-  at which no window of ``period + margin`` holds more than ``limit`` entries, inserts the
-  caller's unique member at t and returns t - now: the waiter sleeps once. A sorted set, pruned
-  with ZREMRANGEBYSCORE on every call, holds at most ``limit`` past entries plus the waiters.
+  computes the caller's slot, inserts the caller's unique member at it and returns t - now: the
+  waiter sleeps once. A sorted set, pruned with ZREMRANGEBYSCORE on every call, holds at most
+  ``limit`` past entries plus the waiters.
+- **Lanes (issue 11).** A bulk call's slot is the earliest t >= now after every reservation
+  (first come, first served across processes) at which no window of ``period + margin`` holds
+  more than ``limit - reserve`` entries of any lane. An interactive call's slot is the earliest
+  t >= now at which every window around t holds fewer than ``limit``: it may lie before queued
+  reservations, so every window around t is counted, from the sorted entries (a binary search
+  per window; at most ``4 * limit + 64`` entries read, past which the first-come slot, always a
+  fit, is the answer). Bulk never fills the reserve, so an interactive call finds a slot at once
+  while fewer than ``reserve`` interactive calls went in the last window, whatever any process
+  queued. The reserve in force is the largest that a live client announced (`_redis_reserve`).
 - **Margin**, as in `QuotaLimiter`: slots are ``period + margin`` apart (``period/60``, at least
   0.1 s), which absorbs the jitter between admission and arrival at the server.
 - **Giving back.** A reservation abandoned before its send (cancelled while waiting, or
   `release`) is removed by member id. A slot whose request may have reached the server is never
-  given back. Append-only placement means a slot released in the middle of the queue is reused
-  by the next newcomer (it lands one slot earlier), not by those already queued behind it.
+  given back. A slot released in the middle of the queue is reused by the next interactive
+  newcomer, or by the next bulk one (it lands one slot earlier), not by those already queued.
 - **Server feedback is shared**: a 429's hold and ``Remaining: 0`` set a "blocked until" key (in
   Redis time); a ``Remaining`` below what the log allows sets a budget until the reset; a lower
   ``X-RateLimit-Limit`` lowers the quota's limit for everyone (the strictest user wins). A waiter
@@ -41,18 +49,20 @@ Every time in them is Redis ``TIME`` in integer microseconds (exact in a Lua dou
 year 2255); no script takes a clock reading from its caller. All keys of one quota share a
 ``{hash tag}``, so each script touches one Cluster slot.
 
-KEYS (both scripts): 1 log (sorted set: member -> reserved send time), 2 blocked-until (string),
+KEYS (every script): 1 log (sorted set: member -> reserved send time), 2 blocked-until (string),
 3 budget (hash: n, until), 4 conf (hash: the strictest limit and window of the quota's users),
-5 probe (string: the member of a fresh quota's first admission, until it is settled).
+5 probe (string: the member of a fresh quota's first admission, until it is settled),
+6 reserves (sorted set: 'reserve:quota_id' -> when that announcement lapses).
 """
 
 from __future__ import annotations
 
-__all__ = ["ADMIT", "FEEDBACK", "RECHECK"]
+__all__ = ["ADMIT", "ANNOUNCE", "FEEDBACK", "RECHECK"]
 
 _PREAMBLE = """
 if redis.replicate_commands then redis.replicate_commands() end
 local log, blocked_k, budget_k, conf_k, probe_k = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local reserves_k = KEYS[6]
 local tm = redis.call('TIME')
 local now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
 -- Lua's own number-to-string (`..`) keeps 14 significant digits, 100 us here: times are
@@ -69,43 +79,109 @@ local function strictest(limit, window, ttl)
   redis.call('PEXPIRE', conf_k, ttl)
   return limit, window
 end
+-- The reserve in force: the largest that a live client announced (members 'reserve:quota_id'
+-- scored by when the announcement lapses), this caller's own (`own`, a string) included.
+local function shared_reserve(own, id, ttl_ms)
+  redis.call('ZREMRANGEBYSCORE', reserves_k, '-inf', int(now))
+  if own ~= '0' then
+    redis.call('ZADD', reserves_k, int(now + ttl_ms * 1000), own .. ':' .. id)
+    redis.call('PEXPIRE', reserves_k, ttl_ms)
+  end
+  local reserve = tonumber(own)
+  for _, m in ipairs(redis.call('ZRANGE', reserves_k, 0, -1)) do
+    reserve = math.max(reserve, tonumber(string.match(m, '^(%d+):')) or 0)
+  end
+  return reserve
+end
+-- The first-come-first-served slot: after every reservation (so the only windows that gain
+-- an entry are those ending at t), and once the cap-th latest entry is a window behind.
+local function append_slot(t, n, cap, window)
+  if n > 0 then
+    t = math.max(t, tonumber(redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')[2]))
+  end
+  if n >= cap then
+    t = math.max(t, tonumber(redis.call('ZRANGE', log, n - cap, n - cap, 'WITHSCORES')[2]) + window)
+  end
+  return t
+end
+-- The earliest slot >= t0 where every window around it holds fewer than cap entries: it may
+-- lie before queued reservations (between them, or now when bulk left the reserve free).
+-- Entries are read from a window before t0, at most `scan` of them; a candidate whose windows
+-- reach past what was read is not judged, and the append slot (always a fit) is the answer.
+local function first_fit(t0, n, cap, window)
+  local fallback = append_slot(t0, n, cap, window)
+  local scan = 4 * cap + 64
+  local raw = redis.call('ZRANGEBYSCORE', log, int(t0 - window + 1), '+inf', 'WITHSCORES',
+                         'LIMIT', 0, scan)
+  local e = {}
+  for i = 2, #raw, 2 do e[#e + 1] = tonumber(raw[i]) end
+  local m = #e
+  local horizon = fallback
+  if m == scan then horizon = math.min(horizon, e[m] - window) end
+  local function from(x)  -- the first index whose entry is >= x (m + 1: none)
+    local lo, hi = 1, m + 1
+    while lo < hi do
+      local mid = math.floor((lo + hi) / 2)
+      if e[mid] >= x then hi = mid else lo = mid + 1 end
+    end
+    return lo
+  end
+  -- Every window holding t starts at t or at an entry in (t - window, t]: a window starting
+  -- between entries holds a subset of the one starting at the next entry (or at t).
+  local function fits(t)
+    if from(t + window) - from(t) >= cap then return false end
+    local k = from(t - window + 1)
+    while k <= m and e[k] <= t do
+      if from(e[k] + window) - k >= cap then return false end
+      k = k + 1
+    end
+    return true
+  end
+  if t0 >= horizon then return fallback end
+  if fits(t0) then return t0 end
+  -- A slot frees only where a window starting at an entry ends: t0, or an entry + window.
+  for j = from(t0 - window + 1), m do
+    local c = e[j] + window
+    if c >= horizon then break end
+    if c > t0 and fits(c) then return c end
+  end
+  return fallback
+end
 """
 
-# ARGV: limit, window_us (period + margin), reserve (slots of each window kept free for the
-# interactive lane: bulk callers pass issue 11's interactive_reserve, others 0), member,
-# max_wait_us (-1: no deadline), ttl_ms (idle keys expire after it), probe_ms (0: no probe).
+# ARGV: limit, window_us (period + margin), reserve (this quota's interactive_reserve), member,
+# max_wait_us (-1: no deadline), ttl_ms (idle keys expire after it), probe_ms (0: no probe),
+# lane ('bulk' or 'interactive'), quota_id (names this quota's reserve), reserve_ttl_ms.
 # Returns {0, wait_us, slot_us, probed} (reserved; probed = 1: this is a fresh quota's probe),
 # {1, retry_us, 0, 0} (a probe is out: nothing reserved, ask again) or {2, wait_us, 0, 0} (the
 # slot is beyond max_wait: nothing reserved).
 ADMIT = _PREAMBLE + """
 local limit, window = strictest(tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[6]))
-local reserve, member = tonumber(ARGV[3]), ARGV[4]
-local max_wait, ttl, probe_ms = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local member, max_wait = ARGV[4], tonumber(ARGV[5])
+local ttl, probe_ms, bulk = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8] == 'bulk'
+local reserve = shared_reserve(ARGV[3], ARGV[9], tonumber(ARGV[10]))
 redis.call('ZREMRANGEBYSCORE', log, '-inf', int(now - window))
 local probe = redis.call('PTTL', probe_k)
 if probe > 0 then return {1, probe * 1000, 0, 0} end
-local cap = math.max(1, limit - math.min(reserve, limit - 1))
+reserve = math.min(reserve, limit - 1)
 local t = now
 local blocked = tonumber(redis.call('GET', blocked_k) or '0')
 if blocked > t then t = blocked end
--- Append only: t is never before the latest reservation (FIFO across processes), so the only
--- windows that gain an entry are those ending at t, and one more fits once the cap-th latest
--- entry is a whole window behind t. (Issue 11's interactive lane will need to insert before
--- queued bulk reservations: then every window around t must be counted, not only this one.)
-local n = redis.call('ZCARD', log)
-if n > 0 then
-  local last = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
-  t = math.max(t, tonumber(last[2]))
-end
-if n >= cap then
-  local e = redis.call('ZRANGE', log, n - cap, n - cap, 'WITHSCORES')
-  t = math.max(t, tonumber(e[2]) + window)
-end
+-- A server budget (Remaining below what the log allows) until its reset: bulk leaves the
+-- reserve of it too.
 local budget = redis.call('HMGET', budget_k, 'n', 'until')
-local spend = false
-if budget[2] and t < tonumber(budget[2]) then
-  if tonumber(budget[1]) <= 0 then t = tonumber(budget[2]) else spend = true end
+local floor = 0
+if bulk then floor = reserve end
+if budget[2] and t < tonumber(budget[2]) and tonumber(budget[1]) <= floor then
+  t = tonumber(budget[2])
 end
+local n = redis.call('ZCARD', log)
+if bulk then
+  t = append_slot(t, n, limit - reserve, window)
+else
+  t = first_fit(t, n, limit, window)
+end
+local spend = budget[2] and t < tonumber(budget[2])
 if max_wait >= 0 and t - now > max_wait then return {2, t - now, 0, 0} end
 if spend then redis.call('HINCRBY', budget_k, 'n', -1) end
 local probed = 0
@@ -116,6 +192,20 @@ end
 redis.call('ZADD', log, int(t), member)
 redis.call('PEXPIRE', log, math.floor((t - now + window) / 1000) + ttl)
 return {0, t - now, t, probed}
+"""
+
+# Keep this quota's reserve in force (a client with a reserve, from its start and then
+# periodically) or withdraw it (reserve 0: the client closed). ARGV: reserve, quota_id,
+# reserve_ttl_ms. Returns the reserve in force for the token (the largest announced).
+ANNOUNCE = _PREAMBLE + """
+if ARGV[1] == '0' then
+  for _, m in ipairs(redis.call('ZRANGE', reserves_k, 0, -1)) do
+    if string.sub(m, -string.len(ARGV[2]) - 1) == ':' .. ARGV[2] then
+      redis.call('ZREM', reserves_k, m)
+    end
+  end
+end
+return shared_reserve(ARGV[1], ARGV[2], tonumber(ARGV[3]))
 """
 
 # ARGV: hold_us (-1: none), remaining (-1: none), reset_us, admitted_at_us (-1: unknown),
