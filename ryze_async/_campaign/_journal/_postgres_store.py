@@ -26,9 +26,11 @@ from ._postgres_commit import Mark, Op
 
 __all__ = ["PgStore"]
 
+# Pending rows count too: recover() may just have given a dead worker's claims back, after
+# this worker's last claim found nothing; stopping then would leave them uncalled.
 _HELD_ELSEWHERE = """
-SELECT count(*) FROM ryze_numbers WHERE campaign = $1 AND state IN ('claimed', 'sending')
-    AND owner IS DISTINCT FROM $2
+SELECT count(*) FROM ryze_numbers WHERE campaign = $1 AND (state = 'pending'
+    OR state IN ('claimed', 'sending') AND owner IS DISTINCT FROM $2)
 """
 
 
@@ -56,9 +58,10 @@ class PgStore(PgJournal):
             listener(event)
 
     async def held_elsewhere(self) -> int:
-        """Rows other workers hold (claimed or sending, lease live or not yet recovered):
-        while there are any, more numbers may come back to pending (a dead worker's claims).
-        Expired leases are applied first, so a caller polling this sees them come back."""
+        """Rows other workers hold (claimed or sending, lease live or not yet recovered), and
+        rows pending unclaimed: while there are any, this worker may have more to call (a dead
+        worker's claims come back). Expired leases are applied first, so a caller polling this
+        sees them come back."""
         await self.recover()
         async with self._io:
             return int(await self._db().fetchval(_HELD_ELSEWHERE, self.campaign, self.worker))
