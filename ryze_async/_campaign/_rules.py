@@ -9,6 +9,7 @@ loop's clock since, so a test on the virtual clock moves both together.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -131,6 +132,15 @@ class Rules:
         self._exclusions = _Exclusions(exclude, number_normalizer(default_region, "possible"))
         self._now = now
         self.exclude = list(exclude)
+        self._call_windows, self._timezone = list(call_windows), timezone
+
+    def holds_key(self) -> str:
+        """What the time a number is held until depends on (not the opt-out lists: they are
+        checked again when the row comes due). A journal's holds made under another key are
+        forgotten, and those rows judged again."""
+        at = [t.isoformat() if t is not None else "" for t in (self.not_before, self.not_after)]
+        return json.dumps({"windows": self._call_windows, "timezone": self._timezone or "",
+                           "not_before": at[0], "not_after": at[1]}, sort_keys=True)
 
     @property
     def active(self) -> bool:

@@ -90,6 +90,7 @@ class PgConnection:
         async with self._conn.transaction():
             await self._conn.execute("SELECT pg_advisory_xact_lock($1)", sql.SCHEMA_LOCK)
             await self._conn.execute(sql.SCHEMA)
+            await self._conn.execute(sql.MIGRATE)
             await self._conn.execute(
                 "INSERT INTO ryze_campaigns (campaign) VALUES ($1) ON CONFLICT DO NOTHING",
                 self.campaign)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Literal
 
 from ._events import (
+    HoldRow,
     Ingested,
     IngestResult,
     JournalEvent,
@@ -84,6 +85,8 @@ class PgStore(PgJournal):
     async def _commit(self, ops: list[Op]) -> set[int]:
         refused = await super()._commit(ops)
         for op in ops:
+            if isinstance(op, HoldRow):
+                continue  # pending (or this worker's claim) it was, pending it is
             if isinstance(op, Mark):
                 if op.row_id not in refused:
                     self._sending.add(op.row_id)
