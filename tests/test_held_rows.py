@@ -275,3 +275,62 @@ async def test_sigkill_while_rows_are_held_then_restart_calls_each_once_in_its_w
     for r in server.requests:
         at = datetime.fromtimestamp(r.received_at, UTC)
         assert at >= (MONDAY_SP if r.json["number"] in SP else MONDAY_NY), r.json["number"]
+
+
+# -- the rules still apply when a held row comes due ------------------------------------------
+
+
+def test_an_opt_out_edited_while_rows_are_held_applies_when_their_window_opens(
+    tmp_path: Path,
+) -> None:
+    optout = tmp_path / "optout.csv"
+    optout.write_text("number\n5511988887777\n")  # somebody else
+
+    async def main() -> tuple[CampaignSummary, Counter[str]]:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+
+        def now() -> datetime:
+            return SATURDAY + timedelta(seconds=loop.time() - t0)
+
+        # Sunday, while both wait for Monday: one of them opts out.
+        loop.call_later(86_400, optout.write_text,
+                       f"number\n5511988887777\n{SP[1]}\n")
+        server = FakeRyzeServer(rate_limit=None, clock=lambda: now().timestamp())
+        async with server, RyzeClient("test-token", "my-instance", base_url=server.url,
+                                      rate_limit=None) as client:
+            s = await Campaign(client, SP[:2], journal=tmp_path / "j.db", fake=True, now=now,
+                               call_windows=WINDOW, exclude=[optout]).run()
+            at = {r.json["number"]: r.received_at for r in server.requests}
+        assert at[SP[0]] >= MONDAY_SP.timestamp()
+        return s, calls(server)
+
+    s, called = run_virtual(main(), start=1000.0)
+    assert (s.placed, s.excluded, s.pending) == (1, 1, 0)
+    assert called == Counter([SP[0]])
+
+
+def test_a_row_held_past_not_after_ends_expired_after_a_restart(tmp_path: Path) -> None:
+    """Held on Saturday until Monday 12:00 (before the 12:30 deadline); the campaign is only
+    run again at 12:45: the row ends expired, never called late."""
+    journal = tmp_path / "j.db"
+    deadline = datetime(2026, 3, 9, 12, 30, tzinfo=UTC)
+
+    async def main(start: datetime) -> tuple[CampaignSummary, Counter[str]]:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        server = FakeRyzeServer(rate_limit=None)
+        async with server, RyzeClient("test-token", "my-instance", base_url=server.url,
+                                      rate_limit=None) as client:
+            s = await Campaign(client, [SP[0], NY[0]], journal=journal, fake=True,
+                               now=lambda: start + timedelta(seconds=loop.time() - t0),
+                               call_windows=WINDOW, not_after=deadline,
+                               exit_outside_window=True).run()
+        return s, calls(server)
+
+    s, called = run_virtual(main(SATURDAY), start=1000.0)
+    # New York opens at 13:00, after the deadline: expired at once; São Paulo is held.
+    assert (s.stop_reason, s.expired, s.pending, called) == ("outside_window", 1, 1, Counter())
+    s, called = run_virtual(main(deadline + timedelta(minutes=15)), start=1000.0)
+    assert (s.stop_reason, s.expired, s.pending, s.placed) == ("completed", 2, 0, 0)
+    assert called == Counter()

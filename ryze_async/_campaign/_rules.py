@@ -79,19 +79,23 @@ class _Exclusions:
         self._seen: list[tuple[int, int] | None] = [None] * len(self._paths)
         self._keys: list[frozenset[str]] = [frozenset()] * len(self._paths)
         self._checked = float("-inf")
+        self._reading = asyncio.Lock()
 
     async def contains(self, number: str) -> bool:
         if not self._paths:
             return False
-        loop_now = asyncio.get_running_loop().time()
-        if loop_now - self._checked >= 1.0:
-            self._checked = loop_now
-            try:
-                await self._refresh()
-            except (OSError, ValueError) as exc:
-                # Being rewritten, or moved away: keep the list as last read rather than stop
-                # the campaign or forget who opted out.
-                _log.warning("opt-out list not re-read (%s): using it as last read", exc)
+        # Held: a number judged while another worker's re-read is under way waits for it,
+        # rather than pass on the list as it was before the edit.
+        async with self._reading:
+            loop_now = asyncio.get_running_loop().time()
+            if loop_now - self._checked >= 1.0:
+                self._checked = loop_now
+                try:
+                    await self._refresh()
+                except (OSError, ValueError) as exc:
+                    # Being rewritten, or moved away: keep the list as last read rather than
+                    # stop the campaign or forget who opted out.
+                    _log.warning("opt-out list not re-read (%s): using it as last read", exc)
         key = number.split("@", 1)[0]
         return any(key in keys for keys in self._keys)
 
