@@ -39,6 +39,50 @@ from .test_held_rows import (
 asyncpg = pytest.importorskip("asyncpg")
 PIPE = asyncio.subprocess.PIPE
 
+#: The PostgreSQL journal's schema of the release before ``not_before``, verbatim.
+SCHEMA_BEFORE_HOLDS = """
+CREATE TABLE IF NOT EXISTS ryze_campaigns (
+    campaign          text PRIMARY KEY,
+    kind              text,
+    media             text,
+    instance          text,
+    ingest_pass       integer NOT NULL DEFAULT 0,
+    sweep_due         boolean NOT NULL DEFAULT false,
+    ingest_duplicates bigint NOT NULL DEFAULT 0,
+    ingest_offset     bigint NOT NULL DEFAULT 0,
+    ingest_line       bigint NOT NULL DEFAULT 0,
+    ingest_digest     text NOT NULL DEFAULT '',
+    elapsed           double precision NOT NULL DEFAULT 0,
+    created_at        timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE TABLE IF NOT EXISTS ryze_numbers (
+    campaign    text NOT NULL REFERENCES ryze_campaigns ON DELETE CASCADE,
+    id          bigint GENERATED ALWAYS AS IDENTITY,
+    number      text NOT NULL,
+    key         text,
+    valid       boolean NOT NULL,
+    state       text NOT NULL CHECK (state IN
+                ('pending','claimed','sending','placed','failed','unknown','skipped')),
+    line        bigint,
+    call_id     text,
+    http_status integer,
+    error       text,
+    attempt_at  timestamptz,
+    attempts    integer NOT NULL DEFAULT 0,
+    seen        integer NOT NULL DEFAULT 0,
+    owner       text,
+    lease_until timestamptz,
+    sender      text,
+    PRIMARY KEY (campaign, id),
+    UNIQUE (campaign, key)
+);
+CREATE INDEX IF NOT EXISTS ryze_numbers_pending ON ryze_numbers (campaign, id)
+    WHERE state = 'pending' AND valid;
+CREATE INDEX IF NOT EXISTS ryze_numbers_leased ON ryze_numbers (campaign, lease_until)
+    WHERE state IN ('claimed', 'sending');
+"""
+
+
 
 @pytest.fixture
 def campaign() -> str:
@@ -127,3 +171,53 @@ async def test_a_worker_killed_while_holding_leaves_no_claim_and_the_next_calls_
     for r in server.requests:
         at = datetime.fromtimestamp(r.received_at, UTC)
         assert at >= (MONDAY_SP if r.json["number"] in SP else MONDAY_NY), r.json["number"]
+
+
+async def test_a_database_of_the_previous_schema_migrates_and_holds(
+    ryze_server_factory: Callable[..., Any], pg_dsn: str, campaign: str,
+) -> None:
+    """Tables made by the previous release (no ``not_before``, an index of every pending
+    row): the first worker adds the column, swaps the index, and holds rows in it."""
+    admin = await asyncpg.connect(pg_dsn)
+    database = f"old_{uuid.uuid4().hex[:8]}"
+    try:
+        await admin.execute(f"CREATE DATABASE {database}")
+    finally:
+        await admin.close()
+    dsn = pg_dsn.rsplit("/", 1)[0] + "/" + database
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(SCHEMA_BEFORE_HOLDS)
+        await conn.execute("INSERT INTO ryze_campaigns (campaign, kind, media) "
+                           "VALUES ($1, 'fake', '')", campaign)
+        await conn.executemany(
+            "INSERT INTO ryze_numbers (campaign, number, key, valid, state, line) "
+            "VALUES ($1, $2, $2, true, 'pending', $3)",
+            [(campaign, n, i + 2) for i, n in enumerate([*SP, *NY])])
+    finally:
+        await conn.close()
+    server: FakeRyzeServer = await ryze_server_factory(token=TOKEN, rate_limit=None)
+
+    async def run(at: datetime) -> Any:
+        async with RyzeClient(token=TOKEN, instance="my-instance", base_url=server.url,
+                              rate_limit=None) as client:
+            return await Campaign(client, None, journal=dsn, campaign=campaign, fake=True,
+                                  now=moving_clock(at), call_windows=WINDOW,
+                                  exit_outside_window=True).run()
+
+    s = await run(MONDAY_SP + timedelta(minutes=5))
+    assert (s.stop_reason, s.placed, s.pending) == ("outside_window", 4, 4)
+    conn = await asyncpg.connect(dsn)
+    try:
+        held = {r["number"]: r["not_before"] for r in await conn.fetch(
+            "SELECT number, not_before FROM ryze_numbers WHERE state = 'pending'")}
+        indexes = {r[0] for r in await conn.fetch(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'ryze_numbers'")}
+    finally:
+        await conn.close()
+    assert held == dict.fromkeys(NY, MONDAY_NY)
+    assert "ryze_numbers_pending" not in indexes
+    assert {"ryze_numbers_ready", "ryze_numbers_held"} <= indexes
+    s = await run(MONDAY_NY + timedelta(minutes=5))
+    assert (s.stop_reason, s.placed, s.pending) == ("completed", 8, 0)
+    assert calls(server) == Counter([*SP, *NY])
