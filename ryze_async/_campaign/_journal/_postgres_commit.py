@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from . import _postgres_held as held
 from . import _postgres_sql as sql
 from ._events import HoldRow
 
@@ -69,7 +70,7 @@ async def apply_ops(conn: Any, campaign: str, worker: str, lease: float,
                     (campaign, worker, op.row_id, op.state, op.call_id, op.status, op.error,
                      op.sender) for op in outcomes])
             if holds:
-                await conn.executemany(sql.HOLD, [
+                await conn.executemany(held.HOLD, [
                     (campaign, worker, op.row_id, op.until) for op in holds])
             start = end
     return refused
