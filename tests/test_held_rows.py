@@ -158,8 +158,8 @@ def test_memory_does_not_grow_with_the_number_of_held_rows(tmp_path: Path) -> No
     assert (s_large.stop_reason, s_large.pending) == ("outside_window", 20_000)
     # Held in memory, 15,000 more rows cost megabytes (about 300 bytes each); held in the
     # journal, nothing that grows with them.
-    assert large - small < 300_000, (small, large)
-    assert large < 1.15 * small, (small, large)
+    assert large - small < 500_000, (small, large)
+    assert large < 1.25 * small, (small, large)
 
 
 # -- old journals -----------------------------------------------------------------------------
