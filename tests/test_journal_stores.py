@@ -211,3 +211,41 @@ async def test_identity_of_another_campaign_is_refused(store: JournalStore,
         await reopen(identity=CampaignIdentity("fake", None, "other-instance"))
     assert (await reopen(identity=CampaignIdentity("fake", None, "other"), force=True)
             ).recovered == 0
+
+
+async def test_a_held_row_waits_in_the_journal_until_its_time(reopen: Opener) -> None:
+    """(#10) ``hold``: pending, skipped by ``pending_after``, offered by ``due`` once its time
+    has come (a shared store: claimed then; its claim was given back by the hold), kept
+    across a reopen, and forgotten when the rules that computed it change."""
+    store = await reopen()
+    await store.hold_rules("rules-1")
+    await add(store, "+4930111111", "+4930222222", "+4930333333")
+    [(a, _, _), (b, _, _), (c, _, _)] = await store.pending_after(0, 10)
+    store.hold(a, 2000.0)
+    store.hold(b, 1000.0)
+    store.hold(c, float("inf"))  # no window ever opens for it
+    await store.flush()
+    assert await store.held_elsewhere() == 0  # nobody's claim any more
+    assert (await store.counts()).pending == 3
+    assert await store.pending_after(0, 10) == []
+    assert await store.next_due() == 1000.0
+    assert await store.held_counts(500.0) == (2, 1)
+    assert await store.due(999.0, (float("-inf"), 0), 10) == []
+    await store.close()
+
+    store = await reopen()
+    assert await store.hold_rules("rules-1") == 0  # the same rules: the holds stand
+    assert await store.pending_after(0, 10) == []
+    due = await store.due(1500.0, (float("-inf"), 0), 10)
+    assert [(r[0], r[1], r[3]) for r in due] == [(b, "+4930222222", 1000.0)]
+    after = (due[0][3], due[0][0])
+    assert await store.next_due(after) == 2000.0
+    assert [r[0] for r in await store.due(2000.0, after, 10)] == [a]
+    await store.mark_sending(a)
+    store.record(a, "placed", call_id="call-1", status=200)
+    await store.flush()
+    assert await store.due(3000.0, (float("-inf"), 0), 10) == ([] if store.shared else [
+        (b, "+4930222222", 2, 1000.0)])  # SQLite reads, a shared store claimed
+    # Other rules: every hold is forgotten, and the rows are read (and judged) again.
+    assert await store.hold_rules("rules-2") == (1 if store.shared else 2)
+    assert [r[0] for r in await store.pending_after(0, 10)] == ([c] if store.shared else [b, c])

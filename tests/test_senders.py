@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from ryze_async import Campaign, RyzeClient
-from ryze_async._campaign._journal._schema import SCHEMA
 from ryze_async.testing import FakeRyzeServer
 
 from .cli_helpers import run_cli
+from .test_held_rows import SCHEMA_3
 
 ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]
 TOKENS = {"inst-a": "tok-AAAA-0123456789abcdef", "inst-b": "tok-BBBB-0123456789abcdef",
@@ -230,7 +230,7 @@ async def test_cli_refuses_a_malformed_senders_file_without_echoing_it(
 def test_a_schema_2_journal_gains_the_sender_column(tmp_path: Path) -> None:
     journal = tmp_path / "old.db"
     conn = sqlite3.connect(journal)
-    conn.executescript(SCHEMA.replace(",\n    sender      TEXT\n", "\n").replace("'3'", "'2'"))
+    conn.executescript(SCHEMA_3.replace(",\n    sender      TEXT\n", "\n").replace("'3'", "'2'"))
     conn.execute("INSERT INTO numbers(number, key, valid, state, line) "
                  "VALUES ('5511900000001', '5511900000001', 1, 'placed', 2)")
     conn.commit()
@@ -246,7 +246,7 @@ def test_a_schema_2_journal_gains_the_sender_column(tmp_path: Path) -> None:
     try:
         assert conn.execute("SELECT number, state, sender FROM numbers").fetchall() == [
             ("5511900000001", "placed", None)]
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("3",)
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("4",)
     finally:
         conn.close()
 

@@ -99,7 +99,8 @@ class Campaign:
     applies) are in the called person's local time, its zone(s) from the number (a number of a
     country or area with several zones is called only when all of them are inside a window;
     ``timezone`` is the zone of numbers that cannot be placed). A number outside its window
-    stays pending while others are called; when nothing can be called until a window opens
+    stays pending while others are called, held in the journal until its window opens (then
+    judged again); when nothing can be called until a window opens
     the run waits, or with ``exit_outside_window`` stops (``stop_reason`` ``outside_window``).
     ``exclude`` lists opt-out files (read like the input, again whenever one changes): a
     number on one is ``skipped`` (``excluded``). ``not_before`` / ``not_after`` (aware

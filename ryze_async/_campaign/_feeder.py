@@ -1,10 +1,11 @@
 """The dispatcher's feeder: the input streamed into the journal, pending rows read back.
 
 One ingest task streams the input into the journal (``_ingest.py``); one feeder task reads
-pending rows back in input order (ids above its cursor), and rows handed back (a retry, a
-window that opened), into a bounded queue the dispatcher's workers take them from
-(``_dispatch.py``). It ends when nothing is left to hand out, nothing is outstanding and
-no other worker of a shared store holds a row.
+pending rows back in input order (ids above its cursor), and rows handed back (a retry, held
+rows whose window opened: ``_gate.py``), into a bounded queue the dispatcher's workers take
+them from (``_dispatch.py``). It ends when nothing is left to hand out, nothing is
+outstanding, nothing is held for a later window and no other worker of a shared store holds a
+row.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ _log = logging.getLogger("ryze_async.campaign")
 Row = tuple[int, str, int]
 #: Seconds between looks for numbers another worker's expired lease gave back.
 _SHARED_POLL = 1.0
+#: On a shared journal, seconds between looks at the held rows while waiting for a window.
+_SHARED_RECHECK = 60.0
 
 
 class Feeder:
@@ -53,6 +56,7 @@ class Feeder:
         self.retry: collections.deque[Row] = collections.deque()
         self.outstanding = 0  # rows handed to the queue and not yet finished by a worker
         self._ingest_done = False
+        self._said = ""  # the last "nothing can be called until ..." said
 
     def row_done(self) -> None:
         """A worker finished a row it took: one less outstanding, look again."""
@@ -76,18 +80,20 @@ class Feeder:
 
     async def feed(self) -> None:
         await self._ready.wait()
+        await self._gate.start()
         cursor = 0
         shared = self._journal.shared
         while True:
             # Cleared before looking, so a change made while we look wakes the wait below.
             self.wake.clear()
-            self.retry.extend(self._gate.due())
+            page = self._page(shared)
+            if not self.retry and page and self._gate.due_now():
+                self.retry.extend(await self._gate.due(page))
             if self.retry:
                 self.outstanding += 1
                 await self.queue.put(self.retry.popleft())
                 continue
             ingest_done = self._ingest_done
-            page = self._page(shared)
             rows = await self._journal.pending_after(cursor, page) if page else []
             for row in rows:
                 self.outstanding += 1
@@ -95,33 +101,51 @@ class Feeder:
             if rows:
                 cursor = rows[-1][0]
                 continue
-            if ingest_done and self.outstanding == 0 and not self.retry and self._gate.held:
-                if not await self._wait_for_window():
-                    return
-                continue
             if ingest_done and self.outstanding == 0 and not self.retry:
-                if not shared or not await self._journal.held_elsewhere():
+                if not await self._idle(shared):
                     return
-                # Other workers hold rows: if one died, its claims come back to pending when
-                # its lease ends (the database's clock), so wait and look again.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), _SHARED_POLL)
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self._gate.delay())
+            await self._wait(self._gate.delay())
 
-    async def _wait_for_window(self) -> bool:
+    async def _idle(self, shared: bool) -> bool:
+        """Nothing to hand out, nothing outstanding: wait for the next calling window, or for
+        rows another worker holds; False when the run is over (or stops outside the windows)."""
+        opens = await self._gate.next_open()
+        if opens is not None and opens > self._gate.now():
+            return await self._wait_for_window(shared)
+        if opens is not None:  # due now: read back at the top (or shortly, if being claimed)
+            await self._wait(self._gate.delay())
+            return True
+        if not shared or not await self._journal.held_elsewhere():
+            return False
+        # Other workers hold rows: if one died, its claims come back to pending when its
+        # lease ends (the database's clock), so wait and look again.
+        await self._wait(_SHARED_POLL)
+        return True
+
+    async def _wait_for_window(self, shared: bool) -> bool:
         """Nothing can be called before the first held row's window: wait for it (True), or
         stop the run if asked to exit outside the windows (False)."""
-        message = self._gate.waiting_message()
+        message = await self._gate.waiting_message()
         if self._s.exit_outside_window:
             self._stop.request("outside_window", f"{message}: stopped, the rest left pending; "
                                "run the same command again then to resume")
             return False
-        _log.warning("%s: waiting (--exit-outside-window to stop instead)", message)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), self._gate.delay())
+        if message != self._said:
+            self._said = message
+            _log.warning("%s: waiting (--exit-outside-window to stop instead)", message)
+        delay = self._gate.delay()
+        if shared and delay is not None:
+            # Other workers hold rows too (an earlier window; a dead worker's claims that
+            # come back): look again now and then.
+            delay = min(delay, _SHARED_RECHECK)
+        await self._wait(delay)
         return True
+
+    async def _wait(self, seconds: float | None) -> None:
+        """Until something changes (``wake``) or ``seconds`` pass (None: no time limit)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), seconds)
 
     def _page(self, shared: bool) -> int:
         """How many rows to ask for: a shared store's page is a claim other workers cannot

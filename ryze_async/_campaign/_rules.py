@@ -9,6 +9,7 @@ loop's clock since, so a test on the virtual clock moves both together.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -78,19 +79,23 @@ class _Exclusions:
         self._seen: list[tuple[int, int] | None] = [None] * len(self._paths)
         self._keys: list[frozenset[str]] = [frozenset()] * len(self._paths)
         self._checked = float("-inf")
+        self._reading = asyncio.Lock()
 
     async def contains(self, number: str) -> bool:
         if not self._paths:
             return False
-        loop_now = asyncio.get_running_loop().time()
-        if loop_now - self._checked >= 1.0:
-            self._checked = loop_now
-            try:
-                await self._refresh()
-            except (OSError, ValueError) as exc:
-                # Being rewritten, or moved away: keep the list as last read rather than stop
-                # the campaign or forget who opted out.
-                _log.warning("opt-out list not re-read (%s): using it as last read", exc)
+        # Held: a number judged while another worker's re-read is under way waits for it,
+        # rather than pass on the list as it was before the edit.
+        async with self._reading:
+            loop_now = asyncio.get_running_loop().time()
+            if loop_now - self._checked >= 1.0:
+                self._checked = loop_now
+                try:
+                    await self._refresh()
+                except (OSError, ValueError) as exc:
+                    # Being rewritten, or moved away: keep the list as last read rather than
+                    # stop the campaign or forget who opted out.
+                    _log.warning("opt-out list not re-read (%s): using it as last read", exc)
         key = number.split("@", 1)[0]
         return any(key in keys for keys in self._keys)
 
@@ -131,6 +136,15 @@ class Rules:
         self._exclusions = _Exclusions(exclude, number_normalizer(default_region, "possible"))
         self._now = now
         self.exclude = list(exclude)
+        self._call_windows, self._timezone = list(call_windows), timezone
+
+    def holds_key(self) -> str:
+        """What the time a number is held until depends on (not the opt-out lists: they are
+        checked again when the row comes due). A journal's holds made under another key are
+        forgotten, and those rows judged again."""
+        at = [t.isoformat() if t is not None else "" for t in (self.not_before, self.not_after)]
+        return json.dumps({"windows": self._call_windows, "timezone": self._timezone or "",
+                           "not_before": at[0], "not_after": at[1]}, sort_keys=True)
 
     @property
     def active(self) -> bool:

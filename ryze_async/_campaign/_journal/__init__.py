@@ -22,6 +22,11 @@ the dispatcher relies on.
   store shared by several workers claims with ``FOR UPDATE SKIP LOCKED`` and gives rows a
   lease decided by the database's clock; a claim never marked returns to pending when its lease
   ends, a row left ``sending`` by a dead worker becomes ``unknown``.
+- ``hold`` keeps a row ``pending`` until its calling window opens (``not_before``, durable,
+  not awaited; a shared store gives the claim back, so any worker may take the row then):
+  ``pending_after`` skips held rows, ``due`` offers (a shared store: claims) those whose time
+  has come, ``next_due`` says when the first comes due, and ``hold_rules`` forgets every hold
+  when the rules that computed them changed (the rows are judged again).
 - ``mark_sending`` and ``record`` take the ``sender`` (the instance the call goes through, never
   a token), stored with the row so the export and the report say who placed each call.
 - ``record`` queues an outcome (or ``pending``: provably not sent) without waiting; ``flush``
@@ -43,6 +48,7 @@ from typing import Literal, Protocol, TextIO
 
 from ... import ClaimLostError
 from ._events import (
+    HoldRow,
     Ingested,
     IngestResult,
     JournalEvent,
@@ -68,6 +74,7 @@ from ._target import describe, is_database_url, open_postgres
 __all__ = [
     "CampaignIdentity",
     "ClaimLostError",
+    "HoldRow",
     "IngestResult",
     "Ingested",
     "Journal",
@@ -112,6 +119,12 @@ class JournalStore(Protocol):
     async def sweep_due(self) -> bool: ...
     async def pending_after(self, after_id: int, limit: int) -> list[tuple[int, str, int]]: ...
     async def held_elsewhere(self) -> int: ...
+    def hold(self, row_id: int, until: float) -> None: ...
+    async def due(self, now: float, after: tuple[float, int],
+                  limit: int) -> list[tuple[int, str, int, float]]: ...
+    async def next_due(self, after: tuple[float, int] = ...) -> float | None: ...
+    async def held_counts(self, now: float) -> tuple[int, int]: ...
+    async def hold_rules(self, rules: str) -> int: ...
     async def mark_sending(self, row_id: int, *, sender: str | None = None) -> None: ...
     def record(
         self, row_id: int, state: State, *, call_id: str | None = None,

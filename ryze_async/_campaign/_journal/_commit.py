@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from ._events import MarkSending, Op, RecordOutcome
+from ._events import HoldRow, MarkSending, Op, RecordOutcome
+from ._held import HOLD
 
 __all__ = ["apply_ops"]
 
@@ -14,7 +15,7 @@ def apply_ops(db: sqlite3.Connection, ops: list[Op]) -> set[int]:
     """Apply ``ops`` in order in one transaction; return the ids whose mark was refused.
 
     A mark is refused when its row is not ``pending`` (then the caller must not send).
-    Outcomes only touch rows still ``pending`` or ``sending``.
+    Outcomes only touch rows still ``pending`` or ``sending``; a hold, a row still ``pending``.
     """
     refused: set[int] = set()
     db.execute("BEGIN IMMEDIATE")
@@ -29,6 +30,8 @@ def apply_ops(db: sqlite3.Connection, ops: list[Op]) -> set[int]:
                 )
                 if cur.rowcount != 1:
                     refused.add(op.row_id)
+            elif isinstance(op, HoldRow):
+                db.execute(HOLD, (op.until, op.row_id))
             else:
                 _record(db, op)
         db.execute("COMMIT")

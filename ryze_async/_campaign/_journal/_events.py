@@ -15,6 +15,7 @@ from typing import Literal
 from ._schema import JournalCounts
 
 __all__ = [
+    "HoldRow",
     "IngestResult",
     "Ingested",
     "JournalEvent",
@@ -65,7 +66,16 @@ class RecordOutcome:
     sender: str | None = None
 
 
-Op = MarkSending | RecordOutcome
+@dataclass(frozen=True, slots=True)
+class HoldRow:
+    """Keep a row ``pending`` until ``until`` (Unix seconds; ``inf``: no window opens for it);
+    a shared store also gives back this worker's claim on it."""
+
+    row_id: int
+    until: float
+
+
+Op = MarkSending | RecordOutcome | HoldRow
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,7 +94,7 @@ def _store_valid(db: sqlite3.Connection, number: str, at: int, pass_no: int) -> 
     # be past the old id, and a row pending there would never be fed in this run.
     db.execute(
         "UPDATE numbers SET id = (SELECT max(id) + 1 FROM numbers), seen = ?, line = ?, "
-        "state = 'pending', error = NULL WHERE id = ?", (pass_no, at, row_id),
+        "state = 'pending', error = NULL, not_before = NULL WHERE id = ?", (pass_no, at, row_id),
     )
     return "restored"
 

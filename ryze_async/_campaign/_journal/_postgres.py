@@ -14,6 +14,9 @@ failed | unknown``:
 - A claim whose lease expired returns to ``pending`` (nothing was sent); a ``sending`` row whose
   lease expired becomes ``unknown`` (it may have been placed) and is never redialed
   automatically. Any worker applies this (:meth:`PgJournal.recover`) at open and while it claims.
+- A number outside its calling window is held (:meth:`PgJournal.hold`): ``pending`` with
+  ``not_before``, this worker's claim given back; :meth:`PgJournal.claim` skips it and
+  :meth:`PgJournal.due` claims it once that time has come on the worker's rules' clock.
 - A worker that stalls longer than the lease while sending (a long GC pause, a suspended VM)
   finds its row ``unknown`` when its answer arrives. Its late result is written only if it comes
   from the server (``placed`` or ``failed``: exact) and the row is still this worker's
@@ -35,9 +38,10 @@ from typing import Any, Literal, TextIO
 import asyncpg
 
 from ... import ClaimLostError
+from . import _postgres_held as held
 from . import _postgres_ingest as ingest
 from . import _postgres_sql as sql
-from ._events import IngestResult
+from ._events import HoldRow, IngestResult
 from ._group import GroupCommit
 from ._postgres_commit import Mark, Op, Outcome, apply_ops
 from ._postgres_conn import PgConnection
@@ -125,6 +129,42 @@ class PgJournal(PgConnection):
         longer pending, so no cursor is needed (``after_id`` is ignored)."""
         return await self.claim(limit)
 
+    # -- held rows (outside their calling window) -----------------------------------------------
+
+    def hold(self, row_id: int, until: float) -> None:
+        """Queue: the row is pending until ``until`` (Unix seconds; inf: no window opens), and
+        this worker's claim on it is given back (any worker may take it then)."""
+        self._group.add(HoldRow(row_id, until))
+
+    async def due(self, now: float, after: tuple[float, int],
+                  limit: int) -> list[tuple[int, str, int, float]]:
+        """Claim held rows due at ``now`` (the rules' clock), earliest first: (id, number,
+        line, not_before). Claimed rows are no longer pending: ``after`` is ignored."""
+        async with self._io, self._db().transaction():
+            await self._db().execute("SET LOCAL synchronous_commit TO off")
+            rows = await self._db().fetch(held.CLAIM_DUE, self.campaign, self.worker,
+                                          self.lease, limit, now)
+        return [(r["id"], r["number"], r["line"], r["not_before"]) for r in rows]
+
+    async def next_due(self, after: tuple[float, int] = (float("-inf"), 0)) -> float | None:
+        """When the first held row (any worker's) comes due (None: none will)."""
+        async with self._io:
+            at = await self._db().fetchval(held.NEXT_DUE, self.campaign)
+        return None if at is None else float(at)
+
+    async def held_counts(self, now: float) -> tuple[int, int]:
+        """(rows waiting for a later window, rows no window opens for)."""
+        async with self._io:
+            row = await self._db().fetchrow(held.HELD_COUNTS, self.campaign, now)
+        return int(row[0]), int(row[1])
+
+    async def hold_rules(self, rules: str) -> int:
+        """The rules holds are computed under; other rules than the stored ones forget every
+        hold (queued holds are written first). How many were forgotten."""
+        await self.flush()
+        async with self._io:
+            return int(await self._db().fetchval(held.HOLD_RULES, self.campaign, rules))
+
     async def mark_sending(self, row_id: int, *, sender: str | None = None) -> None:
         """Commit ``-> sending`` for a row this worker holds (or an unheld pending one);
         returns once durable. Raises :class:`ClaimLostError` if the row is no longer this
@@ -175,8 +215,8 @@ class PgJournal(PgConnection):
             raise ValueError("retry takes 'failed' and/or 'unknown'")
         async with self._io:
             status = await self._db().execute(
-                "UPDATE ryze_numbers SET state = 'pending', owner = NULL, lease_until = NULL "
-                "WHERE campaign = $1 AND valid AND state = ANY($2::text[])",
+                "UPDATE ryze_numbers SET state = 'pending', owner = NULL, lease_until = NULL, "
+                "not_before = NULL WHERE campaign = $1 AND valid AND state = ANY($2::text[])",
                 self.campaign, wanted)
         return int(status.split()[-1])
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from . import _postgres_held as held
 from . import _postgres_sql as sql
+from ._events import HoldRow
 
-__all__ = ["Mark", "Op", "Outcome", "apply_ops"]
+__all__ = ["HoldRow", "Mark", "Op", "Outcome", "apply_ops"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +37,7 @@ class Outcome:
     sender: str | None
 
 
-Op = Mark | Outcome
+Op = Mark | Outcome | HoldRow
 
 
 async def apply_ops(conn: Any, campaign: str, worker: str, lease: float,
@@ -57,6 +59,7 @@ async def apply_ops(conn: Any, campaign: str, worker: str, lease: float,
             run = ops[start:end]
             marks = [op for op in run if isinstance(op, Mark)]
             outcomes = [op for op in run if isinstance(op, Outcome)]
+            holds = [op for op in run if isinstance(op, HoldRow)]
             if marks:
                 ids = [op.row_id for op in marks]
                 done = await conn.fetch(sql.MARK, campaign, worker, lease, ids,
@@ -66,5 +69,8 @@ async def apply_ops(conn: Any, campaign: str, worker: str, lease: float,
                 await conn.executemany(sql.OUTCOME, [
                     (campaign, worker, op.row_id, op.state, op.call_id, op.status, op.error,
                      op.sender) for op in outcomes])
+            if holds:
+                await conn.executemany(held.HOLD, [
+                    (campaign, worker, op.row_id, op.until) for op in holds])
             start = end
     return refused

@@ -15,6 +15,7 @@ from typing import Any, Self
 
 import asyncpg
 
+from . import _postgres_held as held
 from . import _postgres_sql as sql
 from ._postgres_counts import redact
 from ._schema import CampaignIdentity, JournalError, check_identity
@@ -90,6 +91,7 @@ class PgConnection:
         async with self._conn.transaction():
             await self._conn.execute("SELECT pg_advisory_xact_lock($1)", sql.SCHEMA_LOCK)
             await self._conn.execute(sql.SCHEMA)
+            await self._conn.execute(held.MIGRATE)
             await self._conn.execute(
                 "INSERT INTO ryze_campaigns (campaign) VALUES ($1) ON CONFLICT DO NOTHING",
                 self.campaign)

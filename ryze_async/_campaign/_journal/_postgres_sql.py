@@ -55,7 +55,8 @@ CREATE TABLE IF NOT EXISTS ryze_campaigns (
     ingest_line       bigint NOT NULL DEFAULT 0,
     ingest_digest     text NOT NULL DEFAULT '',
     elapsed           double precision NOT NULL DEFAULT 0,
-    created_at        timestamptz NOT NULL DEFAULT clock_timestamp()
+    created_at        timestamptz NOT NULL DEFAULT clock_timestamp(),
+    hold_rules        text
 );
 CREATE TABLE IF NOT EXISTS ryze_numbers (
     campaign    text NOT NULL REFERENCES ryze_campaigns ON DELETE CASCADE,
@@ -75,11 +76,10 @@ CREATE TABLE IF NOT EXISTS ryze_numbers (
     owner       text,
     lease_until timestamptz,
     sender      text,
+    not_before  timestamptz,
     PRIMARY KEY (campaign, id),
     UNIQUE (campaign, key)
 );
-CREATE INDEX IF NOT EXISTS ryze_numbers_pending ON ryze_numbers (campaign, id)
-    WHERE state = 'pending' AND valid;
 CREATE INDEX IF NOT EXISTS ryze_numbers_leased ON ryze_numbers (campaign, lease_until)
     WHERE state IN ('claimed', 'sending');
 """
@@ -98,7 +98,7 @@ CAMPAIGN_FOR_UPDATE = "SELECT * FROM ryze_campaigns WHERE campaign = $1 FOR UPDA
 CLAIM = f"""
 WITH c AS MATERIALIZED (
     SELECT id FROM ryze_numbers WHERE campaign = $1 AND state = 'pending' AND valid
-    AND NOT {_SWEEPING} ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED)
+    AND not_before IS NULL AND NOT {_SWEEPING} ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED)
 UPDATE ryze_numbers AS n SET state = 'claimed', owner = $2, lease_until = {_LEASE}
 FROM c WHERE n.campaign = $1 AND n.id = c.id
 RETURNING n.id, n.number, n.line
@@ -215,6 +215,7 @@ ORDER BY t.o
 SEE_AGAIN = """
 UPDATE ryze_numbers AS r SET seen = $4, line = u.l,
     state = CASE WHEN r.state = 'skipped' THEN 'pending' ELSE r.state END,
+    not_before = CASE WHEN r.state = 'skipped' THEN NULL ELSE r.not_before END,
     error = CASE WHEN r.state = 'skipped' THEN NULL ELSE r.error END
 FROM unnest($2::text[], $3::bigint[]) AS u(k, l)
 WHERE r.campaign = $1 AND r.key = ANY($2::text[]) AND r.key = u.k

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Literal
 
 from ._events import (
+    HoldRow,
     Ingested,
     IngestResult,
     JournalEvent,
@@ -26,10 +27,10 @@ from ._postgres_commit import Mark, Op
 
 __all__ = ["PgStore"]
 
-# Pending rows count too: recover() may just have given a dead worker's claims back, after
+# Pending rows not held for a window count too: recover() may just have given a dead worker's claims back, after
 # this worker's last claim found nothing; stopping then would leave them uncalled.
 _HELD_ELSEWHERE = """
-SELECT count(*) FROM ryze_numbers WHERE campaign = $1 AND (state = 'pending'
+SELECT count(*) FROM ryze_numbers WHERE campaign = $1 AND (state = 'pending' AND not_before IS NULL
     OR state IN ('claimed', 'sending') AND owner IS DISTINCT FROM $2)
 """
 
@@ -87,6 +88,8 @@ class PgStore(PgJournal):
     async def _commit(self, ops: list[Op]) -> set[int]:
         refused = await super()._commit(ops)
         for op in ops:
+            if isinstance(op, HoldRow):
+                continue  # pending (or this worker's claim) it was, pending it is
             if isinstance(op, Mark):
                 if op.row_id not in refused:
                     self._sending.add(op.row_id)

@@ -17,8 +17,8 @@ SKIP_REASON = ("CASE WHEN state = 'skipped' AND error LIKE 'excluded:%' THEN 'ex
 
 def pending_after(db: sqlite3.Connection, after_id: int, limit: int) -> list[tuple[int, str, int]]:
     return db.execute(
-        "SELECT id, number, line FROM numbers WHERE state = 'pending' AND id > ? "
-        "AND valid = 1 ORDER BY id LIMIT ?", (after_id, limit),
+        "SELECT id, number, line FROM numbers WHERE state = 'pending' AND not_before IS NULL "
+        "AND id > ? AND valid = 1 ORDER BY id LIMIT ?", (after_id, limit),
     ).fetchall()
 
 
@@ -39,7 +39,8 @@ def count_rows(db: sqlite3.Connection) -> JournalCounts:
 def retry_rows(db: sqlite3.Connection, states: Sequence[str]) -> int:
     marks = ",".join("?" for _ in states)
     return db.execute(
-        f"UPDATE numbers SET state = 'pending' WHERE valid = 1 AND state IN ({marks})",  # noqa: S608
+        f"UPDATE numbers SET state = 'pending', not_before = NULL WHERE valid = 1 "  # noqa: S608
+        f"AND state IN ({marks})",
         states,
     ).rowcount
 

@@ -34,7 +34,11 @@ __all__ = [
 
 # ``key`` is the dedupe key (NULL for invalid rows, and NULLs never collide in a UNIQUE index);
 # ``id`` order is input order, which is dispatch order; ``seen`` is the last input pass that
-# read the row (``_ingest.py``); ``skipped`` is a pending row removed from the input.
+# read the row (``_ingest.py``); ``skipped`` is a pending row removed from the input;
+# ``not_before`` (Unix seconds, UTC; +inf: no window ever opens) holds a pending row until its
+# calling window opens (``_held.py``). The feeder reads pending rows that are not held through
+# ``numbers_ready`` and held ones as they come due through ``numbers_held``, so neither read
+# walks over the other's rows.
 _NUMBERS = """
 CREATE TABLE IF NOT EXISTS numbers (
     id          INTEGER PRIMARY KEY,
@@ -50,14 +54,18 @@ CREATE TABLE IF NOT EXISTS numbers (
     attempt_at  REAL,
     attempts    INTEGER NOT NULL DEFAULT 0,
     seen        INTEGER NOT NULL DEFAULT 0,
-    sender      TEXT
+    sender      TEXT,
+    not_before  REAL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS numbers_key ON numbers(key);
-CREATE INDEX IF NOT EXISTS numbers_pending ON numbers(id) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS numbers_ready ON numbers(id)
+    WHERE state = 'pending' AND not_before IS NULL;
+CREATE INDEX IF NOT EXISTS numbers_held ON numbers(not_before)
+    WHERE state = 'pending' AND not_before IS NOT NULL;
 """
 SCHEMA = "\n".join((
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
-    _NUMBERS, "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', '3');",
+    _NUMBERS, "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', '4');",
 ))
 _COLUMNS = "id, number, key, valid, state, line, call_id, http_status, error, attempt_at, attempts"
 # Schema 1 had no ``seen`` column and no ``skipped`` state (a CHECK cannot be altered in place).
@@ -69,28 +77,31 @@ _MIGRATE_1 = "\n".join((
     _NUMBERS,
     "INSERT INTO numbers(" + _COLUMNS + ") SELECT " + _COLUMNS + " FROM numbers_v1;",  # noqa: S608
     "DROP TABLE numbers_v1;",
-    "UPDATE meta SET value = '3' WHERE key = 'schema';",
+    "UPDATE meta SET value = '4' WHERE key = 'schema';",
     "COMMIT;",
 ))
-# Schema 2 had no ``sender`` column (the instance that placed each call): a plain addition.
-_MIGRATE_2 = "\n".join((
-    "BEGIN IMMEDIATE;",
-    "ALTER TABLE numbers ADD COLUMN sender TEXT;",
-    "UPDATE meta SET value = '3' WHERE key = 'schema';",
-    "COMMIT;",
+# Schema 2 had no ``sender`` column (the instance that placed each call), schema 3 no
+# ``not_before`` (held rows lived in the process's memory) and an index of every pending row:
+# plain additions, and that index replaced by ``numbers_ready`` (created by ``SCHEMA``).
+_ADD_SENDER = "ALTER TABLE numbers ADD COLUMN sender TEXT;"
+_ADD_NOT_BEFORE = "\n".join((
+    "ALTER TABLE numbers ADD COLUMN not_before REAL;",
+    "DROP INDEX IF EXISTS numbers_pending;",
+    "UPDATE meta SET value = '4' WHERE key = 'schema';",
 ))
 
 
 def migrate(conn: sqlite3.Connection) -> None:
-    """Bring a schema-1 or -2 journal to schema 3 (same rows, states and ids)."""
+    """Bring a schema-1, -2 or -3 journal to schema 4 (same rows, states and ids)."""
     row = conn.execute(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'numbers'").fetchone()
     if row is None:
         return
     if "'skipped'" not in row[0]:
         conn.executescript(_MIGRATE_1)  # rebuilds the table with today's columns
-    elif "sender" not in row[0]:
-        conn.executescript(_MIGRATE_2)
+    elif "not_before" not in row[0]:
+        steps = [] if "sender" in row[0] else [_ADD_SENDER]
+        conn.executescript("\n".join(("BEGIN IMMEDIATE;", *steps, _ADD_NOT_BEFORE, "COMMIT;")))
 
 
 _JID_SUFFIX = "@s.whatsapp.net"

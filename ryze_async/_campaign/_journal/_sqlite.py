@@ -33,6 +33,7 @@ from typing import Literal, TextIO
 
 from ._commit import apply_ops
 from ._events import (
+    HoldRow,
     Ingested,
     IngestResult,
     JournalEvent,
@@ -47,6 +48,7 @@ from ._events import (
 )
 from ._export import export_csv
 from ._group import GroupCommit
+from ._held import due_rows, held_counts, next_due, set_hold_rules
 from ._ingest import begin_pass, finish_pass, ingest_rows, sweep_due
 from ._queries import add_elapsed, count_rows, pending_after, retry_rows
 from ._report import ReportData, export_jsonl, read_report
@@ -146,6 +148,31 @@ class Journal(SqliteFile):
         """Rows other workers hold: none, one process has the file (``flock``)."""
         return 0
 
+    # -- held rows (outside their calling window; ``_held.py``) ---------------------------------
+
+    def hold(self, row_id: int, until: float) -> None:
+        """Queue: the pending row waits until ``until`` (Unix seconds; inf: no window opens)."""
+        self._group.add(HoldRow(row_id, until))
+
+    async def due(self, now: float, after: tuple[float, int],
+                  limit: int) -> list[tuple[int, str, int, float]]:
+        """Held rows due at ``now`` above the keyset ``after``: (id, number, line, not_before)."""
+        return await self._run(lambda: due_rows(self._db(), now, after, limit))
+
+    async def next_due(self, after: tuple[float, int] = (float("-inf"), 0)) -> float | None:
+        """When the first held row above ``after`` comes due (None: none will)."""
+        return await self._run(lambda: next_due(self._db(), after))
+
+    async def held_counts(self, now: float) -> tuple[int, int]:
+        """(rows waiting for a later window, rows no window opens for)."""
+        return await self._run(lambda: held_counts(self._db(), now))
+
+    async def hold_rules(self, rules: str) -> int:
+        """The rules holds are computed under; other rules than the stored ones forget every
+        hold (queued holds are written first). How many were forgotten."""
+        await self.flush()
+        return await self._run(lambda: set_hold_rules(self._db(), rules))
+
     async def mark_sending(self, row_id: int, *, sender: str | None = None) -> None:
         """Commit ``pending -> sending`` for one row; returns once that commit is durable.
 
@@ -177,6 +204,8 @@ class Journal(SqliteFile):
     async def _commit(self, ops: list[Op]) -> set[int]:
         refused = await self._run(self._apply, ops)
         for op in ops:
+            if isinstance(op, HoldRow):
+                continue  # pending it was, pending it stays
             if isinstance(op, MarkSending):
                 if op.row_id not in refused:
                     self._sending.add(op.row_id)
