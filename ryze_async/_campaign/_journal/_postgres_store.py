@@ -27,8 +27,8 @@ from ._postgres_commit import Mark, Op
 
 __all__ = ["PgStore"]
 
-# Pending rows not held for a window count too: recover() may just have given a dead worker's claims back, after
-# this worker's last claim found nothing; stopping then would leave them uncalled.
+# Pending rows not held for a window count too: recover() may just have given a dead worker's
+# claims back, after this worker's last claim found nothing; stopping would leave them uncalled.
 _HELD_ELSEWHERE = """
 SELECT count(*) FROM ryze_numbers WHERE campaign = $1 AND (state = 'pending' AND not_before IS NULL
     OR state IN ('claimed', 'sending') AND owner IS DISTINCT FROM $2)
