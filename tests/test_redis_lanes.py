@@ -197,12 +197,14 @@ async def test_two_processes_a_bot_goes_ahead_of_a_campaigns_queue(
     redis_server: RedisServer, raw: aioredis.Redis
 ) -> None:
     # Process 1: a campaign-like client (bulk lane) with 40 calls at once. Process 2: a bot with
-    # interactive_reserve=3, whose three users ask one after the other once the queue is full.
+    # interactive_reserve=3, whose three users ask at once when the queue is full. Without the
+    # reserve they would go after all 40 (the control test above); the bound below leaves room
+    # for a slow bot process (a loaded CI machine), not for the queue.
     await raw.flushall()
     async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server:
         common = ("redis", redis_server.url, server.url, "unused", LIMIT, PERIOD, MARGIN)
         bulk_args = WorkerArgs(*common, QUEUED, priority="bulk")
-        bot_args = WorkerArgs(*common, 3, reserve=RESERVE, first=10_000, sequential=True)
+        bot_args = WorkerArgs(*common, 3, reserve=RESERVE, first=10_000)
         bot = await asyncio.to_thread(start_worker, bot_args)
         campaign = await asyncio.to_thread(start_worker, bulk_args)
         release_worker(campaign)
@@ -222,7 +224,7 @@ async def test_two_processes_a_bot_goes_ahead_of_a_campaigns_queue(
     assert order.count("bot") == 3
     # Each bot call reached the server ahead of most of the campaign's queue.
     for position in (i for i, who in enumerate(order) if who == "bot"):
-        assert order[position:].count("bulk") >= QUEUED - 2 * LIMIT
+        assert order[position:].count("bulk") >= QUEUED // 4
 
 
 def test_a_reserve_must_leave_bulk_a_slot(redis_server: RedisServer) -> None:
