@@ -267,9 +267,8 @@ class Dispatcher:
                              "pending", number, count - 1, verdict.error)
 
     def _count_unknowns(self, unknown: bool, exc: Exception, sender: Sender) -> None:
-        """Trip ``sender`` after ``max_unknown_in_a_row`` sent calls in a row (in completion
-        order) ended unknown: no RyzeAPI answer in between means a cause of the path to the API
-        (a proxy, a redirecting base URL, timeouts), which would make every number unknown."""
+        """``max_unknown_in_a_row`` unknowns in a row (completion order), no RyzeAPI answer in
+        between: the path to the API is broken (proxy, redirect, timeouts); trip the sender."""
         if not unknown:
             sender.unknowns = 0  # RyzeAPI answered (its envelope): the path to it works
             return
