@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ryze_async import Campaign, RyzeClient
 from ryze_async.testing import FakeRyzeServer, Fault
@@ -156,6 +159,43 @@ async def test_unknowns_interleaved_with_failed_answers_do_not_trip(
                            concurrency=1, max_unknown_in_a_row=3).run()
     assert s.stop_reason == "completed", s.message
     assert (s.unknown, s.failed, s.placed) == (12, 6, 0)
+
+
+FAILED_ANSWER = canned(500, b'{"success":false,"error":{"message":"internal failure"}}',
+                       "application/json")
+
+
+async def _script_run(script: str, k: int) -> None:
+    """One call at a time, request i answered as ``script[i]`` says: u a proxy's page (unknown),
+    p placed, f RyzeAPI's 500 envelope (failed). The run must stop exactly at the first K-th
+    unknown in a row, every request before it answered once, the rest never sent."""
+    def answer(state: ByteServer) -> Handler:
+        kind = script[len(state.requests) - 1]
+        body = state.requests[-1].partition(b"\r\n\r\n")[2]
+        raw = {"u": canned(502, PROXY_PAGE), "f": FAILED_ANSWER}.get(kind) or placed_answer(body)
+
+        async def write(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(raw)
+            await writer.drain()
+        return write
+
+    trip = script.find("u" * k) if k else -1
+    sent = script if trip < 0 else script[:trip + k]
+    with tempfile.TemporaryDirectory() as tmp:
+        async with byte_server(answer) as proxy, client_for(proxy.url) as client:
+            s = await Campaign(client, numbers(len(script)), journal=Path(tmp) / "j.db",
+                               fake=True, concurrency=1, max_unknown_in_a_row=k).run()
+    assert s.stop_reason == ("completed" if trip < 0 else "circuit_breaker"), s.message
+    assert (s.unknown, s.placed, s.failed) == (sent.count("u"), sent.count("p"),
+                                               sent.count("f"))
+    assert s.pending == len(script) - len(sent)
+    assert byte_dialed(proxy) == Counter(("my-instance", n) for n in numbers(len(sent)))
+
+
+@settings(max_examples=30, deadline=None)
+@given(script=st.text(alphabet="upf", min_size=1, max_size=25), k=st.integers(0, 4))
+def test_it_trips_exactly_at_the_first_k_unknowns_in_a_row(script: str, k: int) -> None:
+    asyncio.run(_script_run(script, k))
 
 
 @pytest.mark.parametrize("off", [0, None])
