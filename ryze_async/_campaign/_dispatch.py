@@ -200,7 +200,8 @@ class Dispatcher:
         except Exception as exc:
             await self._failed(row, exc, attempt.marked, sender)
             return
-        sender.conn_failures = 0  # a call got through: the connection failures were not a run
+        # A call got through: the connection failures and unknowns before it were not a run.
+        sender.conn_failures = sender.unknowns = 0
         await self._record_outcome(row, "placed", call_id=result.call_id, status=result.status,
                                    sender=sender.name)
 
@@ -223,6 +224,8 @@ class Dispatcher:
         if verdict.state == "pending" or (verdict.state == "unknown" and not marked):
             self._not_placed(row, exc, verdict, marked, sender)
             return
+        if marked:
+            self._count_unknowns(verdict.state == "unknown", exc, sender)
         await self._record_outcome(row, verdict.state, status=verdict.status, error=verdict.error,
                                    sent=marked, sender=sender.name if marked else None)
 
@@ -263,14 +266,29 @@ class Dispatcher:
                 _log.warning("%s: still not placed after %d retries in this run (%s); left "
                              "pending", number, count - 1, verdict.error)
 
-    def _trip(self, reason: str, sender: Sender, row: Row) -> None:
+    def _count_unknowns(self, unknown: bool, exc: Exception, sender: Sender) -> None:
+        """``max_unknown_in_a_row`` unknowns in a row (completion order), no RyzeAPI answer in
+        between: the path to the API is broken (proxy, redirect, timeouts); trip the sender."""
+        if not unknown:
+            sender.unknowns = 0  # RyzeAPI answered (its envelope): the path to it works
+            return
+        sender.unknowns += 1
+        limit = self._s.max_unknown_in_a_row
+        if limit and sender.unknowns >= limit:
+            # The number stays unknown (never resent); calls in flight end as they end.
+            self._trip(f"{sender.unknowns} outcomes in a row were unknown (may have been "
+                       f"placed: not called again unless retry_unknown), the last: {exc}",
+                       sender, None)
+
+    def _trip(self, reason: str, sender: Sender, row: Row | None) -> None:
         if self.stopping:
             return
         if self.pool.pooled:
             if not self.pool.remove(sender, reason):
-                # Provably not placed through this sender: another one takes the number.
-                self._retry.append(row)
-                self._wake.set()
+                if row is not None:
+                    # Provably not placed through this sender: another one takes the number.
+                    self._retry.append(row)
+                    self._wake.set()
                 return
             reason = f"no sender left (the last one: {reason})"
         message = (f"stopped by the circuit breaker: {reason}. The remaining numbers are left "

@@ -31,6 +31,7 @@ from ._engine_setup import (
     resolve_media,
     retry_states,
     runner_ended,
+    unknown_limit,
 )
 from ._journal import describe
 from ._models import CampaignOutcome, CampaignSummary, StopReason
@@ -75,7 +76,9 @@ class Campaign:
     ``concurrency`` calls are in progress at once, on top of the client's own quota. Calls
     refused with 429 or never delivered (connection failure) go back to pending and are retried
     up to ``max_requeues`` times in this run; ``max_connection_failures`` in a row, or any
-    401/403/404/instance-not-connected answer, trip the circuit breaker. On :meth:`stop` calls
+    401/403/404/instance-not-connected answer, trip the circuit breaker, as do
+    ``max_unknown_in_a_row`` outcomes of one sender in a row that are unknown (no RyzeAPI
+    answer in between: a proxy's page, a redirect, timeouts; 0 or None: off). On :meth:`stop` calls
     already sent get ``drain_timeout`` seconds to finish. ``synchronous`` is the journal's
     durability (see ``Journal``).
 
@@ -126,6 +129,7 @@ class Campaign:
         force: bool = False,
         drain_timeout: float = 30.0,
         max_connection_failures: int = 5,
+        max_unknown_in_a_row: int | None = 5,
         max_requeues: int = 3,
         synchronous: Literal["full", "normal"] = "full",
         ingest_batch: int = 1000,
@@ -164,6 +168,7 @@ class Campaign:
                         not_before=not_before, not_after=not_after, now=now,
                         default_region=getattr(client, "default_region", None)),
             exit_outside_window=exit_outside_window,
+            max_unknown_in_a_row=unknown_limit(max_unknown_in_a_row),
         )
         self.live = LiveCounts()
         #: The summary, once the run ended (also after a stop or a cancellation).

@@ -34,6 +34,16 @@ def check_options(media: object, fake: bool, concurrency: int, ingest_batch: int
         raise ValueError("concurrency and ingest_batch must be >= 1")
 
 
+def unknown_limit(value: object) -> int:
+    """``max_unknown_in_a_row`` checked: a whole number >= 0 (0 or None: off)."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"max_unknown_in_a_row must be a whole number >= 0, or None (off); "
+                         f"got {value!r}")
+    return value
+
+
 def journal_target(journal: str | os.PathLike[str], campaign: str | None) -> str | Path:
     """The journal a ``journal=``/``campaign=`` pair names, refused when they do not fit."""
     if is_database_url(journal):

@@ -35,6 +35,8 @@ class Sender:
     name: str | None
     client: CampaignClient
     conn_failures: int = 0
+    #: Outcomes in a row that may have been placed, with no RyzeAPI answer in between.
+    unknowns: int = 0
     alive: bool = True
 
 

@@ -73,7 +73,7 @@ class Settings:
         self, *, media: Media | None, duration: int | None, instance: str | None,
         concurrency: int, drain_timeout: float, max_connection_failures: int,
         max_requeues: int, ingest_batch: int, rules: Rules | None = None,
-        exit_outside_window: bool = False,
+        exit_outside_window: bool = False, max_unknown_in_a_row: int = 0,
     ) -> None:
         self.media = media
         self.duration = duration
@@ -85,6 +85,8 @@ class Settings:
         self.ingest_batch = ingest_batch
         self.rules = rules if rules is not None else Rules()
         self.exit_outside_window = exit_outside_window
+        #: Unknown outcomes in a row of one sender that trip it (0: never).
+        self.max_unknown_in_a_row = max_unknown_in_a_row
 
 
 async def call(

@@ -77,6 +77,8 @@ class CampaignJob:
     sheet: str | None = None
     timeout: float = 30.0
     max_retries: int = 3
+    #: ``--max-unknown-in-a-row``: unknown outcomes in a row that trip the breaker (0: off).
+    max_unknown_in_a_row: int = 5
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     call_windows: list[str] = field(default_factory=list)
@@ -149,6 +151,7 @@ def job_from_args(args: argparse.Namespace) -> CampaignJob:
         default_region=args.default_region, number_check=args.number_check,
         as_json=args.json, campaign=args.campaign, senders=senders, sheet=args.sheet,
         timeout=args.timeout, max_retries=args.max_retries,
+        max_unknown_in_a_row=args.max_unknown_in_a_row,
         metrics_port=args.metrics_port, metrics_host=args.metrics_host,
         call_windows=args.call_window, timezone=args.timezone,
         exit_outside_window=args.exit_outside_window, exclude=args.exclude,
@@ -222,6 +225,7 @@ def _campaign(job: CampaignJob, client: RyzeClient, instance: str) -> Campaign:
             sheet=job.sheet, call_windows=job.call_windows, timezone=job.timezone,
             exclude=job.exclude, not_before=job.not_before, not_after=job.not_after,
             exit_outside_window=job.exit_outside_window,
+            max_unknown_in_a_row=job.max_unknown_in_a_row,
         )
     except ValueError as exc:  # a window or zone the rules refused
         raise UsageError(str(exc)) from None

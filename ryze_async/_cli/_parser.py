@@ -180,6 +180,11 @@ def _campaign(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
     p.add_argument("--max-retries", type=_non_negative_int, default=3,
                    help="resends of a request that provably never reached the server, and "
                         "of a 429 (default 3); never of one that may have")
+    p.add_argument("--max-unknown-in-a-row", type=_non_negative_int, default=5, metavar="K",
+                   help="stop (exit 3, the rest left pending) after K calls in a row of one "
+                        "sender end unknown with no answer from RyzeAPI in between (a proxy's "
+                        "error page, a redirect, timeouts): the cause is not the numbers. A "
+                        "pool's sender leaves the rotation instead (default 5; 0: never)")
     p.add_argument("--metrics-port", type=_port, metavar="PORT",
                    help="serve Prometheus metrics at http://HOST:PORT/metrics while the "
                         "campaign runs (needs the 'metrics' extra; 0: any free port)")
