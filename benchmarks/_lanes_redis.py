@@ -68,13 +68,13 @@ def missing() -> str | None:
     return None
 
 
-async def two_processes(redis_url: str, setting: Setting, seconds: float) -> Result:
+async def two_processes(redis_url: str, setting: Setting, seconds: float, quick: bool) -> Result:
     async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server:
         common = ("redis", redis_url, server.url, "unused", LIMIT, PERIOD, MARGIN)
-        campaign_args = WorkerArgs(*common, QUEUE, priority="bulk",  # type: ignore[arg-type]
-                                   duration=seconds + 120)  # stop_worker ends it
-        bot_args = WorkerArgs(*common, 0, reserve=setting.reserve,  # type: ignore[arg-type]
-                              first=BOT_FIRST, duration=seconds, gap=BOT_GAP, seed=11)
+        campaign_args = WorkerArgs(*common, QUEUE, priority="bulk",
+                                   duration=seconds + 300)  # a bound: stop_worker ends it
+        bot_args = WorkerArgs(*common, 0, reserve=setting.reserve, first=BOT_FIRST,
+                              duration=seconds, gap=BOT_GAP, seed=11)
         # Both load at once; the bot's reserve is announced once it is ready, before the
         # campaign queues anything.
         bot, campaign = await asyncio.gather(asyncio.to_thread(start_worker, bot_args),
@@ -82,15 +82,18 @@ async def two_processes(redis_url: str, setting: Setting, seconds: float) -> Res
         try:
             release_worker(campaign)
             # The campaign's first window was sent: every one of its QUEUE calls has sent or
-            # reserved a slot, so the token is saturated for the whole of the bot's run.
+            # reserved a slot, so the token is saturated from here on.
             await asyncio.wait_for(server.wait_for_requests(LIMIT - setting.reserve), 30)
             began = time.time()
             release_worker(bot)
-            report = await asyncio.to_thread(worker_report, bot, timeout=seconds + 120)
+            if quick:  # short: the campaign ends with the bot's last question, not its answer
+                asyncio.get_running_loop().call_later(seconds, stop_worker, campaign)
+            report = await asyncio.to_thread(worker_report, bot, timeout=seconds + 300)
             ended = time.time()
         finally:
             stop_worker(campaign)
             bulk_statuses = await asyncio.to_thread(worker_report, campaign)
+            bot.kill()  # only if it failed: a bot that reported has exited
         record = list(server.requests)
     statuses = report["statuses"] + bulk_statuses["statuses"]
     bulk = [r for r in record if b"551195" not in r.body and began <= r.received_at <= ended]
@@ -103,7 +106,7 @@ async def two_processes(redis_url: str, setting: Setting, seconds: float) -> Res
     )
 
 
-def run(seconds: float) -> dict[str, Result]:
+def run(seconds: float, quick: bool) -> dict[str, Result]:
     with RedisServer() as redis_server:
-        return {s.name: asyncio.run(two_processes(redis_server.url, s, seconds))
+        return {s.name: asyncio.run(two_processes(redis_server.url, s, seconds, quick))
                 for s in SETTINGS}

@@ -155,16 +155,18 @@ def two_processes(seconds: float, quick: bool) -> list[str]:
     print("\n".join(ruled(f"{'setting':<34} {'bot calls':>9} {'wait p50':>9} {'p99':>8} "
                           f"{'max':>8} {'p50/P':>6} {'p99/P':>6} {'bulk/P':>7} "
                           f"{'max in 2 s':>10} {'429s':>5}")))
-    results = r.run(seconds)
+    results = r.run(seconds, quick)
     failures = []
     for name, result in results.items():
-        w = result.waits
+        w = result.waits or [float("nan")]
         p50, p99 = statistics.median(w), percentile(w, 0.99)
         print(f"{name:<34} {len(w):>9} {p50:>8.2f}s {p99:>7.2f}s {max(w):>7.2f}s "
               f"{p50 / r.PERIOD:>6.2f} {p99 / r.PERIOD:>6.2f} {result.bulk_per_period:>7.1f} "
               f"{result.worst_window:>10} {result.refused:>5}")
         if result.worst_window > r.LIMIT:
             failures.append(f"{name}: {result.worst_window} requests in one {r.PERIOD:g} s")
+        if not result.waits:
+            failures.append(f"{name}: the bot placed no call")
         if result.refused or result.bad_statuses:
             failures.append(f"{name}: {result.refused} 429s, {result.bad_statuses} calls not 200")
     reserved = percentile(results[r.SETTINGS[-1].name].waits, 0.99)

@@ -15,6 +15,7 @@ at random gaps (the JSON line then also holds each call's wait).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -131,9 +132,10 @@ def release_worker(worker: subprocess.Popen[str]) -> None:
 
 def stop_worker(worker: subprocess.Popen[str]) -> None:
     """End a campaign loop (`WorkerArgs.duration`) before its duration is over."""
-    if worker.stdin is not None:
-        worker.stdin.write("stop\n")
-        worker.stdin.flush()
+    if worker.stdin is not None and not worker.stdin.closed:
+        with contextlib.suppress(BrokenPipeError):  # it has ended already
+            worker.stdin.write("stop\n")
+            worker.stdin.flush()
 
 
 def finish_worker(worker: subprocess.Popen[str], *, timeout: float = 120) -> list[int]:
