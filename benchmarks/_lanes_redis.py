@@ -12,7 +12,7 @@ Redis ``TIME`` is real, so the quota is scaled down to `LIMIT` calls per `PERIOD
 from __future__ import annotations
 
 import asyncio
-import importlib.util
+import importlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +63,9 @@ def missing() -> str | None:
     """Why the Redis table cannot run here, or None."""
     if not Path(REDIS_SERVER).exists():
         return "redis-server is not installed (apt install redis-server)"
-    if importlib.util.find_spec("redis") is None:
+    try:
+        importlib.import_module("redis")
+    except ImportError:
         return "the 'redis' package is missing (pip install \"ryze-async[redis]\")"
     return None
 
