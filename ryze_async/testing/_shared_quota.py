@@ -80,9 +80,9 @@ class WorkerArgs:
     #: Benchmarks: with `duration` > 0 the worker runs for that many seconds after "go".
     #: `gap` 0: `calls` tasks each place call after call (a campaign's queue, `calls` deep),
     #: until `duration` ends or `stop_worker`, then cancelled (a waiting call gives its slot
-    #: back). `gap` > 0: a bot whose users
-    #: ask at uniform(0, `gap`) s gaps (seeded by `seed`), each call its own task; the report
-    #: then holds every call's wait, from asking to the call's return, in seconds.
+    #: back). `gap` > 0: a bot whose users ask at uniform(0, `gap`) s gaps (seeded by `seed`),
+    #: each call its own task; the report then holds every call's wait, from asking to the
+    #: call's return, in seconds.
     duration: float = 0.0
     gap: float = 0.0
     seed: int = 0
