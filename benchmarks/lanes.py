@@ -9,11 +9,21 @@ campaign keeps 200 bulk calls queued at all times; the bot's users ask for a cal
 wait p50/p99/max, the bulk calls sent per minute, and the most requests in any 60 s window
 (checked: never over 100).
 
-    python benchmarks/lanes.py          # 30 minutes of virtual time
-    python benchmarks/lanes.py --quick  # 5 minutes; checks only that it works and the bound holds
+The second table makes the same comparison across two processes on the shared Redis quota
+(``quota_url=``), with a real redis-server and real time (`_lanes_redis`): a campaign process
+keeps 40 bulk calls queued while a bot process (interactive lane) asks every 0-3 s, each call
+its own task, its wait taken from asking to the call's return; the bot without a reserve, then
+with ``interactive_reserve=5``. Redis time is real, so the quota is scaled down to 20 calls per
+2 s (margin 0.1 s) and waits are also given in periods. Both processes call one fake server run
+here (sliding window), whose record is checked: never more than 20 requests in any 2 s, no 429.
+Skipped, with a line saying so, when redis-server or the ``redis`` package is missing.
 
-Exit 1 when any window holds more than 100 requests, or (full run) when lanes do not bring the
-bot's p99 wait under one period or the reserve does not bring it under a second.
+    python benchmarks/lanes.py          # 30 virtual minutes; 90 s per Redis setting (~4 min)
+    python benchmarks/lanes.py --quick  # 5 virtual minutes, 5 s per Redis setting; functional
+
+Exit 1 when any window holds more than the limit, the server answered a 429 or anything but
+200, or (full run) when lanes do not bring the bot's p99 wait under one period or the reserve
+does not bring it under a second (one process) or under a quarter of a period (two processes).
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+import _lanes_redis
 from _report import finish, machine, ruled
 
 from ryze_async import RyzeClient
@@ -109,15 +120,9 @@ async def scenario(setting: Setting, minutes: float) -> Result:
     return Result(waits, bulk_sent / minutes, max_in_window(arrivals, PERIOD))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    minutes = 5.0 if args.quick else 30.0
-    started = time.perf_counter()
-    print(machine(f"{minutes:g} virtual minutes per setting, {LIMIT} calls per {PERIOD:g} s, "
-                  f"{BULK_QUEUE} bulk calls queued, a bot call every 0-{BOT_GAP:g} s"))
-    print()
+def one_process(minutes: float, quick: bool) -> list[str]:
+    """The first table (virtual clock); returns the failed checks."""
+    print("one process, virtual clock:")
     print("\n".join(ruled(f"{'setting':<34} {'bot calls':>9} {'wait p50':>9} {'p99':>8} "
                           f"{'max':>8} {'bulk/min':>9} {'max in 60 s':>12}")))
     failures: list[str] = []
@@ -131,14 +136,74 @@ def main() -> int:
         if result.worst_window > LIMIT:
             failures.append(f"{setting.name}: {result.worst_window} requests in one window")
     lanes, reserved = (results[s.name] for s in SETTINGS[1:])
-    if not args.quick:
+    if not quick:
         if percentile(lanes.waits, 0.99) > PERIOD + 1.0:  # the next free slot, margin included
             failures.append("lanes: the bot's p99 wait is over one period")
         if percentile(reserved.waits, 0.99) > 1.0:
             failures.append("reserve: the bot's p99 wait is over a second")
+    return failures
+
+
+def redis_row(name: str, result: _lanes_redis.Result) -> str:
+    """One line of the second table: waits in seconds and in periods (P)."""
+    period = _lanes_redis.PERIOD
+    w = result.waits or [float("nan")]
+    p50, p99 = statistics.median(w), percentile(w, 0.99)
+    over = sum(wait > _lanes_redis.MAX_RESERVED_P99 for wait in result.waits)
+    return (f"{name:<34} {len(result.waits):>9} {over:>8} {p50:>8.2f}s {p99:>7.2f}s "
+            f"{max(w):>7.2f}s {p50 / period:>6.2f} {p99 / period:>6.2f} "
+            f"{result.bulk_per_period:>7.1f} {result.worst_window:>10} {result.refused:>5}")
+
+
+def two_processes(seconds: float, quick: bool) -> list[str]:
+    """The second table (two processes, the Redis quota, real time); returns the failed checks."""
+    r = _lanes_redis
+    print(f"two processes, one token, the shared Redis quota (quota_url=), real time, "
+          f"{seconds:g} s "
+          f"per setting;\nthe quota scaled down to {r.LIMIT} calls per {r.PERIOD:g} s (margin "
+          f"{r.MARGIN:g} s); process 1 keeps {r.QUEUE} bulk calls queued, process 2 is a bot\n"
+          f"asking every 0-{r.BOT_GAP:g} s; waits from asking to the call's return, in seconds "
+          f"and in periods (P)")
+    print("\n".join(ruled(f"{'setting':<34} {'bot calls':>9} {'over P/4':>8} {'wait p50':>9} "
+                          f"{'p99':>8} {'max':>8} {'p50/P':>6} {'p99/P':>6} {'bulk/P':>7} "
+                          f"{'max in 2 s':>10} {'429s':>5}")))
+    results = r.run(seconds, quick)
+    failures = []
+    for name, result in results.items():
+        print(redis_row(name, result))
+        if result.worst_window > r.LIMIT:
+            failures.append(f"{name}: {result.worst_window} requests in one {r.PERIOD:g} s")
+        if not result.waits:
+            failures.append(f"{name}: the bot placed no call")
+        if result.refused or result.bad_statuses:
+            failures.append(f"{name}: {result.refused} 429s, {result.bad_statuses} calls not 200")
+    reserved = percentile(results[r.SETTINGS[-1].name].waits or [0.0], 0.99)
+    if not quick and reserved > r.MAX_RESERVED_P99:
+        failures.append(f"two processes, reserve: the bot's p99 wait is {reserved:.2f} s, over "
+                        f"a quarter of a period ({r.MAX_RESERVED_P99:g} s)")
+    return failures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    minutes = 5.0 if args.quick else 30.0
+    started = time.perf_counter()
+    print(machine(f"{minutes:g} virtual minutes per setting, {LIMIT} calls per {PERIOD:g} s, "
+                  f"{BULK_QUEUE} bulk calls queued, a bot call every 0-{BOT_GAP:g} s"))
+    print()
+    failures = one_process(minutes, args.quick)
+    print()
+    skipped = _lanes_redis.missing()
+    if skipped:
+        print(f"two processes (Redis quota): skipped, {skipped}")
+    else:
+        failures += two_processes(5.0 if args.quick else 90.0, args.quick)
     print()
     return finish(started, args.quick, failures, "the bound held in every window; lanes and "
-                  "the reserve put the bot ahead of the campaign", sep="; ")
+                  "the reserve put the bot ahead of the campaign"
+                  + ("" if skipped else ", in one process and across two"), sep="; ")
 
 
 if __name__ == "__main__":

@@ -6,31 +6,42 @@ a worker process that places calls through it.
 
 runs one worker (`run_workers` builds the line): CALLS concurrent fake calls of a
 ``RyzeClient`` admitted by the shared quota (MODE ``redis``: ``quota_url=REDIS_URL``) or by the
-process's own limiter (``local``), then prints one JSON line with the statuses it got.
+process's own limiter (``local``), then prints one JSON line with the statuses it got. The
+optional arguments that follow (`WorkerArgs`) choose the lane, the reserve and, for benchmarks,
+a mode that runs for a duration: a campaign's queue kept CALLS deep, or a bot whose users ask
+at random gaps (the JSON line then also holds each call's wait).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
-from ryze_async import RedisQuota, RyzeClient, normalize_number
+from ryze_async import RyzeClient, normalize_number
 
 from ._redis_server import REDIS_SERVER, RedisServer, free_port
 
 __all__ = ["REDIS_SERVER", "RedisServer", "WorkerArgs", "admission_cost", "finish_worker",
-           "free_port", "release_worker", "run_workers", "start_worker"]
+           "free_port", "release_worker", "run_workers", "start_worker",
+           "stop_worker", "worker_report"]
 
 
 async def admission_cost(redis_url: str, digest: str, rounds: int = 200) -> float:
     """Median seconds of an uncontended acquire() (a fresh key, limit never reached)."""
+    # The module itself loads without the 'redis' extra: benchmarks skip their Redis tables.
+    from ryze_async import RedisQuota  # noqa: PLC0415 - redis only when measured
+
     quota = RedisQuota.from_url(
         redis_url, token_digest=digest + "-cost", limit=10**9, period=60.0, margin=1.0
     )
@@ -66,16 +77,27 @@ class WorkerArgs:
     first: int = 0
     #: ``True``: the calls go one after the other (a bot's users), not all at once.
     sequential: bool = False
+    #: Benchmarks: with `duration` > 0 the worker runs for that many seconds after "go".
+    #: `gap` 0: `calls` tasks each place call after call (a campaign's queue, `calls` deep),
+    #: until `duration` ends or `stop_worker`, then cancelled (a waiting call gives its slot
+    #: back). `gap` > 0: a bot whose users ask at uniform(0, `gap`) s gaps (seeded by `seed`),
+    #: each call its own task; the report then holds every call's wait, from asking to the
+    #: call's return, in seconds.
+    duration: float = 0.0
+    gap: float = 0.0
+    seed: int = 0
 
     def argv(self) -> list[str]:
         return [str(getattr(self, f.name)) for f in fields(self)]
 
     @classmethod
     def parse(cls, argv: list[str]) -> WorkerArgs:
-        mode, redis_url, server_url, digest, limit, period, margin, calls, *lanes = argv
-        priority, reserve, first, sequential = lanes or ["interactive", "0", "0", "False"]
-        return cls(mode, redis_url, server_url, digest, int(limit), float(period), float(margin),
-                   int(calls), priority, int(reserve), int(first), sequential == "True")
+        """The inverse of `argv`; arguments left off at the end keep their defaults."""
+        # The annotations are strings here (postponed evaluation): map them to parsers.
+        parsers: dict[str, Callable[[str], object]] = {
+            "str": str, "int": int, "float": float, "bool": lambda text: text == "True"}
+        return cls(*(parsers[str(f.type)](text)
+                     for f, text in zip(fields(cls), argv, strict=False)))  # type: ignore[arg-type]
 
 
 def run_workers(args: WorkerArgs, k: int, *, timeout: float = 120) -> list[int]:
@@ -111,16 +133,72 @@ def release_worker(worker: subprocess.Popen[str]) -> None:
         worker.stdin.flush()
 
 
+def stop_worker(worker: subprocess.Popen[str]) -> None:
+    """End a campaign loop (`WorkerArgs.duration`) before its duration is over."""
+    if worker.stdin is not None and not worker.stdin.closed:
+        with contextlib.suppress(BrokenPipeError):  # it has ended already
+            worker.stdin.write("stop\n")
+            worker.stdin.flush()
+
+
 def finish_worker(worker: subprocess.Popen[str], *, timeout: float = 120) -> list[int]:
     """The statuses a released worker got, once it is done."""
-    out, _ = worker.communicate(timeout=timeout)
-    if worker.returncode != 0:
-        raise RuntimeError(f"a quota worker exited with {worker.returncode}")
-    statuses: list[int] = json.loads(out)["statuses"]
+    statuses: list[int] = worker_report(worker, timeout=timeout)["statuses"]
     return statuses
 
 
-async def _worker(args: WorkerArgs) -> dict[str, object]:
+def worker_report(worker: subprocess.Popen[str], *, timeout: float = 120) -> dict[str, list[Any]]:
+    """A released worker's whole report, once it is done: ``statuses``, and ``waits``
+    (seconds, one per call) from a bot that ran for a duration."""
+    out, _ = worker.communicate(timeout=timeout)
+    if worker.returncode != 0:
+        raise RuntimeError(f"a quota worker exited with {worker.returncode}")
+    report: dict[str, list[Any]] = json.loads(out)
+    return report
+
+
+async def _campaign_loop(args: WorkerArgs, one: Callable[[int], Awaitable[int]]) -> list[int]:
+    """`args.calls` tasks placing call after call for `args.duration` s: a full bulk queue."""
+    statuses: list[int] = []
+
+    async def sender(index: int) -> None:
+        for n in range(index, 2**31, args.calls):  # each task its own numbers
+            statuses.append(await one(n))
+
+    tasks = [asyncio.create_task(sender(i)) for i in range(args.calls)]
+    # "stop" (or the parent closing stdin) ends the loop early; the reading thread ends with
+    # stdin, which `worker_report` closes.
+    stop = asyncio.ensure_future(asyncio.to_thread(sys.stdin.readline))
+    await asyncio.wait([stop], timeout=args.duration)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return statuses
+
+
+async def _bot_loop(args: WorkerArgs, one: Callable[[int], Awaitable[int]],
+                    ) -> tuple[list[int], list[float]]:
+    """Users ask at seeded random gaps for `args.duration` s, each call its own task."""
+    rng = random.Random(args.seed)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + args.duration
+
+    async def user(index: int) -> tuple[int, float]:
+        began = time.perf_counter()
+        status = await one(index)
+        return status, time.perf_counter() - began
+
+    users: list[asyncio.Task[tuple[int, float]]] = []
+    while True:
+        await asyncio.sleep(rng.uniform(0, args.gap))
+        if loop.time() >= end:
+            break
+        users.append(asyncio.create_task(user(len(users))))
+    done = await asyncio.gather(*users)
+    return [status for status, _ in done], [wait for _, wait in done]
+
+
+async def _worker(args: WorkerArgs) -> dict[str, list[Any]]:
     # MODE redis: the public way, RyzeClient(quota_url=...); the quota is keyed by the server's
     # origin (a fresh port per run) and token. MODE local: each process's own limiter.
     client = RyzeClient(
@@ -144,7 +222,12 @@ async def _worker(args: WorkerArgs) -> dict[str, object]:
     async with client:  # a reserve is in force from here, before the first call
         print("ready", flush=True)
         await asyncio.to_thread(sys.stdin.readline)  # "go", once every worker is ready
-        if args.sequential:
+        if args.duration > 0 and args.gap > 0:
+            statuses, waits = await _bot_loop(args, one)
+            return {"statuses": statuses, "waits": waits}
+        if args.duration > 0:
+            statuses = await _campaign_loop(args, one)
+        elif args.sequential:
             statuses = [await one(i) for i in range(args.calls)]
         else:
             statuses = list(await asyncio.gather(*(one(i) for i in range(args.calls))))

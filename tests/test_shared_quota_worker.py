@@ -1,0 +1,70 @@
+"""The quota worker's orders and its modes that run for a duration (benchmarks/lanes.py's
+two-process table): a campaign's queue kept full until stopped, and a bot asking at random gaps
+that reports each call's wait. Real processes, a real redis-server; the fake server's record is
+the oracle, never the time anything took."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from ryze_async.testing import FakeRyzeServer
+from ryze_async.testing._quota_sim import max_in_window
+from ryze_async.testing._shared_quota import (
+    REDIS_SERVER,
+    RedisServer,
+    WorkerArgs,
+    release_worker,
+    start_worker,
+    stop_worker,
+    worker_report,
+)
+
+LIMIT, PERIOD, MARGIN = 10, 1.0, 0.1
+BOT_FIRST = 50_000_000
+
+
+def test_orders_survive_the_command_line_and_old_lines_keep_their_defaults() -> None:
+    full = WorkerArgs("redis", "redis://h:1/0", "http://s", "d", 10, 1.0, 0.1, 4,
+                      priority="bulk", reserve=3, first=7, sequential=True, duration=2.5,
+                      gap=0.5, seed=9)
+    assert WorkerArgs.parse(full.argv()) == full
+    old = ["local", "u", "s", "d", "20", "6.0", "0.1", "5"]  # the original eight arguments
+    assert WorkerArgs.parse(old) == WorkerArgs("local", "u", "s", "d", 20, 6.0, 0.1, 5)
+    lanes = [*old, "bulk", "2", "100", "True"]  # the lanes' four
+    assert WorkerArgs.parse(lanes) == WorkerArgs("local", "u", "s", "d", 20, 6.0, 0.1, 5,
+                                                 "bulk", 2, 100, True)
+
+
+@pytest.mark.skipif(not Path(REDIS_SERVER).exists(), reason="redis-server is not installed")
+async def test_a_campaign_loop_and_a_bot_run_until_stopped_and_report_every_wait() -> None:
+    pytest.importorskip("redis", reason="the shared quota needs the 'redis' extra")
+    with RedisServer() as redis_server:
+        async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD,
+                                  window="sliding") as server:
+            common = ("redis", redis_server.url, server.url, "unused", LIMIT, PERIOD, MARGIN)
+            campaign, bot = await asyncio.gather(
+                asyncio.to_thread(start_worker, WorkerArgs(
+                    *common, 2 * LIMIT, priority="bulk", duration=600)),  # stopped long before
+                asyncio.to_thread(start_worker, WorkerArgs(
+                    *common, 0, reserve=3, first=BOT_FIRST, duration=1.5, gap=0.3, seed=1)))
+            release_worker(campaign)
+            await asyncio.wait_for(server.wait_for_requests(LIMIT - 3), 30)
+            release_worker(bot)
+            report = await asyncio.to_thread(worker_report, bot, timeout=60)
+            stop_worker(campaign)
+            bulk = await asyncio.to_thread(worker_report, campaign, timeout=60)
+            stop_worker(campaign)  # once it has ended: nothing to do, no error
+            record = list(server.requests)
+    bot_requests = [r for r in record if b"551195" in r.body]
+    assert len(report["waits"]) == len(report["statuses"]) == len(bot_requests) >= 2
+    assert all(wait >= 0 for wait in report["waits"])
+    assert report["statuses"] == [200] * len(bot_requests)
+    # Every bulk call that was answered is reported, and the queue kept going past the first
+    # window: more than one window's worth of bulk calls reached the server.
+    assert bulk["statuses"] == [200] * len(bulk["statuses"])
+    assert len(record) - len(bot_requests) >= len(bulk["statuses"]) > LIMIT
+    assert [r.status for r in record].count(429) == 0
+    assert max_in_window([r.received_at for r in record], PERIOD) <= LIMIT
