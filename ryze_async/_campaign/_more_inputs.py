@@ -19,12 +19,13 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from .. import InputError
 from ._csv_input import _is_number_header, _pick_column, skippable
+from ._numbers import Untrusted, whole_number
 
 __all__ = ["InputKind", "JsonlLayout", "XlsxReader", "input_kind", "inspect_jsonl", "jsonl_rows"]
 
@@ -61,12 +62,26 @@ class JsonlLayout:
     bom: int
 
 
-def _cell(value: object) -> str | None:
+_JSON = "a JSON number"
+
+
+def _cell(value: object, text: str) -> str:
+    """A JSON value as an entry: a string as written, a whole number's digits; anything else
+    is :class:`Untrusted` (``text``, the line, is what the user sees of it)."""
     if isinstance(value, str):
         return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return None
+    if isinstance(value, bool):
+        return Untrusted(json.dumps(value), "a JSON boolean, not a phone number")
+    if isinstance(value, int):
+        return whole_number(value, _JSON)
+    if isinstance(value, float):
+        # 5511900000006.0 or 5.5119000000007e12 went through a float somewhere: the digits may
+        # not be the ones written, and the dot would be read as a separator.
+        return Untrusted(json.dumps(value), f"{_JSON} with a fraction or an exponent "
+                         f"({value!r}): its digits may not be the ones written; write phone "
+                         'numbers as JSON strings ("+5511987654321")')
+    return Untrusted(text.strip(), "no phone number in this line: JSON Lines holds one object "
+                     'per line with the number as a string, e.g. {"number": "+5511987654321"}')
 
 
 def _parse(text: str, at: int, path: Path) -> object:
@@ -105,7 +120,7 @@ def jsonl_rows(lines: Iterator[str], layout: JsonlLayout, path: Path) -> Iterato
             continue
         obj = _parse(text, at, path)
         value = obj.get(layout.key) if isinstance(obj, dict) and layout.key else obj
-        yield [_cell(value) or text.strip()]
+        yield [_cell(value, text)]
 
 
 def inspect_jsonl(path: Path, column: str | int | None) -> JsonlLayout:
@@ -131,14 +146,33 @@ def inspect_jsonl(path: Path, column: str | int | None) -> JsonlLayout:
 # -- xlsx -----------------------------------------------------------------------------------------
 
 
+_EXCEL = "an Excel number"
+
+
 def _text(value: object) -> str:
+    """A cell as text; a typed cell whose digits are not a phone number the user typed exactly
+    is :class:`Untrusted` (invalid with its reason, never read as a number)."""
     if value is None:
         return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))  # a number typed into a cell: 5511987654321.0
-    if isinstance(value, datetime | date):
-        return value.isoformat()
+    if isinstance(value, bool):
+        return Untrusted(str(value).upper(), "an Excel boolean (TRUE/FALSE), not a phone number")
+    if isinstance(value, int):
+        return whole_number(value, _EXCEL)
+    if isinstance(value, float):
+        return _float_cell(value)
+    if isinstance(value, datetime | date | time | timedelta):
+        kind = "date" if isinstance(value, date) else "time"
+        return Untrusted(str(value), f"an Excel {kind} cell ({value}), not a phone number")
     return str(value)
+
+
+def _float_cell(value: float) -> str:
+    if value.is_integer():
+        return whole_number(int(value), _EXCEL)  # typed into a cell: 5511987654321.0
+    # 5.5119999999999E12 is 5511999999999.9: read as text, its dot a separator, it would be the
+    # neighbour 55119999999999.
+    return Untrusted(repr(value), f"{_EXCEL} with a fraction ({value!r}): not the digits of a "
+                     "phone number; format the column as Text and type it again")
 
 
 def _workbook(data: bytes, path: Path) -> Any:

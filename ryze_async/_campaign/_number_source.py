@@ -31,6 +31,7 @@ from typing import IO, TypeAlias
 
 from ._csv_input import CsvLayout, inspect_csv, skippable
 from ._more_inputs import InputKind, XlsxReader, input_kind, inspect_jsonl, jsonl_rows
+from ._numbers import entry_text, whole_number
 
 __all__ = ["NumberBatch", "NumberSource", "NumbersInput", "Position"]
 
@@ -134,7 +135,7 @@ class _CsvReader:
             if skippable(row):
                 continue
             cell = row[self._column] if self._column < len(row) else ""
-            entries.append((start_line, cell.strip()))
+            entries.append((start_line, entry_text(cell)))
         return NumberBatch(entries, self.position())
 
     def close(self) -> None:
@@ -223,7 +224,7 @@ def _xlsx_read(reader: XlsxReader, rows: Iterator[tuple[int, list[str]]], done: 
         if skippable(cells or [""]):
             continue
         cell = cells[reader.column] if reader.column < len(cells) else ""
-        entries.append((at, cell.strip()))
+        entries.append((at, entry_text(cell)))
         if len(entries) >= size:
             break
     return NumberBatch(entries, Position(done, done, reader.digest))
@@ -264,7 +265,7 @@ def _item(item: object) -> str:
     if isinstance(item, str):
         return item
     if isinstance(item, int) and not isinstance(item, bool):
-        return str(item)
+        return whole_number(item, "an int")
     raise TypeError(f"numbers must be str, got {type(item).__name__}")
 
 
@@ -282,7 +283,7 @@ async def _item_batches(items: AsyncIterable[str], size: int) -> _Batches:
         index += 1
         text = _item(item)
         if not skippable((text,)):
-            entries.append((index, text.strip()))
+            entries.append((index, entry_text(text)))
         if len(entries) >= size:
             yield NumberBatch(entries, Position(index, index))
             entries = []

@@ -7,9 +7,41 @@ from typing import Literal
 
 from .. import InvalidRequestError, normalize_number
 
-__all__ = ["number_normalizer"]
+__all__ = ["Untrusted", "entry_text", "number_normalizer", "whole_number"]
 
 NumberCheck = Literal["valid", "possible"]
+#: E.164 numbers have at most 15 digits; a float holds 15 significant digits exactly.
+_MAX_NUMBER = 10**15
+
+
+class Untrusted(str):
+    """A typed value (an Excel cell, a JSON number) whose digits are not exactly what the user
+    wrote: its text as found, and why. Invalid at ingest with that reason, never normalised
+    (``"551190000000.5"`` read as text would be the number 5511900000005)."""
+
+    reason: str
+
+    def __new__(cls, text: str, reason: str) -> Untrusted:
+        self = super().__new__(cls, text)
+        self.reason = reason
+        return self
+
+
+def entry_text(cell: str) -> str:
+    """A cell as an entry's raw text: stripped, an :class:`Untrusted` kept as it is."""
+    return cell if isinstance(cell, Untrusted) else cell.strip()
+
+
+def whole_number(value: int, what: str) -> str:
+    """A non-negative integer's digits, or :class:`Untrusted` when they cannot be a number the
+    user typed (``what`` names where it came from: "an Excel number", "a JSON number")."""
+    if value < 0:
+        return Untrusted(str(value), f"{what} that is negative ({value}): not a phone number")
+    if value >= _MAX_NUMBER:
+        return Untrusted(str(value), f"{what} with more digits than a phone number has (at "
+                         "most 15) and than a spreadsheet keeps exactly: store numbers as text")
+    return str(value)
+
 
 def number_normalizer(
     default_region: str | None = None, number_check: NumberCheck = "valid"
@@ -23,6 +55,8 @@ def number_normalizer(
     """
 
     def normalize(raw: str) -> str:
+        if isinstance(raw, Untrusted):
+            raise InvalidRequestError(raw.reason, field="number")
         number = normalize_number(raw, default_region=default_region, number_check=number_check)
         if "@" not in number:
             again = normalize_number(number, default_region=default_region,

@@ -1,0 +1,128 @@
+"""#10 inputs attacked: typed cells of a workbook and typed values of JSON Lines.
+
+The rule: a value is dialled only if it is exactly the digits the user gave. An Excel number
+with a fraction (``5.5119999999999E12`` is 5511999999999.9: its dot read as a separator made
+it a neighbour's 55119999999999), a negative one, a boolean, a date or a time, a float too big
+to hold its digits, a JSON number with a fraction or an exponent: invalid entries with a reason
+that says why, never a guess. The fake server's record is the oracle.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+import pytest
+
+from ryze_async import Media, RyzeClient
+from ryze_async._campaign import Campaign
+from ryze_async._cli._demo import wav_tone
+from ryze_async.testing import FakeRyzeServer
+
+from .test_input_more import dialed, jsonl, run, server, workbook  # noqa: F401 - fixture
+
+MEDIA = Media.from_bytes(wav_tone(0.1))
+GOOD = ["5511900000001", "5511900000002", "5511900000003"]
+
+# A value, and a word the refusal must contain. Every one of them normalised as text would
+# be a valid number somewhere (the test checks a few of them against that hazard below).
+BAD_CELLS: list[tuple[Any, str]] = [
+    (551190000000.5, "fraction"),          # "551190000000.5": the dot a separator -> 13 digits
+    (5.5119000000009e12, "fraction"),      # typed 5.5119000000009E12 in Excel
+    (-5511900000004, "negative"),
+    (True, "boolean"),
+    (dt.datetime(2026, 3, 9, 0, 0), "date"),
+    (dt.time(11, 30), "time"),
+    (55119000000051234.0, "digits"),       # more digits than a float (and E.164) holds
+]
+
+
+async def plan_invalid(client_url: str, path: Path, **kw: Any) -> dict[int, str]:
+    async with RyzeClient("test-token", "my-instance", base_url=client_url,
+                          rate_limit=None) as client:
+        p = await Campaign(client, path, journal=path.with_suffix(".plan.db"), media=MEDIA,
+                           **kw).dry_run()
+    return {line: why for line, _, why in p.first_invalid}
+
+
+async def test_xlsx_untrusted_number_cells_are_invalid_with_a_reason(
+    server: FakeRyzeServer, tmp_path: Path  # noqa: F811
+) -> None:
+    rows: list[list[Any]] = [["Name", "Phone"], ["ok int", int(GOOD[0])],
+                             ["ok float", float(GOOD[1])], ["ok text", GOOD[2]]]
+    rows += [[f"bad {i}", value] for i, (value, _) in enumerate(BAD_CELLS)]
+    path = workbook(tmp_path / "n.xlsx", {"S": rows})
+    reasons = await plan_invalid(server.url, path)
+    assert sorted(reasons) == list(range(5, 5 + len(BAD_CELLS)))
+    for (_, word), line in zip(BAD_CELLS, sorted(reasons), strict=True):
+        assert word in reasons[line], (line, reasons[line])
+        assert "Excel" in reasons[line]
+    summary = await run(server, path)
+    assert dialed(server) == GOOD
+    assert summary.invalid == len(BAD_CELLS)
+
+
+@pytest.mark.parametrize("keyed", [True, False])
+async def test_jsonl_numbers_that_are_not_exact_digits_are_invalid(
+    server: FakeRyzeServer, tmp_path: Path, keyed: bool  # noqa: F811
+) -> None:
+    bad: list[tuple[Any, str]] = [(551190000000.5, "fraction or an exponent"),
+                                  (5511900000006.0, "fraction or an exponent"),
+                                  (5.5119000000007e12, "fraction or an exponent"),
+                                  (-5511900000004, "negative"), (True, "boolean")]
+    values: list[Any] = [GOOD[0], int(GOOD[1]), *(v for v, _ in bad)]
+    path = jsonl(tmp_path / "n.jsonl", [{"number": v} if keyed else v for v in values])
+    reasons = await plan_invalid(server.url, path)
+    assert sorted(reasons) == list(range(3, 3 + len(bad)))
+    for (_, word), line in zip(bad, sorted(reasons), strict=True):
+        assert word in reasons[line], (line, reasons[line])
+        assert "JSON" in reasons[line]
+    summary = await run(server, path)
+    assert dialed(server) == GOOD[:2]
+    assert summary.invalid == len(bad)
+
+
+def test_openpyxl_keeps_typed_cells(tmp_path: Path) -> None:
+    # Guard on the test's own premise: the cells are stored typed, not as text.
+    path = workbook(tmp_path / "t.xlsx", {"S": [[v] for v, _ in BAD_CELLS]})
+    book = openpyxl.load_workbook(path, read_only=True)
+    kinds = [type(r[0]).__name__ for r in book["S"].iter_rows(values_only=True)]
+    book.close()
+    assert kinds == ["float", "float", "int", "bool", "datetime", "time", "float"]
+
+
+@pytest.mark.parametrize("text", ["4930123456.0", "+4930123456.0", "3906123456.0",
+                                  "551190000000.5", "4989123456.00"])
+def test_a_float_written_as_text_is_not_a_number(text: str) -> None:
+    # pandas writes an int column holding a gap as floats ("4930123456.0"); read as a dot
+    # separator, the ".0" appended a digit: +49 30 1234560, a valid German number, not the
+    # user's +49 30 123456.
+    from ryze_async import InvalidRequestError, normalize_number
+    with pytest.raises(InvalidRequestError, match="fraction"):
+        normalize_number(text)
+    with pytest.raises(InvalidRequestError, match="fraction"):
+        normalize_number(text, default_region="DE")
+
+
+@pytest.mark.parametrize("text", ["+33 6.12.34.56.78", "11.99999.9999", "030.123456",
+                                  "(11) 99999.9999", "555.123.4567"])
+def test_dots_as_separators_still_read(text: str) -> None:
+    from ryze_async import InvalidRequestError, normalize_number
+    refusal = ""
+    try:
+        normalize_number(text, default_region="BR")
+    except InvalidRequestError as exc:
+        refusal = str(exc)
+    assert "fraction" not in refusal
+
+
+async def test_csv_written_by_pandas_floats_dials_nobody_wrong(
+    server: FakeRyzeServer, tmp_path: Path  # noqa: F811
+) -> None:
+    path = tmp_path / "n.csv"
+    path.write_text("name,phone\nAna,4930123456.0\nBia,+5511900000001\n")
+    summary = await run(server, path)
+    assert dialed(server) == ["5511900000001"]
+    assert summary.invalid == 1
