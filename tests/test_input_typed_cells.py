@@ -126,3 +126,71 @@ async def test_csv_written_by_pandas_floats_dials_nobody_wrong(
     summary = await run(server, path)
     assert dialed(server) == ["5511900000001"]
     assert summary.invalid == 1
+
+
+async def test_xlsx_hidden_rows_are_not_called(
+    server: FakeRyzeServer, tmp_path: Path  # noqa: F811
+) -> None:
+    # An autofilter hides the rows it filters out: "Consent = no" people the user meant to leave
+    # out. Called, they would be numbers the user did not give (the visible list).
+    path = tmp_path / "n.xlsx"
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for row in [["Phone", "Consent"], [GOOD[0], "yes"], [GOOD[1], "no"], [GOOD[2], "yes"]]:
+        sheet.append(row)
+    sheet.row_dimensions[3].hidden = True
+    book.save(path)
+    reasons = await plan_invalid(server.url, path)
+    assert list(reasons) == [3]
+    assert "hidden" in reasons[3]
+    summary = await run(server, path)
+    assert dialed(server) == [GOOD[0], GOOD[2]]
+    assert summary.invalid == 1
+
+
+@pytest.mark.parametrize("sheet", [None, 1, "1"])
+async def test_xlsx_a_hidden_sheet_is_not_the_first_one(
+    server: FakeRyzeServer, tmp_path: Path, sheet: int | str | None  # noqa: F811
+) -> None:
+    # Excel shows the first visible tab as the first sheet; a hidden one before it (last
+    # year's list, a lookup table) is not the list the user means.
+    path = tmp_path / "n.xlsx"
+    book = openpyxl.Workbook()
+    old = book.active
+    old.title = "Old"
+    old.append(["Phone"])
+    old.append([GOOD[0]])
+    old.sheet_state = "hidden"
+    new = book.create_sheet("Current")
+    new.append(["Phone"])
+    new.append([GOOD[1]])
+    book.save(path)
+    await run(server, path, sheet=sheet)
+    assert dialed(server) == [GOOD[1]]
+
+
+async def test_xlsx_hidden_sheet_named_explicitly_is_read(
+    server: FakeRyzeServer, tmp_path: Path  # noqa: F811
+) -> None:
+    path = tmp_path / "n.xlsx"
+    book = openpyxl.Workbook()
+    book.active.title = "Old"
+    book.active.append([GOOD[0]])
+    book.active.sheet_state = "hidden"
+    book.create_sheet("Current").append([GOOD[1]])
+    book.save(path)
+    await run(server, path, sheet="Old")
+    assert dialed(server) == [GOOD[0]]
+
+
+async def test_xlsx_formula_without_a_cached_value_is_invalid_with_a_reason(
+    server: FakeRyzeServer, tmp_path: Path  # noqa: F811
+) -> None:
+    # A workbook written by a program holds formulas nobody computed: no value to read.
+    path = workbook(tmp_path / "n.xlsx", {"S": [["Name", "Phone"], ["a", GOOD[0]],
+                                                ["b", '="55119"&"00000002"']]})
+    reasons = await plan_invalid(server.url, path)
+    assert list(reasons) == [3]
+    assert "formula" in reasons[3]
+    await run(server, path)
+    assert dialed(server) == [GOOD[0]]

@@ -14,23 +14,20 @@ journal's dedupe keeps everyone already dealt with out of it).
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from .. import InputError
-from ._csv_input import _is_number_header, _pick_column, skippable
+from ._csv_input import _is_number_header, skippable
 from ._numbers import Untrusted, whole_number
+from ._xlsx_input import XlsxReader
 
 __all__ = ["InputKind", "JsonlLayout", "XlsxReader", "input_kind", "inspect_jsonl", "jsonl_rows"]
 
 InputKind = Literal["csv", "xlsx", "jsonl"]
-_EXCEL_HINT = 'reading .xlsx needs openpyxl: pip install "ryze-async[excel]" (or save as CSV)'
 
 
 def input_kind(path: Path) -> InputKind:
@@ -141,92 +138,3 @@ def inspect_jsonl(path: Path, column: str | int | None) -> JsonlLayout:
     if layout is None:
         raise InputError(f"{path} holds no numbers (empty, or only blank lines)")
     return layout
-
-
-# -- xlsx -----------------------------------------------------------------------------------------
-
-
-_EXCEL = "an Excel number"
-
-
-def _text(value: object) -> str:
-    """A cell as text; a typed cell whose digits are not a phone number the user typed exactly
-    is :class:`Untrusted` (invalid with its reason, never read as a number)."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return Untrusted(str(value).upper(), "an Excel boolean (TRUE/FALSE), not a phone number")
-    if isinstance(value, int):
-        return whole_number(value, _EXCEL)
-    if isinstance(value, float):
-        return _float_cell(value)
-    if isinstance(value, datetime | date | time | timedelta):
-        kind = "date" if isinstance(value, date) else "time"
-        return Untrusted(str(value), f"an Excel {kind} cell ({value}), not a phone number")
-    return str(value)
-
-
-def _float_cell(value: float) -> str:
-    if value.is_integer():
-        return whole_number(int(value), _EXCEL)  # typed into a cell: 5511987654321.0
-    # 5.5119999999999E12 is 5511999999999.9: read as text, its dot a separator, it would be the
-    # neighbour 55119999999999.
-    return Untrusted(repr(value), f"{_EXCEL} with a fraction ({value!r}): not the digits of a "
-                     "phone number; format the column as Text and type it again")
-
-
-def _workbook(data: bytes, path: Path) -> Any:
-    try:
-        import openpyxl  # noqa: PLC0415 - an optional extra
-    except ImportError:
-        raise InputError(f"{path}: {_EXCEL_HINT}") from None
-    try:
-        return openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception:
-        raise InputError(f"{path} is a zip archive but not a readable .xlsx spreadsheet "
-                         "(.ods? save it as .xlsx or CSV)") from None
-
-
-class XlsxReader:
-    """A sheet's rows as text, with the layout checks of a CSV; see the module's docstring."""
-
-    def __init__(self, path: Path, sheet: str | int | None, column: str | int | None) -> None:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise InputError(f"cannot read the numbers file {path}: {exc.strerror or exc}"
-                             ) from None
-        self.digest = hashlib.sha256(data).hexdigest()
-        self._book = _workbook(data, path)
-        names = list(self._book.sheetnames)
-        if isinstance(sheet, str) and sheet.strip().isdigit():
-            sheet = int(sheet)
-        if isinstance(sheet, int):
-            if not 1 <= sheet <= len(names):
-                raise InputError(f"{path} has {len(names)} sheets: --sheet {sheet} is not one")
-            sheet = names[sheet - 1]
-        if sheet is not None and sheet not in names:
-            raise InputError(f"{path} has no sheet {sheet!r} (sheets: {names})")
-        self._sheet = self._book[sheet if sheet is not None else names[0]]
-        self.column, self.data_row = self._layout(path, column)
-
-    def rows(self) -> Iterator[tuple[int, list[str]]]:
-        for at, values in enumerate(self._sheet.iter_rows(values_only=True), 1):
-            yield at, [_text(v) for v in values]
-
-    def _layout(self, path: Path, column: str | int | None) -> tuple[int, int]:
-        """(number column, first data row); refuses a sheet with no numbers."""
-        header: tuple[int, int] | None = None
-        for at, cells in self.rows():
-            if skippable(cells or [""]):
-                continue
-            if header is not None:
-                return header
-            index = _pick_column(cells, column, path)
-            if index is None:
-                return (column - 1 if isinstance(column, int) else 0), at
-            header = (index, at + 1)
-        raise InputError(f"{path} holds {'a header and ' if header else ''}no numbers")
-
-    def close(self) -> None:
-        self._book.close()
