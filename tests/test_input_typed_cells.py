@@ -194,3 +194,17 @@ async def test_xlsx_formula_without_a_cached_value_is_invalid_with_a_reason(
     assert "formula" in reasons[3]
     await run(server, path)
     assert dialed(server) == [GOOD[0]]
+
+
+async def test_jsonl_a_number_key_given_twice_is_ambiguous(
+    server: FakeRyzeServer, tmp_path: Path  # noqa: F811
+) -> None:
+    # json.loads keeps the last of two equal keys: a guess at which the producer meant.
+    path = tmp_path / "n.jsonl"
+    path.write_text(f'{{"number": "{GOOD[0]}"}}\n'
+                    f'{{"number": "{GOOD[1]}", "name": "x", "number": "{GOOD[2]}"}}\n')
+    reasons = await plan_invalid(server.url, path)
+    assert list(reasons) == [2]
+    assert "twice" in reasons[2]
+    await run(server, path)
+    assert dialed(server) == [GOOD[0]]

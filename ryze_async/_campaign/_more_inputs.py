@@ -81,9 +81,23 @@ def _cell(value: object, text: str) -> str:
                      'per line with the number as a string, e.g. {"number": "+5511987654321"}')
 
 
+class _Object(dict[str, object]):
+    """A JSON object that remembers the keys it was given more than once (``json`` keeps the
+    last silently: a guess at which number the producer meant)."""
+
+    twice: frozenset[str] = frozenset()
+
+
+def _object(pairs: list[tuple[str, object]]) -> _Object:
+    obj = _Object(pairs)
+    if len(obj) < len(pairs):
+        obj.twice = frozenset(k for k in obj if sum(1 for p, _ in pairs if p == k) > 1)
+    return obj
+
+
 def _parse(text: str, at: int, path: Path) -> object:
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_object)
     except json.JSONDecodeError as exc:
         raise InputError(f"{path} line {at} is not JSON ({exc.msg}): JSON Lines holds one "
                          'object per line, e.g. {"number": "+5511987654321"}') from None
@@ -116,6 +130,10 @@ def jsonl_rows(lines: Iterator[str], layout: JsonlLayout, path: Path) -> Iterato
             yield [""]
             continue
         obj = _parse(text, at, path)
+        if isinstance(obj, _Object) and layout.key in obj.twice:
+            yield [Untrusted(text.strip(), f"the key {layout.key!r} is given twice in this "
+                             "line: which number is meant cannot be told")]
+            continue
         value = obj.get(layout.key) if isinstance(obj, dict) and layout.key else obj
         yield [_cell(value, text)]
 
