@@ -1,0 +1,77 @@
+"""#10 attacked: the operator's rules hold at the instant a call is sent, not only when its
+number was claimed. A number claimed inside its window that then waits for the quota (or for
+a retry) must not go out after the window closed; one added to an opt-out list during that
+wait must not be called. The fake server's record (with its arrival instants) is the oracle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ryze_async import Campaign, CampaignSummary, RyzeClient
+from ryze_async._campaign._windows import Windows
+from ryze_async.testing import FakeRyzeServer, run_virtual
+
+from .test_operator_rules import calls, check_invariants
+
+SP = [f"55119{i:08d}" for i in range(1, 6)]  # America/Sao_Paulo, UTC-3, no DST
+
+
+def quota_campaign(start: datetime, numbers: list[str], tmp_path: Path, *, per_minute: int,
+                   on_result: Any = None, **options: Any) -> tuple[CampaignSummary,
+                                                                   FakeRyzeServer]:
+    async def main() -> tuple[CampaignSummary, FakeRyzeServer]:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+
+        def now() -> datetime:
+            return start + timedelta(seconds=loop.time() - t0)
+
+        server = FakeRyzeServer(rate_limit=None,
+                                clock=lambda: start.timestamp() + loop.time() - t0)
+        async with server, RyzeClient("test-token", "my-instance", base_url=server.url,
+                                      rate_limit=per_minute, rate_period=60.0) as client:
+            campaign = Campaign(client, numbers, journal=tmp_path / "j.db", fake=True, now=now,
+                                **options)
+            summary = await campaign.run(on_result) if on_result else await campaign.run()
+        return summary, server
+
+    return run_virtual(main(), start=1000.0)
+
+
+def test_a_window_that_closes_while_calls_wait_for_the_quota(tmp_path: Path) -> None:
+    """Mon 11:58 UTC = 08:58 in São Paulo; the window is 09:00-09:02 there; one call a minute.
+    All five are claimed when it opens (12:00 UTC); the quota lets two out (12:00, 12:01); the
+    three still waiting must not go out at 12:02 and after: they wait for Tuesday's window."""
+    start = datetime(2026, 3, 9, 11, 58, tzinfo=UTC)
+    spec = "Mon-Fri 09:00-09:02"
+    summary, server = quota_campaign(start, SP, tmp_path, per_minute=1, concurrency=5,
+                                     call_windows=[spec])
+    check_invariants(summary)
+    at = calls(server)
+    for number, when in at.items():
+        local = when.astimezone(Windows([spec]).zones(number)[0])
+        assert local.weekday() < 5, local
+        assert (9, 0) <= (local.hour, local.minute) < (9, 2), local
+    assert summary.placed == 5
+    assert sorted(when.date().day for when in at.values()) == [9, 9, 10, 10, 11]
+
+
+def test_an_opt_out_added_while_a_call_waits_for_the_quota(tmp_path: Path) -> None:
+    """Five numbers claimed at once, one call a minute. After the first call the opt-out list
+    gains SP[4], which is by then claimed and waiting for the quota: it is not called."""
+    optout = tmp_path / "optout.csv"
+    optout.write_text("number\n+15550100\n")  # (an empty list is refused at the start)
+
+    async def on_result(_: object) -> None:
+        optout.write_text(f"number\n+15550100\n{SP[4]}\n")
+
+    start = datetime(2026, 3, 9, 15, 0, tzinfo=UTC)
+    summary, server = quota_campaign(start, SP, tmp_path, per_minute=1, concurrency=5,
+                                     exclude=[optout], on_result=on_result)
+    check_invariants(summary)
+    assert SP[4] not in calls(server)
+    assert (summary.placed, summary.excluded) == (4, 1)
