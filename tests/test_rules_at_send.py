@@ -75,3 +75,16 @@ def test_an_opt_out_added_while_a_call_waits_for_the_quota(tmp_path: Path) -> No
     check_invariants(summary)
     assert SP[4] not in calls(server)
     assert (summary.placed, summary.excluded) == (4, 1)
+
+
+def test_not_before_after_not_after_is_refused_before_anything_expires() -> None:
+    """Swapped or mistyped dates would expire the whole list at once, finally (expired rows
+    are not called again in that journal): refused as a usage error instead."""
+    import pytest
+
+    from ryze_async._campaign._rules import Rules
+
+    at = datetime(2026, 3, 9, 12, 0, tzinfo=UTC)
+    for later in (at, at - timedelta(days=1)):
+        with pytest.raises(ValueError, match="not_before"):
+            Rules(not_before=at, not_after=later)

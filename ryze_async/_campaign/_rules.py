@@ -126,6 +126,10 @@ class Rules:
         for name, at in (("not_before", not_before), ("not_after", not_after)):
             if at is not None and at.tzinfo is None:
                 raise ValueError(f"{name} needs a time zone (ISO 8601 with an offset)")
+        if not_before is not None and not_after is not None and not_before >= not_after:
+            # Swapped dates would expire every number at once, for good.
+            raise ValueError(f"not_before ({not_before.isoformat()}) must be before not_after "
+                             f"({not_after.isoformat()}): nothing could ever be called")
         self.windows = Windows(list(call_windows), timezone)
         self.not_before, self.not_after = not_before, not_after
         self._exclusions = _Exclusions(exclude, number_normalizer(default_region, "possible"))
