@@ -14,10 +14,8 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-from .. import InvalidRequestError
-from ._number_source import NumberSource, Position
+from ._exclusions import Exclusions
 from ._numbers import number_normalizer
 from ._windows import Windows
 
@@ -68,52 +66,6 @@ def loop_clock(start: datetime | None = None) -> Now:
     return now
 
 
-class _Exclusions:
-    """The opt-out files, read again (cheaply: a stat at most once a second) when one changed."""
-
-    def __init__(self, paths: Sequence[str | os.PathLike[str]],
-                 normalize: Callable[[str], str]) -> None:
-        self._paths = [Path(p) for p in paths]
-        self._normalize = normalize
-        self._seen: list[tuple[int, int] | None] = [None] * len(self._paths)
-        self._keys: list[frozenset[str]] = [frozenset()] * len(self._paths)
-        self._checked = float("-inf")
-
-    async def contains(self, number: str) -> bool:
-        if not self._paths:
-            return False
-        loop_now = asyncio.get_running_loop().time()
-        if loop_now - self._checked >= 1.0:
-            self._checked = loop_now
-            try:
-                await self._refresh()
-            except (OSError, ValueError) as exc:
-                # Being rewritten, or moved away: keep the list as last read rather than stop
-                # the campaign or forget who opted out.
-                _log.warning("opt-out list not re-read (%s): using it as last read", exc)
-        key = number.split("@", 1)[0]
-        return any(key in keys for keys in self._keys)
-
-    async def _refresh(self) -> None:
-        for i, path in enumerate(self._paths):
-            st = path.stat()
-            stamp = (st.st_mtime_ns, st.st_size)
-            if stamp != self._seen[i]:
-                self._keys[i] = await self._read(path)
-                self._seen[i] = stamp
-
-    async def _read(self, path: Path) -> frozenset[str]:
-        keys: set[str] = set()
-        batches = await NumberSource(path).open(Position())
-        async for batch in batches:
-            for _, raw in batch.entries:
-                try:
-                    keys.add(self._normalize(raw).split("@", 1)[0])
-                except InvalidRequestError:
-                    continue  # not a number: it excludes nobody
-        return frozenset(keys)
-
-
 class Rules:
     """All the rules a number passes at its claim; ``Rules()`` lets everything through."""
 
@@ -132,7 +84,7 @@ class Rules:
                              f"({not_after.isoformat()}): nothing could ever be called")
         self.windows = Windows(list(call_windows), timezone)
         self.not_before, self.not_after = not_before, not_after
-        self._exclusions = _Exclusions(exclude, number_normalizer(default_region, "possible"))
+        self._exclusions = Exclusions(exclude, number_normalizer(default_region, "possible"))
         self._now = now
         self.exclude = list(exclude)
 
@@ -147,7 +99,7 @@ class Rules:
 
     async def check_exclusions(self) -> None:
         """Read the opt-out files now (a missing one fails the run before any call)."""
-        await self._exclusions._refresh()
+        await self._exclusions.refresh()
 
     async def verdict(self, number: str) -> Verdict:
         if await self._exclusions.contains(number):

@@ -1,0 +1,77 @@
+"""#10 opt-out lists attacked: a person on the list is never called, however either list
+writes the number, and whatever happens to the file during the run (rewritten in place, gone).
+Leaving someone out wrongly is harmless; calling someone who opted out is not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ryze_async._campaign._rules import EXCLUDED, Rules, Skip
+from ryze_async.testing import FakeRyzeServer
+
+from .test_input_more import dialed, run, server  # noqa: F401 - fixture
+
+PERSON = "5511987654321"
+OLD_JID = "551187654321@s.whatsapp.net"  # the same BR mobile's WhatsApp id, without the 9
+
+
+async def excluded(optout: Path, number: str, **kw: object) -> bool:
+    rules = Rules(exclude=[optout], **kw)  # type: ignore[arg-type]
+    await rules.check_exclusions()
+    return await rules.verdict(number) == Skip(EXCLUDED)
+
+
+@pytest.mark.parametrize("written", ["+55 (11) 98765-4321", "5511987654321@s.whatsapp.net",
+                                     "55 11 98765 4321", OLD_JID])
+@pytest.mark.parametrize("number", [PERSON, f"{PERSON}@s.whatsapp.net", OLD_JID])
+async def test_the_same_person_written_differently_is_excluded(
+    tmp_path: Path, written: str, number: str
+) -> None:
+    optout = tmp_path / "optout.csv"
+    optout.write_text(f"number\n{written}\n")
+    assert await excluded(optout, number)
+
+
+async def test_a_number_written_as_a_float_in_the_opt_out_list_still_excludes(
+    tmp_path: Path,
+) -> None:
+    # pandas wrote the opt-out column as floats: not dialable, but who it names is plain.
+    optout = tmp_path / "optout.csv"
+    optout.write_text(f"number\n{PERSON}.0\n")
+    assert await excluded(optout, PERSON)
+
+
+async def test_a_list_rewritten_in_place_does_not_forget_who_opted_out(tmp_path: Path) -> None:
+    """Read while being rewritten (truncated, half written), the list names fewer people for
+    a moment: those it named before stay excluded for the rest of the run."""
+    optout = tmp_path / "optout.csv"
+    optout.write_text(f"number\n+15550100\n{PERSON}\n")
+    rules = Rules(exclude=[optout])
+    await rules.check_exclusions()
+    optout.write_text("number\n+15550100\n")  # the first half of the rewrite
+    rules._exclusions._checked = float("-inf")  # look at the file again now
+    assert await rules.verdict(PERSON) == Skip(EXCLUDED)
+
+
+async def test_entries_of_an_opt_out_list_that_exclude_nobody_are_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    optout = tmp_path / "optout.csv"
+    optout.write_text(f"number\n{PERSON}\n+55 11 98765\n")
+    await Rules(exclude=[optout]).check_exclusions()
+    assert "line 3" in caplog.text
+    assert "exclude nobody" in caplog.text
+
+
+async def test_campaign_with_jids_and_an_opt_out_list_of_numbers(
+    server: FakeRyzeServer, tmp_path: Path  # noqa: F811
+) -> None:
+    optout = tmp_path / "optout.csv"
+    optout.write_text("phone\n+55 (11) 98765-4321\n")
+    numbers = tmp_path / "n.csv"
+    numbers.write_text(f"number\n{OLD_JID}\n5511900000001\n")
+    summary = await run(server, numbers, exclude=[optout])
+    assert dialed(server) == ["5511900000001"]
+    assert summary.excluded == 1
