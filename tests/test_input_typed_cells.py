@@ -208,3 +208,36 @@ async def test_jsonl_a_number_key_given_twice_is_ambiguous(
     assert "twice" in reasons[2]
     await run(server, path)
     assert dialed(server) == [GOOD[0]]
+
+
+@pytest.mark.parametrize("header", ["name,emergency contact,phone", "name,phone,mobile",
+                                    "celular,telefone"])
+async def test_several_number_like_columns_are_refused_not_guessed(
+    server: FakeRyzeServer, tmp_path: Path, header: str  # noqa: F811
+) -> None:
+    # "Emergency contact" was taken for the number column (the first that looked like one):
+    # every row's emergency contact would have been called.
+    from ryze_async import InputError
+    width = header.count(",") + 1
+    path = tmp_path / "n.csv"
+    path.write_text(header + "\n" + ",".join(["Ana", *GOOD[:width - 1]][-width:]) + "\n")
+    with pytest.raises(InputError, match="--column"):
+        await run(server, path)
+    assert server.requests == []
+    book = workbook(tmp_path / "n.xlsx", {"S": [header.split(","), GOOD[:width]]})
+    with pytest.raises(InputError, match="--column"):
+        await run(server, book)
+    keys = header.split(",")
+    lines = jsonl(tmp_path / "n.jsonl", [dict(zip(keys, GOOD, strict=False))])
+    with pytest.raises(InputError, match="--column"):
+        await run(server, lines)
+    assert server.requests == []
+
+
+async def test_a_column_named_number_wins_over_other_phone_like_ones(
+    server: FakeRyzeServer, tmp_path: Path  # noqa: F811
+) -> None:
+    path = tmp_path / "n.csv"
+    path.write_text(f"contact,number\nAna,{GOOD[0]}\n")
+    await run(server, path)
+    assert dialed(server) == [GOOD[0]]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from .. import InputError
-from ._csv_input import _is_number_header, skippable
+from ._csv_input import number_header, skippable
 from ._numbers import Untrusted, whole_number
 from ._xlsx_input import XlsxReader
 
@@ -113,9 +113,7 @@ def _pick_key(obj: object, column: str | int | None, path: Path) -> str | None:
         if column not in obj:
             raise InputError(f"{path}: the first object has no key {column!r} (keys: {keys})")
         return column
-    if "number" in obj:
-        return "number"
-    found = next((k for k in keys if _is_number_header(k)), None)
+    found = number_header(keys, path)
     if found is None:
         raise InputError(f"{path}: cannot tell which key holds the numbers (keys: {keys}); "
                          "name it 'number', or pass --column KEY")
