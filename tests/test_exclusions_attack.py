@@ -75,3 +75,21 @@ async def test_campaign_with_jids_and_an_opt_out_list_of_numbers(
     summary = await run(server, numbers, exclude=[optout])
     assert dialed(server) == ["5511900000001"]
     assert summary.excluded == 1
+
+
+async def test_hidden_rows_and_typed_cells_of_an_opt_out_workbook_still_exclude(
+    tmp_path: Path,
+) -> None:
+    # Hidden rows are not dialed from an input sheet; on an opt-out sheet they still name
+    # people who opted out (an autofilter on "date opted out", say).
+    import openpyxl
+
+    optout = tmp_path / "optout.xlsx"
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for row in [["Phone"], ["+15550100"], [PERSON], [-5511900000004], [5511900000005.0]]:
+        sheet.append(row)
+    sheet.row_dimensions[3].hidden = True
+    book.save(optout)
+    for number in (PERSON, "5511900000004", "5511900000005"):
+        assert await excluded(optout, number), number

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .. import InvalidRequestError
 from ._number_source import NumberSource, Position
+from ._numbers import Untrusted
 
 __all__ = ["Exclusions", "person_keys"]
 
@@ -80,10 +81,13 @@ class Exclusions:
         try:
             return person_keys(self._normalize(raw))
         except InvalidRequestError:
-            whole = _WHOLE_FLOAT.fullmatch(raw)
-            if whole is None:
+            # Not callable is not "names nobody": a hidden row, a negative Excel number, a
+            # whole number a float printed still name who opted out. Read as plain text.
+            text = str(raw)  # an Untrusted's text, as a plain str
+            whole = _WHOLE_FLOAT.fullmatch(text)
+            if whole is None and not isinstance(raw, Untrusted):
                 raise
-            return person_keys(self._normalize(whole[1]))
+            return person_keys(self._normalize(whole[1] if whole else text))
 
     async def _read(self, path: Path) -> set[str]:
         keys: set[str] = set()

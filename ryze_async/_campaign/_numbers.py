@@ -38,8 +38,9 @@ def whole_number(value: int, what: str) -> str:
     if value < 0:
         return Untrusted(str(value), f"{what} that is negative ({value}): not a phone number")
     if value >= _MAX_NUMBER:
-        return Untrusted(str(value), f"{what} with more digits than a phone number has (at "
-                         "most 15) and than a spreadsheet keeps exactly: store numbers as text")
+        return Untrusted(str(value), f"{what} with more than 15 digits: no phone number is "
+                         "that long, and a float does not keep them exactly; store numbers "
+                         "as text")
     return str(value)
 
 
