@@ -88,3 +88,26 @@ def test_not_before_after_not_after_is_refused_before_anything_expires() -> None
     for later in (at, at - timedelta(days=1)):
         with pytest.raises(ValueError, match="not_before"):
             Rules(not_before=at, not_after=later)
+
+
+async def test_validity_and_window_boundaries_to_the_microsecond() -> None:
+    """``not_before`` is the first instant a call may go out, ``not_after`` the first it may
+    not; a window's start is inside it, its end is not (24:00 is the end of the day)."""
+    from ryze_async._campaign._rules import EXPIRED, Call, Hold, Rules, Skip
+
+    sp = SP[0]
+    t = datetime(2026, 3, 9, 12, 0, tzinfo=UTC)  # Mon 09:00 in São Paulo
+    tick = timedelta(microseconds=1)
+    clock = [t]
+    rules = Rules(not_before=t, not_after=t + timedelta(hours=1), now=lambda: clock[0])
+    for at, verdict in [(t - tick, Hold(t)), (t, Call()), (t + timedelta(hours=1) - tick, Call()),
+                        (t + timedelta(hours=1), Skip(EXPIRED))]:
+        clock[0] = at
+        assert await rules.verdict(sp) == verdict, at
+    windows = Rules(call_windows=["Mon 09:00-10:00", "Tue 23:00-24:00"], now=lambda: clock[0])
+    end = t + timedelta(hours=1)
+    tue_midnight = datetime(2026, 3, 11, 3, 0, tzinfo=UTC)  # Tue 24:00 in São Paulo
+    for at, callable_ in [(t - tick, False), (t, True), (end - tick, True), (end, False),
+                          (tue_midnight - tick, True), (tue_midnight, False)]:
+        clock[0] = at
+        assert isinstance(await windows.verdict(sp), Call) is callable_, at

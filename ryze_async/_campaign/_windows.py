@@ -34,7 +34,10 @@ class CallWindow:
     end: time  # time.max stands for 24:00
 
     def holds(self, local: datetime) -> bool:
-        return local.weekday() in self.days and self.start <= local.time() < self.end
+        at = local.time()
+        # 24:00 is time.max, a time of day itself: the day's last microsecond is inside.
+        before_end = at < self.end or self.end == time.max
+        return local.weekday() in self.days and self.start <= at and before_end
 
 
 def _day(name: str, spec: str) -> int:
