@@ -93,3 +93,16 @@ async def test_hidden_rows_and_typed_cells_of_an_opt_out_workbook_still_exclude(
     book.save(optout)
     for number in (PERSON, "5511900000004", "5511900000005"):
         assert await excluded(optout, number), number
+
+
+async def test_an_opt_out_workbook_with_a_stale_dimension_is_read_whole(tmp_path: Path) -> None:
+    import openpyxl
+
+    from .test_input_typed_cells import stale_dimension
+
+    optout = tmp_path / "optout.xlsx"
+    book = openpyxl.Workbook()
+    for row in [["Phone"], ["+15550100"], ["+15550101"], [PERSON]]:
+        book.active.append(row)
+    book.save(optout)
+    assert await excluded(stale_dimension(optout), PERSON)

@@ -10,6 +10,7 @@ that says why, never a guess. The fake server's record is the oracle.
 from __future__ import annotations
 
 import datetime as dt
+import io
 from pathlib import Path
 from typing import Any
 
@@ -241,3 +242,28 @@ async def test_a_column_named_number_wins_over_other_phone_like_ones(
     path.write_text(f"contact,number\nAna,{GOOD[0]}\n")
     await run(server, path)
     assert dialed(server) == [GOOD[0]]
+
+
+def stale_dimension(path: Path, ref: str = "A1:A2") -> Path:
+    """Rewrite the sheet's ``<dimension>`` (some writers leave it stale): openpyxl's read-only
+    mode trusts it and stops there."""
+    import re
+    import zipfile
+
+    data = path.read_bytes()
+    with zipfile.ZipFile(path, "w") as out, zipfile.ZipFile(io.BytesIO(data)) as zin:
+        for item in zin.infolist():
+            body = zin.read(item.filename)
+            if item.filename.startswith("xl/worksheets/sheet"):
+                body = re.sub(rb'<dimension ref="[^"]+"', f'<dimension ref="{ref}"'.encode(), body)
+            out.writestr(item, body)
+    return path
+
+
+async def test_xlsx_with_a_stale_dimension_is_read_whole(
+    server: FakeRyzeServer, tmp_path: Path  # noqa: F811
+) -> None:
+    path = stale_dimension(workbook(tmp_path / "n.xlsx", {"S": [["Phone"], *([n] for n in GOOD)]}))
+    summary = await run(server, path)
+    assert dialed(server) == GOOD
+    assert summary.total == 3

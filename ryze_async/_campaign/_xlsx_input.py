@@ -139,6 +139,9 @@ class XlsxReader:
         self.digest = hashlib.sha256(data).hexdigest()
         self._book = _workbook(data, path)
         self._sheet = self._book[_sheet_name(self._book, sheet, path)]
+        # Read-only mode stops at the size the file declares, which some writers leave stale:
+        # the rows after it would be silently left out (an opt-out list's too).
+        self._sheet.reset_dimensions()
         self._hidden, self._uncomputed = _sheet_marks(self._book, self._sheet)
         self.column, self.data_row = self._layout(path, column)
 
