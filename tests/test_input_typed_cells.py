@@ -267,3 +267,17 @@ async def test_xlsx_with_a_stale_dimension_is_read_whole(
     summary = await run(server, path)
     assert dialed(server) == GOOD
     assert summary.total == 3
+
+
+@pytest.mark.parametrize("name", ["n.csv", "n.jsonl"])
+async def test_a_sheet_given_for_a_file_without_sheets_is_refused(
+    server: FakeRyzeServer, tmp_path: Path, name: str  # noqa: F811
+) -> None:
+    # The user thinks they are reading one sheet of a workbook: the file is something else.
+    path = tmp_path / name
+    path.write_text(f'{{"number": "{GOOD[0]}"}}\n' if name.endswith("jsonl")
+                    else f"number\n{GOOD[0]}\n")
+    from ryze_async import InputError
+    with pytest.raises(InputError, match="--sheet"):
+        await run(server, path, sheet="Contacts")
+    assert server.requests == []

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TypeAlias
 
+from .. import InputError
 from ._csv_input import CsvLayout, inspect_csv, skippable
 from ._more_inputs import InputKind, XlsxReader, input_kind, inspect_jsonl, jsonl_rows
 from ._numbers import entry_text, whole_number
@@ -176,6 +177,9 @@ class NumberSource:
 
     def _check_file(self, path: Path) -> None:
         self._kind = input_kind(path)
+        if self._sheet is not None and self._kind != "xlsx":
+            raise InputError(f"{path} is read as {self._kind.upper()}, which has no sheets: "
+                             "--sheet applies to an .xlsx workbook")
         if self._kind == "csv":
             self._layout = inspect_csv(path, self._column)
         elif self._kind == "jsonl":
