@@ -281,3 +281,24 @@ async def test_a_sheet_given_for_a_file_without_sheets_is_refused(
     with pytest.raises(InputError, match="--sheet"):
         await run(server, path, sheet="Contacts")
     assert server.requests == []
+
+
+async def test_a_typed_number_that_lost_its_leading_zero_is_not_guessed(
+    server: FakeRyzeServer, tmp_path: Path  # noqa: F811
+) -> None:
+    """Typed into Excel as a number, Gabon's 06 03 12 34 is 6031234: read in GA that is
+    +241 6031234, a valid number but not +241 06031234. Ambiguous: invalid with a reason. A
+    Brazilian or British number that lost its trunk 0 reads the same either way: called."""
+    path = workbook(tmp_path / "n.xlsx", {"S": [["Phone"], [6031234], [11987654321],
+                                                ["06031234"]]})
+    async with RyzeClient("test-token", "my-instance", base_url=server.url, rate_limit=None,
+                          default_region="GA") as client:
+        p = await Campaign(client, path, journal=tmp_path / "p.db", media=MEDIA).dry_run()
+    assert [line for line, _, _ in p.first_invalid] == [2, 3]
+    assert "leading zero" in p.first_invalid[0][2]
+    path = workbook(tmp_path / "m.xlsx", {"S": [["Phone"], [11987654321], [7911123456]]})
+    for region, number in (("BR", "5511987654321"), ("GB", "447911123456")):
+        async with RyzeClient("test-token", "my-instance", base_url=server.url,
+                              rate_limit=None, default_region=region) as client:
+            p = await Campaign(client, path, journal=tmp_path / "q.db", media=MEDIA).dry_run()
+        assert p.now == 1, (region, number, p.first_invalid)

@@ -7,7 +7,7 @@ from typing import Literal
 
 from .. import InvalidRequestError, normalize_number
 
-__all__ = ["Untrusted", "entry_text", "number_normalizer", "whole_number"]
+__all__ = ["Numeric", "Untrusted", "entry_text", "number_normalizer", "whole_number"]
 
 NumberCheck = Literal["valid", "possible"]
 #: E.164 numbers have at most 15 digits; a float holds 15 significant digits exactly.
@@ -27,9 +27,14 @@ class Untrusted(str):
         return self
 
 
+class Numeric(str):
+    """The digits of a number typed as a number (an Excel cell, a JSON int): any leading zero
+    is gone, so read in a region they are checked against the same digits with one."""
+
+
 def entry_text(cell: str) -> str:
-    """A cell as an entry's raw text: stripped, an :class:`Untrusted` kept as it is."""
-    return cell if isinstance(cell, Untrusted) else cell.strip()
+    """A cell as an entry's raw text: stripped, a typed value kept as it is."""
+    return cell if isinstance(cell, Untrusted | Numeric) else cell.strip()
 
 
 def whole_number(value: int, what: str) -> str:
@@ -41,7 +46,21 @@ def whole_number(value: int, what: str) -> str:
         return Untrusted(str(value), f"{what} with more than 15 digits: no phone number is "
                          "that long, and a float does not keep them exactly; store numbers "
                          "as text")
-    return str(value)
+    return Numeric(str(value))
+
+
+def _same_with_zero(digits: str, number: str, region: str, check: NumberCheck) -> None:
+    """Refuse typed digits that are another valid number with the leading zero a typed number
+    drops (Gabon's 06 03 12 34 typed as 6031234: +241 6031234 is someone else)."""
+    try:
+        other = normalize_number("0" + digits, default_region=region, number_check=check)
+    except InvalidRequestError:
+        return
+    if other != number:
+        raise InvalidRequestError(
+            f"{digits} was typed as a number, which drops a leading zero: as {digits} it is "
+            f"+{number}, as 0{digits} +{other} in {region}; store the numbers as text",
+            field="number")
 
 
 def number_normalizer(
@@ -59,6 +78,8 @@ def number_normalizer(
         if isinstance(raw, Untrusted):
             raise InvalidRequestError(raw.reason, field="number")
         number = normalize_number(raw, default_region=default_region, number_check=number_check)
+        if isinstance(raw, Numeric) and default_region is not None:
+            _same_with_zero(raw, number, default_region, number_check)
         if "@" not in number:
             again = normalize_number(number, default_region=default_region,
                                      number_check=number_check)
