@@ -111,3 +111,19 @@ async def test_validity_and_window_boundaries_to_the_microsecond() -> None:
                           (tue_midnight - tick, True), (tue_midnight, False)]:
         clock[0] = at
         assert isinstance(await windows.verdict(sp), Call) is callable_, at
+
+
+def test_day_lists_that_are_not_understood_whole_are_refused() -> None:
+    """"Mon Wed" was read as Monday (the first three letters of the part): refused now,
+    as is any part that is not a day's name or its abbreviation."""
+    import pytest
+
+    from ryze_async._campaign._windows import parse_window
+
+    for spec in ["Mon Wed 09:00-10:00", "Mon-Fri Sat 10:00-14:00", "Monx 09:00-10:00",
+                 "Thu, 09:00-10:00"]:
+        with pytest.raises(ValueError, match="call window"):
+            parse_window(spec)
+    assert parse_window("Tues,Thurs 09:00-10:00").days == frozenset({1, 3})
+    assert parse_window("monday-friday 09:00-10:00").days == frozenset(range(5))
+    assert parse_window("Fri-Mon 09:00-10:00").days == frozenset({4, 5, 6, 0})
