@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ryze_async import Campaign, CampaignSummary, RyzeClient
 from ryze_async._campaign._windows import Windows
 from ryze_async.testing import FakeRyzeServer, run_virtual
@@ -80,7 +82,6 @@ def test_an_opt_out_added_while_a_call_waits_for_the_quota(tmp_path: Path) -> No
 def test_not_before_after_not_after_is_refused_before_anything_expires() -> None:
     """Swapped or mistyped dates would expire the whole list at once, finally (expired rows
     are not called again in that journal): refused as a usage error instead."""
-    import pytest
 
     from ryze_async._campaign._rules import Rules
 
@@ -116,8 +117,6 @@ async def test_validity_and_window_boundaries_to_the_microsecond() -> None:
 def test_day_lists_that_are_not_understood_whole_are_refused() -> None:
     """"Mon Wed" was read as Monday (the first three letters of the part): refused now,
     as is any part that is not a day's name or its abbreviation."""
-    import pytest
-
     from ryze_async._campaign._windows import parse_window
 
     for spec in ["Mon Wed 09:00-10:00", "Mon-Fri Sat 10:00-14:00", "Monx 09:00-10:00",
@@ -127,3 +126,34 @@ def test_day_lists_that_are_not_understood_whole_are_refused() -> None:
     assert parse_window("Tues,Thurs 09:00-10:00").days == frozenset({1, 3})
     assert parse_window("monday-friday 09:00-10:00").days == frozenset(range(5))
     assert parse_window("Fri-Mon 09:00-10:00").days == frozenset({4, 5, 6, 0})
+
+
+def test_the_campaign_clock_catches_up_with_the_wall_after_a_suspend(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The default clock was the wall time at the start plus the loop's monotonic clock since;
+    Linux's monotonic clock stops while the machine sleeps (a laptop lid, a paused VM). After
+    two hours asleep the campaign thought it was two hours earlier: calls outside the window
+    and past not_after. The wall clock now wins when it is ahead."""
+    from ryze_async._campaign import _rules
+
+    wall = [datetime(2026, 3, 9, 22, 0, tzinfo=UTC)]
+
+    class Wall(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Wall:  # type: ignore[override]
+            return cls.fromtimestamp(wall[0].timestamp(), tz)
+
+    monkeypatch.setattr(_rules, "datetime", Wall)
+
+    async def main() -> tuple[datetime, datetime, datetime]:
+        now = _rules.loop_clock()
+        first = now()
+        wall[0] += timedelta(hours=2)  # asleep: the loop's clock did not move
+        after = now()
+        await asyncio.sleep(3600)  # the virtual clock moves, the wall (here) does not
+        return first, after, now()
+
+    first, after, later = run_virtual(main(), start=1000.0)
+    assert after - first == timedelta(hours=2)
+    assert later - first == timedelta(hours=2)  # the later of both, never backwards

@@ -53,15 +53,25 @@ Verdict = Call | Skip | Hold
 
 
 def loop_clock(start: datetime | None = None) -> Now:
-    """Wall time = ``start`` (default: now) + the running loop's clock since the first call."""
+    """Wall time = ``start`` (default: now) + the running loop's clock since the first call,
+    or the wall clock when it is ahead (and never backwards).
+
+    The loop's clock is monotonic, which on Linux stops while the machine sleeps (a laptop's
+    lid, a paused VM): alone, it would leave the campaign hours behind the called people's
+    clocks after a suspend, calling outside their windows and past ``not_after``. The loop's
+    clock alone moves a virtual clock in tests (and time from a given ``start``).
+    """
     anchor = start or datetime.now(UTC)
     base: list[float] = []
+    last = [anchor]
 
     def now() -> datetime:
         t = asyncio.get_running_loop().time()
         if not base:
             base.append(t)
-        return anchor + timedelta(seconds=t - base[0])
+        wall = datetime.now(UTC) if start is None else anchor  # a given start: simulated
+        last[0] = max(last[0], anchor + timedelta(seconds=t - base[0]), wall)
+        return last[0]
 
     return now
 
