@@ -302,3 +302,19 @@ async def test_a_typed_number_that_lost_its_leading_zero_is_not_guessed(
                               rate_limit=None, default_region=region) as client:
             p = await Campaign(client, path, journal=tmp_path / "q.db", media=MEDIA).dry_run()
         assert p.now == 1, (region, number, p.first_invalid)
+
+
+async def test_untrusted_cells_on_the_postgres_journal(
+    server: FakeRyzeServer, tmp_path: Path, pg_dsn: str  # noqa: F811
+) -> None:
+    # The typed entries reach the PostgreSQL store as text like any other (a str subclass).
+    import uuid
+
+    rows: list[list[Any]] = [["Phone"], [int(GOOD[0])], [551190000000.5], [True]]
+    path = workbook(tmp_path / "n.xlsx", {"S": rows})
+    async with RyzeClient("test-token", "my-instance", base_url=server.url,
+                          rate_limit=None) as client:
+        summary = await Campaign(client, path, journal=pg_dsn, media=MEDIA,
+                                 campaign=f"typed-{uuid.uuid4().hex[:8]}").run()
+    assert dialed(server) == [GOOD[0]]
+    assert (summary.placed, summary.invalid) == (1, 2)
