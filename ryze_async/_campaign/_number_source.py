@@ -32,7 +32,7 @@ from typing import IO, TypeAlias
 from .. import InputError
 from ._csv_input import CsvLayout, inspect_csv, skippable
 from ._more_inputs import InputKind, XlsxReader, input_kind, inspect_jsonl, jsonl_rows
-from ._numbers import entry_text, whole_number
+from ._numbers import Untrusted, entry_text, whole_number
 
 __all__ = ["NumberBatch", "NumberSource", "NumbersInput", "Position"]
 
@@ -148,9 +148,9 @@ class NumberSource:
 
     A ``str`` or ``os.PathLike`` is a path (pass ``[number]`` for a single number): a CSV, an
     ``.xlsx`` workbook or JSON Lines (``_more_inputs.py``). Items of an iterable must be ``str``
-    (``int`` is accepted and converted). ``column`` (files only) names the number column by
-    header or 1-based index (JSON Lines: the key); ``sheet`` a workbook's sheet (default: the
-    first) by name or 1-based index.
+    (``int`` is accepted and converted; anything else is an invalid entry). ``column`` (files
+    only) names the number column by header or 1-based index (JSON Lines: the key); ``sheet``
+    a workbook's sheet (default: the first visible) by name or 1-based index.
     """
 
     def __init__(self, numbers: NumbersInput, column: str | int | None = None,
@@ -266,11 +266,15 @@ async def _csv_batches(reader: _CsvReader, size: int) -> _Batches:
 
 
 def _item(item: object) -> str:
+    """An iterable's item as an entry; what is not a str or a whole number is an invalid entry
+    with its reason (the calls of earlier items are already under way: no crash half-way)."""
     if isinstance(item, str):
         return item
     if isinstance(item, int) and not isinstance(item, bool):
         return whole_number(item, "an int")
-    raise TypeError(f"numbers must be str, got {type(item).__name__}")
+    why = ("a float: its digits may not be the ones meant" if isinstance(item, float)
+           else f"a {type(item).__name__}, not a phone number")
+    return Untrusted(repr(item)[:64], f"{why}; give numbers as str")
 
 
 async def _yielding(items: Iterable[str], every: int) -> AsyncIterator[str]:
