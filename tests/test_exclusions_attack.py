@@ -106,3 +106,23 @@ async def test_an_opt_out_workbook_with_a_stale_dimension_is_read_whole(tmp_path
         book.active.append(row)
     book.save(optout)
     assert await excluded(stale_dimension(optout), PERSON)
+
+
+async def test_at_the_first_byte_a_changed_list_holds_the_number_without_reading_it(
+    tmp_path: Path,
+) -> None:
+    """Between the quota's admission and the first byte nothing slow runs (a long opt-out
+    list read there would delay the send past its quota slot): a changed file is only seen
+    changed, the number held until it is claimed again, and the claim reads it."""
+    from ryze_async._campaign._rules import Call, Hold
+
+    optout = tmp_path / "optout.csv"
+    optout.write_text("number\n+15550100\n")
+    rules = Rules(exclude=[optout])
+    await rules.check_exclusions()
+    assert await rules.verdict(PERSON, sending=True) == Call()
+    optout.write_text(f"number\n+15550100\n{PERSON}\n")
+    rules._exclusions._checked = float("-inf")  # a second went by
+    assert isinstance(await rules.verdict(PERSON, sending=True), Hold)
+    assert not rules._exclusions.holds(PERSON)  # not read at the first byte
+    assert await rules.verdict(PERSON) == Skip(EXCLUDED)  # the claim reads it

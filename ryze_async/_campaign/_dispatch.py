@@ -181,7 +181,8 @@ class Dispatcher:
         rules = self._s.rules
         attempt = Attempt(self._journal, self._stop, row[0],
                           lambda p: self._set_phase(me, p, lease), sender=sender.name,
-                          check=(lambda: rules.verdict(row[1])) if rules.active else None)
+                          check=(lambda: rules.verdict(row[1], sending=True))
+                          if rules.active else None)
         self._phase[me] = "waiting"
         try:
             result = await call(sender.client, self._s, row[1], attempt, sender.name)

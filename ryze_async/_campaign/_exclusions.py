@@ -53,6 +53,7 @@ class Exclusions:
         self._seen: list[tuple[int, int] | None] = [None] * len(self._paths)
         self._keys: set[str] = set()
         self._checked = float("-inf")
+        self._reading = False
 
     async def contains(self, number: str) -> bool:
         if not self._paths:
@@ -66,6 +67,26 @@ class Exclusions:
                 # Being rewritten, or moved away: keep everyone read so far rather than stop
                 # the campaign or forget who opted out.
                 _log.warning("opt-out list not re-read (%s): using it as last read", exc)
+        return self.holds(number)
+
+    def changed(self) -> bool:
+        """For the first byte, where nothing slow may run (the quota already admitted the
+        call): has a file changed since it was read? A stat, at most once a second."""
+        if self._reading:
+            return True  # being read again (by a claim): its new entries are not known yet
+        if not self._paths or asyncio.get_running_loop().time() - self._checked < 1.0:
+            return False
+        for path, seen in zip(self._paths, self._seen, strict=True):
+            try:
+                st = path.stat()
+            except OSError:
+                continue  # gone: its last reading stands (see contains)
+            if (st.st_mtime_ns, st.st_size) != seen:
+                return True
+        return False
+
+    def holds(self, number: str) -> bool:
+        """On the lists as last read (no look at the files)."""
         return number.split("@", 1)[0] in self._keys
 
     async def refresh(self) -> None:
@@ -74,7 +95,11 @@ class Exclusions:
             st = path.stat()
             stamp = (st.st_mtime_ns, st.st_size)
             if stamp != self._seen[i]:
-                self._keys |= await self._read(path)
+                self._reading = True
+                try:
+                    self._keys |= await self._read(path)
+                finally:
+                    self._reading = False
                 self._seen[i] = stamp
 
     def _key(self, raw: str) -> set[str]:

@@ -111,8 +111,15 @@ class Rules:
         """Read the opt-out files now (a missing one fails the run before any call)."""
         await self._exclusions.refresh()
 
-    async def verdict(self, number: str) -> Verdict:
-        if await self._exclusions.contains(number):
+    async def verdict(self, number: str, *, sending: bool = False) -> Verdict:
+        """Call, skip or hold ``number`` now. ``sending``: at the first byte, once the quota
+        admitted the call, where no file is read (a changed opt-out list holds the number
+        until it is claimed again, which reads it)."""
+        if sending and self._exclusions.changed():
+            return Hold(self.now())
+        excluded = self._exclusions.holds(number) if sending else \
+            await self._exclusions.contains(number)
+        if excluded:
             return Skip(EXCLUDED)
         now = self.now()
         if self.not_after is not None and now >= self.not_after:
