@@ -157,3 +157,34 @@ def test_the_campaign_clock_catches_up_with_the_wall_after_a_suspend(
     first, after, later = run_virtual(main(), start=1000.0)
     assert after - first == timedelta(hours=2)
     assert later - first == timedelta(hours=2)  # the later of both, never backwards
+
+
+def test_an_opt_out_list_broken_mid_run_neither_stalls_the_run_nor_forgets_anyone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """After the first call the list is emptied to its header (refused as input): the calls go
+    on, the number it named stays excluded, and the run ends (it used to hold every call at
+    its first byte for as long as the file could not be read)."""
+    optout = tmp_path / "optout.csv"
+    optout.write_text(f"number\n{SP[3]}\n")
+
+    async def on_result(_: object) -> None:
+        if optout.read_text() != "number\n":  # once: one new version of the file
+            optout.write_text("number\n")
+
+    async def main() -> tuple[CampaignSummary, FakeRyzeServer]:
+        loop = asyncio.get_running_loop()
+        server = FakeRyzeServer(rate_limit=None, clock=lambda: 1.7e9 + loop.time())
+        async with server, RyzeClient("test-token", "my-instance", base_url=server.url,
+                                      rate_limit=1, rate_period=60.0) as client:
+            campaign = Campaign(client, SP[:4], journal=tmp_path / "j.db", fake=True,
+                                concurrency=4, exclude=[optout])
+            summary = await asyncio.wait_for(campaign.run(on_result), timeout=3600)
+        return summary, server
+
+    summary, server = run_virtual(main(), start=1000.0)
+    check_invariants(summary)
+    assert (summary.placed, summary.excluded) == (3, 1)
+    assert SP[3] not in calls(server)
+    # Said once for that version of the file, not again at every call.
+    assert caplog.text.count("opt-out list not re-read") == 1

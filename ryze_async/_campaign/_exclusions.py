@@ -61,12 +61,7 @@ class Exclusions:
         loop_now = asyncio.get_running_loop().time()
         if loop_now - self._checked >= 1.0:
             self._checked = loop_now
-            try:
-                await self.refresh()
-            except (OSError, ValueError) as exc:
-                # Being rewritten, or moved away: keep everyone read so far rather than stop
-                # the campaign or forget who opted out.
-                _log.warning("opt-out list not re-read (%s): using it as last read", exc)
+            await self.refresh(strict=False)
         return self.holds(number)
 
     def changed(self) -> bool:
@@ -89,18 +84,31 @@ class Exclusions:
         """On the lists as last read (no look at the files)."""
         return number.split("@", 1)[0] in self._keys
 
-    async def refresh(self) -> None:
-        """Read the files that changed since last time (a missing one raises ``OSError``)."""
+    async def refresh(self, *, strict: bool = True) -> None:
+        """Read the files that changed since they were read. ``strict`` (the start): a file
+        that cannot be read raises. Mid-run, one being rewritten or gone keeps everyone read
+        so far, said once per version of the file (not again at every call)."""
         for i, path in enumerate(self._paths):
-            st = path.stat()
-            stamp = (st.st_mtime_ns, st.st_size)
-            if stamp != self._seen[i]:
+            try:
+                st = path.stat()
+                stamp = (st.st_mtime_ns, st.st_size)
+                if stamp == self._seen[i]:
+                    continue
                 self._reading = True
                 try:
                     self._keys |= await self._read(path)
                 finally:
                     self._reading = False
-                self._seen[i] = stamp
+            except (OSError, ValueError) as exc:
+                if strict:
+                    raise
+                gone = isinstance(exc, OSError)
+                if not (gone and self._seen[i] is None):  # a gone file: said once
+                    _log.warning("opt-out list not re-read (%s): using it as last read", exc)
+                if gone:
+                    self._seen[i] = None  # read again when it is back
+                    continue
+            self._seen[i] = stamp
 
     def _key(self, raw: str) -> set[str]:
         try:
