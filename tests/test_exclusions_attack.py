@@ -126,3 +126,19 @@ async def test_at_the_first_byte_a_changed_list_holds_the_number_without_reading
     assert isinstance(await rules.verdict(PERSON, sending=True), Hold)
     assert not rules._exclusions.holds(PERSON)  # not read at the first byte
     assert await rules.verdict(PERSON) == Skip(EXCLUDED)  # the claim reads it
+
+
+async def test_a_typed_number_on_an_opt_out_sheet_excludes_both_readings(
+    tmp_path: Path,
+) -> None:
+    # 6031234 typed in Gabon is +241 6031234 or, with the zero Excel dropped, +241 06031234:
+    # not dialable from an input sheet, but on an opt-out sheet both are left out.
+    import openpyxl
+
+    optout = tmp_path / "optout.xlsx"
+    book = openpyxl.Workbook()
+    for row in [["Phone"], [6031234]]:
+        book.active.append(row)
+    book.save(optout)
+    for number in ("2416031234", "24106031234"):
+        assert await excluded(optout, number, default_region="GA"), number

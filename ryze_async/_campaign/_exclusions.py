@@ -11,6 +11,7 @@ place (truncated, half written) or gone does not forget anyone an earlier readin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from .. import InvalidRequestError
 from ._number_source import NumberSource, Position
-from ._numbers import Untrusted
+from ._numbers import Numeric, Untrusted
 
 __all__ = ["Exclusions", "person_keys"]
 
@@ -117,10 +118,22 @@ class Exclusions:
             # Not callable is not "names nobody": a hidden row, a negative Excel number, a
             # whole number a float printed still name who opted out. Read as plain text.
             text = str(raw)  # an Untrusted's text, as a plain str
+            if isinstance(raw, Numeric):  # with or without the zero a typed number drops
+                return self._readings(text, "0" + text)
             whole = _WHOLE_FLOAT.fullmatch(text)
             if whole is None and not isinstance(raw, Untrusted):
                 raise
             return person_keys(self._normalize(whole[1] if whole else text))
+
+    def _readings(self, *texts: str) -> set[str]:
+        keys: set[str] = set()
+        for text in texts:
+            with contextlib.suppress(InvalidRequestError):
+                keys |= person_keys(self._normalize(text))
+        if not keys:
+            raise InvalidRequestError(f"{texts[0]!r} is no number, with or without a leading 0",
+                                      field="number")
+        return keys
 
     async def _read(self, path: Path) -> set[str]:
         keys: set[str] = set()
