@@ -325,7 +325,8 @@ async def test_python_items_that_are_not_exact_digits_are_invalid_not_a_crash(
 ) -> None:
     """An iterable is read while calls go out: a float or a bool in it stopped the campaign
     half-way (TypeError); it is an invalid entry with its reason, like a typed cell."""
-    items: list[Any] = [GOOD[0], 551190000000.5, True, None, -5511900000004, int(GOOD[1])]
+    items: list[Any] = [GOOD[0], 551190000000.5, True, float("nan"), -5511900000004,
+                        int(GOOD[1])]
     async with RyzeClient("test-token", "my-instance", base_url=server.url,
                           rate_limit=None) as client:
         summary = await Campaign(client, items, journal=tmp_path / "j.db", media=MEDIA).run()

@@ -148,7 +148,7 @@ class NumberSource:
 
     A ``str`` or ``os.PathLike`` is a path (pass ``[number]`` for a single number): a CSV, an
     ``.xlsx`` workbook or JSON Lines (``_more_inputs.py``). Items of an iterable must be ``str``
-    (``int`` is accepted and converted; anything else is an invalid entry). ``column`` (files
+    (``int`` is accepted and converted; a float or bool is an invalid entry). ``column`` (files
     only) names the number column by header or 1-based index (JSON Lines: the key); ``sheet``
     a workbook's sheet (default: the first visible) by name or 1-based index.
     """
@@ -266,15 +266,19 @@ async def _csv_batches(reader: _CsvReader, size: int) -> _Batches:
 
 
 def _item(item: object) -> str:
-    """An iterable's item as an entry; what is not a str or a whole number is an invalid entry
-    with its reason (the calls of earlier items are already under way: no crash half-way)."""
+    """An iterable's item as an entry. A float or a bool is a value, not a mistake of type (a
+    pandas column with a gap is floats): an invalid entry with its reason, since the calls of
+    earlier items are already under way. Anything else is a programming error."""
     if isinstance(item, str):
         return item
-    if isinstance(item, int) and not isinstance(item, bool):
+    if isinstance(item, bool):
+        return Untrusted(repr(item), "a bool, not a phone number; give numbers as str")
+    if isinstance(item, int):
         return whole_number(item, "an int")
-    why = ("a float: its digits may not be the ones meant" if isinstance(item, float)
-           else f"a {type(item).__name__}, not a phone number")
-    return Untrusted(repr(item)[:64], f"{why}; give numbers as str")
+    if isinstance(item, float):
+        return Untrusted(repr(item), "a float: its digits may not be the ones meant (and a "
+                         "dot read as a separator adds digits); give numbers as str")
+    raise TypeError(f"numbers must be str, got {type(item).__name__}")
 
 
 async def _yielding(items: Iterable[str], every: int) -> AsyncIterator[str]:
