@@ -193,6 +193,7 @@ class ClientConfig:
             raise InvalidRequestError(problem, field="token")
         instance = instance if instance is not None else _env("RYZE_INSTANCE")
         if instance is not None:
+            _not_the_token(instance, secret)
             instance_segment(instance)
         base = _check_base_url(base_url or _env("RYZE_BASE_URL") or DEFAULT_BASE_URL, allow_http)
         connect = _connect_timeout(timeout, connect_timeout)
@@ -217,11 +218,23 @@ class ClientConfig:
                 "no instance: pass instance= (to the client or the call) or set RYZE_INSTANCE",
                 field="instance",
             )
+        _not_the_token(instance, self.secret)
         return f"{self.base_url}{_PATHS[kind]}{instance_segment(instance)}"
 
     def redact(self, text: str) -> str:
         """``text`` with the token replaced, for anything built from what a server sent."""
         return self.secret.redact(text)
+
+
+def _not_the_token(instance: object, secret: Secret) -> None:
+    """Refuse an instance name holding the token (settings swapped, a paste in the wrong
+    field): the name is logged, journaled and a metrics label; the message never shows it."""
+    # Never bound to a local (traceback locals); a short test token ("t") is no evidence.
+    if isinstance(instance, str) and (secret.reveal() == instance or (
+            len(secret.reveal()) >= 8 and secret.reveal() in instance)):
+        raise InvalidRequestError("the instance name contains the token (were the settings "
+                                  "swapped?): give the instance's name, and the token as the "
+                                  "token", field="instance")
 
 
 def check_lanes(

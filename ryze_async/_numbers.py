@@ -26,6 +26,10 @@ _CHECKS = ("valid", "possible")
 # extensions and "tel:" URIs are refused: the call could not dial what they add.
 _PLAIN = re.compile(r"\+?[\d\s().\-\u00a0]+")
 _DIGIT = re.compile(r"\d")
+# How a float prints (pandas writes an int column with a gap as "4930123456.0"; Excel numbers
+# with a fraction): read with the dot as a separator, the fraction's digits join the number
+# (+49 30 1234560: a valid German number, someone else's). No one groups digits that way.
+_FLOAT_TEXT = re.compile(r"\+?\d{7,}\.\d{1,3}")
 _MAX_CHARS = 64
 _JID_USER = re.compile(r"[0-9]{8,15}")
 _LID_USER = re.compile(r"[0-9]{1,32}")
@@ -116,6 +120,13 @@ def normalize_number(
         raise InvalidRequestError(
             f"number {raw!r} is not a phone number: only digits, one leading +, spaces, dashes, "
             "dots and parentheses are allowed",
+            field="number",
+        )
+    if _FLOAT_TEXT.fullmatch(text):
+        raise InvalidRequestError(
+            f"number {raw!r} is written like a float, with a fraction: its digits after the dot "
+            "are not part of a phone number and dropping them would be a guess (a spreadsheet "
+            "or pandas wrote it: store the numbers as text)",
             field="number",
         )
     return _plain_number(text, region, number_check)

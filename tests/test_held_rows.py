@@ -110,9 +110,10 @@ class CountingRules:
         self.judged: list[str] = []
         real = Rules.verdict
 
-        async def verdict(rules: Rules, number: str) -> Any:
-            self.judged.append(number)
-            return await real(rules, number)
+        async def verdict(rules: Rules, number: str, *, sending: bool = False) -> Any:
+            if not sending:  # judged at a claim; the first byte's check is another matter
+                self.judged.append(number)
+            return await real(rules, number, sending=sending)
 
         monkeypatch.setattr(Rules, "verdict", verdict)
 

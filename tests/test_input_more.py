@@ -80,7 +80,7 @@ async def test_xlsx_column_given_and_first_sheet_by_default(
     ({"S": [["Name", "Phone"]]}, {}, "header and no numbers"),
     ({"S": [[None], []]}, {}, "no numbers"),
     ({"S": CONTACTS}, {"sheet": "Missing"}, "no sheet 'Missing'"),
-    ({"S": CONTACTS}, {"sheet": 3}, "1 sheets"),
+    ({"S": CONTACTS}, {"sheet": 3}, "1 visible sheets"),
     ({"S": CONTACTS}, {"column": "Mobile"}, "no column 'Mobile'"),
 ])
 async def test_bad_workbooks_are_refused_before_a_journal(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from ._journal import ClaimLostError, JournalStore
+from ._rules import Call, Verdict
 from ._settings import StoppedError
 from ._stop import StopState
 
@@ -20,7 +21,7 @@ class Attempt:
 
     def __init__(self, journal: JournalStore, stop: StopState, row_id: int,
                  phase: Callable[[Phase], None], *, sender: str | None = None,
-                 late: Callable[[], bool] | None = None) -> None:
+                 check: Callable[[], Awaitable[Verdict]] | None = None) -> None:
         self._journal = journal
         self._stop = stop
         self._row_id = row_id
@@ -28,16 +29,22 @@ class Attempt:
         self._sender = sender
         #: From the first mark on, the call may have been sent (until proven otherwise).
         self.marked = False
-        self._is_late = late
-        #: True if the campaign's ``not_after`` passed before the first byte: not sent.
-        self.late = False
+        self._check = check
+        #: Why the operator's rules refused the call at its first byte (not sent): skipped
+        #: (opted out meanwhile, past ``not_after``) or held (its window closed meanwhile).
+        self.refused: Verdict | None = None
 
     async def before_send(self) -> None:
         if self._stop.stopping:
             raise StoppedError
-        if self._is_late is not None and self._is_late():
-            self.late = True
-            raise StoppedError
+        if self._check is not None:
+            # The number was admitted when claimed, but the quota (or a retry) may have made it
+            # wait since: the window may have closed, the opt-out list gained it, the deadline
+            # passed. The rules hold at the instant of sending.
+            verdict = await self._check()
+            if not isinstance(verdict, Call):
+                self.refused = verdict
+                raise StoppedError
         self._phase("sending")
         self.marked = True  # from here the mark may commit: treat the call as possibly sent
         try:

@@ -100,6 +100,19 @@ def _is_number_header(name: str) -> bool:
     return bool(words & _KEYWORDS) or any(k in w for w in words for k in _COMPOUND)
 
 
+def number_header(names: list[str], path: Path) -> str | None:
+    """The one header naming the numbers: ``number`` itself, else the only one named like a
+    phone column; several such (``phone`` and ``emergency contact``) are refused, not guessed."""
+    if "number" in (n.casefold() for n in names):
+        return next(n for n in names if n.casefold() == "number")
+    found = [n for n in names if _is_number_header(n)]
+    if len(found) > 1:
+        listed = ", ".join(map(repr, found))
+        raise InputError(f"{path}: several columns could hold the numbers ({listed}): pass "
+                         "--column NAME|INDEX to say which (Campaign(column=...))")
+    return found[0] if found else None
+
+
 def _pick_column(cells: list[str], column: str | int | None, path: Path) -> int | None:
     """The number column's index if ``cells`` is a header, None if it is already data."""
     names = [c.strip() for c in cells]
@@ -117,9 +130,9 @@ def _pick_column(cells: list[str], column: str | int | None, path: Path) -> int 
         return folded.index(column.strip().casefold())
     if sum(ch.isdigit() for ch in cells[0]) >= 7:
         return None  # a phone number in the first cell: data, whatever the other cells say
-    for i, name in enumerate(names):
-        if _is_number_header(name):
-            return i
+    found = number_header(names, path)
+    if found is not None:
+        return names.index(found)
     if any(ch.isdigit() for ch in cells[0]):
         return None  # no header: the first column holds the numbers
     if len(cells) == 1:

@@ -23,7 +23,7 @@ from ._journal import JournalError, JournalStore
 from ._models import CampaignOutcome, StopReason, Verdict, classify
 from ._number_source import NumberSource
 from ._observers import outcome_hooks, tell
-from ._rules import EXPIRED
+from ._rules import Skip
 from ._senders import Lease, Sender, SenderPool, quota_period
 from ._settings import BeforeSend, CampaignClient, NotSent, Settings, StoppedError, call
 from ._stop import StopState
@@ -178,15 +178,16 @@ class Dispatcher:
 
     async def _call(self, me: asyncio.Task[None], row: Row, lease: Lease) -> None:
         sender = lease.sender
+        rules = self._s.rules
         attempt = Attempt(self._journal, self._stop, row[0],
                           lambda p: self._set_phase(me, p, lease), sender=sender.name,
-                          late=self._gate.late)
+                          check=(lambda: rules.verdict(row[1], sending=True))
+                          if rules.active else None)
         self._phase[me] = "waiting"
         try:
             result = await call(sender.client, self._s, row[1], attempt, sender.name)
         except StoppedError:
-            if attempt.late:
-                self._journal.record(row[0], "skipped", error=EXPIRED)
+            self._refused(row, attempt)
             return
         except asyncio.CancelledError:
             if attempt.marked:
@@ -204,6 +205,14 @@ class Dispatcher:
         sender.conn_failures = sender.unknowns = 0
         await self._record_outcome(row, "placed", call_id=result.call_id, status=result.status,
                                    sender=sender.name)
+
+    def _refused(self, row: Row, attempt: Attempt) -> None:
+        """Not sent: the rules refused it at its first byte (or the run is stopping)."""
+        if isinstance(attempt.refused, Skip):
+            self._journal.record(row[0], "skipped", error=attempt.refused.reason)
+        elif attempt.refused is not None and not self.stopping:
+            self._retry.append(row)  # back through the gate: held until its window opens
+            self._wake.set()
 
     def _set_phase(self, me: asyncio.Task[None], phase: Phase, lease: Lease) -> None:
         self._phase[me] = phase

@@ -14,22 +14,20 @@ journal's dedupe keeps everyone already dealt with out of it).
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from .. import InputError
-from ._csv_input import _is_number_header, _pick_column, skippable
+from ._csv_input import number_header, skippable
+from ._numbers import Untrusted, whole_number
+from ._xlsx_input import XlsxReader
 
 __all__ = ["InputKind", "JsonlLayout", "XlsxReader", "input_kind", "inspect_jsonl", "jsonl_rows"]
 
 InputKind = Literal["csv", "xlsx", "jsonl"]
-_EXCEL_HINT = 'reading .xlsx needs openpyxl: pip install "ryze-async[excel]" (or save as CSV)'
 
 
 def input_kind(path: Path) -> InputKind:
@@ -61,17 +59,45 @@ class JsonlLayout:
     bom: int
 
 
-def _cell(value: object) -> str | None:
+_JSON = "a JSON number"
+
+
+def _cell(value: object, text: str) -> str:
+    """A JSON value as an entry: a string as written, a whole number's digits; anything else
+    is :class:`Untrusted` (``text``, the line, is what the user sees of it)."""
     if isinstance(value, str):
         return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return None
+    if isinstance(value, bool):
+        return Untrusted(json.dumps(value), "a JSON boolean, not a phone number")
+    if isinstance(value, int):
+        return whole_number(value, _JSON)
+    if isinstance(value, float):
+        # 5511900000006.0 or 5.5119000000007e12 went through a float somewhere: the digits may
+        # not be the ones written, and the dot would be read as a separator.
+        return Untrusted(json.dumps(value), f"{_JSON} with a fraction or an exponent "
+                         f"({value!r}): its digits may not be the ones written; write phone "
+                         'numbers as JSON strings ("+5511987654321")')
+    return Untrusted(text.strip(), "no phone number in this line: JSON Lines holds one object "
+                     'per line with the number as a string, e.g. {"number": "+5511987654321"}')
+
+
+class _Object(dict[str, object]):
+    """A JSON object that remembers the keys it was given more than once (``json`` keeps the
+    last silently: a guess at which number the producer meant)."""
+
+    twice: frozenset[str] = frozenset()
+
+
+def _object(pairs: list[tuple[str, object]]) -> _Object:
+    obj = _Object(pairs)
+    if len(obj) < len(pairs):
+        obj.twice = frozenset(k for k in obj if sum(1 for p, _ in pairs if p == k) > 1)
+    return obj
 
 
 def _parse(text: str, at: int, path: Path) -> object:
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_object)
     except json.JSONDecodeError as exc:
         raise InputError(f"{path} line {at} is not JSON ({exc.msg}): JSON Lines holds one "
                          'object per line, e.g. {"number": "+5511987654321"}') from None
@@ -87,9 +113,7 @@ def _pick_key(obj: object, column: str | int | None, path: Path) -> str | None:
         if column not in obj:
             raise InputError(f"{path}: the first object has no key {column!r} (keys: {keys})")
         return column
-    if "number" in obj:
-        return "number"
-    found = next((k for k in keys if _is_number_header(k)), None)
+    found = number_header(keys, path)
     if found is None:
         raise InputError(f"{path}: cannot tell which key holds the numbers (keys: {keys}); "
                          "name it 'number', or pass --column KEY")
@@ -104,8 +128,12 @@ def jsonl_rows(lines: Iterator[str], layout: JsonlLayout, path: Path) -> Iterato
             yield [""]
             continue
         obj = _parse(text, at, path)
+        if isinstance(obj, _Object) and layout.key in obj.twice:
+            yield [Untrusted(text.strip(), f"the key {layout.key!r} is given twice in this "
+                             "line: which number is meant cannot be told")]
+            continue
         value = obj.get(layout.key) if isinstance(obj, dict) and layout.key else obj
-        yield [_cell(value) or text.strip()]
+        yield [_cell(value, text)]
 
 
 def inspect_jsonl(path: Path, column: str | int | None) -> JsonlLayout:
@@ -126,73 +154,3 @@ def inspect_jsonl(path: Path, column: str | int | None) -> JsonlLayout:
     if layout is None:
         raise InputError(f"{path} holds no numbers (empty, or only blank lines)")
     return layout
-
-
-# -- xlsx -----------------------------------------------------------------------------------------
-
-
-def _text(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))  # a number typed into a cell: 5511987654321.0
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value)
-
-
-def _workbook(data: bytes, path: Path) -> Any:
-    try:
-        import openpyxl  # noqa: PLC0415 - an optional extra
-    except ImportError:
-        raise InputError(f"{path}: {_EXCEL_HINT}") from None
-    try:
-        return openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception:
-        raise InputError(f"{path} is a zip archive but not a readable .xlsx spreadsheet "
-                         "(.ods? save it as .xlsx or CSV)") from None
-
-
-class XlsxReader:
-    """A sheet's rows as text, with the layout checks of a CSV; see the module's docstring."""
-
-    def __init__(self, path: Path, sheet: str | int | None, column: str | int | None) -> None:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise InputError(f"cannot read the numbers file {path}: {exc.strerror or exc}"
-                             ) from None
-        self.digest = hashlib.sha256(data).hexdigest()
-        self._book = _workbook(data, path)
-        names = list(self._book.sheetnames)
-        if isinstance(sheet, str) and sheet.strip().isdigit():
-            sheet = int(sheet)
-        if isinstance(sheet, int):
-            if not 1 <= sheet <= len(names):
-                raise InputError(f"{path} has {len(names)} sheets: --sheet {sheet} is not one")
-            sheet = names[sheet - 1]
-        if sheet is not None and sheet not in names:
-            raise InputError(f"{path} has no sheet {sheet!r} (sheets: {names})")
-        self._sheet = self._book[sheet if sheet is not None else names[0]]
-        self.column, self.data_row = self._layout(path, column)
-
-    def rows(self) -> Iterator[tuple[int, list[str]]]:
-        for at, values in enumerate(self._sheet.iter_rows(values_only=True), 1):
-            yield at, [_text(v) for v in values]
-
-    def _layout(self, path: Path, column: str | int | None) -> tuple[int, int]:
-        """(number column, first data row); refuses a sheet with no numbers."""
-        header: tuple[int, int] | None = None
-        for at, cells in self.rows():
-            if skippable(cells or [""]):
-                continue
-            if header is not None:
-                return header
-            index = _pick_column(cells, column, path)
-            if index is None:
-                return (column - 1 if isinstance(column, int) else 0), at
-            header = (index, at + 1)
-        raise InputError(f"{path} holds {'a header and ' if header else ''}no numbers")
-
-    def close(self) -> None:
-        self._book.close()

@@ -29,8 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TypeAlias
 
+from .. import InputError
 from ._csv_input import CsvLayout, inspect_csv, skippable
 from ._more_inputs import InputKind, XlsxReader, input_kind, inspect_jsonl, jsonl_rows
+from ._numbers import Untrusted, entry_text, whole_number
 
 __all__ = ["NumberBatch", "NumberSource", "NumbersInput", "Position"]
 
@@ -134,7 +136,7 @@ class _CsvReader:
             if skippable(row):
                 continue
             cell = row[self._column] if self._column < len(row) else ""
-            entries.append((start_line, cell.strip()))
+            entries.append((start_line, entry_text(cell)))
         return NumberBatch(entries, self.position())
 
     def close(self) -> None:
@@ -146,9 +148,9 @@ class NumberSource:
 
     A ``str`` or ``os.PathLike`` is a path (pass ``[number]`` for a single number): a CSV, an
     ``.xlsx`` workbook or JSON Lines (``_more_inputs.py``). Items of an iterable must be ``str``
-    (``int`` is accepted and converted). ``column`` (files only) names the number column by
-    header or 1-based index (JSON Lines: the key); ``sheet`` a workbook's sheet (default: the
-    first) by name or 1-based index.
+    (``int`` is accepted and converted; a float or bool is an invalid entry). ``column`` (files
+    only) names the number column by header or 1-based index (JSON Lines: the key); ``sheet``
+    a workbook's sheet (default: the first visible) by name or 1-based index.
     """
 
     def __init__(self, numbers: NumbersInput, column: str | int | None = None,
@@ -175,6 +177,9 @@ class NumberSource:
 
     def _check_file(self, path: Path) -> None:
         self._kind = input_kind(path)
+        if self._sheet is not None and self._kind != "xlsx":
+            raise InputError(f"{path} is read as {self._kind.upper()}, which has no sheets: "
+                             "--sheet applies to an .xlsx workbook")
         if self._kind == "csv":
             self._layout = inspect_csv(path, self._column)
         elif self._kind == "jsonl":
@@ -223,7 +228,7 @@ def _xlsx_read(reader: XlsxReader, rows: Iterator[tuple[int, list[str]]], done: 
         if skippable(cells or [""]):
             continue
         cell = cells[reader.column] if reader.column < len(cells) else ""
-        entries.append((at, cell.strip()))
+        entries.append((at, entry_text(cell)))
         if len(entries) >= size:
             break
     return NumberBatch(entries, Position(done, done, reader.digest))
@@ -261,10 +266,18 @@ async def _csv_batches(reader: _CsvReader, size: int) -> _Batches:
 
 
 def _item(item: object) -> str:
+    """An iterable's item as an entry. A float or a bool is a value, not a mistake of type (a
+    pandas column with a gap is floats): an invalid entry with its reason, since the calls of
+    earlier items are already under way. Anything else is a programming error."""
     if isinstance(item, str):
         return item
-    if isinstance(item, int) and not isinstance(item, bool):
-        return str(item)
+    if isinstance(item, bool):
+        return Untrusted(repr(item), "a bool, not a phone number; give numbers as str")
+    if isinstance(item, int):
+        return whole_number(item, "an int")
+    if isinstance(item, float):
+        return Untrusted(repr(item), "a float: its digits may not be the ones meant (and a "
+                         "dot read as a separator adds digits); give numbers as str")
     raise TypeError(f"numbers must be str, got {type(item).__name__}")
 
 
@@ -282,7 +295,7 @@ async def _item_batches(items: AsyncIterable[str], size: int) -> _Batches:
         index += 1
         text = _item(item)
         if not skippable((text,)):
-            entries.append((index, text.strip()))
+            entries.append((index, entry_text(text)))
         if len(entries) >= size:
             yield NumberBatch(entries, Position(index, index))
             entries = []

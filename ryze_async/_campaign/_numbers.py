@@ -7,9 +7,61 @@ from typing import Literal
 
 from .. import InvalidRequestError, normalize_number
 
-__all__ = ["number_normalizer"]
+__all__ = ["Numeric", "Untrusted", "entry_text", "number_normalizer", "whole_number"]
 
 NumberCheck = Literal["valid", "possible"]
+#: E.164 numbers have at most 15 digits; a float holds 15 significant digits exactly.
+_MAX_NUMBER = 10**15
+
+
+class Untrusted(str):
+    """A typed value (an Excel cell, a JSON number) whose digits are not exactly what the user
+    wrote: its text as found, and why. Invalid at ingest with that reason, never normalised
+    (``"551190000000.5"`` read as text would be the number 5511900000005)."""
+
+    reason: str
+
+    def __new__(cls, text: str, reason: str) -> Untrusted:
+        self = super().__new__(cls, text)
+        self.reason = reason
+        return self
+
+
+class Numeric(str):
+    """The digits of a number typed as a number (an Excel cell, a JSON int): any leading zero
+    is gone, so read in a region they are checked against the same digits with one."""
+
+
+def entry_text(cell: str) -> str:
+    """A cell as an entry's raw text: stripped, a typed value kept as it is."""
+    return cell if isinstance(cell, Untrusted | Numeric) else cell.strip()
+
+
+def whole_number(value: int, what: str) -> str:
+    """A non-negative integer's digits, or :class:`Untrusted` when they cannot be a number the
+    user typed (``what`` names where it came from: "an Excel number", "a JSON number")."""
+    if value < 0:
+        return Untrusted(str(value), f"{what} that is negative ({value}): not a phone number")
+    if value >= _MAX_NUMBER:
+        return Untrusted(str(value), f"{what} with more than 15 digits: no phone number is "
+                         "that long, and a float does not keep them exactly; store numbers "
+                         "as text")
+    return Numeric(str(value))
+
+
+def _same_with_zero(digits: str, number: str, region: str, check: NumberCheck) -> None:
+    """Refuse typed digits that are another valid number with the leading zero a typed number
+    drops (Gabon's 06 03 12 34 typed as 6031234: +241 6031234 is someone else)."""
+    try:
+        other = normalize_number("0" + digits, default_region=region, number_check=check)
+    except InvalidRequestError:
+        return
+    if other != number:
+        raise InvalidRequestError(
+            f"{digits} was typed as a number, which drops a leading zero: as {digits} it is "
+            f"+{number}, as 0{digits} +{other} in {region}; store the numbers as text",
+            field="number")
+
 
 def number_normalizer(
     default_region: str | None = None, number_check: NumberCheck = "valid"
@@ -23,7 +75,11 @@ def number_normalizer(
     """
 
     def normalize(raw: str) -> str:
+        if isinstance(raw, Untrusted):
+            raise InvalidRequestError(raw.reason, field="number")
         number = normalize_number(raw, default_region=default_region, number_check=number_check)
+        if isinstance(raw, Numeric) and default_region is not None:
+            _same_with_zero(raw, number, default_region, number_check)
         if "@" not in number:
             again = normalize_number(number, default_region=default_region,
                                      number_check=number_check)

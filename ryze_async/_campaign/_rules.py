@@ -15,10 +15,8 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-from .. import InvalidRequestError
-from ._number_source import NumberSource, Position
+from ._exclusions import Exclusions
 from ._numbers import number_normalizer
 from ._windows import Windows
 
@@ -56,67 +54,27 @@ Verdict = Call | Skip | Hold
 
 
 def loop_clock(start: datetime | None = None) -> Now:
-    """Wall time = ``start`` (default: now) + the running loop's clock since the first call."""
+    """Wall time = ``start`` (default: now) + the running loop's clock since the first call,
+    or the wall clock when it is ahead (and never backwards).
+
+    The loop's clock is monotonic, which on Linux stops while the machine sleeps (a laptop's
+    lid, a paused VM): alone, it would leave the campaign hours behind the called people's
+    clocks after a suspend, calling outside their windows and past ``not_after``. The loop's
+    clock alone moves a virtual clock in tests (and time from a given ``start``).
+    """
     anchor = start or datetime.now(UTC)
     base: list[float] = []
+    last = [anchor]
 
     def now() -> datetime:
         t = asyncio.get_running_loop().time()
         if not base:
             base.append(t)
-        return anchor + timedelta(seconds=t - base[0])
+        wall = datetime.now(UTC) if start is None else anchor  # a given start: simulated
+        last[0] = max(last[0], anchor + timedelta(seconds=t - base[0]), wall)
+        return last[0]
 
     return now
-
-
-class _Exclusions:
-    """The opt-out files, read again (cheaply: a stat at most once a second) when one changed."""
-
-    def __init__(self, paths: Sequence[str | os.PathLike[str]],
-                 normalize: Callable[[str], str]) -> None:
-        self._paths = [Path(p) for p in paths]
-        self._normalize = normalize
-        self._seen: list[tuple[int, int] | None] = [None] * len(self._paths)
-        self._keys: list[frozenset[str]] = [frozenset()] * len(self._paths)
-        self._checked = float("-inf")
-        self._reading = asyncio.Lock()
-
-    async def contains(self, number: str) -> bool:
-        if not self._paths:
-            return False
-        # Held: a number judged while another worker's re-read is under way waits for it,
-        # rather than pass on the list as it was before the edit.
-        async with self._reading:
-            loop_now = asyncio.get_running_loop().time()
-            if loop_now - self._checked >= 1.0:
-                self._checked = loop_now
-                try:
-                    await self._refresh()
-                except (OSError, ValueError) as exc:
-                    # Being rewritten, or moved away: keep the list as last read rather than
-                    # stop the campaign or forget who opted out.
-                    _log.warning("opt-out list not re-read (%s): using it as last read", exc)
-        key = number.split("@", 1)[0]
-        return any(key in keys for keys in self._keys)
-
-    async def _refresh(self) -> None:
-        for i, path in enumerate(self._paths):
-            st = path.stat()
-            stamp = (st.st_mtime_ns, st.st_size)
-            if stamp != self._seen[i]:
-                self._keys[i] = await self._read(path)
-                self._seen[i] = stamp
-
-    async def _read(self, path: Path) -> frozenset[str]:
-        keys: set[str] = set()
-        batches = await NumberSource(path).open(Position())
-        async for batch in batches:
-            for _, raw in batch.entries:
-                try:
-                    keys.add(self._normalize(raw).split("@", 1)[0])
-                except InvalidRequestError:
-                    continue  # not a number: it excludes nobody
-        return frozenset(keys)
 
 
 class Rules:
@@ -131,9 +89,13 @@ class Rules:
         for name, at in (("not_before", not_before), ("not_after", not_after)):
             if at is not None and at.tzinfo is None:
                 raise ValueError(f"{name} needs a time zone (ISO 8601 with an offset)")
+        if not_before is not None and not_after is not None and not_before >= not_after:
+            # Swapped dates would expire every number at once, for good.
+            raise ValueError(f"not_before ({not_before.isoformat()}) must be before not_after "
+                             f"({not_after.isoformat()}): nothing could ever be called")
         self.windows = Windows(list(call_windows), timezone)
         self.not_before, self.not_after = not_before, not_after
-        self._exclusions = _Exclusions(exclude, number_normalizer(default_region, "possible"))
+        self._exclusions = Exclusions(exclude, number_normalizer(default_region, "possible"))
         self._now = now
         self.exclude = list(exclude)
         self._call_windows, self._timezone = list(call_windows), timezone
@@ -157,10 +119,17 @@ class Rules:
 
     async def check_exclusions(self) -> None:
         """Read the opt-out files now (a missing one fails the run before any call)."""
-        await self._exclusions._refresh()
+        await self._exclusions.refresh()
 
-    async def verdict(self, number: str) -> Verdict:
-        if await self._exclusions.contains(number):
+    async def verdict(self, number: str, *, sending: bool = False) -> Verdict:
+        """Call, skip or hold ``number`` now. ``sending``: at the first byte, once the quota
+        admitted the call, where no file is read (a changed opt-out list holds the number
+        until it is claimed again, which reads it)."""
+        if sending and self._exclusions.changed():
+            return Hold(self.now())
+        excluded = self._exclusions.holds(number) if sending else \
+            await self._exclusions.contains(number)
+        if excluded:
             return Skip(EXCLUDED)
         now = self.now()
         if self.not_after is not None and now >= self.not_after:

@@ -19,7 +19,7 @@ from phonenumbers import timezone as pn_timezone
 
 __all__ = ["CallWindow", "Windows", "parse_window", "zone"]
 
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _SPEC = re.compile(r"^\s*(?:(?P<days>[A-Za-z,\- ]+?)\s+)?(?P<start>\d{1,2}:\d{2})\s*-\s*"
                    r"(?P<end>\d{1,2}:\d{2})\s*$")
 _UNKNOWN = "Etc/Unknown"
@@ -34,14 +34,21 @@ class CallWindow:
     end: time  # time.max stands for 24:00
 
     def holds(self, local: datetime) -> bool:
-        return local.weekday() in self.days and self.start <= local.time() < self.end
+        at = local.time()
+        # 24:00 is time.max, a time of day itself: the day's last microsecond is inside.
+        before_end = at < self.end or self.end == time.max
+        return local.weekday() in self.days and self.start <= at and before_end
 
 
 def _day(name: str, spec: str) -> int:
-    key = name.strip().lower()[:3]
-    if key not in _DAYS:
-        raise ValueError(f"call window {spec!r}: {name.strip()!r} is not a day (Mon..Sun)")
-    return _DAYS.index(key)
+    # The whole word, a day's name or its abbreviation: "Mon Wed" read by its first letters
+    # was Monday alone.
+    key = name.strip().lower()
+    for i, day in enumerate(_DAYS):
+        if len(key) >= 3 and day.startswith(key):
+            return i
+    raise ValueError(f"call window {spec!r}: {name.strip()!r} is not a day (Mon..Sun); "
+                     "list days with commas: 'Mon,Wed 09:00-12:00'")
 
 
 def _days(text: str | None, spec: str) -> frozenset[int]:

@@ -157,7 +157,8 @@ def _campaign(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
                    help="the numbers' column (CSV, xlsx) or key (JSON Lines): its header, or "
                         "its position (1 = first)")
     p.add_argument("--sheet", metavar="NAME|INDEX",
-                   help="xlsx: the sheet to read, by name or 1-based position (default: first)")
+                   help="xlsx: the sheet to read, by name or 1-based position among the "
+                        "visible tabs (default: the first visible one)")
     _media_options(p, required=False)
     p.add_argument("--duration", type=int, help="with --fake: seconds to ring")
     _connection_options(p)

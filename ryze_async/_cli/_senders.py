@@ -67,7 +67,16 @@ def _parse(path: Path, text: str) -> dict[str, Secret]:
         senders[name] = secret
     if not senders:
         raise UsageError(f"--senders {path}: no senders in it")
+    if any(_holds(name, secret) for name in senders for secret in senders.values()):
+        # A row's cells swapped: the name would be printed, journaled and a metrics label.
+        raise UsageError(f"--senders {path}: an instance name contains a token (cells "
+                         "swapped?): the instance column holds names, the token column tokens")
     return senders
+
+
+def _holds(name: str, secret: Secret) -> bool:
+    # The token is never bound to a local (traceback locals); a short one is no evidence.
+    return secret.reveal() == name or (len(secret.reveal()) >= 8 and secret.reveal() in name)
 
 
 def _row(fields: list[str], at_name: int, at_token: int) -> tuple[str, Secret | None]:
