@@ -202,9 +202,7 @@ class RedisQuota(RedisFeedback):
                 held.hold(slot_us, wait_us)
                 if wait_us <= 0:
                     break
-                await self._sleepers.sleep(held, bulk=lane == "bulk")  # may swap reservations
-                # A hold set while we slept (another process's 429) moves our slot after it.
-                if not await self._run(self._recheck, [held.member]):
+                if await self._sleep_to_slot(held, lane, deadline):
                     break
         except asyncio.CancelledError:
             # Nothing was sent: give the slot back, even if the reply never reached us.
@@ -213,6 +211,22 @@ class RedisQuota(RedisFeedback):
         admission = Admission(held.slot_us / _US)
         admission.member = held.member
         return admission
+
+    async def _sleep_to_slot(self, held: Reservation, lane: Lane, deadline: float | None) -> bool:
+        """Sleep until ``held``'s slot, again while a hold moved it later (another process's
+        429); True when it has come, False when it must be reserved again."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._sleepers.sleep(held, bulk=lane == "bulk")  # may swap reservations
+            wait_us, slot_us = await self._run(self._recheck, [held.member])
+            if wait_us <= 0:
+                return wait_us == 0
+            held.hold(slot_us, wait_us)
+            if deadline is not None and held.due > deadline:
+                self._background(self._remove(held.member))
+                raise QuotaTimeoutError(
+                    f"a hold moved the quota slot {wait_us / _US:.3f} s away, past max_wait;"
+                    " nothing was sent")
 
     async def _reserve_slot(
         self, member: str, max_wait: float | None, lane: Lane

@@ -26,11 +26,15 @@ Design (issue 9), and where it differs from the libraries studied:
   `release`) is removed by member id. A slot whose request may have reached the server is never
   given back. A slot released in the middle of the queue is reused by the next interactive
   newcomer, or by the next bulk one (it lands one slot earlier), not by those already queued.
-- **Server feedback is shared**: a 429's hold and ``Remaining: 0`` set a "blocked until" key (in
-  Redis time); a ``Remaining`` below what the log allows sets a budget until the reset; a lower
-  ``X-RateLimit-Limit`` lowers the quota's limit for everyone (the strictest user wins). A waiter
-  that slept towards a reserved slot asks once more on waking (one more round trip, queued
-  waiters only) whether a hold began meanwhile, and if so reserves again after it.
+- **Server feedback is shared**: a 429's hold and an unambiguous ``Remaining: 0`` set a "blocked
+  until" key (in Redis time) and move every queued reservation after it, in its order (first
+  come, first served survives a hold, and no slot after it goes unused); a ``Remaining`` below
+  what the log allows sets a budget until the reset, which the freshest answer (of the latest
+  admitted call) decides: answers come back in any order, and an older one, which counts our
+  later calls as not yet sent, would otherwise hold the quota until the reset for nothing. A
+  lower ``X-RateLimit-Limit`` lowers the quota's limit for everyone (the strictest user wins).
+  A waiter that slept towards a reserved slot asks once more on waking (one more round trip,
+  queued waiters only) where its slot is now, and sleeps on if a hold moved it.
 - **A fresh quota learns first**: when the log is empty the first admission goes alone until
   `settle` (or ``probe_wait``), so a stranger's spending, reported in its answer, caps the burst.
   Callers that meet the probe ask again after a short nap (the one poll, at start only).
@@ -172,7 +176,9 @@ if blocked > t then t = blocked end
 local budget = redis.call('HMGET', budget_k, 'n', 'until')
 local floor = 0
 if bulk then floor = reserve end
-if budget[2] and t < tonumber(budget[2]) and tonumber(budget[1]) <= floor then
+-- (A budget without n only remembers its answer's freshness: no limit.)
+local limited = budget[1] and budget[2]
+if limited and t < tonumber(budget[2]) and tonumber(budget[1]) <= floor then
   t = tonumber(budget[2])
 end
 local n = redis.call('ZCARD', log)
@@ -181,7 +187,7 @@ if bulk then
 else
   t = first_fit(t, n, limit, window)
 end
-local spend = budget[2] and t < tonumber(budget[2])
+local spend = limited and t < tonumber(budget[2])
 if max_wait >= 0 and t - now > max_wait then return {2, t - now, 0, 0} end
 if spend then redis.call('HINCRBY', budget_k, 'n', -1) end
 local probed = 0
@@ -218,40 +224,70 @@ local limit, window = strictest(tonumber(ARGV[6]), tonumber(ARGV[7]), ttl)
 if server_limit >= 1 and server_limit < limit then
   limit = strictest(server_limit, window, ttl)
 end
+redis.call('ZREMRANGEBYSCORE', log, '-inf', int(now - window))
+-- Nobody is admitted before `till`. The reservations still ahead move after it, in their
+-- order (first come, first served survives a hold), each by its lane's rule and never earlier
+-- than it was (its waiter sleeps until then); waiters learn their new slot when they wake.
 local function block(till)
   local old = tonumber(redis.call('GET', blocked_k) or '0')
-  if till > old then
-    redis.call('SET', blocked_k, int(till), 'PX', math.floor((till - now) / 1000) + ttl)
+  if till <= old then return end
+  redis.call('SET', blocked_k, int(till), 'PX', math.floor((till - now) / 1000) + ttl)
+  local queued = redis.call('ZRANGEBYSCORE', log, '(' .. int(now), '+inf', 'WITHSCORES')
+  if #queued == 0 then return end
+  for i = 1, #queued, 2 do redis.call('ZREM', log, queued[i]) end
+  local reserve = math.min(shared_reserve('0', '', 0), limit - 1)
+  local last = till
+  for i = 1, #queued, 2 do
+    local cap = limit
+    if string.sub(queued[i], 1, 1) == 'b' then cap = limit - reserve end
+    local start = math.max(till, tonumber(queued[i + 1]))
+    last = append_slot(start, redis.call('ZCARD', log), cap, window)
+    redis.call('ZADD', log, int(last), queued[i])
   end
+  redis.call('PEXPIRE', log, math.floor((last - now + window) / 1000) + ttl)
 end
 if hold >= 0 then block(now + hold) end
 if remaining < 0 then return 0 end
-redis.call('ZREMRANGEBYSCORE', log, '-inf', int(now - window))
+-- Answers come back in any order: the budget in force came from the freshest one (the latest
+-- admitted), which saw everything an older one saw; an older answer changes nothing.
+local at = admitted_at
+if at < 0 then at = now end
+local old = redis.call('HMGET', budget_k, 'until', 'at')
+if old[1] and now < tonumber(old[1]) and old[2] and at < tonumber(old[2]) then return 0 end
 -- Admissions (of every process) after the answered one may not be in the server's count.
 local since = 0
 if admitted_at >= 0 then since = redis.call('ZCOUNT', log, '(' .. int(admitted_at), int(now)) end
 local n = math.max(remaining, 0) - since
 local free = limit - redis.call('ZCOUNT', log, '-inf', int(now))
--- Our log at least as strict: it already waits for slots later than any server window.
-if n >= free then return 0 end
 local till = now + math.min(math.max(reset, 0), cap_us)
-if n <= 0 then block(till) return 1 end
-local old = redis.call('HMGET', budget_k, 'n', 'until')
-if old[2] and now < tonumber(old[2]) then
-  n = math.min(n, tonumber(old[1]))
-  till = math.max(till, tonumber(old[2]))
+-- Our log at least as strict: it already waits for slots later than any server window. The
+-- answer's freshness is kept (no n: no limit), so an older answer arriving later is ignored.
+if n >= free then
+  redis.call('HDEL', budget_k, 'n')
+  redis.call('HSET', budget_k, 'until', int(till), 'at', int(at))
+  redis.call('PEXPIRE', budget_k, math.floor((till - now) / 1000) + ttl)
+  return 0
 end
-redis.call('HSET', budget_k, 'n', int(n), 'until', int(till))
+-- Spent for sure (nothing of ours came after the answered call): hold everyone. Otherwise
+-- a budget, which a fresher answer replaces: `n <= 0` may only mean that our calls admitted
+-- after the answered one reached the server before it (counted there, subtracted here).
+if n <= 0 and since == 0 then redis.call('DEL', budget_k) block(till) return 1 end
+redis.call('HSET', budget_k, 'n', int(n), 'until', int(till), 'at', int(at))
 redis.call('PEXPIRE', budget_k, math.floor((till - now) / 1000) + ttl)
 return 2
 """
 
-# After a reserved waiter's sleep: if a hold was set meanwhile (another process's 429 or
-# Remaining: 0), drop the reservation and return 1 (reserve again, after the hold); else 0.
-# ARGV: member.
+# After a reserved waiter's sleep: {wait_us, slot_us} until its slot (0: go now; a hold begun
+# meanwhile moved it), or {-1, 0}: reserve again (gone, or it slept past a hold's start: its
+# slot had come when the hold moved the queue). ARGV: member.
 RECHECK = _PREAMBLE + """
+local score = redis.call('ZSCORE', log, ARGV[1])
+if not score then return {-1, 0} end
+score = tonumber(score)
 local blocked = tonumber(redis.call('GET', blocked_k) or '0')
-if blocked <= now then return 0 end
-redis.call('ZREM', log, ARGV[1])
-return 1
+if blocked > now and score < blocked then
+  redis.call('ZREM', log, ARGV[1])
+  return {-1, 0}
+end
+return {math.max(0, score - now), score}
 """
