@@ -215,7 +215,6 @@ class RedisQuota(RedisFeedback):
     async def _sleep_to_slot(self, held: Reservation, lane: Lane, deadline: float | None) -> bool:
         """Sleep until ``held``'s slot, again while a hold moved it later (another process's
         429); True when it has come, False when it must be reserved again."""
-        loop = asyncio.get_running_loop()
         while True:
             await self._sleepers.sleep(held, bulk=lane == "bulk")  # may swap reservations
             wait_us, slot_us = await self._run(self._recheck, [held.member])
