@@ -246,3 +246,38 @@ def test_cancelling_twenty_thousand_waiters_takes_linear_time() -> None:
     small = min(_cancel_waiters(2_000) for _ in range(3))
     large = min(_cancel_waiters(20_000) for _ in range(2))
     assert large < 40 * small, (small, large)
+
+
+@pytest.mark.parametrize("stale_first", [True, False])
+def test_the_freshest_answer_decides_the_budget(stale_first: bool) -> None:
+    # Six calls; the answers of the first (admitted at 0) and the last (at 2) both say 4 remain.
+    # Read alone, the first's must assume our five later calls were not counted yet (-1: none
+    # left until the reset); the last's shows the server counted all six: the log decides. In
+    # whatever order they come back, the fresher answer decides.
+    async def main() -> float:
+        limiter = QuotaLimiter(LIMIT, PERIOD)
+        first = await limiter.acquire()
+        await asyncio.sleep(1.0)
+        for _ in range(4):
+            await limiter.acquire()
+        await asyncio.sleep(1.0)
+        last = await limiter.acquire()
+        answers = [first, last] if stale_first else [last, first]
+        for admitted_at in answers:
+            limiter.observe(limit=LIMIT, remaining=4, reset_after=30.0, admitted_at=admitted_at)
+        return limiter.next_delay()
+
+    assert run_virtual(main()) == 0.0
+
+
+def test_a_fresher_answer_that_shows_less_room_still_caps() -> None:
+    async def main() -> list[float]:
+        limiter = QuotaLimiter(LIMIT, PERIOD)
+        first = await limiter.acquire()
+        await asyncio.sleep(1.0)
+        last = await limiter.acquire()
+        limiter.observe(limit=LIMIT, remaining=8, reset_after=30.0, admitted_at=first)
+        limiter.observe(limit=LIMIT, remaining=1, reset_after=30.0, admitted_at=last)  # a stranger
+        return [await limiter.acquire() for _ in range(2)]
+
+    assert run_virtual(main()) == [1.0, 31.0]

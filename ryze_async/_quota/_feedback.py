@@ -31,7 +31,8 @@ class _Feedback:
     """What the server says, taken in; the state is ``QuotaLimiter``'s."""
 
     __slots__ = (
-        "_budget", "_budget_until", "_hold", "_limit", "_margin", "_period", "_reserve", "_stamps",
+        "_budget", "_budget_until", "_fresh_at", "_fresh_until", "_hold", "_limit", "_margin",
+        "_period", "_reserve", "_stamps",
     )
     _limit: int
     _period: float
@@ -41,6 +42,10 @@ class _Feedback:
     _hold: float
     _budget: int
     _budget_until: float
+    #: The freshest answer taken in (the admission it answered), until its reset: an older
+    #: answer arriving after it knows less and changes nothing.
+    _fresh_at: float
+    _fresh_until: float
 
     def _prune(self, now: float) -> None:
         raise NotImplementedError
@@ -79,17 +84,28 @@ class _Feedback:
             return
         now = asyncio.get_running_loop().time()
         self._prune(now)
+        # Answers come back in any order. One of a later admission saw everything an earlier
+        # one saw; the earlier one, read alone, must count our calls admitted after it as not
+        # yet at the server, and would hold the quota until the reset for nothing.
+        at = now if admitted_at is None else admitted_at
+        fresh = self._fresh_until <= now or at > self._fresh_at
+        if not fresh and at < self._fresh_at:
+            return
+        # Clamped against garbage headers and clock mismatch.
+        until = now + min(max(reset_after, 0.0), 2 * self._period + 5)
+        self._fresh_at, self._fresh_until = at, until
         budget = max(remaining, 0) - self._admitted_since(admitted_at)
         if budget >= self._limit - len(self._stamps):
             # Our own log is at least as strict: it already waits for slots later than any
             # server window (only `period` long) that counted them can reset, and a sliding
-            # server may report a pessimistic reset (its whole window clearing).
+            # server may report a pessimistic reset (its whole window clearing). A budget an
+            # older answer set is lifted.
+            if fresh and now < self._budget_until:
+                self._budget_until = -math.inf
             return
         # The server counts requests we did not make (another client shares the token) or counts
-        # differently: admit no more than it says remain until its reset. Clamped against
-        # garbage headers and clock mismatch.
-        until = now + min(max(reset_after, 0.0), 2 * self._period + 5)
-        if now < self._budget_until:  # two reports on one window: the stricter wins
+        # differently: admit no more than it says remain until its reset.
+        if not fresh and now < self._budget_until:  # two answers as fresh: the stricter wins
             budget = min(budget, self._budget)
             until = max(until, self._budget_until)
         self._budget, self._budget_until = max(budget, 0), until

@@ -96,6 +96,7 @@ class QuotaLimiter(_Feedback):
         # The server's word: at most `_budget` more admissions before loop time `_budget_until`.
         self._budget = 0
         self._budget_until = -math.inf
+        self._fresh_at = self._fresh_until = -math.inf
         self._learn = learn_first  # admissions are settle()d: probes may be sent
         self._probing = learn_first  # the next admission goes alone
         self._probe_out = False  # a probe is out: the others wait for settle() or the deadline
