@@ -219,7 +219,7 @@ class RedisQuota(RedisFeedback):
             await self._sleepers.sleep(held, bulk=lane == "bulk")  # may swap reservations
             wait_us, slot_us = await self._run(self._recheck, [held.member])
             if wait_us <= 0:
-                return wait_us == 0
+                return bool(wait_us == 0)
             held.hold(slot_us, wait_us)
             if deadline is not None and held.due > deadline:
                 self._background(self._remove(held.member))
