@@ -17,7 +17,9 @@ import pytest
 
 pytest.importorskip("redis", reason="the shared quota needs the 'redis' extra")
 
-from ryze_async import RedisQuota
+from redis import asyncio as aioredis
+
+from ryze_async import QuotaTimeoutError, RedisQuota
 from ryze_async.testing import RedisServer
 from ryze_async.testing._shared_quota import REDIS_SERVER
 
@@ -88,3 +90,26 @@ async def test_the_freshest_answer_decides_and_leaves_the_reserve_free(
     finally:
         await bot.aclose()
         await bulk.aclose()
+
+
+async def test_a_waiter_a_hold_moves_past_its_max_wait_gives_up_and_its_slot_back(
+    redis_url: str,
+) -> None:
+    digest = uuid.uuid4().hex
+    q, other = (quota(redis_url, digest, limit=4, period=1.0) for _ in range(2))
+    try:
+        for _ in range(4):
+            await q.acquire()
+            q.settle()
+        waiter = asyncio.create_task(q.acquire(max_wait=2.0))  # a slot 1.1 s away: reserved
+        await asyncio.sleep(0.05)
+        other.hold_until(3.0)  # another process's 429: the queue moves after it
+        await other.flush()
+        with pytest.raises(QuotaTimeoutError, match="nothing was sent"):
+            await waiter
+        await q.flush()
+        async with aioredis.Redis.from_url(redis_url) as raw:
+            assert await raw.zcard(f"ryze:{{{digest}}}:log") == 4  # its slot is gone
+    finally:
+        await q.aclose()
+        await other.aclose()
