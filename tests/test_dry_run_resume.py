@@ -112,7 +112,8 @@ async def test_dry_run_of_a_sqlite_journal_predicts_the_resumed_run(
     assert plan.journal is not None
     assert (plan.journal.placed, plan.journal.unknown, plan.journal.pending) == (
         first.placed, first.unknown, first.pending)
-    assert first.placed >= 4 and first.unknown == 2
+    assert first.placed >= 4
+    assert first.unknown == 2
     assert plan.restarted == (how == "rewrite")
     check_prediction(plan, summary)
     # Nobody already dealt with was called again (unless put back), nor was anyone twice.
@@ -120,9 +121,11 @@ async def test_dry_run_of_a_sqlite_journal_predicts_the_resumed_run(
     assert len(calls) == len(set(calls)) == plan.now
     assert plan.placed == first.placed
     if not retry:
-        assert plan.unknown == 2 and plan.retried == 0
+        assert plan.unknown == 2
+        assert plan.retried == 0
     else:
-        assert plan.retried == 2 and plan.failed == plan.unknown == 0
+        assert plan.retried == 2
+        assert plan.failed == plan.unknown == 0
     if how == "rewrite":
         assert plan.removed == 3  # NUMBERS[9:12] were pending and are gone from the input
 
@@ -146,7 +149,8 @@ async def test_the_sqlite_journal_is_untouched_by_a_dry_run(
     missing = tmp_path / "none.db"
     async with RyzeClient(TOKEN, "my-instance", base_url=server.url, rate_limit=None) as client:
         fresh = await Campaign(client, numbers, journal=missing, fake=True).dry_run()
-    assert fresh.journal is None and not missing.exists()
+    assert fresh.journal is None
+    assert not missing.exists()
     assert sorted(os.listdir(tmp_path)) == ["j.db", "n.csv"]
 
 
@@ -167,7 +171,8 @@ async def test_cli_dry_run_reports_the_journal_and_what_resuming_does(
     assert f"journal {journal} (read only): {first.placed} placed, 0 failed, 2 unknown" in out
     assert f"already placed:  {first.placed} (not called again)" in out
     assert "removed:         3 (no longer in the input: skipped, not called)" in out
-    assert "call now:        " in out and "duplicates:      " in out
+    assert "call now:        " in out
+    assert "duplicates:      " in out
 
 
 async def test_dry_run_while_another_process_runs_the_campaign(
@@ -191,8 +196,10 @@ async def test_dry_run_while_another_process_runs_the_campaign(
             plan = await asyncio.wait_for(
                 Campaign(client, numbers, journal=journal, fake=True).dry_run(), 10)
         assert len(server.requests) == 2  # the dry run called nobody
-        assert plan.journal is not None and plan.journal.sending == 2
-        assert plan.unknown == 2 and plan.now == len(NUMBERS) - 2
+        assert plan.journal is not None
+        assert plan.journal.sending == 2
+        assert plan.unknown == 2
+        assert plan.now == len(NUMBERS) - 2
         assert proc.returncode is None  # the campaign runs on, undisturbed
     finally:
         proc.send_signal(signal.SIGKILL)
@@ -216,9 +223,9 @@ async def dump(dsn: str) -> list[Any]:
     asyncpg = pytest.importorskip("asyncpg")
     conn = await asyncpg.connect(dsn)
     try:
-        return [tuple(r) for r in await conn.fetch(
-            "SELECT * FROM ryze_campaigns ORDER BY campaign")] + [tuple(r) for r in await conn.fetch(
-                "SELECT * FROM ryze_numbers ORDER BY campaign, id")]
+        campaigns = await conn.fetch("SELECT * FROM ryze_campaigns ORDER BY campaign")
+        numbers = await conn.fetch("SELECT * FROM ryze_numbers ORDER BY campaign, id")
+        return [tuple(r) for r in [*campaigns, *numbers]]
     finally:
         await conn.close()
 
@@ -251,10 +258,13 @@ async def test_dry_run_of_a_postgres_journal_predicts_the_resumed_run(
     assert plan.journal is not None
     assert (plan.journal.placed, plan.journal.unknown, plan.journal.invalid) == (
         first.placed, first.unknown, 1) == (5, 2, 1)
-    assert plan.retried == 2 and plan.placed == 5 and plan.restarted == (how == "rewrite")
+    assert plan.retried == 2
+    assert plan.placed == 5
+    assert plan.restarted == (how == "rewrite")
     plan2, summary, called = await plan_then_run(server, numbers, pg_dsn, campaign_name,
                                                  retry_unknown=True)
-    assert called == 0 and plan2 == plan
+    assert called == 0
+    assert plan2 == plan
     check_prediction(plan, summary)
     calls = [r.json["number"] for r in server.requests]
     assert len(calls) == len(set(calls)) == plan.now

@@ -168,7 +168,8 @@ async def dry_run_plan(
         called = any(label in ("placed", "unknown", "sending")
                      for _, label, _ in journal.rows.values())
         name = describe(how.target) + (f" campaign {how.campaign!r}" if how.campaign else "")
-        check_identity(name, journal.identity, identity, how.force or not called)
+        check_identity(name, journal.identity, identity,  # type: ignore[arg-type]
+                       how.force or not called)
     normalize = number_normalizer(getattr(client, "default_region", None),
                                   getattr(client, "number_check", "valid"))
     limit, period = getattr(client, "rate_limit", None), quota_period(client)

@@ -38,9 +38,9 @@ class Book:
             return
         self.invalid, self.duplicates = journal.invalid, journal.duplicates
         self.pass_no, self.sweep = journal.ingest_pass, journal.sweep_due
-        for key, (number, label, seen) in journal.rows.items():
-            if label == "sending":
-                label = "unknown"  # recovered at open: it may have been placed
+        for key, (number, stored, seen) in journal.rows.items():
+            # Recovered at open: a row left sending may have been placed.
+            label = "unknown" if stored == "sending" else stored
             if label in retry:
                 label = "pending"
                 self.retried += 1

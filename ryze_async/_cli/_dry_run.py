@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from ryze_async import CampaignPlan
+    from ryze_async._campaign._journal import JournalCounts
 
     from ._campaign import CampaignJob
 
@@ -28,7 +29,7 @@ def print_plan(p: CampaignPlan, job: CampaignJob, out: TextIO) -> None:
     say = lines.append
     say(f"dry run: {job.numbers}: {p.total} entries; nobody called, no journal written")
     if p.journal is not None:
-        _resumed(p, job, say)
+        _resumed(p, p.journal, job, say)
     say(f"  call now:        {p.now}")
     say(f"  wait for window: {p.later}")
     if p.never:
@@ -51,12 +52,11 @@ def print_plan(p: CampaignPlan, job: CampaignJob, out: TextIO) -> None:
     print("\n".join(lines), file=out, flush=True)
 
 
-def _resumed(p: CampaignPlan, job: CampaignJob, say: Callable[[str], None]) -> None:
+def _resumed(p: CampaignPlan, j: JournalCounts, job: CampaignJob,
+             say: Callable[[str], None]) -> None:
     """What the journal holds, and what resuming it keeps: read from it, never written."""
     from ryze_async._campaign._journal import describe  # noqa: PLC0415 - light import
 
-    j = p.journal
-    assert j is not None
     name = describe(job.journal) + (f" campaign {job.campaign!r}" if job.campaign else "")
     in_flight = f", {j.sending} sending (a run in progress, or killed)" if j.sending else ""
     say(f"  journal {name} (read only): {j.placed} placed, {j.failed} failed, {j.unknown} "
