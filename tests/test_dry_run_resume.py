@@ -17,7 +17,15 @@ from typing import Any
 
 import pytest
 
-from ryze_async import Campaign, CampaignOutcome, CampaignPlan, CampaignSummary, RyzeClient
+from ryze_async import (
+    Campaign,
+    CampaignOutcome,
+    CampaignPlan,
+    CampaignSummary,
+    JournalMismatchError,
+    RyzeClient,
+)
+from ryze_async._cli._demo import wav_tone
 from ryze_async.testing import FakeRyzeServer, Fault
 
 from .cli_helpers import run_cli
@@ -204,6 +212,13 @@ async def test_dry_run_while_another_process_runs_the_campaign(
     finally:
         proc.send_signal(signal.SIGKILL)
         await proc.wait()
+    # Killed: its -wal and -shm are left behind; a dry run reads through them, adds nothing.
+    before = file_state(journal)
+    assert {"j.db-wal", "j.db-shm"} <= set(before[2])
+    async with RyzeClient(TOKEN, "my-instance", base_url=server.url, rate_limit=None) as client:
+        after_kill = await Campaign(client, numbers, journal=journal, fake=True).dry_run()
+    assert file_state(journal) == before
+    assert (after_kill.unknown, after_kill.now) == (2, len(NUMBERS) - 2)
     server.set_fault(None)
     db = sqlite3.connect(journal)
     try:
@@ -268,3 +283,23 @@ async def test_dry_run_of_a_postgres_journal_predicts_the_resumed_run(
     check_prediction(plan, summary)
     calls = [r.json["number"] for r in server.requests]
     assert len(calls) == len(set(calls)) == plan.now
+
+
+async def test_dry_run_refuses_a_journal_of_another_campaign_as_the_run_would(
+    server: FakeRyzeServer, tmp_path: Path,
+) -> None:
+    numbers, journal = tmp_path / "n.csv", tmp_path / "j.db"
+    write(numbers, NUMBERS[:3])
+    async with RyzeClient(TOKEN, "my-instance", base_url=server.url, rate_limit=None) as client:
+        await Campaign(client, numbers, journal=journal, fake=True).run()
+        wav = tmp_path / "m.wav"
+        wav.write_bytes(wav_tone(0.1))
+        before = file_state(journal)
+        with pytest.raises(JournalMismatchError, match="call kind 'fake'"):
+            await Campaign(client, numbers, journal=journal, media=wav).dry_run()
+        forced = await Campaign(client, numbers, journal=journal, media=wav,
+                                force=True).dry_run()
+    assert forced.placed == 3
+    assert forced.now == 0
+    assert file_state(journal) == before
+    assert len(server.requests) == 3
