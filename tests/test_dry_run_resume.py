@@ -10,12 +10,15 @@ import os
 import signal
 import sqlite3
 import sys
+import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ryze_async import (
     Campaign,
@@ -303,3 +306,72 @@ async def test_dry_run_refuses_a_journal_of_another_campaign_as_the_run_would(
     assert forced.now == 0
     assert file_state(journal) == before
     assert len(server.requests) == 3
+
+
+POOL = [f"55119{i:08d}" for i in range(100, 110)]
+_entries = st.lists(st.sampled_from([*POOL, "12", "abc"]), min_size=1, max_size=12)
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(first=_entries, later=_entries, append=st.booleans(), drops=st.integers(0, 2),
+       stop_after=st.none() | st.integers(1, 6), retry_failed=st.booleans(),
+       retry_unknown=st.booleans(), optout1=st.sets(st.sampled_from(POOL), max_size=3),
+       optout2=st.sets(st.sampled_from(POOL), max_size=3))
+def test_any_edit_of_the_input_and_opt_outs_is_predicted(
+    first: list[str], later: list[str], append: bool, drops: int, stop_after: int | None,
+    retry_failed: bool, retry_unknown: bool, optout1: set[str], optout2: set[str],
+) -> None:
+    """A first run (maybe stopped, maybe some unknown) under one opt-out list; then the input
+    appended to or rewritten and the opt-out list edited: the dry run's counts are the run's."""
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(_predicted(Path(tmp), first, later, append, drops, stop_after,
+                               {"retry_failed": retry_failed, "retry_unknown": retry_unknown},
+                               optout1, optout2))
+
+
+async def _predicted(tmp: Path, first: list[str], later: list[str], append: bool, drops: int,
+                     stop_after: int | None, retry: dict[str, bool], optout1: set[str],
+                     optout2: set[str]) -> None:
+    numbers, journal, optout = tmp / "n.csv", tmp / "j.db", tmp / "optout.csv"
+    write(numbers, first)
+    write(optout, [*sorted(optout1), "5511900000999"])
+    async with FakeRyzeServer(token=TOKEN, rate_limit=None) as server:
+        if drops:
+            server.fail_next(Fault.DROP_AFTER_READ, times=drops)
+        async with RyzeClient(TOKEN, "my-instance", base_url=server.url, rate_limit=None,
+                              max_retries=0) as client:
+            run = Campaign(client, numbers, journal=journal, fake=True, concurrency=1,
+                           exclude=[optout])
+            sent: list[str] = []
+
+            async def on_result(outcome: CampaignOutcome) -> None:
+                sent.append(outcome.number)
+                if stop_after is not None and len(sent) >= stop_after:
+                    run.stop()
+
+            await run.run(on_result)
+        server.reset()
+        if append:
+            with numbers.open("a") as f:
+                f.write("\n".join(later) + "\n")
+        else:
+            write(numbers, later)
+        write(optout, [*sorted(optout2), "5511900000999"])
+        plan, summary, called = await _plan_and_run(server, numbers, journal, retry, optout)
+        assert called == 0
+    check_prediction(plan, summary)
+
+
+async def _plan_and_run(server: FakeRyzeServer, numbers: Path, journal: Path,
+                        retry: dict[str, bool], optout: Path,
+                        ) -> tuple[CampaignPlan, CampaignSummary, int]:
+    before = file_state(journal)
+    async with RyzeClient(TOKEN, "my-instance", base_url=server.url, rate_limit=None) as client:
+        kwargs: dict[str, Any] = {"journal": journal, "fake": True, "exclude": [optout],
+                                  **retry}
+        plan = await Campaign(client, numbers, **kwargs).dry_run()
+        assert file_state(journal) == before
+        called = len(server.requests)
+        summary = await Campaign(client, numbers, **kwargs).run()
+    return plan, summary, called
