@@ -375,3 +375,50 @@ async def _plan_and_run(server: FakeRyzeServer, numbers: Path, journal: Path,
         called = len(server.requests)
         summary = await Campaign(client, numbers, **kwargs).run()
     return plan, summary, called
+
+
+async def test_a_journal_file_that_keeps_changing_is_not_read_half_written(
+    server: FakeRyzeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without a -wal the file is read with no lock: a read counts only if the file did not
+    change meanwhile (a campaign that started and checkpointed); else read again, then say so."""
+    from ryze_async import JournalError
+    from ryze_async._campaign._journal import _peek
+
+    numbers, journal = tmp_path / "n.csv", tmp_path / "j.db"
+    write(numbers, NUMBERS[:2])
+    async with RyzeClient(TOKEN, "my-instance", base_url=server.url, rate_limit=None) as client:
+        await Campaign(client, numbers, journal=journal, fake=True).run()
+    ticks = iter(range(1000))
+    monkeypatch.setattr(_peek, "_stamp", lambda path: (0, 0, next(ticks)))
+    with pytest.raises(JournalError, match="kept changing while it was read"):
+        _peek.peek_sqlite(journal)
+    stamps = iter([(1, 1, 1), (1, 1, 2), (1, 1, 3), (1, 1, 3)])  # changed once, then still
+    monkeypatch.setattr(_peek, "_stamp", lambda path: next(stamps))
+    found = _peek.peek_sqlite(journal)
+    assert found is not None
+    assert found.counts().placed == 2
+
+
+async def test_cli_dry_run_on_postgres_shows_the_journal_without_its_password(
+    server: FakeRyzeServer, tmp_path: Path, pg_dsn: str, campaign_name: str,
+) -> None:
+    password = "hunter2-Db-Pass"  # trust authentication accepts any: it must never be shown
+    scheme, rest = pg_dsn.split("://", 1)
+    user, host = rest.split("@", 1)
+    dsn = f"{scheme}://{user}:{password}@{host}"
+    numbers = tmp_path / "n.csv"
+    write(numbers, NUMBERS[:4])
+    await partial_run(server, numbers, dsn, campaign_name, stop_after=None)
+    write(numbers, NUMBERS[2:6])
+    before = await dump(pg_dsn)
+    env = {"RYZE_TOKEN": TOKEN, "RYZE_INSTANCE": "my-instance", "RYZE_BASE_URL": server.url}
+    code, out, err = await run_cli(["campaign", str(numbers), "--journal", dsn, "--campaign",
+                                    campaign_name, "--fake", "--dry-run"], env)
+    assert code == 0, err
+    assert password not in out + err
+    assert f"journal {pg_dsn} campaign {campaign_name!r} (read only): 2 placed" in out
+    assert "already unknown: 2 " in out
+    assert "call now:        2" in out
+    assert server.requests == []
+    assert await dump(pg_dsn) == before
