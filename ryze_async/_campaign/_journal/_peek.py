@@ -16,6 +16,7 @@ A journal that does not exist is ``None``: the dry run plans a new campaign.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 from collections.abc import Iterable, Mapping
@@ -77,8 +78,6 @@ def snapshot(rows: Iterable[tuple[str, str, str, int]], invalid: int,
 
 async def peek_journal(target: str | Path, campaign: str | None) -> JournalSnapshot | None:
     """The journal ``target`` names, read-only; None if there is none yet."""
-    import asyncio  # noqa: PLC0415 - only the SQLite read needs a thread
-
     if isinstance(target, Path):
         return await asyncio.to_thread(peek_sqlite, target)
     from ._postgres_peek import peek_postgres  # noqa: PLC0415 - asyncpg only when used
