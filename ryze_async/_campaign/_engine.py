@@ -213,10 +213,11 @@ class Campaign:
     # -- running --------------------------------------------------------------------------------
 
     async def dry_run(self) -> CampaignPlan:
-        """What this campaign would do with its list now (:class:`CampaignPlan`): the input
-        read and checked, every rule applied; nobody called, no journal opened or created."""
+        """What this campaign would do with its list now (:class:`CampaignPlan`); nobody
+        called, no journal created or written: an existing one is read to plan its resumption."""
         return await dry_run_plan(self._client, self._source, self._settings.rules,
-                                  len(self._senders))
+                                  len(self._senders), how=self._journal_plan,
+                                  media=self._media_arg, retry=self._retry_states)
 
     def results(self) -> AsyncIterator[CampaignOutcome]:
         """Run the campaign, yielding each number's outcome as it is reached.

@@ -13,7 +13,16 @@ from typing import Literal
 
 from .. import Media
 from ._counts import summary_from_counts
-from ._journal import CampaignIdentity, JournalCounts, JournalStore, is_database_url, open_journal
+from ._journal import (
+    CampaignIdentity,
+    JournalCounts,
+    JournalStore,
+    describe,
+    is_database_url,
+    open_journal,
+)
+from ._journal._peek import peek_journal
+from ._journal._schema import check_identity
 from ._models import CampaignSummary, StopReason
 from ._number_source import NumberSource
 from ._numbers import number_normalizer
@@ -150,17 +159,33 @@ def summary_message(reason: StopReason | None, cause: str, counts: JournalCounts
 
 
 async def dry_run_plan(
-    client: CampaignClient, source: NumberSource | None, rules: Rules, senders: int
+    client: CampaignClient, source: NumberSource | None, rules: Rules, senders: int, *,
+    how: JournalPlan, media: Media | bytes | str | os.PathLike[str] | None,
+    retry: list[Literal["failed", "unknown"]],
 ) -> CampaignPlan:
-    """``Campaign.dry_run``: the input read and checked, every rule applied, nobody called."""
+    """``Campaign.dry_run``: the input read and checked, every rule applied, the journal (if
+    there is one) read read-only to plan its resumption; nobody called, nothing written."""
     if source is None:
         raise ValueError("a dry run needs the numbers (numbers=None only resumes a journal)")
     await source.check()
+    journal = await peek_journal(how.target, how.campaign)
+    if journal is not None:
+        # The resumed run would refuse a journal of another campaign: so does its dry run.
+        resolved = await resolve_media(media)
+        identity = CampaignIdentity("fake" if how.fake else "audio",
+                                    None if resolved is None else resolved.fingerprint,
+                                    how.instance)
+        called = any(label in ("placed", "unknown", "sending")
+                     for _, label, _ in journal.rows.values())
+        name = describe(how.target) + (f" campaign {how.campaign!r}" if how.campaign else "")
+        check_identity(name, journal.identity, identity,  # type: ignore[arg-type]
+                       how.force or not called)
     normalize = number_normalizer(getattr(client, "default_region", None),
                                   getattr(client, "number_check", "valid"))
     limit, period = getattr(client, "rate_limit", None), quota_period(client)
     per_second = 0.0 if limit is None or not period else limit / period
-    return await plan(source, rules, normalize, calls_per_second=per_second * max(1, senders))
+    return await plan(source, rules, normalize, calls_per_second=per_second * max(1, senders),
+                      journal=journal, retry=retry)
 
 
 async def put_back(journal: JournalStore, states: list[Literal["failed", "unknown"]]) -> None:

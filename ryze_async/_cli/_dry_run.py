@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from ryze_async import CampaignPlan
+    from ryze_async._campaign._journal import JournalCounts
 
     from ._campaign import CampaignJob
 
@@ -26,6 +28,8 @@ def print_plan(p: CampaignPlan, job: CampaignJob, out: TextIO) -> None:
     lines: list[str] = []
     say = lines.append
     say(f"dry run: {job.numbers}: {p.total} entries; nobody called, no journal written")
+    if p.journal is not None:
+        _resumed(p, p.journal, job, say)
     say(f"  call now:        {p.now}")
     say(f"  wait for window: {p.later}")
     if p.never:
@@ -46,3 +50,23 @@ def print_plan(p: CampaignPlan, job: CampaignJob, out: TextIO) -> None:
     for line, raw, why in p.first_invalid:
         say(f"  invalid line {line}: {raw!r}: {why}")
     print("\n".join(lines), file=out, flush=True)
+
+
+def _resumed(p: CampaignPlan, j: JournalCounts, job: CampaignJob,
+             say: Callable[[str], None]) -> None:
+    """What the journal holds, and what resuming it keeps: read from it, never written."""
+    from ryze_async._campaign._journal import describe  # noqa: PLC0415 - light import
+
+    name = describe(job.journal) + (f" campaign {job.campaign!r}" if job.campaign else "")
+    in_flight = f", {j.sending} sending (a run in progress, or killed)" if j.sending else ""
+    say(f"  journal {name} (read only): {j.placed} placed, {j.failed} failed, {j.unknown} "
+        f"unknown, {j.pending} pending, {j.removed} skipped{in_flight}; resuming it:")
+    if p.restarted:
+        say("  the input changed since the journal read it: read again from the start")
+    say(f"  already placed:  {p.placed} (not called again)")
+    say(f"  already failed:  {p.failed} (not called again; --retry-failed calls them)")
+    say(f"  already unknown: {p.unknown} (may have been placed: not called again; "
+        "--retry-unknown calls them)")
+    if p.retried:
+        say(f"  put back:        {p.retried} (--retry-failed/--retry-unknown: counted below)")
+    say(f"  removed:         {p.removed} (no longer in the input: skipped, not called)")

@@ -230,7 +230,8 @@ def _rule_options(p: argparse.ArgumentParser) -> None:
                         "'expired' (skipped)")
     p.add_argument("--dry-run", action="store_true",
                    help="read the list, apply every rule and say what would happen; call "
-                        "nobody, create no journal")
+                        "nobody, write no journal (an existing one is read, read-only: "
+                        "what resuming it would do)")
 
 
 def _tools(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -1,0 +1,128 @@
+"""A journal read for a dry run: every row's state and the input's resume point, read-only.
+
+Nothing here creates, migrates, locks or writes a journal, nor leaves a file behind:
+
+- SQLite: a journal closed cleanly has no ``-wal`` file; a read-only connection would create
+  the ``-wal`` and ``-shm`` files and leave them behind (it may not delete them), so such a
+  file is read ``immutable`` (no lock, no side file), and the read counts only if the file's
+  size and mtime are the same before and after it (a writer that started meanwhile: read
+  again). A journal with a ``-wal`` (a campaign running, or killed) is read through a plain
+  read-only connection, which WAL lets run beside the writer without blocking it; its
+  ``flock`` is never taken, so a campaign is neither refused nor waited for.
+- PostgreSQL (``_postgres_peek.py``): one ``READ ONLY`` repeatable-read transaction.
+
+A journal that does not exist is ``None``: the dry run plans a new campaign.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._schema import JournalCounts, JournalError
+
+__all__ = ["JournalSnapshot", "Row", "peek_journal", "peek_sqlite"]
+
+#: One valid row: its number, its state (``skipped`` rows by reason: ``removed``,
+#: ``excluded``, ``expired``; a PostgreSQL claim is ``pending``) and the pass that last saw it.
+Row = tuple[str, str, int]
+_TRIES = 5
+_BUSY_MS = 2000
+_LABEL = ("CASE WHEN state != 'skipped' THEN state WHEN error LIKE 'excluded:%' THEN 'excluded' "
+          "WHEN error LIKE 'expired:%' THEN 'expired' ELSE 'removed' END")
+
+
+@dataclass(frozen=True, slots=True)
+class JournalSnapshot:
+    """A journal as it is now: ``rows`` by dedupe key, and what a resumed run reads first."""
+
+    rows: dict[str, Row]
+    invalid: int
+    duplicates: int
+    position: tuple[int, int, str]
+    ingest_pass: int
+    sweep_due: bool
+    #: The stored campaign identity (kind, media, instance), for the identity check.
+    identity: dict[str, str]
+    elapsed: float = 0.0
+
+    def counts(self) -> JournalCounts:
+        """The journal's counts as stored (``JournalCounts``: removed rows are ``skipped``)."""
+        by_state: dict[str, int] = {}
+        for _, label, _ in self.rows.values():
+            state = "skipped" if label == "removed" else label
+            by_state[state] = by_state.get(state, 0) + 1
+        return JournalCounts.build(by_state, self.invalid, {
+            "ingest_duplicates": str(self.duplicates), "elapsed": str(self.elapsed)})
+
+
+def snapshot(rows: Iterable[tuple[str, str, str, int]], invalid: int,
+             meta: Mapping[str, object]) -> JournalSnapshot:
+    """From ``(key, number, label, seen)`` rows and the resume meta (either store)."""
+    return JournalSnapshot(
+        rows={key: (number, label, int(seen)) for key, number, label, seen in rows},
+        invalid=invalid, duplicates=int(str(meta.get("ingest_duplicates", 0))),
+        position=(int(str(meta.get("ingest_offset", 0))), int(str(meta.get("ingest_line", 0))),
+                  str(meta.get("ingest_digest", ""))),
+        ingest_pass=int(str(meta.get("ingest_pass", 0))),
+        sweep_due=str(meta.get("sweep_due", "0")) in ("1", "True", "true"),
+        identity={k: str(meta[k]) for k in ("kind", "media", "instance")
+                  if meta.get(k) is not None},
+        elapsed=float(str(meta.get("elapsed", 0.0))),
+    )
+
+
+async def peek_journal(target: str | Path, campaign: str | None) -> JournalSnapshot | None:
+    """The journal ``target`` names, read-only; None if there is none yet."""
+    if isinstance(target, Path):
+        return await asyncio.to_thread(peek_sqlite, target)
+    from ._postgres_peek import peek_postgres  # noqa: PLC0415 - asyncpg only when used
+
+    return await peek_postgres(target, campaign or "")
+
+
+def peek_sqlite(path: Path) -> JournalSnapshot | None:
+    if not path.exists():
+        return None
+    for _ in range(_TRIES):
+        wal = Path(f"{path}-wal").exists()
+        before = _stamp(path)
+        try:
+            found = _read(path, immutable=not wal)
+        except sqlite3.Error as exc:
+            raise JournalError(f"{path} cannot be read read-only for a dry run: {exc}") from None
+        if wal or _stamp(path) == before:
+            return found
+    raise JournalError(f"{path} kept changing while it was read for a dry run: try again")
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _read(path: Path, *, immutable: bool) -> JournalSnapshot | None:
+    mode = "immutable=1" if immutable else "mode=ro"
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True, isolation_level=None)
+    try:
+        db.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
+        db.execute("BEGIN")  # one snapshot for both reads, beside a writer in WAL mode
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not {"meta", "numbers"} <= tables:
+            return None  # an empty file (a journal created and never written): nothing to read
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        invalid = db.execute("SELECT count(*) FROM numbers WHERE valid = 0").fetchone()[0]
+        # A schema-1 journal (a resume migrates it) had no ``seen``: every row from pass 0.
+        columns = {r[1] for r in db.execute("PRAGMA table_info(numbers)")}
+        seen = "seen" if "seen" in columns else "0"
+        rows = db.execute(
+            f"SELECT key, number, {_LABEL}, {seen} FROM numbers WHERE valid = 1")  # noqa: S608
+        found = snapshot(rows, int(invalid), meta)
+        db.execute("COMMIT")
+        return found
+    finally:
+        db.close()
