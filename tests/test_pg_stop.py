@@ -244,3 +244,59 @@ async def _check_against_the_server(server: FakeRyzeServer, dsn: str, campaign: 
     for row in rows:
         if row["state"] in ("placed", "unknown"):
             assert row["number"] in reached, f"{row['number']} {row['state']} never sent"
+
+
+async def _run_until_held(server: FakeRyzeServer, numbers: Path, dsn: str, campaign: str,
+                          proxy: PgProxy, how: str) -> CampaignSummary | None:
+    """A campaign whose journal connection stalls at the armed request: then it is stopped,
+    aborted or its task cancelled, and the journal's answers flow again."""
+    async with RyzeClient(TOKEN, "my-instance", base_url=server.url, rate_limit=None,
+                          max_retries=0) as client:
+        run = Campaign(client, numbers, journal=dsn, campaign=campaign, fake=True,
+                       concurrency=3, max_connection_failures=100, max_unknown_in_a_row=None)
+        task = asyncio.create_task(run.run())
+        held = asyncio.create_task(proxy.held.wait())
+        await asyncio.wait({task, held}, return_when=asyncio.FIRST_COMPLETED)
+        held.cancel()
+        if how == "stop":
+            run.stop()
+        elif how == "abort":
+            run.abort()
+        else:
+            task.cancel()
+        for _ in range(20):
+            await asyncio.sleep(0)
+        proxy.release()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 30)
+        return run.summary
+
+
+@pytest.mark.parametrize("how", ["stop", "abort", "cancel"])
+@pytest.mark.parametrize("k", range(4, 60, 5))
+async def test_a_postgres_run_stopped_while_its_journal_waits(
+    ryze_server_factory: ServerFactory, tmp_path: Path, pg_dsn: str, campaign_name: str,
+    k: int, how: str,
+) -> None:
+    server = await ryze_server_factory(token=TOKEN, rate_limit=None)
+    server.fail_next(Fault.HTML_502)
+    numbers = tmp_path / "n.csv"
+    numbers.write_text("number\n" + "\n".join(NUMBERS) + "\n")
+    proxy = PgProxy(pg_dsn)
+    dsn = await proxy.start()
+    proxy.arm(k)
+    try:
+        summary = await _run_until_held(server, numbers, dsn, campaign_name, proxy, how)
+    finally:
+        await proxy.close()
+    table = await _table(pg_dsn, campaign_name)
+    assert table.get("sending", 0) == table.get("claimed", 0) == 0
+    if summary is None:  # cancelled while the journal opened: nobody was called
+        assert how == "cancel"
+        assert server.requests == []
+        assert set(table) <= {"pending"}
+        return
+    assert (summary.placed, summary.failed, summary.unknown, summary.pending) == (
+        table.get("placed", 0), table.get("failed", 0), table.get("unknown", 0),
+        table.get("pending", 0))
+    await _check_against_the_server(server, pg_dsn, campaign_name)
