@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import signal
 import struct
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -297,6 +301,43 @@ async def test_a_postgres_run_stopped_while_its_journal_waits(
         assert set(table) <= {"pending"}
         return
     assert (summary.placed, summary.failed, summary.unknown, summary.pending) == (
+        table.get("placed", 0), table.get("failed", 0), table.get("unknown", 0),
+        table.get("pending", 0))
+    await _check_against_the_server(server, pg_dsn, campaign_name)
+
+
+@pytest.mark.parametrize(("signals", "after"), [
+    ((signal.SIGINT,), 2), ((signal.SIGTERM,), 5), ((signal.SIGINT, signal.SIGINT), 3),
+    ((signal.SIGTERM, signal.SIGINT), 7),
+])
+async def test_cli_on_postgres_stopped_by_signals(
+    ryze_server_factory: ServerFactory, tmp_path: Path, pg_dsn: str, campaign_name: str,
+    signals: tuple[signal.Signals, ...], after: int,
+) -> None:
+    """SIGINT/SIGTERM (once: stop; twice: abort) with a proxy's HTML page among the answers:
+    the printed summary is the table's recount, and nobody the server never saw is placed or
+    unknown."""
+    server = await ryze_server_factory(token=TOKEN, rate_limit=None)
+    server.fail_next(Fault.HTML_502)
+    numbers = tmp_path / "n.csv"
+    numbers.write_text("number\n" + "\n".join(f"55119{i:08d}" for i in range(40)) + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RYZE_")}
+    env.update(RYZE_TOKEN=TOKEN, RYZE_INSTANCE="my-instance", RYZE_BASE_URL=server.url)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ryze_async", "campaign", str(numbers), "--fake", "--journal",
+        pg_dsn, "--campaign", campaign_name, "--rate-limit", "20", "--rate-period", "1",
+        "--concurrency", "3", "--json", env=env, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    await asyncio.wait_for(server.wait_for_requests(after), 30)
+    for sig in signals:
+        proc.send_signal(sig)
+        await asyncio.sleep(0)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 130, err.decode()
+    summary = json.loads(out.decode().strip().splitlines()[-1])
+    table = await _table(pg_dsn, campaign_name)
+    assert table.get("sending", 0) == table.get("claimed", 0) == 0
+    assert (summary["placed"], summary["failed"], summary["unknown"], summary["pending"]) == (
         table.get("placed", 0), table.get("failed", 0), table.get("unknown", 0),
         table.get("pending", 0))
     await _check_against_the_server(server, pg_dsn, campaign_name)
