@@ -341,3 +341,53 @@ async def test_cli_on_postgres_stopped_by_signals(
         table.get("placed", 0), table.get("failed", 0), table.get("unknown", 0),
         table.get("pending", 0))
     await _check_against_the_server(server, pg_dsn, campaign_name)
+
+
+@pytest.mark.parametrize("target", ["close twice", "the unit"])
+async def test_work_cut_short_drops_the_connection_never_builds_on_it(
+    pg_dsn: str, campaign_name: str, target: str,
+) -> None:
+    """Cancelled twice while closing (its flush's commit under way), or a unit of work
+    cancelled itself (the event loop's teardown) mid-transaction: the connection is dropped
+    (the server rolls back), the journal refuses more work, and no connection is left inside
+    a transaction."""
+    from ryze_async import JournalError
+
+    proxy = PgProxy(pg_dsn)
+    dsn = await proxy.start()
+    store = await PgStore.open(dsn, campaign=campaign_name, heartbeat=10, lease=30)
+    await _ingest(store, NUMBERS[:4])
+    store._last_recover = asyncio.get_running_loop().time()
+    if target == "close twice":
+        rows = await store.claim(2)
+        store.back_to_pending(rows[0][0])  # queued: the close's flush commits it
+        proxy.arm(3)  # BEGIN, SET LOCAL, then the outcome itself waits for its answer
+        work = asyncio.create_task(store.close())
+    else:
+        proxy.arm(3)  # BEGIN, SET LOCAL, then the claim itself waits for its answer
+        work = asyncio.create_task(store.claim(2))
+    await asyncio.wait_for(proxy.held.wait(), 10)
+    if target == "close twice":
+        for _ in range(2):
+            work.cancel()
+            for _ in range(5):
+                await asyncio.sleep(0)
+    else:
+        (unit,) = store._units
+        unit.cancel()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        proxy.release()  # asyncpg's own ROLLBACK of the cancelled query gets its answer
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(work, 10)
+    proxy.release()
+    with pytest.raises(JournalError, match="closed"):
+        await store.claim(1)
+    await asyncio.wait_for(store.close(), 10)
+    await proxy.close()
+    for _ in range(100):  # the server ends a dropped backend on its own time
+        with contextlib.suppress(AssertionError):
+            await _table(pg_dsn, campaign_name)
+            break
+        await asyncio.sleep(0.05)
+    assert set(await _table(pg_dsn, campaign_name)) <= {"pending", "claimed"}
