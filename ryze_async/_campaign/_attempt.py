@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
@@ -54,6 +55,12 @@ class Attempt:
             # ran out). Nothing was sent and nothing may be: skip the row, keep dispatching.
             self.marked = False
             raise StoppedError from None
+        except asyncio.CancelledError:
+            # Aborted (or cancelled) before the first byte: provably not sent. The mark may
+            # still commit: the row goes back to pending right after it, not to unknown.
+            self.marked = False
+            self._journal.record(self._row_id, "pending", error="stopped before sending")
+            raise
 
     async def on_not_sent(self) -> None:
         # Refused or never sent, and the client is about to wait: a crash or a stop during

@@ -70,9 +70,8 @@ class PgJournal(PgConnection):
     # -- meta -----------------------------------------------------------------------------------
 
     async def _campaign_row(self) -> Any:
-        async with self._io:
-            return await self._db().fetchrow(
-                "SELECT * FROM ryze_campaigns WHERE campaign = $1", self.campaign)
+        return await self._run(lambda db: db.fetchrow(
+            "SELECT * FROM ryze_campaigns WHERE campaign = $1", self.campaign))
 
     async def ingest_position(self) -> tuple[int, int, str]:
         """Where ingestion stopped (any worker's): (offset, line, digest of the input)."""
@@ -81,10 +80,9 @@ class PgJournal(PgConnection):
 
     async def add_elapsed(self, seconds: float) -> None:
         """Add a run's duration (with many workers: the sum of their run times)."""
-        async with self._io:
-            await self._db().execute(
-                "UPDATE ryze_campaigns SET elapsed = elapsed + $2 WHERE campaign = $1",
-                self.campaign, seconds)
+        await self._run(lambda db: db.execute(
+            "UPDATE ryze_campaigns SET elapsed = elapsed + $2 WHERE campaign = $1",
+            self.campaign, seconds))
 
     # -- ingestion ------------------------------------------------------------------------------
 
@@ -92,19 +90,16 @@ class PgJournal(PgConnection):
                      normalize: Callable[[str], str]) -> IngestResult:
         """Store a batch of ``(line, raw)`` entries and the resume point after it; entries
         another worker already ingested in this pass are skipped (``_postgres_ingest.py``)."""
-        async with self._io:
-            return await ingest.ingest_rows(self._db(), self.campaign, entries, position,
-                                            normalize)
+        return await self._run(lambda db: ingest.ingest_rows(db, self.campaign, entries,
+                                                             position, normalize))
 
     async def begin_pass(self, expected: tuple[int, int, str] | None = None) -> bool:
         """The input changed: read it again from its first entry, unless the resume point is
         no longer ``expected`` (another worker began the new pass). True if this call did."""
-        async with self._io:
-            return await ingest.begin_pass(self._db(), self.campaign, expected)
+        return await self._run(lambda db: ingest.begin_pass(db, self.campaign, expected))
 
     async def finish_pass(self) -> int:
-        async with self._io:
-            return await ingest.finish_pass(self._db(), self.campaign)
+        return await self._run(lambda db: ingest.finish_pass(db, self.campaign))
 
     async def sweep_due(self) -> bool:
         return bool((await self._campaign_row())["sweep_due"])
@@ -116,12 +111,8 @@ class PgJournal(PgConnection):
         ``(id, number, line)``. Expired leases are recovered first (at most once a heartbeat)."""
         if asyncio.get_running_loop().time() - self._last_recover >= self.heartbeat:
             await self.recover()
-        async with self._io, self._db().transaction():
-            # A claim lost in a crash of the database host is harmless (the number is pending
-            # again, nothing was sent): no flush to disk of its own. A mark always flushes.
-            await self._db().execute("SET LOCAL synchronous_commit TO off")
-            rows = await self._db().fetch(sql.CLAIM, self.campaign, self.worker, self.lease,
-                                          limit)
+        rows = await self._run(lambda db: _claim(db, sql.CLAIM, self.campaign, self.worker,
+                                                 self.lease, limit))
         return sorted((r["id"], r["number"], r["line"]) for r in rows)
 
     async def pending_after(self, after_id: int, limit: int) -> list[Row]:
@@ -140,30 +131,26 @@ class PgJournal(PgConnection):
                   limit: int) -> list[tuple[int, str, int, float]]:
         """Claim held rows due at ``now`` (the rules' clock), earliest first: (id, number,
         line, not_before). Claimed rows are no longer pending: ``after`` is ignored."""
-        async with self._io, self._db().transaction():
-            await self._db().execute("SET LOCAL synchronous_commit TO off")
-            rows = await self._db().fetch(held.CLAIM_DUE, self.campaign, self.worker,
-                                          self.lease, limit, now)
+        rows = await self._run(lambda db: _claim(db, held.CLAIM_DUE, self.campaign,
+                                                 self.worker, self.lease, limit, now))
         return [(r["id"], r["number"], r["line"], r["not_before"]) for r in rows]
 
     async def next_due(self, after: tuple[float, int] = (float("-inf"), 0)) -> float | None:
         """When the first held row (any worker's) comes due (None: none will)."""
-        async with self._io:
-            at = await self._db().fetchval(held.NEXT_DUE, self.campaign)
+        at = await self._run(lambda db: db.fetchval(held.NEXT_DUE, self.campaign))
         return None if at is None else float(at)
 
     async def held_counts(self, now: float) -> tuple[int, int]:
         """(rows waiting for a later window, rows no window opens for)."""
-        async with self._io:
-            row = await self._db().fetchrow(held.HELD_COUNTS, self.campaign, now)
+        row = await self._run(lambda db: db.fetchrow(held.HELD_COUNTS, self.campaign, now))
         return int(row[0]), int(row[1])
 
     async def hold_rules(self, rules: str) -> int:
         """The rules holds are computed under; other rules than the stored ones forget every
         hold (queued holds are written first). How many were forgotten."""
         await self.flush()
-        async with self._io:
-            return int(await self._db().fetchval(held.HOLD_RULES, self.campaign, rules))
+        return int(await self._run(lambda db: db.fetchval(held.HOLD_RULES, self.campaign,
+                                                          rules)))
 
     async def mark_sending(self, row_id: int, *, sender: str | None = None) -> None:
         """Commit ``-> sending`` for a row this worker holds (or an unheld pending one);
@@ -189,9 +176,8 @@ class PgJournal(PgConnection):
         # committed, so nothing was sent on it): applying the same ops again is safe.
         for attempt in range(_COMMIT_TRIES):
             try:
-                async with self._io:
-                    return await apply_ops(self._db(), self.campaign, self.worker, self.lease,
-                                           ops)
+                return await self._run(lambda db: apply_ops(db, self.campaign, self.worker,
+                                                            self.lease, ops))
             except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
                 if attempt == _COMMIT_TRIES - 1:
                     raise
@@ -203,43 +189,50 @@ class PgJournal(PgConnection):
         """Counts by state (valid rows), invalid rows, duplicates; readable while workers run."""
         if not self.read_only:
             await self.flush()
-        async with self._io:
-            rows = await self._db().fetch(sql.COUNTS, self.campaign)
-            head = await self._db().fetchrow(sql.COUNTS_HEAD, self.campaign)
+        rows, head = await self._run(self._read_counts)
         return build_counts(rows, head)
+
+    async def _read_counts(self, db: Any) -> tuple[Any, Any]:
+        return (await db.fetch(sql.COUNTS, self.campaign),
+                await db.fetchrow(sql.COUNTS_HEAD, self.campaign))
 
     async def retry(self, states: Iterable[Literal["failed", "unknown"]]) -> int:
         """Move valid rows in ``states`` back to ``pending``: a person decided to call again."""
         wanted = sorted(set(states))
         if not wanted or not set(wanted) <= {"failed", "unknown"}:
             raise ValueError("retry takes 'failed' and/or 'unknown'")
-        async with self._io:
-            status = await self._db().execute(
-                "UPDATE ryze_numbers SET state = 'pending', owner = NULL, lease_until = NULL, "
-                "not_before = NULL WHERE campaign = $1 AND valid AND state = ANY($2::text[])",
-                self.campaign, wanted)
+        status = await self._run(lambda db: db.execute(
+            "UPDATE ryze_numbers SET state = 'pending', owner = NULL, lease_until = NULL, "
+            "not_before = NULL WHERE campaign = $1 AND valid AND state = ANY($2::text[])",
+            self.campaign, wanted))
         return int(status.split()[-1])
 
     async def export_csv(self, out: str | os.PathLike[str] | TextIO) -> int:
         """One CSV row per stored number (the SQLite columns plus ``sender``)."""
         if not self.read_only:
             await self.flush()
-        async with self._io:
-            return await export_csv(self._db(), self.campaign, out)
+        return await self._run(lambda db: export_csv(db, self.campaign, out))
 
     async def report_data(self) -> ReportData:
         """Per-minute attempt counts and the failed/unknown rows, as the SQLite store's."""
         if not self.read_only:
             await self.flush()
-        async with self._io:
-            return await read_report(self._db(), self.campaign)
+        return await self._run(lambda db: read_report(db, self.campaign))
 
     async def export_jsonl(self, out: str | os.PathLike[str] | TextIO) -> int:
         """Like :meth:`export_csv`, one JSON object per line (the SQLite store's lines)."""
         if not self.read_only:
             await self.flush()
-        async with self._io:
-            return await export_jsonl(self._db(), self.campaign, out)
+        return await self._run(lambda db: export_jsonl(db, self.campaign, out))
+
+
+async def _claim(db: Any, query: str, *args: object) -> list[Any]:
+    async with db.transaction():
+        # A claim lost in a crash of the database host is harmless (the number is pending
+        # again, nothing was sent): no flush to disk of its own. A mark always flushes.
+        await db.execute("SET LOCAL synchronous_commit TO off")
+        rows: list[Any] = await db.fetch(query, *args)
+    return rows
 
 
 def _claim_lost(row_id: int) -> ClaimLostError:

@@ -1,7 +1,15 @@
 """A PostgreSQL journal worker's connections: opening (the schema, the campaign row, the
 identity check, recovery of expired leases), the heartbeat that renews this worker's leases,
-and closing (unsent claims given back). ``PgJournal`` (``_postgres.py``) is the store built
-on it.
+running work on the connection, and closing (unsent claims given back). ``PgJournal``
+(``_postgres.py``) is the store built on it.
+
+Work on the connection runs as in the SQLite journal's one thread (``_sqlite_file.py``): each
+unit (a query, or a transaction from its BEGIN to its COMMIT) is a task of its own, run one at
+a time in the order asked, and a caller cancelled meanwhile (a stopping campaign cancels its
+feeder mid-claim) leaves it running to its end. Cancelling asyncpg inside a transaction would
+cut it between BEGIN and COMMIT: the connection is then left in the transaction (later commits
+refused, or worse, nested as savepoints of a transaction never committed) or its COMMIT's fate
+unknown. :meth:`PgConnection.close` waits for every unit before it disconnects.
 """
 
 from __future__ import annotations
@@ -11,7 +19,8 @@ import contextlib
 import os
 import secrets
 import socket
-from typing import Any, Self
+from collections.abc import Awaitable, Callable
+from typing import Any, Self, TypeVar
 
 import asyncpg
 
@@ -23,6 +32,7 @@ from ._schema import CampaignIdentity, JournalError, check_identity
 __all__ = ["PgConnection"]
 
 _INTERRUPTED = "interrupted while sending: the call may have been placed"
+_T = TypeVar("_T")
 
 
 class PgConnection:
@@ -41,7 +51,9 @@ class PgConnection:
         self.recovered = 0
         self._conn: Any = None
         self._beat_conn: Any = None
-        self._io = asyncio.Lock()  # one query at a time on an asyncpg connection
+        self._io = asyncio.Lock()  # one unit at a time on an asyncpg connection (FIFO)
+        self._units: set[asyncio.Task[Any]] = set()
+        self._closing: asyncio.Task[None] | None = None
         self._beat: asyncio.Task[None] | None = None
         self._last_recover = 0.0
         #: Heartbeats sent (renewals of this worker's live leases).
@@ -117,18 +129,46 @@ class PgConnection:
                 meta["media"], meta.get("instance"))
 
     async def close(self) -> None:
-        """Flush, stop the heartbeat, give back unsent claims. Idempotent."""
+        """Flush, wait for the work under way, give back unsent claims, disconnect. Idempotent.
+        Cancelled, it still lets the queued writes land; cancelled again, it drops the
+        connections (the server rolls back what was not committed: fail closed)."""
         if self._conn is None:
             return
-        if not self.read_only:
-            with contextlib.suppress(JournalError):
-                await self.flush()
-            # A lost connection gives nothing back: the leases expire instead.
-            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                async with self._io:
-                    await self._conn.fetchrow(sql.RELEASE, self.campaign, self.worker,
-                                              _INTERRUPTED)
-        await self._disconnect()
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self._close())
+        closing = self._closing
+        try:
+            await asyncio.shield(closing)
+        except asyncio.CancelledError:
+            try:
+                await asyncio.shield(closing)
+            except asyncio.CancelledError:
+                self._abandon()
+            raise
+
+    async def _close(self) -> None:
+        try:
+            if not self.read_only:
+                with contextlib.suppress(JournalError):
+                    await self.flush()
+                # A lost connection gives nothing back: the leases expire instead.
+                with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError,
+                                         OSError, JournalError):
+                    await self._run(lambda db: db.fetchrow(sql.RELEASE, self.campaign,
+                                                           self.worker, _INTERRUPTED))
+            await asyncio.gather(*self._units, return_exceptions=True)
+        finally:
+            await self._disconnect()
+
+    def _abandon(self) -> None:
+        """Drop the connections now: a unit was cut short, so the main connection may be
+        inside a transaction (the server rolls it back) and nothing more may use it."""
+        for conn in (self._conn, self._beat_conn):
+            if conn is not None:
+                conn.terminate()
+        if self._beat is not None:
+            self._beat.cancel()
+        self._conn = self._beat_conn = None
 
     async def _disconnect(self) -> None:
         if self._beat is not None:
@@ -153,6 +193,32 @@ class PgConnection:
             raise JournalError("the journal is closed")
         return self._conn
 
+    async def _run(self, work: Callable[[Any], Awaitable[_T]]) -> _T:
+        """Run ``work(connection)`` alone on the connection and to its end, even if the caller
+        is cancelled meanwhile (see the module docstring)."""
+        conn = self._db()
+        unit = asyncio.get_running_loop().create_task(self._alone(conn, work))
+        self._units.add(unit)
+        unit.add_done_callback(self._unit_done)
+        return await asyncio.shield(unit)
+
+    async def _alone(self, conn: Any, work: Callable[[Any], Awaitable[_T]]) -> _T:
+        async with self._io:
+            if conn is not self._conn:
+                raise JournalError("the journal is closed")
+            try:
+                return await work(conn)
+            except asyncio.CancelledError:
+                # Only the loop's teardown cancels a unit itself: whatever it left open on
+                # the connection must not be built upon.
+                self._abandon()
+                raise
+
+    def _unit_done(self, unit: asyncio.Task[Any]) -> None:
+        self._units.discard(unit)
+        if not unit.cancelled():
+            unit.exception()  # a cancelled caller's unit: its error is nobody's to raise
+
     async def _heartbeat(self) -> None:
         """Renew this worker's live leases; one that already expired is never revived."""
         while True:
@@ -174,8 +240,7 @@ class PgConnection:
 
     async def recover(self) -> tuple[int, int]:
         """Apply expired leases: (claims given back to pending, sending rows made unknown)."""
-        async with self._io:
-            row = await self._db().fetchrow(sql.RECOVER, self.campaign)
+        row = await self._run(lambda db: db.fetchrow(sql.RECOVER, self.campaign))
         self._last_recover = asyncio.get_running_loop().time()
         return int(row["released"]), int(row["lost"])
 

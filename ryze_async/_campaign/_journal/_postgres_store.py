@@ -64,8 +64,8 @@ class PgStore(PgJournal):
         worker's claims come back). Expired leases are applied first, so a caller polling this
         sees them come back."""
         await self.recover()
-        async with self._io:
-            return int(await self._db().fetchval(_HELD_ELSEWHERE, self.campaign, self.worker))
+        return int(await self._run(lambda db: db.fetchval(_HELD_ELSEWHERE, self.campaign,
+                                                          self.worker)))
 
     async def ingest(self, entries: list[tuple[int, str]], *, position: tuple[int, int, str],
                      normalize: Callable[[str], str]) -> IngestResult:
