@@ -369,3 +369,34 @@ async def test_a_bulk_call_with_a_deadline_is_never_moved_past_it(
         await cancel(queued)
     finally:
         await shared.aclose()
+
+
+async def test_at_the_real_quota_200_queued_bulk_calls_leave_the_bot_its_reserve(
+    redis_server: RedisServer, raw: aioredis.Redis, digest: str
+) -> None:
+    # Issue 11's setting: 100 calls a minute, 200 bulk calls queued (two minutes of traffic) by
+    # one process, a bot with interactive_reserve=5 in another: the bot goes at once, five
+    # times in a window, and no window of the log holds more than 100.
+    period, limit, reserve = 60.0, 100, 5
+    window = period + 1.0  # the default margin at 60 s
+    bulk, bot = (RedisQuota.from_url(redis_server.url, token_digest=digest, limit=limit,
+                                     period=period, reserve=r) for r in (0, reserve))
+    try:
+        await bot.announce()
+        await settled(bulk)
+        queued = await queue_bulk(bulk, raw, digest, 200)
+        asked = await redis_now(raw)
+        slots = []
+        for _ in range(reserve):
+            slots.append(float(await bot.acquire()))
+            bot.settle()
+        assert max(slots) - asked < 1.0  # all five at once, not a window later
+        log = await log_of(raw, digest)
+        assert max_in_window(sorted(log.values()), window - EPS) <= limit
+        bulk_slots = sorted(s for m, s in log.items() if m.startswith("b"))
+        assert max_in_window(bulk_slots, window - EPS) <= limit - reserve
+        assert sum(s > max(slots) for s in bulk_slots) >= 200 - limit  # ahead of the queue
+        await cancel(queued)
+    finally:
+        await bulk.aclose()
+        await bot.aclose()

@@ -43,6 +43,7 @@ __all__ = ["Admission", "QuotaBackendError", "QuotaTimeoutError", "RedisQuota", 
 _US = 1_000_000
 _PROBE_NAP = 0.02  # seconds between asks while a fresh quota's probe is out
 _SOCKET_TIMEOUT = 2.0  # a Redis that does not answer within it fails the admission
+_POOL_SIZE = 32  # connections per quota: an admission holds one for one round trip
 _RESERVED, _PROBING = 0, 1
 
 
@@ -114,10 +115,15 @@ class RedisQuota(RedisFeedback):
         retried once at most, so a dead Redis fails the admission within seconds instead of
         stalling it. Close it with ``aclose()``.
         """
-        redis = aioredis.Redis.from_url(
-            url, socket_timeout=_SOCKET_TIMEOUT, socket_connect_timeout=_SOCKET_TIMEOUT,
+        # Blocking: a call beyond the pool's size waits (up to the socket timeout) for a free
+        # connection. The default pool raises "Too many connections" instead, and a campaign
+        # of more than 100 concurrent calls failed closed on its first burst.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=_POOL_SIZE, timeout=_SOCKET_TIMEOUT,
+            socket_timeout=_SOCKET_TIMEOUT, socket_connect_timeout=_SOCKET_TIMEOUT,
             retry=Retry(NoBackoff(), 1), decode_responses=False,
         )
+        redis = aioredis.Redis.from_pool(pool)  # closed with it
         kw = redis.connection_pool.connection_kwargs
         where = (  # never the URL: its password stays out of every message
             f"Redis at {kw.get('path')}" if "path" in kw
