@@ -10,14 +10,16 @@ local limiter and the shared Redis quota, against answers that are quick, slow o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from ryze_async import RyzeClient, RyzeError
-from ryze_async.testing import Fault, FakeRyzeServer, RedisServer
+from ryze_async import RedisQuota, RyzeClient, RyzeError
+from ryze_async.testing import FakeRyzeServer, Fault, RedisServer
 from ryze_async.testing._shared_quota import REDIS_SERVER
 
 from .audio import MP3
@@ -81,10 +83,9 @@ async def worker_loop(client: RyzeClient, place: Place, seed: int) -> None:
     async def sender(index: int) -> None:
         n = index
         while True:
-            try:
+            # A failed call: the loop goes on (as the worker's `one`); a cancel ends it.
+            with contextlib.suppress(Exception):
                 await place(client, n)
-            except Exception:  # noqa: S110 - a failed call, the loop goes on (as the worker)
-                pass
             n += TASKS
 
     tasks = [asyncio.create_task(sender(seed * TASKS + i)) for i in range(TASKS // 4)]
@@ -132,3 +133,18 @@ async def test_cancel_storm_redis_quota(
     scenario: str, place: Place, redis_server: RedisServer
 ) -> None:
     await run_scenario(scenario, redis_server.url, place, range(3), spread=0.3)
+
+
+
+async def test_closing_a_quota_keeps_its_caller_cancellable(redis_server: RedisServer) -> None:
+    """Withdrawing the reserve waits for the renewing task to end; a cancel of whoever closes
+    lands there too and must not be taken for the renewer's own."""
+    quota = RedisQuota.from_url(redis_server.url, token_digest=uuid.uuid4().hex, limit=10,
+                                period=1.0, reserve=3)
+    await quota.announce()
+    closer = asyncio.create_task(quota.aclose())
+    await asyncio.sleep(0)  # the closer now waits for the renewer to end
+    closer.cancel()
+    await asyncio.wait([closer])
+    await quota.aclose()  # what the cancelled close left (the pool)
+    assert closer.cancelled()
