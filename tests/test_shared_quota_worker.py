@@ -6,6 +6,9 @@ the oracle, never the time anything took."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ from ryze_async.testing._shared_quota import (
     REDIS_SERVER,
     RedisServer,
     WorkerArgs,
+    _campaign_loop,
     release_worker,
     start_worker,
     stop_worker,
@@ -68,3 +72,34 @@ async def test_a_campaign_loop_and_a_bot_run_until_stopped_and_report_every_wait
     assert len(record) - len(bot_requests) >= len(bulk["statuses"]) > LIMIT
     assert [r.status for r in record].count(429) == 0
     assert max_in_window([r.received_at for r in record], PERIOD) <= LIMIT
+
+
+async def test_a_campaign_loop_stops_even_when_a_cancel_comes_back_as_a_failed_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The senders stop on "stop" although every cancel is swallowed into a failed call (what
+    a library swallowing it made of it once: the worker never exited)."""
+    monkeypatch.setattr(sys, "stdin", io.StringIO("stop\n"))
+    calls, swallow = 0, True
+
+    async def one(n: int) -> int:
+        nonlocal calls
+        calls += 1
+        try:
+            await asyncio.sleep(0.001)
+        except asyncio.CancelledError:
+            if swallow:
+                return 0  # swallowed: reported as a failed call, as `one` reports errors
+            raise
+        return 200
+
+    args = WorkerArgs("local", "u", "s", "d", LIMIT, PERIOD, MARGIN, 8, duration=600)
+    loop = asyncio.create_task(_campaign_loop(args, one))
+    done, _ = await asyncio.wait([loop], timeout=10)
+    swallow = False  # from here a cancel is a cancel: the senders can be ended either way
+    if not done:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+    assert done, "the senders kept calling after stop"
+    assert len(loop.result()) == calls

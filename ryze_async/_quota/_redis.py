@@ -26,6 +26,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
+from .._cancels import pending_cancels, resurface_cancel
 from .._exceptions import QuotaBackendError, QuotaTimeoutError
 from ._feedback import check_reserve
 from ._local import Lane, default_margin, probe_wait
@@ -171,10 +172,15 @@ class RedisQuota(RedisFeedback):
         )
 
     async def _run(self, script: Any, args: list[int | str]) -> Any:
+        cancels = pending_cancels()
         try:
-            return await script(keys=self._keys, args=args)
+            result = await script(keys=self._keys, args=args)
         except (RedisError, OSError, TimeoutError) as exc:
+            resurface_cancel(cancels)  # a cancel, not a failed backend: the caller stops
             raise self._failed(exc) from exc
+        # redis-py may swallow a cancel (see _cancels); acquire then gives the slot back.
+        resurface_cancel(cancels)
+        return result
 
     def try_acquire(self, *, lane: Lane = "interactive") -> float | None:
         """Never a slot without asking Redis (a round trip): callers go on to ``acquire``."""

@@ -60,7 +60,9 @@ class ReserveKeeper:
         if task is None:
             return
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # wait(), not a suppressed await: a cancel of our caller landing here is theirs to get.
+        await asyncio.wait([task])
+        if not task.cancelled():
+            task.result()  # it ended on its own: an unexpected failure surfaces, as before
         with contextlib.suppress(QuotaBackendError):
             await self._announce(0)

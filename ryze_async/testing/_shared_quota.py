@@ -160,9 +160,14 @@ def worker_report(worker: subprocess.Popen[str], *, timeout: float = 120) -> dic
 async def _campaign_loop(args: WorkerArgs, one: Callable[[int], Awaitable[int]]) -> list[int]:
     """`args.calls` tasks placing call after call for `args.duration` s: a full bulk queue."""
     statuses: list[int] = []
+    # Checked before every call as well as cancelling the senders: a cancel that some layer
+    # turned into a failed call (`one` reports those) must not keep a sender calling forever.
+    stopping = asyncio.Event()
 
     async def sender(index: int) -> None:
         for n in range(index, 2**31, args.calls):  # each task its own numbers
+            if stopping.is_set():
+                return
             statuses.append(await one(n))
 
     tasks = [asyncio.create_task(sender(i)) for i in range(args.calls)]
@@ -170,6 +175,7 @@ async def _campaign_loop(args: WorkerArgs, one: Callable[[int], Awaitable[int]])
     # stdin, which `worker_report` closes.
     stop = asyncio.ensure_future(asyncio.to_thread(sys.stdin.readline))
     await asyncio.wait([stop], timeout=args.duration)
+    stopping.set()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
