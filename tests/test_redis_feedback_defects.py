@@ -113,3 +113,35 @@ async def test_a_waiter_a_hold_moves_past_its_max_wait_gives_up_and_its_slot_bac
     finally:
         await q.aclose()
         await other.aclose()
+
+
+@pytest.mark.parametrize("steps", range(8))
+async def test_a_caller_cancelled_while_it_flushes_cancels_nobody_elses_write(
+    redis_url: str, steps: int
+) -> None:
+    # A waiter cancelled while it waits gives its slot back in the background; the next
+    # caller's flush awaits that write. Cancelling that caller must not cancel the write: the
+    # slot would stay reserved for a window, for nothing.
+    digest = uuid.uuid4().hex
+    q = quota(redis_url, digest, limit=4, period=1.0)
+    try:
+        for _ in range(4):
+            await q.acquire()
+            q.settle()
+        async with aioredis.Redis.from_url(redis_url) as raw:
+            log = f"ryze:{{{digest}}}:log"
+            waiter = asyncio.create_task(q.acquire())
+            for _ in range(1000):
+                if await raw.zcard(log) == 5:
+                    break
+                await asyncio.sleep(0.002)
+            waiter.cancel()  # its give-back is written in the background...
+            caller = asyncio.create_task(q.acquire())  # ...which this caller's flush awaits
+            for _ in range(steps):  # the caller's cancel lands at each step of the write
+                await asyncio.sleep(0)
+            caller.cancel()
+            await asyncio.gather(waiter, caller, return_exceptions=True)
+            await q.flush()
+            assert await raw.zcard(log) == 4  # the give-back was written all the same
+    finally:
+        await q.aclose()

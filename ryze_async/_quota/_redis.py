@@ -301,11 +301,15 @@ class RedisQuota(RedisFeedback):
     async def flush(self) -> None:
         """Wait until the feedback given so far is in Redis; a failed write fails closed."""
         while self._pending:
-            tasks, self._pending = self._pending, set()
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-            for result in results:
-                if isinstance(result, QuotaBackendError):
-                    raise result
+            tasks = set(self._pending)
+            # asyncio.wait, not gather: a caller cancelled here leaves the writes running (a
+            # cancelled waiter's give-back, a 429's hold), for the next flush to wait for.
+            await asyncio.wait(tasks)
+            self._pending -= tasks
+            for task in tasks:
+                failure = None if task.cancelled() else task.exception()
+                if isinstance(failure, QuotaBackendError):
+                    raise failure
 
     async def aclose(self) -> None:
         """Finish pending writes and withdraw the reserve (best effort), close the pool."""
