@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import math
 import uuid
-from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from redis import asyncio as aioredis
@@ -39,7 +38,7 @@ from ._redis_sleepers import Reservation, Sleepers
 if TYPE_CHECKING:
     from . import QuotaBackend
 
-__all__ = ["Admission", "QuotaBackendError", "QuotaTimeoutError", "RedisQuota", "quota_from_url"]
+__all__ = ["Admission", "QuotaBackendError", "QuotaTimeoutError", "RedisQuota"]
 
 _US = 1_000_000
 _PROBE_NAP = 0.02  # seconds between asks while a fresh quota's probe is out
@@ -291,26 +290,6 @@ class RedisQuota(RedisFeedback):
         except (RedisError, OSError, TimeoutError) as exc:
             raise self._failed(exc) from exc
 
-    def _background(self, job: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(job)
-        # Read here too: a failure nobody flushes (the client closed) is not an unread error;
-        # flush() still sees it and fails closed.
-        task.add_done_callback(_read_outcome)
-        self._pending.add(task)
-
-    async def flush(self) -> None:
-        """Wait until the feedback given so far is in Redis; a failed write fails closed."""
-        while self._pending:
-            tasks = set(self._pending)
-            # asyncio.wait, not gather: a caller cancelled here leaves the writes running (a
-            # cancelled waiter's give-back, a 429's hold), for the next flush to wait for.
-            await asyncio.wait(tasks)
-            self._pending -= tasks
-            for task in tasks:
-                failure = None if task.cancelled() else task.exception()
-                if isinstance(failure, QuotaBackendError):
-                    raise failure
-
     async def aclose(self) -> None:
         """Finish pending writes and withdraw the reserve (best effort), close the pool."""
         with contextlib.suppress(QuotaBackendError):
@@ -319,22 +298,6 @@ class RedisQuota(RedisFeedback):
         await self._redis.aclose()
 
 
-def quota_from_url(
-    url: str, *, token_digest: str, limit: int, period: float, margin: float | None = None,
-    reserve: int = 0,
-) -> RedisQuota:
-    """`RedisQuota.from_url` (kept for the benchmarks)."""
-    return RedisQuota.from_url(
-        url, token_digest=token_digest, limit=limit, period=period, margin=margin,
-        reserve=reserve,
-    )
-
-
 if TYPE_CHECKING:  # mypy checks that RedisQuota is a QuotaBackend
     def _is_a_backend(quota: RedisQuota) -> QuotaBackend:
         return quota
-
-
-def _read_outcome(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled():
-        task.exception()

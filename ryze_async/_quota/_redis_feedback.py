@@ -1,12 +1,15 @@
 """Server feedback on the shared Redis quota: a 429's hold, ``X-RateLimit-*`` fields, shared with
 every process through the FEEDBACK script (`_redis_lua`). Written in the background; the next
-admission waits for the writes first (`RedisQuota.flush`)."""
+admission waits for the writes first (`flush`)."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Coroutine
 from typing import Any
+
+from .._exceptions import QuotaBackendError
 
 __all__ = ["IDLE_TTL_MS", "RedisFeedback"]
 
@@ -15,18 +18,36 @@ IDLE_TTL_MS = 60_000  # idle keys outlive their last relevant entry by this much
 
 
 class RedisFeedback:
-    """`RedisQuota`'s ``hold_until`` and ``observe``."""
+    """`RedisQuota`'s ``hold_until`` and ``observe``, and its background writes (``flush``)."""
 
     _limit: int
     _period: float
     _window_us: int
     _feedback: Any
+    _pending: set[asyncio.Task[Any]]
 
     async def _run(self, script: Any, args: list[int | str]) -> Any:
         raise NotImplementedError  # RedisQuota's
 
     def _background(self, job: Coroutine[Any, Any, Any]) -> None:
-        raise NotImplementedError  # RedisQuota's
+        task = asyncio.get_running_loop().create_task(job)
+        # Read here too: a failure nobody flushes (the client closed) is not an unread error;
+        # flush() still sees it and fails closed.
+        task.add_done_callback(_read_outcome)
+        self._pending.add(task)
+
+    async def flush(self) -> None:
+        """Wait until the feedback given so far is in Redis; a failed write fails closed."""
+        while self._pending:
+            tasks = set(self._pending)
+            # asyncio.wait, not gather: a caller cancelled here leaves the writes running (a
+            # cancelled waiter's give-back, a 429's hold), for the next flush to wait for.
+            await asyncio.wait(tasks)
+            self._pending -= tasks
+            for task in tasks:
+                failure = None if task.cancelled() else task.exception()
+                if isinstance(failure, QuotaBackendError):
+                    raise failure
 
     def hold_until(self, delay: float) -> None:
         """Admit nobody, in any process, for `delay` seconds from now (Redis time)."""
@@ -75,3 +96,7 @@ class RedisFeedback:
         ]
         self._background(self._run(self._feedback, args))
 
+
+def _read_outcome(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
