@@ -281,3 +281,21 @@ def test_a_fresher_answer_that_shows_less_room_still_caps() -> None:
         return [await limiter.acquire() for _ in range(2)]
 
     assert run_virtual(main()) == [1.0, 31.0]
+
+
+def test_a_same_instant_batch_answered_in_order_holds_nobody() -> None:
+    # One pump admits a batch at one loop time. The answers of its calls, counted by the server
+    # in admission order, each say exactly what our log knows: no budget, no hold. Read with
+    # every same-instant call counted as later, the first answers said "-18 left" and held the
+    # quota until the server's reset (up to a second late with whole-second headers): a
+    # sliding-window server ran at about 70 % of its quota.
+    async def main() -> float:
+        limiter = QuotaLimiter(LIMIT, PERIOD)
+        slots = await asyncio.gather(*(limiter.acquire() for _ in range(LIMIT)))
+        assert len(set(slots)) == 1  # one instant
+        for i, slot in enumerate(slots):
+            limiter.observe(limit=LIMIT, remaining=LIMIT - 1 - i, reset_after=PERIOD + 3,
+                            admitted_at=slot)
+        return limiter.next_delay()
+
+    assert run_virtual(main()) == PERIOD + 1.0  # the log's own next slot, not the reset

@@ -12,7 +12,7 @@ from collections import deque
 from .._checks import check_quota as check_config
 from .._checks import check_settings
 
-__all__ = ["check_reserve", "default_margin"]
+__all__ = ["Admitted", "check_reserve", "default_margin"]
 
 _log = logging.getLogger("ryze_async")
 
@@ -25,6 +25,20 @@ def default_margin(period: float) -> float:
 def check_reserve(reserve: int) -> None:
     """An interactive reserve is a count of slots, 0 or more."""
     check_settings(interactive_reserve=reserve)
+
+
+class Admitted(float):
+    """An admission's loop time that also knows its place among the limiter's admissions: one
+    pump admits a batch at one loop time, and an answer must tell those admitted before it
+    (the server may have counted them) from those after it (it may not have)."""
+
+    __slots__ = ("seq",)
+    seq: int
+
+
+def _order(admitted_at: float) -> tuple[float, int]:
+    """An admission's place in admission order (a float without one: first of its instant)."""
+    return admitted_at, getattr(admitted_at, "seq", -1)
 
 
 class _Feedback:
@@ -44,7 +58,7 @@ class _Feedback:
     _budget_until: float
     #: The freshest answer taken in (the admission it answered), until its reset: an older
     #: answer arriving after it knows less and changes nothing.
-    _fresh_at: float
+    _fresh_at: tuple[float, int]
     _fresh_until: float
 
     def _prune(self, now: float) -> None:
@@ -87,7 +101,7 @@ class _Feedback:
         # Answers come back in any order. One of a later admission saw everything an earlier
         # one saw; the earlier one, read alone, must count our calls admitted after it as not
         # yet at the server, and would hold the quota until the reset for nothing.
-        at = now if admitted_at is None else admitted_at
+        at = _order(now if admitted_at is None else admitted_at)
         fresh = self._fresh_until <= now or at > self._fresh_at
         if not fresh and at < self._fresh_at:
             return
@@ -111,14 +125,21 @@ class _Feedback:
         self._budget, self._budget_until = max(budget, 0), until
 
     def _admitted_since(self, admitted_at: float | None) -> int:
-        """Our admissions after the one at `admitted_at` (same instant counts: conservative)."""
+        """Our admissions after the one at `admitted_at`, in admission order (a plain float:
+        all of its instant but one count as later, the conservative reading)."""
         if admitted_at is None:
             return 0
         stamps = self._stamps
         first = bisect.bisect_left(stamps, admitted_at)
         later = len(stamps) - first
-        if later and stamps[first] == admitted_at:
-            later -= 1  # the answered request itself
+        mine = _order(admitted_at)
+        for index in range(first, len(stamps)):  # the same instant: at most one batch
+            if stamps[index] != admitted_at:
+                break
+            if _order(stamps[index]) <= mine:
+                later -= 1  # the answered request, or one admitted before it
+        if not isinstance(admitted_at, Admitted) and later and stamps[first] == admitted_at:
+            later -= 1  # a plain float: the answered request itself
         return later
 
     def tighten(

@@ -34,7 +34,7 @@ from typing import Literal
 
 from .._checks import check_quota as check_config
 from .._exceptions import QuotaTimeoutError
-from ._feedback import _Feedback, check_reserve, default_margin
+from ._feedback import Admitted, _Feedback, check_reserve, default_margin
 
 __all__ = ["Lane", "QuotaLimiter", "check_config", "check_reserve", "default_margin", "probe_wait"]
 
@@ -75,8 +75,8 @@ class QuotaLimiter(_Feedback):
     """
 
     __slots__ = (
-        "__weakref__", "_lanes", "_learn", "_live", "_probe_deadline", "_probe_out", "_probing",
-        "_timer",
+        "__weakref__", "_admitted", "_lanes", "_learn", "_live", "_probe_deadline", "_probe_out",
+        "_probing", "_timer",
     )
 
     def __init__(
@@ -96,7 +96,8 @@ class QuotaLimiter(_Feedback):
         # The server's word: at most `_budget` more admissions before loop time `_budget_until`.
         self._budget = 0
         self._budget_until = -math.inf
-        self._fresh_at = self._fresh_until = -math.inf
+        self._fresh_at, self._fresh_until = (-math.inf, -1), -math.inf
+        self._admitted = 0  # admissions so far: each one's place in admission order
         self._learn = learn_first  # admissions are settle()d: probes may be sent
         self._probing = learn_first  # the next admission goes alone
         self._probe_out = False  # a probe is out: the others wait for settle() or the deadline
@@ -156,7 +157,9 @@ class QuotaLimiter(_Feedback):
         return max(wait, self._hold - now)
 
     def _admit(self, now: float) -> float:
-        self._stamps.append(now)
+        slot = Admitted(now)
+        slot.seq = self._admitted = self._admitted + 1
+        self._stamps.append(slot)
         if now < self._budget_until:
             self._budget -= 1
         elif self._learn and self._budget_until > -math.inf:
@@ -169,7 +172,7 @@ class QuotaLimiter(_Feedback):
             self._probing = False
             self._probe_out = True
             self._probe_deadline = now + probe_wait(self._period)
-        return now
+        return slot
 
     def try_acquire(self, *, lane: Lane = "interactive") -> float | None:
         """Take a slot if one is free now and nobody of ``lane`` or a higher one waits."""
@@ -186,6 +189,10 @@ class QuotaLimiter(_Feedback):
         """Give back the slot admitted at loop time ``slot``, unused: nothing was sent with it."""
         stamps = self._stamps
         index = bisect.bisect_left(stamps, slot)
+        mine = getattr(slot, "seq", None)
+        while (mine is not None and index + 1 < len(stamps) and stamps[index] == slot
+               and getattr(stamps[index], "seq", None) != mine):
+            index += 1  # this very admission among those of its instant
         if index < len(stamps) and stamps[index] == slot:
             del stamps[index]
             if slot < self._budget_until:
