@@ -279,7 +279,10 @@ return 2
 
 # After a reserved waiter's sleep: {wait_us, slot_us} until its slot (0: go now; a hold begun
 # meanwhile moved it), or {-1, 0}: reserve again (gone, or it slept past a hold's start: its
-# slot had come when the hold moved the queue). ARGV: member.
+# slot had come when the hold moved the queue). A waiter that wakes more than `late_us` after
+# its slot (a stalled process) would send outside it, where the log no longer counts it: it
+# goes now only if a slot now fits, its lane's way, and reserves again otherwise.
+# ARGV: member, limit, window_us, ttl_ms, late_us.
 RECHECK = _PREAMBLE + """
 local score = redis.call('ZSCORE', log, ARGV[1])
 if not score then return {-1, 0} end
@@ -289,5 +292,16 @@ if blocked > now and score < blocked then
   redis.call('ZREM', log, ARGV[1])
   return {-1, 0}
 end
-return {math.max(0, score - now), score}
+if now - score <= tonumber(ARGV[5]) then return {math.max(0, score - now), score} end
+redis.call('ZREM', log, ARGV[1])
+local limit, window = strictest(tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+redis.call('ZREMRANGEBYSCORE', log, '-inf', int(now - window))
+local cap = limit
+if string.sub(ARGV[1], 1, 1) == 'b' then
+  cap = limit - math.min(shared_reserve('0', '', 0), limit - 1)
+end
+if first_fit(now, redis.call('ZCARD', log), cap, window) > now then return {-1, 0} end
+redis.call('ZADD', log, int(now), ARGV[1])
+redis.call('PEXPIRE', log, math.floor(window / 1000) + tonumber(ARGV[4]))
+return {0, now}
 """
