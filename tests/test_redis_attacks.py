@@ -18,10 +18,10 @@ pytest.importorskip("redis", reason="the shared quota needs the 'redis' extra")
 
 from redis import asyncio as aioredis
 
-from ryze_async import RedisQuota
-from ryze_async.testing import RedisServer
+from ryze_async import QuotaTimeoutError, RedisQuota, RyzeClient
+from ryze_async.testing import FakeRyzeServer, RedisServer
 from ryze_async.testing._quota_sim import max_in_window
-from ryze_async.testing._shared_quota import REDIS_SERVER
+from ryze_async.testing._shared_quota import REDIS_SERVER, WorkerArgs, release_worker, start_worker
 
 pytestmark = pytest.mark.skipif(
     not Path(REDIS_SERVER).exists(), reason="redis-server is not installed (apt install redis)"
@@ -232,3 +232,84 @@ async def test_no_mix_of_lanes_holds_answers_and_cancels_breaks_the_bound(
         await asyncio.gather(*tasks, return_exceptions=True)
         for q in quotas:
             await q.aclose()
+
+
+async def test_a_process_killed_with_queued_reservations_and_a_reserve_stops_nobody(
+    redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    # Attack: SIGKILL a process that holds 12 queued bulk reservations and announced a reserve.
+    # Its slots stay reserved until they pass and its reserve holds until it lapses; the
+    # survivors still get through, never over the limit in any window of the server's record.
+    await raw.flushall()
+    async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server:
+        args = WorkerArgs("redis", redis_server.url, server.url, "unused", LIMIT, PERIOD,
+                          MARGIN, 12, priority="bulk", reserve=2)
+        doomed = await asyncio.to_thread(start_worker, args)
+        release_worker(doomed)
+        try:
+            for _ in range(2000):
+                keys = [k async for k in raw.scan_iter("ryze:{*}:log")]
+                if keys and await raw.zcard(keys[0]) >= 12:
+                    break
+                await asyncio.sleep(0.005)
+        finally:
+            doomed.kill()
+            await asyncio.to_thread(doomed.communicate)  # reaped, its pipes closed
+        (reserves,) = [k async for k in raw.scan_iter("ryze:{*}:reserves")]
+        assert await raw.zcard(reserves) == 1  # the dead one's: it lapses on its own
+        async with RyzeClient("test-token", "my-instance", base_url=server.url,
+                              quota_url=redis_server.url, rate_limit=LIMIT, rate_period=PERIOD,
+                              priority="bulk") as survivor:
+            results = await asyncio.wait_for(asyncio.gather(
+                *(survivor.fake_call(f"55119{i:08d}") for i in range(6)),
+                survivor.with_options(priority="interactive").fake_call("5511900000099"),
+            ), timeout=30)
+        record = list(server.requests)
+    assert len(results) == 7
+    assert [r.status for r in record].count(429) == 0
+    assert max_in_window([r.received_at for r in record], PERIOD) <= LIMIT
+
+
+async def test_a_redis_flushed_under_a_sleeping_waiter_neither_hangs_nor_loses_it(
+    redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    # Attack: FLUSHALL (a restarted Redis without persistence) while a call sleeps towards its
+    # slot. Its reservation is gone: on waking it reserves again, once, and goes.
+    digest = uuid.uuid4().hex
+    q = quota(redis_server.url, digest)
+    try:
+        for _ in range(LIMIT):
+            await q.acquire()
+            q.settle()
+        waiter = asyncio.create_task(q.acquire())
+        for _ in range(1000):
+            if await raw.zcard(f"ryze:{{{digest}}}:log") == LIMIT + 1:
+                break
+            await asyncio.sleep(0.002)
+        await raw.flushall()
+        admission = await asyncio.wait_for(waiter, timeout=10)
+        q.settle()
+        log = await raw.zrange(f"ryze:{{{digest}}}:log", 0, -1, withscores=True)
+        assert [(m.decode(), s / 1e6) for m, s in log] == [(admission.member,
+                                                            pytest.approx(float(admission)))]
+    finally:
+        await q.aclose()
+
+
+@pytest.mark.parametrize("lane", ["bulk", "interactive"])
+async def test_max_wait_zero_on_a_full_window_reserves_nothing(
+    redis_server: RedisServer, raw: aioredis.Redis, lane: str
+) -> None:
+    digest = uuid.uuid4().hex
+    q = quota(redis_server.url, digest, reserve=1)
+    try:
+        for _ in range(LIMIT):
+            await q.acquire()
+            q.settle()
+        with pytest.raises(QuotaTimeoutError, match="nothing was sent"):
+            await q.acquire(lane=lane, max_wait=0)  # type: ignore[arg-type]
+        with pytest.raises(QuotaTimeoutError):
+            await q.acquire(lane=lane, max_wait=-5)  # type: ignore[arg-type]
+        assert await raw.zcard(f"ryze:{{{digest}}}:log") == LIMIT
+    finally:
+        await q.aclose()
