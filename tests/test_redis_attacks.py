@@ -313,3 +313,79 @@ async def test_max_wait_zero_on_a_full_window_reserves_nothing(
         assert await raw.zcard(f"ryze:{{{digest}}}:log") == LIMIT
     finally:
         await q.aclose()
+
+
+async def test_a_server_limit_lowered_moves_the_queued_reservations_to_fit_it(
+    redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    # Attack: 20 bulk calls queued under limit 10 (two windows of 10), then the server says
+    # its limit is 3. Reservations placed under the old limit must not all go: each window
+    # ahead would send 10 into a limit of 3 (429s, and the bound broken).
+    digest = uuid.uuid4().hex
+    q = quota(redis_server.url, digest, limit=10)
+    tasks: list[asyncio.Task[float]] = []
+    try:
+        await q.acquire(lane="bulk")
+        q.settle()
+        for _ in range(9):
+            await q.acquire(lane="bulk")  # the first window is full: sent
+        tasks += [asyncio.create_task(q.acquire(lane="bulk")) for _ in range(20)]
+        for _ in range(1000):
+            if await raw.zcard(f"ryze:{{{digest}}}:log") == 30:
+                break
+            await asyncio.sleep(0.002)
+        said = await redis_now(raw)
+        q.observe(limit=3, remaining=None, reset_after=None)
+        await q.flush()
+        entries = await raw.zrange(f"ryze:{{{digest}}}:log", 0, -1, withscores=True)
+        assert len(entries) == 30  # nothing lost
+        queued = sorted(s / 1e6 for _, s in entries if s / 1e6 > said)
+        assert len(queued) == 20
+        assert max_in_window(queued, PERIOD + MARGIN - EPS) <= 3
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await q.aclose()
+
+
+@pytest.mark.parametrize("longer", [False, True])
+async def test_a_stricter_newcomer_moves_the_queued_reservations_to_fit_it(
+    redis_server: RedisServer, raw: aioredis.Redis, longer: bool
+) -> None:
+    # Attack: two clients of one token disagree. 20 bulk calls queued by a client with limit
+    # 10; then a client with limit 3 (or a window three times as long) joins: the strictest
+    # wins, for the reservations already queued too.
+    digest = uuid.uuid4().hex
+    q = quota(redis_server.url, digest, limit=10)
+    strict = RedisQuota.from_url(redis_server.url, token_digest=digest,
+                                 limit=10 if longer else 3, period=3 * PERIOD if longer else
+                                 PERIOD, margin=3 * MARGIN if longer else MARGIN)
+    window = (3 if longer else 1) * (PERIOD + MARGIN)
+    tasks: list[asyncio.Task[float]] = []
+    try:
+        await q.acquire(lane="bulk")
+        q.settle()
+        tasks += [asyncio.create_task(q.acquire(lane="bulk")) for _ in range(20)]
+        for _ in range(1000):
+            if await raw.zcard(f"ryze:{{{digest}}}:log") == 21:
+                break
+            await asyncio.sleep(0.002)
+        joined = await redis_now(raw)  # the first window's ten went at once: sent
+        tasks.append(asyncio.create_task(strict.acquire(lane="bulk")))
+        for _ in range(1000):
+            if await raw.zcard(f"ryze:{{{digest}}}:log") == 22:
+                break
+            await asyncio.sleep(0.002)
+        entries = await raw.zrange(f"ryze:{{{digest}}}:log", 0, -1, withscores=True)
+        assert len(entries) == 22
+        limit = 10 if longer else 3
+        queued = sorted(s / 1e6 for _, s in entries if s / 1e6 > joined)
+        assert len(queued) == 12  # the first window's ten were sent, not queued
+        assert max_in_window(queued, window - EPS) <= limit
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await q.aclose()
+        await strict.aclose()
