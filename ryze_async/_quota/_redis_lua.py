@@ -21,7 +21,8 @@ Design (issue 9), and where it differs from the libraries studied:
   while fewer than ``reserve`` interactive calls went in the last window, whatever any process
   queued. The reserve in force is the largest that a live client announced (`_redis_reserve`).
 - **Margin**, as in `QuotaLimiter`: slots are ``period + margin`` apart (``period/60``, at least
-  0.1 s), which absorbs the jitter between admission and arrival at the server.
+  0.1 s), which absorbs the jitter between admission and arrival at the server. A waiter that
+  wakes more than half of it after its slot (a stalled process) goes only where a slot fits now.
 - **Giving back.** A reservation abandoned before its send (cancelled while waiting, or
   `release`) is removed by member id. A slot whose request may have reached the server is never
   given back. A slot released in the middle of the queue is reused by the next interactive
