@@ -19,7 +19,7 @@ pytest.importorskip("redis", reason="the shared quota needs the 'redis' extra")
 from redis import asyncio as aioredis
 
 from ryze_async import QuotaTimeoutError, RedisQuota, RyzeClient
-from ryze_async.testing import FakeRyzeServer, RedisServer
+from ryze_async.testing import FakeRyzeServer, Fault, RedisServer
 from ryze_async.testing._quota_sim import max_in_window
 from ryze_async.testing._shared_quota import REDIS_SERVER, WorkerArgs, release_worker, start_worker
 
@@ -389,3 +389,35 @@ async def test_a_stricter_newcomer_moves_the_queued_reservations_to_fit_it(
         await asyncio.gather(*tasks, return_exceptions=True)
         await q.aclose()
         await strict.aclose()
+
+
+async def test_no_part_of_the_token_is_in_any_redis_key_or_value(
+    redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    # Every key the lanes added (reserves, budget, blocked, conf, probe), with a 429's hold and
+    # X-RateLimit answers written: no fragment of the token, in keys or in values.
+    token = "Sekr3tTokenXyzw-9876"
+    await raw.flushall()
+    async with FakeRyzeServer(token=token, rate_limit=LIMIT, rate_period=PERIOD) as server:
+        server.fail_next(Fault.RATE_LIMITED)
+        async with RyzeClient(token, "my-instance", base_url=server.url,
+                              quota_url=redis_server.url, rate_limit=LIMIT, rate_period=PERIOD,
+                              interactive_reserve=1) as client:
+            await client.fake_call("5511900000001")  # 429, held, then sent again
+            await client.with_options(priority="bulk").fake_call("5511900000002")
+            seen: list[bytes] = []
+            async for key in raw.scan_iter("*"):
+                seen.append(key)
+                kind = (await raw.type(key)).decode()
+                if kind == "zset":
+                    seen += [m for m, _ in await raw.zrange(key, 0, -1, withscores=True)]
+                elif kind == "hash":
+                    for field, value in (await raw.hgetall(key)).items():
+                        seen += [field, value]
+                elif kind == "string":
+                    seen.append(await raw.get(key))
+    assert len(seen) > 4
+    fragments = {token[i:i + 4] for i in range(len(token) - 3)}
+    for item in seen:
+        text = item.decode("latin-1")
+        assert not [f for f in fragments if f in text], text
