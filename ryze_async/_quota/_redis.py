@@ -87,6 +87,9 @@ class RedisQuota(RedisFeedback):
         self._redis = redis
         self._limit, self._period, self._margin = limit, float(period), float(margin)
         self._window_us = round((self._period + self._margin) * _US)
+        # A waiter later than this on its slot is placed again: half the margin is left for
+        # the request's way to the server, the other half for the wake-up.
+        self._late_us = round(self._margin * _US / 2)
         self._probe_ms = round(probe_wait(self._period) * 1000) if learn_first else 0
         self._where = where  # host:port/db only: a URL's password never gets here
         prefix = f"ryze:{{{token_digest}}}:"
@@ -228,10 +231,13 @@ class RedisQuota(RedisFeedback):
         429); True when it has come, False when it must be reserved again."""
         while True:
             await self._sleepers.sleep(held, bulk=lane == "bulk")  # may swap reservations
-            wait_us, slot_us = await self._run(self._recheck, [held.member])
-            if wait_us <= 0:
-                return bool(wait_us == 0)
-            held.hold(slot_us, wait_us)
+            wait_us, slot_us = await self._run(self._recheck, [
+                held.member, self._limit, self._window_us, _IDLE_TTL_MS, self._late_us])
+            if wait_us < 0:
+                return False
+            held.hold(slot_us, wait_us)  # a late waiter may go now, at a slot of now
+            if wait_us == 0:
+                return True
             if deadline is not None and held.due > deadline:
                 self._background(self._remove(held.member))
                 raise QuotaTimeoutError(

@@ -21,7 +21,8 @@ Design (issue 9), and where it differs from the libraries studied:
   while fewer than ``reserve`` interactive calls went in the last window, whatever any process
   queued. The reserve in force is the largest that a live client announced (`_redis_reserve`).
 - **Margin**, as in `QuotaLimiter`: slots are ``period + margin`` apart (``period/60``, at least
-  0.1 s), which absorbs the jitter between admission and arrival at the server.
+  0.1 s), which absorbs the jitter between admission and arrival at the server. A waiter that
+  wakes more than half of it after its slot (a stalled process) goes only where a slot fits now.
 - **Giving back.** A reservation abandoned before its send (cancelled while waiting, or
   `release`) is removed by member id. A slot whose request may have reached the server is never
   given back. A slot released in the middle of the queue is reused by the next interactive
@@ -72,17 +73,6 @@ local now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
 -- Lua's own number-to-string (`..`) keeps 14 significant digits, 100 us here: times are
 -- formatted by int() before they become text, so every one keeps its microsecond.
 local function int(x) return string.format('%.0f', x) end
--- Two users of one token who disagree: the lower limit and the longer window win.
-local function strictest(limit, window, ttl)
-  local conf = redis.call('HMGET', conf_k, 'limit', 'window')
-  if conf[1] then limit = math.min(limit, tonumber(conf[1])) end
-  if conf[2] then window = math.max(window, tonumber(conf[2])) end
-  if not conf[1] or limit ~= tonumber(conf[1]) or window ~= tonumber(conf[2]) then
-    redis.call('HSET', conf_k, 'limit', int(limit), 'window', int(window))
-  end
-  redis.call('PEXPIRE', conf_k, ttl)
-  return limit, window
-end
 -- The reserve in force: the largest that a live client announced (members 'reserve:quota_id'
 -- scored by when the announcement lapses), this caller's own (`own`, a string) included.
 local function shared_reserve(own, id, ttl_ms)
@@ -107,6 +97,38 @@ local function append_slot(t, n, cap, window)
     t = math.max(t, tonumber(redis.call('ZRANGE', log, n - cap, n - cap, 'WITHSCORES')[2]) + window)
   end
   return t
+end
+-- The reservations still ahead move to `till` or later, in their order (first come, first
+-- served survives a hold), each by its lane's rule and never earlier than it was (its waiter
+-- sleeps until then); waiters learn their new slot when they wake.
+local function requeue(till, limit, window, ttl)
+  local queued = redis.call('ZRANGEBYSCORE', log, '(' .. int(now), '+inf', 'WITHSCORES')
+  if #queued == 0 then return end
+  for i = 1, #queued, 2 do redis.call('ZREM', log, queued[i]) end
+  local reserve = math.min(shared_reserve('0', '', 0), limit - 1)
+  local last = till
+  for i = 1, #queued, 2 do
+    local cap = limit
+    if string.sub(queued[i], 1, 1) == 'b' then cap = limit - reserve end
+    local start = math.max(till, tonumber(queued[i + 1]))
+    last = append_slot(start, redis.call('ZCARD', log), cap, window)
+    redis.call('ZADD', log, int(last), queued[i])
+  end
+  redis.call('PEXPIRE', log, math.floor((last - now + window) / 1000) + ttl)
+end
+-- Two users of one token who disagree: the lower limit and the longer window win. When
+-- they get stricter, reservations placed under the old ones would send too many in the
+-- windows ahead: they move (a newcomer's limit, or the server's X-RateLimit-Limit).
+local function strictest(limit, window, ttl)
+  local conf = redis.call('HMGET', conf_k, 'limit', 'window')
+  if conf[1] then limit = math.min(limit, tonumber(conf[1])) end
+  if conf[2] then window = math.max(window, tonumber(conf[2])) end
+  if not conf[1] or limit ~= tonumber(conf[1]) or window ~= tonumber(conf[2]) then
+    redis.call('HSET', conf_k, 'limit', int(limit), 'window', int(window))
+    if conf[1] then requeue(now, limit, window, ttl) end
+  end
+  redis.call('PEXPIRE', conf_k, ttl)
+  return limit, window
 end
 -- The earliest slot >= t0 where every window around it holds fewer than cap entries: it may
 -- lie before queued reservations (between them, or now when bulk left the reserve free).
@@ -225,26 +247,12 @@ if server_limit >= 1 and server_limit < limit then
   limit = strictest(server_limit, window, ttl)
 end
 redis.call('ZREMRANGEBYSCORE', log, '-inf', int(now - window))
--- Nobody is admitted before `till`. The reservations still ahead move after it, in their
--- order (first come, first served survives a hold), each by its lane's rule and never earlier
--- than it was (its waiter sleeps until then); waiters learn their new slot when they wake.
+-- Nobody is admitted before `till`.
 local function block(till)
   local old = tonumber(redis.call('GET', blocked_k) or '0')
   if till <= old then return end
   redis.call('SET', blocked_k, int(till), 'PX', math.floor((till - now) / 1000) + ttl)
-  local queued = redis.call('ZRANGEBYSCORE', log, '(' .. int(now), '+inf', 'WITHSCORES')
-  if #queued == 0 then return end
-  for i = 1, #queued, 2 do redis.call('ZREM', log, queued[i]) end
-  local reserve = math.min(shared_reserve('0', '', 0), limit - 1)
-  local last = till
-  for i = 1, #queued, 2 do
-    local cap = limit
-    if string.sub(queued[i], 1, 1) == 'b' then cap = limit - reserve end
-    local start = math.max(till, tonumber(queued[i + 1]))
-    last = append_slot(start, redis.call('ZCARD', log), cap, window)
-    redis.call('ZADD', log, int(last), queued[i])
-  end
-  redis.call('PEXPIRE', log, math.floor((last - now + window) / 1000) + ttl)
+  requeue(till, limit, window, ttl)
 end
 if hold >= 0 then block(now + hold) end
 if remaining < 0 then return 0 end
@@ -279,7 +287,10 @@ return 2
 
 # After a reserved waiter's sleep: {wait_us, slot_us} until its slot (0: go now; a hold begun
 # meanwhile moved it), or {-1, 0}: reserve again (gone, or it slept past a hold's start: its
-# slot had come when the hold moved the queue). ARGV: member.
+# slot had come when the hold moved the queue). A waiter that wakes more than `late_us` after
+# its slot (a stalled process) would send outside it, where the log no longer counts it: it
+# goes now only if a slot now fits, its lane's way, and reserves again otherwise.
+# ARGV: member, limit, window_us, ttl_ms, late_us.
 RECHECK = _PREAMBLE + """
 local score = redis.call('ZSCORE', log, ARGV[1])
 if not score then return {-1, 0} end
@@ -289,5 +300,16 @@ if blocked > now and score < blocked then
   redis.call('ZREM', log, ARGV[1])
   return {-1, 0}
 end
-return {math.max(0, score - now), score}
+if now - score <= tonumber(ARGV[5]) then return {math.max(0, score - now), score} end
+redis.call('ZREM', log, ARGV[1])
+local limit, window = strictest(tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+redis.call('ZREMRANGEBYSCORE', log, '-inf', int(now - window))
+local cap = limit
+if string.sub(ARGV[1], 1, 1) == 'b' then
+  cap = limit - math.min(shared_reserve('0', '', 0), limit - 1)
+end
+if first_fit(now, redis.call('ZCARD', log), cap, window) > now then return {-1, 0} end
+redis.call('ZADD', log, int(now), ARGV[1])
+redis.call('PEXPIRE', log, math.floor(window / 1000) + tonumber(ARGV[4]))
+return {0, now}
 """
