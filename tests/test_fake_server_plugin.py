@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import sys
 
@@ -87,3 +88,15 @@ def test_plugin_registers_nothing_without_pytest_asyncio(monkeypatch: pytest.Mon
     spec.loader.exec_module(module)
     assert not hasattr(module, "ryze_server")
     assert not hasattr(module, "ryze_server_factory")
+
+
+async def test_waiting_for_requests_that_never_come_is_bounded(
+    ryze_server_factory: ServerFactory, session: aiohttp.ClientSession
+) -> None:
+    """A test whose requests never arrive fails where it waited, saying what did arrive."""
+    server = await ryze_server_factory()
+    assert (await call(session, server)).status == 200
+    await server.wait_for_requests(1, timeout=0.05)  # already there: returns at once
+    async with asyncio.timeout(10):  # the test's own bound, far above the one under test
+        with pytest.raises(TimeoutError, match=r"waited 0\.2 s for 2 request\(s\); 1 arrived"):
+            await server.wait_for_requests(2, timeout=0.2)

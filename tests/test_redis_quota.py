@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Literal
@@ -244,6 +245,21 @@ def test_configuration_is_checked_up_front() -> None:
         settings = {"limit": LIMIT, "period": PERIOD, "margin": MARGIN, **bad}
         with pytest.raises(ValueError, match="must be"):
             RedisQuota.from_url("redis://127.0.0.1:1/0", token_digest="x", **settings)  # type: ignore[arg-type]
+
+
+async def test_the_quota_warns_nothing_with_the_installed_redis_py() -> None:
+    """redis-py 8.2 warns when a synchronous ``redis.retry.Retry`` reaches its asyncio client.
+
+    Users run with ``-W error`` too (the CLI then exited 70): building, using and closing a
+    quota must emit no warning whatever redis-py release is installed.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quota = RedisQuota.from_url("redis://127.0.0.1:1/0", token_digest="x" * 64,
+                                    limit=LIMIT, period=PERIOD, margin=MARGIN)
+        with pytest.raises(QuotaBackendError):  # nothing listens on port 1
+            await asyncio.wait_for(quota.acquire(), 10)
+        await quota.aclose()
 
 
 async def test_redis_gone_fails_closed_before_anything_is_sent() -> None:

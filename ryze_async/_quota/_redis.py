@@ -21,9 +21,9 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from .._cancels import pending_cancels, resurface_cancel
 from .._exceptions import QuotaBackendError, QuotaTimeoutError

@@ -243,9 +243,19 @@ class FakeRyzeServer(RequestHandling):
         """TCP connections accepted since start (not cleared by reset())."""
         return self._connections.accepted
 
-    async def wait_for_requests(self, count: int = 1) -> None:
-        """Return once at least `count` requests are recorded (e.g. a HANG is parked)."""
-        await self._log.wait_for(count)
+    async def wait_for_requests(self, count: int = 1, *, timeout: float = 30.0) -> None:
+        """Return once at least `count` requests are recorded (e.g. a HANG is parked).
+
+        Bounded: after `timeout` seconds it raises `TimeoutError` saying how many arrived, so a
+        test whose requests never come fails where it waited instead of hanging the suite.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                await self._log.wait_for(count)
+        except TimeoutError:
+            raise TimeoutError(
+                f"waited {timeout:g} s for {count} request(s); {len(self.requests)} arrived"
+            ) from None
 
 
 class ServerFactory(Protocol):
