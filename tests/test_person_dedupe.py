@@ -6,6 +6,7 @@ twice. The fake server's record is the oracle."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import shutil
 import sqlite3
 import tempfile
@@ -18,7 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ryze_async import Campaign, CampaignPlan, CampaignSummary, RyzeClient
+from ryze_async import Campaign, CampaignPlan, CampaignSummary, RyzeClient, normalize_number
+from ryze_async._campaign._exclusions import Exclusions
+from ryze_async._campaign._journal._person_keys import rekey
 from ryze_async._campaign._numbers import person_key
 from ryze_async.testing import FakeRyzeServer
 
@@ -83,6 +86,29 @@ def test_the_forms_of_one_person_share_a_key() -> None:
 ])
 def test_different_people_keep_different_keys(one: str, other: str) -> None:
     assert person_key(one) != person_key(other)
+
+
+async def test_an_opt_out_list_names_people_by_the_same_rule(tmp_path: Path) -> None:
+    optout = tmp_path / "optout.csv"
+    write(optout, [OLD_JID, "5511923456789"])
+    exclusions = Exclusions([optout], normalize_number)
+    await exclusions.refresh()
+    assert exclusions.holds(NEW_FORM)
+    assert exclusions.holds("5511987654321" + JID)
+    assert exclusions.holds("5511923456789" + JID)
+    # A landline with the same 8 digits as the mobile on the list: someone else.
+    assert not exclusions.holds("551123456789" + JID)
+    assert not exclusions.holds("551123456789")
+
+
+def test_rekeying_keeps_the_row_called_for_a_person() -> None:
+    # (id, number, state): the kept row is the first called one, else the first pending one.
+    plan = rekey([(1, NEW_FORM, "pending"), (2, OLD_JID, "unknown"),
+                  (3, "5521987650000", "skipped"), (4, "552187650000" + JID, "pending"),
+                  (5, "4930123456", "placed")])
+    assert plan == {1: (NEW_FORM + "#1", 2), 2: (NEW_FORM, None),
+                    3: ("5521987650000#3", 4), 4: ("5521987650000", None),
+                    5: ("4930123456", None)}
 
 
 # One run, a later run, the dry run -----------------------------------------------------------
@@ -184,9 +210,9 @@ async def test_an_old_sqlite_journal_migrates_and_resumes(server: FakeRyzeServer
 @pytest.mark.infra
 async def test_an_old_postgresql_journal_migrates_and_resumes(
         server: FakeRyzeServer, tmp_path: Path, pg_dsn: str) -> None:
-    import asyncpg  # noqa: PLC0415
+    import asyncpg
 
-    from ryze_async._campaign._journal import _postgres_held, _postgres_sql  # noqa: PLC0415
+    from ryze_async._campaign._journal import _postgres_held, _postgres_sql
 
     numbers, name = tmp_path / "n.csv", f"old-{uuid.uuid4().hex[:10]}"
     shutil.copy(FIXTURES / "two_forms_v4.csv", numbers)
@@ -265,7 +291,7 @@ def test_each_person_is_called_once_and_never_merged(picks: list[tuple[int, int]
                                                      cuts: list[int]) -> None:
     entries = [(who, PERSONS[who][form % len(PERSONS[who])]) for who, form in picks]
     bounds = [0, *sorted(min(c, len(entries)) for c in cuts), len(entries)]
-    parts = [[n for _, n in entries[a:b]] for a, b in zip(bounds, bounds[1:], strict=False)]
+    parts = [[n for _, n in entries[a:b]] for a, b in itertools.pairwise(bounds)]
     with tempfile.TemporaryDirectory() as tmp:
         calls = asyncio.run(runs_on(Path(tmp) / "j.db", parts))
     owner = {form: who for who, forms in enumerate(PERSONS) for form in forms}
