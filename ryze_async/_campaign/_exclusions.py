@@ -3,9 +3,10 @@ changes.
 
 Failing closed: leaving someone out wrongly costs a call, calling someone who opted out is what
 the list exists to prevent. So a person is recognised however either list writes the number (a
-personal JID, a Brazilian mobile's old WhatsApp id without the ninth digit, a float a
-spreadsheet wrote), and within a run the list only grows: a reading of a file being rewritten in
-place (truncated, half written) or gone does not forget anyone an earlier reading named.
+personal JID, a Brazilian mobile's old WhatsApp id without the ninth digit: ``person_key``, the
+one rule of "the same person", which the journal's dedupe uses too; a float a spreadsheet
+wrote), and within a run the list only grows: a reading of a file being rewritten in place
+(truncated, half written) or gone does not forget anyone an earlier reading named.
 """
 
 from __future__ import annotations
@@ -20,28 +21,15 @@ from pathlib import Path
 
 from .. import InvalidRequestError
 from ._number_source import NumberSource, Position
-from ._numbers import Numeric, Untrusted
+from ._numbers import Numeric, Untrusted, person_key
 
-__all__ = ["Exclusions", "person_keys"]
+__all__ = ["Exclusions"]
 
 _log = logging.getLogger("ryze_async.campaign")
 # A whole number a float printed ("5511987654321.0"): not dialable, but who it names is plain.
 _WHOLE_FLOAT = re.compile(r"\s*(\+?\d+)\.0+\s*")
 #: How many entries that exclude nobody a reading names in its warning.
 _SHOWN = 5
-
-
-def person_keys(number: str) -> set[str]:
-    """The keys one person may be found under: the digits of a number or JID, and for a
-    Brazilian mobile both with and without the ninth digit (WhatsApp kept the ids of numbers
-    registered before it was added)."""
-    digits = number.split("@", 1)[0]
-    keys = {digits}
-    if digits.startswith("55") and len(digits) == 13 and digits[4] == "9":
-        keys.add(digits[:4] + digits[5:])
-    elif digits.startswith("55") and len(digits) == 12 and digits[4] in "6789":
-        keys.add(digits[:4] + "9" + digits[4:])
-    return keys
 
 
 class Exclusions:
@@ -87,7 +75,7 @@ class Exclusions:
 
     def holds(self, number: str) -> bool:
         """On the lists as last read (no look at the files)."""
-        return number.split("@", 1)[0] in self._keys
+        return person_key(number) in self._keys
 
     async def refresh(self, *, strict: bool = True) -> None:
         """Read the files that changed since they were read. ``strict`` (the start): a file
@@ -117,7 +105,7 @@ class Exclusions:
 
     def _key(self, raw: str) -> set[str]:
         try:
-            return person_keys(self._normalize(raw))
+            return {person_key(self._normalize(raw))}
         except InvalidRequestError:
             # Not callable is not "names nobody": a hidden row, a negative Excel number, a
             # whole number a float printed still name who opted out. Read as plain text.
@@ -127,13 +115,13 @@ class Exclusions:
             whole = _WHOLE_FLOAT.fullmatch(text)
             if whole is None and not isinstance(raw, Untrusted):
                 raise
-            return person_keys(self._normalize(whole[1] if whole else text))
+            return {person_key(self._normalize(whole[1] if whole else text))}
 
     def _readings(self, *texts: str) -> set[str]:
         keys: set[str] = set()
         for text in texts:
             with contextlib.suppress(InvalidRequestError):
-                keys |= person_keys(self._normalize(text))
+                keys.add(person_key(self._normalize(text)))
         if not keys:
             raise InvalidRequestError(f"{texts[0]!r} is no number, with or without a leading 0",
                                       field="number")

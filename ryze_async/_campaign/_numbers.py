@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Literal
 
 from .. import InvalidRequestError, normalize_number
 
-__all__ = ["Numeric", "Untrusted", "entry_text", "number_normalizer", "whole_number"]
+__all__ = [
+    "Numeric", "Untrusted", "entry_text", "number_normalizer", "person_key", "whole_number",
+]
 
 NumberCheck = Literal["valid", "possible"]
 #: E.164 numbers have at most 15 digits; a float holds 15 significant digits exactly.
 _MAX_NUMBER = 10**15
+_PERSONAL_JID = "@s.whatsapp.net"
+# A Brazilian mobile's WhatsApp id from before the ninth digit: 55, an area code (DDD; the set
+# libphonenumber's metadata for BR knows), 8 digits in an old mobile range. Since the ninth
+# digit (2012-2016) mobiles are 9 + 8 digits; 8-digit 6, 8 and 9 numbers are assigned to
+# nobody any more, so such an id can only be the mobile with the 9 put back. Not merged: 2-5
+# (fixed lines, assigned today; 55 11 2345-6789 is not 55 11 9 2345-6789) and 7 (8-digit 7
+# numbers are still valid mobiles, someone else than 9 7XXX-XXXX).
+_BR_OLD_MOBILE = re.compile(
+    r"55((?:[14689][1-9]|2[12478]|3[1-578]|5[13-5]|7[13-579]))([689]\d{7})")
 
 
 class Untrusted(str):
@@ -93,3 +105,14 @@ def number_normalizer(
         return number
 
     return normalize
+
+
+def person_key(number: str) -> str:
+    """The person a normalised number names, as one key: the digits, whether written as a
+    number or as a personal JID, and a Brazilian mobile's old id without the ninth digit as
+    the mobile (``551187654321@s.whatsapp.net`` is ``5511987654321``). The one rule for "the
+    same person": the journal's dedupe and the opt-out lists both use it. Other addresses
+    (``@lid``) keep their domain: they are no phone number."""
+    digits = number.removesuffix(_PERSONAL_JID)
+    old = _BR_OLD_MOBILE.fullmatch(digits)
+    return f"55{old[1]}9{old[2]}" if old else digits

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from ._journal._peek import JournalSnapshot, Row
-from ._journal._schema import dedupe_key
+from ._numbers import person_key
 
 __all__ = ["Book"]
 
@@ -54,7 +54,7 @@ class Book:
 
     def see(self, number: str) -> None:
         """One valid entry read from the input."""
-        key = dedupe_key(number)
+        key = person_key(number)
         row = self.rows.get(key)
         if row is None:
             self.rows[key] = (number, "pending", self.pass_no)

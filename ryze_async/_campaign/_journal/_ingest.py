@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
+from .._numbers import person_key
 from ._events import IngestResult
-from ._schema import dedupe_key
 
 __all__ = ["REMOVED", "begin_pass", "finish_pass", "ingest_rows", "sweep_due"]
 
@@ -74,7 +74,7 @@ def finish_pass(db: sqlite3.Connection) -> int:
 
 def _store_valid(db: sqlite3.Connection, number: str, at: int, pass_no: int) -> str:
     """Insert or re-see one valid number: 'added', 'duplicate', 'restored' or 'known'."""
-    key = dedupe_key(number)
+    key = person_key(number)
     if db.execute(
         "INSERT INTO numbers(number, key, valid, state, line, seen) "
         "VALUES (?, ?, 1, 'pending', ?, ?) ON CONFLICT(key) DO NOTHING",

@@ -8,6 +8,7 @@ import stat
 import time
 from pathlib import Path
 
+from ._person_keys import rekey_sqlite
 from ._schema import (
     SCHEMA,
     CampaignIdentity,
@@ -35,6 +36,7 @@ def connect(path: Path, read_only: bool, synchronous: str) -> sqlite3.Connection
             conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
             migrate(conn)
             conn.executescript(SCHEMA)
+            rekey_sqlite(conn)
         except BaseException:
             conn.close()
             raise

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._person_keys import rekey, rekeyed_sqlite
 from ._schema import JournalCounts, JournalError
 
 __all__ = ["JournalSnapshot", "Row", "peek_journal", "peek_sqlite"]
@@ -60,11 +61,20 @@ class JournalSnapshot:
             "ingest_duplicates": str(self.duplicates), "elapsed": str(self.elapsed)})
 
 
-def snapshot(rows: Iterable[tuple[str, str, str, int]], invalid: int,
-             meta: Mapping[str, object]) -> JournalSnapshot:
-    """From ``(key, number, label, seen)`` rows and the resume meta (either store)."""
+def snapshot(rows: Iterable[tuple[int, str, str, str, int]], invalid: int,
+             meta: Mapping[str, object], *, rekeyed: bool) -> JournalSnapshot:
+    """From ``(id, key, number, label, seen)`` rows in id order and the resume meta (either
+    store). A journal not ``rekeyed`` by person yet is, in memory, as its next opening will
+    rekey it (``_person_keys.py``): a row merged into another one is ``removed``."""
+    listed = list(rows)
+    plan = {} if rekeyed else rekey((i, number, label) for i, _, number, label, _ in listed)
+    keyed: dict[str, Row] = {}
+    for row_id, stored, number, label, seen in listed:
+        key, into = plan.get(row_id, (stored, None))
+        merged = into is not None and label == "pending"
+        keyed[key] = (number, "removed" if merged else label, int(seen))
     return JournalSnapshot(
-        rows={key: (number, label, int(seen)) for key, number, label, seen in rows},
+        rows=keyed,
         invalid=invalid, duplicates=int(str(meta.get("ingest_duplicates", 0))),
         position=(int(str(meta.get("ingest_offset", 0))), int(str(meta.get("ingest_line", 0))),
                   str(meta.get("ingest_digest", ""))),
@@ -119,9 +129,9 @@ def _read(path: Path, *, immutable: bool) -> JournalSnapshot | None:
         # A schema-1 journal (a resume migrates it) had no ``seen``: every row from pass 0.
         columns = {r[1] for r in db.execute("PRAGMA table_info(numbers)")}
         seen = "seen" if "seen" in columns else "0"
-        rows = db.execute(
-            f"SELECT key, number, {_LABEL}, {seen} FROM numbers WHERE valid = 1")  # noqa: S608
-        found = snapshot(rows, int(invalid), meta)
+        rows = db.execute(f"SELECT id, key, number, {_LABEL}, {seen} "  # noqa: S608
+                          "FROM numbers WHERE valid = 1 ORDER BY id")
+        found = snapshot(rows, int(invalid), meta, rekeyed=rekeyed_sqlite(db))
         db.execute("COMMIT")
         return found
     finally:

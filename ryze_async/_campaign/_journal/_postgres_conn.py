@@ -26,6 +26,7 @@ import asyncpg
 
 from . import _postgres_held as held
 from . import _postgres_sql as sql
+from ._person_keys import rekey_postgres
 from ._postgres_counts import redact
 from ._schema import CampaignIdentity, JournalError, check_identity
 
@@ -107,6 +108,7 @@ class PgConnection:
             await self._conn.execute(
                 "INSERT INTO ryze_campaigns (campaign) VALUES ($1) ON CONFLICT DO NOTHING",
                 self.campaign)
+            await rekey_postgres(self._conn, self.campaign)
         if identity is not None:
             await self._check_identity(identity, force)
         self.recovered = (await self.recover())[1]

@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .._numbers import person_key
 from . import _postgres_sql as sql
 from ._events import IngestResult
 from ._ingest import REMOVED
-from ._schema import dedupe_key
 
 __all__ = ["begin_pass", "finish_pass", "ingest_rows"]
 
@@ -72,7 +72,7 @@ def _classify(valid: list[tuple[str, int]], known: dict[str, tuple[str, int]], p
     duplicates = restored = 0
     batch: set[str] = set()
     for number, at in valid:
-        key = dedupe_key(number)
+        key = person_key(number)
         state_seen = known.get(key)
         if key in batch or (state_seen is not None and state_seen[1] == pass_no):
             duplicates += 1
@@ -95,7 +95,7 @@ async def ingest_rows(
         pass_no, done_line = head["ingest_pass"], head["ingest_line"]
         # Lines up to the stored one are in already (this pass): another worker read them.
         valid, invalid = _split([e for e in entries if e[0] > done_line], normalize)
-        keys = [dedupe_key(number) for number, _ in valid]
+        keys = [person_key(number) for number, _ in valid]
         known = {r["key"]: (r["state"], r["seen"])
                  for r in await conn.fetch(sql.KNOWN_KEYS, campaign, keys)}
         new, again, duplicates, restored = _classify(valid, known, pass_no)

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from ._peek import JournalSnapshot, snapshot
+from ._person_keys import rekeyed_postgres
 from ._postgres_counts import redact
 from ._schema import JournalError
 from ._target import scrub
@@ -47,7 +48,7 @@ async def _read(conn: Any, campaign: str) -> JournalSnapshot | None:
     invalid = await conn.fetchval(
         "SELECT count(*) FROM ryze_numbers WHERE campaign = $1 AND NOT valid", campaign)
     rows = await conn.fetch(
-        f"SELECT key, number, {_LABEL} AS label, seen FROM ryze_numbers "  # noqa: S608
-        "WHERE campaign = $1 AND valid", campaign)
-    return snapshot(((r["key"], r["number"], r["label"], r["seen"]) for r in rows),
-                    int(invalid), dict(head))
+        f"SELECT id, key, number, {_LABEL} AS label, seen FROM ryze_numbers "  # noqa: S608
+        "WHERE campaign = $1 AND valid ORDER BY id", campaign)
+    return snapshot(((r["id"], r["key"], r["number"], r["label"], r["seen"]) for r in rows),
+                    int(invalid), dict(head), rekeyed=await rekeyed_postgres(conn, campaign))

@@ -25,14 +25,14 @@ __all__ = [
     "JournalLockedError",
     "JournalMismatchError",
     "check_identity",
-    "dedupe_key",
     "lock_file",
     "migrate",
     "open_owner_only",
     "owner_only",
 ]
 
-# ``key`` is the dedupe key (NULL for invalid rows, and NULLs never collide in a UNIQUE index);
+# ``key`` is the dedupe key (``person_key``, ``_person_keys.py``; NULL for invalid rows, and
+# NULLs never collide in a UNIQUE index);
 # ``id`` order is input order, which is dispatch order; ``seen`` is the last input pass that
 # read the row (``_ingest.py``); ``skipped`` is a pending row removed from the input;
 # ``not_before`` (Unix seconds, UTC; +inf: no window ever opens) holds a pending row until its
@@ -102,14 +102,6 @@ def migrate(conn: sqlite3.Connection) -> None:
     elif "not_before" not in row[0]:
         steps = [] if "sender" in row[0] else [_ADD_SENDER]
         conn.executescript("\n".join(("BEGIN IMMEDIATE;", *steps, _ADD_NOT_BEFORE, "COMMIT;")))
-
-
-_JID_SUFFIX = "@s.whatsapp.net"
-
-
-def dedupe_key(number: str) -> str:
-    """The same person whether written as digits or as a personal JID."""
-    return number.removesuffix(_JID_SUFFIX)
 
 
 @dataclass(frozen=True, slots=True)
