@@ -28,6 +28,7 @@ from ._engine_setup import (
     journal_target,
     open_store,
     put_back,
+    quota_text,
     resolve_media,
     retry_states,
     runner_ended,
@@ -159,7 +160,7 @@ class Campaign:
         self._instance = instance if isinstance(instance, str) and not self._senders else None
         self._retry_states = retry_states(retry_failed, retry_unknown)
         self._journal_plan = JournalPlan(self._target, campaign, force, synchronous, fake,
-                                         self._instance)
+                                         self._instance, quota_text(client))
         self._settings = Settings(
             media=None, duration=duration, instance=self._instance, concurrency=concurrency,
             drain_timeout=drain_timeout, max_connection_failures=max_connection_failures,

@@ -96,6 +96,14 @@ class JournalPlan:
     synchronous: Literal["full", "normal"]
     fake: bool
     instance: str | None
+    #: The client's quota as the journal records it for ``report --html`` ("7/30"; None: none).
+    quota: str | None = None
+
+
+def quota_text(client: CampaignClient) -> str | None:
+    """The client's quota as journals record it (each sender of a pool has this one)."""
+    period = quota_period(client)
+    return None if period is None else f"{getattr(client, 'rate_limit')}/{period:g}"
 
 
 async def resolve_media(arg: Media | bytes | str | os.PathLike[str] | None) -> Media | None:
@@ -118,7 +126,7 @@ async def open_store(
     settings.media = media
     identity = CampaignIdentity(
         "fake" if how.fake else "audio",
-        None if media is None else media.fingerprint, how.instance,
+        None if media is None else media.fingerprint, how.instance, how.quota,
     )
     journal = await open_journal(how.target, identity=identity, force=how.force,
                                  synchronous=how.synchronous, campaign=how.campaign)

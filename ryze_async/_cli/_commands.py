@@ -29,11 +29,21 @@ __all__ = ["load_media", "reveal", "run", "run_command"]
 
 def run(args: argparse.Namespace) -> int:
     """Run the parsed command; every exception it raises becomes an exit code here."""
-    with CliLogging(args.verbose):
+    with CliLogging(args.verbose), _number_hints(args.command):
         try:
             return asyncio.run(run_command(args, sys.stdout))
         except (Exception, KeyboardInterrupt) as exc:
             return exit_for(exc, args)
+
+
+def _number_hints(command: str) -> contextlib.AbstractContextManager[None]:
+    """Refusals of a number name the CLI's flags; commands that read no number do not load
+    the number parser for it."""
+    if command in ("report", "sandbox"):
+        return contextlib.nullcontext()
+    from ryze_async._numbers import cli_hints
+
+    return cli_hints()
 
 
 async def run_command(args: argparse.Namespace, out: TextIO) -> int:
@@ -177,7 +187,9 @@ async def _html(journal: JournalStore, counts: JournalCounts, args: argparse.Nam
     # The page's title: the campaign's name in a database, the file's name otherwise (never
     # the URL: it may hold a password).
     name = args.campaign if isinstance(args.journal, str) else args.journal.name
-    page = render_report(name, counts, data, args.quota)
+    # ``--quota`` (calls per minute) overrides what the journal recorded.
+    quota = (args.quota, 60.0) if args.quota is not None else data.quota
+    page = render_report(name, counts, data, quota)
     await asyncio.to_thread(write_report, args.html_out, page)
     return f"wrote the HTML report to {args.html_out}"
 

@@ -171,7 +171,8 @@ def format_summary(s: CampaignSummary, journal: str) -> str:
         f"placed    {s.placed:>8}",
         f"failed    {s.failed:>8}",
         f"unknown   {s.unknown:>8}   may have been placed: never redialed automatically",
-        f"pending   {s.pending:>8}",
+        f"pending   {s.pending:>8}" + (f"   ({s.held} waiting for a calling window)"
+                                          if s.held else ""),
         f"skipped   {s.skipped:>8}   ({_skipped(s)})",
     ]
     if s.in_flight:
