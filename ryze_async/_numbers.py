@@ -199,20 +199,18 @@ def _possible_jid_user(user: str) -> bool:
 
 def _refusal(text: str, region: str | None, check: NumberCheck) -> str:
     what = "valid" if check == "valid" else "possible"
+    where = f" in {region} or" if region is not None else ""
+    head = f"number {text!r} is not a phone number {what}{where} with its country code"
     digits = "".join(_DIGIT.findall(text))
     if not text.startswith("+") and digits.startswith("00") and len(digits) > 4:
         # 00 is the international prefix of most countries, not part of the number: a looser
         # check would not help (and might accept someone else's number). Say how to write it.
-        return (f"number {text!r} is not a phone number {what}: it starts with the "
-                f"international prefix 00; write a + instead (+{digits[2:]})")
+        return (f"{head}: it starts with the international prefix 00; write a + instead "
+                f"(+{digits[2:]})")
     if region is None:
-        return f"number {text!r} is not a phone number {what} with its country code: {_hint()}"
-    return (
-        f"number {text!r} is not a phone number {what} in {region} or with its country code "
-        f"({_words[-1]['check']} also accepts numbers libphonenumber does not know as assigned)"
-    )
-
-
+        return f"{head}: {_hint()}"
+    return (f"{head} ({_words[-1]['check']} also accepts numbers libphonenumber does not know "
+            "as assigned)")
 
 
 def _normalize_jid(text: str, *, allow_lid: bool) -> str:

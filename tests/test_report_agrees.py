@@ -138,8 +138,10 @@ async def test_the_cli_hint_names_the_flags(tmp_path: Path) -> None:
     code, _, err = await run_cli(["fake-call", "0049301234567"],
                                  {"RYZE_TOKEN": "t", "RYZE_INSTANCE": "i"})
     assert code == 2
-    assert "+49" in err and "--number-check" not in err
+    assert "+49" in err
+    assert "--number-check" not in err
     code, _, err = await run_cli(["fake-call", "11987654321"],
                                  {"RYZE_TOKEN": "t", "RYZE_INSTANCE": "i"})
     assert code == 2
-    assert "--default-region" in err and "default_region=" not in err
+    assert "--default-region" in err
+    assert "default_region=" not in err

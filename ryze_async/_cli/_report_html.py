@@ -2,7 +2,8 @@
 
 It shows the numbers the journal holds: calls per minute against the quota the campaign ran
 with (per sender when the journal records several), outcomes over time, the final counts, and
-the failed, unknown and invalid entries with their reasons. It holds phone numbers: it is written owner-only, like the CSV.
+the failed, unknown and invalid entries with their reasons. It holds phone numbers: it is
+written owner-only, like the CSV.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 from ._schema import JournalCounts
 
-__all__ = ["REPORT_STATE", "SKIP_REASON", "WINDOW_AT", "add_elapsed", "count_rows", "pending_after", "retry_rows"]
+__all__ = ["REPORT_STATE", "SKIP_REASON", "WINDOW_AT", "add_elapsed", "count_rows",
+           "pending_after", "retry_rows"]
 
 #: A row's state for counting: a ``skipped`` row the rules made counts as its reason (the
 #: error texts of ``_rules.py`` start with these words); a pending row held for its calling
