@@ -145,3 +145,35 @@ async def test_the_cli_hint_names_the_flags(tmp_path: Path) -> None:
     assert code == 2
     assert "--default-region" in err
     assert "default_region=" not in err
+
+
+async def test_report_csv_keeps_the_inputs_other_columns(
+    ryze_server_factory: ServerFactory, tmp_path: Path,
+) -> None:
+    server = await ryze_server_factory(rate_limit=None)
+    numbers = tmp_path / "n.csv"
+    numbers.write_text('# list of 4 April\nphone;name;notes\n'
+                       f'{SP[0]};Ana;"called back,\nlater"\n{SP[1]};Bruno;\n'
+                       'not-a-number;Carla;typo\n')
+    journal = tmp_path / "j.db"
+    code, _, err = await run_cli(
+        ["campaign", str(numbers), "--journal", str(journal), "--fake"],
+        {"RYZE_TOKEN": "test-token", "RYZE_INSTANCE": "my-instance",
+         "RYZE_BASE_URL": server.url})
+    assert code == 0, err
+    code, out, err = await run_cli(["report", str(journal), "--csv", "-", "--input",
+                                    str(numbers)], {})
+    assert code == 0, err
+    rows = {r["number"]: r for r in csv.DictReader(io.StringIO(out))}
+    assert (rows[SP[0]]["name"], rows[SP[0]]["notes"]) == ("Ana", "called back,\nlater")
+    assert (rows[SP[1]]["name"], rows[SP[1]]["state"]) == ("Bruno", "placed")
+    assert (rows["not-a-number"]["name"], rows["not-a-number"]["state"]) == ("Carla", "invalid")
+    assert rows[SP[0]]["phone"] == SP[0]  # the input's cells as written
+
+    # Edited since the journal read it: its lines may be other people now. Refused.
+    numbers.write_text(numbers.read_text().replace("Ana", "Zoe"))
+    code, out, err = await run_cli(["report", str(journal), "--csv", "-", "--input",
+                                    str(numbers)], {})
+    assert code == 2
+    assert "not the file this journal read" in err
+    assert out == ""

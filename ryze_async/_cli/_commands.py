@@ -131,6 +131,8 @@ def _report_targets(args: argparse.Namespace) -> tuple[Path | None, bool, Path |
     jsonl = args.format == "jsonl"
     if args.out is not None and not jsonl:
         raise UsageError("--out goes with --format jsonl")
+    if args.input_file is not None and csv_out is None:
+        raise UsageError("--input goes with --csv")
     to_stdout = (csv_out is not None and str(csv_out) == "-") or (jsonl and args.out is None)
     if jsonl and csv_out is not None and str(csv_out) == "-":
         raise UsageError("--csv - and --format jsonl both want stdout: give --out FILE")
@@ -156,7 +158,7 @@ async def _report(args: argparse.Namespace, out: TextIO) -> int:
         counts = await journal.counts()
         if csv_out is not None:
             csv_stdout = str(csv_out) == "-"
-            rows = await journal.export_csv(out if csv_stdout else csv_out)
+            rows = await _export_csv(journal, out if csv_stdout else csv_out, args.input_file)
             written.append(f"wrote {rows} rows to {'stdout' if csv_stdout else csv_out}")
         if args.format == "jsonl":
             rows = await journal.export_jsonl(out if jsonl_out is None else jsonl_out)
@@ -178,6 +180,14 @@ async def _report(args: argparse.Namespace, out: TextIO) -> int:
         extra = {k: getattr(counts, k) for k in ("workers", "claimed") if hasattr(counts, k)}
         print_json(summary, args.journal, out, campaign=args.campaign, extra=extra)
     return EXIT_OK
+
+
+async def _export_csv(journal: JournalStore, target: Path | TextIO, source: Path | None) -> int:
+    if source is None:
+        return await journal.export_csv(target)
+    from ._report_input import export_with_input
+
+    return await export_with_input(journal, source, target)
 
 
 async def _html(journal: JournalStore, counts: JournalCounts, args: argparse.Namespace) -> str:

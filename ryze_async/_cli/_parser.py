@@ -241,6 +241,10 @@ def _tools(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _campaign_name(p)
     p.add_argument("--csv", type=Path, dest="csv_out",
                    help="write every number to this CSV ('-': stdout)")
+    p.add_argument("--input", type=Path, dest="input_file", metavar="NUMBERS.csv",
+                   help="with --csv: add the input's columns (name, notes, ...) matched by "
+                        "line; only the very file the journal read (checked by its "
+                        "fingerprint)")
     p.add_argument("--html", type=Path, dest="html_out", metavar="FILE",
                    help="write a self-contained HTML report (charts, counts, failed, "
                         "unknown and invalid numbers); owner-only, it holds phone numbers")
