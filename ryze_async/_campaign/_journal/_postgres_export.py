@@ -17,7 +17,7 @@ from ._schema import open_owner_only
 
 __all__ = ["PG_CSV_COLUMNS", "ROWS", "export_csv", "write_out"]
 
-PG_CSV_COLUMNS = CSV_COLUMNS  # the same columns, sender last, as SQLite
+PG_CSV_COLUMNS = CSV_COLUMNS  # the same columns as SQLite (sender, then the window's opening)
 #: Every row of a campaign in input order, its state as the SQLite store shows it (a claim
 #: not sent yet is ``pending``, as in counts); its window's opening in Unix seconds as there.
 ROWS = f"""
