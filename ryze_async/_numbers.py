@@ -6,8 +6,10 @@ hand-written digit counting sent ``(11) 99999-9999`` to country code 1.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
+from collections.abc import Iterator
 from typing import Literal, TypedDict
 
 import phonenumbers
@@ -16,7 +18,7 @@ from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResu
 from ._exceptions import InvalidRequestError
 
 __all__ = [
-    "NumberCheck", "NumberOptions", "normalize_number", "number_options",
+    "NumberCheck", "NumberOptions", "cli_hints", "normalize_number", "number_options",
 ]
 
 NumberCheck = Literal["valid", "possible"]
@@ -40,10 +42,29 @@ _NOT_CALLABLE = {
     "newsletter": "a channel (newsletter) address; calls are 1:1",
     "broadcast": "a broadcast or status address; calls are 1:1",
 }
-_HINT = (
-    "write it with its country code (+55 11 99999-9999 or 5511999999999), or give the country "
-    "it is written for: default_region='BR' (CLI --default-region BR, env RYZE_DEFAULT_REGION)"
-)
+# How a refusal names the options that change it: the Python keywords, or on the command line
+# (inside ``cli_hints``) the flags. A process-wide choice, not a context variable: a SQLite
+# journal normalises numbers on its own thread, which no context reaches.
+_OPTION_WORDS = {
+    "api": {"region": "default_region='BR'", "check": "number_check='possible'"},
+    "cli": {"region": "--default-region BR", "check": "--number-check possible"},
+}
+_words = [_OPTION_WORDS["api"]]
+
+
+@contextlib.contextmanager
+def cli_hints() -> Iterator[None]:
+    """Inside: refusals name the CLI's flags (``--number-check``), not the keywords."""
+    _words.append(_OPTION_WORDS["cli"])
+    try:
+        yield
+    finally:
+        _words.pop()
+
+
+def _hint() -> str:
+    return ("write it with its country code (+55 11 99999-9999 or 5511999999999), or give the "
+            f"country it is written for: {_words[-1]['region']} (or env RYZE_DEFAULT_REGION)")
 
 
 class NumberOptions(TypedDict):
@@ -178,14 +199,18 @@ def _possible_jid_user(user: str) -> bool:
 
 def _refusal(text: str, region: str | None, check: NumberCheck) -> str:
     what = "valid" if check == "valid" else "possible"
+    where = f" in {region} or" if region is not None else ""
+    head = f"number {text!r} is not a phone number {what}{where} with its country code"
+    digits = "".join(_DIGIT.findall(text))
+    if not text.startswith("+") and digits.startswith("00") and len(digits) > 4:
+        # 00 is the international prefix of most countries, not part of the number: a looser
+        # check would not help (and might accept someone else's number). Say how to write it.
+        return (f"{head}: it starts with the international prefix 00; write a + instead "
+                f"(+{digits[2:]})")
     if region is None:
-        return f"number {text!r} is not a phone number {what} with its country code: {_HINT}"
-    return (
-        f"number {text!r} is not a phone number {what} in {region} or with its country code "
-        "(number_check='possible' also accepts numbers libphonenumber does not know as assigned)"
-    )
-
-
+        return f"{head}: {_hint()}"
+    return (f"{head} ({_words[-1]['check']} also accepts numbers libphonenumber does not know "
+            "as assigned)")
 
 
 def _normalize_jid(text: str, *, allow_lid: bool) -> str:

@@ -6,7 +6,8 @@ counts what the client and its campaigns report, under Prometheus' naming conven
 - ``ryze_calls_total{outcome,sender}``: calls a campaign finished, by outcome (``placed``,
   ``failed``, ``unknown``): only numbers a request was sent for. An entry refused before its
   first byte (an invalid number: the event's ``sent`` is False) was never a call, so it is not
-  a ``failed`` call; it shows in ``ryze_campaign_numbers{state="skipped"}``, as in the summary;
+  a ``failed`` call; it shows in ``ryze_campaign_numbers{state="skipped"}``, as in the summary,
+  and on its own in ``{state="invalid"}`` (a part of ``skipped``, as every report shows it);
 - ``ryze_request_duration_seconds{kind,sender}``: each request's time on the wire (histogram);
 - ``ryze_quota_wait_seconds{sender}``: each wait for a quota slot (histogram);
 - ``ryze_campaign_numbers{state}``: the watched campaign's live counts (gauge).
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PrometheusHooks", "serve_metrics"]
 
-_STATES = ("pending", "in_flight", "placed", "failed", "unknown", "skipped")
+_STATES = ("pending", "in_flight", "placed", "failed", "unknown", "skipped", "invalid")
 _QUOTA_BUCKETS = (0.0, 0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, float("inf"))
 
 

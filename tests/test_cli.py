@@ -239,7 +239,7 @@ async def test_report_prints_the_summary_and_exports_csv(
     assert "wrote 11 rows" in err
     with out_csv.open(newline="") as f:
         rows = list(csv.DictReader(f))
-    assert Counter(r["state"] for r in rows) == Counter({"placed": 9, "failed": 2})
+    assert Counter(r["state"] for r in rows) == Counter({"placed": 9, "failed": 1, "invalid": 1})
     assert (out_csv.stat().st_mode & 0o777) == 0o600
 
     code, _, err = await run([sys.executable, "-m", "ryze_async", "report",

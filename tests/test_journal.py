@@ -231,7 +231,7 @@ async def test_export_csv_has_one_row_per_stored_number(tmp_path: Path) -> None:
     with out.open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["number"] for r in rows] == ["5511900000001", "5511900000002", "x"]
-    assert [r["state"] for r in rows] == ["placed", "pending", "failed"]
+    assert [r["state"] for r in rows] == ["placed", "pending", "invalid"]
     assert rows[0]["call_id"] == "CALL-1"
     assert rows[0]["http_status"] == "200"
     assert rows[0]["attempts"] == "1"

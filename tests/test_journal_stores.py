@@ -197,7 +197,7 @@ async def test_export_csv_has_every_row(store: JournalStore) -> None:
     assert rows["+4930111111"]["state"] == "placed"
     assert rows["+4930111111"]["call_id"] == "call-9"
     assert rows["+4930222222"]["state"] in ("pending", "claimed")
-    assert rows["12"]["state"] == "failed"
+    assert rows["12"]["state"] == "invalid"  # stored failed, never a call (#15)
 
 
 async def test_identity_of_another_campaign_is_refused(store: JournalStore,

@@ -173,4 +173,6 @@ async def test_invalid_entries_are_not_counted_as_failed_calls(
     assert calls == {"placed": 3, "failed": len(answered_500)}
     assert sum(calls.values()) == len(server.requests)  # a call is a request the server saw
     assert got["ryze_campaign_numbers", (("state", "skipped"),)] == 2
+    # ... and by their own name, as every report form shows them (#15).
+    assert got["ryze_campaign_numbers", (("state", "invalid"),)] == 2
     assert_private(text)

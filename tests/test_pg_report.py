@@ -18,6 +18,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -83,15 +84,16 @@ def timeless(line: str) -> dict[str, Any]:
     return item
 
 
-def shape(data: ReportData) -> tuple[Counter[tuple[str, str]], list[Any], bool]:
-    """The report data without its times: numbers by (sender, state), the problems."""
+def shape(data: ReportData) -> tuple[Counter[tuple[str, str]], list[Any], bool, Any]:
+    """The report data without its times: numbers by (sender, state), the problems, the
+    quota."""
     by = Counter[tuple[str, str]]()
     for m in data.minutes:
         by[m.sender, m.state] += m.n
     problems = [replace(p, at=p.at is not None,
                         reason=re.sub(r"127\.0\.0\.1:\d+", "SERVER", p.reason))
                 for p in data.problems]
-    return by, problems, data.has_senders
+    return by, problems, data.has_senders, data.quota
 
 
 async def test_both_stores_give_the_same_json_lines_and_report_data(
@@ -111,7 +113,10 @@ async def test_both_stores_give_the_same_json_lines_and_report_data(
     for (_, state), n in pg[0].items():
         by_state[state] += n
     assert by_state == {"placed": 5, "unknown": 2, "failed": 1}
-    assert [p.state for p in pg[1]].count("failed") == 3  # one 500 and the two invalid
+    # One 500; the two invalid entries are no failed calls (#15), in either store.
+    assert [p.state for p in pg[1]].count("failed") == 1
+    assert [p.state for p in pg[1]].count("invalid") == 2
+    assert pg[3] is None  # no quota: none recorded, none drawn
     assert all(p.reason for p in pg[1])
 
 
@@ -167,3 +172,39 @@ async def test_cli_report_html_from_postgresql_renders_in_chromium(
     assert parsed.bars >= 3
     assert shot.stat().st_size > 20_000
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+SATURDAY = datetime(2026, 3, 7, 12, 0, tzinfo=UTC)
+
+
+async def test_both_stores_report_the_numbers_waiting_for_a_window_alike(
+    ryze_server_factory: ServerFactory, pg_dsn: str, tmp_path: Path,
+) -> None:
+    """Stopped outside the windows (#15): the counts, the CSV and the JSON lines of both stores
+    say which numbers wait, and until when; both recorded the campaign's quota."""
+    server = await ryze_server_factory(rate_limit=None)
+    targets: dict[str, Target] = {"sqlite": (str(tmp_path / "w.db"), None),
+                                  "pg": (pg_dsn, f"w-{uuid.uuid4().hex[:10]}")}
+    csvs, held, quota = {}, {}, {}
+    async with RyzeClient("test-token", "my-instance", base_url=server.url,
+                          rate_limit=7, rate_period=30.0) as client:
+        for name, (journal, campaign) in targets.items():
+            await Campaign(client, [*NUMBERS[:2], "123"], journal=journal, campaign=campaign,
+                           fake=True, call_windows=["Mon-Fri 09:00-20:00"],
+                           exit_outside_window=True, now=lambda: SATURDAY).run()
+            store = await open_journal(journal, campaign=campaign, read_only=True)
+            try:
+                held[name] = (await store.counts()).held
+                quota[name] = (await store.report_data()).quota
+                out = io.StringIO()
+                await store.export_csv(out)
+                csvs[name] = out.getvalue()
+            finally:
+                await store.close()
+    assert server.requests == []
+    assert held == {"sqlite": 2, "pg": 2}
+    assert quota == {"sqlite": (7, 30.0), "pg": (7, 30.0)}
+    assert csvs["pg"] == csvs["sqlite"]
+    assert csvs["pg"].count(",pending,") == 2
+    assert csvs["pg"].count("2026-03-09T12:00:00+00:00") == 2
+    assert ",invalid," in csvs["pg"]

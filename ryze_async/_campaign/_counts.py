@@ -84,5 +84,5 @@ def summary_from_counts(
                  + counts.expired),
         duplicates=counts.duplicates, invalid=counts.invalid, in_flight=counts.sending,
         elapsed=elapsed, stop_reason=stop_reason, message=message, removed=counts.removed,
-        excluded=counts.excluded, expired=counts.expired,
+        excluded=counts.excluded, expired=counts.expired, held=counts.held,
     )

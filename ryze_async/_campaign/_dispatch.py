@@ -18,7 +18,7 @@ from typing import Any, Literal
 from .. import CampaignOutcomeRecorded
 from ._attempt import Attempt, Phase
 from ._feeder import Feeder, Row
-from ._gate import Gate
+from ._gate import Gate, WindowWait
 from ._journal import JournalError, JournalStore
 from ._models import CampaignOutcome, StopReason, Verdict, classify
 from ._number_source import NumberSource
@@ -89,6 +89,20 @@ class Dispatcher:
         """Some calls wait for the quota (or a 429's reset) and none is being sent."""
         phases = self._phase.values()
         return "waiting" in phases and "sending" not in phases
+
+    @property
+    def window_wait(self) -> WindowWait | None:
+        """Nothing can be called until a window opens: until when, and how many wait."""
+        window = self._rows.window
+        if window is None or self.stopping:
+            return None
+        until, held = window
+        client = self.pool.senders[0].client
+        period = quota_period(client)
+        per_minute = None if period is None else (
+            getattr(client, "rate_limit", 0) * 60 / period * len(self.pool.senders))
+        return WindowWait(until, held, max(0.0, (until - self._gate.now()).total_seconds()),
+                          self._gate.zone(), per_minute)
 
     # -- the run --------------------------------------------------------------------------------
 

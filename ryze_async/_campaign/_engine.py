@@ -28,11 +28,13 @@ from ._engine_setup import (
     journal_target,
     open_store,
     put_back,
+    quota_text,
     resolve_media,
     retry_states,
     runner_ended,
     unknown_limit,
 )
+from ._gate import WindowWait
 from ._journal import describe
 from ._models import CampaignOutcome, CampaignSummary, StopReason
 from ._number_source import NumbersInput, NumberSource
@@ -159,7 +161,7 @@ class Campaign:
         self._instance = instance if isinstance(instance, str) and not self._senders else None
         self._retry_states = retry_states(retry_failed, retry_unknown)
         self._journal_plan = JournalPlan(self._target, campaign, force, synchronous, fake,
-                                         self._instance)
+                                         self._instance, quota_text(client))
         self._settings = Settings(
             media=None, duration=duration, instance=self._instance, concurrency=concurrency,
             drain_timeout=drain_timeout, max_connection_failures=max_connection_failures,
@@ -203,8 +205,16 @@ class Campaign:
 
     @property
     def waiting_for_quota(self) -> bool:
-        """True while no call is being sent and some wait for the quota (for a display)."""
-        return self._dispatcher is not None and self._dispatcher.waiting_for_quota
+        """True while no call is being sent and some wait for the quota (for a display); never
+        once stopping (the waits are being cancelled, nothing will be sent)."""
+        return (self._dispatcher is not None and not self.stopping
+                and self._dispatcher.waiting_for_quota)
+
+    @property
+    def waiting_for_window(self) -> WindowWait | None:
+        """While nothing can be called until a calling window opens: until when (and how long
+        from now), how many numbers wait for a window, for a display. None otherwise."""
+        return None if self._dispatcher is None else self._dispatcher.window_wait
 
     def snapshot(self) -> CampaignSummary:
         """Live counts for a progress display (``in_flight``: calls being sent now)."""

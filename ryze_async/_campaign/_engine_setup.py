@@ -96,6 +96,14 @@ class JournalPlan:
     synchronous: Literal["full", "normal"]
     fake: bool
     instance: str | None
+    #: The client's quota as the journal records it for ``report --html`` ("7/30"; None: none).
+    quota: str | None = None
+
+
+def quota_text(client: CampaignClient) -> str | None:
+    """The client's quota as journals record it (each sender of a pool has this one)."""
+    period, limit = quota_period(client), getattr(client, "rate_limit", None)
+    return None if period is None or limit is None else f"{limit}/{period:g}"
 
 
 async def resolve_media(arg: Media | bytes | str | os.PathLike[str] | None) -> Media | None:
@@ -118,7 +126,7 @@ async def open_store(
     settings.media = media
     identity = CampaignIdentity(
         "fake" if how.fake else "audio",
-        None if media is None else media.fingerprint, how.instance,
+        None if media is None else media.fingerprint, how.instance, how.quota,
     )
     journal = await open_journal(how.target, identity=identity, force=how.force,
                                  synchronous=how.synchronous, campaign=how.campaign)
@@ -151,7 +159,12 @@ def summary_message(reason: StopReason | None, cause: str, counts: JournalCounts
                              + counts.sending):
         return "no entry of the input is a number that can be called"
     if not pending:
-        return f"{cause}; no number left pending" if cause else "every number was dealt with"
+        head = f"{cause}; no number left pending" if cause else "no number left pending"
+        if counts.unknown:
+            # Not "dealt with": someone must look at them (a second call may be a second one).
+            return (f"{head}; {counts.unknown} numbers may have been placed (unknown outcome): "
+                    "never redialed automatically, check them before calling again")
+        return head if cause else "every number was dealt with"
     if reason in ("circuit_breaker", "outside_window"):
         return cause  # already says the rest is pending and how to resume
     why = cause or "rate limited or unreachable after retries"

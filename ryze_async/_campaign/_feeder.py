@@ -15,6 +15,7 @@ import collections
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 from ._gate import Gate
 from ._ingest import ingest_input
@@ -57,6 +58,8 @@ class Feeder:
         self.outstanding = 0  # rows handed to the queue and not yet finished by a worker
         self._ingest_done = False
         self._said = ""  # the last "nothing can be called until ..." said
+        #: While nothing can be called before a window opens: (when, how many wait for one).
+        self.window: tuple[datetime, int] | None = None
 
     def row_done(self) -> None:
         """A worker finished a row it took: one less outstanding, look again."""
@@ -126,20 +129,25 @@ class Feeder:
     async def _wait_for_window(self, shared: bool) -> bool:
         """Nothing can be called before the first held row's window: wait for it (True), or
         stop the run if asked to exit outside the windows (False)."""
-        message = await self._gate.waiting_message()
+        until, held, message = await self._gate.waiting()
         if self._s.exit_outside_window:
             self._stop.request("outside_window", f"{message}: stopped, the rest left pending; "
                                "run the same command again then to resume")
             return False
         if message != self._said:
             self._said = message
-            _log.warning("%s: waiting (--exit-outside-window to stop instead)", message)
+            _log.warning("%s: waiting (--exit-outside-window to stop instead)", message,
+                         extra={"each_text": True})
         delay = self._gate.delay()
         if shared and delay is not None:
             # Other workers hold rows too (an earlier window; a dead worker's claims that
             # come back): look again now and then.
             delay = min(delay, _SHARED_RECHECK)
-        await self._wait(delay)
+        self.window = (until, held)
+        try:
+            await self._wait(delay)
+        finally:
+            self.window = None
         return True
 
     async def _wait(self, seconds: float | None) -> None:

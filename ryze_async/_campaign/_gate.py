@@ -13,18 +13,35 @@ rows, and a hold survives a restart without being judged again.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from ._journal import JournalStore
 from ._rules import Call, Hold, Rules, Skip
 
-__all__ = ["Gate"]
+__all__ = ["Gate", "WindowWait"]
 
 _log = logging.getLogger("ryze_async.campaign")
 _Row = tuple[int, str, int]
 _NEVER = float("inf")
 #: Rows due now that another worker is claiming at this instant: look again after this.
 _RACE_RECHECK = timedelta(seconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowWait:
+    """Nothing can be called before ``until``: what a progress display says meanwhile.
+
+    ``held`` numbers wait for a window; ``seconds`` from now (the campaign's clock) to
+    ``until``; ``zone`` the operator's (``timezone``, else the machine's) to show it in;
+    ``per_minute`` the calls a minute the quota allows once it opens (None: no quota).
+    """
+
+    until: datetime
+    held: int
+    seconds: float
+    zone: tzinfo | None
+    per_minute: float | None
 
 
 class Gate:
@@ -97,14 +114,22 @@ class Gate:
             now.tzinfo)
         return self._earliest
 
-    async def waiting_message(self) -> str:
-        """Nothing can be called before the first held row's window: say until when."""
+    async def waiting(self) -> tuple[datetime, int, str]:
+        """Nothing can be called before the first held row's window: (when it opens, how many
+        numbers wait for a window, the notice that says so in the operator's zone)."""
         if self._earliest is None:
             raise RuntimeError("nothing is held")
         waiting, _ = await self._journal.held_counts(self.now().timestamp())
-        until = self._earliest.isoformat(timespec="minutes")
-        return (f"nothing can be called until {until}, when the next calling window opens "
-                f"({waiting} numbers wait for theirs)")
+        zone = self.zone()
+        until = self._earliest.astimezone(zone).isoformat(timespec="minutes")
+        named = f" ({zone})" if zone is not None else ""
+        return self._earliest, waiting, (
+            f"nothing can be called until {until}{named}, when the next calling window opens "
+            f"({waiting} numbers wait for theirs)")
+
+    def zone(self) -> tzinfo | None:
+        """The operator's zone, times are shown in: ``timezone``, else the machine's (None)."""
+        return self._rules.windows.fallback if self._rules is not None else None
 
     async def admit(self, row: _Row) -> bool:
         """May ``row`` be called now? Otherwise it is skipped (excluded, expired: recorded) or

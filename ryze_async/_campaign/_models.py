@@ -83,6 +83,9 @@ class CampaignSummary:
     excluded: int = 0
     #: Numbers still pending at the campaign's ``not_after``: never called late.
     expired: int = 0
+    #: Of ``pending``: numbers waiting for their calling window (read from the journal; 0 in
+    #: a live snapshot, whose progress line asks the campaign instead).
+    held: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the CLI's ``--json`` line)."""

@@ -283,6 +283,7 @@ async def _run_with_signals(campaign: Campaign, job: CampaignJob, out: TextIO) -
     progress = asyncio.create_task(show_progress(
         campaign.snapshot, lambda: campaign.live.done_this_run, tty=job.tty, out=out,
         interval=job.log_interval, waiting=lambda: campaign.waiting_for_quota,
+        window=lambda: campaign.waiting_for_window,
     ))
     try:
         # What the run raises goes up to exit_for: InputError and the journal's errors are

@@ -29,11 +29,21 @@ __all__ = ["load_media", "reveal", "run", "run_command"]
 
 def run(args: argparse.Namespace) -> int:
     """Run the parsed command; every exception it raises becomes an exit code here."""
-    with CliLogging(args.verbose):
+    with CliLogging(args.verbose), _number_hints(args.command):
         try:
             return asyncio.run(run_command(args, sys.stdout))
         except (Exception, KeyboardInterrupt) as exc:
             return exit_for(exc, args)
+
+
+def _number_hints(command: str) -> contextlib.AbstractContextManager[None]:
+    """Refusals of a number name the CLI's flags; commands that read no number do not load
+    the number parser for it."""
+    if command in ("report", "sandbox"):
+        return contextlib.nullcontext()
+    from ryze_async._numbers import cli_hints
+
+    return cli_hints()
 
 
 async def run_command(args: argparse.Namespace, out: TextIO) -> int:
@@ -121,6 +131,8 @@ def _report_targets(args: argparse.Namespace) -> tuple[Path | None, bool, Path |
     jsonl = args.format == "jsonl"
     if args.out is not None and not jsonl:
         raise UsageError("--out goes with --format jsonl")
+    if args.input_file is not None and csv_out is None:
+        raise UsageError("--input goes with --csv")
     to_stdout = (csv_out is not None and str(csv_out) == "-") or (jsonl and args.out is None)
     if jsonl and csv_out is not None and str(csv_out) == "-":
         raise UsageError("--csv - and --format jsonl both want stdout: give --out FILE")
@@ -146,7 +158,7 @@ async def _report(args: argparse.Namespace, out: TextIO) -> int:
         counts = await journal.counts()
         if csv_out is not None:
             csv_stdout = str(csv_out) == "-"
-            rows = await journal.export_csv(out if csv_stdout else csv_out)
+            rows = await _export_csv(journal, out if csv_stdout else csv_out, args.input_file)
             written.append(f"wrote {rows} rows to {'stdout' if csv_stdout else csv_out}")
         if args.format == "jsonl":
             rows = await journal.export_jsonl(out if jsonl_out is None else jsonl_out)
@@ -170,6 +182,14 @@ async def _report(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+async def _export_csv(journal: JournalStore, target: Path | TextIO, source: Path | None) -> int:
+    if source is None:
+        return await journal.export_csv(target)
+    from ._report_input import export_with_input
+
+    return await export_with_input(journal, source, target)
+
+
 async def _html(journal: JournalStore, counts: JournalCounts, args: argparse.Namespace) -> str:
     from ._report_html import render_report, write_report
 
@@ -177,7 +197,9 @@ async def _html(journal: JournalStore, counts: JournalCounts, args: argparse.Nam
     # The page's title: the campaign's name in a database, the file's name otherwise (never
     # the URL: it may hold a password).
     name = args.campaign if isinstance(args.journal, str) else args.journal.name
-    page = render_report(name, counts, data, args.quota)
+    # ``--quota`` (calls per minute) overrides what the journal recorded.
+    quota = (args.quota, 60.0) if args.quota is not None else data.quota
+    page = render_report(name, counts, data, quota)
     await asyncio.to_thread(write_report, args.html_out, page)
     return f"wrote the HTML report to {args.html_out}"
 

@@ -49,6 +49,8 @@ def print_plan(p: CampaignPlan, job: CampaignJob, out: TextIO) -> None:
         say(f"  ... and {len(p.opens) - _OPENINGS} more openings")
     for line, raw, why in p.first_invalid:
         say(f"  invalid line {line}: {raw!r}: {why}")
+    if p.invalid > len(p.first_invalid):
+        say(f"  ... and {p.invalid - len(p.first_invalid)} more invalid lines not listed")
     print("\n".join(lines), file=out, flush=True)
 
 

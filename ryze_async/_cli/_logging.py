@@ -2,7 +2,9 @@
 
 Ten workers hitting the same unreachable server would print the same warning dozens of times;
 the first of each kind is shown, the rest are counted and summed up when the command ends.
-A kind is the message template (not its arguments) and the type of the error it reports.
+A kind is the message template (not its arguments) and the type of the error it reports;
+a record logged with ``extra={"each_text": True}`` is a kind per text (a "nothing can be called
+until ..." notice with a new time is news, not a repeat).
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ class _OncePerKind(logging.Filter):
             return True
         args = record.args if isinstance(record.args, tuple) else ()
         error = next((type(a).__name__ for a in args if isinstance(a, BaseException)), "")
-        kind = (record.name, record.msg, error)
+        # A notice whose words are its news (a new time, say) is one kind per text.
+        msg = record.getMessage() if getattr(record, "each_text", False) else record.msg
+        kind = (record.name, msg, error)
         if kind in self.first:
             self.repeats[kind] += 1
             return False

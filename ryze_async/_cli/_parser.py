@@ -241,16 +241,20 @@ def _tools(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _campaign_name(p)
     p.add_argument("--csv", type=Path, dest="csv_out",
                    help="write every number to this CSV ('-': stdout)")
+    p.add_argument("--input", type=Path, dest="input_file", metavar="NUMBERS.csv",
+                   help="with --csv: add the input's columns (name, notes, ...) matched by "
+                        "line; only the very file the journal read (checked by its "
+                        "fingerprint)")
     p.add_argument("--html", type=Path, dest="html_out", metavar="FILE",
-                   help="write a self-contained HTML report (charts, counts, failed and "
-                        "unknown numbers); owner-only, it holds phone numbers")
+                   help="write a self-contained HTML report (charts, counts, failed, "
+                        "unknown and invalid numbers); owner-only, it holds phone numbers")
     p.add_argument("--format", choices=("text", "jsonl"), default="text",
                    help="'jsonl': one JSON object per number on stdout (or to --out)")
     p.add_argument("--out", type=Path, metavar="FILE",
                    help="with --format jsonl: write to this file (owner-only) instead of stdout")
-    p.add_argument("--quota", type=_positive_float, default=100.0, metavar="N",
-                   help="calls per minute the token allows, drawn on the HTML chart "
-                        "(default 100)")
+    p.add_argument("--quota", type=_positive_float, default=None, metavar="N",
+                   help="calls per minute drawn on the HTML chart (default: the quota the "
+                        "campaign last ran with, as its journal recorded it)")
     _json_option(p, "the summary")
 
     p = sub.add_parser("sandbox", help="run the fake RyzeAPI server on 127.0.0.1")

@@ -7,7 +7,7 @@ import collections
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console, RenderableType
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
@@ -15,9 +15,13 @@ from rich.text import Text
 
 from ryze_async import CampaignSummary
 
+if TYPE_CHECKING:
+    from ryze_async._campaign._gate import WindowWait
+
 __all__ = ["RateWindow", "format_summary", "progress_bar", "progress_line", "show_progress"]
 
 Snapshot = Callable[[], CampaignSummary]
+Window = Callable[[], "WindowWait | None"]
 
 
 class RateWindow:
@@ -48,12 +52,20 @@ class RateWindow:
         return None if span < self._min_span else (d1 - d0) * 60 / span
 
 
-def _eta(remaining: int, per_minute: float | None) -> str:
+def _eta(remaining: int, per_minute: float | None, window: WindowWait | None = None) -> str:
     if remaining <= 0:
         return "0s"
+    if window is not None:
+        # Nothing moves before the window opens; then the quota's pace (the last minute's
+        # rate is zero while waiting, and says nothing about after).
+        calls = remaining / window.per_minute * 60 if window.per_minute else 0.0
+        return _duration(int(window.seconds + calls))
     if not per_minute:
         return "?"
-    seconds = int(remaining / per_minute * 60)
+    return _duration(int(remaining / per_minute * 60))
+
+
+def _duration(seconds: int) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes \
@@ -84,39 +96,54 @@ def progress_bar(console: Console) -> Progress:
     )
 
 
-def progress_line(s: CampaignSummary, per_minute: float | None, waiting: bool) -> (
-    dict[str, Any]
-):
-    """The task fields for one refresh of the bar."""
+def _status(s: CampaignSummary, waiting: bool, window: WindowWait | None) -> str:
+    """What the run waits for. A stopped run waits for nothing but its calls in flight."""
+    if s.stop_reason is not None:
+        return "stopping: no new calls" if s.stop_reason in ("interrupted", "aborted") \
+            else "stopping"
+    if window is not None:
+        at = window.until.astimezone(window.zone)
+        return (f"nothing can be called until {at:%a %d %b %H:%M} {at.tzname()} "
+                f"({window.held:,} waiting for a window)")
+    return "waiting for quota" if waiting else ""
+
+
+def progress_line(s: CampaignSummary, per_minute: float | None, waiting: bool,
+                  window: WindowWait | None = None) -> dict[str, Any]:
+    """The task fields for one refresh of the bar (``window``: nothing can be called until
+    a calling window opens)."""
     done = s.placed + s.failed + s.unknown
     total = done + s.pending + s.in_flight
     return {
         "total": total, "completed": done, "count": f"{done:,}/{total:,}",
         "rate": "?/min" if per_minute is None else f"{per_minute:,.0f}/min",
-        "eta": f"ETA {_eta(s.pending + s.in_flight, per_minute)}",
-        "status": "waiting for quota" if waiting else "", "counts": _counts(s),
+        "eta": f"ETA {_eta(s.pending + s.in_flight, per_minute, window)}",
+        "status": _status(s, waiting, window), "counts": _counts(s),
     }
 
 
 async def show_progress(
     snapshot: Snapshot, done_this_run: Callable[[], int], *, tty: bool, out: TextIO,
     interval: float, waiting: Callable[[], bool] = lambda: False,
+    window: Window = lambda: None,
 ) -> None:
     """Display progress until cancelled (then render a last time)."""
+    def fields(rate: RateWindow) -> dict[str, Any]:
+        rate.add(time.monotonic(), done_this_run())
+        return progress_line(snapshot(), rate.per_minute(), waiting(), window())
+
     if tty:
-        await _rich(snapshot, done_this_run, waiting, out)
+        await _rich(fields, out)
     else:
-        await _plain(snapshot, done_this_run, waiting, out, interval)
+        await _plain(fields, snapshot, out, interval)
 
 
-async def _rich(snapshot: Snapshot, done_this_run: Callable[[], int],
-                waiting: Callable[[], bool], out: TextIO) -> None:
+async def _rich(fields: Callable[[RateWindow], dict[str, Any]], out: TextIO) -> None:
     progress = progress_bar(Console(file=out))
     window = RateWindow()
 
     def update() -> None:
-        window.add(time.monotonic(), done_this_run())
-        progress.update(task, **progress_line(snapshot(), window.per_minute(), waiting()))
+        progress.update(task, **fields(window))
 
     with progress:
         task = progress.add_task("calling", total=None, count="", rate="", eta="", status="",
@@ -131,15 +158,14 @@ async def _rich(snapshot: Snapshot, done_this_run: Callable[[], int],
 
 
 async def _plain(
-    snapshot: Snapshot, done_this_run: Callable[[], int], waiting: Callable[[], bool],
-    out: TextIO, interval: float,
+    fields: Callable[[RateWindow], dict[str, Any]], snapshot: Snapshot, out: TextIO,
+    interval: float,
 ) -> None:
     window = RateWindow()
-    window.add(time.monotonic(), done_this_run())
+    fields(window)
 
     def line() -> None:
-        window.add(time.monotonic(), done_this_run())
-        f = progress_line(snapshot(), window.per_minute(), waiting())
+        f = fields(window)
         s = snapshot()
         status = f"  {f['status']}" if f["status"] else ""
         print(f"{time.strftime('%H:%M:%S')} progress {f['count']} {f['counts']}  pending "
@@ -171,7 +197,8 @@ def format_summary(s: CampaignSummary, journal: str) -> str:
         f"placed    {s.placed:>8}",
         f"failed    {s.failed:>8}",
         f"unknown   {s.unknown:>8}   may have been placed: never redialed automatically",
-        f"pending   {s.pending:>8}",
+        f"pending   {s.pending:>8}" + (f"   ({s.held} waiting for a calling window)"
+                                          if s.held else ""),
         f"skipped   {s.skipped:>8}   ({_skipped(s)})",
     ]
     if s.in_flight:

@@ -1,8 +1,9 @@
 """``report --html``: one self-contained HTML file (inline CSS and SVG, no script, no network).
 
-It shows the numbers the journal holds: calls per minute against the quota (per sender when
-the journal records several), outcomes over time, the final counts, and the failed and unknown
-numbers with their reasons. It holds phone numbers: it is written owner-only, like the CSV.
+It shows the numbers the journal holds: calls per minute against the quota the campaign ran
+with (per sender when the journal records several), outcomes over time, the final counts, and
+the failed, unknown and invalid entries with their reasons. It holds phone numbers: it is
+written owner-only, like the CSV.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ if TYPE_CHECKING:
 __all__ = ["render_report", "write_report"]
 
 _COLORS = {"placed": "#2e7d32", "failed": "#c62828", "unknown": "#ef6c00",
-           "pending": "#607d8b", "sending": "#6a1b9a", "skipped": "#9e9e9e"}
+           "pending": "#607d8b", "sending": "#6a1b9a", "skipped": "#9e9e9e",
+           "invalid": "#795548"}
+#: (calls, period in seconds) of one sender; None: no quota known, no line drawn.
+Quota = tuple[float, float] | None
 _OUTCOMES = ("placed", "failed", "unknown")
 _W, _H, _PAD = 1100, 260, 48
 _CSS = """
@@ -64,8 +68,23 @@ def _axes(span: Sequence[int], top: float, unit: str) -> list[str]:
     return parts
 
 
-def _bars(svg_id: str, minutes: Sequence[MinuteCount], quota: float) -> str:
-    """Stacked bars of numbers per minute by outcome, and the quota as a dashed line."""
+def _quota_line(quota: Quota, senders: int, scale: float) -> str:
+    if quota is None:
+        return ""
+    calls, period = quota
+    per_minute = calls * 60 / period * senders
+    label = f"quota {calls:g} calls per {period:g}s" + (
+        f" per sender, {senders} senders" if senders > 1 else "")
+    qy = _H - 24 - per_minute * scale
+    return (f'<line class="quota" data-per-minute="{per_minute:g}" x1="{_PAD}" y1="{qy:.1f}" '
+            f'x2="{_W - 8}" y2="{qy:.1f}" stroke="#1565c0" stroke-dasharray="6 4"/>'
+            f'<text x="{_W - 8}" y="{qy - 4:.1f}" text-anchor="end" fill="#1565c0">'
+            f"{escape(label)}</text>")
+
+
+def _bars(svg_id: str, minutes: Sequence[MinuteCount], quota: Quota) -> str:
+    """Stacked bars of numbers per minute by outcome, and the quota as a dashed line (every
+    sender's, added up)."""
     span = _span(minutes)
     if not span:
         return (f'<svg id="{svg_id}" width="{_W}" height="60" role="img"><text x="10" y="34">'
@@ -73,7 +92,9 @@ def _bars(svg_id: str, minutes: Sequence[MinuteCount], quota: float) -> str:
     per: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for m in minutes:
         per[m.minute][m.state] += m.n
-    top = max(quota, *(sum(v.values()) for v in per.values()))
+    senders = max(1, len({m.sender for m in minutes}))
+    line = 0.0 if quota is None else quota[0] * 60 / quota[1] * senders
+    top = max(line, *(sum(v.values()) for v in per.values()))
     plot_h, slot = _H - 24 - 20, _slot(span)
     scale = plot_h / top
     parts = _axes(span, top, "/min")
@@ -87,10 +108,7 @@ def _bars(svg_id: str, minutes: Sequence[MinuteCount], quota: float) -> str:
                          f'width="{max(slot - 2, 1):.1f}" height="{h:.1f}" '
                          f'fill="{_COLORS.get(state, "#333")}"><title>{_minute_label(minute)}'
                          f" {escape(state)}: {n}</title></rect>")
-    qy = _H - 24 - quota * scale
-    parts.append(f'<line class="quota" x1="{_PAD}" y1="{qy:.1f}" x2="{_W - 8}" y2="{qy:.1f}" '
-                 f'stroke="#1565c0" stroke-dasharray="6 4"/><text x="{_W - 8}" y="{qy - 4:.1f}"'
-                 f' text-anchor="end" fill="#1565c0">quota {quota:g}/min</text>')
+    parts.append(_quota_line(quota, senders, scale))
     return (f'<svg id="{svg_id}" width="{_W}" height="{_H}" viewBox="0 0 {_W} {_H}" '
             f'role="img">{"".join(parts)}</svg>')
 
@@ -124,20 +142,23 @@ def _legend() -> str:
         f'<span><i style="background:{_COLORS[s]}"></i>{s}</span>' for s in _OUTCOMES) + "</p>"
 
 
+_HEADS = {"held": "of which waiting for a window"}
+
+
 def _counts(counts: JournalCounts) -> str:
     cells = [("total", counts.total), ("placed", counts.placed), ("failed", counts.failed),
              ("unknown", counts.unknown), ("pending", counts.pending + counts.sending),
-             ("invalid", counts.invalid), ("duplicates", counts.duplicates),
+             ("held", counts.held), ("invalid", counts.invalid), ("duplicates", counts.duplicates),
              ("removed", counts.removed), ("excluded", counts.excluded),
              ("expired", counts.expired)]
-    head = "".join(f"<th>{name}</th>" for name, _ in cells)
+    head = "".join(f"<th>{_HEADS.get(name, name)}</th>" for name, _ in cells)
     body = "".join(f'<td data-count="{name}">{n}</td>' for name, n in cells)
     return f'<table id="counts"><tr>{head}</tr><tr>{body}</tr></table>'
 
 
 def _problems(data: ReportData) -> str:
     if not data.problems:
-        return '<p id="no-problems">No failed or unknown numbers.</p>'
+        return '<p id="no-problems">No failed, unknown or invalid entries.</p>'
     sender = "<th>sender</th>" if data.has_senders else ""
     rows = []
     for p in data.problems:
@@ -152,7 +173,7 @@ def _problems(data: ReportData) -> str:
             f"{sender}</tr>{''.join(rows)}</table>")
 
 
-def _per_sender(data: ReportData, quota: float) -> str:
+def _per_sender(data: ReportData, quota: Quota) -> str:
     senders = sorted({m.sender for m in data.minutes})
     if not data.has_senders or len(senders) < 2:
         return ""
@@ -163,8 +184,8 @@ def _per_sender(data: ReportData, quota: float) -> str:
     return "".join(out)
 
 
-def render_report(name: str, counts: JournalCounts, data: ReportData, quota: float) -> str:
-    """The whole page; ``quota`` is calls per minute (the token's limit)."""
+def render_report(name: str, counts: JournalCounts, data: ReportData, quota: Quota) -> str:
+    """The whole page; ``quota`` is one sender's (calls, period in seconds), None: unknown."""
     now = datetime.now(UTC).isoformat(timespec="seconds")
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
@@ -176,7 +197,7 @@ def render_report(name: str, counts: JournalCounts, data: ReportData, quota: flo
         "of their last attempt and the state it left them in.</p>" + _legend()
         + _bars("per-minute", data.minutes, quota) + _per_sender(data, quota)
         + "<h2>Outcomes over time</h2>" + _legend() + _over_time(data.minutes)
-        + "<h2>Failed and unknown numbers</h2>" + _problems(data) + "</body></html>\n"
+        + "<h2>Failed, unknown and invalid entries</h2>" + _problems(data) + "</body></html>\n"
     )
 
 

@@ -105,6 +105,7 @@ class PgConnection:
             await self._conn.execute("SELECT pg_advisory_xact_lock($1)", sql.SCHEMA_LOCK)
             await self._conn.execute(sql.SCHEMA)
             await self._conn.execute(held.MIGRATE)
+            await self._conn.execute(sql.MIGRATE_QUOTA)
             await self._conn.execute(
                 "INSERT INTO ryze_campaigns (campaign) VALUES ($1) ON CONFLICT DO NOTHING",
                 self.campaign)
@@ -127,8 +128,9 @@ class PgConnection:
             meta = identity.as_meta()
             await self._conn.execute(
                 "UPDATE ryze_campaigns SET kind = $2, media = $3, instance = "
-                "COALESCE($4, instance) WHERE campaign = $1", self.campaign, meta["kind"],
-                meta["media"], meta.get("instance"))
+                "COALESCE($4, instance), quota = COALESCE($5, quota) WHERE campaign = $1",
+                self.campaign, meta["kind"], meta["media"], meta.get("instance"),
+                meta.get("quota"))
 
     async def close(self) -> None:
         """Flush, wait for the work under way, give back unsent claims, disconnect. Idempotent.

@@ -11,18 +11,20 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from ._export import CSV_COLUMNS
+from ._export import CSV_COLUMNS, window_text
+from ._queries import REPORT_STATE, WINDOW_AT
 from ._schema import open_owner_only
 
 __all__ = ["PG_CSV_COLUMNS", "ROWS", "export_csv", "write_out"]
 
-PG_CSV_COLUMNS = CSV_COLUMNS  # the same columns, sender last, as SQLite
-#: Every row of a campaign in input order; a claim not sent yet is ``pending`` (as in counts).
-ROWS = """
-SELECT line, number, CASE WHEN state = 'claimed' THEN 'pending' ELSE state END, call_id,
-       http_status, error, attempts, attempt_at, sender
+PG_CSV_COLUMNS = CSV_COLUMNS  # the same columns as SQLite (sender, then the window's opening)
+#: Every row of a campaign in input order, its state as the SQLite store shows it (a claim
+#: not sent yet is ``pending``, as in counts); its window's opening in Unix seconds as there.
+ROWS = f"""
+SELECT line, number, {REPORT_STATE}, call_id, http_status, error, attempts, attempt_at,
+       sender, extract(epoch FROM {WINDOW_AT})::float8
 FROM ryze_numbers WHERE campaign = $1 ORDER BY id
-"""
+"""  # noqa: S608 - the module's own constants
 
 
 async def write_out(out: str | os.PathLike[str] | TextIO,
@@ -50,6 +52,7 @@ async def _write(conn: Any, campaign: str, f: TextIO) -> int:
         async for r in conn.cursor(ROWS, campaign, prefetch=1000):
             at = r[7]
             writer.writerow([r[0], r[1], r[2], r[3] or "", r[4] or "", r[5] or "", r[6],
-                             at.isoformat(timespec="seconds") if at else "", r[8] or ""])
+                             at.isoformat(timespec="seconds") if at else "", r[8] or "",
+                             window_text(r[9])])
             rows += 1
     return rows

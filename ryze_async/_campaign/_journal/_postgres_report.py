@@ -12,11 +12,12 @@ import os
 from typing import Any, TextIO
 
 from ._postgres_export import ROWS, write_out
-from ._report import MinuteCount, ProblemRow, ReportData, jsonl_line
+from ._queries import REPORT_STATE
+from ._report import MinuteCount, ProblemRow, ReportData, jsonl_line, parse_quota
 
 __all__ = ["export_jsonl", "read_report"]
 
-_STATE = "CASE WHEN state = 'claimed' THEN 'pending' ELSE state END"
+_STATE = REPORT_STATE
 # The minute of the last attempt, as SQLite's ``CAST(attempt_at / 60 AS INTEGER)`` (epochs are
 # positive: truncating is flooring).
 MINUTES = f"""
@@ -25,8 +26,8 @@ SELECT floor(extract(epoch FROM attempt_at) / 60)::bigint AS m, sender, {_STATE}
 FROM ryze_numbers WHERE campaign = $1 AND attempt_at IS NOT NULL AND attempts > 0
 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
 """
-PROBLEMS = """
-SELECT line, number, state, error, http_status, attempts, attempt_at, sender
+PROBLEMS = f"""
+SELECT line, number, {_STATE} AS state, error, http_status, attempts, attempt_at, sender
 FROM ryze_numbers WHERE campaign = $1 AND state IN ('failed', 'unknown') ORDER BY id
 """
 
@@ -41,7 +42,10 @@ async def read_report(conn: Any, campaign: str) -> ReportData:
                            r["attempt_at"].timestamp() if r["attempt_at"] else None,
                            r["sender"] or "")
                 for r in await conn.fetch(PROBLEMS, campaign)]
-    return ReportData(minutes, problems, has_senders=True)
+    # Through the row's JSON: a read-only report on a database made before #15 has no column.
+    quota = await conn.fetchval(
+        "SELECT to_jsonb(c) ->> 'quota' FROM ryze_campaigns c WHERE campaign = $1", campaign)
+    return ReportData(minutes, problems, has_senders=True, quota=parse_quota(quota))
 
 
 async def export_jsonl(conn: Any, campaign: str, out: str | os.PathLike[str] | TextIO) -> int:
@@ -53,6 +57,6 @@ async def _write(conn: Any, campaign: str, f: TextIO) -> int:
     rows = 0
     async with conn.transaction():  # a cursor lives in a transaction
         async for r in conn.cursor(ROWS, campaign, prefetch=1000):
-            f.write(jsonl_line(tuple(r[:7]), r[7], r[8], with_sender=True))
+            f.write(jsonl_line(tuple(r[:7]), r[7], r[8], with_sender=True, opens=r[9]))
             rows += 1
     return rows

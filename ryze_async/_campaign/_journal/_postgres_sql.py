@@ -24,6 +24,7 @@ __all__ = [
     "KNOWN_KEYS",
     "LEASE_LOST",
     "MARK",
+    "MIGRATE_QUOTA",
     "OUTCOME",
     "RECOVER",
     "RELEASE",
@@ -56,7 +57,8 @@ CREATE TABLE IF NOT EXISTS ryze_campaigns (
     ingest_digest     text NOT NULL DEFAULT '',
     elapsed           double precision NOT NULL DEFAULT 0,
     created_at        timestamptz NOT NULL DEFAULT clock_timestamp(),
-    hold_rules        text
+    hold_rules        text,
+    quota             text
 );
 CREATE TABLE IF NOT EXISTS ryze_numbers (
     campaign    text NOT NULL REFERENCES ryze_campaigns ON DELETE CASCADE,
@@ -180,6 +182,17 @@ SELECT (SELECT count(*) FROM released), (SELECT count(*) FROM lost)
 COUNTS = f"""
 SELECT valid, {SKIP_REASON} AS state, count(*) AS n FROM ryze_numbers WHERE campaign = $1
 GROUP BY 1, 2
+"""
+
+# Databases made before #15 recorded no quota (``report --html`` draws the campaign's own).
+# Looked up first, so an open does not take the table's exclusive lock once migrated.
+MIGRATE_QUOTA = """
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'ryze_campaigns'::regclass
+                   AND attname = 'quota' AND NOT attisdropped) THEN
+        ALTER TABLE ryze_campaigns ADD COLUMN quota text;
+    END IF;
+END $$;
 """
 
 # Workers: distinct owners holding a live lease now.

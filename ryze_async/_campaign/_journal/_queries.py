@@ -7,12 +7,21 @@ from collections.abc import Sequence
 
 from ._schema import JournalCounts
 
-__all__ = ["SKIP_REASON", "add_elapsed", "count_rows", "pending_after", "retry_rows"]
+__all__ = ["REPORT_STATE", "SKIP_REASON", "WINDOW_AT", "add_elapsed", "count_rows",
+           "pending_after", "retry_rows"]
 
 #: A row's state for counting: a ``skipped`` row the rules made counts as its reason (the
-#: error texts of ``_rules.py`` start with these words).
+#: error texts of ``_rules.py`` start with these words); a pending row held for its calling
+#: window counts as ``held`` (``JournalCounts.build`` adds those to ``pending``).
 SKIP_REASON = ("CASE WHEN state = 'skipped' AND error LIKE 'excluded:%' THEN 'excluded' "
-               "WHEN state = 'skipped' AND error LIKE 'expired:%' THEN 'expired' ELSE state END")
+               "WHEN state = 'skipped' AND error LIKE 'expired:%' THEN 'expired' "
+               "WHEN state = 'pending' AND not_before IS NOT NULL THEN 'held' ELSE state END")
+#: A row's state as every report form shows it (both stores): an entry that is no number is
+#: ``invalid`` (stored ``failed``: it never was a call), a claim not sent yet ``pending``.
+REPORT_STATE = ("CASE WHEN NOT valid THEN 'invalid' WHEN state = 'claimed' THEN 'pending' "
+                "ELSE state END")
+#: When a pending row's calling window opens (NULL: not held); SQLite keeps Unix seconds.
+WINDOW_AT = "CASE WHEN state = 'pending' THEN not_before END"
 
 
 def pending_after(db: sqlite3.Connection, after_id: int, limit: int) -> list[tuple[int, str, int]]:

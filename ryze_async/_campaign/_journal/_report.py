@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from ._export import window_text
+from ._queries import REPORT_STATE, WINDOW_AT
 from ._schema import open_owner_only
 
 __all__ = ["MinuteCount", "ProblemRow", "ReportData", "export_jsonl", "jsonl_line",
@@ -36,7 +38,7 @@ class MinuteCount:
 
 @dataclass(frozen=True, slots=True)
 class ProblemRow:
-    """A ``failed`` or ``unknown`` number (invalid entries included) and why."""
+    """A ``failed``, ``unknown`` or ``invalid`` number and why."""
 
     line: int | None
     number: str
@@ -53,6 +55,17 @@ class ReportData:
     minutes: list[MinuteCount] = field(default_factory=list)
     problems: list[ProblemRow] = field(default_factory=list)
     has_senders: bool = False
+    #: The quota the campaign last ran with: (calls, period in seconds); None: not recorded
+    #: (a journal written before #15, or a client without a quota).
+    quota: tuple[int, float] | None = None
+
+
+def parse_quota(text: str | None) -> tuple[int, float] | None:
+    """The quota as both stores keep it ("7/30"; "" or None: not recorded)."""
+    if not text:
+        return None
+    calls, _, period = text.partition("/")
+    return int(calls), float(period)
 
 
 def _sender_column(db: sqlite3.Connection) -> str:
@@ -71,19 +84,22 @@ def read_report(db: sqlite3.Connection) -> ReportData:
         "GROUP BY m, 2, state ORDER BY m")]
     problems = [ProblemRow(line, number, state, error or "", status, attempts, at, s or "")
                 for line, number, state, error, status, attempts, at, s in db.execute(
-        "SELECT line, number, state, error, http_status, attempts, attempt_at, "  # noqa: S608
-        f"{sender} FROM numbers WHERE state IN ('failed', 'unknown') ORDER BY id")]
-    return ReportData(minutes, problems, sender != "''")
+        f"SELECT line, number, {REPORT_STATE}, error, http_status, attempts, "  # noqa: S608
+        f"attempt_at, {sender} FROM numbers WHERE state IN ('failed', 'unknown') ORDER BY id")]
+    quota = db.execute("SELECT value FROM meta WHERE key = 'quota'").fetchone()
+    return ReportData(minutes, problems, sender != "''", parse_quota(quota and quota[0]))
 
 
 def jsonl_line(row: tuple[object, ...], at: datetime | None, sender: str | None, *,
-               with_sender: bool) -> str:
+               with_sender: bool, opens: float | None = None) -> str:
     """One number as a JSON line: ``row`` is (line, number, state, call_id, http_status,
-    error, attempts), ``at`` its last attempt (both stores write the same text)."""
+    error, attempts), ``at`` its last attempt, ``opens`` when its calling window opens (a
+    held pending row); both stores write the same text."""
     line, number, state, call_id, status, error, attempts = row
     item = {"line": line, "number": number, "state": state, "call_id": call_id,
             "http_status": status, "error": error, "attempts": attempts,
-            "last_attempt_utc": at.astimezone(UTC).isoformat(timespec="seconds") if at else None}
+            "last_attempt_utc": at.astimezone(UTC).isoformat(timespec="seconds") if at else None,
+            "window_opens_utc": window_text(opens) or None}
     if with_sender:
         item["sender"] = sender
     return json.dumps(item, ensure_ascii=False) + "\n"
@@ -103,11 +119,11 @@ def _write(db: sqlite3.Connection, f: TextIO) -> int:
     sender = _sender_column(db)
     rows = 0
     cur = db.execute(
-        "SELECT line, number, state, call_id, http_status, error, attempts, "  # noqa: S608
-        f"attempt_at, {sender} FROM numbers ORDER BY id")
+        f"SELECT line, number, {REPORT_STATE}, call_id, http_status, error, "  # noqa: S608
+        f"attempts, attempt_at, {sender}, {WINDOW_AT} FROM numbers ORDER BY id")
     while chunk := cur.fetchmany(1000):
-        for *row, at, s in chunk:
+        for *row, at, s, opens in chunk:
             when = datetime.fromtimestamp(at, UTC) if at else None
-            f.write(jsonl_line(tuple(row), when, s, with_sender=sender != "''"))
+            f.write(jsonl_line(tuple(row), when, s, with_sender=sender != "''", opens=opens))
             rows += 1
     return rows

@@ -115,11 +115,15 @@ class CampaignIdentity:
     kind: str
     media: str | None
     instance: str | None
+    #: The quota this run has ("calls/seconds"): recorded for ``report``, never compared.
+    quota: str | None = None
 
     def as_meta(self) -> dict[str, str]:
         meta = {"kind": self.kind, "media": self.media or ""}
         if self.instance is not None:
             meta["instance"] = self.instance
+        if self.quota is not None:
+            meta["quota"] = self.quota
         return meta
 
 
@@ -147,7 +151,8 @@ def check_identity(
 class JournalCounts:
     """Counts as stored. ``total`` input entries = valid rows (``removed`` ones included) +
     ``invalid`` + ``duplicates``; ``removed``: pending rows no longer in the input (skipped);
-    ``excluded`` / ``expired``: skipped by the operator's rules (their error says which)."""
+    ``excluded`` / ``expired``: skipped by the operator's rules (their error says which);
+    ``held``: of ``pending``, those waiting for their calling window."""
 
     total: int
     pending: int
@@ -162,6 +167,7 @@ class JournalCounts:
     #: Skipped at their claim: on an opt-out list, or still pending at ``not_after``.
     excluded: int = 0
     expired: int = 0
+    held: int = 0
 
     @classmethod
     def build(cls, by_state: Mapping[str, int], invalid: int, meta: Mapping[str, str]) -> (
@@ -170,7 +176,7 @@ class JournalCounts:
         duplicates = int(meta.get("ingest_duplicates", 0))
         return cls(
             total=sum(by_state.values()) + invalid + duplicates,
-            pending=by_state.get("pending", 0),
+            pending=by_state.get("pending", 0) + by_state.get("held", 0),
             sending=by_state.get("sending", 0),
             placed=by_state.get("placed", 0),
             failed=by_state.get("failed", 0),
@@ -181,6 +187,7 @@ class JournalCounts:
             removed=by_state.get("skipped", 0),
             excluded=by_state.get("excluded", 0),
             expired=by_state.get("expired", 0),
+            held=by_state.get("held", 0),
         )
 
 
