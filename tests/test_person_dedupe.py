@@ -69,8 +69,12 @@ def called(server: FakeRyzeServer) -> list[str]:
 
 def test_the_forms_of_one_person_share_a_key() -> None:
     assert person_key(NEW_FORM) == person_key(OLD_JID) == person_key(NEW_FORM + JID)
-    # Every Brazilian area code, and the old mobile ranges 6, 8 and 9.
+    # Every Brazilian area code, and the old mobile ranges 6 to 9.
     assert person_key("556198765432" + JID) == person_key("5561998765432")
+    # 7 is ambiguous (an old mobile range; some 8-digit 7 numbers are assigned today): merged,
+    # so an opt-out of either form covers both (fail closed) and neither is called twice.
+    assert person_key("551176543210" + JID) == person_key("5511976543210")
+    assert person_key("551176543210") == person_key("5511976543210")
     assert person_key("559966543210" + JID) == person_key("5599966543210")
     assert person_key("4930123456" + JID) == person_key("4930123456")
 
@@ -78,7 +82,6 @@ def test_the_forms_of_one_person_share_a_key() -> None:
 @pytest.mark.parametrize(("one", "other"), [
     ("5511923456789", "551123456789" + JID),  # a mobile and a landline (2-5): two people
     ("5511953456789", "551153456789"),
-    ("5511976543210", "551176543210" + JID),  # an 8-digit 7 number is still assigned
     ("5510987654321", "551087654321" + JID),  # no area code 10
     ("5501987654321", "550187654321" + JID),
     ("351987654321", "3518765432" + JID),  # the ninth-digit rule is Brazil's alone
@@ -258,15 +261,14 @@ async def test_an_old_postgresql_journal_migrates_and_resumes(
 # The oracle: persons as the documented rule sees them, written without the production
 # function. A person is an area code and a subscriber number; ``forms`` are the ways the input
 # may write them. Persons are picked to share digits: a mobile 9 2345-6789 and a landline
-# 2345-6789 in one area, a mobile 9 7654-3210 and the still assigned 8-digit 7654-3210.
+# 2345-6789 in one area; the ambiguous 8-digit 7654-3210 is taken as the mobile 9 7654-3210.
 PERSONS: list[list[str]] = [
     ["5511987654321", "5511987654321" + JID, "551187654321" + JID],  # old mobile range 8
     ["5521966665555", "552166665555" + JID],  # old mobile range 6
     ["5561999990000", "5561999990000" + JID, "556199990000" + JID],  # range 9
     ["5511923456789", "5511923456789" + JID],  # a mobile 9 + 2...
     ["551123456789", "551123456789" + JID],  # the landline with the same 8 digits
-    ["5511976543210", "5511976543210" + JID],  # a mobile 9 + 7...
-    ["551176543210", "551176543210" + JID],  # the 8-digit 7 number: someone else
+    ["5511976543210", "5511976543210" + JID, "551176543210" + JID],  # 9 + 7..., merged
     ["4930123456", "4930123456" + JID],
 ]
 

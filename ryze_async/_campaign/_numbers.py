@@ -17,13 +17,14 @@ NumberCheck = Literal["valid", "possible"]
 _MAX_NUMBER = 10**15
 _PERSONAL_JID = "@s.whatsapp.net"
 # A Brazilian mobile's WhatsApp id from before the ninth digit: 55, an area code (DDD; the set
-# libphonenumber's metadata for BR knows), 8 digits in an old mobile range. Since the ninth
-# digit (2012-2016) mobiles are 9 + 8 digits; 8-digit 6, 8 and 9 numbers are assigned to
-# nobody any more, so such an id can only be the mobile with the 9 put back. Not merged: 2-5
-# (fixed lines, assigned today; 55 11 2345-6789 is not 55 11 9 2345-6789) and 7 (8-digit 7
-# numbers are still valid mobiles, someone else than 9 7XXX-XXXX).
+# libphonenumber's metadata for BR knows), 8 digits in an old mobile range (6 to 9). Since the
+# ninth digit (2012-2016) mobiles are 9 + 8 digits, so such an id is the mobile with the 9 put
+# back. Not merged: 2-5 (fixed lines, assigned today; 55 11 2345-6789 is not 55 11 9 2345-6789).
+# 7 is ambiguous (an old mobile range, and some 8-digit 7 numbers are still assigned): merged,
+# because this key also decides who an opt-out list names, and a missed call is the lesser harm
+# than a call to someone who opted out (the second entry is skipped as a duplicate, never called).
 _BR_OLD_MOBILE = re.compile(
-    r"55((?:[14689][1-9]|2[12478]|3[1-578]|5[13-5]|7[13-579]))([689]\d{7})")
+    r"55((?:[14689][1-9]|2[12478]|3[1-578]|5[13-5]|7[13-579]))([6-9]\d{7})")
 
 
 class Untrusted(str):
