@@ -283,3 +283,13 @@ def test_every_cli_option_shown_exists(block: Block, args: list[str]) -> None:
     known = _options(commands[command])
     unknown = [w for w in words if w.startswith("--") and w.split("=")[0] not in known]
     assert not unknown, f"{block.name}: {command} has no option {unknown}"
+
+
+def test_the_documented_campaign_help_is_the_parsers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/operating.md shows the end of ``campaign --help``: the worked example and exits."""
+    monkeypatch.setenv("COLUMNS", "200")
+    block = next(b for b in _blocks(ROOT / "docs" / "operating.md")
+                 if b.code.startswith("$ ryze-async campaign --help | tail -8"))
+    shown = block.code.splitlines()[1:]
+    real = _subparsers(build_parser())["campaign"].format_help().rstrip("\n").splitlines()[-8:]
+    assert shown == real
