@@ -293,3 +293,13 @@ def test_the_documented_campaign_help_is_the_parsers(monkeypatch: pytest.MonkeyP
     shown = block.code.splitlines()[1:]
     real = _subparsers(build_parser())["campaign"].format_help().rstrip("\n").splitlines()[-8:]
     assert shown == real
+
+
+def test_getting_started_lists_every_extra() -> None:
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    page = (ROOT / "docs" / "getting-started.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^\| `([\w-]+)` \|", page, re.M))
+    assert set(extras) == listed
