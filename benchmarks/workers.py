@@ -18,7 +18,7 @@ Target (issue 9): the journal never limits a pool of 100 instances at 100 calls/
 
 Every mode checks, never timings: each number was claimed and placed by exactly one worker and
 every number is placed. The kill -9 run and its duplicate count belong to the end-to-end test of
-the CLI once ``--journal postgresql://`` is wired (see the README); it is not run here.
+the CLI once ``--journal postgresql://`` is wired (see docs/scaling-out.md); it is not run here.
 Exit 1 on a failed check.
 """
 

@@ -77,7 +77,7 @@ def test_interactive_call_takes_the_next_free_slot_ahead_of_200_bulk_calls() -> 
 
 def test_reserve_gives_an_interactive_call_a_slot_at_once() -> None:
     # A server that reports no binding quota: the same-instant burst's answers, read
-    # conservatively, would otherwise cap the window below the reserve (see README, Bots).
+    # conservatively, would otherwise cap the window below the reserve (see docs/bots.md).
     async def main() -> None:
         loop = asyncio.get_running_loop()
         async with virtual_server(rate_limit=None) as server, \

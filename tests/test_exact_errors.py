@@ -31,7 +31,7 @@ from ryze_async.testing import MockResponse, MockTransport, run_virtual
 from .byte_server import ByteServer, byte_server, canned
 
 NUMBER = "5511999999999"
-MAX_ANSWER_BYTES = 64 * 1024  # the answer cap the README documents
+MAX_ANSWER_BYTES = 64 * 1024  # the answer cap docs/errors.md documents
 PROXY_DISCONNECTED = b"<html><body><h1>503</h1>upstream disconnected before answering</body></html>"
 
 

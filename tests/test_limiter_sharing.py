@@ -18,7 +18,7 @@ from ryze_async.testing import MockRequest, MockResponse, MockTransport, run_vir
 LIMIT = 10
 PERIOD = 60.0
 TOKEN = "token-one"
-MARGIN = 1.0  # the default margin: 1 s per 60 s (README, "Quota")
+MARGIN = 1.0  # the default margin: 1 s per 60 s (docs/client.md, "The quota")
 
 
 class Stamped:

@@ -4,7 +4,7 @@ A campaign's numbers come from any ``Iterable[str]`` or ``AsyncIterable[str]``, 
 given by path. Nothing is loaded whole: the source yields small batches, each carrying the position
 to resume from, so a journal can store "ingested up to here" in the same transaction as the rows.
 
-CSV rules (documented in the README; see ``_csv_input.py``): UTF-8, or UTF-8/UTF-16 with a
+CSV rules (documented in docs/campaigns.md, "Input"; see ``_csv_input.py``): UTF-8, or UTF-8/UTF-16 with a
 byte-order mark; the number column is found by its header or given (``column``); blank lines
 and ``#`` lines are skipped; so are blank strings and ``#`` strings from an iterable.
 

@@ -61,7 +61,8 @@ class FakeRyzeServer(RequestHandling):
             rate_limit: requests per `rate_period` per token; None never refuses.
             window: ``"fixed"`` windows starting at ``window_phase + k * rate_period``, or a
                 ``"sliding"`` log over the last `rate_period` seconds.
-            host, port: a loopback address; port 0 picks a free port at the first start().
+            host: a loopback address to listen on.
+            port: the port; 0 picks a free port at the first start().
             clock: the server's wall clock (Unix seconds).
             keepalive_timeout: seconds an idle keep-alive connection is kept open.
             response_delay: seconds every request waits before it is answered.
