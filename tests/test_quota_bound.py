@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ryze_async import QuotaLimiter, QuotaTimeoutError, RateLimitError, RyzeClient
+from ryze_async import QuotaLimiter, QuotaTimeoutError, RyzeClient
 from ryze_async.testing import FakeRyzeServer, Fault, run_virtual
 from ryze_async.testing._quota_sim import ideal_time, max_in_window
 
@@ -124,7 +124,7 @@ def test_on_time_calls_are_not_placed_again() -> None:
         slot = await limiter.acquire()
         await asyncio.sleep(MARGIN / 2)
         assert not limiter.late(slot)
-        assert limiter.readmit(slot) == slot
+        assert await limiter.readmit(slot) == slot
         await asyncio.sleep(MARGIN / 100)
         assert limiter.late(slot)
 
@@ -137,7 +137,7 @@ def test_a_late_slot_moves_to_now_only_forwards_and_keeps_the_log_exact() -> Non
         limiter = QuotaLimiter(LIMIT, PERIOD, margin=MARGIN)
         slots = [await limiter.acquire() for _ in range(LIMIT)]
         await asyncio.sleep(1.0)
-        moved = limiter.readmit(slots[0])
+        moved = await limiter.readmit(slots[0])
         assert moved == loop.time() == START + 1.0
         # The other nine come back a period + margin after the burst, the moved one after it.
         assert limiter.next_delay() == pytest.approx(PERIOD + MARGIN - 1.0)
@@ -155,9 +155,9 @@ def test_a_late_slot_that_finds_no_room_is_given_back() -> None:
         limiter = QuotaLimiter(LIMIT, PERIOD, margin=MARGIN)
         slot = await limiter.acquire()
         await asyncio.sleep(1.0)
-        limiter.hold_until(3.0)  # a 429 meanwhile: nobody sends before its reset
-        assert limiter.readmit(slot) is None
-        await asyncio.sleep(3.0)
+        limiter.hold_until(0.5)  # a 429 meanwhile: nobody sends before its reset
+        assert await limiter.readmit(slot) is None
+        await asyncio.sleep(0.5)
         # Its slot was given back: the whole window is free.
         assert [limiter.try_acquire() is not None for _ in range(LIMIT)] == [True] * LIMIT
 
@@ -179,18 +179,52 @@ def test_a_late_call_with_no_slot_now_waits_sends_nothing_and_times_out_at_its_m
             hooks.append("on_not_sent")
 
         async with virtual_server() as server, \
-                client_for(server, max_retries=0) as client:
+                client_for(server) as client:
             await client.fake_call(number(999))  # the probe: a warm quota from here
             server.fail_next(Fault.RATE_LIMITED)
             stalled = asyncio.create_task(client.fake_call(
                 number(1), before_send=before_send, on_not_sent=on_not_sent, max_wait=1.0))
             await asyncio.sleep(0)
-            with pytest.raises(RateLimitError):  # max_retries=0: the 429 ends this call
-                await client.fake_call(number(2))
+            refused = asyncio.create_task(client.fake_call(number(2)))
             with pytest.raises(QuotaTimeoutError, match="nothing was sent"):
                 await stalled
             assert number(1) not in [r.json["number"] for r in server.requests if r.json]
             assert hooks == ["before_send", "on_not_sent"]
+            assert (await refused).success  # after the reset
+
+    run_virtual(main(), start=START)
+
+
+def test_a_late_call_with_no_slot_now_tells_it_was_not_sent_and_marks_again_before_it_leaves(
+) -> None:
+    # before_send runs once per attempt that sends: the wait in between is announced by
+    # on_not_sent (a journal records the number as not sent), and the attempt that finally
+    # leaves is marked again, right before its first byte.
+    async def main() -> None:
+        hooks: list[tuple[str, float]] = []
+        loop = asyncio.get_running_loop()
+
+        async def before_send() -> None:
+            hooks.append(("before_send", loop.time()))
+            if len(hooks) == 1:
+                await asyncio.sleep(0.5)
+
+        async def on_not_sent() -> None:
+            hooks.append(("on_not_sent", loop.time()))
+
+        async with virtual_server() as server, client_for(server) as client:
+            await client.fake_call(number(999))
+            server.fail_next(Fault.RATE_LIMITED)
+            stalled = asyncio.create_task(client.fake_call(
+                number(1), before_send=before_send, on_not_sent=on_not_sent))
+            await asyncio.sleep(0)
+            refused = asyncio.create_task(client.fake_call(number(2)))
+            assert (await stalled).success
+            assert (await refused).success
+            assert [name for name, _ in hooks] == ["before_send", "on_not_sent", "before_send"]
+            sent = [r.received_at - EPOCH for r in server.requests
+                    if r.json and r.json["number"] == number(1)]
+            assert sent == [hooks[-1][1]]  # once, right after its second mark
 
     run_virtual(main(), start=START)
 
@@ -200,24 +234,27 @@ def test_a_late_call_cancelled_while_it_waits_again_sends_nothing_and_gives_its_
     async def main() -> None:
         loop = asyncio.get_running_loop()
         async with virtual_server() as server, \
-                client_for(server, max_retries=0) as client:
+                client_for(server) as client:
             await client.fake_call(number(999))
             server.fail_next(Fault.RATE_LIMITED)
             stalled = asyncio.create_task(client.fake_call(number(1), before_send=stalling(0.5)))
             await asyncio.sleep(0)
-            with pytest.raises(RateLimitError):
-                await client.fake_call(number(2))
+            refused = asyncio.create_task(client.fake_call(number(2)))
             await asyncio.sleep(0.6)  # the stalled call is waiting again, for the reset
             assert not stalled.done()
             stalled.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await stalled
             assert number(1) not in [r.json["number"] for r in server.requests if r.json]
-            # Nothing of it is left in the quota: after the reset a whole window goes at once.
-            await asyncio.sleep(2 * PERIOD)
+            assert (await refused).success  # after the 429's reset, at once
+            # Its slot is not in the log: the warm-up and number 2 (which reached the server
+            # twice) hold three slots, so seven more go at once and the eighth waits.
+            assert loop.time() < START + PERIOD + MARGIN
             began = loop.time()
-            await asyncio.gather(*(client.fake_call(number(10 + i)) for i in range(LIMIT - 1)))
+            await asyncio.gather(*(client.fake_call(number(10 + i)) for i in range(LIMIT - 3)))
             assert loop.time() - began < MARGIN
+            await client.fake_call(number(20))
+            assert loop.time() - began > MARGIN
 
     run_virtual(main(), start=START)
 
