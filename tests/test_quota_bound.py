@@ -16,7 +16,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ryze_async import QuotaLimiter, QuotaTimeoutError, RyzeClient
-from ryze_async.testing import FakeRyzeServer, Fault, run_virtual
+from ryze_async.testing import (
+    FakeRyzeServer,
+    Fault,
+    MockRequest,
+    MockResponse,
+    MockTransport,
+    run_virtual,
+)
 from ryze_async.testing._quota_sim import ideal_time, max_in_window
 
 LIMIT, PERIOD = 10, 2.0
@@ -115,6 +122,37 @@ def test_a_late_call_is_placed_at_its_send_and_the_next_slot_waits_for_it() -> N
             assert last - stalled == pytest.approx(PERIOD + MARGIN, abs=1e-3)
 
     run_virtual(main(), start=START)
+
+
+def test_a_resend_after_a_refused_connection_takes_a_slot_of_its_own_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A refused connection never reached the server; its resend leaves after the backoff, a
+    # second later: its slot is that second's, not the admission's.
+    monkeypatch.setattr("random.uniform", lambda _low, high: high)  # the backoff's ceiling
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        delivered: list[float] = []
+        refused = {number(0)}
+
+        def answer(request: MockRequest) -> MockResponse:
+            if refused and number(0) in request.body.decode():
+                refused.clear()
+                raise MockTransport.not_sent()
+            delivered.append(loop.time())
+            return MockResponse(200, {"success": True})
+
+        async with RyzeClient(token=TOKEN, instance="my-instance", rate_limit=LIMIT,
+                              rate_period=PERIOD, backoff_initial=1.0, backoff_max=1.0,
+                              transport=MockTransport(answer)) as client:
+            await client.fake_call(number(999))
+            await asyncio.gather(*(client.fake_call(number(i)) for i in range(2 * LIMIT)))
+        return delivered
+
+    delivered = run_virtual(main(), start=START)
+    assert len(delivered) == 2 * LIMIT + 1
+    assert max_in_window(delivered, PERIOD) <= LIMIT
 
 
 def test_on_time_calls_are_not_placed_again() -> None:
