@@ -131,8 +131,7 @@ class Pipeline(Options):
             quota.settle()  # a fresh backend's first answer releases the burst
 
     def _take_in(
-        self, call: Call, response: RawResponse, quota: QuotaBackend | None,
-        slot: float | None,
+        self, call: Call, response: RawResponse, quota: QuotaBackend | None, slot: float | None
     ) -> tuple[RawResponse, RateLimitFields | None, float | None]:
         """The answer with its rate-limit fields and seconds to their reset, fed to the quota."""
         rate, reset_after = feedback(response, quota, slot)
