@@ -64,11 +64,18 @@ def assert_no_window_over_the_limit(server: FakeRyzeServer) -> None:
     assert max_in_window(arrivals, PERIOD) <= LIMIT
 
 
-async def many_clients(server: FakeRyzeServer, stalls: list[float], clients: int) -> list[Any]:
+async def many_clients(
+    server: FakeRyzeServer, stalls: list[float], clients: int, *, lanes: bool = False
+) -> list[Any]:
     """One call per stall, spread round robin over ``clients`` clients of the token (one
-    shared quota on the loop)."""
+    shared quota on the loop); with ``lanes``, every other client is a bulk one, with an
+    interactive reserve of 2."""
+    def lane(k: int) -> dict[str, Any]:
+        return {"priority": "bulk", "interactive_reserve": 2} if lanes and k % 2 else {}
+
     async with contextlib.AsyncExitStack() as stack:
-        bots = [await stack.enter_async_context(client_for(server)) for _ in range(clients)]
+        bots = [await stack.enter_async_context(client_for(server, **lane(k)))
+                for k in range(clients)]
         calls = [bots[i % clients].fake_call(number(i), before_send=stalling(s) if s else None)
                  for i, s in enumerate(stalls)]
         return await asyncio.gather(*calls)
@@ -303,13 +310,14 @@ def test_a_late_call_cancelled_while_it_waits_again_sends_nothing_and_gives_its_
     stalls=st.lists(st.one_of(st.just(0.0), st.floats(0.0, 2.5)), min_size=12, max_size=50),
     clients=st.integers(1, 6),
     window=st.sampled_from(["sliding", "fixed"]),
+    lanes=st.booleans(),
 )
 def test_no_stall_pattern_puts_a_window_over_the_limit(
-    stalls: list[float], clients: int, window: str
+    stalls: list[float], clients: int, window: str, lanes: bool
 ) -> None:
     async def main() -> None:
         async with virtual_server(window) as server:
-            results = await many_clients(server, stalls, clients)
+            results = await many_clients(server, stalls, clients, lanes=lanes)
             assert all(r.success for r in results)
             assert_no_window_over_the_limit(server)
 
