@@ -36,7 +36,10 @@ from .._checks import check_quota as check_config
 from .._exceptions import QuotaTimeoutError
 from ._feedback import Admitted, _Feedback, check_reserve, default_margin, late_allowance
 
-__all__ = ["Lane", "QuotaLimiter", "check_config", "check_reserve", "default_margin", "probe_wait"]
+__all__ = [
+    "Lane", "QuotaLimiter", "check_config", "check_reserve", "default_margin", "late_allowance",
+    "probe_wait",
+]
 
 #: A waiter's lane: interactive waiters are admitted before any bulk waiter.
 Lane = Literal["interactive", "bulk"]

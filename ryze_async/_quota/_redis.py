@@ -27,8 +27,8 @@ from redis.exceptions import RedisError
 
 from .._cancels import pending_cancels, resurface_cancel
 from .._exceptions import QuotaBackendError, QuotaTimeoutError
-from ._feedback import check_reserve, late_allowance
-from ._local import Lane, default_margin, probe_wait
+from ._feedback import check_reserve
+from ._local import Lane, default_margin, late_allowance, probe_wait
 from ._redis_feedback import IDLE_TTL_MS as _IDLE_TTL_MS
 from ._redis_feedback import RedisFeedback
 from ._redis_lua import ADMIT, ANNOUNCE, FEEDBACK, RECHECK
