@@ -117,14 +117,15 @@ class Pipeline(Options):
         if quota is None:
             self._guard.check()
             return self._take_in(call, await self._sender.send(call), None, None)
-        slot = await self._admit(call, quota)
+        held = _Held(self, call, quota, await self._admit(call, quota))
         call.reached = False
         try:
             self._guard.check()
-            return self._take_in(call, await self._sender.send(call), quota, slot)
+            response = await self._sender.send(call, held)
+            return self._take_in(call, response, quota, held.slot)
         except BaseException:
-            if not call.reached:  # nothing reached the server: the slot is unused
-                quota.release(slot)
+            if not call.reached and held.slot is not None:  # the slot is unused
+                quota.release(held.slot)
             raise
         finally:
             quota.settle()  # a fresh backend's first answer releases the burst
@@ -155,3 +156,29 @@ class Pipeline(Options):
             quota.hold_until(delay)  # the next acquire waits it out, for every caller
         else:
             await self._guard.sleep(delay)
+
+
+class _Held:
+    """The quota slot one admitted attempt holds until its request leaves (a `SlotGate`): a
+    slot's time is when the request leaves, so a late one is moved to now or taken again."""
+
+    __slots__ = ("_call", "_pipeline", "_quota", "slot")
+
+    def __init__(self, pipeline: Pipeline, call: Call, quota: QuotaBackend, slot: float) -> None:
+        self._pipeline, self._call, self._quota = pipeline, call, quota
+        self.slot: float | None = slot  # None: given back, not yet taken again
+
+    def late(self) -> bool:
+        return self.slot is None or self._quota.late(self.slot)
+
+    async def readmit(self) -> bool:
+        if self.slot is None:
+            return False
+        lane = self._call.lane
+        slot = (await self._quota.readmit(self.slot) if lane is None
+                else await self._quota.readmit(self.slot, lane=lane))
+        self.slot = slot
+        return slot is not None
+
+    async def wait(self) -> None:
+        self.slot = await self._pipeline._admit(self._call, self._quota)

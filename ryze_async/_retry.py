@@ -23,6 +23,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from ._checks import check_settings
 from ._config import Secret
@@ -31,11 +32,27 @@ from ._hooks import CallKind, HookDispatch, RequestEnded, RequestStarted, RetryS
 from ._quota import Lane
 from ._transports import RawResponse, Transport
 
-__all__ = ["Call", "RetryPolicy", "Sender"]
+__all__ = ["Call", "RetryPolicy", "Sender", "SlotGate"]
 
 _log = logging.getLogger("ryze_async")
 Sleep = Callable[[float], Awaitable[None]]
 Hook = Callable[[], Awaitable[None]]
+
+
+class SlotGate(Protocol):
+    """The quota slot an attempt goes with, checked the moment before its request leaves."""
+
+    def late(self) -> bool:
+        """Whether the attempt is too late for its slot (no round trip)."""
+        ...
+
+    async def readmit(self) -> bool:
+        """Take a slot of now instead (True); False: none fits now, the slot was given back."""
+        ...
+
+    async def wait(self) -> None:
+        """Wait for the call's next slot in its lane (its deadline applies)."""
+        ...
 
 
 @dataclass(slots=True)
@@ -96,12 +113,17 @@ class Sender:
         self._sleep = sleep
         self._hooks = hooks
 
-    async def send(self, call: Call) -> RawResponse:
-        """The call's answer: the first attempt, plus resends of what provably never left."""
+    async def send(self, call: Call, gate: SlotGate | None = None) -> RawResponse:
+        """The call's answer: the first attempt, plus resends of what provably never left.
+        With a quota, ``gate`` keeps every attempt within its slot as it leaves."""
         attempt = 1
         while True:
             if call.before_send is not None:
                 await call.before_send()
+            # The last await before the first byte is behind us: a loop that stalled since
+            # admission (or a slow before_send) shows here, and only here can it be undone.
+            if gate is not None and gate.late() and not await self._placed_again(call, gate):
+                continue
             try:
                 if call.timeout is None:
                     return await self._attempt(call)
@@ -125,6 +147,18 @@ class Sender:
             if call.on_not_sent is not None:  # proven never sent: the caller may record it so
                 await call.on_not_sent()
             await self._sleep(delay)
+
+    async def _placed_again(self, call: Call, gate: SlotGate) -> bool:
+        """A late attempt goes with a slot of now (True) or, when none fits, sends nothing:
+        the caller hears it was not sent and, once its next slot comes, ``before_send`` runs
+        again before that attempt (False)."""
+        if await gate.readmit():
+            return True
+        _log.debug("request later than its quota slot and none free now; waiting for another")
+        if call.on_not_sent is not None:
+            await call.on_not_sent()
+        await gate.wait()
+        return False
 
     async def _attempt(self, call: Call) -> RawResponse:
         call.reached = True

@@ -18,11 +18,17 @@ exactly. The client's use of a backend, per call:
    The Redis backend does both across processes (its log places an interactive call in the
    first slot with room, and bulk leaves the reserve free) and, in one process, lets a waiting
    interactive call take the earliest slot its own bulk calls reserved (`_redis_sleepers`).
-2. ``release(slot)`` when the slot was never used: nothing reached the server (``before_send``
+2. Right before each attempt's request leaves (after ``before_send``): ``late(slot)``, a check
+   on this process's clock (no round trip); when the attempt is later than its slot by more
+   than half the margin (a stalled loop, a slow hook), ``readmit(slot)`` moves the slot to now
+   if one fits, or gives it back (None) and the call waits again with ``acquire``, sending
+   nothing. So a slot's time is when its request leaves, and the margin only covers the way
+   to the server.
+3. ``release(slot)`` when the slot was never used: nothing reached the server (``before_send``
    raised, the client closed, every attempt failed to connect).
-3. ``observe(...)`` with each answer's ``X-RateLimit-*`` feedback; ``hold_until(delay)`` after a
+4. ``observe(...)`` with each answer's ``X-RateLimit-*`` feedback; ``hold_until(delay)`` after a
    429: nobody sends before its reset.
-4. ``settle()`` once the call's attempt is over, answered or not: a fresh backend admits its
+5. ``settle()`` once the call's attempt is over, answered or not: a fresh backend admits its
    first request alone and learns the server's remaining quota from its answer before the rest.
 """
 
@@ -58,6 +64,17 @@ class QuotaBackend(Protocol):
 
     def release(self, slot: float) -> None:
         """Give back a slot ``acquire`` returned whose request never reached the server."""
+        ...
+
+    def late(self, slot: float) -> bool:
+        """Whether a request leaving now is later than ``slot`` by more than half the margin.
+        Answered from this process's clock: no round trip."""
+        ...
+
+    async def readmit(self, slot: float, *, lane: Lane = "interactive") -> float | None:
+        """The slot a request leaving now goes with: ``slot`` when it is on time, a slot of now
+        in its place (never earlier) when one fits, else None: ``slot`` was given back and the
+        caller acquires again, having sent nothing."""
         ...
 
     def observe(

@@ -12,7 +12,7 @@ from collections import deque
 from .._checks import check_quota as check_config
 from .._checks import check_settings
 
-__all__ = ["Admitted", "check_reserve", "default_margin"]
+__all__ = ["Admitted", "check_reserve", "default_margin", "late_allowance"]
 
 _log = logging.getLogger("ryze_async")
 
@@ -20,6 +20,13 @@ _log = logging.getLogger("ryze_async")
 def default_margin(period: float) -> float:
     """Safety margin for `period`: 1 s per 60 s, at least 0.1 s (loopback jitter in tests)."""
     return max(0.1, period / 60)
+
+
+def late_allowance(margin: float) -> float:
+    """How much later than its slot a request may leave and still be counted by it: half the
+    margin. The other half is the request's way to the server; a request later than this is
+    placed again (at the time it leaves) or waits for another slot (issue 18)."""
+    return margin / 2
 
 
 def check_reserve(reserve: int) -> None:

@@ -34,9 +34,12 @@ from typing import Literal
 
 from .._checks import check_quota as check_config
 from .._exceptions import QuotaTimeoutError
-from ._feedback import Admitted, _Feedback, check_reserve, default_margin
+from ._feedback import Admitted, _Feedback, check_reserve, default_margin, late_allowance
 
-__all__ = ["Lane", "QuotaLimiter", "check_config", "check_reserve", "default_margin", "probe_wait"]
+__all__ = [
+    "Lane", "QuotaLimiter", "check_config", "check_reserve", "default_margin", "late_allowance",
+    "probe_wait",
+]
 
 #: A waiter's lane: interactive waiters are admitted before any bulk waiter.
 Lane = Literal["interactive", "bulk"]
@@ -187,6 +190,11 @@ class QuotaLimiter(_Feedback):
 
     def release(self, slot: float) -> None:
         """Give back the slot admitted at loop time ``slot``, unused: nothing was sent with it."""
+        if self._drop(slot) and (self._live[0] or self._live[1]):
+            self._pump()
+
+    def _drop(self, slot: float) -> bool:
+        """Take the admission ``slot`` out of the log (True), if it is there."""
         stamps = self._stamps
         index = bisect.bisect_left(stamps, slot)
         mine = getattr(slot, "seq", None)
@@ -197,8 +205,32 @@ class QuotaLimiter(_Feedback):
             del stamps[index]
             if slot < self._budget_until:
                 self._budget += 1
-            if self._live[0] or self._live[1]:
-                self._pump()
+            return True
+        return False
+
+    def late(self, slot: float) -> bool:
+        """Whether a request leaving now is later than its slot by more than the margin allows
+        (`late_allowance`): its slot must then be taken again (`readmit`)."""
+        return asyncio.get_running_loop().time() - slot > late_allowance(self._margin)
+
+    async def readmit(self, slot: float, *, lane: Lane = "interactive") -> float | None:
+        """The slot for a request that leaves now: ``slot`` when it is on time; for a late one,
+        a slot of now in its place (only ever later) when one fits, the lane's way, ahead of
+        the waiters (it was admitted before them); else None: the slot is given back and the
+        caller waits for another (``acquire``), sending nothing."""
+        if not self.late(slot):
+            return slot
+        now = asyncio.get_running_loop().time()
+        # The probe (a fresh quota's first admission) stays the probe at its new time.
+        probe = self._probe_out and getattr(slot, "seq", None) == self._admitted
+        self._drop(slot)
+        if probe:
+            self._probe_out, self._probing = False, True
+        if self._delay(now, 1 if lane == "bulk" else 0) <= 0:
+            return self._admit(now)
+        if self._live[0] or self._live[1]:
+            self._pump()
+        return None
 
     async def acquire(self, *, lane: Lane = "interactive", deadline: float | None = None) -> float:
         """Wait for a slot (by lane, then first come first served), take it, return its time.

@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from .._cancels import pending_cancels, resurface_cancel
 from .._exceptions import QuotaBackendError, QuotaTimeoutError
 from ._feedback import check_reserve
-from ._local import Lane, default_margin, probe_wait
+from ._local import Lane, default_margin, late_allowance, probe_wait
 from ._redis_feedback import IDLE_TTL_MS as _IDLE_TTL_MS
 from ._redis_feedback import RedisFeedback
 from ._redis_lua import ADMIT, ANNOUNCE, FEEDBACK, RECHECK
@@ -48,10 +48,13 @@ _RESERVED, _PROBING = 0, 1
 
 
 class Admission(float):
-    """An admission's slot (Redis time, Unix seconds) that also knows its reservation's id."""
+    """An admission's slot (Redis time, Unix seconds) that also knows its reservation's id and
+    when the slot came on this loop's clock (at the earliest: the loop time its last round trip
+    was asked, so a loop that stalled over the answer counts as late)."""
 
-    __slots__ = ("member",)
+    __slots__ = ("due", "member")
     member: str
+    due: float
 
 
 class RedisQuota(RedisFeedback):
@@ -87,9 +90,8 @@ class RedisQuota(RedisFeedback):
         self._redis = redis
         self._limit, self._period, self._margin = limit, float(period), float(margin)
         self._window_us = round((self._period + self._margin) * _US)
-        # A waiter later than this on its slot is placed again: half the margin is left for
-        # the request's way to the server, the other half for the wake-up.
-        self._late_us = round(self._margin * _US / 2)
+        # A waiter or a request about to leave later than this on its slot is placed again.
+        self._late_us = round(late_allowance(self._margin) * _US)
         self._probe_ms = round(probe_wait(self._period) * 1000) if learn_first else 0
         self._where = where  # host:port/db only: a URL's password never gets here
         prefix = f"ryze:{{{token_digest}}}:"
@@ -211,10 +213,12 @@ class RedisQuota(RedisFeedback):
         held = Reservation(("b" if lane == "bulk" else "i") + uuid.uuid4().hex, deadline)
         try:
             while True:
-                left = None if deadline is None else max(0.0, deadline - loop.time())
+                asked = loop.time()
+                left = None if deadline is None else max(0.0, deadline - asked)
                 wait_us, slot_us = await self._reserve_slot(held.member, left, lane)
                 held.hold(slot_us, wait_us)
                 if wait_us <= 0:
+                    held.due = asked  # Redis placed it at its now, after this
                     break
                 if await self._sleep_to_slot(held, lane, deadline):
                     break
@@ -222,21 +226,22 @@ class RedisQuota(RedisFeedback):
             # Nothing was sent: give the slot back, even if the reply never reached us.
             self._background(self._remove(held.member))
             raise
-        admission = Admission(held.slot_us / _US)
-        admission.member = held.member
-        return admission
+        return _admission(held.member, held.slot_us, held.due)
 
     async def _sleep_to_slot(self, held: Reservation, lane: Lane, deadline: float | None) -> bool:
         """Sleep until ``held``'s slot, again while a hold moved it later (another process's
         429); True when it has come, False when it must be reserved again."""
+        loop = asyncio.get_running_loop()
         while True:
             await self._sleepers.sleep(held, bulk=lane == "bulk")  # may swap reservations
-            wait_us, slot_us = await self._run(self._recheck, [
+            asked = loop.time()
+            wait_us, slot_us, now_us = await self._run(self._recheck, [
                 held.member, self._limit, self._window_us, _IDLE_TTL_MS, self._late_us])
             if wait_us < 0:
                 return False
             held.hold(slot_us, wait_us)  # a late waiter may go now, at a slot of now
             if wait_us == 0:
+                held.due = asked + (slot_us - now_us) / _US
                 return True
             if deadline is not None and held.due > deadline:
                 self._background(self._remove(held.member))
@@ -282,6 +287,30 @@ class RedisQuota(RedisFeedback):
         if isinstance(member, str):
             self._background(self._remove(member))
 
+    def late(self, slot: float) -> bool:
+        """Whether a request leaving now is later than its slot by more than half the margin:
+        read from this loop's clock, no round trip (an `Admission` of this quota only)."""
+        due = getattr(slot, "due", None)
+        return due is not None and (
+            asyncio.get_running_loop().time() - due > late_allowance(self._margin))
+
+    async def readmit(self, slot: float, *, lane: Lane = "interactive") -> float | None:
+        """The slot a request leaving now goes with: ``slot`` when it is on time; for a late one
+        (one round trip, the waiters' recheck) a slot of now in its place when one fits in
+        every window, its lane's way (the reservation's id tells the lane); else None: the
+        reservation is given back and the caller acquires again, having sent nothing."""
+        member = getattr(slot, "member", None)
+        if not isinstance(member, str) or not self.late(slot):
+            return slot
+        asked = asyncio.get_running_loop().time()
+        wait_us, slot_us, now_us = await self._run(self._recheck, [
+            member, self._limit, self._window_us, _IDLE_TTL_MS, self._late_us])
+        if wait_us == 0:
+            return _admission(member, slot_us, asked + (slot_us - now_us) / _US)
+        if wait_us > 0:  # a hold moved it later: given back, the caller waits in its lane
+            self._background(self._remove(member))
+        return None
+
     def settle(self) -> None:
         """A fresh quota's first attempt is over: let the others in. Idempotent."""
         member, self._probe_member = self._probe_member, None
@@ -302,6 +331,12 @@ class RedisQuota(RedisFeedback):
             await self.flush()
         await self._keeper.stop()
         await self._redis.aclose()
+
+
+def _admission(member: str, slot_us: int, due: float) -> Admission:
+    admission = Admission(slot_us / _US)
+    admission.member, admission.due = member, due
+    return admission
 
 
 if TYPE_CHECKING:  # mypy checks that RedisQuota is a QuotaBackend

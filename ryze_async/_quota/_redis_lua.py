@@ -21,8 +21,10 @@ Design (issue 9), and where it differs from the libraries studied:
   while fewer than ``reserve`` interactive calls went in the last window, whatever any process
   queued. The reserve in force is the largest that a live client announced (`_redis_reserve`).
 - **Margin**, as in `QuotaLimiter`: slots are ``period + margin`` apart (``period/60``, at least
-  0.1 s), which absorbs the jitter between admission and arrival at the server. A waiter that
-  wakes more than half of it after its slot (a stalled process) goes only where a slot fits now.
+  0.1 s), which absorbs the jitter between a request leaving and its arrival at the server. A
+  waiter that wakes more than half of it after its slot (a stalled process), or a request
+  about to leave that late (a slow ``before_send``, a stalled loop: issue 18), goes only where
+  a slot fits now.
 - **Giving back.** A reservation abandoned before its send (cancelled while waiting, or
   `release`) is removed by member id. A slot whose request may have reached the server is never
   given back. A slot released in the middle of the queue is reused by the next interactive
@@ -285,22 +287,24 @@ redis.call('PEXPIRE', budget_k, math.floor((till - now) / 1000) + ttl)
 return 2
 """
 
-# After a reserved waiter's sleep: {wait_us, slot_us} until its slot (0: go now; a hold begun
-# meanwhile moved it), or {-1, 0}: reserve again (gone, or it slept past a hold's start: its
-# slot had come when the hold moved the queue). A waiter that wakes more than `late_us` after
-# its slot (a stalled process) would send outside it, where the log no longer counts it: it
-# goes now only if a slot now fits, its lane's way, and reserves again otherwise.
+# After a reserved waiter's sleep, and before a late request leaves (issue 18): {wait_us, slot_us,
+# now_us} until its slot (0: go now; a hold begun meanwhile moved it), or {-1, 0, now_us}:
+# reserve again (gone, or it slept past a hold's start: its slot had come when the hold moved
+# the queue). now_us (Redis time) tells the caller how long ago its slot was. A waiter that
+# wakes, or a request about to leave, more than `late_us` after its slot (a stalled process, a
+# slow before_send) would send outside it, where the log no longer counts it: it goes now
+# only if a slot now fits, its lane's way, and reserves again otherwise.
 # ARGV: member, limit, window_us, ttl_ms, late_us.
 RECHECK = _PREAMBLE + """
 local score = redis.call('ZSCORE', log, ARGV[1])
-if not score then return {-1, 0} end
+if not score then return {-1, 0, now} end
 score = tonumber(score)
 local blocked = tonumber(redis.call('GET', blocked_k) or '0')
 if blocked > now and score < blocked then
   redis.call('ZREM', log, ARGV[1])
-  return {-1, 0}
+  return {-1, 0, now}
 end
-if now - score <= tonumber(ARGV[5]) then return {math.max(0, score - now), score} end
+if now - score <= tonumber(ARGV[5]) then return {math.max(0, score - now), score, now} end
 redis.call('ZREM', log, ARGV[1])
 local limit, window = strictest(tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
 redis.call('ZREMRANGEBYSCORE', log, '-inf', int(now - window))
@@ -308,8 +312,8 @@ local cap = limit
 if string.sub(ARGV[1], 1, 1) == 'b' then
   cap = limit - math.min(shared_reserve('0', '', 0), limit - 1)
 end
-if first_fit(now, redis.call('ZCARD', log), cap, window) > now then return {-1, 0} end
+if first_fit(now, redis.call('ZCARD', log), cap, window) > now then return {-1, 0, now} end
 redis.call('ZADD', log, int(now), ARGV[1])
 redis.call('PEXPIRE', log, math.floor(window / 1000) + tonumber(ARGV[4]))
-return {0, now}
+return {0, now, now}
 """

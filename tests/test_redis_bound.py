@@ -1,0 +1,132 @@
+"""#18 on the shared Redis quota, on a real redis-server: a request that leaves later than its
+slot by more than half the margin (a slow ``before_send``, a stalled loop) is placed again at
+the time it leaves, or waits again without sending. Redis TIME is real time, so these tests
+check what the fake server recorded and where the log holds each slot, not durations."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("redis", reason="the shared quota needs the 'redis' extra")
+
+from redis import asyncio as aioredis
+
+from ryze_async import RedisQuota, RyzeClient
+from ryze_async.testing import FakeRyzeServer, RedisServer
+from ryze_async.testing._quota_sim import max_in_window
+from ryze_async.testing._shared_quota import REDIS_SERVER
+
+pytestmark = [
+    pytest.mark.infra,
+    pytest.mark.skipif(not Path(REDIS_SERVER).exists(),
+                       reason="redis-server is not installed (apt install redis)"),
+]
+
+LIMIT, PERIOD, MARGIN = 10, 1.0, 0.1
+STALL = 0.3  # three margins between admission and send
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def raw(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    async with aioredis.Redis.from_url(redis_server.url) as connection:
+        yield connection
+
+
+def quota(url: str, digest: str) -> RedisQuota:
+    return RedisQuota.from_url(url, token_digest=digest, limit=LIMIT, period=PERIOD,
+                               margin=MARGIN)
+
+
+async def log_of(raw: aioredis.Redis, digest: str) -> dict[str, float]:
+    entries = await raw.zrange(f"ryze:{{{digest}}}:log", 0, -1, withscores=True)
+    return {member.decode(): score / 1e6 for member, score in entries}
+
+
+async def redis_now(raw: aioredis.Redis) -> float:
+    secs, micros = await raw.time()
+    return float(secs) + micros / 1e6
+
+
+async def test_a_late_admission_moves_to_the_time_it_leaves_and_an_on_time_one_asks_nothing(
+    redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    digest = uuid.uuid4().hex
+    limiter = quota(redis_server.url, digest)
+    try:
+        first = await limiter.acquire()
+        limiter.settle()
+        assert not limiter.late(first)
+        second = await limiter.acquire()
+        assert await limiter.readmit(second) is second  # on time: no round trip, same slot
+        await asyncio.sleep(STALL)
+        assert limiter.late(second)
+        before = await redis_now(raw)
+        moved = await limiter.readmit(second)
+        after = await redis_now(raw)
+        assert moved is not None
+        assert before <= moved <= after  # its send's time, in the log too
+        assert (await log_of(raw, digest))[second.member] == pytest.approx(moved, abs=2e-6)
+        assert not limiter.late(moved)
+    finally:
+        await limiter.aclose()
+
+
+async def test_a_late_admission_that_finds_no_room_is_given_back(
+    redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    digest = uuid.uuid4().hex
+    limiter, other = quota(redis_server.url, digest), quota(redis_server.url, digest)
+    try:
+        first = await limiter.acquire()
+        limiter.settle()
+        late = await limiter.acquire()
+        await asyncio.sleep(STALL)
+        other.hold_until(1.0)  # another process's 429 while this one stalls
+        await other.flush()
+        assert await limiter.readmit(late) is None
+        log = await log_of(raw, digest)
+        assert late.member not in log  # given back: nothing of it is sent or counted
+        assert first.member in log
+    finally:
+        await limiter.aclose()
+        await other.aclose()
+
+
+@pytest.mark.parametrize("reported", [True, False])
+async def test_stalled_senders_on_the_shared_quota_never_put_a_window_over_the_limit(
+    redis_server: RedisServer, reported: bool,
+) -> None:
+    # Four clients of one token on one loop, every third call held STALL seconds between its
+    # admission and its first byte: the server's record is the oracle. A server that does not
+    # report its quota (no X-RateLimit-* answers to learn from) leaves the log alone to keep it.
+    async def stalling() -> None:
+        await asyncio.sleep(STALL)
+
+    async with FakeRyzeServer(rate_limit=LIMIT if reported else None, rate_period=PERIOD,
+                              window="sliding") as server, \
+            contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(RyzeClient(
+            "test-token", "my-instance", base_url=server.url, quota_url=redis_server.url,
+            rate_limit=LIMIT, rate_period=PERIOD, rate_margin=MARGIN)) for _ in range(4)]
+        calls = [clients[i % 4].fake_call(f"55119{i:08d}",
+                                          before_send=stalling if i % 3 == 0 else None)
+                 for i in range(36)]
+        async with asyncio.timeout(60):
+            results = await asyncio.gather(*calls)
+        statuses = [r.status for r in server.requests]
+        assert statuses.count(429) == 0, statuses
+        assert max_in_window([r.received_at for r in server.requests], PERIOD) <= LIMIT
+        assert all(r.success for r in results)
+        assert len(server.requests) == 36
