@@ -25,6 +25,7 @@ from ._engine_setup import (
     check_options,
     close_store,
     dry_run_plan,
+    given_rules,
     journal_target,
     open_store,
     put_back,
@@ -136,13 +137,14 @@ class Campaign:
         column: str | int | None = None,
         senders: Mapping[str, str] | None = None,
         sheet: str | int | None = None,
-        call_windows: Sequence[str] = (),
+        call_windows: Sequence[str] | None = None,
         timezone: str | None = None,
-        exclude: Sequence[str | os.PathLike[str]] = (),
+        exclude: Sequence[str | os.PathLike[str]] | None = None,
         not_before: datetime | None = None,
         not_after: datetime | None = None,
         exit_outside_window: bool = False,
         now: Callable[[], datetime] | None = None,
+        change_rules: bool = False,
     ) -> None:
         check_options(media, fake, concurrency, ingest_batch)
         self._client = client
@@ -158,13 +160,18 @@ class Campaign:
         instance = instance if instance is not None else getattr(client, "instance", None)
         self._instance = instance if isinstance(instance, str) and not self._senders else None
         self._retry_states = retry_states(retry_failed, retry_unknown)
+        given = given_rules(
+            client, call_windows=call_windows, timezone=timezone, exclude=exclude,
+            not_before=not_before, not_after=not_after, column=column, sheet=sheet,
+            senders=[name for name, _ in self._senders], retry=self._retry_states)
         self._journal_plan = JournalPlan(self._target, campaign, force, synchronous, fake,
-                                         self._instance)
+                                         self._instance, given, change_rules)
         self._settings = Settings(
             media=None, duration=duration, instance=self._instance, concurrency=concurrency,
             drain_timeout=drain_timeout, max_connection_failures=max_connection_failures,
             max_requeues=max_requeues, ingest_batch=ingest_batch,
-            rules=Rules(call_windows=call_windows, timezone=timezone, exclude=exclude,
+            rules=Rules(call_windows=call_windows or (), timezone=timezone,
+                        exclude=exclude or (),
                         not_before=not_before, not_after=not_after, now=now,
                         default_region=getattr(client, "default_region", None)),
             exit_outside_window=exit_outside_window,

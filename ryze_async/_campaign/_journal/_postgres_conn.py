@@ -27,6 +27,7 @@ import asyncpg
 from . import _postgres_held as held
 from . import _postgres_sql as sql
 from ._postgres_counts import redact
+from ._rules_store import PG_SCHEMA as RULES_SCHEMA
 from ._schema import CampaignIdentity, JournalError, check_identity
 
 __all__ = ["PgConnection"]
@@ -104,6 +105,7 @@ class PgConnection:
             await self._conn.execute("SELECT pg_advisory_xact_lock($1)", sql.SCHEMA_LOCK)
             await self._conn.execute(sql.SCHEMA)
             await self._conn.execute(held.MIGRATE)
+            await self._conn.execute(RULES_SCHEMA)
             await self._conn.execute(
                 "INSERT INTO ryze_campaigns (campaign) VALUES ($1) ON CONFLICT DO NOTHING",
                 self.campaign)
