@@ -163,8 +163,8 @@ async def open_store(
     except BaseException:
         await journal.close()
         raise
-    if settled.note:
-        _log.info("%s", settled.note)
+    if settled.note:  # a warning: the operator sees it (the CLI shows warnings)
+        _log.warning("%s", settled.note)
     if journal.recovered:
         _log.warning("%d numbers were in flight when the last run ended: marked unknown, "
                      "not redialed (retry_unknown to call them again)", journal.recovered)
@@ -215,9 +215,11 @@ async def dry_run_plan(
     if journal is not None:
         # The resumed run would use the recorded rules, or refuse different ones: so does
         # its dry run.
-        rules = rules.recorded_as(settle(
-            journal.rules, how.given, change=how.change_rules,
-            now=rules.now().astimezone(UTC), existing=bool(journal.rows)).rules)
+        settled = settle(journal.rules, how.given, change=how.change_rules,
+                         now=rules.now().astimezone(UTC), existing=bool(journal.rows))
+        if settled.note:
+            _log.warning("%s", settled.note)
+        rules = rules.recorded_as(settled.rules)
         await rules.check_exclusions()
         # The resumed run would refuse a journal of another campaign: so does its dry run.
         resolved = await resolve_media(media)
