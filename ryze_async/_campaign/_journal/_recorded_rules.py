@@ -208,7 +208,7 @@ def _note(recorded: CampaignRules | None, existing: bool, rules: CampaignRules,
         return ("this journal was written before its rules were recorded: recording this "
                 f"run's rules ({rules.describe()})")
     said = []
-    if kept:
+    if any(getattr(rules, name) not in ("", ()) for name in kept):
         said.append(f"resuming with the recorded rules: {rules.describe(kept)}")
     said += [f"rule changed on purpose: {c.rule} {c.old!r} -> {c.new!r}" for c in changes]
     return "; ".join(said)
