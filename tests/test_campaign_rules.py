@@ -172,3 +172,28 @@ async def test_sigkill_then_a_resume_without_windows_calls_nobody_held(
                            exit_outside_window=True).run()
     assert server.requests == []
     assert (s.stop_reason, s.pending) == ("outside_window", 4)
+
+
+def test_a_retry_is_kept_in_the_trail_each_time_and_not_repeated_by_a_resume(
+    tmp_path: Path,
+) -> None:
+    journal = tmp_path / "j.db"
+    run(journal, MONDAY_SP, SP)
+    db = sqlite3.connect(journal)
+    db.execute("UPDATE numbers SET state = 'unknown'")
+    db.commit()
+    db.close()
+    _, seen = run(journal, MONDAY_SP, SP, retry_unknown=True)
+    assert seen == Counter(SP)
+    db = sqlite3.connect(journal)
+    db.execute("UPDATE numbers SET state = 'unknown'")
+    db.commit()
+    db.close()
+    _, seen = run(journal, MONDAY_SP, SP)  # no retry given: nobody called again
+    assert seen == Counter()
+    _, seen = run(journal, MONDAY_SP, SP, retry_unknown=True)
+    assert seen == Counter(SP)
+    db = sqlite3.connect(journal)
+    trail = db.execute("SELECT rule, new FROM rule_changes").fetchall()
+    db.close()
+    assert trail == [("retry", "unknown"), ("retry", "unknown")]

@@ -9,8 +9,8 @@ and where they differ a refusal naming the rule unless the run changes it on pur
 
 Opt-out lists are compared by path; their content is fingerprinted (sha256) when recorded but
 read again at every run, so an opt-out added to the file still counts. The retry flags act
-once (a person's decision to call numbers again): they are recorded, and each use adds a line
-to the trail, but a resume does not repeat them.
+once (a person's decision to call numbers again): each use on a journal that holds numbers is
+recorded and adds a line to the trail, but a resume without them does not repeat them.
 """
 
 from __future__ import annotations
@@ -179,7 +179,10 @@ def settle(recorded: CampaignRules | None, given: CampaignRules, *, change: bool
         if new is None:
             used[name] = old if old is not None else _empty(name)
             kept += [name] if old is not None else []
-        elif old is None or _same(name, old, new):
+            continue
+        # A retry is a decision of this run: each one on a journal with numbers is kept.
+        logged = name == "retry" and existing
+        if old is None or (_same(name, old, new) and not logged):
             used[name] = new
         elif change or name == "retry":
             used[name] = new
