@@ -197,3 +197,17 @@ def test_a_retry_is_kept_in_the_trail_each_time_and_not_repeated_by_a_resume(
     trail = db.execute("SELECT rule, new FROM rule_changes").fetchall()
     db.close()
     assert trail == [("retry", "unknown"), ("retry", "unknown")]
+
+
+def test_a_resume_without_column_reads_the_recorded_column(tmp_path: Path) -> None:
+    journal, numbers = tmp_path / "j.db", tmp_path / "n.csv"
+    ny = [f"1212555{i:04d}" for i in range(4)]
+    rows = [f"{a},{b}" for a, b in zip(ny, SP, strict=True)]
+    numbers.write_text("first,second\n" + "\n".join(rows[:2]) + "\n")
+    _, seen = run(journal, MONDAY_SP, numbers, column="second")  # type: ignore[arg-type]
+    assert seen == Counter(SP[:2])
+    numbers.write_text("first,second\n" + "\n".join(rows) + "\n")
+    _, seen = run(journal, MONDAY_SP, numbers)  # type: ignore[arg-type]
+    assert seen == Counter(SP[2:])
+    with pytest.raises(JournalMismatchError, match="number column"):
+        run(journal, MONDAY_SP, numbers, column="first")  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from .. import Media
+from .. import InputError, Media
 from ._counts import summary_from_counts
 from ._journal import (
     CampaignIdentity,
@@ -138,13 +138,29 @@ async def resolve_media(arg: Media | bytes | str | os.PathLike[str] | None) -> M
     return await asyncio.to_thread(Media.from_file, arg)
 
 
+async def check_source(source: NumberSource, how: JournalPlan) -> None:
+    """``source.check()``; a file whose number column only the campaign's recorded rules name
+    (a resume without ``--column``/``--sheet``) is checked with those."""
+    try:
+        await source.check()
+    except InputError:
+        recorded = None
+        if how.given.column is None or how.given.sheet is None:
+            # Only on this failure: a look at the journal, read-only (nothing is created).
+            journal = await peek_journal(how.target, how.campaign)
+            recorded = None if journal is None else journal.rules
+        if recorded is None or not (recorded.column or recorded.sheet):
+            raise
+        await source.use_recorded(recorded.column or "", recorded.sheet or "")
+
+
 async def open_store(
     source: NumberSource | None, settings: Settings, media: Media | None, how: JournalPlan
 ) -> JournalStore:
     """Check the input and the rules, then open the journal (``media`` already resolved)."""
     if source is not None:
         # A file that is not a list of numbers is refused before a journal exists.
-        await source.check()
+        await check_source(source, how)
     # So is a missing opt-out list: better no campaign than one calling opted-out people.
     await settings.rules.check_exclusions()
     settings.media = media
@@ -160,6 +176,8 @@ async def open_store(
                                              now=settings.rules.now().astimezone(UTC))
         settings.rules = settings.rules.recorded_as(settled.rules)
         await settings.rules.check_exclusions()  # the recorded lists: read before any call
+        if source is not None:
+            await source.use_recorded(settled.rules.column or "", settled.rules.sheet or "")
     except BaseException:
         await journal.close()
         raise
@@ -210,7 +228,7 @@ async def dry_run_plan(
     there is one) read read-only to plan its resumption; nobody called, nothing written."""
     if source is None:
         raise ValueError("a dry run needs the numbers (numbers=None only resumes a journal)")
-    await source.check()
+    await check_source(source, how)
     journal = await peek_journal(how.target, how.campaign)
     if journal is not None:
         # The resumed run would use the recorded rules, or refuse different ones: so does
@@ -221,6 +239,7 @@ async def dry_run_plan(
             _log.warning("%s", settled.note)
         rules = rules.recorded_as(settled.rules)
         await rules.check_exclusions()
+        await source.use_recorded(settled.rules.column or "", settled.rules.sheet or "")
         # The resumed run would refuse a journal of another campaign: so does its dry run.
         resolved = await resolve_media(media)
         identity = CampaignIdentity("fake" if how.fake else "audio",

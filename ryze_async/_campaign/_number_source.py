@@ -169,6 +169,18 @@ class NumberSource:
         else:
             self._items = numbers
 
+    async def use_recorded(self, column: str, sheet: str) -> None:
+        """Read the column and sheet the campaign recorded ("": found by the header) where
+        this run gave none, and check the file again with them."""
+        if self._path is None or not (column or sheet) or \
+                (self._column is not None and self._sheet is not None):
+            return
+        if self._column is None and column:
+            self._column = int(column) if column.isdigit() else column
+        if self._sheet is None and sheet:
+            self._sheet = int(sheet) if sheet.isdigit() else sheet
+        await self.check()
+
     async def check(self) -> None:
         """Refuse a file that is not a list of numbers (``InputError``); no-op for an
         iterable."""
