@@ -95,8 +95,9 @@ class Campaign:
     breaker leaves the rotation (logged, and said in the summary) and its number stays pending
     for the others; the run stops on the breaker only when no sender is left. ``client`` itself
     places no call then. The journal records each call's instance; a pool's journal is not tied
-    to one instance (the identity check compares call kind and media only), so senders may be
-    added or removed between runs.
+    to one instance (the identity check compares call kind and media only); its sender names
+    are among the campaign's recorded rules (below), so a pool changed between runs needs
+    ``change_rules=True``.
 
     The operator's rules are checked when a number is about to be called. ``call_windows``
     (``["Mon-Fri 09:00-20:00", ...]``; none by default: the library cannot know the law that
@@ -111,6 +112,14 @@ class Campaign:
     datetimes) bound the campaign: nothing is called before, and numbers still pending at
     ``not_after`` are ``skipped`` (``expired``). ``now`` is the wall clock (default: the time
     at start plus the event loop's clock since).
+
+    The journal records the campaign's rules when it is created (windows and ``timezone``,
+    ``exclude`` paths with a fingerprint, ``not_before``/``not_after``, the client's
+    ``default_region`` and ``number_check``, ``column``/``sheet``, the senders' names, the retry
+    flags): a rule left out (``None``) on a resume is the recorded one, so a resume never calls
+    anyone the first run held back. A rule given differently raises ``JournalMismatchError``
+    naming it, unless ``change_rules=True``, which applies it and keeps the change (its UTC
+    time, old and new value) in the journal's audit trail (``ryze-async report`` shows it).
     """
 
     def __init__(
