@@ -121,3 +121,35 @@ async def test_change_rules_on_postgres_is_recorded_and_reported(
     changes = json.loads(out.strip().splitlines()[-1])["rule_changes"]
     assert [(c["rule"], c["old"], c["new"]) for c in changes] == [
         ("call windows", WINDOW[0], "Mon-Sun 00:00-24:00")]
+
+
+async def test_a_database_without_recorded_rules_resumes_by_its_holds_and_migrates(
+    ryze_server_factory: Callable[..., Any], pg_dsn: str, campaign: str,
+) -> None:
+    clock = [moving_clock(SATURDAY)]
+    server: FakeRyzeServer = await ryze_server_factory(
+        token=TOKEN, rate_limit=None, clock=lambda: clock[0]().timestamp())
+
+    async def run(**rules: Any) -> Any:
+        async with RyzeClient(token=TOKEN, instance="my-instance", base_url=server.url,
+                              rate_limit=None) as client:
+            return await Campaign(client, SP, journal=pg_dsn, campaign=campaign, fake=True,
+                                  now=clock[0], exit_outside_window=True, **rules).run()
+
+    s = await run(call_windows=WINDOW)
+    assert (s.stop_reason, server.requests) == ("outside_window", [])
+    # As the previous release left it: no rules column, no trail table.
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute("ALTER TABLE ryze_campaigns DROP COLUMN rules; "
+                           "DROP TABLE ryze_rule_changes")
+    finally:
+        await conn.close()
+    clock[0] = moving_clock(SATURDAY + timedelta(hours=2))
+    s = await run()
+    assert (s.stop_reason, server.requests) == ("outside_window", [])
+    with pytest.raises(JournalMismatchError, match="call windows"):
+        await run(call_windows=["Mon-Sun 00:00-24:00"])
+    clock[0] = moving_clock(MONDAY_SP + timedelta(minutes=1))
+    s = await run()
+    assert s.placed == 4
