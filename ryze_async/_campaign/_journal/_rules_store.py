@@ -25,8 +25,16 @@ CREATE TABLE IF NOT EXISTS rule_changes (
     new TEXT NOT NULL)
 """
 
+# The column is looked up first: ``ADD COLUMN IF NOT EXISTS`` takes the table's exclusive lock
+# even when the column is there, and an open would then wait for (and deadlock with) another
+# worker's ingest.
 PG_SCHEMA = """
-ALTER TABLE ryze_campaigns ADD COLUMN IF NOT EXISTS rules text;
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'ryze_campaigns'::regclass
+                   AND attname = 'rules' AND NOT attisdropped) THEN
+        ALTER TABLE ryze_campaigns ADD COLUMN rules text;
+    END IF;
+END $$;
 CREATE TABLE IF NOT EXISTS ryze_rule_changes (
     campaign text NOT NULL REFERENCES ryze_campaigns ON DELETE CASCADE,
     id       bigint GENERATED ALWAYS AS IDENTITY,
@@ -72,9 +80,13 @@ def sqlite_trail(db: sqlite3.Connection) -> list[RuleChange]:
 async def pg_settle(conn: Any, campaign: str, given: CampaignRules, change: bool,
                     now: datetime) -> Settled:
     async with conn.transaction():
+        # NO KEY UPDATE: settles queue behind each other, but not behind another worker's
+        # ingest, whose inserted numbers hold a KEY SHARE lock on this row (FOR UPDATE would
+        # wait for it while holding the row's lock that ingest's own update then waits for:
+        # a deadlock).
         head = await conn.fetchrow(
-            "SELECT rules, hold_rules FROM ryze_campaigns WHERE campaign = $1 FOR UPDATE",
-            campaign)
+            "SELECT rules, hold_rules FROM ryze_campaigns WHERE campaign = $1 "
+            "FOR NO KEY UPDATE", campaign)
         existing = await conn.fetchval(
             "SELECT 1 FROM ryze_numbers WHERE campaign = $1 LIMIT 1", campaign) is not None
         settled = settle(recorded(head["rules"], head["hold_rules"]), given, change=change,
