@@ -55,7 +55,7 @@ def test_plugin_stops_factory_servers_at_teardown(pytester: pytest.Pytester) -> 
 
 
 def test_the_documented_usage_works_in_strict_mode(pytester: pytest.Pytester) -> None:
-    """The example of docs/testing.md, in pytest-asyncio's strict mode, with the fixtures' defaults."""
+    """docs/testing.md's example, in pytest-asyncio's strict mode, with the fixtures' defaults."""
     pytester.makepyfile(
         """
         import pytest

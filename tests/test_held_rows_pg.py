@@ -132,8 +132,9 @@ async def test_exit_outside_window_leaves_nothing_claimed_and_the_next_worker_ca
     assert {(r["state"], r["owner"]) for r in left} == {("pending", None)}
     assert all(r["not_before"] is not None for r in left)
     assert server.requests == []
-    # A second worker whose window is open now calls them at once, each exactly once.
-    code, summary = await worker("00:00-24:00")
+    # A second worker whose window is open now (a change of the campaign's recorded rules,
+    # on purpose: #15) calls them at once, each exactly once.
+    code, summary = await worker("00:00-24:00", "--change-rules")
     assert (code, summary["placed"], summary["pending"]) == (0, 4, 0)
     assert calls(server) == Counter(SP)
 

@@ -25,6 +25,7 @@ from ._engine_setup import (
     check_options,
     close_store,
     dry_run_plan,
+    given_rules,
     journal_target,
     open_store,
     put_back,
@@ -96,8 +97,9 @@ class Campaign:
     breaker leaves the rotation (logged, and said in the summary) and its number stays pending
     for the others; the run stops on the breaker only when no sender is left. ``client`` itself
     places no call then. The journal records each call's instance; a pool's journal is not tied
-    to one instance (the identity check compares call kind and media only), so senders may be
-    added or removed between runs.
+    to one instance (the identity check compares call kind and media only); its sender names
+    are among the campaign's recorded rules (below), so a pool changed between runs needs
+    ``change_rules=True``.
 
     The operator's rules are checked when a number is about to be called. ``call_windows``
     (``["Mon-Fri 09:00-20:00", ...]``; none by default: the library cannot know the law that
@@ -112,6 +114,14 @@ class Campaign:
     datetimes) bound the campaign: nothing is called before, and numbers still pending at
     ``not_after`` are ``skipped`` (``expired``). ``now`` is the wall clock (default: the time
     at start plus the event loop's clock since).
+
+    The journal records the campaign's rules when it is created (windows and ``timezone``,
+    ``exclude`` paths with a fingerprint, ``not_before``/``not_after``, the client's
+    ``default_region`` and ``number_check``, ``column``/``sheet``, the senders' names, the retry
+    flags): a rule left out (``None``) on a resume is the recorded one, so a resume never calls
+    anyone the first run held back. A rule given differently raises ``JournalMismatchError``
+    naming it, unless ``change_rules=True``, which applies it and keeps the change (its UTC
+    time, old and new value) in the journal's audit trail (``ryze-async report`` shows it).
     """
 
     def __init__(
@@ -138,13 +148,14 @@ class Campaign:
         column: str | int | None = None,
         senders: Mapping[str, str] | None = None,
         sheet: str | int | None = None,
-        call_windows: Sequence[str] = (),
+        call_windows: Sequence[str] | None = None,
         timezone: str | None = None,
-        exclude: Sequence[str | os.PathLike[str]] = (),
+        exclude: Sequence[str | os.PathLike[str]] | None = None,
         not_before: datetime | None = None,
         not_after: datetime | None = None,
         exit_outside_window: bool = False,
         now: Callable[[], datetime] | None = None,
+        change_rules: bool = False,
     ) -> None:
         check_options(media, fake, concurrency, ingest_batch)
         self._client = client
@@ -160,13 +171,19 @@ class Campaign:
         instance = instance if instance is not None else getattr(client, "instance", None)
         self._instance = instance if isinstance(instance, str) and not self._senders else None
         self._retry_states = retry_states(retry_failed, retry_unknown)
+        given = given_rules(
+            client, call_windows=call_windows, timezone=timezone, exclude=exclude,
+            not_before=not_before, not_after=not_after, column=column, sheet=sheet,
+            senders=[name for name, _ in self._senders], retry=self._retry_states)
         self._journal_plan = JournalPlan(self._target, campaign, force, synchronous, fake,
-                                         self._instance, quota_text(client))
+                                         self._instance, quota_text(client), given,
+                                         change_rules)
         self._settings = Settings(
             media=None, duration=duration, instance=self._instance, concurrency=concurrency,
             drain_timeout=drain_timeout, max_connection_failures=max_connection_failures,
             max_requeues=max_requeues, ingest_batch=ingest_batch,
-            rules=Rules(call_windows=call_windows, timezone=timezone, exclude=exclude,
+            rules=Rules(call_windows=call_windows or (), timezone=timezone,
+                        exclude=exclude or (),
                         not_before=not_before, not_after=not_after, now=now,
                         default_region=getattr(client, "default_region", None)),
             exit_outside_window=exit_outside_window,

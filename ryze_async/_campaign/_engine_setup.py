@@ -7,21 +7,26 @@ import asyncio
 import logging
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from .. import Media
+from .. import InputError, Media
 from ._counts import summary_from_counts
 from ._journal import (
     CampaignIdentity,
+    CampaignRules,
     JournalCounts,
     JournalStore,
+    OptOutList,
     describe,
     is_database_url,
     open_journal,
 )
 from ._journal._peek import peek_journal
+from ._journal._recorded_rules import settle, with_fingerprints
 from ._journal._schema import check_identity
 from ._models import CampaignSummary, StopReason
 from ._number_source import NumberSource
@@ -66,6 +71,30 @@ def journal_target(journal: str | os.PathLike[str], campaign: str | None) -> str
     return Path(journal)
 
 
+def given_rules(
+    client: CampaignClient, *, call_windows: Sequence[str] | None, timezone: str | None,
+    exclude: Sequence[str | os.PathLike[str]] | None, not_before: datetime | None,
+    not_after: datetime | None, column: str | int | None, sheet: str | int | None,
+    senders: Sequence[str], retry: Sequence[str],
+) -> CampaignRules:
+    """The rules a run was given (``None``: not given, the recorded one applies). The client's
+    number reading and the senders are always given (a client always has them)."""
+    return CampaignRules(
+        windows=None if call_windows is None else tuple(call_windows),
+        timezone=timezone,
+        exclude=None if exclude is None else tuple(
+            OptOutList(str(Path(p).resolve()), "") for p in exclude),
+        not_before=None if not_before is None else not_before.isoformat(),
+        not_after=None if not_after is None else not_after.isoformat(),
+        default_region=str(getattr(client, "default_region", None) or ""),
+        number_check=str(getattr(client, "number_check", None) or "valid"),
+        column=None if column is None else str(column),
+        sheet=None if sheet is None else str(sheet),
+        senders=tuple(sorted(senders)),
+        retry=tuple(retry) or None,
+    )
+
+
 def retry_states(retry_failed: bool, retry_unknown: bool) -> list[Literal["failed", "unknown"]]:
     states: list[Literal["failed", "unknown"]] = []
     if retry_failed:
@@ -99,6 +128,10 @@ class JournalPlan:
     #: The client's quota as the journal records it for ``report --html`` ("7/30"; None: none).
     quota: str | None = None
 
+    #: The rules this run was given (``None`` fields: not given) and ``change_rules``.
+    given: CampaignRules = field(default_factory=CampaignRules)
+    change_rules: bool = False
+
 
 def quota_text(client: CampaignClient) -> str | None:
     """The client's quota as journals record it (each sender of a pool has this one)."""
@@ -114,13 +147,29 @@ async def resolve_media(arg: Media | bytes | str | os.PathLike[str] | None) -> M
     return await asyncio.to_thread(Media.from_file, arg)
 
 
+async def check_source(source: NumberSource, how: JournalPlan) -> None:
+    """``source.check()``; a file whose number column only the campaign's recorded rules name
+    (a resume without ``--column``/``--sheet``) is checked with those."""
+    try:
+        await source.check()
+    except InputError:
+        recorded = None
+        if how.given.column is None or how.given.sheet is None:
+            # Only on this failure: a look at the journal, read-only (nothing is created).
+            journal = await peek_journal(how.target, how.campaign)
+            recorded = None if journal is None else journal.rules
+        if recorded is None or not (recorded.column or recorded.sheet):
+            raise
+        await source.use_recorded(recorded.column or "", recorded.sheet or "")
+
+
 async def open_store(
     source: NumberSource | None, settings: Settings, media: Media | None, how: JournalPlan
 ) -> JournalStore:
     """Check the input and the rules, then open the journal (``media`` already resolved)."""
     if source is not None:
         # A file that is not a list of numbers is refused before a journal exists.
-        await source.check()
+        await check_source(source, how)
     # So is a missing opt-out list: better no campaign than one calling opted-out people.
     await settings.rules.check_exclusions()
     settings.media = media
@@ -130,6 +179,19 @@ async def open_store(
     )
     journal = await open_journal(how.target, identity=identity, force=how.force,
                                  synchronous=how.synchronous, campaign=how.campaign)
+    try:
+        given = await asyncio.to_thread(with_fingerprints, how.given)
+        settled = await journal.settle_rules(given, change=how.change_rules,
+                                             now=settings.rules.now().astimezone(UTC))
+        settings.rules = settings.rules.recorded_as(settled.rules)
+        await settings.rules.check_exclusions()  # the recorded lists: read before any call
+        if source is not None:
+            await source.use_recorded(settled.rules.column or "", settled.rules.sheet or "")
+    except BaseException:
+        await journal.close()
+        raise
+    if settled.note:  # a warning: the operator sees it (the CLI shows warnings)
+        _log.warning("%s", settled.note)
     if journal.recovered:
         _log.warning("%d numbers were in flight when the last run ended: marked unknown, "
                      "not redialed (retry_unknown to call them again)", journal.recovered)
@@ -180,9 +242,18 @@ async def dry_run_plan(
     there is one) read read-only to plan its resumption; nobody called, nothing written."""
     if source is None:
         raise ValueError("a dry run needs the numbers (numbers=None only resumes a journal)")
-    await source.check()
+    await check_source(source, how)
     journal = await peek_journal(how.target, how.campaign)
     if journal is not None:
+        # The resumed run would use the recorded rules, or refuse different ones: so does
+        # its dry run.
+        settled = settle(journal.rules, how.given, change=how.change_rules,
+                         now=rules.now().astimezone(UTC), existing=bool(journal.rows))
+        if settled.note:
+            _log.warning("%s", settled.note)
+        rules = rules.recorded_as(settled.rules)
+        await rules.check_exclusions()
+        await source.use_recorded(settled.rules.column or "", settled.rules.sheet or "")
         # The resumed run would refuse a journal of another campaign: so does its dry run.
         resolved = await resolve_media(media)
         identity = CampaignIdentity("fake" if how.fake else "audio",

@@ -4,8 +4,8 @@ A campaign's numbers come from any ``Iterable[str]`` or ``AsyncIterable[str]``, 
 given by path. Nothing is loaded whole: the source yields small batches, each carrying the position
 to resume from, so a journal can store "ingested up to here" in the same transaction as the rows.
 
-CSV rules (documented in docs/campaigns.md, "Input"; see ``_csv_input.py``): UTF-8, or UTF-8/UTF-16 with a
-byte-order mark; the number column is found by its header or given (``column``); blank lines
+CSV rules (documented in docs/campaigns.md, "Input"; see ``_csv_input.py``): UTF-8, or
+UTF-8/UTF-16 with a byte-order mark; the number column is found by its header or given (``column``); blank lines
 and ``#`` lines are skipped; so are blank strings and ``#`` strings from an iterable.
 
 Resume positions. For a CSV file: the byte offset after the last record read, the lines read,
@@ -168,6 +168,18 @@ class NumberSource:
             self._path = Path(numbers)
         else:
             self._items = numbers
+
+    async def use_recorded(self, column: str, sheet: str) -> None:
+        """Read the column and sheet the campaign recorded ("": found by the header) where
+        this run gave none, and check the file again with them."""
+        if self._path is None or not (column or sheet) or \
+                (self._column is not None and self._sheet is not None):
+            return
+        if self._column is None and column:
+            self._column = int(column) if column.isdigit() else column
+        if self._sheet is None and sheet:
+            self._sheet = int(sheet) if sheet.isdigit() else sheet
+        await self.check()
 
     async def check(self) -> None:
         """Refuse a file that is not a list of numbers (``InputError``); no-op for an

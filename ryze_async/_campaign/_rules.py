@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from ._exclusions import Exclusions
+from ._journal import CampaignRules
 from ._numbers import number_normalizer
 from ._windows import Windows
 
@@ -99,6 +100,17 @@ class Rules:
         self._now = now
         self.exclude = list(exclude)
         self._call_windows, self._timezone = list(call_windows), timezone
+        self._default_region = default_region
+
+    def recorded_as(self, rules: CampaignRules) -> Rules:
+        """The rules a run uses once settled with the journal (``CampaignRules``), on this
+        one's clock."""
+        return Rules(
+            call_windows=rules.windows or (), timezone=rules.timezone or None,
+            exclude=[o.path for o in rules.exclude or ()],
+            not_before=parse_iso(rules.not_before) if rules.not_before else None,
+            not_after=parse_iso(rules.not_after) if rules.not_after else None,
+            now=self.now, default_region=self._default_region)
 
     def holds_key(self) -> str:
         """What the time a number is held until depends on (not the opt-out lists: they are

@@ -81,10 +81,13 @@ class CampaignJob:
     max_unknown_in_a_row: int = 5
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
-    call_windows: list[str] = field(default_factory=list)
+    #: None (a flag left out): not given, the journal's recorded rule applies.
+    call_windows: list[str] | None = None
     timezone: str | None = None
     exit_outside_window: bool = False
-    exclude: list[Path] = field(default_factory=list)
+    exclude: list[Path] | None = None
+    #: ``--change-rules``: rules given differently from the recorded ones replace them.
+    change_rules: bool = False
     not_before: datetime | None = None
     not_after: datetime | None = None
     dry_run: bool = False
@@ -156,7 +159,7 @@ def job_from_args(args: argparse.Namespace) -> CampaignJob:
         call_windows=args.call_window, timezone=args.timezone,
         exit_outside_window=args.exit_outside_window, exclude=args.exclude,
         not_before=args.not_before, not_after=args.not_after, dry_run=args.dry_run,
-        quota_url=args.quota_url,
+        quota_url=args.quota_url, change_rules=args.change_rules,
     )
 
 
@@ -212,7 +215,7 @@ async def run_campaign_job(
 
 
 def _campaign(job: CampaignJob, client: RyzeClient, instance: str) -> Campaign:
-    for path in job.exclude:
+    for path in job.exclude or ():
         if not path.is_file():
             raise UsageError(f"no such opt-out file: {path}")
     try:
@@ -225,7 +228,7 @@ def _campaign(job: CampaignJob, client: RyzeClient, instance: str) -> Campaign:
             sheet=job.sheet, call_windows=job.call_windows, timezone=job.timezone,
             exclude=job.exclude, not_before=job.not_before, not_after=job.not_after,
             exit_outside_window=job.exit_outside_window,
-            max_unknown_in_a_row=job.max_unknown_in_a_row,
+            max_unknown_in_a_row=job.max_unknown_in_a_row, change_rules=job.change_rules,
         )
     except ValueError as exc:  # a window or zone the rules refused
         raise UsageError(str(exc)) from None

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -156,6 +157,7 @@ async def _report(args: argparse.Namespace, out: TextIO) -> int:
     journal = await _open_journal(args.journal, args.campaign)
     try:
         counts = await journal.counts()
+        trail = await journal.rule_changes()
         if csv_out is not None:
             csv_stdout = str(csv_out) == "-"
             rows = await _export_csv(journal, out if csv_stdout else csv_out, args.input_file)
@@ -172,12 +174,19 @@ async def _report(args: argparse.Namespace, out: TextIO) -> int:
     human = sys.stderr if args.json or to_stdout else out
     if not args.json:
         print(format_summary(summary, describe(args.journal)), file=human)
+        for change in trail:
+            print(f"rule changed on purpose at {change.at.astimezone(UTC).isoformat()}: "
+                  f"{change.rule} {change.old!r} -> {change.new!r}", file=human)
     for line in written:
         print(line, file=human)
     if args.json:
         # A PostgreSQL campaign also says how many workers hold numbers now, and how many
         # numbers they claimed and have not called yet (counted in ``pending``).
-        extra = {k: getattr(counts, k) for k in ("workers", "claimed") if hasattr(counts, k)}
+        extra: dict[str, object] = {
+            k: getattr(counts, k) for k in ("workers", "claimed") if hasattr(counts, k)}
+        extra["rule_changes"] = [
+            {"at": c.at.astimezone(UTC).isoformat(), "rule": c.rule, "old": c.old,
+             "new": c.new} for c in trail]
         print_json(summary, args.journal, out, campaign=args.campaign, extra=extra)
     return EXIT_OK
 

@@ -208,7 +208,8 @@ def _instant(text: str) -> datetime:
 
 def _rule_options(p: argparse.ArgumentParser) -> None:
     """The operator's rules: none is on by default (the law that applies is the user's)."""
-    p.add_argument("--call-window", action="append", default=[], metavar="'DAYS HH:MM-HH:MM'",
+    # No default (None): a flag left out is a rule not given, and the recorded one applies.
+    p.add_argument("--call-window", action="append", metavar="'DAYS HH:MM-HH:MM'",
                    help="call only inside this window of the called person's local time, e.g. "
                         "'Mon-Fri 09:00-20:00' (repeatable; default: none, any time: set the "
                         "hours the law where you call allows). A number whose country spans "
@@ -219,7 +220,7 @@ def _rule_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exit-outside-window", action="store_true",
                    help="when nothing can be called until a window opens (or --not-before), "
                         "stop with exit code 4 instead of waiting (for a scheduler)")
-    p.add_argument("--exclude", action="append", default=[], type=Path, metavar="FILE",
+    p.add_argument("--exclude", action="append", type=Path, metavar="FILE",
                    help="an opt-out list (read like the numbers; repeatable): its numbers are "
                         "skipped, even if it is edited while the campaign runs")
     p.add_argument("--not-before", type=_instant, metavar="ISO",
@@ -228,6 +229,10 @@ def _rule_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--not-after", type=_instant, metavar="ISO",
                    help="call nobody from this time on: numbers still pending then end "
                         "'expired' (skipped)")
+    p.add_argument("--change-rules", action="store_true",
+                   help="a resumed campaign runs by the rules its journal recorded, and one "
+                        "given differently is refused: change them on purpose with this (the "
+                        "journal keeps the change, and 'report' shows it)")
     p.add_argument("--dry-run", action="store_true",
                    help="read the list, apply every rule and say what would happen; call "
                         "nobody, write no journal (an existing one is read, read-only: "

@@ -38,12 +38,16 @@ the dispatcher relies on.
   the store's own events; ``counts`` is the authoritative count (and is reported as ``Rebased``).
 - Opening checks the campaign identity (call kind, media fingerprint, instance): a journal that
   may have placed calls for another identity raises ``JournalMismatchError`` unless forced.
+- ``settle_rules`` compares a run's rules with the campaign's recorded ones and records what
+  the run uses (``_recorded_rules.py``; a differing rule is refused unless changed on purpose);
+  ``rule_changes`` is the audit trail of those changes.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Literal, Protocol, TextIO
 
 from ... import ClaimLostError
@@ -60,6 +64,7 @@ from ._events import (
     RecordOutcome,
     State,
 )
+from ._recorded_rules import CampaignRules, OptOutList, RuleChange, Settled
 from ._report import ReportData
 from ._schema import (
     CampaignIdentity,
@@ -73,6 +78,7 @@ from ._target import describe, is_database_url, open_postgres
 
 __all__ = [
     "CampaignIdentity",
+    "CampaignRules",
     "ClaimLostError",
     "HoldRow",
     "IngestResult",
@@ -88,9 +94,12 @@ __all__ = [
     "MarkSending",
     "Moved",
     "Op",
+    "OptOutList",
     "Rebased",
     "RecordOutcome",
     "ReportData",
+    "RuleChange",
+    "Settled",
     "State",
     "describe",
     "is_database_url",
@@ -125,6 +134,9 @@ class JournalStore(Protocol):
     async def next_due(self, after: tuple[float, int] = ...) -> float | None: ...
     async def held_counts(self, now: float) -> tuple[int, int]: ...
     async def hold_rules(self, rules: str) -> int: ...
+    async def settle_rules(self, given: CampaignRules, *, change: bool,
+                           now: datetime) -> Settled: ...
+    async def rule_changes(self) -> list[RuleChange]: ...
     async def mark_sending(self, row_id: int, *, sender: str | None = None) -> None: ...
     def record(
         self, row_id: int, state: State, *, call_id: str | None = None,

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._person_keys import rekey, rekeyed_sqlite
+from ._recorded_rules import CampaignRules
+from ._rules_store import recorded
 from ._schema import JournalCounts, JournalError
 
 __all__ = ["JournalSnapshot", "Row", "peek_journal", "peek_sqlite"]
@@ -50,6 +52,8 @@ class JournalSnapshot:
     #: The stored campaign identity (kind, media, instance), for the identity check.
     identity: dict[str, str]
     elapsed: float = 0.0
+    #: The campaign's recorded rules (None: none recorded), which a resumed run would use.
+    rules: CampaignRules | None = None
 
     def counts(self) -> JournalCounts:
         """The journal's counts as stored (``JournalCounts``: removed rows are ``skipped``)."""
@@ -83,7 +87,12 @@ def snapshot(rows: Iterable[tuple[int, str, str, str, int]], invalid: int,
         identity={k: str(meta[k]) for k in ("kind", "media", "instance")
                   if meta.get(k) is not None},
         elapsed=float(str(meta.get("elapsed", 0.0))),
+        rules=recorded(_text(meta.get("rules")), _text(meta.get("hold_rules"))),
     )
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 async def peek_journal(target: str | Path, campaign: str | None) -> JournalSnapshot | None:

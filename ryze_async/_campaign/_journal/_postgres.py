@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any, Literal, TextIO
 
 import asyncpg
@@ -48,7 +49,9 @@ from ._postgres_conn import PgConnection
 from ._postgres_counts import PgJournalCounts, build_counts
 from ._postgres_export import export_csv
 from ._postgres_report import export_jsonl, read_report
+from ._recorded_rules import CampaignRules, RuleChange, Settled
 from ._report import ReportData
+from ._rules_store import pg_settle, pg_trail
 
 __all__ = ["ClaimLostError", "PgJournal", "PgJournalCounts"]
 
@@ -151,6 +154,16 @@ class PgJournal(PgConnection):
         await self.flush()
         return int(await self._run(lambda db: db.fetchval(held.HOLD_RULES, self.campaign,
                                                           rules)))
+
+    async def settle_rules(self, given: CampaignRules, *, change: bool,
+                           now: datetime) -> Settled:
+        """Compare ``given`` with the campaign's recorded rules (the campaign's row locked)
+        and record what this worker uses (``_recorded_rules.settle``)."""
+        return await self._run(lambda db: pg_settle(db, self.campaign, given, change, now))
+
+    async def rule_changes(self) -> list[RuleChange]:
+        """The audit trail: rules changed on purpose, oldest first."""
+        return await self._run(lambda db: pg_trail(db, self.campaign))
 
     async def mark_sending(self, row_id: int, *, sender: str | None = None) -> None:
         """Commit ``-> sending`` for a row this worker holds (or an unheld pending one);

@@ -28,6 +28,7 @@ from . import _postgres_held as held
 from . import _postgres_sql as sql
 from ._person_keys import rekey_postgres
 from ._postgres_counts import redact
+from ._rules_store import PG_SCHEMA as RULES_SCHEMA
 from ._schema import CampaignIdentity, JournalError, check_identity
 
 __all__ = ["PgConnection"]
@@ -106,6 +107,7 @@ class PgConnection:
             await self._conn.execute(sql.SCHEMA)
             await self._conn.execute(held.MIGRATE)
             await self._conn.execute(sql.MIGRATE_QUOTA)
+            await self._conn.execute(RULES_SCHEMA)
             await self._conn.execute(
                 "INSERT INTO ryze_campaigns (campaign) VALUES ($1) ON CONFLICT DO NOTHING",
                 self.campaign)

@@ -28,6 +28,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Literal, TextIO
 
@@ -51,7 +52,9 @@ from ._group import GroupCommit
 from ._held import due_rows, held_counts, next_due, set_hold_rules
 from ._ingest import begin_pass, finish_pass, ingest_rows, sweep_due
 from ._queries import add_elapsed, count_rows, pending_after, retry_rows
+from ._recorded_rules import CampaignRules, RuleChange, Settled
 from ._report import ReportData, export_jsonl, read_report
+from ._rules_store import sqlite_settle, sqlite_trail
 from ._schema import (
     JournalCounts,
     JournalError,
@@ -172,6 +175,16 @@ class Journal(SqliteFile):
         hold (queued holds are written first). How many were forgotten."""
         await self.flush()
         return await self._run(lambda: set_hold_rules(self._db(), rules))
+
+    async def settle_rules(self, given: CampaignRules, *, change: bool,
+                           now: datetime) -> Settled:
+        """Compare ``given`` with the recorded rules and record what this run uses
+        (``_recorded_rules.settle``)."""
+        return await self._run(lambda: sqlite_settle(self._db(), given, change, now))
+
+    async def rule_changes(self) -> list[RuleChange]:
+        """The audit trail: rules changed on purpose, oldest first."""
+        return await self._run(lambda: sqlite_trail(self._db()))
 
     async def mark_sending(self, row_id: int, *, sender: str | None = None) -> None:
         """Commit ``pending -> sending`` for one row; returns once that commit is durable.
