@@ -5,8 +5,8 @@ given by path. Nothing is loaded whole: the source yields small batches, each ca
 to resume from, so a journal can store "ingested up to here" in the same transaction as the rows.
 
 CSV rules (documented in docs/campaigns.md, "Input"; see ``_csv_input.py``): UTF-8, or
-UTF-8/UTF-16 with a byte-order mark; the number column is found by its header or given (``column``); blank lines
-and ``#`` lines are skipped; so are blank strings and ``#`` strings from an iterable.
+UTF-8/UTF-16 with a byte-order mark; the number column is found by its header or given
+(``column``); blank lines and ``#`` lines are skipped; so are blank strings and ``#`` strings from an iterable.
 
 Resume positions. For a CSV file: the byte offset after the last record read, the lines read,
 and the sha256 of the bytes ``[0, offset)``. A resume seeks to the offset only when the file's
