@@ -6,7 +6,8 @@ to resume from, so a journal can store "ingested up to here" in the same transac
 
 CSV rules (documented in docs/campaigns.md, "Input"; see ``_csv_input.py``): UTF-8, or
 UTF-8/UTF-16 with a byte-order mark; the number column is found by its header or given
-(``column``); blank lines and ``#`` lines are skipped; so are blank strings and ``#`` strings from an iterable.
+(``column``); blank lines and ``#`` lines are skipped; so are blank strings and ``#`` strings
+from an iterable.
 
 Resume positions. For a CSV file: the byte offset after the last record read, the lines read,
 and the sha256 of the bytes ``[0, offset)``. A resume seeks to the offset only when the file's
