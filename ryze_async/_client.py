@@ -152,6 +152,7 @@ class RyzeClient(Pipeline):
         self._redis_quota = None
         self._urls = {}
         self._url_media = UrlMediaCache()
+        self._announce_reserve_soon()
 
     def __repr__(self) -> str:
         cfg: ClientConfig | None = getattr(self, "_config", None)

@@ -162,8 +162,14 @@ class RedisQuota(RedisFeedback):
     async def announce(self) -> None:
         """Put this quota's reserve in force for every process on the token, from now until
         ``aclose`` (renewed in the background; it lapses after 30 s if this process dies).
-        ``RyzeClient`` calls it on ``async with``; the first ``acquire`` calls it otherwise."""
+        ``RyzeClient`` starts it when built in a running loop (`announce_soon`) and awaits it
+        on ``async with`` and before its first admission."""
         await self._keeper.start()
+
+    def announce_soon(self) -> None:
+        """Start announcing the reserve now, without waiting; the next `announce` or
+        ``acquire`` awaits it (and raises its failure: the admission fails closed)."""
+        self._keeper.start_soon()
 
     async def _announce(self, reserve: int) -> Any:
         return await self._run(self._announce_script, [reserve, self._id, RESERVE_TTL_MS])
@@ -202,8 +208,7 @@ class RedisQuota(RedisFeedback):
         Cancelling a waiter gives its reservation back.
         """
         await self.flush()
-        if not self._keeper.running:
-            await self._keeper.start()
+        await self._keeper.start()
         # The lane's initial leads the id: the log tells who reserved each slot.
         loop = asyncio.get_running_loop()
         if max_wait is not None:
@@ -242,7 +247,7 @@ class RedisQuota(RedisFeedback):
                 self._background(self._remove(held.member))
                 raise QuotaTimeoutError(
                     f"a hold moved the quota slot {wait_us / _US:.3f} s away, past max_wait;"
-                    " nothing was sent")
+                    " nothing was sent", available_in=wait_us / _US)
 
     async def _reserve_slot(
         self, member: str, max_wait: float | None, lane: Lane
@@ -261,7 +266,7 @@ class RedisQuota(RedisFeedback):
         if kind != _RESERVED:
             raise QuotaTimeoutError(
                 f"no quota slot within {max_wait} s (the next is in {wait_us / _US:.3f} s);"
-                " nothing was sent"
+                " nothing was sent", available_in=wait_us / _US,
             )
         if probed:
             self._probe_member = member
