@@ -3,8 +3,9 @@
 Bulk admissions of every process leave free the largest reserve that a live client of the token
 announced (issue 11: the stricter setting wins, as for the limit). An announcement lapses
 `RESERVE_TTL_MS` after it was last renewed, so a process that died without closing stops holding
-slots back within that time; a live client renews it every third of it, from its ``async with``
-(or its construction in a running loop, or its first call) until ``aclose``, which withdraws it at once.
+slots back within that time; a live client renews it every third of it, from its construction
+in a running loop (else its ``async with`` or its first call) until ``aclose``, which withdraws it
+at once.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .._exceptions import QuotaBackendError
@@ -23,7 +24,7 @@ __all__ = ["RESERVE_TTL_MS", "ReserveKeeper"]
 RESERVE_TTL_MS = 30_000
 
 _log = logging.getLogger("ryze_async.quota")
-Announce = Callable[[int], Awaitable[Any]]
+Announce = Callable[[int], Coroutine[Any, Any, Any]]
 
 
 class ReserveKeeper:
@@ -37,10 +38,15 @@ class ReserveKeeper:
 
     def start_soon(self) -> None:
         """Send the first announcement now, in the background (a running loop is needed)."""
-        if self._reserve and self._first is None:
+        if self._reserve:
+            self._first_announcement()
+
+    def _first_announcement(self) -> asyncio.Task[Any]:
+        if self._first is None:
             self._first = asyncio.get_running_loop().create_task(self._announce(self._reserve))
             # Its failure is raised by `start`; retrieved here too, so an unawaited one is quiet.
             self._first.add_done_callback(_retrieve)
+        return self._first
 
     async def start(self) -> None:
         """Announce now, or wait for the announcement `start_soon` sent (a failure fails
@@ -48,9 +54,7 @@ class ReserveKeeper:
         background. Idempotent; nothing to do without a reserve."""
         if self._reserve == 0 or self._task is not None:
             return
-        self.start_soon()
-        first = self._first
-        assert first is not None
+        first = self._first_announcement()
         try:
             # Shielded: a caller cancelled while waiting leaves the announcement to others.
             await asyncio.shield(first)

@@ -24,9 +24,9 @@ from typing import Any, Self, TypeVar
 
 import asyncpg
 
+from ..._urls import shown_url
 from . import _postgres_held as held
 from . import _postgres_sql as sql
-from ._postgres_counts import redact
 from ._schema import CampaignIdentity, JournalError, check_identity
 
 __all__ = ["PgConnection"]
@@ -40,7 +40,7 @@ class PgConnection:
 
     def __init__(self, dsn: str, campaign: str, *, worker: str, lease: float,
                  heartbeat: float, read_only: bool) -> None:
-        self.dsn = redact(dsn)
+        self.dsn = shown_url(dsn)
         self.campaign = campaign
         #: This worker's identity in ``owner`` (host, pid and a random part: unique per open).
         self.worker = worker
