@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+from ... import JournalConnectionLostError
 from ._schema import JournalError
 
 __all__ = ["GroupCommit"]
@@ -37,6 +38,8 @@ class GroupCommit(Generic[OpT]):
         self._broken: BaseException | None = None
 
     def check(self) -> None:
+        if isinstance(self._broken, JournalConnectionLostError):
+            raise JournalConnectionLostError(str(self._broken))  # its own exit code (CLI: 5)
         if self._broken is not None:
             raise JournalError(f"the journal cannot be written: {self._broken}")
 

@@ -24,6 +24,7 @@ from typing import Any, Self, TypeVar
 
 import asyncpg
 
+from ... import JournalConnectionLostError
 from ..._urls import shown_url
 from . import _postgres_held as held
 from . import _postgres_sql as sql
@@ -213,6 +214,16 @@ class PgConnection:
                 # the connection must not be built upon.
                 self._abandon()
                 raise
+            except Exception as exc:
+                if conn.is_closed():  # whatever asyncpg called it, the database went away
+                    raise self.lost(exc) from None
+                raise
+
+    def lost(self, exc: BaseException) -> JournalConnectionLostError:
+        """The error of a lost connection: one line, the URL without its password."""
+        return JournalConnectionLostError(
+            f"lost the connection to the PostgreSQL journal {self.dsn} ({type(exc).__name__});"
+            " nothing more is sent: start again once the database is back")
 
     def _unit_done(self, unit: asyncio.Task[Any]) -> None:
         self._units.discard(unit)
