@@ -13,6 +13,7 @@ import pytest
 
 pytest.importorskip("redis", reason="the shared quota needs the 'redis' extra")
 
+from aiohttp import web
 from redis import asyncio as aioredis
 
 from ryze_async import QuotaTimeoutError, RedisQuota, RyzeClient
@@ -104,3 +105,28 @@ async def test_the_reserve_holds_from_the_bots_construction_before_its_first_cal
             await bulk.aclose()
             await bot.aclose()
         assert [r.status for r in server.requests] == [200] * LIMIT
+
+
+async def test_the_example_bot_puts_its_reserve_in_force_when_it_starts(
+    redis_server: RedisServer, raw: aioredis.Redis,
+) -> None:
+    # examples/bot.py builds its client before the event loop runs (web.run_app): the reserve
+    # must be announced when the app starts, not at the first user's call.
+    from .test_example_bot import load_bot
+
+    bot = load_bot()
+    await raw.flushall()
+    client = await asyncio.to_thread(  # built where no loop runs, as main() does
+        RyzeClient, token="test-token", instance="bot", base_url="http://127.0.0.1:9",
+        rate_limit=LIMIT, rate_period=PERIOD, quota_url=redis_server.url,
+        interactive_reserve=2)
+    runner = web.AppRunner(bot.make_app(client))
+    await runner.setup()
+    try:
+        keys = [k async for k in raw.scan_iter("ryze:{*}:reserves")]
+        assert keys, "the bot's reserve is not in force before its first call"
+        assert await raw.zcard(keys[0]) == 1
+    finally:
+        await runner.cleanup()
+    assert client.closed
+    assert await raw.zcard(keys[0]) == 0  # withdrawn at shutdown
