@@ -90,7 +90,7 @@ def test_the_cli_refuses_the_bomb_with_exit_2_before_a_journal_and_under_200_mb(
          str(bomb), "--journal", str(journal), "--fake"],
         capture_output=True, text=True, env=env, timeout=150, check=True)
     code, peak_kib = (int(x) for x in done.stdout.split())
-    assert code == 2, done.stderr
+    assert code == 2, (f"peak RSS {peak_kib / 1024:.0f} MB", done.stderr)
     assert "expands to" in done.stderr
     assert not journal.exists()
     assert peak_kib * 1024 < 200 * MB, f"peak RSS {peak_kib / 1024:.0f} MB"
