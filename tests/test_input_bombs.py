@@ -197,3 +197,16 @@ async def test_a_quoted_field_past_the_csv_field_limit_is_the_input_s_fault(
     assert code == 2, err
     assert "internal error" not in err
     assert "field" in err
+
+
+def test_a_row_numbered_with_letters_is_the_input_s_fault(tmp_path: Path) -> None:
+    plain = workbook(tmp_path / "plain.xlsx", [["number"], ["5511900000000"]])
+    odd = tmp_path / "odd.xlsx"
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(odd, "w", zipfile.ZIP_DEFLATED) as out:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if b"<sheetData>" in data:
+                data = data.replace(b'<row r="2"', b'<row r="two"')
+            out.writestr(item.filename, data)
+    with pytest.raises(InputError):
+        XlsxReader(odd, None, None)

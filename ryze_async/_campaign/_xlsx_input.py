@@ -90,6 +90,15 @@ def _check_expansion(data: bytes, path: Path) -> None:
             f"workbook may ({MAX_MB_VARIABLE} raises it); save it as CSV")
 
 
+def _row_number(text: str | None, default: int, path: Path) -> int:
+    if text is None:
+        return default
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(EXCEL_ROWS)):
+        raise InputError(f"{path}: a row numbered {text[:20]!r}: not a spreadsheet Excel wrote; "
+                         "refused")
+    return int(text)
+
+
 def _check_cell(text: str, where: str, path: Path) -> None:
     if len(text) > EXCEL_CELL_CHARS:
         raise InputError(f"{path}: {where} holds {len(text)} characters, more than Excel's "
@@ -190,7 +199,7 @@ def _sheet_marks(
                 if ref:
                     uncomputed.setdefault(int(ref.group(2)), []).append(_column_index(ref[1]))
             elif el.tag == f"{_MAIN}row":
-                row = int(el.get("r", row + 1))
+                row = _row_number(el.get("r"), row + 1, path)
                 if row > EXCEL_ROWS:
                     raise InputError(f"{path}: row {row} is past Excel's last ({EXCEL_ROWS}): "
                                      "not a spreadsheet Excel wrote; refused")
