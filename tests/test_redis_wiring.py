@@ -265,7 +265,7 @@ async def test_a_password_in_the_quota_url_never_shows(
              "--base-url", server.url], {"RYZE_QUOTA_URL": url})
     assert not server.requests
     assert code != 0
-    assert "quota backend Redis at redis://127.0.0.1:1/0" in out + err
+    assert "quota backend Redis at 127.0.0.1:1/0" in out + err
     texts = [out, err, repr(client), caplog.text]
     exc: BaseException | None = caught.value
     while exc is not None:

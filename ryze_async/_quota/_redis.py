@@ -165,7 +165,8 @@ class RedisQuota(RedisFeedback):
         )
         redis = aioredis.Redis.from_pool(pool)  # closed with it
         return cls(redis, token_digest=token_digest, limit=limit, period=period,
-                   margin=margin, where=f"Redis at {shown_url(url)}", reserve=reserve)
+                   margin=margin, where=f"Redis at {shown_url(url).partition('://')[2]}",
+                   reserve=reserve)
 
     @property
     def limit(self) -> int:
