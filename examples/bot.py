@@ -21,6 +21,7 @@ import asyncio
 import logging
 import math
 import os
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -84,19 +85,24 @@ def make_app(client: RyzeClient) -> web.Application:
     app[LATER] = set()
     app.router.add_post("/call", call_now)
 
-    async def close(app: web.Application) -> None:
-        for task in list(app[LATER]):
-            task.cancel()
-        await asyncio.gather(*app[LATER], return_exceptions=True)
-        await client.aclose()
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        # ``async with`` when the app starts: the client was built before the event loop ran,
+        # so this is what puts its interactive reserve in force for every process on the
+        # token (with RYZE_QUOTA_URL) before the first user calls, not at that user's call.
+        async with client:
+            yield
+            for task in list(app[LATER]):
+                task.cancel()
+            await asyncio.gather(*app[LATER], return_exceptions=True)
 
-    app.on_cleanup.append(close)
+    app.cleanup_ctx.append(lifetime)
     return app
 
 
 def main() -> None:
-    # A campaign on the same token reserving slots for the bot would pass the same
-    # interactive_reserve; the larger one wins.
+    # RYZE_QUOTA_URL (a Redis) shares the token's quota with the campaigns of other processes
+    # and hosts: the reserve keeps BOT_RESERVE slots of every window free of their bulk calls
+    # (a campaign needs no setting of its own; the largest reserve announced wins).
     client = RyzeClient(interactive_reserve=int(os.environ.get("BOT_RESERVE", "10")))
     web.run_app(make_app(client), port=int(os.environ.get("PORT", "8080")))
 

@@ -68,6 +68,10 @@ class RyzeClient(Pipeline):
     with every process and host that uses the same token and server through the same Redis
     (extra ``redis``; see ``RedisQuota``). If Redis is unreachable or fails, a call raises
     ``QuotaBackendError`` having sent nothing: never a silent fallback to an unshared quota.
+    With a ``quota_url``, ``interactive_reserve`` holds for the other processes from the
+    client's construction when an event loop is running, else from ``async with`` (at the
+    latest, before its first call is admitted). A URL it cannot use is an
+    ``InvalidRequestError`` here, its password never shown.
     """
 
     def __init__(
@@ -152,6 +156,7 @@ class RyzeClient(Pipeline):
         self._redis_quota = None
         self._urls = {}
         self._url_media = UrlMediaCache()
+        self._announce_reserve_soon()
 
     def __repr__(self) -> str:
         cfg: ClientConfig | None = getattr(self, "_config", None)

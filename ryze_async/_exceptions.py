@@ -27,6 +27,7 @@ headers that matter, a redacted body excerpt, the call's ``kind`` and ``instance
     ClientClosedError (a RuntimeError)         misuse: the client was closed
     JournalError                               the campaign journal cannot be used as asked
     ├── ClaimLostError                         a shared journal gave the number to another worker
+    ├── JournalConnectionLostError             the journal's database went away mid-campaign
     ├── JournalLockedError                     another process runs a campaign on it
     └── JournalMismatchError                   it belongs to another media, instance or kind
 
@@ -77,6 +78,7 @@ __all__ = [
     "InstanceNotConnectedError",
     "InstanceNotFoundError",
     "InvalidRequestError",
+    "JournalConnectionLostError",
     "JournalError",
     "JournalLockedError",
     "JournalMismatchError",
@@ -308,6 +310,12 @@ class ClientClosedError(RuntimeError):
 
 class JournalError(Exception):
     """The journal cannot be used as asked (missing, locked, mismatched, unwritable)."""
+
+
+class JournalConnectionLostError(JournalError):
+    """The connection to the journal's database was lost mid-campaign (PostgreSQL stopped,
+    restarted or unreachable): nothing more is sent through it. Not the user's input: the CLI
+    exits 5. Start again once the database is back; an interrupted send is ``unknown``."""
 
 
 class JournalLockedError(JournalError):

@@ -79,6 +79,20 @@ class Pipeline(Options):
         self._quota_for_loop = (asyncio.get_running_loop(), limiter)
         return limiter
 
+    def _announce_reserve_soon(self) -> None:
+        """Built in a running loop with a shared quota: send this client's reserve to Redis
+        now, so no other process's bulk call takes its slots before its first call. Without a
+        running loop it waits for ``async with`` or the first call (see README, Bots)."""
+        if self._quota_url is None or not self._config.interactive_reserve:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        announce_soon = getattr(self._quota(), "announce_soon", None)
+        if announce_soon is not None:
+            announce_soon()
+
     async def _announce_reserve(self) -> None:
         """With a shared quota, put this client's interactive reserve in force for every
         process on the token now, not only from its first call."""

@@ -107,9 +107,12 @@ async def test_truncated_answer_is_unknown(
 ) -> None:
     ryze_server.fail_next(Fault.TRUNCATED)
     client = make_client(ryze_server, max_retries=5)
-    with pytest.raises(OutcomeUnknownError, match="cut off"):
+    with pytest.raises(OutcomeUnknownError, match="cut off") as cut:
         await client.fake_call(NUMBER)
     assert len(ryze_server.requests) == 1
+    # The status line came whole before the body was cut: the error says what it saw.
+    assert cut.value.status == 200
+    assert "HTTP 200" in str(cut.value)
 
 
 async def test_redirect_is_not_followed(

@@ -19,7 +19,7 @@ import pytest
 
 asyncpg = pytest.importorskip("asyncpg")
 
-from ryze_async import JournalError, JournalMismatchError  # noqa: E402
+from ryze_async import JournalConnectionLostError, JournalError, JournalMismatchError  # noqa: E402
 from ryze_async._campaign._journal import CampaignIdentity  # noqa: E402
 from ryze_async._campaign._journal._postgres import ClaimLostError, PgJournal  # noqa: E402
 from ryze_async._campaign._journal._postgres_sql import LEASE_LOST  # noqa: E402
@@ -378,9 +378,10 @@ async def test_lost_connection_fails_closed(open_journal: Opener, pg_dsn: str) -
     rows = await a.claim(2)
     pid = await a._db().fetchval("SELECT pg_backend_pid()")
     await sql(pg_dsn, "SELECT pg_terminate_backend($1)", pid)
-    with pytest.raises(JournalError, match="journal write failed"):
+    # A lost connection stays one for every caller (the CLI's exit 5, not a usage error's 2).
+    with pytest.raises(JournalConnectionLostError, match="lost the connection"):
         await a.mark_sending(rows[0][0])
-    with pytest.raises(JournalError, match="cannot be written"):
+    with pytest.raises(JournalConnectionLostError, match="lost the connection"):
         await a.mark_sending(rows[1][0])
     assert set((await states(pg_dsn, a.campaign)).values()) == {"claimed"}
 

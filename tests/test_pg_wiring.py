@@ -137,7 +137,7 @@ async def test_unreachable_database_exits_2_without_the_password(tmp_path: Path)
 def test_describe_never_shows_a_password() -> None:
     assert describe("postgresql://me:pw@db.example:5433/x?sslmode=require&password=pw") == (
         "postgresql://me@db.example:5433/x")
-    assert describe("postgres://me:pw@db:notaport/x") == "postgres://..."
+    assert describe("postgres://me:pw@db:notaport/x") == "postgres://me@db:?/x"  # the one shown_url
     assert describe(Path("a/b.db")) == "a/b.db"
 
 

@@ -12,13 +12,19 @@ import csv
 import io
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from .. import InputError
 
-__all__ = ["CsvLayout", "inspect_csv", "skippable"]
+__all__ = ["MAX_LINE_CHARS", "CsvLayout", "bounded_lines", "inspect_csv", "skippable"]
+
+#: The longest line a numbers file (CSV, JSON Lines) may hold, in characters. A list's lines
+#: are a few dozen; a longer one is no list of numbers, and reading it would hold it whole.
+MAX_LINE_CHARS = 1 << 20
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 _DELIMITERS = (",", ";", "\t")
 _CHUNK = 1 << 16
@@ -67,9 +73,46 @@ def _encoding(head: bytes, path: Path) -> tuple[str, int]:
     return "utf-8", 0
 
 
+def _too_long(path: Path, line: int) -> InputError:
+    return InputError(f"{path} line {line} is longer than {MAX_LINE_CHARS} characters: not a "
+                      "list of numbers; refused")
+
+
+class _LineBound:
+    """Refuses a text, fed in chunks, with a line longer than `MAX_LINE_CHARS`."""
+
+    def __init__(self, path: Path) -> None:
+        self._path, self._line, self._run = path, 1, 0
+
+    def feed(self, text: str) -> None:
+        first, *ends = _LINE_END.split(text)
+        self._run += len(first)
+        for piece in ends:
+            self._check()
+            self._line, self._run = self._line + 1, len(piece)
+        self._check()
+
+    def _check(self) -> None:
+        if self._run > MAX_LINE_CHARS:
+            raise _too_long(self._path, self._line)
+
+
+def bounded_lines(text: IO[str], path: Path, first: int = 1) -> Iterator[str]:
+    """The lines of `text`, none read further than `MAX_LINE_CHARS` (`first`: the first's
+    number, for the message)."""
+    at = first
+    while line := text.readline(MAX_LINE_CHARS + 1):
+        if len(line.rstrip("\r\n")) > MAX_LINE_CHARS:
+            raise _too_long(path, at)
+        yield line
+        at += 1
+
+
 def _check_text(path: Path, codec: str, bom: int) -> None:
-    """Decode the whole file strictly; refuse NUL characters (binary, or BOM-less UTF-16)."""
+    """Decode the whole file strictly; refuse NUL characters (binary, or BOM-less UTF-16) and
+    a line longer than `MAX_LINE_CHARS`."""
     decoder = codecs.getincrementaldecoder(codec)("strict")
+    bound = _LineBound(path)
     done = 0
     with path.open("rb") as f:
         f.seek(bom)
@@ -85,6 +128,7 @@ def _check_text(path: Path, codec: str, bom: int) -> None:
             if "\x00" in text:
                 raise InputError(f"{path} holds NUL bytes: it is binary or UTF-16 without a "
                                  "byte-order mark, not a CSV text file; save it as CSV in UTF-8")
+            bound.feed(text)
             if not chunk:
                 return
             done += len(chunk)
@@ -166,7 +210,7 @@ def _first_record(path: Path, codec: str, bom: int, column: str | int | None) ->
     raw = path.open("rb")
     raw.seek(bom)
     with io.TextIOWrapper(raw, encoding=codec, newline="") as lines:
-        for text in lines:
+        for text in bounded_lines(lines, path):
             start_offset, start_line = offset, line
             offset += len(text.encode(codec))
             line += 1

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from .. import InputError
-from ._csv_input import number_header, skippable
+from ._csv_input import bounded_lines, number_header, skippable
 from ._numbers import Untrusted, whole_number
 from ._xlsx_input import XlsxReader
 
@@ -143,7 +143,7 @@ def inspect_jsonl(path: Path, column: str | int | None) -> JsonlLayout:
     layout: JsonlLayout | None = None
     try:
         with path.open(encoding="utf-8-sig", newline="") as f:
-            for at, text in enumerate(f, 1):
+            for at, text in enumerate(bounded_lines(f, path), 1):
                 if skippable((text,)):
                     continue
                 obj = _parse(text, at, path)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO, TypeAlias
 
 from .. import InputError
-from ._csv_input import CsvLayout, inspect_csv, skippable
+from ._csv_input import CsvLayout, bounded_lines, inspect_csv, skippable
 from ._more_inputs import InputKind, XlsxReader, input_kind, inspect_jsonl, jsonl_rows
 from ._numbers import Untrusted, entry_text, whole_number
 
@@ -90,7 +90,7 @@ class _CsvReader:
         except BaseException:
             self._file.close()
             raise
-        self._column = layout.column
+        self._column, self._path = layout.column, path
         self._text = io.TextIOWrapper(self._file, encoding=self._codec, newline="")
         lines = self._lines(self._text)
         self._rows = parse(lines) if parse else csv.reader(lines, delimiter=layout.delimiter)
@@ -117,7 +117,8 @@ class _CsvReader:
         return True
 
     def _lines(self, text: IO[str]) -> Iterator[str]:
-        for line in iter(text.readline, ""):
+        # Bounded: the file may have grown since it was checked.
+        for line in bounded_lines(text, self._path, self.line + 1):
             data = line.encode(self._codec)
             self._hash.update(data)
             self.offset += len(data)
@@ -131,7 +132,11 @@ class _CsvReader:
         entries: list[tuple[int, str]] = []
         while len(entries) < size:
             start_line = self.line + 1
-            row = next(self._rows, None)
+            try:
+                row = next(self._rows, None)
+            except csv.Error as exc:  # a quoted field never closed, or past csv's limit
+                raise InputError(f"{self._path} line {start_line} is not CSV ({exc}): close "
+                                 "the quote, or save the file as CSV again") from None
             if row is None:
                 break
             if skippable(row):

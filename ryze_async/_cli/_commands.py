@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime
+import json
 import signal
 import sys
 from datetime import UTC
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from ryze_async import Media
     from ryze_async._campaign._journal import JournalCounts, JournalStore
     from ryze_async._config import Secret
+    from ryze_async.testing import FakeRyzeServer, RecordedRequest
 
 __all__ = ["load_media", "reveal", "run", "run_command"]
 
@@ -226,9 +229,17 @@ def _on_stop_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event | None
 async def _sandbox(args: argparse.Namespace, out: TextIO) -> int:
     from ryze_async.testing import FakeRyzeServer
 
-    server = FakeRyzeServer(token=args.token, instances=(args.instance,),
-                            rate_limit=args.rate_limit, rate_period=args.rate_period,
-                            port=args.port)
+    with contextlib.ExitStack() as files:
+        record = None if args.record is None else _Record(files.enter_context(
+            _record_file(args.record)))
+        server = FakeRyzeServer(token=args.token, instances=(args.instance,),
+                                rate_limit=args.rate_limit, rate_period=args.rate_period,
+                                window=args.window, port=args.port, on_answered=record)
+        await _serve_sandbox(server, args, out)
+    return EXIT_OK
+
+
+async def _serve_sandbox(server: FakeRyzeServer, args: argparse.Namespace, out: TextIO) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     _on_stop_signals(loop, stop)
@@ -236,7 +247,7 @@ async def _sandbox(args: argparse.Namespace, out: TextIO) -> int:
         async with server:
             # The sandbox's own well-known token, not a secret: printed so people can use it.
             print(f"sandbox: fake RyzeAPI on {server.url} (instance {args.instance!r}, "
-                  f"{args.rate_limit} calls per {args.rate_period:g}s)\n"
+                  f"{args.rate_limit} calls per {args.rate_period:g}s, {args.window} window)\n"
                   f"export RYZE_BASE_URL={server.url} RYZE_TOKEN={args.token} "
                   f"RYZE_INSTANCE={args.instance}\nCtrl-C to stop.", file=out, flush=True)
             await stop.wait()
@@ -246,4 +257,30 @@ async def _sandbox(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError(f"cannot listen on port {args.port}: {exc}") from None
     finally:
         _on_stop_signals(loop, None)
-    return EXIT_OK
+
+
+def _record_file(path: Path) -> TextIO:
+    try:
+        return path.open("a", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write the record {path}: {exc.strerror or exc}") from None
+
+
+class _Record:
+    """``sandbox --record FILE``: one JSON line per answered request, appended and flushed at
+    once, so another process can follow it while the sandbox runs. No header, so no token."""
+
+    def __init__(self, file: TextIO) -> None:
+        self._file = file
+
+    def __call__(self, request: RecordedRequest) -> None:
+        body = request.json if isinstance(request.json, dict) else {}
+        number = body.get("number")
+        line = {"time": datetime.datetime.fromtimestamp(request.received_at, datetime.UTC)
+                .isoformat(timespec="microseconds"),
+                "number": number if isinstance(number, str) else None,
+                "instance": request.instance, "status": request.status,
+                "route": request.route}
+        self._file.write(json.dumps(line) + "\n")
+        self._file.flush()
+

@@ -17,6 +17,7 @@ __all__ = [
     "EXIT_BREAKER",
     "EXIT_INTERNAL",
     "EXIT_INTERRUPTED",
+    "EXIT_JOURNAL_LOST",
     "EXIT_OK",
     "EXIT_OUTSIDE_WINDOW",
     "EXIT_SOME_FAILED",
@@ -32,6 +33,9 @@ EXIT_USAGE = 2
 EXIT_BREAKER = 3
 #: ``--exit-outside-window``: nothing can be called until a window opens; start again then.
 EXIT_OUTSIDE_WINDOW = 4
+#: A PostgreSQL journal's connection was lost mid-campaign: start the worker again once the
+#: database is back (what was sent is in the journal; an interrupted send is ``unknown``).
+EXIT_JOURNAL_LOST = 5
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 
@@ -88,11 +92,18 @@ def _usage_message(exc: BaseException, args: argparse.Namespace) -> str | None:
 
 def exit_for(exc: BaseException, args: argparse.Namespace) -> int:
     """Tell the user about ``exc`` on stderr and return the command's exit code."""
-    from ryze_async import OutcomeUnknownError, RyzeError  # noqa: PLC0415 - see above
+    from ryze_async import (  # noqa: PLC0415 - see above
+        JournalConnectionLostError,
+        OutcomeUnknownError,
+        RyzeError,
+    )
 
     if isinstance(exc, KeyboardInterrupt):
         _say("interrupted")
         return EXIT_INTERRUPTED
+    if isinstance(exc, JournalConnectionLostError):  # not the user's input: not 2
+        _say(f"error: {exc}")
+        return EXIT_JOURNAL_LOST
     if (message := _usage_message(exc, args)) is not None:
         _say(f"error: {message}")
         return EXIT_USAGE

@@ -21,7 +21,8 @@ __all__ = ["build_parser"]
 
 _EPILOG = ("Exit codes: 0 done, 1 some calls failed or unknown, 2 usage/config/input error, "
            "3 stopped by the circuit breaker, 4 nothing can be called before the next calling "
-           "window (--exit-outside-window: run it again then), 70 internal error (a bug), "
+           "window (--exit-outside-window: run it again then), 5 the PostgreSQL journal's "
+           "connection was lost (start again once it is back), 70 internal error (a bug), "
            "130 interrupted.")
 
 _CAMPAIGN_EXAMPLE = """example:
@@ -268,6 +269,13 @@ def _tools(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="calls the sandbox allows per period (default 100)")
     p.add_argument("--rate-period", type=_positive_float, default=60.0,
                    help="the sandbox's quota period in seconds (default 60)")
+    p.add_argument("--window", choices=("fixed", "sliding"), default="fixed",
+                   help="the quota's window: fixed periods from the start (default), or "
+                        "sliding (any span of --rate-period seconds)")
+    p.add_argument("--record", type=Path, metavar="FILE",
+                   help="append each request the sandbox answers to FILE as a JSON line "
+                        "(time, number, instance, status, route; never the token), flushed "
+                        "as it arrives: check a run against what the server saw")
     # The sandbox's own token, printed on purpose: not a secret, so not a Secret.
     p.add_argument("--token", default="sandbox-token", help="the token the sandbox accepts")
     p.add_argument("--instance", default="sandbox", help="the instance it serves")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from importlib import import_module
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from .._exceptions import InvalidRequestError
 from ._shared import quota_digest
@@ -39,16 +38,17 @@ def checked_quota_url(url: object, *, rate_limit: int | None) -> str | None:
         raise InvalidRequestError(
             "quota_url shares the client-side quota, which rate_limit=None turns off",
             field="quota_url")
-    scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme not in _SCHEMES:
         where = "RYZE_QUOTA_URL" if from_env else "quota_url"
         raise InvalidRequestError(
             f"{where} must be a redis://HOST:PORT/DB, rediss:// or unix:// URL "
             f"(its scheme is {scheme!r})", field="quota_url")
     try:
-        import_module("._redis", __package__)
+        redis_module = import_module("._redis", __package__)
     except ImportError:
         raise InvalidRequestError(INSTALL, field="quota_url") from None
+    redis_module.check_url(url, name="RYZE_QUOTA_URL" if from_env else "quota_url")
     return url
 
 

@@ -17,16 +17,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import re
 import uuid
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from redis import asyncio as aioredis
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from .._cancels import pending_cancels, resurface_cancel
-from .._exceptions import QuotaBackendError, QuotaTimeoutError
+from .._exceptions import InvalidRequestError, QuotaBackendError, QuotaTimeoutError
+from .._urls import scrub, shown_url
 from ._feedback import check_reserve
 from ._local import Lane, default_margin, late_allowance, probe_wait
 from ._redis_feedback import IDLE_TTL_MS as _IDLE_TTL_MS
@@ -38,13 +42,44 @@ from ._redis_sleepers import Reservation, Sleepers
 if TYPE_CHECKING:
     from . import QuotaBackend
 
-__all__ = ["Admission", "QuotaBackendError", "QuotaTimeoutError", "RedisQuota"]
+__all__ = ["Admission", "QuotaBackendError", "QuotaTimeoutError", "RedisQuota", "check_url"]
 
 _US = 1_000_000
 _PROBE_NAP = 0.02  # seconds between asks while a fresh quota's probe is out
 _SOCKET_TIMEOUT = 2.0  # a Redis that does not answer within it fails the admission
 _POOL_SIZE = 32  # connections per quota: an admission holds one for one round trip
 _RESERVED, _PROBING = 0, 1
+_DATABASE = re.compile(r"/?[0-9]*")
+
+
+def _url_fault(url: str) -> str | None:
+    """What makes `url` unusable as a Redis URL (None: nothing); never quotes its password."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "its host or port cannot be read (a port is a number from 1 to 65535)"
+    if port == 0:
+        return "its port must be a number from 1 to 65535"
+    if parts.scheme.lower() in ("redis", "rediss"):
+        if not parts.hostname:
+            return "it names no host"
+        if not _DATABASE.fullmatch(parts.path):
+            return "its database must be a number: redis://HOST:PORT/DB"
+    try:
+        parse_url(url)
+    except ValueError as exc:
+        return scrub(str(exc), url)
+    return None
+
+
+def check_url(url: str, *, name: str = "quota_url") -> None:
+    """Refuse a Redis URL redis-py could not use (InvalidRequestError), before any connection:
+    a bad port or database is the caller's setting, never an error at the first call."""
+    fault = _url_fault(url)
+    if fault is not None:
+        raise InvalidRequestError(f"{name} {shown_url(url)} is not a usable Redis URL: {fault}",
+                                  field="quota_url")
 
 
 class Admission(float):
@@ -93,7 +128,7 @@ class RedisQuota(RedisFeedback):
         # A waiter or a request about to leave later than this on its slot is placed again.
         self._late_us = round(late_allowance(self._margin) * _US)
         self._probe_ms = round(probe_wait(self._period) * 1000) if learn_first else 0
-        self._where = where  # host:port/db only: a URL's password never gets here
+        self._where = where  # shown_url's: a URL's password never gets here
         prefix = f"ryze:{{{token_digest}}}:"
         self._keys = [
             prefix + k for k in ("log", "blocked", "budget", "conf", "probe", "reserves")
@@ -118,8 +153,10 @@ class RedisQuota(RedisFeedback):
         `token_digest` names the quota's keys: a hash (``RyzeClient`` uses the sha256 of server
         origin and token), never the token. Socket timeouts are bounded and a failed command is
         retried once at most, so a dead Redis fails the admission within seconds instead of
-        stalling it. Close it with ``aclose()``.
+        stalling it. Close it with ``aclose()``. A URL redis-py cannot use is refused at once
+        (``InvalidRequestError``, its password never shown).
         """
+        check_url(url)
         # Blocking: a call beyond the pool's size waits (up to the socket timeout) for a free
         # connection. The default pool raises "Too many connections" instead, and a campaign
         # of more than 100 concurrent calls failed closed on its first burst.
@@ -129,13 +166,9 @@ class RedisQuota(RedisFeedback):
             retry=Retry(NoBackoff(), 1), decode_responses=False,
         )
         redis = aioredis.Redis.from_pool(pool)  # closed with it
-        kw = redis.connection_pool.connection_kwargs
-        where = (  # never the URL: its password stays out of every message
-            f"Redis at {kw.get('path')}" if "path" in kw
-            else f"Redis at {kw.get('host')}:{kw.get('port')}/{kw.get('db', 0)}"
-        )
         return cls(redis, token_digest=token_digest, limit=limit, period=period,
-                   margin=margin, where=where, reserve=reserve)
+                   margin=margin, where=f"Redis at {shown_url(url).partition('://')[2]}",
+                   reserve=reserve)
 
     @property
     def limit(self) -> int:
@@ -164,8 +197,14 @@ class RedisQuota(RedisFeedback):
     async def announce(self) -> None:
         """Put this quota's reserve in force for every process on the token, from now until
         ``aclose`` (renewed in the background; it lapses after 30 s if this process dies).
-        ``RyzeClient`` calls it on ``async with``; the first ``acquire`` calls it otherwise."""
+        ``RyzeClient`` starts it when built in a running loop (`announce_soon`) and awaits it
+        on ``async with`` and before its first admission."""
         await self._keeper.start()
+
+    def announce_soon(self) -> None:
+        """Start announcing the reserve now, without waiting; the next `announce` or
+        ``acquire`` awaits it (and raises its failure: the admission fails closed)."""
+        self._keeper.start_soon()
 
     async def _announce(self, reserve: int) -> Any:
         return await self._run(self._announce_script, [reserve, self._id, RESERVE_TTL_MS])
@@ -204,8 +243,7 @@ class RedisQuota(RedisFeedback):
         Cancelling a waiter gives its reservation back.
         """
         await self.flush()
-        if not self._keeper.running:
-            await self._keeper.start()
+        await self._keeper.start()
         # The lane's initial leads the id: the log tells who reserved each slot.
         loop = asyncio.get_running_loop()
         if max_wait is not None:
@@ -247,7 +285,7 @@ class RedisQuota(RedisFeedback):
                 self._background(self._remove(held.member))
                 raise QuotaTimeoutError(
                     f"a hold moved the quota slot {wait_us / _US:.3f} s away, past max_wait;"
-                    " nothing was sent")
+                    " nothing was sent", available_in=wait_us / _US)
 
     async def _reserve_slot(
         self, member: str, max_wait: float | None, lane: Lane
@@ -266,7 +304,7 @@ class RedisQuota(RedisFeedback):
         if kind != _RESERVED:
             raise QuotaTimeoutError(
                 f"no quota slot within {max_wait} s (the next is in {wait_us / _US:.3f} s);"
-                " nothing was sent"
+                " nothing was sent", available_in=wait_us / _US,
             )
         if probed:
             self._probe_member = member

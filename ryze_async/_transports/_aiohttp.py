@@ -143,6 +143,11 @@ class AiohttpTransport:
                 "(RyzeAPI's are tiny) and was not read; the call may have been placed",
                 status=exc.status,
             )
+        except _CutOffError as exc:
+            failure = OutcomeUnknownError(
+                f"the answer from {_where(target)} (HTTP {exc.status}) was cut off; the call "
+                "may have been placed", status=exc.status,
+            )
         except (aiohttp.ClientError, TimeoutError) as exc:
             failure = self._failure(exc, _where(target))
         # Raised here, outside the handler, so aiohttp's exception is neither __cause__ nor
@@ -196,7 +201,10 @@ class AiohttpTransport:
         async with session.post(
             target, data=data, headers=wire, allow_redirects=False
         ) as response:
-            payload = await _read_capped(response, self._max_answer)
+            try:
+                payload = await _read_capped(response, self._max_answer)
+            except aiohttp.ClientPayloadError:
+                raise _CutOffError(response.status) from None  # the status line came whole
             if payload is None:
                 response.close()  # read no further: the rest is dropped with the connection
                 if response.status != 429:
@@ -212,6 +220,14 @@ class AiohttpTransport:
 
 
 class _OversizeAnswerError(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class _CutOffError(Exception):
+    """The body ended before its announced length, after a whole status line."""
+
     def __init__(self, status: int) -> None:
         super().__init__(status)
         self.status = status

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, NoReturn, TypeVar, overload
 
@@ -101,11 +101,13 @@ class RecordedRequest:
 
 
 class RequestLog:
-    """Arrival-ordered records, answered in place, with waiters for a count."""
+    """Arrival-ordered records, answered in place, with waiters for a count; `on_answered`
+    sees each record once its answer (or its lack of one) is known."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_answered: Callable[[RecordedRequest], None] | None = None) -> None:
         self._records: list[RecordedRequest] = []
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._on_answered = on_answered
 
     @property
     def records(self) -> list[RecordedRequest]:
@@ -128,6 +130,8 @@ class RequestLog:
             if self._records[index] is record:
                 self._records[index] = updated
                 break
+        if self._on_answered is not None:
+            self._on_answered(updated)
         return updated
 
     def clear(self) -> None:

@@ -52,6 +52,7 @@ class FakeRyzeServer(RequestHandling):
         keepalive_timeout: float = 75.0,
         response_delay: float = 0.0,
         stale_after: float | None = None,
+        on_answered: Callable[[RecordedRequest], None] | None = None,
     ) -> None:
         """Configure; nothing listens until start().
 
@@ -70,6 +71,8 @@ class FakeRyzeServer(RequestHandling):
                 connection that sat idle at least this long is dropped unanswered, as if the
                 server's idle timeout had closed the connection while the request was on the
                 wire. None (the default) never does.
+            on_answered: called with each request's record once it is answered (``status``
+                set; None when it was dropped unanswered), before the answer is sent.
         """
         if rate_limit is not None and rate_limit < 1:
             raise ValueError("rate_limit must be at least 1, or None for no limit")
@@ -93,7 +96,7 @@ class FakeRyzeServer(RequestHandling):
         self._response_delay = response_delay
         self._stale_after = stale_after
         self._faults = FaultQueue()
-        self._log = RequestLog()
+        self._log = RequestLog(on_answered)
         self._runner: web.AppRunner | None = None
         self._site: CountingSite | None = None
         # Replaced by each start(): set by stop() to release parked (HANG, delayed) handlers.

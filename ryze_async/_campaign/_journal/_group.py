@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+from ... import JournalConnectionLostError
 from ._schema import JournalError
 
 __all__ = ["GroupCommit"]
@@ -38,7 +39,7 @@ class GroupCommit(Generic[OpT]):
 
     def check(self) -> None:
         if self._broken is not None:
-            raise JournalError(f"the journal cannot be written: {self._broken}")
+            raise _failed(self._broken, "the journal cannot be written: {}")
 
     async def mark(self, row_id: int, op: OpT) -> None:
         """Queue the mark ``op`` of row ``row_id`` and wait until the commit holding it is done."""
@@ -80,7 +81,7 @@ class GroupCommit(Generic[OpT]):
                 self._broken = exc if isinstance(exc, Exception) else JournalError("cancelled")
                 for _, fut in waiters:
                     if not fut.done():
-                        fut.set_exception(JournalError(f"journal write failed: {exc!r}"))
+                        fut.set_exception(_failed(exc, "journal write failed: {!r}"))
                 if not isinstance(exc, Exception):
                     raise
                 return
@@ -91,3 +92,11 @@ class GroupCommit(Generic[OpT]):
                     fut.set_exception(self._refused(row_id))
                 else:
                     fut.set_result(None)
+
+
+def _failed(exc: BaseException, message: str) -> JournalError:
+    """The error a failed commit gives its callers: a lost connection stays one (the CLI's
+    exit 5, not a usage error's 2), anything else is a JournalError quoting it."""
+    if isinstance(exc, JournalConnectionLostError):
+        return JournalConnectionLostError(str(exc))
+    return JournalError(message.format(exc))

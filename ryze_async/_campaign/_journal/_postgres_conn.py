@@ -24,10 +24,11 @@ from typing import Any, Self, TypeVar
 
 import asyncpg
 
+from ... import JournalConnectionLostError
+from ..._urls import shown_url
 from . import _postgres_held as held
 from . import _postgres_sql as sql
 from ._person_keys import rekey_postgres
-from ._postgres_counts import redact
 from ._rules_store import PG_SCHEMA as RULES_SCHEMA
 from ._schema import CampaignIdentity, JournalError, check_identity
 
@@ -42,7 +43,7 @@ class PgConnection:
 
     def __init__(self, dsn: str, campaign: str, *, worker: str, lease: float,
                  heartbeat: float, read_only: bool) -> None:
-        self.dsn = redact(dsn)
+        self.dsn = shown_url(dsn)
         self.campaign = campaign
         #: This worker's identity in ``owner`` (host, pid and a random part: unique per open).
         self.worker = worker
@@ -219,6 +220,16 @@ class PgConnection:
                 # the connection must not be built upon.
                 self._abandon()
                 raise
+            except Exception as exc:
+                if conn.is_closed():  # whatever asyncpg called it, the database went away
+                    raise self.lost(exc) from None
+                raise
+
+    def lost(self, exc: BaseException) -> JournalConnectionLostError:
+        """The error of a lost connection: one line, the URL without its password."""
+        return JournalConnectionLostError(
+            f"lost the connection to the PostgreSQL journal {self.dsn} ({type(exc).__name__});"
+            " nothing more is sent: start again once the database is back")
 
     def _unit_done(self, unit: asyncio.Task[Any]) -> None:
         self._units.discard(unit)

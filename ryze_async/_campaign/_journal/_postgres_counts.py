@@ -1,15 +1,14 @@
-"""Counts of a PostgreSQL campaign, and the DSN as it may be shown (no password)."""
+"""Counts of a PostgreSQL campaign."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from ._schema import JournalCounts
 
-__all__ = ["PgJournalCounts", "build_counts", "redact"]
+__all__ = ["PgJournalCounts", "build_counts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,14 +23,6 @@ class PgJournalCounts(JournalCounts):
     @property
     def in_flight(self) -> int:
         return self.claimed + self.sending
-
-
-def redact(dsn: str) -> str:
-    """The DSN without its password (error messages and logs never show one)."""
-    parts = urlsplit(dsn)
-    user = f"{parts.username}@" if parts.username else ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{user}{parts.hostname or ''}{port}{parts.path}"
 
 
 def build_counts(rows: Iterable[Mapping[str, Any]], head: Mapping[str, Any]) -> PgJournalCounts:

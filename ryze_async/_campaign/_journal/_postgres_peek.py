@@ -8,11 +8,10 @@ from typing import Any
 
 import asyncpg
 
+from ..._urls import scrub, shown_url
 from ._peek import JournalSnapshot, snapshot
 from ._person_keys import rekeyed_postgres
-from ._postgres_counts import redact
 from ._schema import JournalError
-from ._target import scrub
 
 __all__ = ["peek_postgres"]
 
@@ -27,13 +26,13 @@ async def peek_postgres(url: str, campaign: str) -> JournalSnapshot | None:
         conn: Any = await asyncpg.connect(url, server_settings={
             "application_name": "ryze-async dry run", "default_transaction_read_only": "on"})
     except (asyncpg.PostgresError, OSError, ValueError) as exc:
-        raise JournalError(f"{redact(url)} cannot be read for a dry run: "
+        raise JournalError(f"{shown_url(url)} cannot be read for a dry run: "
                            f"{scrub(str(exc), url)}") from None
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             return await _read(conn, campaign)
     except asyncpg.PostgresError as exc:
-        raise JournalError(f"{redact(url)} cannot be read for a dry run: "
+        raise JournalError(f"{shown_url(url)} cannot be read for a dry run: "
                            f"{scrub(str(exc), url)}") from None
     finally:
         await conn.close()

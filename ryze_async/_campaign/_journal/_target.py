@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import os
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
+from ..._urls import scrub, shown_url
 from ._schema import CampaignIdentity, JournalError
 
 if TYPE_CHECKING:
     from ._postgres_store import PgStore
 
-__all__ = ["describe", "is_database_url", "open_postgres", "scrub"]
+__all__ = ["describe", "is_database_url", "open_postgres"]
 
 _SCHEMES = ("postgresql", "postgres")
 INSTALL = 'the PostgreSQL journal needs asyncpg: pip install "ryze-async[postgres]"'
@@ -31,30 +31,10 @@ def is_database_url(target: object) -> bool:
 
 
 def describe(target: str | os.PathLike[str]) -> str:
-    """The target as it may be shown: a URL without its password (nor its query string)."""
+    """The target as it may be shown: a path, or a URL without its password (`shown_url`)."""
     if not is_database_url(target):
         return os.fspath(target)
-    text = str(target)
-    try:
-        parts = urlsplit(text)
-        user = f"{parts.username}@" if parts.username else ""
-        port = f":{parts.port}" if parts.port else ""
-        host = parts.hostname or ""
-    except ValueError:  # a malformed port: show the scheme only, never the rest
-        return f"{text.split('://', 1)[0]}://..."
-    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
-
-
-def scrub(message: str, target: str) -> str:
-    """``message`` with the target's password (and the whole URL) replaced by its description."""
-    message = message.replace(target, describe(target))
-    try:
-        password = urlsplit(target).password
-    except ValueError:
-        password = None
-    if password:
-        message = message.replace(password, "***")
-    return message
+    return shown_url(str(target))
 
 
 async def open_postgres(
