@@ -37,7 +37,7 @@ async def journal(ryze_server_factory: ServerFactory, tmp_path: Path) -> Path:
         await Campaign(client, [*SP, "123", "not-a-number"], journal=path, fake=True).run()
         await Campaign(client, [*SP, "123", "not-a-number", NY], journal=path, fake=True,
                        call_windows=["Mon-Fri 09:00-20:00"], exit_outside_window=True,
-                       now=lambda: SATURDAY).run()
+                       now=lambda: SATURDAY, change_rules=True).run()
     return path
 
 
