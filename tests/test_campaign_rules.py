@@ -250,6 +250,10 @@ def test_the_light_read_of_the_rules_reads_only_them_and_writes_nothing(
     journal = tmp_path / "j.db"
     assert run_virtual(peek_rules(journal, None)) is None
     assert list(tmp_path.iterdir()) == []
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    assert run_virtual(peek_rules(empty, None)) is None
+    empty.unlink()
     run(journal, SATURDAY, SP, call_windows=WINDOW, timezone="America/Sao_Paulo")
     before = sorted(p.name for p in tmp_path.iterdir())
     rules = run_virtual(peek_rules(journal, None))

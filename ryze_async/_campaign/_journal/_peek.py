@@ -165,8 +165,10 @@ def _read_rules(db: sqlite3.Connection) -> CampaignRules | None:
     try:
         meta = dict(db.execute(
             "SELECT key, value FROM meta WHERE key IN ('rules', 'hold_rules')").fetchall())
-    except sqlite3.OperationalError:
-        return None  # no meta table: a file created and never written
+    except sqlite3.OperationalError as exc:
+        if "no such table" not in str(exc):
+            raise
+        return None  # a file created and never written
     return recorded(_text(meta.get("rules")), _text(meta.get("hold_rules")))
 
 
