@@ -211,3 +211,54 @@ def test_a_resume_without_column_reads_the_recorded_column(tmp_path: Path) -> No
     assert seen == Counter(SP[2:])
     with pytest.raises(JournalMismatchError, match="number column"):
         run(journal, MONDAY_SP, numbers, column="first")  # type: ignore[arg-type]
+
+
+def test_python_api_a_client_with_another_region_is_refused(tmp_path: Path) -> None:
+    """The client is the caller's: its region is always given (the CLI alone reads the
+    recorded one first), so a client built with another region than the recorded one is
+    refused, and accepted with ``change_rules``."""
+    journal = tmp_path / "j.db"
+
+    async def main(region: str, **extra: Any) -> int:
+        server = FakeRyzeServer(rate_limit=None)
+        async with server, RyzeClient("test-token", "my-instance", base_url=server.url,
+                                      rate_limit=None, default_region=region) as client:
+            await Campaign(client, ["11 91234-5678"], journal=journal, fake=True,
+                           **extra).run()
+            return len(server.requests)
+
+    assert run_virtual(main("BR")) == 1
+    with pytest.raises(JournalMismatchError, match=r"default region recorded 'BR', given 'PT'"):
+        run_virtual(main("PT"))
+    assert run_virtual(main("PT", change_rules=True)) == 0
+    assert read_trail(journal) == [("default region", "BR", "PT")]
+
+
+def read_trail(journal: Path) -> list[tuple[str, str, str]]:
+    db = sqlite3.connect(journal)
+    try:
+        return db.execute("SELECT rule, old, new FROM rule_changes ORDER BY id").fetchall()
+    finally:
+        db.close()
+
+
+def test_the_light_read_of_the_rules_reads_only_them_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    from ryze_async._campaign._journal._peek import peek_rules
+
+    journal = tmp_path / "j.db"
+    assert run_virtual(peek_rules(journal, None)) is None
+    assert list(tmp_path.iterdir()) == []
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    assert run_virtual(peek_rules(empty, None)) is None
+    empty.unlink()
+    run(journal, SATURDAY, SP, call_windows=WINDOW, timezone="America/Sao_Paulo")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    rules = run_virtual(peek_rules(journal, None))
+    assert rules is not None
+    assert rules.windows == tuple(WINDOW)
+    assert rules.timezone == "America/Sao_Paulo"
+    assert rules.default_region == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

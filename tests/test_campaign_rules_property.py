@@ -146,3 +146,45 @@ def test_nobody_is_ever_called_outside_the_recorded_rules(runs: list[Step]) -> N
                     number, at, expected)
                 assert not (expected["exclude"] and number in step.optouts), (
                     number, step.optouts)
+
+
+REGIONS = st.sampled_from(["", "BR", "PT"])
+CHECKS = st.sampled_from(["valid", "possible"])
+
+
+@given(old_region=REGIONS, old_check=CHECKS, new_region=REGIONS, new_check=CHECKS,
+       inherited=st.sets(st.sampled_from(["default_region", "number_check"])),
+       change=st.booleans())
+def test_an_inherited_rule_is_compared_as_given_and_said_as_recorded(
+    old_region: str, old_check: str, new_region: str, new_check: str, inherited: set[str],
+    change: bool,
+) -> None:
+    """The CLI's client rules read from the record (``inherited``): the same rules used, the
+    same trail and the same refusals as when given; only the one line differs, naming them."""
+    from ryze_async._campaign._journal._recorded_rules import CampaignRules, settle
+
+    recorded = CampaignRules(windows=(), timezone="", exclude=(), not_before="", not_after="",
+                             default_region=old_region, number_check=old_check, column="",
+                             sheet="", senders=(), retry=())
+    run = CampaignRules(default_region=new_region, number_check=new_check, senders=())
+    now = datetime(2026, 3, 9, tzinfo=UTC)
+
+    def outcome(names: set[str]) -> tuple[Any, ...]:
+        try:
+            s = settle(recorded, run, change=change, now=now, existing=True, inherited=names)
+        except JournalMismatchError as exc:
+            return ("refused", str(exc)), ""
+        return (s.rules, s.changes), s.note
+
+    plain, quiet = outcome(set())
+    said, note = outcome(inherited)
+    assert said == plain
+    assert "resuming with the recorded rules" not in quiet
+    if said[0] == "refused":
+        return  # refused alike, naming the same rules: nothing is said to resume
+    resumed = note.split("; rule changed on purpose")[0]
+    same = {"default_region": old_region == new_region and old_region,
+            "number_check": old_check == new_check}
+    for name, label in (("default_region", "default region"), ("number_check", "number check")):
+        expected = name in inherited and bool(same[name])
+        assert (f"{label} " in resumed and "recorded rules" in resumed) == expected, note

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -122,6 +122,13 @@ class Campaign:
     anyone the first run held back. A rule given differently raises ``JournalMismatchError``
     naming it, unless ``change_rules=True``, which applies it and keeps the change (its UTC
     time, old and new value) in the journal's audit trail (``ryze-async report`` shows it).
+    The client is the caller's: its region and number check are always given, so a client
+    built with others than the recorded ones is refused too. ``inherited_rules`` names those of
+    ``"default_region"``, ``"number_check"`` and ``"senders"`` that the caller built from the
+    journal's record (``ryze-async campaign`` does so when their flags are absent): they are
+    compared all the same, and the resume says it runs by them. ``senders_file`` is where the
+    senders' tokens were read from: its path (never its content) is recorded so that the CLI
+    finds them again.
     """
 
     def __init__(
@@ -156,6 +163,8 @@ class Campaign:
         exit_outside_window: bool = False,
         now: Callable[[], datetime] | None = None,
         change_rules: bool = False,
+        inherited_rules: Collection[str] = (),
+        senders_file: str | os.PathLike[str] | None = None,
     ) -> None:
         check_options(media, fake, concurrency, ingest_batch)
         self._client = client
@@ -174,10 +183,11 @@ class Campaign:
         given = given_rules(
             client, call_windows=call_windows, timezone=timezone, exclude=exclude,
             not_before=not_before, not_after=not_after, column=column, sheet=sheet,
-            senders=[name for name, _ in self._senders], retry=self._retry_states)
+            senders=[name for name, _ in self._senders], retry=self._retry_states,
+            senders_file=None if senders_file is None else str(Path(senders_file).resolve()))
         self._journal_plan = JournalPlan(self._target, campaign, force, synchronous, fake,
                                          self._instance, quota_text(client), given,
-                                         change_rules)
+                                         change_rules, frozenset(inherited_rules))
         self._settings = Settings(
             media=None, duration=duration, instance=self._instance, concurrency=concurrency,
             drain_timeout=drain_timeout, max_connection_failures=max_connection_failures,

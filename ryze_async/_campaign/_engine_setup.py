@@ -25,7 +25,7 @@ from ._journal import (
     is_database_url,
     open_journal,
 )
-from ._journal._peek import peek_journal
+from ._journal._peek import peek_journal, peek_rules
 from ._journal._recorded_rules import settle, with_fingerprints
 from ._journal._schema import check_identity
 from ._models import CampaignSummary, StopReason
@@ -75,10 +75,11 @@ def given_rules(
     client: CampaignClient, *, call_windows: Sequence[str] | None, timezone: str | None,
     exclude: Sequence[str | os.PathLike[str]] | None, not_before: datetime | None,
     not_after: datetime | None, column: str | int | None, sheet: str | int | None,
-    senders: Sequence[str], retry: Sequence[str],
+    senders: Sequence[str], retry: Sequence[str], senders_file: str | None = None,
 ) -> CampaignRules:
     """The rules a run was given (``None``: not given, the recorded one applies). The client's
-    number reading and the senders are always given (a client always has them)."""
+    number reading and the senders are always given (a client always has them); the CLI builds
+    its client by the recorded ones when their flags are absent (``inherited``)."""
     return CampaignRules(
         windows=None if call_windows is None else tuple(call_windows),
         timezone=timezone,
@@ -92,6 +93,7 @@ def given_rules(
         sheet=None if sheet is None else str(sheet),
         senders=tuple(sorted(senders)),
         retry=tuple(retry) or None,
+        senders_file=senders_file,
     )
 
 
@@ -131,6 +133,8 @@ class JournalPlan:
     #: The rules this run was given (``None`` fields: not given) and ``change_rules``.
     given: CampaignRules = field(default_factory=CampaignRules)
     change_rules: bool = False
+    #: The given rules read from the journal's record (said as recorded, compared as given).
+    inherited: frozenset[str] = frozenset()
 
 
 def quota_text(client: CampaignClient) -> str | None:
@@ -156,8 +160,7 @@ async def check_source(source: NumberSource, how: JournalPlan) -> None:
         recorded = None
         if how.given.column is None or how.given.sheet is None:
             # Only on this failure: a look at the journal, read-only (nothing is created).
-            journal = await peek_journal(how.target, how.campaign)
-            recorded = None if journal is None else journal.rules
+            recorded = await peek_rules(how.target, how.campaign)
         if recorded is None or not (recorded.column or recorded.sheet):
             raise
         await source.use_recorded(recorded.column or "", recorded.sheet or "")
@@ -182,7 +185,8 @@ async def open_store(
     try:
         given = await asyncio.to_thread(with_fingerprints, how.given)
         settled = await journal.settle_rules(given, change=how.change_rules,
-                                             now=settings.rules.now().astimezone(UTC))
+                                             now=settings.rules.now().astimezone(UTC),
+                                             inherited=how.inherited)
         settings.rules = settings.rules.recorded_as(settled.rules)
         await settings.rules.check_exclusions()  # the recorded lists: read before any call
         if source is not None:
@@ -248,7 +252,8 @@ async def dry_run_plan(
         # The resumed run would use the recorded rules, or refuse different ones: so does
         # its dry run.
         settled = settle(journal.rules, how.given, change=how.change_rules,
-                         now=rules.now().astimezone(UTC), existing=bool(journal.rows))
+                         now=rules.now().astimezone(UTC), existing=bool(journal.rows),
+                         inherited=how.inherited)
         if settled.note:
             _log.warning("%s", settled.note)
         rules = rules.recorded_as(settled.rules)

@@ -31,6 +31,7 @@ from ._exits import (
 )
 from ._metrics import metrics_hooks, serving
 from ._progress import format_summary, show_progress
+from ._recorded import with_recorded
 from ._senders import read_senders
 
 __all__ = [
@@ -68,12 +69,17 @@ class CampaignJob:
     tty: bool = False
     log_interval: float = 10.0
     column: str | int | None = None
+    #: None (a flag left out): the journal's recorded one, else the client's default.
     default_region: str | None = None
-    number_check: Literal["valid", "possible"] = "valid"
+    number_check: Literal["valid", "possible"] | None = None
     as_json: bool = False
     campaign: str | None = None
     #: ``--senders``: instance -> ``Secret`` token (a pool); empty: one instance.
     senders: dict[str, Secret] = field(default_factory=dict, repr=False)
+    #: The ``--senders`` file (recorded by path, so a resume without the flag reads it again).
+    senders_file: Path | None = None
+    #: The client's rules read from the journal's record (``_recorded.py``).
+    inherited: frozenset[str] = frozenset()
     sheet: str | None = None
     timeout: float = 30.0
     max_retries: int = 3
@@ -152,7 +158,8 @@ def job_from_args(args: argparse.Namespace) -> CampaignJob:
         retry_failed=args.retry_failed, force=args.force, drain_timeout=args.drain_timeout,
         tty=sys.stdout.isatty(), log_interval=args.log_interval, column=args.column,
         default_region=args.default_region, number_check=args.number_check,
-        as_json=args.json, campaign=args.campaign, senders=senders, sheet=args.sheet,
+        as_json=args.json, campaign=args.campaign, senders=senders,
+        senders_file=args.senders, sheet=args.sheet,
         timeout=args.timeout, max_retries=args.max_retries,
         max_unknown_in_a_row=args.max_unknown_in_a_row,
         metrics_port=args.metrics_port, metrics_host=args.metrics_host,
@@ -184,6 +191,7 @@ async def run_campaign_job(
     ``epilogue`` says, then with ``as_json`` the JSON line, last); return the exit code."""
     if not job.numbers.is_file():
         raise UsageError(f"no such numbers file: {job.numbers}")
+    job = await with_recorded(job)
     token: Secret | None
     if job.senders:  # the pool's first sender lends the settings every sender's client copies
         instance, token = next(iter(job.senders.items()))
@@ -192,7 +200,8 @@ async def run_campaign_job(
     hooks = metrics_hooks(job.metrics_port, instance)
     client = RyzeClient(reveal(token), instance, base_url=job.base_url,
                         rate_limit=job.rate_limit, rate_period=job.rate_period,
-                        default_region=job.default_region, number_check=job.number_check,
+                        default_region=job.default_region,
+                        number_check=job.number_check or "valid",
                         timeout=job.timeout, max_retries=job.max_retries, hooks=hooks,
                         quota_url=job.quota_url)
     async with client:
@@ -229,6 +238,7 @@ def _campaign(job: CampaignJob, client: RyzeClient, instance: str) -> Campaign:
             exclude=job.exclude, not_before=job.not_before, not_after=job.not_after,
             exit_outside_window=job.exit_outside_window,
             max_unknown_in_a_row=job.max_unknown_in_a_row, change_rules=job.change_rules,
+            inherited_rules=job.inherited, senders_file=job.senders_file,
         )
     except ValueError as exc:  # a window or zone the rules refused
         raise UsageError(str(exc)) from None

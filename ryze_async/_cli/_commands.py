@@ -24,7 +24,7 @@ from ._logging import CliLogging
 
 if TYPE_CHECKING:
     from ryze_async import Media
-    from ryze_async._campaign._journal import JournalCounts, JournalStore
+    from ryze_async._campaign._journal import JournalCounts, JournalStore, RuleChange
     from ryze_async._config import Secret
     from ryze_async.testing import FakeRyzeServer, RecordedRequest
 
@@ -99,8 +99,8 @@ async def _call(args: argparse.Namespace, out: TextIO) -> int:
 
     client = RyzeClient(reveal(args.token), args.instance, base_url=args.base_url,
                         rate_limit=args.rate_limit, rate_period=args.rate_period,
-                        default_region=args.default_region, number_check=args.number_check,
-                        quota_url=args.quota_url)
+                        default_region=args.default_region,
+                        number_check=args.number_check or "valid", quota_url=args.quota_url)
     async with client:
         if args.command == "call":
             media = load_media(args.media, args.media_url, args.media_base64)
@@ -169,7 +169,7 @@ async def _report(args: argparse.Namespace, out: TextIO) -> int:
             rows = await journal.export_jsonl(out if jsonl_out is None else jsonl_out)
             written.append(f"wrote {rows} JSON lines to {jsonl_out or 'stdout'}")
         if args.html_out is not None:
-            written.append(await _html(journal, counts, args))
+            written.append(await _html(journal, counts, trail, args))
     finally:
         await journal.close()
     summary = summary_from_counts(counts, counts.elapsed, None, "")
@@ -202,7 +202,8 @@ async def _export_csv(journal: JournalStore, target: Path | TextIO, source: Path
     return await export_with_input(journal, source, target)
 
 
-async def _html(journal: JournalStore, counts: JournalCounts, args: argparse.Namespace) -> str:
+async def _html(journal: JournalStore, counts: JournalCounts, trail: list[RuleChange],
+                args: argparse.Namespace) -> str:
     from ._report_html import render_report, write_report
 
     data = await journal.report_data()
@@ -211,7 +212,7 @@ async def _html(journal: JournalStore, counts: JournalCounts, args: argparse.Nam
     name = args.campaign if isinstance(args.journal, str) else args.journal.name
     # ``--quota`` (calls per minute) overrides what the journal recorded.
     quota = (args.quota, 60.0) if args.quota is not None else data.quota
-    page = render_report(name, counts, data, quota)
+    page = render_report(name, counts, data, quota, trail)
     await asyncio.to_thread(write_report, args.html_out, page)
     return f"wrote the HTML report to {args.html_out}"
 

@@ -107,9 +107,9 @@ def _connection_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--default-region", metavar="CC",
                    help="read national-format numbers as this country's, e.g. BR "
                    "(RYZE_DEFAULT_REGION; default: numbers must carry their country code)")
-    g.add_argument("--number-check", choices=("valid", "possible"), default="valid",
-                   help="'valid' (default): numbers known to be assigned; 'possible': any "
-                   "plausible length")
+    g.add_argument("--number-check", choices=("valid", "possible"),
+                   help="'valid' (default; a campaign's resume: the recorded one): numbers "
+                   "known to be assigned; 'possible': any plausible length")
 
 
 def _media_options(p: argparse.ArgumentParser, *, required: bool) -> None:
@@ -167,7 +167,8 @@ def _campaign(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
                    help="calls in progress at once (default 10)")
     p.add_argument("--senders", type=Path, metavar="FILE",
                    help="a pool of instances: an owner-only CSV with columns instance,token "
-                        "(replaces --instance/--token)")
+                        "(replaces --instance/--token; recorded by path, a resume without it "
+                        "reads it again)")
     p.add_argument("--retry-unknown", action="store_true",
                    help="call 'unknown' numbers again (they may have been called already)")
     p.add_argument("--retry-failed", action="store_true", help="call 'failed' numbers again")

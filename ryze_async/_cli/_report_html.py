@@ -1,8 +1,9 @@
 """``report --html``: one self-contained HTML file (inline CSS and SVG, no script, no network).
 
 It shows the numbers the journal holds: calls per minute against the quota the campaign ran
-with (per sender when the journal records several), outcomes over time, the final counts, and
-the failed, unknown and invalid entries with their reasons. It holds phone numbers: it is
+with (per sender when the journal records several), outcomes over time, the final counts, the
+failed, unknown and invalid entries with their reasons, and the campaign's rules changed on
+purpose (#15: the audit trail, as ``report`` prints it). It holds phone numbers: it is
 written owner-only, like the CSV.
 """
 
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 from ryze_async._campaign._journal._schema import open_owner_only
 
 if TYPE_CHECKING:
-    from ryze_async._campaign._journal import JournalCounts
+    from ryze_async._campaign._journal import JournalCounts, RuleChange
     from ryze_async._campaign._journal._report import MinuteCount, ReportData
 
 __all__ = ["render_report", "write_report"]
@@ -173,6 +174,17 @@ def _problems(data: ReportData) -> str:
             f"{sender}</tr>{''.join(rows)}</table>")
 
 
+def _rule_changes(trail: Sequence[RuleChange]) -> str:
+    if not trail:
+        return '<p id="no-rule-changes">No rule was changed since the campaign began.</p>'
+    rows = "".join(
+        f'<tr class="rule-change"><td>{c.at.astimezone(UTC).isoformat()}</td>'
+        f"<td>{escape(c.rule)}</td><td>{escape(c.old)}</td><td>{escape(c.new)}</td></tr>"
+        for c in trail)
+    return ('<table id="rule-changes"><tr><th>changed at (UTC)</th><th>rule</th><th>old</th>'
+            f"<th>new</th></tr>{rows}</table>")
+
+
 def _per_sender(data: ReportData, quota: Quota) -> str:
     senders = sorted({m.sender for m in data.minutes})
     if not data.has_senders or len(senders) < 2:
@@ -184,8 +196,10 @@ def _per_sender(data: ReportData, quota: Quota) -> str:
     return "".join(out)
 
 
-def render_report(name: str, counts: JournalCounts, data: ReportData, quota: Quota) -> str:
-    """The whole page; ``quota`` is one sender's (calls, period in seconds), None: unknown."""
+def render_report(name: str, counts: JournalCounts, data: ReportData, quota: Quota,
+                  trail: Sequence[RuleChange] = ()) -> str:
+    """The whole page; ``quota`` is one sender's (calls, period in seconds), None: unknown;
+    ``trail`` the rules changed on purpose, oldest first."""
     now = datetime.now(UTC).isoformat(timespec="seconds")
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
@@ -197,7 +211,8 @@ def render_report(name: str, counts: JournalCounts, data: ReportData, quota: Quo
         "of their last attempt and the state it left them in.</p>" + _legend()
         + _bars("per-minute", data.minutes, quota) + _per_sender(data, quota)
         + "<h2>Outcomes over time</h2>" + _legend() + _over_time(data.minutes)
-        + "<h2>Failed, unknown and invalid entries</h2>" + _problems(data) + "</body></html>\n"
+        + "<h2>Failed, unknown and invalid entries</h2>" + _problems(data)
+        + "<h2>Rules changed on purpose</h2>" + _rule_changes(trail) + "</body></html>\n"
     )
 
 

@@ -12,6 +12,10 @@ Nothing here creates, migrates, locks or writes a journal, nor leaves a file beh
 - PostgreSQL (``_postgres_peek.py``): one ``READ ONLY`` repeatable-read transaction.
 
 A journal that does not exist is ``None``: the dry run plans a new campaign.
+
+``peek_rules`` is the light read of the same kind: only the recorded rules (SQLite: ``meta``;
+PostgreSQL: the campaign's row), one query and no row scan, for a CLI resume that builds its
+client by them and for a file whose number column only the record names.
 """
 
 from __future__ import annotations
@@ -19,16 +23,19 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from ._person_keys import rekey, rekeyed_sqlite
 from ._recorded_rules import CampaignRules
 from ._rules_store import recorded
 from ._schema import JournalCounts, JournalError
 
-__all__ = ["JournalSnapshot", "Row", "peek_journal", "peek_sqlite"]
+__all__ = ["JournalSnapshot", "Row", "peek_journal", "peek_rules", "peek_sqlite"]
+
+T = TypeVar("T")
 
 #: One valid row: its number, its state (``skipped`` rows by reason: ``removed``,
 #: ``excluded``, ``expired``; a PostgreSQL claim is ``pending``) and the pass that last saw it.
@@ -104,19 +111,35 @@ async def peek_journal(target: str | Path, campaign: str | None) -> JournalSnaps
     return await peek_postgres(target, campaign or "")
 
 
+async def peek_rules(target: str | Path, campaign: str | None) -> CampaignRules | None:
+    """The rules the journal ``target`` records, read-only; None if it records none (or there
+    is no journal yet)."""
+    if isinstance(target, Path):
+        return await asyncio.to_thread(_consistent, target, _read_rules)
+    from ._postgres_peek import peek_postgres_rules  # noqa: PLC0415 - asyncpg only when used
+
+    return await peek_postgres_rules(target, campaign or "")
+
+
 def peek_sqlite(path: Path) -> JournalSnapshot | None:
+    return _consistent(path, _read)
+
+
+def _consistent(path: Path, read: Callable[[sqlite3.Connection], T | None]) -> T | None:
+    """``read`` on a read-only connection to ``path`` (see the module docstring); None if
+    there is no such file."""
     if not path.exists():
         return None
     for _ in range(_TRIES):
         wal = Path(f"{path}-wal").exists()
         before = _stamp(path)
         try:
-            found = _read(path, immutable=not wal)
+            found = _connected(path, read, immutable=not wal)
         except sqlite3.Error as exc:
-            raise JournalError(f"{path} cannot be read read-only for a dry run: {exc}") from None
+            raise JournalError(f"{path} cannot be read read-only: {exc}") from None
         if wal or _stamp(path) == before:
             return found
-    raise JournalError(f"{path} kept changing while it was read for a dry run: try again")
+    raise JournalError(f"{path} kept changing while it was read: try again")
 
 
 def _stamp(path: Path) -> tuple[int, int, int]:
@@ -124,24 +147,40 @@ def _stamp(path: Path) -> tuple[int, int, int]:
     return st.st_ino, st.st_size, st.st_mtime_ns
 
 
-def _read(path: Path, *, immutable: bool) -> JournalSnapshot | None:
+def _connected(path: Path, read: Callable[[sqlite3.Connection], T | None], *,
+               immutable: bool) -> T | None:
     mode = "immutable=1" if immutable else "mode=ro"
     db = sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True, isolation_level=None)
     try:
         db.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
-        db.execute("BEGIN")  # one snapshot for both reads, beside a writer in WAL mode
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if not {"meta", "numbers"} <= tables:
-            return None  # an empty file (a journal created and never written): nothing to read
-        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        invalid = db.execute("SELECT count(*) FROM numbers WHERE valid = 0").fetchone()[0]
-        # A schema-1 journal (a resume migrates it) had no ``seen``: every row from pass 0.
-        columns = {r[1] for r in db.execute("PRAGMA table_info(numbers)")}
-        seen = "seen" if "seen" in columns else "0"
-        rows = db.execute(f"SELECT id, key, number, {_LABEL}, {seen} "  # noqa: S608
-                          "FROM numbers WHERE valid = 1 ORDER BY id")
-        found = snapshot(rows, int(invalid), meta, rekeyed=rekeyed_sqlite(db))
+        db.execute("BEGIN")  # one snapshot for every read, beside a writer in WAL mode
+        found = read(db)
         db.execute("COMMIT")
         return found
     finally:
         db.close()
+
+
+def _read_rules(db: sqlite3.Connection) -> CampaignRules | None:
+    try:
+        meta = dict(db.execute(
+            "SELECT key, value FROM meta WHERE key IN ('rules', 'hold_rules')").fetchall())
+    except sqlite3.OperationalError as exc:
+        if "no such table" not in str(exc):
+            raise
+        return None  # a file created and never written
+    return recorded(_text(meta.get("rules")), _text(meta.get("hold_rules")))
+
+
+def _read(db: sqlite3.Connection) -> JournalSnapshot | None:
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if not {"meta", "numbers"} <= tables:
+        return None  # an empty file (a journal created and never written): nothing to read
+    meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    invalid = db.execute("SELECT count(*) FROM numbers WHERE valid = 0").fetchone()[0]
+    # A schema-1 journal (a resume migrates it) had no ``seen``: every row from pass 0.
+    columns = {r[1] for r in db.execute("PRAGMA table_info(numbers)")}
+    seen = "seen" if "seen" in columns else "0"
+    rows = db.execute(f"SELECT id, key, number, {_LABEL}, {seen} "  # noqa: S608
+                      "FROM numbers WHERE valid = 1 ORDER BY id")
+    return snapshot(rows, int(invalid), meta, rekeyed=rekeyed_sqlite(db))

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
 from typing import Any, Literal, TextIO
 
@@ -155,11 +155,12 @@ class PgJournal(PgConnection):
         return int(await self._run(lambda db: db.fetchval(held.HOLD_RULES, self.campaign,
                                                           rules)))
 
-    async def settle_rules(self, given: CampaignRules, *, change: bool,
-                           now: datetime) -> Settled:
+    async def settle_rules(self, given: CampaignRules, *, change: bool, now: datetime,
+                           inherited: Collection[str] = ()) -> Settled:
         """Compare ``given`` with the campaign's recorded rules (the campaign's row locked)
         and record what this worker uses (``_recorded_rules.settle``)."""
-        return await self._run(lambda db: pg_settle(db, self.campaign, given, change, now))
+        return await self._run(lambda db: pg_settle(db, self.campaign, given, change, now,
+                                                    inherited=inherited))
 
     async def rule_changes(self) -> list[RuleChange]:
         """The audit trail: rules changed on purpose, oldest first."""

@@ -11,13 +11,20 @@ Opt-out lists are compared by path; their content is fingerprinted (sha256) when
 read again at every run, so an opt-out added to the file still counts. The retry flags act
 once (a person's decision to call numbers again): each use on a journal that holds numbers is
 recorded and adds a line to the trail, but a resume without them does not repeat them.
+
+A rule that the run was given only because it was read from the record (``inherited``: the
+CLI builds its client with the recorded region, number check and senders when their flags are
+absent) is compared like a given one, so a record changed meanwhile by another worker is
+refused rather than run by stale values, and is said in the one line like a rule left out.
+``senders_file`` is not a rule but where the CLI finds the pool's tokens again: the latest
+one given is kept, never compared.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from pathlib import Path
@@ -34,7 +41,7 @@ _LABELS: dict[str, tuple[str, str]] = {
     "exclude": ("opt-out lists", "--exclude"),
     "not_before": ("not before", "--not-before"),
     "not_after": ("not after", "--not-after"),
-    "default_region": ("default region", "--default-region"),
+    "default_region": ("default region", "--default-region or RYZE_DEFAULT_REGION"),
     "number_check": ("number check", "--number-check"),
     "column": ("number column", "--column"),
     "sheet": ("sheet", "--sheet"),
@@ -42,6 +49,8 @@ _LABELS: dict[str, tuple[str, str]] = {
     "retry": ("retry", "--retry-failed/--retry-unknown"),
 }
 _NONE = "(none)"
+#: Recorded with the rules, but not rules: never compared, never in the trail.
+_LOCATIONS = frozenset({"senders_file"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +89,9 @@ class CampaignRules:
     #: A pool's sender names, sorted (empty: the one instance of the campaign's identity).
     senders: tuple[str, ...] | None = None
     retry: tuple[str, ...] | None = None
+    #: The ``--senders`` file's absolute path ("": none; never its content, which holds
+    #: tokens), so a CLI resume without the flag reads the pool from it again.
+    senders_file: str | None = None
 
     def to_json(self) -> str:
         data: dict[str, Any] = {}
@@ -110,7 +122,9 @@ class CampaignRules:
         return cls(**known)
 
     def given(self) -> list[str]:
-        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+        """The rules with a value (``senders_file`` aside: it is not a rule)."""
+        return [f.name for f in fields(self)
+                if f.name not in _LOCATIONS and getattr(self, f.name) is not None]
 
     def describe(self, names: Iterable[str] | None = None) -> str:
         """``call windows Mon-Fri 09:00-20:00; opt-out lists /x.csv`` (rules with a value)."""
@@ -160,15 +174,20 @@ def _same(name: str, a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+#: How many rules a journal of this release records.
+_RULES = len([f for f in fields(CampaignRules) if f.name not in _LOCATIONS])
+
+
 def _empty(name: str) -> Any:
     return () if name in ("windows", "exclude", "senders", "retry") else ""
 
 
 def settle(recorded: CampaignRules | None, given: CampaignRules, *, change: bool,
-           now: datetime, existing: bool) -> Settled:
+           now: datetime, existing: bool, inherited: Collection[str] = ()) -> Settled:
     """The rules a run on a journal uses (see the module docstring). ``existing``: the journal
     already holds numbers (a journal with rows but no rules was written by an older release).
-    Raises ``JournalMismatchError`` naming each differing rule, unless ``change``."""
+    ``inherited``: the rules given only because they were read from the record. Raises
+    ``JournalMismatchError`` naming each differing rule, unless ``change``."""
     base = recorded or CampaignRules()
     used: dict[str, Any] = {}
     kept: list[str] = []
@@ -176,19 +195,18 @@ def settle(recorded: CampaignRules | None, given: CampaignRules, *, change: bool
     refused: list[str] = []
     for f in fields(CampaignRules):
         name, old, new = f.name, getattr(base, f.name), getattr(given, f.name)
-        if new is None:
-            used[name] = old if old is not None else _empty(name)
+        if name in _LOCATIONS:
+            used[name] = _first(new, old, "")
+        elif new is None or (name in inherited and old is not None and _same(name, old, new)):
+            used[name] = _first(old, new, _empty(name))
             kept += [name] if old is not None else []
-            continue
-        # A retry is a decision of this run: each one on a journal with numbers is kept.
-        logged = name == "retry" and existing
-        if old is None or (_same(name, old, new) and not logged):
+        elif (why := _differs(name, old, new, change=change, existing=existing)) is None:
             used[name] = new
-        elif change or name == "retry":
+        elif why:
+            refused.append(why)
+        else:
             used[name] = new
             changes.append(RuleChange(now, _LABELS[name][0], _text(name, old), _text(name, new)))
-        else:
-            refused.append(_refusal(name, old, new))
     if refused:
         raise JournalMismatchError(
             "this run's rules differ from the campaign's recorded ones: " + "; ".join(refused)
@@ -198,6 +216,22 @@ def settle(recorded: CampaignRules | None, given: CampaignRules, *, change: bool
     return Settled(rules, tuple(changes), _note(recorded, existing, rules, kept, changes))
 
 
+def _first(*values: Any) -> Any:
+    return next(v for v in values if v is not None)
+
+
+def _differs(name: str, old: Any, new: Any, *, change: bool, existing: bool) -> str | None:
+    """None: ``new`` is used as it is; "": it replaces ``old`` and the trail keeps it; else
+    why it is refused."""
+    # A retry is a decision of this run: each one on a journal with numbers is kept.
+    logged = name == "retry" and existing
+    if old is None or (_same(name, old, new) and not logged):
+        return None
+    if change or name == "retry":
+        return ""
+    return _refusal(name, old, new)
+
+
 def _refusal(name: str, old: Any, new: Any) -> str:
     label, flag = _LABELS[name]
     return f"{label} recorded {_text(name, old)!r}, given {_text(name, new)!r} ({flag})"
@@ -205,7 +239,7 @@ def _refusal(name: str, old: Any, new: Any) -> str:
 
 def _note(recorded: CampaignRules | None, existing: bool, rules: CampaignRules,
           kept: list[str], changes: list[RuleChange]) -> str:
-    if recorded is None or (existing and len(recorded.given()) < len(fields(CampaignRules))):
+    if recorded is None or (existing and len(recorded.given()) < _RULES):
         if not existing:
             return ""
         return ("this journal was written before its rules were recorded: recording this "

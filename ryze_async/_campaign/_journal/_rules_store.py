@@ -11,6 +11,7 @@ compares with the first's and is refused.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,13 +54,13 @@ def recorded(rules: str | None, hold_rules: str | None) -> CampaignRules | None:
 
 
 def sqlite_settle(db: sqlite3.Connection, given: CampaignRules, change: bool,
-                  now: datetime) -> Settled:
+                  now: datetime, *, inherited: Collection[str] = ()) -> Settled:
     db.execute("BEGIN IMMEDIATE")
     try:
         db.execute(_SQLITE_TRAIL)
         existing = db.execute("SELECT 1 FROM numbers LIMIT 1").fetchone() is not None
         settled = settle(recorded(_meta(db, "rules", ""), _meta(db, "hold_rules", "")), given,
-                         change=change, now=now, existing=existing)
+                         change=change, now=now, existing=existing, inherited=inherited)
         _set(db, {"rules": settled.rules.to_json()})
         db.executemany("INSERT INTO rule_changes(at, rule, old, new) VALUES (?, ?, ?, ?)",
                        [(c.at.isoformat(), c.rule, c.old, c.new) for c in settled.changes])
@@ -78,7 +79,7 @@ def sqlite_trail(db: sqlite3.Connection) -> list[RuleChange]:
 
 
 async def pg_settle(conn: Any, campaign: str, given: CampaignRules, change: bool,
-                    now: datetime) -> Settled:
+                    now: datetime, *, inherited: Collection[str] = ()) -> Settled:
     async with conn.transaction():
         # NO KEY UPDATE: settles queue behind each other, but not behind another worker's
         # ingest, whose inserted numbers hold a KEY SHARE lock on this row (FOR UPDATE would
@@ -90,7 +91,7 @@ async def pg_settle(conn: Any, campaign: str, given: CampaignRules, change: bool
         existing = await conn.fetchval(
             "SELECT 1 FROM ryze_numbers WHERE campaign = $1 LIMIT 1", campaign) is not None
         settled = settle(recorded(head["rules"], head["hold_rules"]), given, change=change,
-                         now=now, existing=existing)
+                         now=now, existing=existing, inherited=inherited)
         await conn.execute("UPDATE ryze_campaigns SET rules = $2 WHERE campaign = $1",
                            campaign, settled.rules.to_json())
         await conn.executemany(

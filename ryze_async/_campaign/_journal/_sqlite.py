@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -176,11 +176,12 @@ class Journal(SqliteFile):
         await self.flush()
         return await self._run(lambda: set_hold_rules(self._db(), rules))
 
-    async def settle_rules(self, given: CampaignRules, *, change: bool,
-                           now: datetime) -> Settled:
+    async def settle_rules(self, given: CampaignRules, *, change: bool, now: datetime,
+                           inherited: Collection[str] = ()) -> Settled:
         """Compare ``given`` with the recorded rules and record what this run uses
         (``_recorded_rules.settle``)."""
-        return await self._run(lambda: sqlite_settle(self._db(), given, change, now))
+        return await self._run(lambda: sqlite_settle(self._db(), given, change, now,
+                                                       inherited=inherited))
 
     async def rule_changes(self) -> list[RuleChange]:
         """The audit trail: rules changed on purpose, oldest first."""
