@@ -15,6 +15,7 @@ from ._queries import SKIP_REASON
 
 __all__ = [
     "CAMPAIGN_FOR_UPDATE",
+    "add_column",
     "CLAIM",
     "COUNTS",
     "COUNTS_HEAD",
@@ -184,16 +185,25 @@ SELECT valid, {SKIP_REASON} AS state, count(*) AS n FROM ryze_numbers WHERE camp
 GROUP BY 1, 2
 """
 
-# Databases made before #15 recorded no quota (``report --html`` draws the campaign's own).
-# Looked up first, so an open does not take the table's exclusive lock once migrated.
-MIGRATE_QUOTA = """
+
+
+def add_column(table: str, column: str, kind: str) -> str:
+    """SQL adding a column to a table of a database made by an older release. The column is
+    looked up first: ``ADD COLUMN IF NOT EXISTS`` takes the table's exclusive lock even when the
+    column is there, and every open would then wait for (and could deadlock with) another
+    worker's ingest. Names are the journal's own constants, never input."""
+    return f"""
 DO $$ BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'ryze_campaigns'::regclass
-                   AND attname = 'quota' AND NOT attisdropped) THEN
-        ALTER TABLE ryze_campaigns ADD COLUMN quota text;
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '{table}'::regclass
+                   AND attname = '{column}' AND NOT attisdropped) THEN
+        ALTER TABLE {table} ADD COLUMN {column} {kind};
     END IF;
 END $$;
 """
+
+
+# Databases made before #15 recorded no quota (``report --html`` draws the campaign's own).
+MIGRATE_QUOTA = add_column("ryze_campaigns", "quota", "text")
 
 # Workers: distinct owners holding a live lease now.
 COUNTS_HEAD = """

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ._ingest import _meta, _set
+from ._postgres_sql import add_column
 from ._recorded_rules import CampaignRules, RuleChange, Settled, legacy_rules, settle
 
 __all__ = ["PG_SCHEMA", "pg_settle", "pg_trail", "sqlite_settle", "sqlite_trail"]
@@ -26,16 +27,8 @@ CREATE TABLE IF NOT EXISTS rule_changes (
     new TEXT NOT NULL)
 """
 
-# The column is looked up first: ``ADD COLUMN IF NOT EXISTS`` takes the table's exclusive lock
-# even when the column is there, and an open would then wait for (and deadlock with) another
-# worker's ingest.
-PG_SCHEMA = """
-DO $$ BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'ryze_campaigns'::regclass
-                   AND attname = 'rules' AND NOT attisdropped) THEN
-        ALTER TABLE ryze_campaigns ADD COLUMN rules text;
-    END IF;
-END $$;
+# Databases made before #15 recorded no rules: the column is added (see ``add_column``).
+PG_SCHEMA = add_column("ryze_campaigns", "rules", "text") + """
 CREATE TABLE IF NOT EXISTS ryze_rule_changes (
     campaign text NOT NULL REFERENCES ryze_campaigns ON DELETE CASCADE,
     id       bigint GENERATED ALWAYS AS IDENTITY,
