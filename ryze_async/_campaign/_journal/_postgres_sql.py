@@ -15,7 +15,6 @@ from ._queries import SKIP_REASON
 
 __all__ = [
     "CAMPAIGN_FOR_UPDATE",
-    "add_column",
     "CLAIM",
     "COUNTS",
     "COUNTS_HEAD",
@@ -35,6 +34,7 @@ __all__ = [
     "SEE_AGAIN",
     "SET_POSITION",
     "SWEEP_REMOVED",
+    "add_column",
 ]
 
 LEASE_LOST = ("lease expired while sending (worker died or stalled): the call may have been "
