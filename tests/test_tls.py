@@ -11,14 +11,14 @@ import contextlib
 import logging
 import ssl
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from ryze_async import ConnectionFailedError, InvalidRequestError, RyzeClient
-from ryze_async.testing import FakeRyzeServer, MockTransport
+from ryze_async.testing import FakeRyzeServer, MockRequest, MockResponse, MockTransport
 
 from .audio import MP3
 from .cli_helpers import run_cli
@@ -63,13 +63,13 @@ def test_ssl_false_with_the_opt_in_warns_once_per_client(
 def test_a_ca_file_that_holds_no_certificate_is_refused(tmp_path: Path, content: bytes) -> None:
     bad = tmp_path / "bad.pem"
     bad.write_bytes(content)
-    with pytest.raises(InvalidRequestError, match="bad.pem") as caught:
+    with pytest.raises(InvalidRequestError, match=r"bad\.pem") as caught:
         RyzeClient(TOKEN, "my-instance", ssl=bad)
     assert caught.value.field == "ssl"
 
 
 def test_a_missing_ca_path_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(InvalidRequestError, match="no-such.pem does not exist"):
+    with pytest.raises(InvalidRequestError, match=r"no-such\.pem does not exist"):
         RyzeClient(TOKEN, "my-instance", ssl=str(tmp_path / "no-such.pem"))
 
 
@@ -84,17 +84,23 @@ def test_ssl_of_another_kind_is_refused(value: object) -> None:
         RyzeClient(TOKEN, "my-instance", ssl=value)  # type: ignore[arg-type]
 
 
-def test_ssl_with_a_transport_is_refused() -> None:
+def test_ssl_with_a_transport_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    def never(request: MockRequest) -> MockResponse:
+        raise AssertionError("nothing is sent")
+
     with pytest.raises(InvalidRequestError, match="transport"):
         RyzeClient(TOKEN, "my-instance", ssl=ssl.create_default_context(),
-                   transport=MockTransport())
+                   transport=MockTransport(never))
+    # RYZE_CA_FILE is the built-in transport's: a transport of the caller's does not read it.
+    monkeypatch.setenv("RYZE_CA_FILE", "/nonexistent/ca.pem")
+    RyzeClient(TOKEN, "my-instance", transport=MockTransport(never))
 
 
 def test_ryze_ca_file_is_read_and_checked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RYZE_CA_FILE", str(tmp_path / "gone.pem"))
-    with pytest.raises(InvalidRequestError, match="gone.pem"):
+    with pytest.raises(InvalidRequestError, match=r"gone\.pem"):
         RyzeClient(TOKEN, "my-instance")
 
 
@@ -299,7 +305,7 @@ async def test_cli_ca_file_places_the_call(
         args += ["--ca-file", str(pki.ca)]
     else:
         env["RYZE_CA_FILE"] = str(pki.ca)
-    code, out, err = await run_cli(args, env)
+    code, _, err = await run_cli(args, env)
     assert code == 0, err
     assert len(tls_server.placed_calls) == 1
 
@@ -333,6 +339,5 @@ def _hashed_ca_dir(ca: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _no_ryze_ca_file(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _no_ryze_ca_file(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RYZE_CA_FILE", raising=False)
-    yield

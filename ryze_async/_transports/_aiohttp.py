@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp.abc import AbstractStreamWriter
@@ -38,6 +38,9 @@ from yarl import URL
 from .._config import Secret
 from .._exceptions import ClientClosedError, ConnectionFailedError, OutcomeUnknownError
 from . import RawResponse
+
+if TYPE_CHECKING:
+    from .._tls import Tls
 
 __all__ = ["MAX_ANSWER_BYTES", "AiohttpTransport"]
 
@@ -89,9 +92,11 @@ class AiohttpTransport:
 
     def __init__(
         self, *, timeout: float, connect_timeout: float, keepalive_timeout: float,
-        max_answer: int = MAX_ANSWER_BYTES,
+        max_answer: int = MAX_ANSWER_BYTES, tls: Tls = None,
     ) -> None:
         self._max_answer = max_answer
+        # aiohttp's ssl=True is its default context: the system's roots (issue 18).
+        self._ssl: Any = True if tls is None else tls
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
         self._keepalive_timeout = keepalive_timeout
         self._session: aiohttp.ClientSession | None = None
@@ -111,9 +116,10 @@ class AiohttpTransport:
         if self._closed:
             raise ClientClosedError("this RyzeClient is closed; nothing was sent")
         if self._keepalive_timeout > 0:
-            connector = aiohttp.TCPConnector(keepalive_timeout=self._keepalive_timeout)
+            connector = aiohttp.TCPConnector(
+                keepalive_timeout=self._keepalive_timeout, ssl=self._ssl)
         else:
-            connector = aiohttp.TCPConnector(force_close=True)
+            connector = aiohttp.TCPConnector(force_close=True, ssl=self._ssl)
         session = self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=self._timeout,
