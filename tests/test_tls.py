@@ -341,3 +341,4 @@ def _hashed_ca_dir(ca: Path, tmp_path: Path) -> Path:
 @pytest.fixture(autouse=True)
 def _no_ryze_ca_file(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RYZE_CA_FILE", raising=False)
+

@@ -52,6 +52,10 @@ JOIN_BELOW = 64 * 1024
 #: whatever its status (it is not RyzeAPI's envelope, so nothing proves "not placed"), except a
 #: 429, which refused the call whatever its body says.
 MAX_ANSWER_BYTES = 64 * 1024
+#: A TLS connection closed after its answer shuts down in the background; on the Pythons whose
+#: asyncio can leave it open (aiohttp knows which), closing the session aborts those that are
+#: left, so a loop that ends right after (the CLI's) does not leave their sockets behind.
+_CLEANUP_CLOSED: bool = getattr(aiohttp.connector, "NEEDS_CLEANUP_CLOSED", False)
 
 
 class PartsPayload(Payload):
@@ -117,9 +121,11 @@ class AiohttpTransport:
             raise ClientClosedError("this RyzeClient is closed; nothing was sent")
         if self._keepalive_timeout > 0:
             connector = aiohttp.TCPConnector(
-                keepalive_timeout=self._keepalive_timeout, ssl=self._ssl)
+                keepalive_timeout=self._keepalive_timeout, ssl=self._ssl,
+                enable_cleanup_closed=_CLEANUP_CLOSED)
         else:
-            connector = aiohttp.TCPConnector(force_close=True, ssl=self._ssl)
+            connector = aiohttp.TCPConnector(force_close=True, ssl=self._ssl,
+                                             enable_cleanup_closed=_CLEANUP_CLOSED)
         session = self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=self._timeout,
