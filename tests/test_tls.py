@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import ssl
 import subprocess
@@ -186,7 +187,10 @@ async def test_a_certificate_that_fails_is_not_sent_and_not_retried(
     # Proven not sent (the handshake ends before a byte of the request), but not retried: a
     # certificate does not become valid on the next attempt.
     assert caught.value.retryable is False
-    assert "certificate" in str(caught.value).lower()
+    assert "certificate of 127.0.0.1" in str(caught.value)
+    assert "failed verification" in str(caught.value)
+    assert "nothing was sent" in str(caught.value)
+    assert "ssl=" in str(caught.value)  # where to give the server's CA
     assert TOKEN not in str(caught.value)
     assert tls_server.requests == []
     assert tls_server.connections_accepted == 1
@@ -342,3 +346,25 @@ def _hashed_ca_dir(ca: Path, tmp_path: Path) -> Path:
 def _no_ryze_ca_file(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RYZE_CA_FILE", raising=False)
 
+
+
+@pytest.mark.infra
+async def test_cli_campaign_without_the_ca_sends_nothing_and_keeps_numbers_pending(
+    tls_server: FakeRyzeServer, pki: Pki, tmp_path: Path
+) -> None:
+    numbers = tmp_path / "numbers.csv"
+    numbers.write_text(f"{NUMBER}\n+5511987654322\n", encoding="utf-8")
+    journal = tmp_path / "j.db"
+    env = {"RYZE_TOKEN": TOKEN, "RYZE_INSTANCE": "my-instance", "RYZE_BASE_URL": tls_server.url}
+    code, out, err = await run_cli(
+        ["campaign", str(numbers), "--fake", "--journal", str(journal), "--json"], env)
+    summary = json.loads(out.splitlines()[-1])
+    assert code == 3, err  # the circuit breaker
+    assert (summary["pending"], summary["unknown"], summary["placed"]) == (2, 0, 0)
+    assert tls_server.requests == []
+    assert TOKEN not in out + err
+    resumed, _, err = await run_cli(
+        ["campaign", str(numbers), "--fake", "--journal", str(journal),
+         "--ca-file", str(pki.ca)], env)
+    assert resumed == 0, err
+    assert len(tls_server.placed_calls) == 2

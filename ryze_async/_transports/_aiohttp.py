@@ -170,12 +170,11 @@ class AiohttpTransport:
     def _failure(
         self, exc: Exception, where: str
     ) -> ConnectionFailedError | OutcomeUnknownError:
-        """Our error for a failed exchange: only its type and OS error text are kept."""
-        if isinstance(exc, aiohttp.ClientSSLError):
-            return ConnectionFailedError(
-                f"TLS handshake with {where} failed ({type(exc).__name__}); nothing was sent",
-                retryable=False,
-            )
+        """Our error for a failed exchange: only its type, OS error text or OpenSSL's
+        verification reason are kept."""
+        tls = _tls_failure(exc, where)
+        if tls is not None:
+            return tls
         if isinstance(exc, aiohttp.ClientConnectorError):
             return ConnectionFailedError(
                 f"could not connect to {where} ({_os_error(exc.os_error)}); nothing was sent"
@@ -270,6 +269,28 @@ def _payload(body: bytes | Sequence[bytes]) -> bytes | PartsPayload:
     if sum(map(len, body)) < JOIN_BELOW:
         return b"".join(body)  # one small write beats the payload machinery
     return PartsPayload(body)  # a fresh one per attempt: aiohttp owns it while sending
+
+
+def _tls_failure(exc: Exception, where: str) -> ConnectionFailedError | None:
+    """A failed handshake: nothing was sent, and trying again fails again (not retryable)."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return ConnectionFailedError(
+            f"TLS: the certificate of {where} failed verification ({_why(exc)}); nothing "
+            "was sent (a private CA: give it with ssl= or --ca-file)", retryable=False,
+        )
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return ConnectionFailedError(
+            f"TLS handshake with {where} failed ({type(exc).__name__}); nothing was sent",
+            retryable=False,
+        )
+    return None
+
+
+def _why(exc: aiohttp.ClientConnectorCertificateError) -> str:
+    """OpenSSL's reason (e.g. "unable to get local issuer certificate"): about the
+    certificate, never the request."""
+    reason = getattr(exc.certificate_error, "verify_message", None)
+    return reason if isinstance(reason, str) and reason else type(exc.certificate_error).__name__
 
 
 def _os_error(error: OSError) -> str:
