@@ -368,3 +368,12 @@ async def test_cli_campaign_without_the_ca_sends_nothing_and_keeps_numbers_pendi
          "--ca-file", str(pki.ca)], env)
     assert resumed == 0, err
     assert len(tls_server.placed_calls) == 2
+
+
+@pytest.mark.infra
+async def test_tls_keeps_one_connection_per_call(tls_server: FakeRyzeServer, pki: Pki) -> None:
+    async with _client(tls_server, ssl=pki.ca) as client:
+        for _ in range(2):
+            await asyncio.wait_for(client.fake_call(NUMBER), 20)
+    assert tls_server.connections_accepted == 2
+    assert len({r.connection_id for r in tls_server.requests}) == 2
