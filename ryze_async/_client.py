@@ -28,10 +28,11 @@ from ._pipeline import BeforeSend, NotSent, Pipeline
 from ._quota import Lane
 from ._quota._choose import checked_quota_url
 from ._retry import RetryPolicy, Sender
+from ._tls import tls_setting
 from ._transports import Transport
 
 if TYPE_CHECKING:
-    pass
+    from ._tls import SslArg
 
 __all__ = ["BeforeSend", "NotSent", "RyzeClient"]
 
@@ -53,6 +54,12 @@ class RyzeClient(Pipeline):
     gets a fresh connection (``keepalive_timeout=0``): a pooled one may carry a stray answer that
     would be read as the call's own; ``keepalive_timeout > 0`` pools connections idle less than
     that many seconds, at that risk.
+
+    ``ssl``: the TLS setting, as in aiohttp: an ``ssl.SSLContext``; the path of a CA bundle (a
+    PEM file, or a directory in OpenSSL's hashed layout) whose certificates alone are trusted;
+    or ``False`` (no verification) only with ``insecure_skip_verify=True``, and a WARNING. Default:
+    ``RYZE_CA_FILE`` if set, else the system's roots. A CA path that cannot be used is an
+    ``InvalidRequestError`` here.
 
     ``transport`` replaces the aiohttp transport (any object with the ``Transport`` methods,
     e.g. ``ryze_async.testing.MockTransport``); the connection settings above then do not apply.
@@ -100,6 +107,8 @@ class RyzeClient(Pipeline):
         interactive_reserve: int = 0,
         max_wait: float | None = None,
         quota_url: str | None = None,
+        ssl: SslArg = None,
+        insecure_skip_verify: bool = False,
     ) -> None:
         # The raw token leaves this frame's locals at once: a traceback of any error raised
         # below (a refused setting) must not carry it to an error tracker.
@@ -120,6 +129,11 @@ class RyzeClient(Pipeline):
             "quota_url": self._quota_url,
         }
         self._owns_transport = True
+        tls = tls_setting(ssl, insecure_skip_verify=insecure_skip_verify,
+                          own_transport=transport is None)
+        # Resolved once: a pool's senders share the context, and never read RYZE_CA_FILE again.
+        self._options["ssl"] = True if tls is None else tls
+        self._options["insecure_skip_verify"] = insecure_skip_verify
         self._config = ClientConfig.build(
             token=secret, instance=instance, base_url=base_url, rate_limit=rate_limit,
             rate_period=rate_period, rate_margin=rate_margin, max_retries=max_retries,
@@ -139,8 +153,12 @@ class RyzeClient(Pipeline):
 
             transport = AiohttpTransport(
                 timeout=cfg.timeout, connect_timeout=cfg.connect_timeout,
-                keepalive_timeout=cfg.keepalive_timeout,
+                keepalive_timeout=cfg.keepalive_timeout, tls=tls,
             )
+            if tls is False:
+                _log.warning("TLS certificates of %s are NOT verified (ssl=False, "
+                             "insecure_skip_verify=True): whoever is on the path can read the "
+                             "token and answer in the server's name", cfg.base_url)
         self._transport = transport
         self._hooks = HookDispatch.of(hooks)
         self._hook_objects: tuple[object, ...] = (

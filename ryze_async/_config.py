@@ -16,7 +16,7 @@ from ._exceptions import InvalidRequestError
 from ._quota._local import Lane
 from ._version import __version__
 
-__all__ = ["DEFAULT_BASE_URL", "ClientConfig", "Secret"]
+__all__ = ["DEFAULT_BASE_URL", "ClientConfig", "Secret", "env_setting"]
 
 DEFAULT_BASE_URL = "https://ryzeapi.cloud"
 _PATHS = {"audio": "/api/call/audio/", "fake": "/api/call/fake/"}
@@ -96,7 +96,8 @@ class Secret:
         return cut + "..."
 
 
-def _env(name: str) -> str | None:
+def env_setting(name: str) -> str | None:
+    """A ``RYZE_*`` variable's value, stripped; None when unset or blank."""
     value = os.environ.get(name, "").strip()
     return value or None
 
@@ -187,15 +188,16 @@ class ClientConfig:
                        keepalive_timeout=keepalive_timeout)
         # The raw value is never bound to a local here: a traceback from this frame (any
         # refused setting below) must not carry it.
-        secret = token if token.given else Secret(_env("RYZE_TOKEN"))
+        secret = token if token.given else Secret(env_setting("RYZE_TOKEN"))
         problem = secret.problem()
         if problem is not None:
             raise InvalidRequestError(problem, field="token")
-        instance = instance if instance is not None else _env("RYZE_INSTANCE")
+        instance = instance if instance is not None else env_setting("RYZE_INSTANCE")
         if instance is not None:
             _not_the_token(instance, secret)
             instance_segment(instance)
-        base = _check_base_url(base_url or _env("RYZE_BASE_URL") or DEFAULT_BASE_URL, allow_http)
+        base = _check_base_url(
+            base_url or env_setting("RYZE_BASE_URL") or DEFAULT_BASE_URL, allow_http)
         connect = _connect_timeout(timeout, connect_timeout)
         headers: dict[str, str | Secret] = {
             "token": secret,

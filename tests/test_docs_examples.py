@@ -156,7 +156,7 @@ def example_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fak
         monkeypatch.setenv("RYZE_TOKEN", "test-token")
         monkeypatch.setenv("RYZE_INSTANCE", INSTANCE)
         monkeypatch.setenv("RYZE_BASE_URL", server.url)
-        for name in ("RYZE_QUOTA_URL", "RYZE_DEFAULT_REGION"):
+        for name in ("RYZE_QUOTA_URL", "RYZE_DEFAULT_REGION", "RYZE_CA_FILE"):
             monkeypatch.delenv(name, raising=False)
         yield server
 

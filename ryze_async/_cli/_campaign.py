@@ -59,6 +59,8 @@ class CampaignJob:
     token: Secret | None = field(default=None, repr=False)
     instance: str | None = None
     base_url: str | None = None
+    #: ``--ca-file`` (None: ``RYZE_CA_FILE``, else the system's roots).
+    ca_file: str | None = None
     rate_limit: int = 100
     rate_period: float = 60.0
     concurrency: int = 10
@@ -153,8 +155,9 @@ def job_from_args(args: argparse.Namespace) -> CampaignJob:
     return CampaignJob(
         numbers=args.numbers, journal=args.journal, media=media, fake=args.fake,
         duration=args.duration, token=args.token, instance=args.instance,
-        base_url=args.base_url, rate_limit=args.rate_limit, rate_period=args.rate_period,
-        concurrency=args.concurrency, retry_unknown=args.retry_unknown,
+        base_url=args.base_url, ca_file=args.ca_file, rate_limit=args.rate_limit,
+        rate_period=args.rate_period, concurrency=args.concurrency,
+        retry_unknown=args.retry_unknown,
         retry_failed=args.retry_failed, force=args.force, drain_timeout=args.drain_timeout,
         tty=sys.stdout.isatty(), log_interval=args.log_interval, column=args.column,
         default_region=args.default_region, number_check=args.number_check,
@@ -203,7 +206,7 @@ async def run_campaign_job(
                         default_region=job.default_region,
                         number_check=job.number_check or "valid",
                         timeout=job.timeout, max_retries=job.max_retries, hooks=hooks,
-                        quota_url=job.quota_url)
+                        quota_url=job.quota_url, ssl=job.ca_file)
     async with client:
         campaign = _campaign(job, client, instance)
         if job.dry_run:

@@ -100,7 +100,8 @@ async def _call(args: argparse.Namespace, out: TextIO) -> int:
     client = RyzeClient(reveal(args.token), args.instance, base_url=args.base_url,
                         rate_limit=args.rate_limit, rate_period=args.rate_period,
                         default_region=args.default_region,
-                        number_check=args.number_check or "valid", quota_url=args.quota_url)
+                        number_check=args.number_check or "valid", quota_url=args.quota_url,
+                        ssl=args.ca_file)
     async with client:
         if args.command == "call":
             media = load_media(args.media, args.media_url, args.media_base64)

@@ -50,7 +50,8 @@ class UsageError(Exception):
 # The library names its keywords; on the command line the same setting is an option.
 _CLI_WORDS = (("instance= (to the client or the call)", "--instance"), ("token=", "--token"),
               ("instance=", "--instance"), ("base_url", "--base-url"),
-              ("rate_limit", "--rate-limit"), ("rate_period", "--rate-period"))
+              ("rate_limit", "--rate-limit"), ("rate_period", "--rate-period"),
+              ("ssl= (or RYZE_CA_FILE)", "--ca-file (or RYZE_CA_FILE)"))
 
 
 def cli_words(message: str) -> str:

@@ -97,6 +97,9 @@ def _connection_options(p: argparse.ArgumentParser) -> None:
                    help="API token (prefer RYZE_TOKEN: arguments are visible in ps)")
     g.add_argument("--instance", help="instance name (RYZE_INSTANCE)")
     g.add_argument("--base-url", help="API base URL (RYZE_BASE_URL; default RyzeAPI's)")
+    g.add_argument("--ca-file", metavar="PATH",
+                   help="trust only the CA certificates in this PEM file or hashed directory "
+                   "(RYZE_CA_FILE; default: the system's)")
     g.add_argument("--rate-limit", type=_positive_int, default=100,
                    help="calls allowed per period (default 100)")
     g.add_argument("--rate-period", type=_positive_float, default=60.0,

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp.abc import AbstractStreamWriter
@@ -38,6 +38,9 @@ from yarl import URL
 from .._config import Secret
 from .._exceptions import ClientClosedError, ConnectionFailedError, OutcomeUnknownError
 from . import RawResponse
+
+if TYPE_CHECKING:
+    from .._tls import Tls
 
 __all__ = ["MAX_ANSWER_BYTES", "AiohttpTransport"]
 
@@ -49,6 +52,10 @@ JOIN_BELOW = 64 * 1024
 #: whatever its status (it is not RyzeAPI's envelope, so nothing proves "not placed"), except a
 #: 429, which refused the call whatever its body says.
 MAX_ANSWER_BYTES = 64 * 1024
+#: A TLS connection closed after its answer shuts down in the background; on the Pythons whose
+#: asyncio can leave it open (aiohttp knows which), closing the session aborts those that are
+#: left, so a loop that ends right after (the CLI's) does not leave their sockets behind.
+_CLEANUP_CLOSED: bool = getattr(aiohttp.connector, "NEEDS_CLEANUP_CLOSED", False)
 
 
 class PartsPayload(Payload):
@@ -89,9 +96,11 @@ class AiohttpTransport:
 
     def __init__(
         self, *, timeout: float, connect_timeout: float, keepalive_timeout: float,
-        max_answer: int = MAX_ANSWER_BYTES,
+        max_answer: int = MAX_ANSWER_BYTES, tls: Tls = None,
     ) -> None:
         self._max_answer = max_answer
+        # aiohttp's ssl=True is its default context: the system's roots (issue 18).
+        self._ssl: Any = True if tls is None else tls
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
         self._keepalive_timeout = keepalive_timeout
         self._session: aiohttp.ClientSession | None = None
@@ -111,9 +120,12 @@ class AiohttpTransport:
         if self._closed:
             raise ClientClosedError("this RyzeClient is closed; nothing was sent")
         if self._keepalive_timeout > 0:
-            connector = aiohttp.TCPConnector(keepalive_timeout=self._keepalive_timeout)
+            connector = aiohttp.TCPConnector(
+                keepalive_timeout=self._keepalive_timeout, ssl=self._ssl,
+                enable_cleanup_closed=_CLEANUP_CLOSED)
         else:
-            connector = aiohttp.TCPConnector(force_close=True)
+            connector = aiohttp.TCPConnector(force_close=True, ssl=self._ssl,
+                                             enable_cleanup_closed=_CLEANUP_CLOSED)
         session = self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=self._timeout,
@@ -158,12 +170,11 @@ class AiohttpTransport:
     def _failure(
         self, exc: Exception, where: str
     ) -> ConnectionFailedError | OutcomeUnknownError:
-        """Our error for a failed exchange: only its type and OS error text are kept."""
-        if isinstance(exc, aiohttp.ClientSSLError):
-            return ConnectionFailedError(
-                f"TLS handshake with {where} failed ({type(exc).__name__}); nothing was sent",
-                retryable=False,
-            )
+        """Our error for a failed exchange: only its type, OS error text or OpenSSL's
+        verification reason are kept."""
+        tls = _tls_failure(exc, where)
+        if tls is not None:
+            return tls
         if isinstance(exc, aiohttp.ClientConnectorError):
             return ConnectionFailedError(
                 f"could not connect to {where} ({_os_error(exc.os_error)}); nothing was sent"
@@ -258,6 +269,28 @@ def _payload(body: bytes | Sequence[bytes]) -> bytes | PartsPayload:
     if sum(map(len, body)) < JOIN_BELOW:
         return b"".join(body)  # one small write beats the payload machinery
     return PartsPayload(body)  # a fresh one per attempt: aiohttp owns it while sending
+
+
+def _tls_failure(exc: Exception, where: str) -> ConnectionFailedError | None:
+    """A failed handshake: nothing was sent, and trying again fails again (not retryable)."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return ConnectionFailedError(
+            f"TLS: the certificate of {where} failed verification ({_why(exc)}); nothing "
+            "was sent (a private CA: give it with ssl= or --ca-file)", retryable=False,
+        )
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return ConnectionFailedError(
+            f"TLS handshake with {where} failed ({type(exc).__name__}); nothing was sent",
+            retryable=False,
+        )
+    return None
+
+
+def _why(exc: aiohttp.ClientConnectorCertificateError) -> str:
+    """OpenSSL's reason (e.g. "unable to get local issuer certificate"): about the
+    certificate, never the request."""
+    reason = getattr(exc.certificate_error, "verify_message", None)
+    return reason if isinstance(reason, str) and reason else type(exc.certificate_error).__name__
 
 
 def _os_error(error: OSError) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import ssl
 import weakref
 from collections.abc import Callable
 
@@ -85,9 +86,10 @@ class CountingSite(web.BaseSite):
     """
 
     def __init__(
-        self, runner: web.BaseRunner, host: str, port: int, on_accept: Callable[[], None]
+        self, runner: web.BaseRunner, host: str, port: int, on_accept: Callable[[], None],
+        *, ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(runner)
+        super().__init__(runner, ssl_context=ssl_context)
         self._host = host
         self._port = port
         self._on_accept = on_accept
@@ -95,7 +97,8 @@ class CountingSite(web.BaseSite):
     @property
     def name(self) -> str:
         """The site's URL."""
-        return str(URL.build(scheme="http", host=self._host, port=self._port))
+        scheme = "http" if self._ssl_context is None else "https"
+        return str(URL.build(scheme=scheme, host=self._host, port=self._port))
 
     @property
     def port(self) -> int:
@@ -114,6 +117,6 @@ class CountingSite(web.BaseSite):
             return server()
 
         self._server = await asyncio.get_running_loop().create_server(
-            accept, self._host, self._port, reuse_address=True
+            accept, self._host, self._port, reuse_address=True, ssl=self._ssl_context
         )
         self._port = self._server.sockets[0].getsockname()[1]

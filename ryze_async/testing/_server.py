@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
@@ -53,6 +54,7 @@ class FakeRyzeServer(RequestHandling):
         response_delay: float = 0.0,
         stale_after: float | None = None,
         on_answered: Callable[[RecordedRequest], None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         """Configure; nothing listens until start().
 
@@ -73,6 +75,8 @@ class FakeRyzeServer(RequestHandling):
                 wire. None (the default) never does.
             on_answered: called with each request's record once it is answered (``status``
                 set; None when it was dropped unanswered), before the answer is sent.
+            ssl_context: serve HTTPS with this server-side context (its certificate and key
+                loaded); `url` then starts with ``https://``. None: plain HTTP.
         """
         if rate_limit is not None and rate_limit < 1:
             raise ValueError("rate_limit must be at least 1, or None for no limit")
@@ -102,6 +106,7 @@ class FakeRyzeServer(RequestHandling):
         # Replaced by each start(): set by stop() to release parked (HANG, delayed) handlers.
         self._stopping = asyncio.Event()
         self._connections = ConnectionTracker()
+        self._ssl_context = ssl_context
 
     def __repr__(self) -> str:  # never shows a token
         where = self.url if self._port else "not started"
@@ -118,8 +123,9 @@ class FakeRyzeServer(RequestHandling):
 
     @property
     def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:50123`` (no trailing slash)."""
-        return str(URL.build(scheme="http", host=self._host, port=self.port))
+        """Base URL, e.g. ``http://127.0.0.1:50123`` (no trailing slash; https with TLS)."""
+        scheme = "http" if self._ssl_context is None else "https"
+        return str(URL.build(scheme=scheme, host=self._host, port=self.port))
 
     async def start(self) -> None:
         """Start serving on `host`/`port` (port 0 picks a free one, kept across restarts)."""
@@ -187,7 +193,8 @@ class FakeRyzeServer(RequestHandling):
     async def _listen(self) -> None:
         if self._runner is None:  # pragma: no cover - guarded by callers
             raise RuntimeError("the server is not running")
-        site = CountingSite(self._runner, self._host, self._port, self._connections.on_accept)
+        site = CountingSite(self._runner, self._host, self._port, self._connections.on_accept,
+                            ssl_context=self._ssl_context)
         await site.start()
         self._port = site.port
         self._site = site
