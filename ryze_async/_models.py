@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._public import public
+
 __all__ = ["CallResult", "RateLimitInfo"]
 
 
@@ -15,6 +17,7 @@ class _ResponseModel(BaseModel):
     )
 
 
+@public
 class RateLimitInfo(_ResponseModel):
     """The ``X-RateLimit-*`` headers of a response."""
 
@@ -26,6 +29,7 @@ class RateLimitInfo(_ResponseModel):
     """Unix time, on the server's clock, when the counter resets (``X-RateLimit-Reset``)."""
 
 
+@public
 class CallResult(_ResponseModel):
     """A placed call. ``success`` says the call was placed, not that it was answered."""
 
