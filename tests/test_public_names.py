@@ -94,7 +94,7 @@ def test_models_and_dataclasses_still_resolve_their_types() -> None:
     assert typing.get_type_hints(CampaignSummary)["stop_reason"] == ryze_async.StopReason | None
 
 
-def _client(*answers: MockResponse | Exception) -> RyzeClient:
+def _client(*answers: MockResponse | Exception, rate_limit: int | None = None) -> RyzeClient:
     pending = list(answers)
 
     def handler(_request: MockRequest) -> MockResponse:
@@ -104,7 +104,7 @@ def _client(*answers: MockResponse | Exception) -> RyzeClient:
         return item
 
     return RyzeClient(token=TOKEN, instance="inst", transport=MockTransport(handler),
-                      rate_limit=None, max_retries=0)
+                      rate_limit=rate_limit, max_retries=0)
 
 
 async def _raised(client: RyzeClient, number: str = NUMBER) -> Exception:
@@ -128,6 +128,9 @@ async def _client_errors() -> list[Exception]:
     closed = _client()
     await closed.aclose()
     errors.append(await _raised(closed))
+    async with _client(PLACED, rate_limit=1) as spent:  # the minute's one slot taken
+        await spent.fake_call(NUMBER)
+        errors.append(await _raised(spent.with_options(max_wait=0)))
     return errors
 
 
@@ -155,12 +158,12 @@ def _objects(tmp_path: Path) -> list[object]:
     return run_virtual(gather())
 
 
-def test_client_errors_cover_every_class_the_client_raises(tmp_path: Path) -> None:
+def test_the_sample_holds_each_error_class_a_call_can_raise() -> None:
     names = {type(error).__name__ for error in run_virtual(_client_errors())}
     assert names == {"BadRequestError", "AuthenticationError", "PermissionDeniedError",
                      "InstanceNotFoundError", "InstanceNotConnectedError", "ServerError",
                      "RateLimitError", "OutcomeUnknownError", "ConnectionFailedError",
-                     "InvalidRequestError", "ClientClosedError"}
+                     "InvalidRequestError", "ClientClosedError", "QuotaTimeoutError"}
 
 
 def test_objects_round_trip_through_pickle_under_public_paths(tmp_path: Path) -> None:
