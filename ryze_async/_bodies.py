@@ -2,8 +2,8 @@
 
 The body is written by hand from parts that are already checked: the number through
 ``normalize_number`` (which *is* the number's whole validation), the media member pre-encoded
-once per ``Media``. Pydantic (``_models``) runs only where validation is the point: an argument
-of the wrong type or out of range, to raise its usual ``InvalidRequestError``.
+once per ``Media``. Pydantic (the body models below) runs only where validation is the point: an
+argument of the wrong type or out of range, to raise its usual ``InvalidRequestError``.
 """
 
 from __future__ import annotations
@@ -12,17 +12,62 @@ import os
 from json.encoder import encode_basestring_ascii
 from typing import Any, TypeGuard
 
-from pydantic import ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from ._exceptions import InvalidRequestError
 from ._media import Media
-from ._models import AudioCallBody, FakeCallBody
 from ._numbers import NumberOptions, normalize_number
 
-__all__ = ["MediaArg", "UrlMediaCache", "call_body", "media_source"]
+__all__ = [
+    "AudioCallBody", "FakeCallBody", "MediaArg", "UrlMediaCache", "call_body", "media_source",
+]
 
 MediaArg = bytes | bytearray | memoryview | str | os.PathLike[str] | Media
 _URL_MEDIA_CACHE_CHARS = 2048
+
+
+class _RequestModel(BaseModel):
+    # Strict: a typo'd or extra key is a bug on our side, never something to send.
+    model_config = ConfigDict(
+        extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True,
+        arbitrary_types_allowed=True,
+    )
+
+
+class _CallBody(_RequestModel):
+    number: str
+    """Destination, normalised: E.164 digits without ``+``, or a personal JID."""
+
+    @field_validator("number")
+    @classmethod
+    def _normalised(cls, value: str, info: ValidationInfo) -> str:
+        context = info.context or {}
+        return normalize_number(
+            value, allow_lid=bool(context.get("allow_lid")),
+            default_region=context.get("default_region"),
+            number_check=context.get("number_check", "valid"),
+        )
+
+
+class AudioCallBody(_CallBody):
+    """Body of ``POST /api/call/audio/{instance}``."""
+
+    media: Media
+    """Exactly one media source, already validated and encoded."""
+
+
+class FakeCallBody(_CallBody):
+    """Body of ``POST /api/call/fake/{instance}``."""
+
+    duration: int | None = Field(default=None, ge=1, le=60)
+    """Seconds the phone rings, 1 to 60; omitted means the server's default (8)."""
 
 
 def call_body(

@@ -25,6 +25,7 @@ from ._models import CallResult
 from ._numbers import NumberCheck, number_options
 from ._options import UNSET, Unset
 from ._pipeline import BeforeSend, NotSent, Pipeline
+from ._public import public
 from ._quota import Lane
 from ._quota._choose import checked_quota_url
 from ._retry import RetryPolicy, Sender
@@ -40,6 +41,7 @@ _log = logging.getLogger("ryze_async")
 
 
 
+@public
 class RyzeClient(Pipeline):
     """Async client for RyzeAPI's call endpoints. Use ``async with`` or ``await aclose()``.
 

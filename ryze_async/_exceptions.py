@@ -55,14 +55,18 @@ What is safe to send again: ``ConnectionFailedError`` and ``RateLimitError`` (th
 rejected or never saw the request). What is not: ``OutcomeUnknownError``.
 
 Every class pickles (users hand errors across process pools): ``RyzeError.__reduce__``
-rebuilds an error from its ``args`` and attributes, whatever its constructor's signature.
+rebuilds an error from its ``args`` and attributes, whatever its constructor's signature, and
+by its public path (``ryze_async.RateLimitError``).
 """
 
 from __future__ import annotations
 
+import copyreg
 import datetime
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from ._public import public
 
 if TYPE_CHECKING:
     from ._models import RateLimitInfo
@@ -93,18 +97,14 @@ __all__ = [
 ]
 
 
-def _rebuild(cls: type[RyzeError], args: tuple[object, ...]) -> RyzeError:
-    error = cls.__new__(cls)
-    error.args = args
-    return error
-
-
 class RyzeError(Exception):
     """Root of every error the RyzeAPI service or the network can cause."""
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # The default rebuilds with cls(*args), which keyword-only constructors refuse.
-        return (_rebuild, (type(self), self.args), self.__dict__)
+        # The default rebuilds with cls(*args), which keyword-only constructors refuse:
+        # ``cls.__new__(cls, *args)`` sets ``args`` without ``__init__``, and names nothing
+        # private, so a pickle survives a move of this module.
+        return (copyreg.__newobj__, (type(self), *self.args), self.__dict__)  # type: ignore[attr-defined]
 
 
 class InvalidRequestError(RyzeError, ValueError):
@@ -331,13 +331,12 @@ class JournalMismatchError(JournalError):
     """The journal belongs to a campaign with a different media, instance or call kind."""
 
 
-# Tracebacks and reprs name the public path (``ryze_async.OutcomeUnknownError``), and pickle
-# looks the classes up there too: ``ryze_async`` exports every one of them.
+# Every class of the tree, at once (``public``: shown and pickled as ``ryze_async.X``).
 for _name in __all__:
-    _public = globals().get(_name)
-    if isinstance(_public, type) and issubclass(_public, BaseException):
-        _public.__module__ = "ryze_async"
-del _name, _public
+    _cls = globals().get(_name)  # error_for_status comes below: not a class
+    if isinstance(_cls, type):
+        public(_cls)
+del _name, _cls
 
 
 _NOT_CONNECTED_MARKERS = ("not connected", "disconnected")

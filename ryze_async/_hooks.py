@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from ._public import public
+
 __all__ = [
     "CampaignOutcomeRecorded",
     "HookDispatch",
@@ -31,6 +33,7 @@ _log = logging.getLogger("ryze_async")
 CallKind = Literal["audio", "fake"]
 
 
+@public
 @dataclass(frozen=True, slots=True)
 class RequestStarted:
     """An attempt is about to send its first byte (``before_send`` has run)."""
@@ -43,6 +46,7 @@ class RequestStarted:
     url: str
 
 
+@public
 @dataclass(frozen=True, slots=True)
 class RequestEnded:
     """An attempt is over: an answer came back (``status``) or it failed (``error``)."""
@@ -61,6 +65,7 @@ class RequestEnded:
     sent: bool
 
 
+@public
 @dataclass(frozen=True, slots=True)
 class RetryScheduled:
     """The client will send again after ``delay`` seconds; ``attempt`` is the one to come."""
@@ -73,6 +78,7 @@ class RetryScheduled:
     reason: Literal["not_sent", "rate_limited"]
 
 
+@public
 @dataclass(frozen=True, slots=True)
 class QuotaWaitStarted:
     """A call found no quota slot free and starts waiting for one."""
@@ -81,6 +87,7 @@ class QuotaWaitStarted:
     instance: str
 
 
+@public
 @dataclass(frozen=True, slots=True)
 class QuotaWaitEnded:
     """A call that waited for quota got its slot (or stopped waiting: closed, cancelled)."""
@@ -93,6 +100,7 @@ class QuotaWaitEnded:
     admitted: bool
 
 
+@public
 @dataclass(frozen=True, slots=True)
 class CampaignOutcomeRecorded:
     """A campaign recorded the final outcome of one of its numbers (never the number itself)."""
@@ -106,6 +114,7 @@ class CampaignOutcomeRecorded:
     sent: bool = True
 
 
+@public
 class Hooks:
     """Every hook method, as no-ops: subclass and override what you need.
 

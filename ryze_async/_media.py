@@ -13,6 +13,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from ._exceptions import InvalidRequestError
+from ._public import public
 
 __all__ = ["DEFAULT_MAX_MEDIA_BYTES", "Media", "sniff_audio"]
 
@@ -55,6 +56,7 @@ def sniff_audio(head: bytes) -> str | None:
     return None
 
 
+@public
 class Media:
     """One validated media source, with its JSON wire fragment built once.
 
@@ -165,10 +167,6 @@ class Media:
         raw = _decode_base64(data, field="media_base64", max_bytes=max_bytes)
         return cls._build("mediaBase64", data, kind="base64", fmt=sniff_audio(raw[:16]),
                           size=len(raw))
-
-
-# Shown and pickled by its public path, like the errors.
-Media.__module__ = "ryze_async"
 
 
 def _read_regular_file(path: object, cap: int) -> bytes:

@@ -1,52 +1,13 @@
-"""Wire models: strict request bodies (validation only: ``_bodies`` writes the JSON), tolerant
-results coming back."""
+"""Wire models of what comes back: tolerant results (the strict request bodies are in
+``_bodies``). They depend on nothing of ours, so ``_exceptions`` may build one."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from ._media import Media
-from ._numbers import normalize_number
+from ._public import public
 
-__all__ = ["AudioCallBody", "CallResult", "FakeCallBody", "RateLimitInfo"]
-
-
-class _RequestModel(BaseModel):
-    # Strict: a typo'd or extra key is a bug on our side, never something to send.
-    model_config = ConfigDict(
-        extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True,
-        arbitrary_types_allowed=True,
-    )
-
-
-class _CallBody(_RequestModel):
-    number: str
-    """Destination, normalised: E.164 digits without ``+``, or a personal JID."""
-
-    @field_validator("number")
-    @classmethod
-    def _normalised(cls, value: str, info: ValidationInfo) -> str:
-        context = info.context or {}
-        return normalize_number(
-            value, allow_lid=bool(context.get("allow_lid")),
-            default_region=context.get("default_region"),
-            number_check=context.get("number_check", "valid"),
-        )
-
-
-class AudioCallBody(_CallBody):
-    """Body of ``POST /api/call/audio/{instance}``."""
-
-    media: Media
-    """Exactly one media source, already validated and encoded."""
-
-
-
-class FakeCallBody(_CallBody):
-    """Body of ``POST /api/call/fake/{instance}``."""
-
-    duration: int | None = Field(default=None, ge=1, le=60)
-    """Seconds the phone rings, 1 to 60; omitted means the server's default (8)."""
+__all__ = ["CallResult", "RateLimitInfo"]
 
 
 class _ResponseModel(BaseModel):
@@ -56,6 +17,7 @@ class _ResponseModel(BaseModel):
     )
 
 
+@public
 class RateLimitInfo(_ResponseModel):
     """The ``X-RateLimit-*`` headers of a response."""
 
@@ -67,6 +29,7 @@ class RateLimitInfo(_ResponseModel):
     """Unix time, on the server's clock, when the counter resets (``X-RateLimit-Reset``)."""
 
 
+@public
 class CallResult(_ResponseModel):
     """A placed call. ``success`` says the call was placed, not that it was answered."""
 

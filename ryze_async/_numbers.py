@@ -16,6 +16,7 @@ import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
 
 from ._exceptions import InvalidRequestError
+from ._public import public
 
 __all__ = [
     "NumberCheck", "NumberOptions", "cli_hints", "normalize_number", "number_options",
@@ -106,6 +107,7 @@ def _check_check(number_check: object) -> None:
         )
 
 
+@public
 def normalize_number(
     raw: str, *, allow_lid: bool = False, default_region: str | None = None,
     number_check: NumberCheck = "valid",

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from .. import Media
+from .._public import public
 from ._counts import LiveCounts
 from ._dispatch import CampaignClient, Dispatcher, Settings
 from ._engine_setup import (
@@ -48,6 +49,7 @@ from ._stop import StopState
 __all__ = ["Campaign", "CampaignClient", "run_campaign"]
 
 
+@public
 class Campaign:
     """A bulk call campaign over a journal (the journal *is* the campaign).
 
@@ -329,6 +331,7 @@ class Campaign:
         return self.summary
 
 
+@public
 async def run_campaign(
     client: CampaignClient,
     numbers: NumbersInput | None,

@@ -25,9 +25,9 @@ from ._journal import (
     is_database_url,
     open_journal,
 )
-from ._journal._peek import peek_journal, peek_rules
 from ._journal._recorded_rules import settle, with_fingerprints
 from ._journal._schema import check_identity
+from ._journal._target import peek_journal, peek_rules
 from ._models import CampaignSummary, StopReason
 from ._number_source import NumberSource
 from ._numbers import number_normalizer

@@ -17,6 +17,7 @@ from .. import (
     QuotaBackendError,
     RateLimitError,
 )
+from .._public import public
 
 __all__ = ["CampaignOutcome", "CampaignSummary", "StopReason", "Verdict", "classify"]
 
@@ -28,6 +29,7 @@ StopReason = Literal["completed", "interrupted", "circuit_breaker", "aborted",
                      "outside_window"]
 
 
+@public
 @dataclass(frozen=True, slots=True)
 class CampaignOutcome:
     """The final state of one number in this run (requeued attempts are not reported).
@@ -45,6 +47,7 @@ class CampaignOutcome:
     sent: bool = True
 
 
+@public
 @dataclass(frozen=True, slots=True)
 class CampaignSummary:
     """The state of a whole campaign (its journal), and how this run ended.

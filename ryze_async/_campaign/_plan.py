@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from .._public import public
 from ._journal._peek import JournalSnapshot
 from ._journal._schema import JournalCounts
 from ._number_source import NumberSource, Position
@@ -29,6 +30,7 @@ __all__ = ["CampaignPlan", "plan"]
 _FIRST_INVALID = 10
 
 
+@public
 @dataclass(frozen=True, slots=True)
 class CampaignPlan:
     """What a campaign would do with its list now (``Campaign.dry_run()``; ``--dry-run``).

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from .. import CallResult, Media
+from .._public import public
 from ._rules import Rules
 
 __all__ = [
@@ -24,6 +25,7 @@ BeforeSend = Callable[[], Awaitable[None]]
 NotSent = Callable[[], Awaitable[None]]
 
 
+@public
 class CampaignClient(Protocol):
     """What a campaign needs from a client (``RyzeClient`` fits; a test may pass a stub).
 

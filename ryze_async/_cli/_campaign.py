@@ -19,7 +19,6 @@ from typing import Literal, TextIO
 from ryze_async import Campaign, CampaignSummary, Media, RyzeClient
 from ryze_async._config import Secret
 
-from ._commands import load_media, reveal
 from ._dry_run import print_plan
 from ._exits import (
     EXIT_BREAKER,
@@ -30,6 +29,7 @@ from ._exits import (
     UsageError,
 )
 from ._metrics import metrics_hooks, serving
+from ._parser import load_media, reveal
 from ._progress import format_summary, show_progress
 from ._recorded import with_recorded
 from ._senders import read_senders

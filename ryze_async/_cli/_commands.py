@@ -21,14 +21,13 @@ from typing import TYPE_CHECKING, TextIO
 
 from ._exits import EXIT_OK, UsageError, exit_for
 from ._logging import CliLogging
+from ._parser import load_media, reveal
 
 if TYPE_CHECKING:
-    from ryze_async import Media
     from ryze_async._campaign._journal import JournalCounts, JournalStore, RuleChange
-    from ryze_async._config import Secret
     from ryze_async.testing import FakeRyzeServer, RecordedRequest
 
-__all__ = ["load_media", "reveal", "run", "run_command"]
+__all__ = ["run", "run_command"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,31 +66,6 @@ async def run_command(args: argparse.Namespace, out: TextIO) -> int:
     return await run_demo(numbers=args.numbers, rate_limit=args.rate_limit,
                           rate_period=args.rate_period, keep_dir=args.dir, as_json=args.json,
                           out=out)
-
-
-def reveal(token: Secret | None) -> str | None:
-    """The token's text for ``RyzeClient``, at the last moment (None: ``RYZE_TOKEN``)."""
-    return token.reveal() if token is not None and token.given else None
-
-
-def load_media(path: Path | None, url: str | None, b64: str | None = None) -> Media | None:
-    """The media the options name, or None; a refusal names the option."""
-    from ryze_async import InvalidRequestError, Media
-
-    option = "--media" if path is not None else "--media-url" if url is not None else (
-        "--media-base64")
-    try:
-        if path is not None:
-            return Media.from_file(path)
-        if url is not None:
-            return Media.from_url(url)
-        if b64 is not None:
-            return Media.from_base64(b64)
-    except InvalidRequestError as exc:
-        raise UsageError(f"{option}: {exc}") from None
-    except OSError as exc:
-        raise UsageError(f"{option}: cannot read the media: {exc}") from None
-    return None
 
 
 async def _call(args: argparse.Namespace, out: TextIO) -> int:

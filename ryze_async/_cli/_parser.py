@@ -2,7 +2,9 @@
 
 Building it and printing ``--help`` loads argparse and nothing heavy: no aiohttp, pydantic,
 rich, sqlite3, client or campaign engine (the commands import those when they run). The token
-becomes a ``Secret`` here, so no namespace, job or frame of the CLI holds its plain text.
+becomes a ``Secret`` here, so no namespace, job or frame of the CLI holds its plain text, and
+its text comes back (``reveal``) only when a client is built; the media options become a
+``Media`` (``load_media``) when a command runs.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from typing import TYPE_CHECKING
 
 from ryze_async._version import __version__
 
+from ._exits import UsageError
+
 if TYPE_CHECKING:
+    from ryze_async import Media
     from ryze_async._config import Secret
 
-__all__ = ["build_parser"]
+__all__ = ["build_parser", "load_media", "reveal"]
 
 _EPILOG = ("Exit codes: 0 done, 1 some calls failed or unknown, 2 usage/config/input error, "
            "3 stopped by the circuit breaker, 4 nothing can be called before the next calling "
@@ -306,3 +311,28 @@ def build_parser() -> argparse.ArgumentParser:
     _campaign(sub)
     _tools(sub)
     return parser
+
+
+def reveal(token: Secret | None) -> str | None:
+    """The token's text for ``RyzeClient``, at the last moment (None: ``RYZE_TOKEN``)."""
+    return token.reveal() if token is not None and token.given else None
+
+
+def load_media(path: Path | None, url: str | None, b64: str | None = None) -> Media | None:
+    """The media the options name, or None; a refusal names the option."""
+    from ryze_async import InvalidRequestError, Media  # noqa: PLC0415 - --help loads no media
+
+    option = "--media" if path is not None else "--media-url" if url is not None else (
+        "--media-base64")
+    try:
+        if path is not None:
+            return Media.from_file(path)
+        if url is not None:
+            return Media.from_url(url)
+        if b64 is not None:
+            return Media.from_base64(b64)
+    except InvalidRequestError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"{option}: cannot read the media: {exc}") from None
+    return None

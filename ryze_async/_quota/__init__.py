@@ -39,12 +39,14 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from .._hooks import CallKind, HookDispatch, QuotaWaitEnded, QuotaWaitStarted
+from .._public import public
 from ._local import Lane, QuotaLimiter
 from ._shared import shared_limiter
 
 __all__ = ["Lane", "QuotaBackend", "QuotaLimiter", "observed_wait", "shared_limiter"]
 
 
+@public
 class QuotaBackend(Protocol):
     """A token's quota as the client sees it."""
 

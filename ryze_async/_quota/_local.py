@@ -34,6 +34,7 @@ from typing import Literal
 
 from .._checks import check_quota as check_config
 from .._exceptions import QuotaTimeoutError
+from .._public import public
 from ._feedback import Admitted, _Feedback, check_reserve, default_margin, late_allowance
 
 __all__ = [
@@ -52,6 +53,7 @@ def probe_wait(period: float) -> float:
     return min(5.0, period / 12)
 
 
+@public
 class QuotaLimiter(_Feedback):
     """At most `limit` admissions in any window of `period` seconds, waiters served by lane, FIFO.
 

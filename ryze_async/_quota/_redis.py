@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 
 from .._cancels import pending_cancels, resurface_cancel
 from .._exceptions import InvalidRequestError, QuotaBackendError, QuotaTimeoutError
+from .._public import public
 from .._urls import scrub, shown_url
 from ._feedback import check_reserve
 from ._local import Lane, default_margin, late_allowance, probe_wait
@@ -92,6 +93,7 @@ class Admission(float):
     due: float
 
 
+@public
 class RedisQuota(RedisFeedback):
     """At most `limit` admissions in any window of `period` seconds for every user of the keys.
 

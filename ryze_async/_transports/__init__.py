@@ -15,12 +15,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from .._public import public
+
 if TYPE_CHECKING:
     from .._config import Secret
 
 __all__ = ["RawResponse", "Transport"]
 
 
+@public
 @dataclass(frozen=True, slots=True)
 class RawResponse:
     """What came back, before any interpretation."""
@@ -31,6 +34,7 @@ class RawResponse:
     body: bytes = field(repr=False)
 
 
+@public
 class Transport(Protocol):
     """Sends one POST per ``send`` call; never retries by itself."""
 

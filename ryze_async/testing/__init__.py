@@ -17,6 +17,7 @@ on an event loop whose clock is virtual, so waits of minutes (quota, backoff) ta
 shared quota (``RyzeClient(quota_url=server.url)``).
 """
 
+from .._public import public
 from .._transports._mock import MockRequest, MockResponse, MockTransport
 from ._faults import Fault
 from ._records import HeaderDict, RecordedRequest
@@ -37,3 +38,9 @@ __all__ = [
     "VirtualTimeLoop",
     "run_virtual",
 ]
+
+# Shown and pickled as ``ryze_async.testing.X`` (``public``): this package imports every one of
+# its names eagerly, and any of its modules runs this file first.
+for _name in __all__:
+    public(globals()[_name], __name__)
+del _name

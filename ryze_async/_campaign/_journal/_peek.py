@@ -11,6 +11,8 @@ Nothing here creates, migrates, locks or writes a journal, nor leaves a file beh
   ``flock`` is never taken, so a campaign is neither refused nor waited for.
 - PostgreSQL (``_postgres_peek.py``): one ``READ ONLY`` repeatable-read transaction.
 
+``peek_journal`` and ``peek_rules`` (in ``_target.py``, which picks the store a target names)
+choose one of the two; ``JournalSnapshot`` and ``snapshot`` here are what both return.
 A journal that does not exist is ``None``: the dry run plans a new campaign.
 
 ``peek_rules`` is the light read of the same kind: only the recorded rules (SQLite: ``meta``;
@@ -20,7 +22,6 @@ client by them and for a file whose number column only the record names.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
@@ -33,7 +34,7 @@ from ._recorded_rules import CampaignRules
 from ._rules_store import recorded
 from ._schema import JournalCounts, JournalError
 
-__all__ = ["JournalSnapshot", "Row", "peek_journal", "peek_rules", "peek_sqlite"]
+__all__ = ["JournalSnapshot", "Row", "peek_sqlite", "peek_sqlite_rules", "snapshot"]
 
 T = TypeVar("T")
 
@@ -102,27 +103,12 @@ def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-async def peek_journal(target: str | Path, campaign: str | None) -> JournalSnapshot | None:
-    """The journal ``target`` names, read-only; None if there is none yet."""
-    if isinstance(target, Path):
-        return await asyncio.to_thread(peek_sqlite, target)
-    from ._postgres_peek import peek_postgres  # noqa: PLC0415 - asyncpg only when used
-
-    return await peek_postgres(target, campaign or "")
-
-
-async def peek_rules(target: str | Path, campaign: str | None) -> CampaignRules | None:
-    """The rules the journal ``target`` records, read-only; None if it records none (or there
-    is no journal yet)."""
-    if isinstance(target, Path):
-        return await asyncio.to_thread(_consistent, target, _read_rules)
-    from ._postgres_peek import peek_postgres_rules  # noqa: PLC0415 - asyncpg only when used
-
-    return await peek_postgres_rules(target, campaign or "")
-
-
 def peek_sqlite(path: Path) -> JournalSnapshot | None:
     return _consistent(path, _read)
+
+
+def peek_sqlite_rules(path: Path) -> CampaignRules | None:
+    return _consistent(path, _read_rules)
 
 
 def _consistent(path: Path, read: Callable[[sqlite3.Connection], T | None]) -> T | None:

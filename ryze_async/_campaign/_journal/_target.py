@@ -1,5 +1,8 @@
 """Which store a ``journal`` target names, and how a target may be shown.
 
+The dry run's read-only looks (``peek_journal``, ``peek_rules``) pick their store here too:
+``_peek.py`` reads SQLite, ``_postgres_peek.py`` PostgreSQL.
+
 A ``postgresql://`` (or ``postgres://``) URL names a PostgreSQL database that holds many
 campaigns (one is named by ``campaign``); anything else is a path to a SQLite journal file.
 asyncpg is imported only when a PostgreSQL target is opened (the ``postgres`` extra).
@@ -8,16 +11,22 @@ A URL is never shown with its password: every message, repr and log uses :func:`
 
 from __future__ import annotations
 
+import asyncio
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..._urls import scrub, shown_url
+from ._peek import JournalSnapshot, peek_sqlite, peek_sqlite_rules
+from ._recorded_rules import CampaignRules
 from ._schema import CampaignIdentity, JournalError
 
 if TYPE_CHECKING:
     from ._postgres_store import PgStore
 
-__all__ = ["describe", "is_database_url", "open_postgres"]
+__all__ = [
+    "describe", "is_database_url", "open_postgres", "peek_journal", "peek_rules",
+]
 
 _SCHEMES = ("postgresql", "postgres")
 INSTALL = 'the PostgreSQL journal needs asyncpg: pip install "ryze-async[postgres]"'
@@ -62,3 +71,22 @@ async def open_postgres(
         # asyncpg's own parsing errors may quote the URL: never its password, never the chain.
         raise JournalError(f"{describe(url)} is not a usable journal: "
                            f"{scrub(str(exc), url)}") from None
+
+
+async def peek_journal(target: str | Path, campaign: str | None) -> JournalSnapshot | None:
+    """The journal ``target`` names, read-only; None if there is none yet (``_peek.py``)."""
+    if isinstance(target, Path):
+        return await asyncio.to_thread(peek_sqlite, target)
+    from ._postgres_peek import peek_postgres  # noqa: PLC0415 - asyncpg only when used
+
+    return await peek_postgres(target, campaign or "")
+
+
+async def peek_rules(target: str | Path, campaign: str | None) -> CampaignRules | None:
+    """The rules the journal ``target`` records, read-only; None if it records none (or there
+    is no journal yet)."""
+    if isinstance(target, Path):
+        return await asyncio.to_thread(peek_sqlite_rules, target)
+    from ._postgres_peek import peek_postgres_rules  # noqa: PLC0415 - asyncpg only when used
+
+    return await peek_postgres_rules(target, campaign or "")
