@@ -396,7 +396,9 @@ async def test_no_part_of_the_token_is_in_any_redis_key_or_value(
 ) -> None:
     # Every key the lanes added (reserves, budget, blocked, conf, probe), with a 429's hold and
     # X-RateLimit answers written: no fragment of the token, in keys or in values.
-    token = "Sekr3tTokenXyzw-9876"
+    # Every 4-character piece holds a letter no hex digest or Redis timestamp has: an all-digit
+    # piece ("9876") once matched a slot's microseconds by chance.
+    token = "Sekr3tTokenXyzw-q9k8"
     await raw.flushall()
     async with FakeRyzeServer(token=token, rate_limit=LIMIT, rate_period=PERIOD) as server:
         server.fail_next(Fault.RATE_LIMITED)
