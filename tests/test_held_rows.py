@@ -234,6 +234,7 @@ def test_a_journal_of_the_previous_schema_opens_migrates_and_holds(tmp_path: Pat
 # -- (3) restart after SIGKILL while rows are held ---------------------------------------------
 
 
+@pytest.mark.infra
 async def test_sigkill_while_rows_are_held_then_restart_calls_each_once_in_its_window(
     ryze_server_factory: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
