@@ -160,6 +160,7 @@ print(json.dumps([[peak, s.stop_reason, s.pending] for peak, s in runs]))
 
 
 @pytest.mark.infra  # a fresh interpreter, and 25,000 rows: about a minute on 2 busy cores
+@pytest.mark.timeout(300)  # under coverage's tracing (CI) it may take twice that
 def test_memory_does_not_grow_with_the_number_of_held_rows(tmp_path: Path) -> None:
     # A first run pays for what is done once (imports, caches of the library's own data).
     # 5,000: above the 4,096 entries of the number caches (time zones, normalisation), so
@@ -167,7 +168,7 @@ def test_memory_does_not_grow_with_the_number_of_held_rows(tmp_path: Path) -> No
     measured = subprocess.run(
         [sys.executable, "-c", _MEASURE, str(tmp_path), "200", "5000", "20000"],
         cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, check=True,
-        timeout=170,
+        timeout=280,
     )
     _, (small, *s_small), (large, *s_large) = json.loads(measured.stdout)
     assert s_small == ["outside_window", 5_000]
