@@ -5,6 +5,7 @@ exact pins of requirements/dev.lock, and the lock was made from today's requirem
 from __future__ import annotations
 
 import importlib.util
+import re
 import tomllib
 from pathlib import Path
 from types import ModuleType
@@ -37,4 +38,17 @@ def test_the_lock_was_made_from_todays_requirements() -> None:
     assert recorded == lock.inputs_digest(ROOT), (
         "pyproject.toml's dependencies or requirements/dev.in changed since the lock was made: "
         "run python scripts/lock.py"
+    )
+
+
+def test_every_requirement_of_the_library_has_a_lower_bound_that_ci_tests() -> None:
+    lock = _lock_script()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = [r for name, rs in lock.user_extras(ROOT).items() if name not in lock._RUNNER_EXTRAS
+              for r in rs]
+    tested = {pin.split("==")[0] for pin in lock.lowest(ROOT)}
+    names = {lock._normalized(re.split(r"[\[<>=!~;\s]", r)[0]) for r in
+             [*project["dependencies"], *extras]}
+    assert names <= {lock._normalized(name) for name in tested}, (
+        "a requirement without a >= lower bound: .ci/run cannot test its lowest version"
     )
