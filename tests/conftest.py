@@ -15,7 +15,27 @@ import pytest
 from ryze_async import RyzeClient
 from ryze_async.testing import FakeRyzeServer
 
+from .infra import mark_infra_by_fixture, spawns_of_unmarked_tests, track_current_test
+
 ClientFactory = Callable[..., RyzeClient]
+
+pytest_runtest_setup = track_current_test
+pytest_runtest_call = track_current_test
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m "not infra" deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    mark_infra_by_fixture(items)
+
+
+@pytest.fixture(autouse=True)
+def _no_unmarked_child_process() -> Iterator[None]:
+    """Fail a test without the infra marker that started a child process even if the code
+    under test swallowed the error raised at that place."""
+    before = len(spawns_of_unmarked_tests)
+    yield
+    if started := spawns_of_unmarked_tests[before:]:
+        pytest.fail(f"a test without the 'infra' marker started child processes: {started}")
 
 
 def _loopback(host: object) -> bool:
@@ -59,7 +79,6 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
-
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
+
 from ryze_async import Campaign, RyzeClient
 from ryze_async._cli._demo import wav_tone
 from ryze_async.testing import FakeRyzeServer, Fault
@@ -26,6 +28,8 @@ from ryze_async.testing import FakeRyzeServer, Fault
 from .cli_helpers import run_cli
 
 ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]
+pytestmark = pytest.mark.infra  # every test kills a real campaign process
+
 TOKEN = "kill-test-token-VALUE"
 PIPE = asyncio.subprocess.PIPE
 NUMBERS = ["5511911110001", "5511911110002", "5511911110003"]

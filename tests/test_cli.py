@@ -102,6 +102,7 @@ async def until(condition: Callable[[], Awaitable[bool]], what: str, limit: floa
         await asyncio.sleep(0.02)
 
 
+@pytest.mark.infra
 async def test_sigkill_mid_run_then_resume_calls_nobody_twice(
     server: FakeRyzeServer, tmp_path: Path
 ) -> None:
@@ -144,6 +145,7 @@ async def test_sigkill_mid_run_then_resume_calls_nobody_twice(
     assert not placed_before & hung
 
 
+@pytest.mark.infra
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 async def test_interrupt_stops_taking_numbers_and_exits_130(
     server: FakeRyzeServer, tmp_path: Path, signum: signal.Signals
@@ -165,6 +167,7 @@ async def test_interrupt_stops_taking_numbers_and_exits_130(
     assert len(server.requests) == 2
 
 
+@pytest.mark.infra
 async def test_second_sigint_aborts_without_waiting(
     server: FakeRyzeServer, tmp_path: Path
 ) -> None:
@@ -248,6 +251,7 @@ async def test_report_prints_the_summary_and_exports_csv(
     assert "no journal" in err
 
 
+@pytest.mark.infra
 async def test_call_and_fake_call(server: FakeRyzeServer, tmp_path: Path) -> None:
     audio = tmp_path / "m.wav"
     audio.write_bytes(wav_tone(0.1))
@@ -285,6 +289,7 @@ async def test_demo_runs_offline_against_its_own_sandbox(tmp_path: Path) -> None
     assert (tmp_path / "demo-journal.db").exists()
 
 
+@pytest.mark.infra
 async def test_sandbox_serves_the_cli_until_sigint(tmp_path: Path) -> None:
     sandbox = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "ryze_async", "sandbox", "--port", "0", env=env_for(None),

@@ -18,6 +18,8 @@ from ryze_async.testing import FakeRyzeServer, Fault
 from .test_cli import PIPE, TOKEN, campaign_cmd, env_for, journal_states, run, until
 from .test_input_edits import EDITS, fmt, write_csv
 
+pytestmark = pytest.mark.infra  # kill -9 of a real CLI process
+
 ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]
 ROWS = [fmt(i) for i in range(1, 201)]
 

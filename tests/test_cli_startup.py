@@ -13,6 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.infra  # what a fresh interpreter imports
+
 HEAVY = ("aiohttp", "pydantic", "rich", "sqlite3", "yarl", "phonenumbers", "tenacity")
 ENGINE = ("ryze_async._client", "ryze_async._campaign", "ryze_async._campaign._journal",
           "ryze_async._transports", "ryze_async._quota", "ryze_async.testing")

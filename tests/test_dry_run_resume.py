@@ -186,6 +186,7 @@ async def test_cli_dry_run_reports_the_journal_and_what_resuming_does(
     assert "duplicates:      " in out
 
 
+@pytest.mark.infra
 async def test_dry_run_while_another_process_runs_the_campaign(
     server: FakeRyzeServer, tmp_path: Path,
 ) -> None:

@@ -243,6 +243,7 @@ def _read_answers(answers: list[tuple[int, bytes]], *modes: str) -> list[dict[st
     return [json.loads(output) for output in outputs]
 
 
+@pytest.mark.infra
 def test_answers_read_the_same_with_or_without_orjson() -> None:
     answers = [(status, body) for body in (*BODIES, ORDINARY, *LONG_INTEGERS)
                for status in (200, 400)]

@@ -208,7 +208,9 @@ def test_random_edit_sequences(files: list[list[str]], data: st.DataObject, batc
     asyncio.run(_scenario(files, [*stops, None], batch))
 
 
-@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+@pytest.mark.parametrize(
+    "store", ["sqlite", pytest.param("postgresql", marks=pytest.mark.infra)]
+)
 async def test_a_removed_number_appended_back_is_called_after_the_feeder_passed_it(
     server: FakeRyzeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     request: pytest.FixtureRequest, store: str,

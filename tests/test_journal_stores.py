@@ -34,7 +34,7 @@ def pos(line: int) -> tuple[int, int, str]:
     return line * 10, line, f"d{line}"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.infra)])
 async def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
     """Open (again) the one journal of this test: a file, or a campaign in PostgreSQL."""
     if request.param == "sqlite":

@@ -33,6 +33,7 @@ def _loaded_after(statement: str) -> list[str]:
     return [str(name) for name in loaded]
 
 
+@pytest.mark.infra
 def test_importing_the_package_loads_no_submodule_and_no_dependency() -> None:
     loaded = _loaded_after("import ryze_async")
     ours = [name for name in loaded if name.startswith("ryze_async")]
@@ -41,12 +42,14 @@ def test_importing_the_package_loads_no_submodule_and_no_dependency() -> None:
         assert heavy not in loaded, heavy
 
 
+@pytest.mark.infra
 def test_the_testing_package_does_not_load_the_client() -> None:
     loaded = _loaded_after("import ryze_async.testing")
     for module in ("ryze_async._client", "ryze_async._campaign", "pydantic", "phonenumbers"):
         assert module not in loaded, module
 
 
+@pytest.mark.infra
 def test_every_public_name_imports_in_a_fresh_interpreter() -> None:
     code = (
         "import inspect, json, ryze_async\n"

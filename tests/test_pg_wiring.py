@@ -141,6 +141,7 @@ def test_describe_never_shows_a_password() -> None:
     assert describe(Path("a/b.db")) == "a/b.db"
 
 
+@pytest.mark.infra
 def test_without_asyncpg_a_clear_error_names_the_extra(tmp_path: Path) -> None:
     code = ("import sys; sys.modules['asyncpg'] = None\n"
             "from ryze_async._cli import main\n"
@@ -173,6 +174,7 @@ async def test_a_changed_input_begins_a_pass_from_the_position_it_read(
     assert seen == [stored]
 
 
+@pytest.mark.infra
 def test_asyncpg_is_imported_only_for_a_postgres_journal(tmp_path: Path) -> None:
     code = ("import asyncio, sys\n"
             "from ryze_async._campaign._journal import open_journal\n"

@@ -262,6 +262,7 @@ async def test_the_quota_warns_nothing_with_the_installed_redis_py() -> None:
         await quota.aclose()
 
 
+@pytest.mark.infra
 async def test_redis_gone_fails_closed_before_anything_is_sent() -> None:
     server = FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD)
     await server.start()

@@ -207,6 +207,7 @@ async def test_aclose_closes_the_redis_connections(fresh_redis: RedisServer) -> 
         assert await clients(raw) == alone
 
 
+@pytest.mark.infra
 async def test_redis_stopped_mid_campaign_fails_closed_nothing_sent(tmp_path: Path) -> None:
     async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD) as server:
         with RedisServer() as redis_server:
@@ -231,6 +232,7 @@ async def test_redis_stopped_mid_campaign_fails_closed_nothing_sent(tmp_path: Pa
     assert states == {"placed": 3, "pending": 3}
 
 
+@pytest.mark.infra
 async def test_redis_killed_while_calls_wait_fails_them_all_closed() -> None:
     async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD) as server:
         with RedisServer() as redis_server:
@@ -280,6 +282,7 @@ async def test_a_password_in_the_quota_url_never_shows(
         assert "pw-x1" not in str(refused.value)
 
 
+@pytest.mark.infra
 def test_redis_is_imported_only_for_a_quota_url_and_missing_it_is_clear() -> None:
     code = (
         "import sys\n"

@@ -51,6 +51,7 @@ async def _truth(path: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
     return counts, [(p.number, p.state) for p in data.problems]
 
 
+@pytest.mark.infra
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install "
                     "chromium); .ci/run installs it")
 async def test_html_report_renders_in_chromium_with_the_journals_counts(

@@ -42,6 +42,7 @@ def test_orders_survive_the_command_line_and_old_lines_keep_their_defaults() -> 
                                                  "bulk", 2, 100, True)
 
 
+@pytest.mark.infra
 @pytest.mark.skipif(not Path(REDIS_SERVER).exists(), reason="redis-server is not installed")
 async def test_a_campaign_loop_and_a_bot_run_until_stopped_and_report_every_wait() -> None:
     pytest.importorskip("redis", reason="the shared quota needs the 'redis' extra")

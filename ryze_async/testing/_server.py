@@ -254,8 +254,10 @@ class FakeRyzeServer(RequestHandling):
         """TCP connections accepted since start (not cleared by reset())."""
         return self._connections.accepted
 
-    # A default bound on purpose: a test whose requests never come must fail, not hang.
-    async def wait_for_requests(self, count: int = 1, *, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+    # A default bound, not the caller's asyncio.timeout: a test that forgets one must not hang.
+    async def wait_for_requests(
+        self, count: int = 1, *, timeout: float = 30.0  # noqa: ASYNC109
+    ) -> None:
         """Return once at least `count` requests are recorded (e.g. a HANG is parked).
 
         Bounded: after `timeout` seconds it raises `TimeoutError` saying how many arrived, so a
