@@ -196,6 +196,7 @@ def shown(obj):
 """
 
 
+@pytest.mark.infra  # a fresh interpreter: a child process
 def test_pickles_load_in_a_fresh_interpreter_through_the_lazy_root(tmp_path: Path) -> None:
     objects = _objects(tmp_path)
     scope: dict[str, object] = {}
