@@ -7,13 +7,15 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
 from ryze_async import RyzeClient
-from ryze_async.testing import FakeRyzeServer
+from ryze_async.testing import FakeRyzeServer, RedisServer
+from ryze_async.testing._redis_server import REDIS_SERVER
 
 from .infra import mark_infra_by_fixture, spawns_of_unmarked_tests, track_current_test
 
@@ -109,6 +111,23 @@ async def make_client() -> AsyncIterator[ClientFactory]:
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as client_session:
         yield client_session
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    """A throw-away redis-server on a free loopback port, one per test module (infra)."""
+    if not Path(REDIS_SERVER).exists():
+        pytest.skip("redis-server is not installed (apt install redis)")
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def raw(redis_server: RedisServer) -> AsyncIterator[Any]:
+    """A plain redis-py connection to `redis_server`, to read what the quota wrote."""
+    aioredis = pytest.importorskip("redis.asyncio", reason="the shared quota needs 'redis'")
+    async with aioredis.Redis.from_url(redis_server.url) as connection:
+        yield connection
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,16 +27,6 @@ pytestmark = [
 LIMIT, PERIOD, MARGIN = 4, 2.0, 0.1
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
-
-
-@pytest.fixture
-async def raw(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    async with aioredis.Redis.from_url(redis_server.url) as connection:
-        yield connection
 
 
 @pytest.mark.parametrize("lane", ["bulk", "interactive"])

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -31,13 +31,6 @@ has_redis = pytest.mark.skipif(
     not Path(REDIS_SERVER).exists(), reason="redis-server is not installed (apt install redis)"
 )
 
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    if not Path(REDIS_SERVER).exists():
-        pytest.skip("redis-server is not installed")
-    with RedisServer() as server:
-        yield server
 
 
 async def fake(client: RyzeClient, n: int) -> object:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,16 +30,6 @@ LIMIT, PERIOD, MARGIN = 4, 1.0, 0.1
 EPS = 2e-6
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
-
-
-@pytest.fixture
-async def raw(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    async with aioredis.Redis.from_url(redis_server.url) as connection:
-        yield connection
 
 
 def quota(url: str, digest: str, reserve: int = 0, limit: int = LIMIT) -> RedisQuota:

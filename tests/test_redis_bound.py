@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,16 +31,6 @@ LIMIT, PERIOD, MARGIN = 10, 1.0, 0.1
 STALL = 0.3  # three margins between admission and send
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
-
-
-@pytest.fixture
-async def raw(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    async with aioredis.Redis.from_url(redis_server.url) as connection:
-        yield connection
 
 
 def quota(url: str, digest: str) -> RedisQuota:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,16 +38,6 @@ EPS = 2e-6  # slots are whole microseconds of Redis time
 QUEUED = 40  # bulk reservations waiting: four windows and more of traffic
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
-
-
-@pytest.fixture
-async def raw(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    async with aioredis.Redis.from_url(redis_server.url) as connection:
-        yield connection
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import asyncio
 import time
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Literal
 
@@ -40,11 +40,6 @@ LIMIT, PERIOD, MARGIN = 5, 0.5, 0.1
 WINDOW = PERIOD + MARGIN
 EPS = 2e-6  # slots are whole microseconds of Redis time
 
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
 
 
 @pytest.fixture

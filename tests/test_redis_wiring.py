@@ -13,7 +13,7 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Literal
 
@@ -39,11 +39,6 @@ LIMIT, PERIOD = 4, 0.5
 PASSWORD = "s3cret-pw-9f8e7d"
 TOKENS = {"inst-a": "tok-AAAA-0123456789abcdef", "inst-b": "tok-BBBB-0123456789abcdef"}
 
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
 
 
 @pytest.fixture
