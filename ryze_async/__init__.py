@@ -56,7 +56,7 @@ if _typing.TYPE_CHECKING:  # what mypy and IDEs see: the same names, imported ea
     from ._models import CallResult, RateLimitInfo
     from ._numbers import normalize_number
     from ._quota import QuotaBackend, QuotaLimiter
-    from ._quota._redis import RedisQuota
+    from ._quota.redis.quota import RedisQuota
     from ._transports import RawResponse, Transport
 
 #: Where each public name lives.
@@ -95,7 +95,7 @@ _EXPORTS: dict[str, str] = {
     "QuotaWaitEnded": "._hooks",
     "QuotaWaitStarted": "._hooks",
     "RawResponse": "._transports",
-    "RedisQuota": "._quota._redis",  # imports redis (the 'redis' extra): only when used
+    "RedisQuota": "._quota.redis.quota",  # imports redis (the 'redis' extra): only when used
     "RequestEnded": "._hooks",
     "RequestStarted": "._hooks",
     "RetryScheduled": "._hooks",

@@ -27,7 +27,7 @@ from ._options import UNSET, Unset
 from ._pipeline import BeforeSend, NotSent, Pipeline
 from ._public import public
 from ._quota import Lane
-from ._quota._choose import checked_quota_url
+from ._quota.choose import checked_quota_url
 from ._retry import RetryPolicy, Sender
 from ._tls import tls_setting
 from ._transports import Transport

@@ -13,7 +13,7 @@ from yarl import URL
 
 from ._checks import check_settings
 from ._exceptions import InvalidRequestError
-from ._quota._local import Lane
+from ._quota.local import Lane
 from ._version import __version__
 
 __all__ = ["DEFAULT_BASE_URL", "ClientConfig", "Secret", "env_setting"]

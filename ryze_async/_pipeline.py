@@ -17,12 +17,12 @@ from ._hooks import CallKind, RetryScheduled
 from ._models import CallResult
 from ._options import Options
 from ._quota import QuotaBackend, shared_limiter
-from ._quota._choose import redis_quota
+from ._quota.choose import redis_quota
 from ._retry import Call
 from ._transports import RawResponse
 
 if TYPE_CHECKING:
-    from ._quota._redis import RedisQuota
+    from ._quota.redis.quota import RedisQuota
 
 __all__ = ["BeforeSend", "NotSent", "Pipeline"]
 

@@ -1,6 +1,6 @@
 """#8: the tests reach the client core only through its public API and documented seams.
 
-A test that imports ``ryze_async._quota._shared`` (say) pins an implementation detail: it breaks
+A test that imports ``ryze_async._quota.shared`` (say) pins an implementation detail: it breaks
 when the code is reshaped and keeps passing when the behaviour users rely on breaks. The client
 core is tested through ``ryze_async`` and ``ryze_async.testing`` (``MockTransport``,
 ``FakeRyzeServer``, ``run_virtual``) and the hooks. Campaign and CLI private modules are not the
@@ -58,7 +58,7 @@ def test_the_core_is_derived_from_the_package() -> None:
 
 
 @pytest.mark.parametrize("source", [
-    "from ryze_async._quota._shared import shared_limiter",
+    "from ryze_async._quota.shared import shared_limiter",
     "from ryze_async import _answers",
     "import ryze_async._transports._aiohttp",
     "import ryze_async._client as c",

@@ -1,9 +1,9 @@
 """The quota seam: what the client needs from whatever keeps a token's requests under its quota.
 
-Two backends implement ``QuotaBackend``: the in-process ``QuotaLimiter`` (``_local``), shared by
+Two backends implement ``QuotaBackend``: the in-process ``QuotaLimiter`` (``local``), shared by
 every client of one event loop on the same server and token (``shared_limiter``), and
-``RedisQuota`` (``_redis``, extra ``redis``), shared by every process and host on the token that
-uses the same Redis; ``_choose`` picks one from the client's ``quota_url`` / ``RYZE_QUOTA_URL``.
+``RedisQuota`` (``redis``, extra ``redis``), shared by every process and host on the token that
+uses the same Redis; ``choose`` picks one from the client's ``quota_url`` / ``RYZE_QUOTA_URL``.
 
 Times are the running loop's clock (``loop.time()``), so a virtual-time loop drives a backend
 exactly. The client's use of a backend, per call:
@@ -17,7 +17,7 @@ exactly. The client's use of a backend, per call:
    admissions are in the window (the reserve is the larger any user of the token asked for).
    The Redis backend does both across processes (its log places an interactive call in the
    first slot with room, and bulk leaves the reserve free) and, in one process, lets a waiting
-   interactive call take the earliest slot its own bulk calls reserved (`_redis_sleepers`).
+   interactive call take the earliest slot its own bulk calls reserved (`redis.sleepers`).
 2. Right before each attempt's request leaves (after ``before_send``): ``late(slot)``, a check
    on this process's clock (no round trip); when the attempt is later than its slot by more
    than half the margin (a stalled loop, a slow hook), ``readmit(slot)`` moves the slot to now
@@ -40,8 +40,8 @@ from typing import Protocol
 
 from .._hooks import CallKind, HookDispatch, QuotaWaitEnded, QuotaWaitStarted
 from .._public import public
-from ._local import Lane, QuotaLimiter
-from ._shared import shared_limiter
+from .local import Lane, QuotaLimiter
+from .shared import shared_limiter
 
 __all__ = ["Lane", "QuotaBackend", "QuotaLimiter", "observed_wait", "shared_limiter"]
 

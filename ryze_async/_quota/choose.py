@@ -1,7 +1,7 @@
 """Which quota backend a client gets: the in-process limiter, or with a ``quota_url`` (or
 ``RYZE_QUOTA_URL``) the Redis quota every process and host on the token shares.
 
-Only this module and `_redis` know about Redis; ``redis`` is imported only when a URL is given,
+Only this module and `redis` know about Redis; ``redis`` is imported only when a URL is given,
 and a URL never appears in a message (its password would): errors name the scheme only.
 """
 
@@ -12,10 +12,10 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 from .._exceptions import InvalidRequestError
-from ._shared import quota_digest
+from .shared import quota_digest
 
 if TYPE_CHECKING:
-    from ._redis import RedisQuota
+    from .redis.quota import RedisQuota
 
 __all__ = ["INSTALL", "checked_quota_url", "redis_quota"]
 
@@ -45,7 +45,7 @@ def checked_quota_url(url: object, *, rate_limit: int | None) -> str | None:
             f"{where} must be a redis://HOST:PORT/DB, rediss:// or unix:// URL "
             f"(its scheme is {scheme!r})", field="quota_url")
     try:
-        redis_module = import_module("._redis", __package__)
+        redis_module = import_module(".redis.quota", __package__)
     except ImportError:
         raise InvalidRequestError(INSTALL, field="quota_url") from None
     redis_module.check_url(url, name="RYZE_QUOTA_URL" if from_env else "quota_url")
@@ -57,7 +57,7 @@ def redis_quota(
     reserve: int = 0,
 ) -> RedisQuota:
     """The shared quota of `token` on `server`, keyed by a hash of both (never the token)."""
-    from ._redis import RedisQuota  # noqa: PLC0415 - redis only when a URL was given
+    from .redis.quota import RedisQuota  # noqa: PLC0415 - redis only when a URL was given
 
     return RedisQuota.from_url(
         url, token_digest=quota_digest(token, server), limit=limit, period=period, margin=margin,

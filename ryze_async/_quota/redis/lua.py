@@ -1,8 +1,8 @@
-"""The Lua scripts of the Redis quota (`_redis.RedisQuota`), and the design behind them.
+"""The Lua scripts of the Redis quota (`quota.RedisQuota`), and the design behind them.
 
 Design (issue 9), and where it differs from the libraries studied:
 
-- **Redis ``TIME`` is the only clock.** Each admission is one atomic Lua script (`_redis_lua`)
+- **Redis ``TIME`` is the only clock.** Each admission is one atomic Lua script (`lua`)
   that reads ``TIME`` itself. PyrateLimiter's Redis bucket and ``limits``' moving window stamp
   entries with the caller's ``time.time()``; hosts whose clocks disagree then over-admit
   (PyrateLimiter#53, #55: a list, not a sorted set, also lets async callers land out of
@@ -19,7 +19,7 @@ Design (issue 9), and where it differs from the libraries studied:
   per window; at most ``4 * limit + 64`` entries read, past which the first-come slot, always a
   fit, is the answer). Bulk never fills the reserve, so an interactive call finds a slot at once
   while fewer than ``reserve`` interactive calls went in the last window, whatever any process
-  queued. The reserve in force is the largest that a live client announced (`_redis_reserve`).
+  queued. The reserve in force is the largest that a live client announced (`reserve`).
 - **Margin**, as in `QuotaLimiter`: slots are ``period + margin`` apart (``period/60``, at least
   0.1 s), which absorbs the jitter between a request leaving and its arrival at the server. A
   waiter that wakes more than half of it after its slot (a stalled process), or a request

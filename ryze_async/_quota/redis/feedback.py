@@ -1,5 +1,5 @@
 """Server feedback on the shared Redis quota: a 429's hold, ``X-RateLimit-*`` fields, shared with
-every process through the FEEDBACK script (`_redis_lua`). Written in the background; the next
+every process through the FEEDBACK script (`lua`). Written in the background; the next
 admission waits for the writes first (`flush`)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import math
 from collections.abc import Coroutine
 from typing import Any
 
-from .._exceptions import QuotaBackendError
+from ..._exceptions import QuotaBackendError
 
 __all__ = ["IDLE_TTL_MS", "RedisFeedback"]
 

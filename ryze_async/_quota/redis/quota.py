@@ -1,11 +1,11 @@
 """One quota for every process and host on a token: a sliding log in Redis (extra ``redis``).
 
 `RedisQuota` is a `QuotaBackend` (public as ``ryze_async.RedisQuota``; ``RyzeClient(quota_url=)``
-builds one per event loop through `_choose`). Every process that uses the same token on the same
+builds one per event loop through `choose`). Every process that uses the same token on the same
 server with the same Redis shares one log, so never more than ``limit`` requests reach the
 server in any window of ``period`` seconds, fixed or sliding, at any phase. ``try_acquire``
 never admits without asking Redis: each admission is one round trip. The design, and where it
-differs from the libraries studied, is in `_redis_lua`'s docstring.
+differs from the libraries studied, is in `lua`'s docstring.
 
 The client calls ``observe``/``hold_until``/``settle`` synchronously; here they start a write to
 Redis in the background, and the next ``acquire`` (or ``aclose``) waits for those writes first,
@@ -28,20 +28,20 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from .._cancels import pending_cancels, resurface_cancel
-from .._exceptions import InvalidRequestError, QuotaBackendError, QuotaTimeoutError
-from .._public import public
-from .._urls import scrub, shown_url
-from ._feedback import check_reserve
-from ._local import Lane, default_margin, late_allowance, probe_wait
-from ._redis_feedback import IDLE_TTL_MS as _IDLE_TTL_MS
-from ._redis_feedback import RedisFeedback
-from ._redis_lua import ADMIT, ANNOUNCE, FEEDBACK, RECHECK
-from ._redis_reserve import RESERVE_TTL_MS, ReserveKeeper
-from ._redis_sleepers import Reservation, Sleepers
+from ..._cancels import pending_cancels, resurface_cancel
+from ..._exceptions import InvalidRequestError, QuotaBackendError, QuotaTimeoutError
+from ..._public import public
+from ..._urls import scrub, shown_url
+from ..feedback import check_reserve
+from ..local import Lane, default_margin, late_allowance, probe_wait
+from .feedback import IDLE_TTL_MS as _IDLE_TTL_MS
+from .feedback import RedisFeedback
+from .lua import ADMIT, ANNOUNCE, FEEDBACK, RECHECK
+from .reserve import RESERVE_TTL_MS, ReserveKeeper
+from .sleepers import Reservation, Sleepers
 
 if TYPE_CHECKING:
-    from . import QuotaBackend
+    from .. import QuotaBackend
 
 __all__ = ["Admission", "QuotaBackendError", "QuotaTimeoutError", "RedisQuota", "check_url"]
 

@@ -8,7 +8,7 @@ import weakref
 
 from yarl import URL
 
-from ._local import QuotaLimiter, check_config
+from .local import QuotaLimiter, check_config
 
 __all__ = ["quota_digest", "shared_limiter"]
 

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .._exceptions import QuotaBackendError
+from ..._exceptions import QuotaBackendError
 
 __all__ = ["RESERVE_TTL_MS", "ReserveKeeper"]
 

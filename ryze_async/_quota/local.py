@@ -15,7 +15,7 @@ log, but it reads its own integer-millisecond monotonic clock (not the loop's, s
 tests), runs a background leak thread, and offers no way to feed X-RateLimit-Remaining/Reset or a
 429 back into its schedule.
 
-Sharing (``_shared``): `shared_limiter` gives every client of one event loop that uses the same
+Sharing (``shared``): `shared_limiter` gives every client of one event loop that uses the same
 token on the same server (base URL origin) the same limiter. Clients in other event loops,
 threads or processes do not share it (each would spend the whole quota); a Redis-backed
 ``QuotaBackend`` for that case is future work. The server's X-RateLimit-Remaining still keeps
@@ -35,7 +35,7 @@ from typing import Literal
 from .._checks import check_quota as check_config
 from .._exceptions import QuotaTimeoutError
 from .._public import public
-from ._feedback import Admitted, _Feedback, check_reserve, default_margin, late_allowance
+from .feedback import Admitted, _Feedback, check_reserve, default_margin, late_allowance
 
 __all__ = [
     "Lane", "QuotaLimiter", "check_config", "check_reserve", "default_margin", "late_allowance",
