@@ -19,6 +19,7 @@ import contextlib
 import math
 import re
 import uuid
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -32,10 +33,7 @@ from ..._cancels import pending_cancels, resurface_cancel
 from ..._exceptions import InvalidRequestError, QuotaBackendError, QuotaTimeoutError
 from ..._public import public
 from ..._urls import scrub, shown_url
-from ..feedback import check_reserve
-from ..local import Lane, default_margin, late_allowance, probe_wait
-from .feedback import IDLE_TTL_MS as _IDLE_TTL_MS
-from .feedback import RedisFeedback
+from ..local import Lane, check_reserve, default_margin, late_allowance, probe_wait
 from .lua import ADMIT, ANNOUNCE, FEEDBACK, RECHECK
 from .reserve import RESERVE_TTL_MS, ReserveKeeper
 from .sleepers import Reservation, Sleepers
@@ -51,6 +49,7 @@ _SOCKET_TIMEOUT = 2.0  # a Redis that does not answer within it fails the admiss
 _POOL_SIZE = 32  # connections per quota: an admission holds one for one round trip
 _RESERVED, _PROBING = 0, 1
 _DATABASE = re.compile(r"/?[0-9]*")
+_IDLE_TTL_MS = 60_000  # idle keys outlive their last relevant entry by this much
 
 
 def _url_fault(url: str) -> str | None:
@@ -94,7 +93,7 @@ class Admission(float):
 
 
 @public
-class RedisQuota(RedisFeedback):
+class RedisQuota:
     """At most `limit` admissions in any window of `period` seconds for every user of the keys.
 
     ``RyzeClient(quota_url=...)`` makes and closes its own; build one with `from_url` to admit
@@ -351,6 +350,73 @@ class RedisQuota(RedisFeedback):
             self._background(self._remove(member))
         return None
 
+    def _background(self, job: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(job)
+        # Read here too: a failure nobody flushes (the client closed) is not an unread error;
+        # flush() still sees it and fails closed.
+        task.add_done_callback(_read_outcome)
+        self._pending.add(task)
+
+    async def flush(self) -> None:
+        """Wait until the feedback given so far is in Redis; a failed write fails closed."""
+        while self._pending:
+            tasks = set(self._pending)
+            # asyncio.wait, not gather: a caller cancelled here leaves the writes running (a
+            # cancelled waiter's give-back, a 429's hold), for the next flush to wait for.
+            await asyncio.wait(tasks)
+            self._pending -= tasks
+            for task in tasks:
+                failure = None if task.cancelled() else task.exception()
+                if isinstance(failure, QuotaBackendError):
+                    raise failure
+
+    def hold_until(self, delay: float) -> None:
+        """Admit nobody, in any process, for `delay` seconds from now (Redis time)."""
+        if math.isnan(delay):
+            raise ValueError("delay must be a number of seconds, not NaN")
+        self._send_feedback(hold=delay)
+
+    def observe(
+        self,
+        *,
+        limit: int | None,
+        remaining: int | None,
+        reset_after: float | None,
+        admitted_at: float | None = None,
+    ) -> None:
+        """Take in a response's X-RateLimit headers (None: absent); shared with every process."""
+        usable = remaining is not None and reset_after is not None and not math.isnan(reset_after)
+        if not usable and (limit is None or limit >= self._limit):
+            return
+        if limit is not None and 1 <= limit < self._limit:
+            self._limit = limit
+        self._send_feedback(
+            server_limit=limit,
+            remaining=remaining if usable else None,
+            reset_after=reset_after if usable else None,
+            admitted_at=admitted_at,
+        )
+
+    def _send_feedback(
+        self,
+        *,
+        hold: float | None = None,
+        server_limit: int | None = None,
+        remaining: int | None = None,
+        reset_after: float | None = None,
+        admitted_at: float | None = None,
+    ) -> None:
+        def us(seconds: float | None) -> int:  # a duration of a day at most: no inf overflow
+            return -1 if seconds is None else max(0, round(min(seconds, 86400.0) * _US))
+
+        args: list[int | str] = [
+            us(hold), -1 if remaining is None else max(remaining, 0), us(reset_after),
+            -1 if admitted_at is None else round(admitted_at * _US),
+            -1 if server_limit is None else server_limit,
+            self._limit, self._window_us, _IDLE_TTL_MS, round((2 * self._period + 5) * _US),
+        ]
+        self._background(self._run(self._feedback, args))
+
     def settle(self) -> None:
         """A fresh quota's first attempt is over: let the others in. Idempotent."""
         member, self._probe_member = self._probe_member, None
@@ -377,6 +443,11 @@ def _admission(member: str, slot_us: int, due: float) -> Admission:
     admission = Admission(slot_us / _US)
     admission.member, admission.due = member, due
     return admission
+
+
+def _read_outcome(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 if TYPE_CHECKING:  # mypy checks that RedisQuota is a QuotaBackend
