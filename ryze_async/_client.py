@@ -1,48 +1,71 @@
 """``RyzeClient``: validate, wait for quota, send once (plus safe retries), interpret.
 
 One call flows one way through named steps (``_place``): build the body (``_bodies``), admit it
-through the quota backend (``_quota``), send it with resends of what provably never left
-(``_retry``, through the ``Transport`` of ``_transports``), take the answer's rate feedback in,
-and interpret the answer (``_answers``); a 429 goes round again after its reset.
+through the quota backend (``_quota``) in its lane and by its deadline (issue 11), send it with
+resends of what provably never left (``_retry``, through the ``Transport`` of ``_transports``),
+take the answer's rate feedback in, and interpret the answer (``_answers``); a 429 goes round
+again after its reset.
+
+Per-request options make views (``with_options``): a view is a shallow copy of its client with
+another configuration. It shares the transport (the session), the quota, the hooks and the close
+guard, so closing the client ends the views' use too, while closing a view only ends new calls
+through that view.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
+from ._answers import RateLimitFields, feedback, interpret, rate_limited_delay
 from ._bodies import MediaArg, UrlMediaCache, call_body, media_source
+from ._checks import check_settings
 from ._closing import CloseGuard
-from ._config import ClientConfig, Secret
-from ._exceptions import ClientClosedError
-from ._hooks import HookDispatch
+from ._config import ClientConfig, Secret, check_lanes
+from ._evidence import annotate
+from ._exceptions import ClientClosedError, RyzeError
+from ._hooks import CallKind, HookDispatch, RetryScheduled
 from ._media import Media
 from ._models import CallResult
 from ._numbers import NumberCheck, number_options
-from ._options import UNSET, Unset
-from ._pipeline import BeforeSend, NotSent, Pipeline
 from ._public import public
-from ._quota import Lane
-from ._quota.choose import checked_quota_url
-from ._retry import RetryPolicy, Sender
+from ._quota import Lane, QuotaBackend, observed_wait, shared_limiter
+from ._quota.choose import checked_quota_url, redis_quota
+from ._retry import Call, RetryPolicy, Sender
 from ._tls import tls_setting
-from ._transports import Transport
+from ._transports import RawResponse, Transport
 
 if TYPE_CHECKING:
+    from ._quota.redis.quota import RedisQuota
     from ._tls import SslArg
 
-__all__ = ["BeforeSend", "NotSent", "RyzeClient"]
+__all__ = ["UNSET", "BeforeSend", "NotSent", "RyzeClient", "Unset"]
 
 _log = logging.getLogger("ryze_async")
 
 
+class Unset:
+    """``max_wait`` not given: the client's own applies (None means "no limit")."""
+
+
+UNSET = Unset()
+
+
+#: Awaited before every attempt's first byte, after the quota admitted that attempt.
+BeforeSend = Callable[[], Awaitable[None]]
+#: Awaited when an attempt was proven refused (429) or never sent, before the client waits to
+#: try again; not when it gives up (then the call raises).
+NotSent = Callable[[], Awaitable[None]]
+
 
 @public
-class RyzeClient(Pipeline):
+class RyzeClient:
     """Async client for RyzeAPI's call endpoints. Use ``async with`` or ``await aclose()``.
 
     ``token``, ``instance`` and ``base_url`` fall back to ``RYZE_TOKEN``, ``RYZE_INSTANCE`` and
@@ -82,6 +105,12 @@ class RyzeClient(Pipeline):
     latest, before its first call is admitted). A URL it cannot use is an
     ``InvalidRequestError`` here, its password never shown.
     """
+
+    _is_view = False
+    _root: Self  # a view's client: the one whose quota (and its connections) the view uses
+    _view_closed = False  # a view closed: no new calls through it
+    _attempt_timeout: float | None = None  # with_options(timeout=): bounds each attempt
+    _limited = False  # see _note_limits
 
     def __init__(
         self,
@@ -172,9 +201,9 @@ class RyzeClient(Pipeline):
                                    backoff_max=backoff_max)
         self._sender = Sender(transport, cfg.headers, self._policy, self._guard.sleep,
                               self._hooks)
-        self._quota_for_loop = None
-        self._redis_quota = None
-        self._urls = {}
+        self._quota_for_loop: tuple[asyncio.AbstractEventLoop, QuotaBackend] | None = None
+        self._redis_quota: RedisQuota | None = None
+        self._urls: dict[tuple[CallKind, str | None], tuple[str, str]] = {}
         self._url_media = UrlMediaCache()
         self._announce_reserve_soon()
 
@@ -258,6 +287,51 @@ class RyzeClient(Pipeline):
         """The instrumentation hooks this client tells (a campaign tells them its outcomes)."""
         return self._hook_objects
 
+    def with_options(
+        self, *, timeout: float | None = None, max_retries: int | None = None,
+        priority: Lane | None = None, max_wait: float | Unset | None = UNSET,
+    ) -> Self:
+        """A light view of this client with other per-request options; this one is unchanged.
+
+        The view shares the session (transport), the quota and the hooks. ``timeout`` bounds
+        each attempt of the view's calls (sending and the answer; its expiry after sending is
+        an ``OutcomeUnknownError``); ``max_retries``, ``priority`` and ``max_wait`` replace
+        this client's. Closing the view does not close this client; closing this client
+        ends the views' use too.
+        """
+        self._check_open()
+        if timeout is not None:
+            check_settings(timeout=timeout)
+        cfg = self._config
+        config = replace(
+            cfg,
+            max_retries=cfg.max_retries if max_retries is None else max_retries,
+            priority=cfg.priority if priority is None else priority,
+            max_wait=cfg.max_wait if isinstance(max_wait, Unset) else max_wait,
+        )
+        check_lanes(config.priority, cfg.interactive_reserve, cfg.rate_limit, config.max_wait)
+        view = copy.copy(self)
+        view._root = self._root if self._is_view else self
+        view._is_view = True
+        view._view_closed = False
+        view._config = config
+        view._policy = replace(self._policy, max_retries=config.max_retries)  # checks it
+        view._sender = Sender(self._transport, cfg.headers, view._policy, self._guard.sleep,
+                              self._hooks)
+        view._attempt_timeout = self._attempt_timeout if timeout is None else float(timeout)
+        view._note_limits()
+        return view
+
+    @property
+    def priority(self) -> Lane:
+        """This client's quota lane: ``"interactive"`` or ``"bulk"``."""
+        return self._config.priority
+
+    @property
+    def max_retries(self) -> int:
+        """How many times a refused (429) or never-sent attempt is sent again."""
+        return self._config.max_retries
+
     @property
     def closed(self) -> bool:
         """True once ``aclose()`` was called (on a view: on the view or on its client)."""
@@ -333,3 +407,197 @@ class RyzeClient(Pipeline):
     def _check_open(self) -> None:
         if self._guard.closed or self._view_closed:
             raise ClientClosedError("this RyzeClient is closed; create a new one")
+
+    def _note_limits(self) -> None:
+        """Whether calls need ``_limit`` (a lane, a wait or a bound not the defaults): when
+        not, the hot path skips it with one attribute test."""
+        cfg = self._config
+        self._limited = (cfg.priority != "interactive" or cfg.max_wait is not None
+                         or self._attempt_timeout is not None)
+
+    def _limit(self, call: Call, max_wait: float | Unset | None, timeout: float | None) -> None:
+        """Give the call its lane, its quota deadline and its attempts' bound."""
+        cfg = self._config
+        if cfg.priority != "interactive":
+            call.lane = cfg.priority
+        if isinstance(max_wait, Unset):
+            max_wait = cfg.max_wait
+        if max_wait is not None:
+            check_settings(max_wait=max_wait)
+            call.max_wait = max_wait
+            call.deadline = asyncio.get_running_loop().time() + max_wait
+        if timeout is None:
+            timeout = self._attempt_timeout
+        if timeout is not None:
+            check_settings(timeout=timeout)
+            call.timeout = timeout
+
+    async def _admit(self, call: Call, quota: QuotaBackend) -> float:
+        # The defaults are not passed: a backend that knows no lanes serves the default lane.
+        slot = quota.try_acquire() if call.lane is None else quota.try_acquire(lane=call.lane)
+        if slot is not None:
+            return slot
+
+        def acquiring() -> Awaitable[float]:
+            if call.lane is None and call.deadline is None:
+                return quota.acquire()
+            return quota.acquire(lane=call.lane or "interactive", deadline=call.deadline)
+
+        if self._hooks is None:
+            return await self._guard.wait(acquiring())
+        return await observed_wait(self._guard.wait, acquiring, self._hooks, call.kind,
+                                   call.instance)
+
+    def _call(
+        self, kind: CallKind, instance: str | None, body: Sequence[bytes],
+        before_send: BeforeSend | None, on_not_sent: NotSent | None,
+    ) -> Call:
+        key = (kind, instance)
+        known = self._urls.get(key)
+        if known is None:
+            if len(self._urls) >= 64:  # many instance names: a bounded cache
+                self._urls.clear()
+            name = self._config.instance if instance is None else instance
+            known = self._urls[key] = (self._config.call_url(kind, name), str(name))
+        return Call(kind, known[1], known[0], body[0] if len(body) == 1 else body,
+                    before_send, on_not_sent)
+
+    def _quota(self) -> QuotaBackend | None:
+        if self._is_view:  # a view uses its client's quota: one per client and loop, closed once
+            return self._root._quota()
+        cached = self._quota_for_loop
+        if cached is not None and cached[0] is asyncio.get_running_loop():
+            return cached[1]
+        cfg = self._config
+        if cfg.rate_limit is None:
+            return None
+        limiter: QuotaBackend
+        if self._quota_url is not None:  # one quota for every process on the token: Redis
+            # Its connections belong to this loop: another loop gets its own (see aclose).
+            limiter = self._redis_quota = redis_quota(
+                self._quota_url, token=cfg.token, server=cfg.base_url, limit=cfg.rate_limit,
+                period=cfg.rate_period, margin=cfg.rate_margin, reserve=cfg.interactive_reserve)
+        else:
+            limiter = shared_limiter(cfg.token, cfg.rate_limit, cfg.rate_period,
+                                     cfg.rate_margin, server=cfg.base_url, learn_first=True,
+                                     reserve=cfg.interactive_reserve)
+        self._quota_for_loop = (asyncio.get_running_loop(), limiter)
+        return limiter
+
+    def _announce_reserve_soon(self) -> None:
+        """Built in a running loop with a shared quota: send this client's reserve to Redis
+        now, so no other process's bulk call takes its slots before its first call. Without a
+        running loop it waits for ``async with`` or the first call (see README, Bots)."""
+        if self._quota_url is None or not self._config.interactive_reserve:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        announce_soon = getattr(self._quota(), "announce_soon", None)
+        if announce_soon is not None:
+            announce_soon()
+
+    async def _announce_reserve(self) -> None:
+        """With a shared quota, put this client's interactive reserve in force for every
+        process on the token now, not only from its first call."""
+        if self._quota_url is not None and self._config.interactive_reserve:
+            announce = getattr(self._quota(), "announce", None)  # a view's is its client's
+            if announce is not None:
+                await announce()
+
+    async def _close_shared_quota(self) -> None:
+        """Close the Redis quota's connections, if this loop opened them (another loop's
+        cannot be closed from here and go with their loop)."""
+        quota, self._redis_quota = self._redis_quota, None
+        cached = self._quota_for_loop
+        if quota is not None and cached is not None and cached[0] is asyncio.get_running_loop():
+            await quota.aclose()
+
+    async def _place(self, call: Call) -> CallResult:
+        """Admit and send the call until it is answered; a 429 goes round again."""
+        quota = self._quota()
+        refused = 0
+        try:
+            while True:
+                response, rate, reset_after = await self._admitted_attempt(call, quota)
+                if response.status != 429 or refused >= self._config.max_retries:
+                    return interpret(response, rate, self._config)
+                refused += 1
+                await self._after_refusal(call, quota, response, reset_after)
+        except RyzeError as exc:
+            annotate(exc, call)  # the call's own facts: kind, instance, when it was sent
+            raise
+
+    async def _admitted_attempt(
+        self, call: Call, quota: QuotaBackend | None
+    ) -> tuple[RawResponse, RateLimitFields | None, float | None]:
+        """Admit the call, send it (resending what never left), take its feedback in."""
+        if quota is None:
+            self._guard.check()
+            return self._take_in(call, await self._sender.send(call), None, None)
+        held = _Held(self, call, quota, await self._admit(call, quota))
+        call.reached = False
+        try:
+            self._guard.check()
+            response = await self._sender.send(call, held)
+            return self._take_in(call, response, quota, held.slot)
+        except BaseException:
+            if not call.reached and held.slot is not None:  # the slot is unused
+                quota.release(held.slot)
+            raise
+        finally:
+            quota.settle()  # a fresh backend's first answer releases the burst
+
+    def _take_in(
+        self, call: Call, response: RawResponse, quota: QuotaBackend | None, slot: float | None
+    ) -> tuple[RawResponse, RateLimitFields | None, float | None]:
+        """The answer with its rate-limit fields and seconds to their reset, fed to the quota."""
+        rate, reset_after = feedback(response, quota, slot)
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("POST %s -> %d (remaining %s)", self._config.redact(call.url),
+                       response.status, rate["remaining"] if rate else "?")
+        return response, rate, reset_after
+
+    async def _after_refusal(
+        self, call: Call, quota: QuotaBackend | None, response: RawResponse,
+        reset_after: float | None,
+    ) -> None:
+        """A 429 refused the call: report it, then wait out its reset (for every caller)."""
+        delay = rate_limited_delay(response, reset_after, self._config.rate_period)
+        _log.warning("429 rate limited; sending again in %.2f s", delay)
+        if self._hooks is not None:
+            self._hooks.emit("on_retry_scheduled", RetryScheduled(
+                call.kind, call.instance, call.attempts + 1, delay, "rate_limited"))
+        if call.on_not_sent is not None:  # a 429 was refused: provably not placed
+            await call.on_not_sent()
+        if quota is not None:
+            quota.hold_until(delay)  # the next acquire waits it out, for every caller
+        else:
+            await self._guard.sleep(delay)
+
+
+class _Held:
+    """The quota slot one admitted attempt holds until its request leaves (a `SlotGate`): a
+    slot's time is when the request leaves, so a late one is moved to now or taken again."""
+
+    __slots__ = ("_call", "_client", "_quota", "slot")
+
+    def __init__(self, client: RyzeClient, call: Call, quota: QuotaBackend, slot: float) -> None:
+        self._client, self._call, self._quota = client, call, quota
+        self.slot: float | None = slot  # None: given back, not yet taken again
+
+    def late(self) -> bool:
+        return self.slot is None or self._quota.late(self.slot)
+
+    async def readmit(self) -> bool:
+        if self.slot is None:
+            return False
+        lane = self._call.lane
+        slot = (await self._quota.readmit(self.slot) if lane is None
+                else await self._quota.readmit(self.slot, lane=lane))
+        self.slot = slot
+        return slot is not None
+
+    async def wait(self) -> None:
+        self.slot = await self._client._admit(self._call, self._quota)

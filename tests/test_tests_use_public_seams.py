@@ -53,7 +53,7 @@ def test_no_test_imports_a_private_module_of_the_client_core(path: Path) -> None
 
 
 def test_the_core_is_derived_from_the_package() -> None:
-    assert {"_client", "_pipeline", "_quota", "_transports", "_cancels"} <= CLIENT_CORE
+    assert {"_client", "_retry", "_quota", "_transports", "_cancels"} <= CLIENT_CORE
     assert not {"_campaign", "_cli", "__init__", "__main__"} & CLIENT_CORE
 
 
