@@ -37,7 +37,7 @@ from ._numbers import NumberCheck, number_options
 from ._public import public
 from ._quota import Lane, QuotaBackend, observed_wait, shared_limiter
 from ._quota.choose import checked_quota_url, redis_quota
-from ._retry import Call, RetryPolicy, Sender
+from ._retry import CallSender, OutgoingCall, RetryPolicy
 from ._tls import tls_setting
 from ._transports import RawResponse, Transport
 
@@ -199,7 +199,7 @@ class RyzeClient:
         self._note_limits()
         self._policy = RetryPolicy(max_retries=cfg.max_retries, backoff_initial=backoff_initial,
                                    backoff_max=backoff_max)
-        self._sender = Sender(transport, cfg.headers, self._policy, self._guard.sleep,
+        self._sender = CallSender(transport, cfg.headers, self._policy, self._guard.sleep,
                               self._hooks)
         self._quota_for_loop: tuple[asyncio.AbstractEventLoop, QuotaBackend] | None = None
         self._redis_quota: RedisQuota | None = None
@@ -316,7 +316,7 @@ class RyzeClient:
         view._view_closed = False
         view._config = config
         view._policy = replace(self._policy, max_retries=config.max_retries)  # checks it
-        view._sender = Sender(self._transport, cfg.headers, view._policy, self._guard.sleep,
+        view._sender = CallSender(self._transport, cfg.headers, view._policy, self._guard.sleep,
                               self._hooks)
         view._attempt_timeout = self._attempt_timeout if timeout is None else float(timeout)
         view._note_limits()
@@ -415,7 +415,9 @@ class RyzeClient:
         self._limited = (cfg.priority != "interactive" or cfg.max_wait is not None
                          or self._attempt_timeout is not None)
 
-    def _limit(self, call: Call, max_wait: float | Unset | None, timeout: float | None) -> None:
+    def _limit(
+        self, call: OutgoingCall, max_wait: float | Unset | None, timeout: float | None
+    ) -> None:
         """Give the call its lane, its quota deadline and its attempts' bound."""
         cfg = self._config
         if cfg.priority != "interactive":
@@ -432,7 +434,7 @@ class RyzeClient:
             check_settings(timeout=timeout)
             call.timeout = timeout
 
-    async def _admit(self, call: Call, quota: QuotaBackend) -> float:
+    async def _admit(self, call: OutgoingCall, quota: QuotaBackend) -> float:
         # The defaults are not passed: a backend that knows no lanes serves the default lane.
         slot = quota.try_acquire() if call.lane is None else quota.try_acquire(lane=call.lane)
         if slot is not None:
@@ -451,7 +453,7 @@ class RyzeClient:
     def _call(
         self, kind: CallKind, instance: str | None, body: Sequence[bytes],
         before_send: BeforeSend | None, on_not_sent: NotSent | None,
-    ) -> Call:
+    ) -> OutgoingCall:
         key = (kind, instance)
         known = self._urls.get(key)
         if known is None:
@@ -459,7 +461,7 @@ class RyzeClient:
                 self._urls.clear()
             name = self._config.instance if instance is None else instance
             known = self._urls[key] = (self._config.call_url(kind, name), str(name))
-        return Call(kind, known[1], known[0], body[0] if len(body) == 1 else body,
+        return OutgoingCall(kind, known[1], known[0], body[0] if len(body) == 1 else body,
                     before_send, on_not_sent)
 
     def _quota(self) -> QuotaBackend | None:
@@ -514,7 +516,7 @@ class RyzeClient:
         if quota is not None and cached is not None and cached[0] is asyncio.get_running_loop():
             await quota.aclose()
 
-    async def _place(self, call: Call) -> CallResult:
+    async def _place(self, call: OutgoingCall) -> CallResult:
         """Admit and send the call until it is answered; a 429 goes round again."""
         quota = self._quota()
         refused = 0
@@ -530,7 +532,7 @@ class RyzeClient:
             raise
 
     async def _admitted_attempt(
-        self, call: Call, quota: QuotaBackend | None
+        self, call: OutgoingCall, quota: QuotaBackend | None
     ) -> tuple[RawResponse, RateLimitFields | None, float | None]:
         """Admit the call, send it (resending what never left), take its feedback in."""
         if quota is None:
@@ -550,7 +552,8 @@ class RyzeClient:
             quota.settle()  # a fresh backend's first answer releases the burst
 
     def _take_in(
-        self, call: Call, response: RawResponse, quota: QuotaBackend | None, slot: float | None
+        self, call: OutgoingCall, response: RawResponse, quota: QuotaBackend | None,
+        slot: float | None,
     ) -> tuple[RawResponse, RateLimitFields | None, float | None]:
         """The answer with its rate-limit fields and seconds to their reset, fed to the quota."""
         rate, reset_after = feedback(response, quota, slot)
@@ -560,7 +563,7 @@ class RyzeClient:
         return response, rate, reset_after
 
     async def _after_refusal(
-        self, call: Call, quota: QuotaBackend | None, response: RawResponse,
+        self, call: OutgoingCall, quota: QuotaBackend | None, response: RawResponse,
         reset_after: float | None,
     ) -> None:
         """A 429 refused the call: report it, then wait out its reset (for every caller)."""
@@ -583,7 +586,9 @@ class _Held:
 
     __slots__ = ("_call", "_client", "_quota", "slot")
 
-    def __init__(self, client: RyzeClient, call: Call, quota: QuotaBackend, slot: float) -> None:
+    def __init__(
+        self, client: RyzeClient, call: OutgoingCall, quota: QuotaBackend, slot: float
+    ) -> None:
         self._client, self._call, self._quota = client, call, quota
         self.slot: float | None = slot  # None: given back, not yet taken again
 

@@ -8,7 +8,7 @@ import datetime
 
 from ._config import ClientConfig
 from ._exceptions import APIError, OutcomeUnknownError, QuotaTimeoutError, RyzeError
-from ._retry import Call
+from ._retry import OutgoingCall
 from ._transports import RawResponse
 
 __all__ = ["EXCERPT_CHARS", "annotate", "attach"]
@@ -34,7 +34,7 @@ def attach(
     error.body_excerpt = config.secret.excerpt(text, EXCERPT_CHARS)
 
 
-def annotate(error: RyzeError, call: Call) -> None:
+def annotate(error: RyzeError, call: OutgoingCall) -> None:
     """The call's own facts on an error it raised: kind, instance, whether and when sent."""
     if isinstance(error, APIError | OutcomeUnknownError | QuotaTimeoutError):
         error.kind = call.kind

@@ -32,7 +32,7 @@ from ._hooks import CallKind, HookDispatch, RequestEnded, RequestStarted, RetryS
 from ._quota import Lane
 from ._transports import RawResponse, Transport
 
-__all__ = ["Call", "RetryPolicy", "Sender", "SlotGate"]
+__all__ = ["CallSender", "OutgoingCall", "RetryPolicy", "SlotGate"]
 
 _log = logging.getLogger("ryze_async")
 Sleep = Callable[[float], Awaitable[None]]
@@ -56,7 +56,7 @@ class SlotGate(Protocol):
 
 
 @dataclass(slots=True)
-class Call:
+class OutgoingCall:
     """One call on its way: what to send where, the caller's hooks, and whether it got out."""
 
     kind: CallKind
@@ -98,7 +98,7 @@ class RetryPolicy:
         return random.uniform(0.0, max(ceiling, 0.0))
 
 
-class Sender:
+class CallSender:
     """Sends a call's attempts through one transport, with one client's policy and hooks."""
 
     __slots__ = ("_headers", "_hooks", "_policy", "_sleep", "_transport")
@@ -113,7 +113,7 @@ class Sender:
         self._sleep = sleep
         self._hooks = hooks
 
-    async def send(self, call: Call, gate: SlotGate | None = None) -> RawResponse:
+    async def send(self, call: OutgoingCall, gate: SlotGate | None = None) -> RawResponse:
         """The call's answer: the first attempt, plus resends of what provably never left.
         With a quota, ``gate`` keeps every attempt within its slot as it leaves."""
         attempt = 1
@@ -148,7 +148,7 @@ class Sender:
                 await call.on_not_sent()
             await self._sleep(delay)
 
-    async def _placed_again(self, call: Call, gate: SlotGate) -> bool:
+    async def _placed_again(self, call: OutgoingCall, gate: SlotGate) -> bool:
         """A late attempt goes with a slot of now (True) or, when none fits, sends nothing:
         the caller hears it was not sent and, once its next slot comes, ``before_send`` runs
         again before that attempt (False)."""
@@ -160,7 +160,7 @@ class Sender:
         await gate.wait()
         return False
 
-    async def _attempt(self, call: Call) -> RawResponse:
+    async def _attempt(self, call: OutgoingCall) -> RawResponse:
         call.reached = True
         call.attempts += 1
         call.sent_at = time.time()
@@ -172,7 +172,7 @@ class Sender:
                 raise
         return await self._observed(call, call.attempts, self._hooks)
 
-    async def _bounded(self, call: Call, bound: float) -> RawResponse:
+    async def _bounded(self, call: OutgoingCall, bound: float) -> RawResponse:
         """One attempt bounded by the call's own ``timeout``: sending and the answer."""
         try:
             async with asyncio.timeout(bound):
@@ -184,7 +184,7 @@ class Sender:
                 "the call may have been placed"
             ) from None
 
-    async def _observed(self, call: Call, attempt: int, hooks: HookDispatch) -> RawResponse:
+    async def _observed(self, call: OutgoingCall, attempt: int, hooks: HookDispatch) -> RawResponse:
         started_at = RequestStarted(call.kind, call.instance, attempt, call.url)
         hooks.emit("on_request_started", started_at)
         started = time.perf_counter()

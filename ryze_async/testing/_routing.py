@@ -7,7 +7,7 @@ from urllib.parse import unquote
 from aiohttp import hdrs, web
 
 from ._records import Route
-from ._validation import Outcome
+from ._validation import Answer
 
 
 def classify(method: str, raw_path: str) -> tuple[Route, str | None]:
@@ -37,6 +37,6 @@ def token_of(request: web.Request) -> str | None:
     return None
 
 
-def outcome_response(outcome: Outcome, headers: dict[str, str] | None = None) -> web.Response:
+def outcome_response(outcome: Answer, headers: dict[str, str] | None = None) -> web.Response:
     """`outcome` as a JSON response."""
     return web.json_response(outcome.body, status=outcome.status, headers=headers)

@@ -30,7 +30,7 @@ class ParsedBody:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class Answer:
     """The status and JSON body the server answers with."""
 
     status: int
@@ -45,9 +45,9 @@ def parse_body(raw: bytes) -> ParsedBody:
         return ParsedBody(None, str(exc))
 
 
-def error(status: int, message: str) -> Outcome:
+def error(status: int, message: str) -> Answer:
     """An error outcome in RyzeAPI's envelope."""
-    return Outcome(status, error_body(message))
+    return Answer(status, error_body(message))
 
 
 def new_call_id() -> str:
@@ -89,7 +89,7 @@ def _body_problem(route: CallRoute, parsed: ParsedBody) -> str | None:
     return None if in_range else "Duration must be between 1 and 60 seconds"
 
 
-def call_outcome(route: CallRoute, parsed: ParsedBody) -> Outcome:
+def call_outcome(route: CallRoute, parsed: ParsedBody) -> Answer:
     """Validate a call body (instance checks already passed) and, if valid, place the call."""
     problem = _body_problem(route, parsed)
     if problem is not None:
@@ -103,4 +103,4 @@ def call_outcome(route: CallRoute, parsed: ParsedBody) -> Outcome:
     }
     if route == "fake":
         body["duration"] = data.get("duration") or DEFAULT_DURATION
-    return Outcome(200, body)
+    return Answer(200, body)
