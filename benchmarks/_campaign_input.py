@@ -20,8 +20,8 @@ REPEATS_OF_FIRST = 5  # the first 5 numbers appear again at the end (duplicates)
 def wav_audio() -> bytes:
     """0.1 s of 8 kHz 16-bit mono WAV (1,644 bytes; 2,192 base64 characters on the wire).
 
-    Built here rather than with ``ryze_async._cli._demo.wav_tone``: importing the demo loads the
-    fake server and rich, which would inflate the measured process's memory.
+    Built here rather than with ``ryze_async.testing.wav_tone``: importing ``testing`` loads the
+    fake server and aiohttp, which would inflate the measured process's memory.
     """
     buf = io.BytesIO()
     with wave.open(buf, "wb") as w:

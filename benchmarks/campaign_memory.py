@@ -33,7 +33,7 @@ from typing import Any
 
 from ryze_async import CallResult, Media, RyzeClient
 from ryze_async._campaign import Campaign
-from ryze_async._cli._demo import wav_tone
+from ryze_async.testing import wav_tone
 
 
 def peak_rss_mib() -> float:

@@ -23,8 +23,8 @@ import tempfile
 from pathlib import Path
 
 from ryze_async import Campaign, Media, RyzeClient
-from ryze_async._cli._demo import demo_numbers, wav_tone
-from ryze_async.testing import FakeRyzeServer, Fault
+from ryze_async._cli._demo import demo_numbers
+from ryze_async.testing import FakeRyzeServer, Fault, wav_tone
 
 OUT = Path(__file__).with_name("report.png")
 NUMBERS = 260

@@ -15,8 +15,7 @@ from ryze_async import CallResult, Media, RyzeClient
 from ryze_async._campaign import Campaign
 from ryze_async._campaign._journal import JournalMismatchError
 from ryze_async._campaign._models import CampaignOutcome, CampaignSummary
-from ryze_async._cli._demo import wav_tone
-from ryze_async.testing import FakeRyzeServer, Fault, run_virtual
+from ryze_async.testing import FakeRyzeServer, Fault, run_virtual, wav_tone
 
 ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]
 MEDIA = Media.from_bytes(wav_tone(0.1))

@@ -22,8 +22,7 @@ from pathlib import Path
 import pytest
 
 from ryze_async import Campaign, RyzeClient
-from ryze_async._cli._demo import wav_tone
-from ryze_async.testing import FakeRyzeServer, Fault
+from ryze_async.testing import FakeRyzeServer, Fault, wav_tone
 
 from .cli_helpers import run_cli
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from ryze_async import CallResult, Media
 from ryze_async._campaign import Campaign
-from ryze_async._cli._demo import wav_tone
+from ryze_async.testing import wav_tone
 
 MEDIA = Media.from_bytes(wav_tone(0.1))
 Hook = Callable[[], Awaitable[None]]

@@ -20,7 +20,7 @@ from ryze_async import (
 from ryze_async._campaign import Campaign
 from ryze_async._campaign._counts import LiveCounts
 from ryze_async._campaign._journal import Journal, JournalCounts
-from ryze_async._cli._demo import wav_tone
+from ryze_async.testing import wav_tone
 
 MEDIA = Media.from_bytes(wav_tone(0.1))
 Hook = Callable[[], Awaitable[None]]

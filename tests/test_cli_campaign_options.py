@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from ryze_async._cli._campaign import job_from_args
-from ryze_async._cli._demo import wav_tone
 from ryze_async._cli._parser import build_parser
-from ryze_async.testing import FakeRyzeServer, Fault
+from ryze_async.testing import FakeRyzeServer, Fault, wav_tone
 
 from .cli_helpers import run_cli
 

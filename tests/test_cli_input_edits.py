@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from ryze_async import normalize_number
-from ryze_async._cli._demo import wav_tone
-from ryze_async.testing import FakeRyzeServer, Fault
+from ryze_async.testing import FakeRyzeServer, Fault, wav_tone
 
 from .test_cli import PIPE, TOKEN, campaign_cmd, env_for, journal_states, run, until
 from .test_input_edits import EDITS, fmt, write_csv

@@ -19,8 +19,7 @@ from typing import Any
 
 import pytest
 
-from ryze_async._cli._demo import wav_tone
-from ryze_async.testing import FakeRyzeServer, Fault
+from ryze_async.testing import FakeRyzeServer, Fault, wav_tone
 
 from .cli_helpers import run_cli
 

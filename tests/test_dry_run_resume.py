@@ -28,8 +28,7 @@ from ryze_async import (
     JournalMismatchError,
     RyzeClient,
 )
-from ryze_async._cli._demo import wav_tone
-from ryze_async.testing import FakeRyzeServer, Fault
+from ryze_async.testing import FakeRyzeServer, Fault, wav_tone
 
 from .cli_helpers import run_cli
 

@@ -21,8 +21,7 @@ from ryze_async._campaign import Campaign
 from ryze_async._campaign._journal._postgres import PgJournal
 from ryze_async._campaign._journal._sqlite import Journal
 from ryze_async._campaign._models import CampaignOutcome, CampaignSummary
-from ryze_async._cli._demo import wav_tone
-from ryze_async.testing import FakeRyzeServer
+from ryze_async.testing import FakeRyzeServer, wav_tone
 
 ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]
 MEDIA = Media.from_bytes(wav_tone(0.1))

@@ -12,8 +12,7 @@ import pytest
 from ryze_async import InputError, InvalidRequestError, Media, RyzeClient
 from ryze_async._campaign import Campaign
 from ryze_async._campaign._models import CampaignSummary
-from ryze_async._cli._demo import wav_tone
-from ryze_async.testing import FakeRyzeServer
+from ryze_async.testing import FakeRyzeServer, wav_tone
 
 from .cli_helpers import run_cli
 

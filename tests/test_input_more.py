@@ -16,8 +16,7 @@ from ryze_async import InputError, Media, RyzeClient
 from ryze_async._campaign import Campaign
 from ryze_async._campaign._models import CampaignSummary
 from ryze_async._campaign._number_source import NumberSource, Position
-from ryze_async._cli._demo import wav_tone
-from ryze_async.testing import FakeRyzeServer
+from ryze_async.testing import FakeRyzeServer, wav_tone
 
 from .cli_helpers import run_cli
 

@@ -19,8 +19,7 @@ import pytest
 
 from ryze_async import Media, RyzeClient
 from ryze_async._campaign import Campaign
-from ryze_async._cli._demo import wav_tone
-from ryze_async.testing import FakeRyzeServer
+from ryze_async.testing import FakeRyzeServer, wav_tone
 
 from .test_input_more import dialed, jsonl, run, server, workbook  # noqa: F401 - fixture
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import tracemalloc
+import wave
 from pathlib import Path
 
 import pytest
 
 from ryze_async import InvalidRequestError, Media
-from ryze_async._cli._demo import wav_tone
-from ryze_async.testing import FakeRyzeServer
+from ryze_async.testing import FakeRyzeServer, wav_tone
 
 from .conftest import ClientFactory
 
@@ -118,3 +119,15 @@ def test_a_regular_file_and_a_symlink_to_one_are_read(tmp_path: Path) -> None:
     link = tmp_path / "link.wav"
     link.symlink_to(audio)
     assert Media.from_file(audio).size == Media.from_file(str(link)).size == audio.stat().st_size
+
+
+def test_wav_tone_is_public_test_audio_the_client_accepts() -> None:
+    data = wav_tone(0.25, hz=1000.0, rate=16000)
+    with wave.open(io.BytesIO(data)) as wav:
+        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (1, 2, 16000)
+        assert wav.getnframes() == 4000
+        frames = wav.readframes(4000)
+    assert frames.count(b"\x00\x00") < 4000 // 2  # a tone, not silence
+    media = Media.from_bytes(data)
+    assert (media.format, media.size) == ("wav", len(data))
+    assert wav_tone.__module__ == "ryze_async.testing"

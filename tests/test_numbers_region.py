@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from ryze_async import Campaign, InvalidRequestError, RyzeClient, normalize_number
-from ryze_async._cli._demo import demo_numbers, wav_tone
-from ryze_async.testing import FakeRyzeServer
+from ryze_async._cli._demo import demo_numbers
+from ryze_async.testing import FakeRyzeServer, wav_tone
 
 from .cli_helpers import run_cli
 from .conftest import ClientFactory

@@ -18,7 +18,7 @@ import pytest
 from ryze_async import CallResult, JournalError, Media
 from ryze_async._campaign import Campaign
 from ryze_async._campaign._journal import ClaimLostError, Journal, describe, open_journal
-from ryze_async._cli._demo import wav_tone
+from ryze_async.testing import wav_tone
 
 from .cli_helpers import run_cli
 

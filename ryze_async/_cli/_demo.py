@@ -9,42 +9,22 @@ at a sped-up quota.
 from __future__ import annotations
 
 import asyncio
-import io
-import math
 import random
 import secrets
-import struct
 import sys
 import tempfile
-import wave
 from pathlib import Path
 from typing import TextIO
 
 from ryze_async import Media
 from ryze_async._config import Secret
-from ryze_async.testing import FakeRyzeServer
+from ryze_async.testing import FakeRyzeServer, wav_tone
 
 from ._campaign import CampaignJob, run_campaign_job
 
-__all__ = ["demo_numbers", "run_demo", "wav_tone"]
+__all__ = ["demo_numbers", "run_demo"]
 
 _INSTANCE = "demo"
-
-
-def wav_tone(seconds: float = 1.0, hz: float = 440.0, rate: int = 8000) -> bytes:
-    """A mono 16-bit PCM WAV of a sine tone (valid audio for ``Media`` and for ffmpeg)."""
-    frames = int(seconds * rate)
-    samples = b"".join(
-        struct.pack("<h", int(12000 * math.sin(2 * math.pi * hz * i / rate)))
-        for i in range(frames)
-    )
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(samples)
-    return buf.getvalue()
 
 
 def demo_numbers(count: int, seed: int = 7) -> str:

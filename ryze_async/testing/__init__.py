@@ -14,11 +14,12 @@ available in every test (see `ryze_async.testing._plugin`). `run_virtual` runs a
 on an event loop whose clock is virtual, so waits of minutes (quota, backoff) take no real time.
 `MockTransport` answers a client's requests from a function: ``RyzeClient(transport=...)``.
 `RedisServer` starts a throw-away ``redis-server`` on a free loopback port, for tests of the
-shared quota (``RyzeClient(quota_url=server.url)``).
+shared quota (``RyzeClient(quota_url=server.url)``). `wav_tone` makes test audio in memory.
 """
 
 from .._public import public
 from .._transports._mock import MockRequest, MockResponse, MockTransport
+from ._audio import wav_tone
 from ._faults import Fault
 from ._records import HeaderDict, RecordedRequest
 from ._redis_server import RedisServer
@@ -37,6 +38,7 @@ __all__ = [
     "ServerFactory",
     "VirtualTimeLoop",
     "run_virtual",
+    "wav_tone",
 ]
 
 # Shown and pickled as ``ryze_async.testing.X`` (``public``): this package imports every one of
