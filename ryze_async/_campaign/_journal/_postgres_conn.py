@@ -19,13 +19,14 @@ import contextlib
 import os
 import secrets
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, Self, TypeVar
 
 import asyncpg
 
 from ... import JournalConnectionLostError
-from ..._urls import shown_url
+from ..._urls import scrub, shown_url
 from . import _postgres_held as held
 from . import _postgres_sql as sql
 from ._person_keys import rekey_postgres
@@ -50,8 +51,20 @@ async def connect(dsn: str, name: str = "ryze-async") -> Any:
     be missing, or another client's, on the next transaction's server connection; an unnamed
     one is parsed and run on one server connection, with no Sync in between).
     """
-    return await asyncpg.connect(dsn, server_settings={"application_name": name},
-                                 statement_cache_size=0)
+    try:
+        return await asyncpg.connect(dsn, server_settings={"application_name": name},
+                                     statement_cache_size=0)
+    except ssl.SSLCertVerificationError as exc:
+        raise JournalError(
+            f"{shown_url(dsn)}: the database server's TLS certificate was refused "
+            f"({exc.verify_message}): check sslrootcert (the CA that signed it) and the host "
+            "name in the URL (sslmode=verify-full checks both)") from None
+    except asyncpg.ClientConfigurationError as exc:  # e.g. an unknown sslmode
+        raise JournalError(f"{shown_url(dsn)}: {scrub(str(exc), dsn)}") from None
+    except FileNotFoundError as exc:
+        raise JournalError(
+            f"{shown_url(dsn)}: {exc.strerror}: a file the URL names (sslrootcert, sslcert, "
+            "sslkey) or its Unix socket") from None
 
 
 class PgConnection:
@@ -103,7 +116,8 @@ class PgConnection:
         except BaseException as exc:
             await journal._disconnect()
             if isinstance(exc, asyncpg.PostgresError | OSError):
-                raise JournalError(f"{journal.dsn} is not a usable journal: {exc}") from None
+                raise JournalError(f"{journal.dsn} is not a usable journal: "
+                                   f"{scrub(str(exc), dsn)}") from None
             raise
         return journal
 
