@@ -110,8 +110,9 @@ async def finish(proc: asyncio.subprocess.Process) -> tuple[int, dict[str, Any],
     assert TOKEN not in text
     assert PASSWORD not in text
     assert proc.returncode is not None
-    lines = out.decode().strip().splitlines()
-    return proc.returncode, json.loads(lines[-1]) if lines else {}, err.decode()
+    last = (out.decode().strip().splitlines() or [""])[-1]
+    # A worker that failed may end on a progress line: its exit code and stderr tell why.
+    return proc.returncode, json.loads(last) if last.startswith("{") else {}, err.decode()
 
 
 async def states(direct: str, campaign: str) -> Counter[str]:

@@ -55,10 +55,11 @@ async def connect(dsn: str, name: str = "ryze-async") -> Any:
         return await asyncpg.connect(dsn, server_settings={"application_name": name},
                                      statement_cache_size=0)
     except ssl.SSLCertVerificationError as exc:
+        reason = exc.verify_message.rstrip(".")
         raise JournalError(
-            f"{shown_url(dsn)}: the database server's TLS certificate was refused "
-            f"({exc.verify_message}): check sslrootcert (the CA that signed it) and the host "
-            "name in the URL (sslmode=verify-full checks both)") from None
+            f"{shown_url(dsn)}: the database server's TLS certificate was refused ({reason}): "
+            "check sslrootcert (the CA that signed it) and the host name in the URL "
+            "(sslmode=verify-full checks both)") from None
     except asyncpg.ClientConfigurationError as exc:  # e.g. an unknown sslmode
         raise JournalError(f"{shown_url(dsn)}: {scrub(str(exc), dsn)}") from None
     except FileNotFoundError as exc:
