@@ -77,10 +77,11 @@ def _run(prefix: list[str], argv: list[str], timeout: float = 120) -> None:
 
 
 @contextlib.contextmanager
-def pg_cluster(database: str = "ryze") -> Iterator[str]:
-    """Start a cluster, create ``database``, yield its DSN; stop and remove it afterwards."""
+def pg_cluster(database: str = "ryze", options: str = "") -> Iterator[str]:
+    """Start a cluster, create ``database``, yield its DSN; stop and remove it afterwards.
+    ``options`` are more ``-c name=value`` settings of the server (TLS, ``hba_file``)."""
     external = os.environ.get(DSN_ENV)
-    if external:
+    if external and not options:
         yield external
         return
     bindir = find_bindir()
@@ -96,7 +97,7 @@ def pg_cluster(database: str = "ryze") -> Iterator[str]:
         root.chmod(0o700)
         _run(prefix, [str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
                       "--auth=trust", "-E", "UTF8", "--no-instructions"])
-        port = _start(prefix, bindir, root, data)
+        port = _start(prefix, bindir, root, data, options)
         try:
             _run(prefix, [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port),
                           "-U", "postgres", database])
@@ -109,13 +110,13 @@ def pg_cluster(database: str = "ryze") -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _start(prefix: list[str], bindir: Path, root: Path, data: Path) -> int:
+def _start(prefix: list[str], bindir: Path, root: Path, data: Path, extra: str) -> int:
     """Start the server on a free port (a few tries: another process may take the port)."""
     last: Exception | None = None
     for _ in range(5):
         port = _free_port()
         options = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=on "
-                   "-c synchronous_commit=on -c max_connections=200")
+                   f"-c synchronous_commit=on -c max_connections=200 {extra}")
         try:
             # -w: pg_ctl returns once the server accepts connections (bounded by -t).
             _run(prefix, [str(bindir / "pg_ctl"), "start", "-D", str(data), "-w", "-t", "60",

@@ -2,7 +2,9 @@
 
 ``make_pki(dir)`` writes a CA (``ca.pem``), a server certificate for 127.0.0.1 signed by it
 (``server.pem``/``server.key``), and a second, unrelated CA (``other-ca.pem``): the CA a client
-that trusts the wrong authority holds. Tests using it run a subprocess: mark them infra.
+that trusts the wrong authority holds. ``names`` are the server certificate's names instead
+of 127.0.0.1 (``DNS:localhost``: a client that reaches 127.0.0.1 by address then sees the wrong
+name). Tests using it run a subprocess: mark them infra.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ _EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 _CA_EXT = ["-addext", "basicConstraints=critical,CA:TRUE",
            "-addext", "keyUsage=critical,keyCertSign,cRLSign"]
 _SERVER_EXT = """\
-subjectAltName=IP:127.0.0.1
+subjectAltName={names}
 basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature
 extendedKeyUsage=serverAuth
@@ -50,12 +52,12 @@ def _ca(name: str, cwd: Path) -> None:
              "-subj", f"/CN={name}", *_CA_EXT, cwd=cwd)
 
 
-def make_pki(directory: Path) -> Pki:
+def make_pki(directory: Path, names: str = "IP:127.0.0.1") -> Pki:
     if shutil.which("openssl") is None:  # pragma: no cover - the image has it
         raise RuntimeError("the openssl command is needed to make test certificates")
     _ca("ca", directory)
     _ca("other-ca", directory)
-    (directory / "server.ext").write_text(_SERVER_EXT, encoding="ascii")
+    (directory / "server.ext").write_text(_SERVER_EXT.format(names=names), encoding="ascii")
     _openssl("req", *_EC, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1",
              cwd=directory)
     _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",

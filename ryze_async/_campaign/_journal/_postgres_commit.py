@@ -45,11 +45,7 @@ async def apply_ops(conn: Any, campaign: str, worker: str, lease: float,
     """Apply ``ops`` in order in one transaction; return the ids whose mark was refused."""
     refused: set[int] = set()
     async with conn.transaction():
-        if not any(isinstance(op, Mark) for op in ops):
-            # Outcomes alone need no flush of their own: lost in a crash of the database
-            # host, the row stays ``sending`` and its lease makes it ``unknown`` (safe). The
-            # next durable mark flushes them anyway (the log is written in order).
-            await conn.execute("SET LOCAL synchronous_commit TO off")
+        await conn.execute(_durability(ops))
         start = 0
         while start < len(ops):
             kind = type(ops[start])
@@ -74,3 +70,15 @@ async def apply_ops(conn: Any, campaign: str, worker: str, lease: float,
                     (campaign, worker, op.row_id, op.until) for op in holds])
             start = end
     return refused
+
+
+def _durability(ops: list[Op]) -> str:
+    """The commit's durability, set in its own transaction whatever the server's default (no
+    session setting survives a pooler in transaction mode).
+
+    A mark must survive a crash of the database host, or the number could be dialed again: it
+    waits for the flush to disk. Outcomes alone need no flush of their own: lost in such a
+    crash, the row stays ``sending`` and its lease makes it ``unknown`` (safe). The next
+    durable mark flushes them anyway (the log is written in order)."""
+    durable = any(isinstance(op, Mark) for op in ops)
+    return f"SET LOCAL synchronous_commit TO {'on' if durable else 'off'}"

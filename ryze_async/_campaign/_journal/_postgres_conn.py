@@ -19,23 +19,53 @@ import contextlib
 import os
 import secrets
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, Self, TypeVar
 
 import asyncpg
 
 from ... import JournalConnectionLostError
-from ..._urls import shown_url
+from ..._urls import scrub, shown_url
 from . import _postgres_held as held
 from . import _postgres_sql as sql
 from ._person_keys import rekey_postgres
 from ._rules_store import PG_SCHEMA as RULES_SCHEMA
 from ._schema import CampaignIdentity, JournalError, check_identity
 
-__all__ = ["PgConnection"]
+__all__ = ["PgConnection", "connect"]
 
 _INTERRUPTED = "interrupted while sending: the call may have been placed"
 _T = TypeVar("_T")
+
+
+async def connect(dsn: str, name: str = "ryze-async") -> Any:
+    """One connection that holds no session state from one transaction to the next.
+
+    Behind a pooler in transaction mode (PgBouncer, the managed ones) each transaction may run
+    on another server connection. So the only startup parameter is ``application_name`` (every
+    pooler passes it; others are refused at connect, and a managed pooler's
+    ``ignore_startup_parameters`` is not the user's to change); durability is set in the
+    transaction that needs it (a mark's ``SET LOCAL``, ``_postgres_commit.py``); and no named
+    prepared statement is kept (``statement_cache_size=0``: asyncpg's cached statements would
+    be missing, or another client's, on the next transaction's server connection; an unnamed
+    one is parsed and run on one server connection, with no Sync in between).
+    """
+    try:
+        return await asyncpg.connect(dsn, server_settings={"application_name": name},
+                                     statement_cache_size=0)
+    except ssl.SSLCertVerificationError as exc:
+        reason = exc.verify_message.rstrip(".")
+        raise JournalError(
+            f"{shown_url(dsn)}: the database server's TLS certificate was refused ({reason}): "
+            "check sslrootcert (the CA that signed it) and the host name in the URL "
+            "(sslmode=verify-full checks both)") from None
+    except asyncpg.ClientConfigurationError as exc:  # e.g. an unknown sslmode
+        raise JournalError(f"{shown_url(dsn)}: {scrub(str(exc), dsn)}") from None
+    except FileNotFoundError as exc:
+        raise JournalError(
+            f"{shown_url(dsn)}: {exc.strerror}: a file the URL names (sslrootcert, sslcert, "
+            "sslkey) or its Unix socket") from None
 
 
 class PgConnection:
@@ -87,15 +117,13 @@ class PgConnection:
         except BaseException as exc:
             await journal._disconnect()
             if isinstance(exc, asyncpg.PostgresError | OSError):
-                raise JournalError(f"{journal.dsn} is not a usable journal: {exc}") from None
+                raise JournalError(f"{journal.dsn} is not a usable journal: "
+                                   f"{scrub(str(exc), dsn)}") from None
             raise
         return journal
 
     async def _connect(self, dsn: str, identity: CampaignIdentity | None, force: bool) -> None:
-        # Durable commits whatever the server's default: a ``sending`` mark must survive a
-        # crash of the database host, or the number could be dialed again.
-        settings = {"synchronous_commit": "on", "application_name": "ryze-async"}
-        self._conn = await asyncpg.connect(dsn, server_settings=settings)
+        self._conn = await connect(dsn)
         if self.read_only:
             exists = await self._conn.fetchval(
                 "SELECT to_regclass('ryze_campaigns') IS NOT NULL")
@@ -116,7 +144,7 @@ class PgConnection:
         if identity is not None:
             await self._check_identity(identity, force)
         self.recovered = (await self.recover())[1]
-        self._beat_conn = await asyncpg.connect(dsn, server_settings=settings)
+        self._beat_conn = await connect(dsn)
         self._beat = asyncio.get_running_loop().create_task(self._heartbeat())
 
     async def _check_identity(self, identity: CampaignIdentity, force: bool) -> None:

@@ -13,6 +13,7 @@ import asyncpg
 from ..._urls import scrub, shown_url
 from ._peek import JournalSnapshot, snapshot
 from ._person_keys import rekeyed_postgres
+from ._postgres_conn import connect
 from ._recorded_rules import CampaignRules
 from ._rules_store import recorded
 from ._schema import JournalError
@@ -38,8 +39,7 @@ async def peek_postgres_rules(url: str, campaign: str) -> CampaignRules | None:
 
 async def _read_only(url: str, read: Callable[[Any], Awaitable[T]]) -> T:
     try:
-        conn: Any = await asyncpg.connect(url, server_settings={
-            "application_name": "ryze-async read", "default_transaction_read_only": "on"})
+        conn: Any = await connect(url, "ryze-async read")  # a READ ONLY transaction below
     except (asyncpg.PostgresError, OSError, ValueError) as exc:
         raise JournalError(f"{shown_url(url)} cannot be read: {scrub(str(exc), url)}") from None
     try:
