@@ -86,10 +86,10 @@ async def probe(lags: list[float], busy: list[float], stop: asyncio.Event) -> No
 
 async def run(url: str, senders: int, tmp: Path, stagger: bool) -> dict[str, Any]:
     # Loaded before the probe starts: a first import stalls the loop once, and is not a lag.
-    import ryze_async._campaign._engine  # noqa: PLC0415
+    import ryze_async._campaign.engine  # noqa: PLC0415
     import ryze_async._transports._aiohttp  # noqa: F401, PLC0415
     from ryze_async import Campaign, RyzeClient  # noqa: PLC0415
-    from ryze_async._campaign._senders import SenderPool  # noqa: PLC0415
+    from ryze_async._campaign.senders import SenderPool  # noqa: PLC0415
 
     if not stagger:  # every sender joins at once: the measurement before staggering
         start = SenderPool.start

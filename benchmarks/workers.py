@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _report import finish, machine, ruled
 
-from ryze_async._campaign._journal._postgres import PgJournal
+from ryze_async._campaign.journal.postgres.store import PgJournal
 from tests.pg_cluster import PostgresUnavailableError, pg_cluster
 
 TARGET_PER_WORKER = 200

@@ -13,7 +13,7 @@ import asyncio
 import json
 import sys
 
-from ryze_async._campaign._journal._postgres import PgJournal
+from ryze_async._campaign.journal.postgres.store import PgJournal
 
 
 def numbers(n: int) -> list[tuple[int, str]]:

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from ryze_async import Media, RyzeClient, normalize_number
 from ryze_async._campaign import Campaign
-from ryze_async._campaign._journal._postgres import PgJournal
-from ryze_async._campaign._journal._sqlite import Journal
-from ryze_async._campaign._models import CampaignOutcome, CampaignSummary
+from ryze_async._campaign.journal.postgres.store import PgJournal
+from ryze_async._campaign.journal.sqlite.store import Journal
+from ryze_async._campaign.outcomes import CampaignOutcome, CampaignSummary
 from ryze_async._cli._demo import wav_tone
 from ryze_async.testing import FakeRyzeServer
 

@@ -11,7 +11,7 @@ import pytest
 
 from ryze_async import InputError, InvalidRequestError, Media, RyzeClient
 from ryze_async._campaign import Campaign
-from ryze_async._campaign._models import CampaignSummary
+from ryze_async._campaign.outcomes import CampaignSummary
 from ryze_async._cli._demo import wav_tone
 from ryze_async.testing import FakeRyzeServer
 

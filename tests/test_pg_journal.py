@@ -20,9 +20,9 @@ import pytest
 asyncpg = pytest.importorskip("asyncpg")
 
 from ryze_async import JournalConnectionLostError, JournalError, JournalMismatchError  # noqa: E402
-from ryze_async._campaign._journal import CampaignIdentity  # noqa: E402
-from ryze_async._campaign._journal._postgres import ClaimLostError, PgJournal  # noqa: E402
-from ryze_async._campaign._journal._postgres_sql import LEASE_LOST  # noqa: E402
+from ryze_async._campaign.journal import CampaignIdentity  # noqa: E402
+from ryze_async._campaign.journal.postgres import LEASE_LOST  # noqa: E402
+from ryze_async._campaign.journal.postgres.store import ClaimLostError, PgJournal  # noqa: E402
 
 from .pg_worker import identity, numbers  # noqa: E402
 
@@ -419,7 +419,7 @@ async def test_a_worker_that_recovers_a_dead_workers_claims_does_not_stop_before
     # held_elsewhere() first gives a dead worker's expired claims back to pending. It then said
     # "nothing held elsewhere", and a worker that had just seen no row to claim stopped, with
     # those numbers pending: the last worker out left them uncalled (a flaky 3-worker test).
-    from ryze_async._campaign._journal import open_journal
+    from ryze_async._campaign.journal import open_journal
 
     ident = CampaignIdentity("fake", None, "inst")
     dead = await open_journal(pg_dsn, campaign=campaign, identity=ident)

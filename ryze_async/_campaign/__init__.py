@@ -6,9 +6,9 @@
 events into live counts. See ARCHITECTURE.md, "A campaign number's path".
 """
 
-from ._dispatch import CampaignClient
-from ._engine import Campaign, run_campaign
-from ._models import CampaignOutcome, CampaignSummary, StopReason
+from .dispatch import CampaignClient
+from .engine import Campaign, run_campaign
+from .outcomes import CampaignOutcome, CampaignSummary, StopReason
 
 __all__ = [
     "Campaign",

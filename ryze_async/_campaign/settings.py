@@ -1,0 +1,104 @@
+"""What a campaign run is given: the client it calls (a protocol) and its fixed settings."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from .. import CallResult, Media
+from .._public import public
+from .rules import Rules
+
+__all__ = [
+    "BeforeSend",
+    "CampaignClient",
+    "Hooks",
+    "NotSent",
+    "PoolClient",
+    "SenderFactory",
+    "Settings",
+    "StoppedError",
+    "call",
+]
+
+BeforeSend = Callable[[], Awaitable[None]]
+NotSent = Callable[[], Awaitable[None]]
+
+
+@public
+class CampaignClient(Protocol):
+    """What a campaign needs from a client (``RyzeClient`` fits; a test may pass a stub).
+
+    ``before_send`` is awaited before every attempt's first byte; ``on_not_sent`` as soon as
+    an attempt is proven refused (429) or never sent, before the client waits to retry.
+    """
+
+    async def audio_call(
+        self, number: str, *, media: Media, instance: str | None, before_send: BeforeSend,
+        on_not_sent: NotSent,
+    ) -> CallResult: ...
+
+    async def fake_call(
+        self, number: str, *, duration: int | None, instance: str | None,
+        before_send: BeforeSend, on_not_sent: NotSent,
+    ) -> CallResult: ...
+
+
+class PoolClient(CampaignClient, Protocol):
+    """One sender's client, built for the campaign and closed by it."""
+
+    async def aclose(self) -> None: ...
+
+
+class SenderFactory(Protocol):
+    """A client that builds its like for another token and instance (``RyzeClient`` does:
+    ``for_sender``), which a campaign with ``senders=`` needs."""
+
+    def for_sender(self, token: str, instance: str) -> PoolClient: ...
+
+
+class Hooks(Protocol):
+    """One attempt's hooks (``_attempt.Attempt``)."""
+
+    async def before_send(self) -> None: ...
+    async def on_not_sent(self) -> None: ...
+
+
+class StoppedError(Exception):
+    """Raised from ``before_send`` once stopping: the client then sends nothing."""
+
+
+class Settings:
+    """The knobs of one run, fixed before it starts."""
+
+    def __init__(
+        self, *, media: Media | None, duration: int | None, instance: str | None,
+        concurrency: int, drain_timeout: float, max_connection_failures: int,
+        max_requeues: int, ingest_batch: int, rules: Rules | None = None,
+        exit_outside_window: bool = False, max_unknown_in_a_row: int = 0,
+    ) -> None:
+        self.media = media
+        self.duration = duration
+        self.instance = instance
+        self.concurrency = concurrency
+        self.drain_timeout = drain_timeout
+        self.max_connection_failures = max_connection_failures
+        self.max_requeues = max_requeues
+        self.ingest_batch = ingest_batch
+        self.rules = rules if rules is not None else Rules()
+        self.exit_outside_window = exit_outside_window
+        #: Unknown outcomes in a row of one sender that trip it (0: never).
+        self.max_unknown_in_a_row = max_unknown_in_a_row
+
+
+async def call(
+    client: CampaignClient, s: Settings, number: str, hooks: Hooks, instance: str | None,
+) -> CallResult:
+    """Place one call of the campaign's kind (audio with its media, or fake) on ``instance``."""
+    if s.media is not None:
+        return await client.audio_call(
+            number, media=s.media, instance=instance, before_send=hooks.before_send,
+            on_not_sent=hooks.on_not_sent)
+    return await client.fake_call(
+        number, duration=s.duration, instance=instance, before_send=hooks.before_send,
+        on_not_sent=hooks.on_not_sent)
