@@ -18,8 +18,8 @@ from ryze_async import (
     normalize_number,
 )
 from ryze_async._campaign import Campaign
-from ryze_async._campaign.counts import LiveCounts
 from ryze_async._campaign.journal import Journal, JournalCounts
+from ryze_async._campaign.outcomes import LiveCounts
 from ryze_async._cli._demo import wav_tone
 
 MEDIA = Media.from_bytes(wav_tone(0.1))

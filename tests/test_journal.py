@@ -134,7 +134,7 @@ async def test_concurrent_marks_share_one_commit(tmp_path: Path) -> None:
 
 async def test_a_failed_commit_refuses_every_later_mark() -> None:
     from ryze_async._campaign.journal import MarkSending, Op
-    from ryze_async._campaign.journal.group import GroupCommit
+    from ryze_async._campaign.journal.events import GroupCommit
 
     attempts: list[list[Op]] = []
 

@@ -235,8 +235,8 @@ def test_dry_run_predicts_the_run_and_calls_nobody(tmp_path: Path) -> None:
 
 
 def test_live_counts_tell_excluded_and_expired_from_removed() -> None:
-    from ryze_async._campaign.counts import LiveCounts
     from ryze_async._campaign.journal import Ingested, IngestResult, Moved
+    from ryze_async._campaign.outcomes import LiveCounts
 
     live = LiveCounts()
     live.apply(Ingested(IngestResult(added=4, duplicates=0, invalid=[])))

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from ryze_async import Campaign, CampaignOutcome, CampaignSummary, RyzeClient
-from ryze_async._campaign.journal.postgres.watch import PgStore
+from ryze_async._campaign.journal.postgres.store import PgStore
 from ryze_async.testing import FakeRyzeServer, Fault
 
 asyncpg = pytest.importorskip("asyncpg")

@@ -1,36 +1,307 @@
 """The dispatcher: ingest, feed, and a fixed pool of workers calling the client.
 
-One ingest task streams the input into the journal; one feeder task reads pending rows back
-in input order into a bounded queue (both in ``_feeder.py``); ``concurrency`` worker tasks
-take rows from it and call the client. Each call's ``before_send`` hook commits the row's
-``sending`` mark after the quota admitted the call and before its first byte. Stopping
-cancels only workers that have sent nothing (their rows stay pending) and waits, bounded,
-for the others.
-"""
+One ingest task streams the input into the journal (:func:`ingest_input`); one feeder task
+(:class:`Feeder`) reads pending rows back in input order into a bounded queue; ``concurrency``
+worker tasks take rows from it and call the client, each call through an :class:`Attempt`. Each
+call's ``before_send`` hook commits the row's ``sending`` mark after the quota admitted the call
+and before its first byte. Stopping cancels only workers that have sent nothing (their rows stay
+pending) and waits, bounded, for the others.
+
+An :class:`Attempt` is one call's hooks into the journal: the claim before the first byte, the
+way back to pending.
+
+The feeder reads pending rows back in input order (ids above its cursor), and rows handed back
+(a retry, held rows whose window opened: ``rules/gate.py``), into the bounded queue the workers
+take them from. It ends when nothing is left to hand out, nothing is
+outstanding, nothing is held for a later window and no other worker of a shared store holds a
+row.
+
+The ingest task streams the input into the journal, resuming where it stopped. When the source
+cannot resume where the journal stopped (the CSV changed, or an iterable), a new pass over the
+input begins (``journal/sqlite/store.py``), and ``ready`` (the feeder's go) stays clear until the
+pass ends and the pending rows the input no longer holds are swept to ``skipped``: a row the user
+removed is never dialed.
+
+The client's instrumentation hooks are told each outcome the campaign records. They are the
+client's own (``RyzeClient(hooks=...)``, read back through its public ``hooks``): one list of
+observers sees both the requests and the campaign's outcomes. A stub client without ``hooks``
+simply has none. Like the client's, a hook that raises is logged and changes nothing."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, Literal
 
-from .. import CampaignOutcomeRecorded
-from .attempt import Attempt, Phase
-from .feeder import Feeder, Row
-from .inputs import NumberSource
-from .journal import JournalError, JournalStore
-from .observers import outcome_hooks, tell
-from .outcomes import CampaignOutcome, StopReason, Verdict, classify
-from .rules import Skip
+from .. import CampaignOutcomeRecorded, normalize_number
+from .inputs import NumberSource, Position
+from .journal import ClaimLostError, JournalError, JournalStore
+from .outcomes import CampaignOutcome, Disposition, StopReason, classify
+from .persons import number_normalizer
+from .rules import Call, Skip, Verdict
 from .rules.gate import Gate, WindowWait
 from .senders import Lease, Sender, SenderPool, quota_period
-from .settings import BeforeSend, CampaignClient, NotSent, Settings, StoppedError, call
-from .stop import StopState
+from .settings import BeforeSend, CampaignClient, NotSent, Settings, StoppedError, StopState, call
 
-__all__ = ["BeforeSend", "CampaignClient", "Dispatcher", "NotSent", "Settings", "StoppedError"]
+__all__ = [
+    "Attempt", "BeforeSend", "CampaignClient", "Dispatcher", "Feeder", "NotSent", "OutcomeHook",
+    "Phase", "Row", "Settings", "StoppedError", "ingest_input", "outcome_hooks", "tell",
+]
+
+
+Phase = Literal["idle", "waiting", "sending"]
+
+
+class Attempt:
+    """One row's call hooks: ``sending`` is committed before the first byte; a request proven
+    not sent puts the row back to pending before the client waits to retry."""
+
+    def __init__(self, journal: JournalStore, stop: StopState, row_id: int,
+                 phase: Callable[[Phase], None], *, sender: str | None = None,
+                 check: Callable[[], Awaitable[Verdict]] | None = None) -> None:
+        self._journal = journal
+        self._stop = stop
+        self._row_id = row_id
+        self._phase = phase
+        self._sender = sender
+        #: From the first mark on, the call may have been sent (until proven otherwise).
+        self.marked = False
+        self._check = check
+        #: Why the operator's rules refused the call at its first byte (not sent): skipped
+        #: (opted out meanwhile, past ``not_after``) or held (its window closed meanwhile).
+        self.refused: Verdict | None = None
+
+    async def before_send(self) -> None:
+        if self._stop.stopping:
+            raise StoppedError
+        if self._check is not None:
+            # The number was admitted when claimed, but the quota (or a retry) may have made it
+            # wait since: the window may have closed, the opt-out list gained it, the deadline
+            # passed. The rules hold at the instant of sending.
+            verdict = await self._check()
+            if not isinstance(verdict, Call):
+                self.refused = verdict
+                raise StoppedError
+        self._phase("sending")
+        self.marked = True  # from here the mark may commit: treat the call as possibly sent
+        try:
+            await self._journal.mark_sending(self._row_id, sender=self._sender)
+        except ClaimLostError:
+            # A shared store refused the mark: another worker holds the row now (our lease
+            # ran out). Nothing was sent and nothing may be: skip the row, keep dispatching.
+            self.marked = False
+            raise StoppedError from None
+        except asyncio.CancelledError:
+            # Aborted (or cancelled) before the first byte: provably not sent. The mark may
+            # still commit: the row goes back to pending right after it, not to unknown.
+            self.marked = False
+            self._journal.record(self._row_id, "pending", error="stopped before sending")
+            raise
+
+    async def on_not_sent(self) -> None:
+        # Refused or never sent, and the client is about to wait: a crash or a stop during
+        # that wait must leave the number pending (to call), not unknown (never called).
+        if not self.marked:
+            return
+        self.marked = False
+        self._phase("waiting")
+        self._journal.record(self._row_id, "pending", error="not sent yet: waiting to retry")
+        await self._journal.flush()
+        if self._stop.stopping:
+            raise StoppedError
+
 
 _log = logging.getLogger("ryze_async.campaign")
+
+
+async def ingest_input(
+    journal: JournalStore, source: NumberSource, batch_size: int, *,
+    ready: asyncio.Event, wake: asyncio.Event,
+    emit: Callable[[CampaignOutcome], Awaitable[None]],
+    normalize: Callable[[str], str] = normalize_number,
+) -> None:
+    """Ingest every batch of ``source``; set ``ready`` once pending rows may be dispatched."""
+    stored = await journal.ingest_position()
+    batches = await source.open(Position(*stored), batch_size)
+    if source.restarted:
+        _log.warning("the numbers input changed since the last run: reading it again from "
+                     "the start; nobody already dealt with is called again")
+        # ``expected``: with several workers on one campaign, those that saw the same edit
+        # start one pass between them (the others' reading is deduplicated into it).
+        await journal.begin_pass(expected=stored)
+    # An open pass (this one, or one a crash interrupted) holds dispatching until its sweep.
+    hold = await journal.sweep_due()
+    if not hold:
+        ready.set()
+    async for batch in batches:
+        pos = batch.position
+        result = await journal.ingest(batch.entries, position=(pos.offset, pos.line, pos.digest),
+                                      normalize=normalize)
+        wake.set()
+        for at, raw, why in result.invalid:
+            await emit(CampaignOutcome(raw, "failed", at, error=why, sent=False))
+    removed = await journal.finish_pass()
+    if removed:
+        _log.warning("%d pending numbers are no longer in the input: skipped, not called",
+                     removed)
+    ready.set()
+
+
+Row = tuple[int, str, int]
+#: Seconds between looks for numbers another worker's expired lease gave back.
+_SHARED_POLL = 1.0
+#: On a shared journal, seconds between looks at the held rows while waiting for a window.
+_SHARED_RECHECK = 60.0
+
+
+class Feeder:
+    """Hands pending rows to the workers through :attr:`queue`; see the module docstring."""
+
+    def __init__(
+        self, client: CampaignClient, journal: JournalStore, source: NumberSource | None,
+        settings: Settings, *, gate: Gate, stop: StopState,
+        emit: Callable[[CampaignOutcome], Awaitable[None]],
+    ) -> None:
+        self._client = client
+        self._journal = journal
+        self._source = source
+        self._s = settings
+        self._gate = gate
+        self._stop = stop
+        self._emit = emit
+        self.wake = asyncio.Event()
+        self._ready = asyncio.Event()  # set once pending rows may be dispatched
+        self.queue: asyncio.Queue[Row | None] = asyncio.Queue(maxsize=settings.concurrency)
+        self.retry: collections.deque[Row] = collections.deque()
+        self.outstanding = 0  # rows handed to the queue and not yet finished by a worker
+        self._ingest_done = False
+        self._said = ""  # the last "nothing can be called until ..." said
+        #: While nothing can be called before a window opens: (when, how many wait for one).
+        self.window: tuple[datetime, int] | None = None
+
+    def row_done(self) -> None:
+        """A worker finished a row it took: one less outstanding, look again."""
+        self.outstanding -= 1
+        self.wake.set()
+
+    async def ingest(self) -> None:
+        try:
+            if self._source is None:
+                self._ready.set()
+                return
+            # The client's own reading of numbers (a stub client has none: country codes only).
+            normalize = number_normalizer(getattr(self._client, "default_region", None),
+                                          getattr(self._client, "number_check", "valid"))
+            await ingest_input(self._journal, self._source, self._s.ingest_batch,
+                               ready=self._ready, wake=self.wake, emit=self._emit,
+                               normalize=normalize)
+        finally:
+            self._ingest_done = True
+            self.wake.set()
+
+    async def feed(self) -> None:
+        await self._ready.wait()
+        await self._gate.start()
+        cursor = 0
+        shared = self._journal.shared
+        while True:
+            # Cleared before looking, so a change made while we look wakes the wait below.
+            self.wake.clear()
+            page = self._page(shared)
+            if not self.retry and page and self._gate.due_now():
+                self.retry.extend(await self._gate.due(page))
+            if self.retry:
+                self.outstanding += 1
+                await self.queue.put(self.retry.popleft())
+                continue
+            ingest_done = self._ingest_done
+            rows = await self._journal.pending_after(cursor, page) if page else []
+            for row in rows:
+                self.outstanding += 1
+                await self.queue.put(row)
+            if rows:
+                cursor = rows[-1][0]
+                continue
+            if ingest_done and self.outstanding == 0 and not self.retry:
+                if not await self._idle(shared):
+                    return
+                continue
+            await self._wait(self._gate.delay())
+
+    async def _idle(self, shared: bool) -> bool:
+        """Nothing to hand out, nothing outstanding: wait for the next calling window, or for
+        rows another worker holds; False when the run is over (or stops outside the windows)."""
+        opens = await self._gate.next_open()
+        if opens is not None and opens > self._gate.now():
+            return await self._wait_for_window(shared)
+        if opens is not None:  # due now: read back at the top (or shortly, if being claimed)
+            await self._wait(self._gate.delay())
+            return True
+        if not shared or not await self._journal.held_elsewhere():
+            return False
+        # Other workers hold rows: if one died, its claims come back to pending when its
+        # lease ends (the database's clock), so wait and look again.
+        await self._wait(_SHARED_POLL)
+        return True
+
+    async def _wait_for_window(self, shared: bool) -> bool:
+        """Nothing can be called before the first held row's window: wait for it (True), or
+        stop the run if asked to exit outside the windows (False)."""
+        until, held, message = await self._gate.waiting()
+        if self._s.exit_outside_window:
+            self._stop.request("outside_window", f"{message}: stopped, the rest left pending; "
+                               "run the same command again then to resume")
+            return False
+        if message != self._said:
+            self._said = message
+            _log.warning("%s: waiting (--exit-outside-window to stop instead)", message,
+                         extra={"each_text": True})
+        delay = self._gate.delay()
+        if shared and delay is not None:
+            # Other workers hold rows too (an earlier window; a dead worker's claims that
+            # come back): look again now and then.
+            delay = min(delay, _SHARED_RECHECK)
+        self.window = (until, held)
+        try:
+            await self._wait(delay)
+        finally:
+            self.window = None
+        return True
+
+    async def _wait(self, seconds: float | None) -> None:
+        """Until something changes (``wake``) or ``seconds`` pass (None: no time limit)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), seconds)
+
+    def _page(self, shared: bool) -> int:
+        """How many rows to ask for: a shared store's page is a claim other workers cannot
+        take, so it is what this worker can start soon (the queue plus the workers)."""
+        if not shared:
+            return max(100, self._s.concurrency * 4)
+        return max(0, 2 * self._s.concurrency - self.outstanding)
+
+
+OutcomeHook = Callable[[CampaignOutcomeRecorded], object]
+
+
+def outcome_hooks(client: object) -> tuple[OutcomeHook, ...]:
+    """The ``on_campaign_outcome`` methods of the client's hooks, resolved once."""
+    found = (getattr(hook, "on_campaign_outcome", None) for hook in getattr(client, "hooks", ()))
+    return tuple(method for method in found if callable(method))
+
+
+def tell(hooks: tuple[OutcomeHook, ...], details: CampaignOutcomeRecorded) -> None:
+    for hook in hooks:
+        try:
+            hook(details)
+        except Exception:
+            _log.exception("ryze_async hook on_campaign_outcome raised; ignored")
+
+
 Sink = Callable[[CampaignOutcome], Awaitable[None]]
 
 
@@ -266,7 +537,7 @@ class Dispatcher:
         await self._emit(CampaignOutcome(number, state, line, call_id, status, error, sent=sent))
 
     def _not_placed(
-        self, row: Row, exc: Exception, verdict: Verdict, marked: bool, sender: Sender,
+        self, row: Row, exc: Exception, verdict: Disposition, marked: bool, sender: Sender,
     ) -> None:
         """Provably not placed (or never sent): back to pending; maybe retry; maybe trip."""
         row_id, number, _ = row

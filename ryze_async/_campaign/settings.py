@@ -1,5 +1,10 @@
-"""What a campaign run is given: the client it calls (a protocol) and its fixed settings."""
+"""What a campaign run is given: the client it calls (a protocol), its fixed settings, and why
+it stops.
 
+The stop state (:class:`StopState`) has one owner, shared by the campaign and its dispatcher. A
+request made before the dispatcher exists (a signal while the journal opens) is simply the
+state the dispatcher finds; nothing is replayed.
+"""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
@@ -7,19 +12,14 @@ from typing import Protocol
 
 from .. import CallResult, Media
 from .._public import public
+from .outcomes import StopReason
 from .rules import Rules
 
 __all__ = [
-    "BeforeSend",
-    "CampaignClient",
-    "Hooks",
-    "NotSent",
-    "PoolClient",
-    "SenderFactory",
-    "Settings",
-    "StoppedError",
-    "call",
+    "BeforeSend", "CampaignClient", "Hooks", "NotSent", "PoolClient", "SenderFactory", "Settings",
+    "StopState", "StoppedError", "call",
 ]
+
 
 BeforeSend = Callable[[], Awaitable[None]]
 NotSent = Callable[[], Awaitable[None]]
@@ -102,3 +102,27 @@ async def call(
     return await client.fake_call(
         number, duration=s.duration, instance=instance, before_send=hooks.before_send,
         on_not_sent=hooks.on_not_sent)
+
+
+class StopState:
+    """The first stop request wins, except that an abort overrides a gentler stop."""
+
+    def __init__(self) -> None:
+        self.reason: StopReason | None = None
+        self.message = ""
+        self._listeners: list[Callable[[StopReason], None]] = []
+
+    @property
+    def stopping(self) -> bool:
+        return self.reason is not None
+
+    def request(self, reason: StopReason, message: str) -> None:
+        if self.reason is not None and (reason != "aborted" or self.reason == "aborted"):
+            return
+        self.reason, self.message = reason, message
+        for listener in self._listeners:
+            listener(reason)
+
+    def on_request(self, listener: Callable[[StopReason], None]) -> None:
+        """Call ``listener`` at every request that changes the state from now on."""
+        self._listeners.append(listener)

@@ -124,8 +124,8 @@ def _report_targets(args: argparse.Namespace) -> tuple[Path | None, bool, Path |
 
 
 async def _report(args: argparse.Namespace, out: TextIO) -> int:
-    from ryze_async._campaign.counts import summary_from_counts
     from ryze_async._campaign.journal import describe
+    from ryze_async._campaign.outcomes import summary_from_counts
 
     from ._campaign import print_json
     from ._progress import format_summary

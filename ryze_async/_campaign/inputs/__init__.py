@@ -4,7 +4,7 @@ A campaign's numbers come from any ``Iterable[str]`` or ``AsyncIterable[str]``, 
 given by path. Nothing is loaded whole: the source yields small batches, each carrying the position
 to resume from, so a journal can store "ingested up to here" in the same transaction as the rows.
 
-CSV rules (documented in docs/campaigns.md, "Input"; see ``_csv_input.py``): UTF-8, or
+CSV rules (documented in docs/campaigns.md, "Input"; see ``inputs/csv.py``): UTF-8, or
 UTF-8/UTF-16 with a byte-order mark; the number column is found by its header or given
 (``column``); blank lines and ``#`` lines are skipped; so are blank strings and ``#`` strings
 from an iterable.
@@ -153,7 +153,7 @@ class NumberSource:
     """A streamed source of numbers: an iterable, an async iterable, or a file's path.
 
     A ``str`` or ``os.PathLike`` is a path (pass ``[number]`` for a single number): a CSV, an
-    ``.xlsx`` workbook or JSON Lines (``_more_inputs.py``). Items of an iterable must be ``str``
+    ``.xlsx`` workbook or JSON Lines (``inputs/jsonl.py``). Items of an iterable must be ``str``
     (``int`` is accepted and converted; a float or bool is an invalid entry). ``column`` (files
     only) names the number column by header or 1-based index (JSON Lines: the key); ``sheet``
     a workbook's sheet (default: the first visible) by name or 1-based index.

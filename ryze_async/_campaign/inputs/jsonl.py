@@ -1,4 +1,4 @@
-"""Numbers from an ``.xlsx`` workbook or from JSON Lines, beside the CSV of ``_csv_input.py``.
+"""Numbers from an ``.xlsx`` workbook or from JSON Lines, beside the CSV of ``inputs/csv.py``.
 
 Which kind a file is: ``.xlsx``/``.xlsm`` or a zip archive is a workbook, ``.jsonl``/``.ndjson``
 or a first entry that starts with ``{`` is JSON Lines; anything else is a CSV. Like a CSV, each

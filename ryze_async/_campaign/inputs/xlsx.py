@@ -5,7 +5,7 @@ hidden: the user named it) or 1-based index among the visible ones. A cell is wh
 sees of it, except what cannot be trusted to be digits the user typed: a number with a
 fraction, a negative one, a boolean, a date, a formula nobody computed, a row hidden in the
 sheet (filtered out: not in the list the user looks at). Those are :class:`Untrusted` and end
-invalid with their reason (``_numbers.py``).
+invalid with their reason (``persons.py``).
 
 A workbook is a zip archive: a 0.3 MB file can unpack to gigabytes. What it may expand to is
 bounded before openpyxl reads a byte of it (`_check_expansion`): every part's unpacked size as

@@ -3,8 +3,8 @@
 A store holds each number of one campaign in a state, ``pending -> sending -> placed | failed |
 unknown`` (``skipped``: removed from the input, never sent), and is the only thing that decides
 who may be dialed. :class:`JournalStore` is what the dispatcher uses; the SQLite store
-(``_sqlite.py``, one file per campaign, one process at a time) and the PostgreSQL store
-(``_postgres.py`` and ``_postgres_store.py``, several workers on one campaign) implement it;
+(``sqlite/store.py``, one file per campaign, one process at a time) and the PostgreSQL store
+(``postgres/store.py``, several workers on one campaign) implement it;
 :func:`open_journal` picks one from the ``journal`` target. Both keep the rules below, which
 the dispatcher relies on.
 
@@ -39,18 +39,30 @@ the dispatcher relies on.
 - Opening checks the campaign identity (call kind, media fingerprint, instance): a journal that
   may have placed calls for another identity raises ``JournalMismatchError`` unless forced.
 - ``settle_rules`` compares a run's rules with the campaign's recorded ones and records what
-  the run uses (``_recorded_rules.py``; a differing rule is refused unless changed on purpose);
+  the run uses (``recorded_rules.py``; a differing rule is refused unless changed on purpose);
   ``rule_changes`` is the audit trail of those changes.
+
+Which store a ``journal`` target names, and how a target may be shown, is decided here too,
+as are the dry run's read-only looks (``peek_journal``, ``peek_rules``):
+``sqlite/report.py`` reads SQLite, ``postgres/report.py`` PostgreSQL.
+
+A ``postgresql://`` (or ``postgres://``) URL names a PostgreSQL database that holds many
+campaigns (one is named by ``campaign``); anything else is a path to a SQLite journal file.
+asyncpg is imported only when a PostgreSQL target is opened (the ``postgres`` extra).
+A URL is never shown with its password: every message, repr and log uses :func:`describe`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
-from typing import Literal, Protocol, TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol, TextIO
 
 from ... import ClaimLostError
+from ..._urls import scrub, shown_url
 from .events import (
     HoldRow,
     Ingested,
@@ -72,39 +84,83 @@ from .schema import (
     JournalLockedError,
     JournalMismatchError,
 )
-from .sqlite.report import ReportData
+from .sqlite.report import JournalSnapshot, ReportData, peek_sqlite, peek_sqlite_rules
 from .sqlite.store import Journal
-from .target import describe, is_database_url, open_postgres
+
+if TYPE_CHECKING:
+    from .postgres.store import PgStore
 
 __all__ = [
-    "CampaignIdentity",
-    "CampaignRules",
-    "ClaimLostError",
-    "HoldRow",
-    "IngestResult",
-    "Ingested",
-    "Journal",
-    "JournalCounts",
-    "JournalError",
-    "JournalEvent",
-    "JournalLockedError",
-    "JournalMismatchError",
-    "JournalStore",
-    "Listener",
-    "MarkSending",
-    "Moved",
-    "Op",
-    "OptOutList",
-    "Rebased",
-    "RecordOutcome",
-    "ReportData",
-    "RuleChange",
-    "Settled",
-    "State",
-    "describe",
-    "is_database_url",
-    "open_journal",
+    "CampaignIdentity", "CampaignRules", "ClaimLostError", "HoldRow", "IngestResult", "Ingested",
+    "Journal", "JournalCounts", "JournalError", "JournalEvent", "JournalLockedError",
+    "JournalMismatchError", "JournalStore", "Listener", "MarkSending", "Moved", "Op", "OptOutList",
+    "Rebased", "RecordOutcome", "ReportData", "RuleChange", "Settled", "State", "describe",
+    "is_database_url", "open_journal", "open_postgres", "peek_journal", "peek_rules",
 ]
+
+
+_SCHEMES = ("postgresql", "postgres")
+INSTALL = 'the PostgreSQL journal needs asyncpg: pip install "ryze-async[postgres]"'
+
+
+def is_database_url(target: object) -> bool:
+    """True if ``target`` names a PostgreSQL journal rather than a file."""
+    if not isinstance(target, str) or "://" not in target:
+        return False
+    return target.split("://", 1)[0].lower() in _SCHEMES
+
+
+def describe(target: str | os.PathLike[str]) -> str:
+    """The target as it may be shown: a path, or a URL without its password (`shown_url`)."""
+    if not is_database_url(target):
+        return os.fspath(target)
+    return shown_url(str(target))
+
+
+async def open_postgres(
+    url: str, *, campaign: str | None, identity: CampaignIdentity | None, force: bool,
+    read_only: bool,
+) -> PgStore:
+    """Open one campaign of a PostgreSQL journal (see ``postgres/store.py``)."""
+    if not campaign:
+        raise JournalError(f"{describe(url)} holds many campaigns: name one (--campaign NAME, "
+                           "or campaign= in Python)")
+    try:
+        from .postgres.store import PgStore  # noqa: PLC0415 - asyncpg only when used
+    except ImportError as exc:
+        if exc.name is None or exc.name.split(".")[0] != "asyncpg":
+            raise
+        raise JournalError(INSTALL) from None
+    try:
+        return await PgStore.open(url, campaign=campaign, identity=identity, force=force,
+                                  read_only=read_only)
+    except JournalError as exc:
+        if scrub(str(exc), url) == str(exc):
+            raise
+        raise type(exc)(scrub(str(exc), url)) from None
+    except (ValueError, TypeError, OSError) as exc:
+        # asyncpg's own parsing errors may quote the URL: never its password, never the chain.
+        raise JournalError(f"{describe(url)} is not a usable journal: "
+                           f"{scrub(str(exc), url)}") from None
+
+
+async def peek_journal(target: str | Path, campaign: str | None) -> JournalSnapshot | None:
+    """The journal ``target`` names, read-only; None if there is none yet (``sqlite/report.py``)."""
+    if isinstance(target, Path):
+        return await asyncio.to_thread(peek_sqlite, target)
+    from .postgres.report import peek_postgres  # noqa: PLC0415 - asyncpg only when used
+
+    return await peek_postgres(target, campaign or "")
+
+
+async def peek_rules(target: str | Path, campaign: str | None) -> CampaignRules | None:
+    """The rules the journal ``target`` records, read-only; None if it records none (or there
+    is no journal yet)."""
+    if isinstance(target, Path):
+        return await asyncio.to_thread(peek_sqlite_rules, target)
+    from .postgres.report import peek_postgres_rules  # noqa: PLC0415 - asyncpg only when used
+
+    return await peek_postgres_rules(target, campaign or "")
 
 
 class JournalStore(Protocol):
@@ -157,7 +213,7 @@ async def open_journal(
     synchronous: Literal["full", "normal"] = "full", campaign: str | None = None,
 ) -> JournalStore:
     """Open the store a ``journal`` target names: a ``postgresql://`` URL opens ``campaign``
-    in that database (``_postgres.py``: many workers; asyncpg needed), a path the SQLite file.
+    in that database (``postgres/store.py``: many workers; asyncpg needed), a path the SQLite file.
 
     Opening recovers rows left ``sending`` (``recovered``) and checks ``identity`` unless
     ``read_only`` (a report on a running campaign).

@@ -1,16 +1,34 @@
-"""The journal's schema, identity check, counters, errors and file-safety helpers."""
+"""The journal's schema, identity check, counters, errors and file-safety helpers; the SQLite
+store's plain queries (run on the journal's thread) and the SQL fragments both stores count
+with; and journals written before person keys (#15), their rows keyed again by ``person_key``.
+
+Until person keys a row's key was its digits (a personal JID's without its domain), so a Brazilian
+mobile written once as ``5511987654321`` and once as its old WhatsApp id
+``551187654321@s.whatsapp.net`` had two rows, and both could be called. Opening such a journal
+for writing keys every valid row by the person it names, once (SQLite: the ``person_keys`` meta
+entry; PostgreSQL: the campaign's row in ``ryze_person_keys``), in the transaction that opens it.
+
+When two rows (or more) now name one person, one of them keeps the person's key: the first in
+input order that some call was made for (``placed``, ``failed``, ``unknown``, ``sending``), else
+the first ``pending`` one, else the first. Every other row keeps its history (state, call id,
+attempts) under a key of its own that no number ever has (``<key>#<id>``): a later entry of
+that person meets the keeper, never them. A ``pending`` one becomes ``skipped`` with
+:data:`SAME_PERSON` and is never called. A dry run of a journal not rekeyed yet applies the
+same plan to its rows in memory (``journal/sqlite/report.py``).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from ... import JournalError, JournalLockedError, JournalMismatchError
+from ..persons import person_key
 
 try:
     import fcntl
@@ -18,27 +36,43 @@ except ImportError:  # pragma: no cover - Windows: no cross-process guard
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
+    "REPORT_STATE",
+    "SAME_PERSON",
     "SCHEMA",
+    "SKIP_REASON",
+    "WINDOW_AT",
     "CampaignIdentity",
     "JournalCounts",
     "JournalError",
     "JournalLockedError",
     "JournalMismatchError",
+    "Rekeyed",
+    "add_elapsed",
     "check_identity",
+    "count_rows",
     "lock_file",
     "migrate",
     "open_owner_only",
     "owner_only",
+    "pending_after",
+    "read_meta",
+    "rekey",
+    "rekey_postgres",
+    "rekey_sqlite",
+    "rekeyed_postgres",
+    "rekeyed_sqlite",
+    "retry_rows",
+    "write_meta",
 ]
 
-# ``key`` is the dedupe key (``person_key``, ``_person_keys.py``; NULL for invalid rows, and
+# ``key`` is the dedupe key (``person_key``, below; NULL for invalid rows, and
 # NULLs never collide in a UNIQUE index);
 # ``id`` order is input order, which is dispatch order; ``seen`` is the last input pass that
-# read the row (``_ingest.py``); ``skipped`` is a pending row removed from the input;
+# read the row (``sqlite/store.py``); ``skipped`` is a pending row removed from the input;
 # ``not_before`` (Unix seconds, UTC; +inf: no window ever opens) holds a pending row until its
-# calling window opens (``_held.py``). The feeder reads pending rows that are not held through
-# ``numbers_ready`` and held ones as they come due through ``numbers_held``, so neither read
-# walks over the other's rows.
+# calling window opens (``sqlite/store.py``). The feeder reads pending rows that are not held
+# through ``numbers_ready`` and held ones as they come due through ``numbers_held``, so neither
+# read walks over the other's rows.
 _NUMBERS = """
 CREATE TABLE IF NOT EXISTS numbers (
     id          INTEGER PRIMARY KEY,
@@ -235,3 +269,179 @@ def lock_file(path: Path) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def read_meta(db: sqlite3.Connection, key: str, default: str = "0") -> str:
+    """A value of the SQLite journal's ``meta`` table (``default`` when absent)."""
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return default if row is None else str(row[0])
+
+
+def write_meta(db: sqlite3.Connection, items: dict[str, str]) -> None:
+    db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", list(items.items()))
+
+
+#: A row's state for counting: a ``skipped`` row the rules made counts as its reason (the
+#: error texts of ``rules/__init__.py`` start with these words); a pending row held for its calling
+#: window counts as ``held`` (``JournalCounts.build`` adds those to ``pending``).
+SKIP_REASON = ("CASE WHEN state = 'skipped' AND error LIKE 'excluded:%' THEN 'excluded' "
+               "WHEN state = 'skipped' AND error LIKE 'expired:%' THEN 'expired' "
+               "WHEN state = 'pending' AND not_before IS NOT NULL THEN 'held' ELSE state END")
+#: A row's state as every report form shows it (both stores): an entry that is no number is
+#: ``invalid`` (stored ``failed``: it never was a call), a claim not sent yet ``pending``.
+REPORT_STATE = ("CASE WHEN NOT valid THEN 'invalid' WHEN state = 'claimed' THEN 'pending' "
+                "ELSE state END")
+#: When a pending row's calling window opens (NULL: not held); SQLite keeps Unix seconds.
+WINDOW_AT = "CASE WHEN state = 'pending' THEN not_before END"
+
+
+def pending_after(db: sqlite3.Connection, after_id: int, limit: int) -> list[tuple[int, str, int]]:
+    return db.execute(
+        "SELECT id, number, line FROM numbers WHERE state = 'pending' AND not_before IS NULL "
+        "AND id > ? AND valid = 1 ORDER BY id LIMIT ?", (after_id, limit),
+    ).fetchall()
+
+
+def count_rows(db: sqlite3.Connection) -> JournalCounts:
+    meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    by_state: dict[str, int] = {}
+    invalid = 0
+    for valid, state, n in db.execute(
+        f"SELECT valid, {SKIP_REASON} AS st, count(*) FROM numbers GROUP BY valid, st"  # noqa: S608
+    ):
+        if valid:
+            by_state[state] = n
+        else:
+            invalid += n
+    return JournalCounts.build(by_state, invalid, meta)
+
+
+def retry_rows(db: sqlite3.Connection, states: Sequence[str]) -> int:
+    marks = ",".join("?" for _ in states)
+    return db.execute(
+        f"UPDATE numbers SET state = 'pending', not_before = NULL WHERE valid = 1 "  # noqa: S608
+        f"AND state IN ({marks})",
+        states,
+    ).rowcount
+
+
+def add_elapsed(db: sqlite3.Connection, seconds: float) -> None:
+    db.execute(
+        "INSERT INTO meta(key, value) VALUES ('elapsed', ?) ON CONFLICT(key) DO UPDATE "
+        "SET value = CAST(value AS REAL) + CAST(excluded.value AS REAL)",
+        (str(seconds),),
+    )
+
+
+SAME_PERSON = ("duplicate: same person as line {line} ({number}, written another way), "
+               "so not called")
+_CALLED = frozenset({"placed", "failed", "unknown", "sending"})
+_MARK = "person_keys"
+#: A row's new key, and for a row merged into another one, that row's id.
+Rekeyed = tuple[str, int | None]
+
+
+def _rank(row: tuple[int, str, str]) -> tuple[int, int]:
+    row_id, _, state = row
+    return (0 if state in _CALLED else 1 if state in ("pending", "claimed") else 2), row_id
+
+
+def rekey(rows: Iterable[tuple[int, str, str]]) -> dict[int, Rekeyed]:
+    """For valid rows ``(id, number, state)``: each row's key under ``person_key``, and the
+    row it merges into (None: it keeps the person's key)."""
+    people: dict[str, list[tuple[int, str, str]]] = {}
+    for row in rows:
+        people.setdefault(person_key(row[1]), []).append(row)
+    plan: dict[int, Rekeyed] = {}
+    for key, group in people.items():
+        keeper = min(group, key=_rank)[0]
+        for row_id, _, _ in group:
+            plan[row_id] = (key, None) if row_id == keeper else (f"{key}#{row_id}", keeper)
+    return plan
+
+
+def _changes(rows: list[tuple[int, str, str | None, str, int | None]]
+             ) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """(new keys, ``(error, id)`` of pending rows merged away) for rows
+    ``(id, number, key, state, line)``."""
+    plan = rekey((r[0], r[1], r[3]) for r in rows)
+    by_id = {r[0]: r for r in rows}
+    keys: list[tuple[str, int]] = []
+    merged: list[tuple[str, int]] = []
+    for row_id, (key, into) in plan.items():
+        _, _, old_key, state, _ = by_id[row_id]
+        if key != old_key:
+            keys.append((key, row_id))
+        if into is not None and state in ("pending", "claimed"):
+            _, number, _, _, line = by_id[into]
+            merged.append((SAME_PERSON.format(line=line, number=number), row_id))
+    return keys, merged
+
+
+def rekey_sqlite(db: sqlite3.Connection) -> None:
+    """Key a journal file's rows by person, once (an autocommit connection, at its opening)."""
+    if db.execute("SELECT 1 FROM meta WHERE key = ?", (_MARK,)).fetchone():
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        rows = db.execute("SELECT id, number, key, state, line FROM numbers WHERE valid = 1 "
+                          "ORDER BY id").fetchall()
+        keys, merged = _changes(rows)
+        # Through NULL first: a key may move to a row whose old key another row still holds.
+        db.executemany("UPDATE numbers SET key = NULL WHERE id = ?", [(i,) for _, i in keys])
+        db.executemany("UPDATE numbers SET key = ? WHERE id = ?", keys)
+        db.executemany("UPDATE numbers SET state = 'skipped', not_before = NULL, error = ? "
+                       "WHERE id = ?", merged)
+        db.execute("INSERT INTO meta(key, value) VALUES (?, '1')", (_MARK,))
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def rekeyed_sqlite(db: sqlite3.Connection) -> bool:
+    """Was this journal file keyed by person (for a read-only look)?"""
+    return db.execute("SELECT 1 FROM meta WHERE key = ?", (_MARK,)).fetchone() is not None
+
+
+_PG_TABLE = """
+CREATE TABLE IF NOT EXISTS ryze_person_keys (
+    campaign text PRIMARY KEY REFERENCES ryze_campaigns ON DELETE CASCADE
+)
+"""
+_PG_SET_KEYS = """
+UPDATE ryze_numbers AS n SET key = m.key
+FROM unnest($2::text[], $3::bigint[]) AS m(key, id) WHERE n.campaign = $1 AND n.id = m.id
+"""
+_PG_MERGE = """
+UPDATE ryze_numbers AS n SET state = 'skipped', owner = NULL, lease_until = NULL,
+    not_before = NULL, error = m.error
+FROM unnest($2::text[], $3::bigint[]) AS m(error, id) WHERE n.campaign = $1 AND n.id = m.id
+"""
+
+
+async def rekey_postgres(conn: Any, campaign: str) -> None:
+    """Key a campaign's rows by person, once; inside the transaction that opens it (which holds
+    the schema lock, so one worker does it and the others find it done)."""
+    await conn.execute(_PG_TABLE)
+    if await conn.fetchval("SELECT 1 FROM ryze_person_keys WHERE campaign = $1", campaign):
+        return
+    rows = [tuple(r) for r in await conn.fetch(
+        "SELECT id, number, key, state, line FROM ryze_numbers WHERE campaign = $1 AND valid "
+        "ORDER BY id FOR UPDATE", campaign)]
+    keys, merged = _changes(rows)
+    if keys:
+        ids = [i for _, i in keys]
+        await conn.execute(_PG_SET_KEYS, campaign, [None] * len(ids), ids)
+        await conn.execute(_PG_SET_KEYS, campaign, [k for k, _ in keys], ids)
+    if merged:
+        await conn.execute(_PG_MERGE, campaign, [e for e, _ in merged], [i for _, i in merged])
+    await conn.execute("INSERT INTO ryze_person_keys (campaign) VALUES ($1)", campaign)
+
+
+async def rekeyed_postgres(conn: Any, campaign: str) -> bool:
+    """Was this campaign keyed by person (for a read-only look)?"""
+    if not await conn.fetchval("SELECT to_regclass('ryze_person_keys') IS NOT NULL"):
+        return False
+    found = await conn.fetchval("SELECT 1 FROM ryze_person_keys WHERE campaign = $1", campaign)
+    return found is not None

@@ -1,5 +1,5 @@
 """The operator's rules, checked when a number is about to be claimed: opt-out lists
-(``exclude=``), calling windows (``_windows.py``) and the campaign's validity
+(``exclude=``), calling windows (``rules/windows.py``) and the campaign's validity
 (``not_before``/``not_after``).
 
 Time is read from one ``now`` function: by default the wall clock at the start plus the event

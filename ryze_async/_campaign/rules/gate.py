@@ -1,5 +1,5 @@
-"""The dispatcher's side of the operator's rules (``_rules.py``): a number about to be claimed
-is called, skipped (excluded, expired) or held until its calling window opens.
+"""The dispatcher's side of the operator's rules (``rules/__init__.py``): a number about to be
+claimed is called, skipped (excluded, expired) or held until its calling window opens.
 
 A held row stays ``pending`` in the journal with the time its window opens (``hold``, durable;
 on a shared journal the claim is given back, so any worker may take the row then), and the
