@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from ryze_async import Media, RyzeClient, normalize_number
 from ryze_async._campaign import Campaign
-from ryze_async._campaign.journal.postgres.store import PgJournal
+from ryze_async._campaign.journal.postgres.store import PgStore
 from ryze_async._campaign.journal.sqlite.store import Journal
 from ryze_async._campaign.outcomes import CampaignOutcome, CampaignSummary
 from ryze_async._cli._demo import wav_tone
@@ -227,7 +227,7 @@ async def test_a_removed_number_appended_back_is_called_after_the_feeder_passed_
     if store == "postgresql":
         journal = request.getfixturevalue("pg_dsn")
         where = {"campaign": f"edits-{uuid.uuid4().hex[:12]}"}
-        store_class = PgJournal
+        store_class = PgStore
     write_csv(csv_path, [a, b])
     await run_until(server, csv_path, journal, 1, **where)  # a placed; b pending (one batch)
     write_csv(csv_path, [a])

@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 from .. import CampaignOutcomeRecorded, normalize_number
 from .inputs import NumberSource, Position
-from .journal import ClaimLostError, JournalError, JournalStore
+from .journal import ClaimLostError, JournalError, JournalStore, Row
 from .outcomes import CampaignOutcome, Disposition, StopReason, classify
 from .persons import number_normalizer
 from .rules import Call, Skip, Verdict
@@ -49,7 +49,7 @@ from .settings import BeforeSend, CampaignClient, NotSent, Settings, StoppedErro
 
 __all__ = [
     "Attempt", "BeforeSend", "CampaignClient", "Dispatcher", "Feeder", "NotSent", "OutcomeHook",
-    "Phase", "Row", "Settings", "StoppedError", "ingest_input", "outcome_hooks", "tell",
+    "Phase", "Settings", "StoppedError", "ingest_input", "outcome_hooks", "tell",
 ]
 
 
@@ -151,7 +151,6 @@ async def ingest_input(
     ready.set()
 
 
-Row = tuple[int, str, int]
 #: Seconds between looks for numbers another worker's expired lease gave back.
 _SHARED_POLL = 1.0
 #: On a shared journal, seconds between looks at the held rows while waiting for a window.
@@ -464,20 +463,20 @@ class Dispatcher:
     async def _call(self, me: asyncio.Task[None], row: Row, lease: Lease) -> None:
         sender = lease.sender
         rules = self._s.rules
-        attempt = Attempt(self._journal, self._stop, row[0],
+        attempt = Attempt(self._journal, self._stop, row.id,
                           lambda p: self._set_phase(me, p, lease), sender=sender.name,
-                          check=(lambda: rules.verdict(row[1], sending=True))
+                          check=(lambda: rules.verdict(row.number, sending=True))
                           if rules.active else None)
         self._phase[me] = "waiting"
         try:
-            result = await call(sender.client, self._s, row[1], attempt, sender.name)
+            result = await call(sender.client, self._s, row.number, attempt, sender.name)
         except StoppedError:
             self._refused(row, attempt)
             return
         except asyncio.CancelledError:
             if attempt.marked:
                 self._journal.record(
-                    row[0], "unknown", sender=sender.name,
+                    row.id, "unknown", sender=sender.name,
                     error="stopped while in flight: the call may have been placed")
             raise
         except JournalError as exc:
@@ -494,7 +493,7 @@ class Dispatcher:
     def _refused(self, row: Row, attempt: Attempt) -> None:
         """Not sent: the rules refused it at its first byte (or the run is stopping)."""
         if isinstance(attempt.refused, Skip):
-            self._journal.record(row[0], "skipped", error=attempt.refused.reason)
+            self._journal.record(row.id, "skipped", error=attempt.refused.reason)
         elif attempt.refused is not None and not self.stopping:
             self._retry.append(row)  # back through the gate: held until its window opens
             self._wake.set()
@@ -505,7 +504,7 @@ class Dispatcher:
             lease.release()  # admitted by its quota: the sender may take the next number
 
     async def _failed(self, row: Row, exc: Exception, marked: bool, sender: Sender) -> None:
-        row_id = row[0]
+        row_id = row.id
         verdict = classify(exc)
         if verdict is None:
             if marked:

@@ -35,7 +35,7 @@ from datetime import datetime
 from .._public import public
 from .inputs import NumberSource, Position
 from .journal.schema import JournalCounts
-from .journal.sqlite.report import JournalSnapshot, Row
+from .journal.sqlite.report import JournalSnapshot, SnapshotRow
 from .persons import person_key
 from .rules import EXCLUDED, Call, Hold, Rules, Skip
 
@@ -49,7 +49,7 @@ class Book:
     """The journal's rows as the resumed run would leave them before any call."""
 
     def __init__(self, journal: JournalSnapshot | None, retry: Sequence[str]) -> None:
-        self.rows: dict[str, Row] = {}
+        self.rows: dict[str, SnapshotRow] = {}
         self.retried = 0
         self.invalid = self.duplicates = self.pass_no = 0
         self.sweep = False

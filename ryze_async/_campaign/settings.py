@@ -16,8 +16,16 @@ from .outcomes import StopReason
 from .rules import Rules
 
 __all__ = [
-    "BeforeSend", "CampaignClient", "Hooks", "NotSent", "PoolClient", "SenderFactory", "Settings",
-    "StopState", "StoppedError", "call",
+    "AttemptHooks",
+    "BeforeSend",
+    "CampaignClient",
+    "NotSent",
+    "PoolClient",
+    "SenderFactory",
+    "Settings",
+    "StopState",
+    "StoppedError",
+    "call",
 ]
 
 
@@ -57,8 +65,8 @@ class SenderFactory(Protocol):
     def for_sender(self, token: str, instance: str) -> PoolClient: ...
 
 
-class Hooks(Protocol):
-    """One attempt's hooks (``_attempt.Attempt``)."""
+class AttemptHooks(Protocol):
+    """One attempt's hooks (``dispatch.Attempt``): the claim before the first byte, the way back."""
 
     async def before_send(self) -> None: ...
     async def on_not_sent(self) -> None: ...
@@ -92,7 +100,7 @@ class Settings:
 
 
 async def call(
-    client: CampaignClient, s: Settings, number: str, hooks: Hooks, instance: str | None,
+    client: CampaignClient, s: Settings, number: str, hooks: AttemptHooks, instance: str | None,
 ) -> CallResult:
     """Place one call of the campaign's kind (audio with its media, or fake) on ``instance``."""
     if s.media is not None:

@@ -74,6 +74,7 @@ from .events import (
     Op,
     Rebased,
     RecordOutcome,
+    Row,
     State,
 )
 from .recorded_rules import CampaignRules, OptOutList, RuleChange, Settled
@@ -91,11 +92,37 @@ if TYPE_CHECKING:
     from .postgres.store import PgStore
 
 __all__ = [
-    "CampaignIdentity", "CampaignRules", "ClaimLostError", "HoldRow", "IngestResult", "Ingested",
-    "Journal", "JournalCounts", "JournalError", "JournalEvent", "JournalLockedError",
-    "JournalMismatchError", "JournalStore", "Listener", "MarkSending", "Moved", "Op", "OptOutList",
-    "Rebased", "RecordOutcome", "ReportData", "RuleChange", "Settled", "State", "describe",
-    "is_database_url", "open_journal", "open_postgres", "peek_journal", "peek_rules",
+    "CampaignIdentity",
+    "CampaignRules",
+    "ClaimLostError",
+    "HoldRow",
+    "IngestResult",
+    "Ingested",
+    "Journal",
+    "JournalCounts",
+    "JournalError",
+    "JournalEvent",
+    "JournalLockedError",
+    "JournalMismatchError",
+    "JournalStore",
+    "Listener",
+    "MarkSending",
+    "Moved",
+    "Op",
+    "OptOutList",
+    "Rebased",
+    "RecordOutcome",
+    "ReportData",
+    "Row",
+    "RuleChange",
+    "Settled",
+    "State",
+    "describe",
+    "is_database_url",
+    "open_journal",
+    "open_postgres",
+    "peek_journal",
+    "peek_rules",
 ]
 
 
@@ -182,7 +209,7 @@ class JournalStore(Protocol):
     async def begin_pass(self, expected: tuple[int, int, str] | None = None) -> bool: ...
     async def finish_pass(self) -> int: ...
     async def sweep_due(self) -> bool: ...
-    async def pending_after(self, after_id: int, limit: int) -> list[tuple[int, str, int]]: ...
+    async def pending_after(self, after_id: int, limit: int) -> list[Row]: ...
     async def held_elsewhere(self) -> int: ...
     def hold(self, row_id: int, until: float) -> None: ...
     async def due(self, now: float, after: tuple[float, int],

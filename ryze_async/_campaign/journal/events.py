@@ -18,18 +18,27 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from typing import Generic, Literal, NamedTuple, TypeVar
 
 from ... import JournalConnectionLostError
 from .schema import JournalCounts, JournalError
 
 __all__ = [
     "GroupCommit", "HoldRow", "IngestResult", "Ingested", "JournalEvent", "Listener", "MarkSending",
-    "Moved", "Op", "Rebased", "RecordOutcome", "State", "skip_reason",
+    "Moved", "Op", "Rebased", "RecordOutcome", "Row", "State", "skip_reason",
 ]
 
 
 State = Literal["pending", "sending", "placed", "failed", "unknown", "skipped"]
+
+
+class Row(NamedTuple):
+    """A row a store offers for calling (``pending_after``, a shared store's claim, a held row
+    come due): its id, its number as stored, its input line."""
+
+    id: int
+    number: str
+    line: int
 
 
 @dataclass(frozen=True, slots=True)

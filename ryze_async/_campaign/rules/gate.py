@@ -16,13 +16,12 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 
-from ..journal import JournalStore
+from ..journal import JournalStore, Row
 from . import Call, Hold, Rules, Skip
 
 __all__ = ["Gate", "WindowWait"]
 
 _log = logging.getLogger("ryze_async.campaign")
-_Row = tuple[int, str, int]
 _NEVER = float("inf")
 #: Rows due now that another worker is claiming at this instant: look again after this.
 _RACE_RECHECK = timedelta(seconds=1)
@@ -89,7 +88,7 @@ class Gate:
         at = max(self._earliest, self._pause) if self._pause is not None else self._earliest
         return max(0.0, (at - self.now()).total_seconds())
 
-    async def due(self, limit: int) -> list[_Row]:
+    async def due(self, limit: int) -> list[Row]:
         """Up to ``limit`` held rows whose window is open now, read back from the journal."""
         now = self.now()
         rows = await self._journal.due(now.timestamp(), self._after, limit)
@@ -98,7 +97,7 @@ class Gate:
         elif await self.next_open() is not None and not self._earliest_after(now):
             # Due rows, none read: another worker is claiming them. Look again shortly.
             self._pause = now + _RACE_RECHECK
-        return [(r[0], r[1], r[2]) for r in rows]
+        return [Row(r[0], r[1], r[2]) for r in rows]
 
     def _earliest_after(self, now: datetime) -> bool:
         return self._earliest is not None and self._earliest > now
@@ -131,25 +130,25 @@ class Gate:
         """The operator's zone, times are shown in: ``timezone``, else the machine's (None)."""
         return self._rules.windows.fallback if self._rules is not None else None
 
-    async def admit(self, row: _Row) -> bool:
+    async def admit(self, row: Row) -> bool:
         """May ``row`` be called now? Otherwise it is skipped (excluded, expired: recorded) or
         held until its window opens (pending in the journal meanwhile)."""
         if self._rules is None:
             return True
-        verdict = await self._rules.verdict(row[1])
+        verdict = await self._rules.verdict(row.number)
         if isinstance(verdict, Call):
             return True
         if isinstance(verdict, Skip):
-            self._journal.record(row[0], "skipped", error=verdict.reason)
+            self._journal.record(row.id, "skipped", error=verdict.reason)
         elif isinstance(verdict, Hold) and verdict.until is not None:
-            self._journal.hold(row[0], verdict.until.timestamp())
+            self._journal.hold(row.id, verdict.until.timestamp())
             if self._earliest is None or verdict.until < self._earliest:
                 self._earliest = verdict.until
         else:
             _log.warning("line %d: no calling window opens for this number in its time "
                          "zone(s) (--timezone gives one for numbers that cannot be placed); "
-                         "left pending", row[2])
-            self._journal.hold(row[0], _NEVER)
+                         "left pending", row.line)
+            self._journal.hold(row.id, _NEVER)
         return False
 
     def late(self) -> bool:

@@ -3,20 +3,20 @@
 The journal itself is the queue. Every number moves ``pending -> claimed -> sending -> placed |
 failed | unknown``:
 
-- :meth:`PgJournal.claim` takes up to ``limit`` pending numbers for this worker
+- :meth:`PgStore.claim` takes up to ``limit`` pending numbers for this worker
   (``FOR UPDATE SKIP LOCKED``: each number is claimed by exactly one worker) under a lease
   (``lease`` seconds, default 30) that a heartbeat task renews every ``heartbeat`` seconds
   (default 10) while the worker lives.
-- :meth:`PgJournal.mark_sending` commits ``-> sending`` (``synchronous_commit=on``: durable)
+- :meth:`PgStore.mark_sending` commits ``-> sending`` (``synchronous_commit=on``: durable)
   after the quota admitted the call and before its first byte, exactly as in SQLite. It only
   succeeds while this worker's lease is live on the *database's* clock (or the row is pending
   and unheld); otherwise it raises :class:`ClaimLostError` and nothing may be sent.
 - A claim whose lease expired returns to ``pending`` (nothing was sent); a ``sending`` row whose
   lease expired becomes ``unknown`` (it may have been placed) and is never redialed
-  automatically. Any worker applies this (:meth:`PgJournal.recover`) at open and while it claims.
-- A number outside its calling window is held (:meth:`PgJournal.hold`): ``pending`` with
-  ``not_before``, this worker's claim given back; :meth:`PgJournal.claim` skips it and
-  :meth:`PgJournal.due` claims it once that time has come on the worker's rules' clock.
+  automatically. Any worker applies this (:meth:`PgStore.recover`) at open and while it claims.
+- A number outside its calling window is held (:meth:`PgStore.hold`): ``pending`` with
+  ``not_before``, this worker's claim given back; :meth:`PgStore.claim` skips it and
+  :meth:`PgStore.due` claims it once that time has come on the worker's rules' clock.
 - A worker that stalls longer than the lease while sending (a long GC pause, a suspended VM)
   finds its row ``unknown`` when its answer arrives. Its late result is written only if it comes
   from the server (``placed`` or ``failed``: exact) and the row is still this worker's
@@ -27,17 +27,15 @@ failed | unknown``:
 dies first, the row stays ``sending`` and its lease makes it ``unknown``, which is safe).
 Several campaigns share one database: every table is keyed by ``campaign``.
 
-The PostgreSQL journal as a :class:`~._journal.JournalStore`: events for live counts, and
-what the dispatcher asks a shared store (``shared``, :meth:`PgStore.held_elsewhere`).
-
-Live counts are a fold over this worker's own committed transitions plus a recount
+:class:`PgStore` is the PostgreSQL :class:`~..JournalStore`: with events for live counts,
+and what the dispatcher asks a shared store (``shared``, :meth:`PgStore.held_elsewhere`). Live
+counts are a fold over this worker's own committed transitions plus a recount
 (``Rebased``) at most once a heartbeat while it claims: other workers move rows too, and a fold
 of one worker's events alone would drift from the campaign's.
 
-A PostgreSQL journal worker's connections: opening (the schema, the campaign row, the
-identity check, recovery of expired leases), the heartbeat that renews this worker's leases,
-running work on the connection, and closing (unsent claims given back). ``PgJournal``
-(``journal/postgres/store.py``) is the store built on it.
+It holds one worker's connections too: opening (the schema, the campaign row, the identity
+check, recovery of expired leases), the heartbeat that renews this worker's leases, running
+work on the connection, and closing (unsent claims given back).
 
 Work on the connection runs as in the SQLite journal's one thread (``sqlite/store.py``): each
 unit (a query, or a transaction from its BEGIN to its COMMIT) is a task of its own, run one at
@@ -45,29 +43,24 @@ a time in the order asked, and a caller cancelled meanwhile (a stopping campaign
 feeder mid-claim) leaves it running to its end. Cancelling asyncpg inside a transaction would
 cut it between BEGIN and COMMIT: the connection is then left in the transaction (later commits
 refused, or worse, nested as savepoints of a transaction never committed) or its COMMIT's fate
-unknown. :meth:`PgConnection.close` waits for every unit before it disconnects.
+unknown. :meth:`PgStore.close` waits for every unit before it disconnects.
 
-Group commit for the PostgreSQL journal: marks and outcomes queued meanwhile share a commit.
+Group commit: marks and outcomes queued meanwhile share a commit. As in the SQLite journal
+(``sqlite/store.py``): a ``sending`` mark's caller waits for the commit that holds it (the request
+may only go out after it is durable); outcomes are queued without waiting. While one transaction
+runs, everything queued meanwhile accumulates and goes into the next one, so under load one
+durable commit covers many calls; a commit without a mark is not waited for on disk (see
+:func:`apply_ops`). A refused mark raises :class:`ClaimLostError`; a failed commit refuses every
+later mark (fail closed: nothing more is sent through this journal).
 
-As in the SQLite journal (``sqlite/store.py``): a ``sending`` mark's caller waits for the
-commit that holds it (the request may only go out after it is durable); outcomes are queued
-without waiting. While one transaction runs, everything queued meanwhile accumulates and goes
-into the next one, so under load one durable commit covers many calls; a commit without a
-mark is not waited for on disk (see :func:`apply_ops`). A refused mark raises
-:class:`ClaimLostError`; a failed commit refuses every later mark (fail closed: nothing more is
-sent through this journal).
-
-Counts of a PostgreSQL campaign.
-
-Ingestion into the PostgreSQL journal by many workers reading the same input.
-
-The rules of the SQLite journal hold (``sqlite/store.py``: passes, ``seen``, the sweep of
-removed numbers to ``skipped``), plus what many readers need. Every ingest transaction locks
-the campaign's row, so ingestion of one campaign is serialized; the stored resume point
-(offset, line, digest) only moves forward, and a batch's entries at or before the stored line
-were already ingested in this pass by some worker: they are dropped, not counted again as
-duplicates. So each number enters once and each input line is counted once, however many
-workers read the file. Inserts are ``ON CONFLICT (campaign, key) DO NOTHING`` as well.
+Ingestion by many workers reading the same input: the rules of the SQLite journal hold
+(``sqlite/store.py``: passes, ``seen``, the sweep of removed numbers to ``skipped``), plus what
+many readers need. Every ingest transaction locks the campaign's row, so ingestion of one campaign
+is serialized; the stored resume point (offset, line, digest) only moves forward, and a batch's
+entries at or before the stored line were already ingested in this pass by some worker: they are
+dropped, not counted again as duplicates. So each number enters once and each input line is
+counted once, however many workers read the file. Inserts are ``ON CONFLICT (campaign, key) DO
+NOTHING`` as well.
 
 A changed input starts a new pass only if nobody else started one since this worker read the
 resume point (:func:`begin_pass` compares it): two workers that see the same edit start one
@@ -101,6 +94,7 @@ from ..events import (
     Listener,
     Moved,
     Rebased,
+    Row,
     skip_reason,
 )
 from ..recorded_rules import PG_SCHEMA as RULES_SCHEMA
@@ -111,9 +105,8 @@ from ..sqlite.store import REMOVED
 from .report import export_csv, export_jsonl, read_report
 
 __all__ = [
-    "ClaimLostError", "HoldRow", "Mark", "Op", "Outcome", "PgConnection", "PgJournal",
-    "PgJournalCounts", "PgStore", "apply_ops", "begin_pass", "build_counts", "finish_pass",
-    "ingest_rows",
+    "ClaimLostError", "HoldRow", "Mark", "Op", "Outcome", "PgJournalCounts", "PgStore", "apply_ops",
+    "begin_pass", "build_counts", "finish_pass", "ingest_rows",
 ]
 
 
@@ -121,8 +114,214 @@ _INTERRUPTED = "interrupted while sending: the call may have been placed"
 _T = TypeVar("_T")
 
 
-class PgConnection:
-    """One worker's connections to a campaign, and its leases' heartbeat."""
+@dataclass(frozen=True, slots=True)
+class Mark:
+    row_id: int
+    sender: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    row_id: int
+    state: str
+    call_id: str | None
+    status: int | None
+    error: str | None
+    sender: str | None
+
+
+Op = Mark | Outcome | HoldRow
+
+
+async def apply_ops(conn: Any, campaign: str, worker: str, lease: float,
+                    ops: list[Op]) -> set[int]:
+    """Apply ``ops`` in order in one transaction; return the ids whose mark was refused."""
+    refused: set[int] = set()
+    async with conn.transaction():
+        if not any(isinstance(op, Mark) for op in ops):
+            # Outcomes alone need no flush of their own: lost in a crash of the database
+            # host, the row stays ``sending`` and its lease makes it ``unknown`` (safe). The
+            # next durable mark flushes them anyway (the log is written in order).
+            await conn.execute("SET LOCAL synchronous_commit TO off")
+        start = 0
+        while start < len(ops):
+            kind = type(ops[start])
+            end = start
+            while end < len(ops) and type(ops[end]) is kind:
+                end += 1
+            run = ops[start:end]
+            marks = [op for op in run if isinstance(op, Mark)]
+            outcomes = [op for op in run if isinstance(op, Outcome)]
+            holds = [op for op in run if isinstance(op, HoldRow)]
+            if marks:
+                ids = [op.row_id for op in marks]
+                done = await conn.fetch(sql.MARK, campaign, worker, lease, ids,
+                                        [op.sender for op in marks])
+                refused |= set(ids) - {r["id"] for r in done}
+            if outcomes:
+                await conn.executemany(sql.OUTCOME, [
+                    (campaign, worker, op.row_id, op.state, op.call_id, op.status, op.error,
+                     op.sender) for op in outcomes])
+            if holds:
+                await conn.executemany(sql.HOLD, [
+                    (campaign, worker, op.row_id, op.until) for op in holds])
+            start = end
+    return refused
+
+
+@dataclass(frozen=True, slots=True)
+class PgJournalCounts(JournalCounts):
+    """:class:`JournalCounts` plus the workers' view. ``pending`` counts every number not yet
+    called, ``claimed`` ones included (a claim is not a call); ``in_flight`` is claimed plus
+    sending; ``workers`` hold live leases now."""
+
+    claimed: int = 0
+    workers: int = 0
+
+    @property
+    def in_flight(self) -> int:
+        return self.claimed + self.sending
+
+
+def build_counts(rows: Iterable[Mapping[str, Any]], head: Mapping[str, Any]) -> PgJournalCounts:
+    """From ``COUNTS`` rows (valid, state, n) and the campaign's counters."""
+    by_state: dict[str, int] = {}
+    invalid = 0
+    for r in rows:
+        if r["valid"]:
+            by_state[r["state"]] = r["n"]
+        else:
+            invalid += r["n"]
+    claimed = by_state.pop("claimed", 0)
+    by_state["pending"] = by_state.get("pending", 0) + claimed
+    base = JournalCounts.build(by_state, invalid, {
+        "ingest_duplicates": str(head["ingest_duplicates"]), "elapsed": str(head["elapsed"])})
+    fields = {f: getattr(base, f) for f in JournalCounts.__dataclass_fields__}
+    return PgJournalCounts(**fields, claimed=claimed, workers=int(head["workers"]))
+
+
+async def begin_pass(conn: Any, campaign: str, expected: tuple[int, int, str] | None) -> bool:
+    """Start a new pass unless the stored resume point moved from ``expected``."""
+    async with conn.transaction():
+        row = await conn.fetchrow(sql.CAMPAIGN_FOR_UPDATE, campaign)
+        stored = (row["ingest_offset"], row["ingest_line"], row["ingest_digest"])
+        if expected is not None and stored != tuple(expected):
+            return False
+        # Invalid rows and the duplicate count describe the input: the new pass rebuilds them.
+        await conn.execute("DELETE FROM ryze_numbers WHERE campaign = $1 AND NOT valid",
+                           campaign)
+        await conn.execute(sql.RESTART_INPUT, campaign)
+    return True
+
+
+async def finish_pass(conn: Any, campaign: str) -> int:
+    """The input is exhausted: if a pass is open, rows it did not see are removed."""
+    async with conn.transaction():
+        row = await conn.fetchrow(sql.CAMPAIGN_FOR_UPDATE, campaign)
+        if not row["sweep_due"]:
+            return 0
+        status = await conn.execute(sql.SWEEP_REMOVED, campaign, REMOVED, row["ingest_pass"])
+        await conn.execute("UPDATE ryze_campaigns SET sweep_due = false WHERE campaign = $1",
+                           campaign)
+    return int(status.split()[-1])
+
+
+def _split(entries: list[tuple[int, str]], normalize: Callable[[str], str]
+           ) -> tuple[list[tuple[str, int]], list[tuple[int, str, str]]]:
+    valid: list[tuple[str, int]] = []
+    invalid: list[tuple[int, str, str]] = []
+    for at, raw in entries:
+        try:
+            valid.append((normalize(raw), at))
+        except ValueError as exc:
+            invalid.append((at, raw, str(exc) or "invalid number"))
+    return valid, invalid
+
+
+def _classify(valid: list[tuple[str, int]], known: dict[str, tuple[str, int]], pass_no: int
+              ) -> tuple[list[tuple[str, str, int]], list[tuple[str, int]], int, int]:
+    """(rows to insert, keys seen again, duplicates, restored) for one batch, in input order."""
+    new: list[tuple[str, str, int]] = []
+    again: list[tuple[str, int]] = []
+    duplicates = restored = 0
+    batch: set[str] = set()
+    for number, at in valid:
+        key = person_key(number)
+        state_seen = known.get(key)
+        if key in batch or (state_seen is not None and state_seen[1] == pass_no):
+            duplicates += 1
+        elif state_seen is None:
+            new.append((number, key, at))
+        else:
+            again.append((key, at))
+            restored += state_seen[0] == "skipped"
+        batch.add(key)
+    return new, again, duplicates, restored
+
+
+async def ingest_rows(
+    conn: Any, campaign: str, entries: list[tuple[int, str]], position: tuple[int, int, str],
+    normalize: Callable[[str], str],
+) -> IngestResult:
+    """Store a batch and the resume point after it, in one transaction."""
+    async with conn.transaction():
+        head = await conn.fetchrow(sql.CAMPAIGN_FOR_UPDATE, campaign)
+        pass_no, done_line = head["ingest_pass"], head["ingest_line"]
+        # Lines up to the stored one are in already (this pass): another worker read them.
+        valid, invalid = _split([e for e in entries if e[0] > done_line], normalize)
+        keys = [person_key(number) for number, _ in valid]
+        known = {r["key"]: (r["state"], r["seen"])
+                 for r in await conn.fetch(sql.KNOWN_KEYS, campaign, keys)}
+        new, again, duplicates, restored = _classify(valid, known, pass_no)
+        added = 0
+        if new:
+            added = len(await conn.fetch(
+                sql.INSERT_VALID, campaign, [n for n, _, _ in new], [k for _, k, _ in new],
+                [at for _, _, at in new], pass_no))
+        if again:
+            await conn.execute(sql.SEE_AGAIN, campaign, [k for k, _ in again],
+                               [at for _, at in again], pass_no)
+        if invalid:
+            await conn.execute(sql.INSERT_INVALID, campaign, [raw for _, raw, _ in invalid],
+                               [at for at, _, _ in invalid], [why for _, _, why in invalid],
+                               pass_no)
+        offset, line, digest = position
+        await conn.execute(sql.SET_POSITION, campaign, duplicates, offset, line, digest)
+    return IngestResult(added, duplicates, invalid, restored)
+
+
+State = Literal["pending", "sending", "placed", "failed", "unknown", "skipped"]
+_COMMIT_TRIES = 5
+
+
+async def _claim(db: Any, query: str, *args: object) -> list[Any]:
+    async with db.transaction():
+        # A claim lost in a crash of the database host is harmless (the number is pending
+        # again, nothing was sent): no flush to disk of its own. A mark always flushes.
+        await db.execute("SET LOCAL synchronous_commit TO off")
+        rows: list[Any] = await db.fetch(query, *args)
+    return rows
+
+
+def _claim_lost(row_id: int) -> ClaimLostError:
+    return ClaimLostError(f"row {row_id} is no longer held by this worker: not sending")
+
+
+# Pending rows not held for a window count too: recover() may just have given a dead worker's
+# claims back, after this worker's last claim found nothing; stopping would leave them uncalled.
+_HELD_ELSEWHERE = """
+SELECT count(*) FROM ryze_numbers WHERE campaign = $1 AND (state = 'pending' AND not_before IS NULL
+    OR state IN ('claimed', 'sending') AND owner IS DISTINCT FROM $2)
+"""
+
+
+class PgStore:
+    """One worker's handle on a campaign in PostgreSQL: its connections and its leases'
+    heartbeat, the journal-store seam (claims, marks, group commit, reads) and its events.
+    Open with ``await PgStore.open(...)``; use from one event loop."""
+
+    #: Several workers share the campaign: a page of pending rows is a claim (keep it small).
+    shared = True
 
     def __init__(self, dsn: str, campaign: str, *, worker: str, lease: float,
                  heartbeat: float, read_only: bool) -> None:
@@ -144,6 +343,10 @@ class PgConnection:
         self._last_recover = 0.0
         #: Heartbeats sent (renewals of this worker's live leases).
         self.beats = 0
+        self._group: GroupCommit[Op] = GroupCommit(self._commit, _claim_lost)
+        self._listeners: list[Listener] = []
+        self._sending: set[int] = set()  # rows this worker marked and has not recorded yet
+        self._last_rebase = 0.0
 
     # -- opening and closing --------------------------------------------------------------------
 
@@ -344,201 +547,6 @@ class PgConnection:
         self._last_recover = asyncio.get_running_loop().time()
         return int(row["released"]), int(row["lost"])
 
-    async def flush(self) -> None:
-        """Wait until every queued write is committed (the store queues them)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Mark:
-    row_id: int
-    sender: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    row_id: int
-    state: str
-    call_id: str | None
-    status: int | None
-    error: str | None
-    sender: str | None
-
-
-Op = Mark | Outcome | HoldRow
-
-
-async def apply_ops(conn: Any, campaign: str, worker: str, lease: float,
-                    ops: list[Op]) -> set[int]:
-    """Apply ``ops`` in order in one transaction; return the ids whose mark was refused."""
-    refused: set[int] = set()
-    async with conn.transaction():
-        if not any(isinstance(op, Mark) for op in ops):
-            # Outcomes alone need no flush of their own: lost in a crash of the database
-            # host, the row stays ``sending`` and its lease makes it ``unknown`` (safe). The
-            # next durable mark flushes them anyway (the log is written in order).
-            await conn.execute("SET LOCAL synchronous_commit TO off")
-        start = 0
-        while start < len(ops):
-            kind = type(ops[start])
-            end = start
-            while end < len(ops) and type(ops[end]) is kind:
-                end += 1
-            run = ops[start:end]
-            marks = [op for op in run if isinstance(op, Mark)]
-            outcomes = [op for op in run if isinstance(op, Outcome)]
-            holds = [op for op in run if isinstance(op, HoldRow)]
-            if marks:
-                ids = [op.row_id for op in marks]
-                done = await conn.fetch(sql.MARK, campaign, worker, lease, ids,
-                                        [op.sender for op in marks])
-                refused |= set(ids) - {r["id"] for r in done}
-            if outcomes:
-                await conn.executemany(sql.OUTCOME, [
-                    (campaign, worker, op.row_id, op.state, op.call_id, op.status, op.error,
-                     op.sender) for op in outcomes])
-            if holds:
-                await conn.executemany(sql.HOLD, [
-                    (campaign, worker, op.row_id, op.until) for op in holds])
-            start = end
-    return refused
-
-
-@dataclass(frozen=True, slots=True)
-class PgJournalCounts(JournalCounts):
-    """:class:`JournalCounts` plus the workers' view. ``pending`` counts every number not yet
-    called, ``claimed`` ones included (a claim is not a call); ``in_flight`` is claimed plus
-    sending; ``workers`` hold live leases now."""
-
-    claimed: int = 0
-    workers: int = 0
-
-    @property
-    def in_flight(self) -> int:
-        return self.claimed + self.sending
-
-
-def build_counts(rows: Iterable[Mapping[str, Any]], head: Mapping[str, Any]) -> PgJournalCounts:
-    """From ``COUNTS`` rows (valid, state, n) and the campaign's counters."""
-    by_state: dict[str, int] = {}
-    invalid = 0
-    for r in rows:
-        if r["valid"]:
-            by_state[r["state"]] = r["n"]
-        else:
-            invalid += r["n"]
-    claimed = by_state.pop("claimed", 0)
-    by_state["pending"] = by_state.get("pending", 0) + claimed
-    base = JournalCounts.build(by_state, invalid, {
-        "ingest_duplicates": str(head["ingest_duplicates"]), "elapsed": str(head["elapsed"])})
-    fields = {f: getattr(base, f) for f in JournalCounts.__dataclass_fields__}
-    return PgJournalCounts(**fields, claimed=claimed, workers=int(head["workers"]))
-
-
-async def begin_pass(conn: Any, campaign: str, expected: tuple[int, int, str] | None) -> bool:
-    """Start a new pass unless the stored resume point moved from ``expected``."""
-    async with conn.transaction():
-        row = await conn.fetchrow(sql.CAMPAIGN_FOR_UPDATE, campaign)
-        stored = (row["ingest_offset"], row["ingest_line"], row["ingest_digest"])
-        if expected is not None and stored != tuple(expected):
-            return False
-        # Invalid rows and the duplicate count describe the input: the new pass rebuilds them.
-        await conn.execute("DELETE FROM ryze_numbers WHERE campaign = $1 AND NOT valid",
-                           campaign)
-        await conn.execute(sql.RESTART_INPUT, campaign)
-    return True
-
-
-async def finish_pass(conn: Any, campaign: str) -> int:
-    """The input is exhausted: if a pass is open, rows it did not see are removed."""
-    async with conn.transaction():
-        row = await conn.fetchrow(sql.CAMPAIGN_FOR_UPDATE, campaign)
-        if not row["sweep_due"]:
-            return 0
-        status = await conn.execute(sql.SWEEP_REMOVED, campaign, REMOVED, row["ingest_pass"])
-        await conn.execute("UPDATE ryze_campaigns SET sweep_due = false WHERE campaign = $1",
-                           campaign)
-    return int(status.split()[-1])
-
-
-def _split(entries: list[tuple[int, str]], normalize: Callable[[str], str]
-           ) -> tuple[list[tuple[str, int]], list[tuple[int, str, str]]]:
-    valid: list[tuple[str, int]] = []
-    invalid: list[tuple[int, str, str]] = []
-    for at, raw in entries:
-        try:
-            valid.append((normalize(raw), at))
-        except ValueError as exc:
-            invalid.append((at, raw, str(exc) or "invalid number"))
-    return valid, invalid
-
-
-def _classify(valid: list[tuple[str, int]], known: dict[str, tuple[str, int]], pass_no: int
-              ) -> tuple[list[tuple[str, str, int]], list[tuple[str, int]], int, int]:
-    """(rows to insert, keys seen again, duplicates, restored) for one batch, in input order."""
-    new: list[tuple[str, str, int]] = []
-    again: list[tuple[str, int]] = []
-    duplicates = restored = 0
-    batch: set[str] = set()
-    for number, at in valid:
-        key = person_key(number)
-        state_seen = known.get(key)
-        if key in batch or (state_seen is not None and state_seen[1] == pass_no):
-            duplicates += 1
-        elif state_seen is None:
-            new.append((number, key, at))
-        else:
-            again.append((key, at))
-            restored += state_seen[0] == "skipped"
-        batch.add(key)
-    return new, again, duplicates, restored
-
-
-async def ingest_rows(
-    conn: Any, campaign: str, entries: list[tuple[int, str]], position: tuple[int, int, str],
-    normalize: Callable[[str], str],
-) -> IngestResult:
-    """Store a batch and the resume point after it, in one transaction."""
-    async with conn.transaction():
-        head = await conn.fetchrow(sql.CAMPAIGN_FOR_UPDATE, campaign)
-        pass_no, done_line = head["ingest_pass"], head["ingest_line"]
-        # Lines up to the stored one are in already (this pass): another worker read them.
-        valid, invalid = _split([e for e in entries if e[0] > done_line], normalize)
-        keys = [person_key(number) for number, _ in valid]
-        known = {r["key"]: (r["state"], r["seen"])
-                 for r in await conn.fetch(sql.KNOWN_KEYS, campaign, keys)}
-        new, again, duplicates, restored = _classify(valid, known, pass_no)
-        added = 0
-        if new:
-            added = len(await conn.fetch(
-                sql.INSERT_VALID, campaign, [n for n, _, _ in new], [k for _, k, _ in new],
-                [at for _, _, at in new], pass_no))
-        if again:
-            await conn.execute(sql.SEE_AGAIN, campaign, [k for k, _ in again],
-                               [at for _, at in again], pass_no)
-        if invalid:
-            await conn.execute(sql.INSERT_INVALID, campaign, [raw for _, raw, _ in invalid],
-                               [at for at, _, _ in invalid], [why for _, _, why in invalid],
-                               pass_no)
-        offset, line, digest = position
-        await conn.execute(sql.SET_POSITION, campaign, duplicates, offset, line, digest)
-    return IngestResult(added, duplicates, invalid, restored)
-
-
-State = Literal["pending", "sending", "placed", "failed", "unknown", "skipped"]
-Row = tuple[int, str, int]
-_COMMIT_TRIES = 5
-
-
-class PgJournal(PgConnection):
-    """One worker's handle on a campaign in PostgreSQL. Open with ``await PgJournal.open(...)``;
-    use from one event loop."""
-
-    def __init__(self, dsn: str, campaign: str, *, worker: str, lease: float,
-                 heartbeat: float, read_only: bool) -> None:
-        super().__init__(dsn, campaign, worker=worker, lease=lease, heartbeat=heartbeat,
-                         read_only=read_only)
-        self._group: GroupCommit[Op] = GroupCommit(self._commit, _claim_lost)
-
     # -- meta -----------------------------------------------------------------------------------
 
     async def _campaign_row(self) -> Any:
@@ -562,8 +570,10 @@ class PgJournal(PgConnection):
                      normalize: Callable[[str], str]) -> IngestResult:
         """Store a batch of ``(line, raw)`` entries and the resume point after it; entries
         another worker already ingested in this pass are skipped (see :func:`ingest_rows`)."""
-        return await self._run(lambda db: ingest_rows(db, self.campaign, entries,
-                                                             position, normalize))
+        result = await self._run(lambda db: ingest_rows(db, self.campaign, entries,
+                                                        position, normalize))
+        self._emit(Ingested(result))
+        return result
 
     async def begin_pass(self, expected: tuple[int, int, str] | None = None) -> bool:
         """The input changed: read it again from its first entry, unless the resume point is
@@ -571,7 +581,9 @@ class PgJournal(PgConnection):
         return await self._run(lambda db: begin_pass(db, self.campaign, expected))
 
     async def finish_pass(self) -> int:
-        return await self._run(lambda db: finish_pass(db, self.campaign))
+        removed = await self._run(lambda db: finish_pass(db, self.campaign))
+        await self.counts()  # a pass rebuilt invalid rows and re-saw known ones: recount
+        return removed
 
     async def sweep_due(self) -> bool:
         return bool((await self._campaign_row())["sweep_due"])
@@ -585,7 +597,10 @@ class PgJournal(PgConnection):
             await self.recover()
         rows = await self._run(lambda db: _claim(db, sql.CLAIM, self.campaign, self.worker,
                                                  self.lease, limit))
-        return sorted((r["id"], r["number"], r["line"]) for r in rows)
+        now = asyncio.get_running_loop().time()
+        if self._listeners and now - self._last_rebase >= self.heartbeat:
+            await self.counts()  # other workers' progress, for the live display
+        return sorted(Row(r["id"], r["number"], r["line"]) for r in rows)
 
     async def pending_after(self, after_id: int, limit: int) -> list[Row]:
         """The SQLite journal's feeder call, served by :meth:`claim`: claimed rows are no
@@ -655,6 +670,23 @@ class PgJournal(PgConnection):
         await self._group.flush()
 
     async def _commit(self, ops: list[Op]) -> set[int]:
+        refused = await self._apply(ops)
+        for op in ops:
+            if isinstance(op, HoldRow):
+                continue  # pending (or this worker's claim) it was, pending it is
+            if isinstance(op, Mark):
+                if op.row_id not in refused:
+                    self._sending.add(op.row_id)
+                    self._emit(Moved("pending", "sending"))
+            elif op.row_id in self._sending:
+                self._sending.discard(op.row_id)
+                self._emit(Moved("sending", op.state))  # type: ignore[arg-type]
+            else:
+                self._emit(Moved("pending", op.state,  # type: ignore[arg-type]
+                                 skip_reason(op.state, op.error)))
+        return refused
+
+    async def _apply(self, ops: list[Op]) -> set[int]:
         # A deadlock or serialization failure rolled the whole transaction back (no mark was
         # committed, so nothing was sent on it): applying the same ops again is safe.
         for attempt in range(_COMMIT_TRIES):
@@ -673,7 +705,10 @@ class PgJournal(PgConnection):
         if not self.read_only:
             await self.flush()
         rows, head = await self._run(self._read_counts)
-        return build_counts(rows, head)
+        counts = build_counts(rows, head)
+        self._last_rebase = asyncio.get_running_loop().time()
+        self._emit(Rebased(counts))
+        return counts
 
     async def _read_counts(self, db: Any) -> tuple[Any, Any]:
         return (await db.fetch(sql.COUNTS, self.campaign),
@@ -688,6 +723,7 @@ class PgJournal(PgConnection):
             "UPDATE ryze_numbers SET state = 'pending', owner = NULL, lease_until = NULL, "
             "not_before = NULL WHERE campaign = $1 AND valid AND state = ANY($2::text[])",
             self.campaign, wanted))
+        await self.counts()
         return int(status.split()[-1])
 
     async def export_csv(self, out: str | os.PathLike[str] | TextIO) -> int:
@@ -708,41 +744,7 @@ class PgJournal(PgConnection):
             await self.flush()
         return await self._run(lambda db: export_jsonl(db, self.campaign, out))
 
-
-async def _claim(db: Any, query: str, *args: object) -> list[Any]:
-    async with db.transaction():
-        # A claim lost in a crash of the database host is harmless (the number is pending
-        # again, nothing was sent): no flush to disk of its own. A mark always flushes.
-        await db.execute("SET LOCAL synchronous_commit TO off")
-        rows: list[Any] = await db.fetch(query, *args)
-    return rows
-
-
-def _claim_lost(row_id: int) -> ClaimLostError:
-    return ClaimLostError(f"row {row_id} is no longer held by this worker: not sending")
-
-
-# Pending rows not held for a window count too: recover() may just have given a dead worker's
-# claims back, after this worker's last claim found nothing; stopping would leave them uncalled.
-_HELD_ELSEWHERE = """
-SELECT count(*) FROM ryze_numbers WHERE campaign = $1 AND (state = 'pending' AND not_before IS NULL
-    OR state IN ('claimed', 'sending') AND owner IS DISTINCT FROM $2)
-"""
-
-
-class PgStore(PgJournal):
-    """:class:`PgJournal` plus the journal-store seam's events."""
-
-    #: Several workers share the campaign: a page of pending rows is a claim (keep it small).
-    shared = True
-
-    def __init__(self, dsn: str, campaign: str, *, worker: str, lease: float,
-                 heartbeat: float, read_only: bool) -> None:
-        super().__init__(dsn, campaign, worker=worker, lease=lease, heartbeat=heartbeat,
-                         read_only=read_only)
-        self._listeners: list[Listener] = []
-        self._sending: set[int] = set()  # rows this worker marked and has not recorded yet
-        self._last_rebase = 0.0
+    # -- events ---------------------------------------------------------------------------------
 
     async def watch(self, listener: Listener) -> None:
         """Report committed transitions to ``listener``, starting with the current counts."""
@@ -761,49 +763,3 @@ class PgStore(PgJournal):
         await self.recover()
         return int(await self._run(lambda db: db.fetchval(_HELD_ELSEWHERE, self.campaign,
                                                           self.worker)))
-
-    async def ingest(self, entries: list[tuple[int, str]], *, position: tuple[int, int, str],
-                     normalize: Callable[[str], str]) -> IngestResult:
-        result = await super().ingest(entries, position=position, normalize=normalize)
-        self._emit(Ingested(result))
-        return result
-
-    async def finish_pass(self) -> int:
-        removed = await super().finish_pass()
-        await self.counts()  # a pass rebuilt invalid rows and re-saw known ones: recount
-        return removed
-
-    async def claim(self, limit: int) -> list[Row]:
-        rows = await super().claim(limit)
-        now = asyncio.get_running_loop().time()
-        if self._listeners and now - self._last_rebase >= self.heartbeat:
-            await self.counts()  # other workers' progress, for the live display
-        return rows
-
-    async def _commit(self, ops: list[Op]) -> set[int]:
-        refused = await super()._commit(ops)
-        for op in ops:
-            if isinstance(op, HoldRow):
-                continue  # pending (or this worker's claim) it was, pending it is
-            if isinstance(op, Mark):
-                if op.row_id not in refused:
-                    self._sending.add(op.row_id)
-                    self._emit(Moved("pending", "sending"))
-            elif op.row_id in self._sending:
-                self._sending.discard(op.row_id)
-                self._emit(Moved("sending", op.state))  # type: ignore[arg-type]
-            else:
-                self._emit(Moved("pending", op.state,  # type: ignore[arg-type]
-                                 skip_reason(op.state, op.error)))
-        return refused
-
-    async def counts(self) -> PgJournalCounts:
-        counts = await super().counts()
-        self._last_rebase = asyncio.get_running_loop().time()
-        self._emit(Rebased(counts))
-        return counts
-
-    async def retry(self, states: Iterable[Literal["failed", "unknown"]]) -> int:
-        moved = await super().retry(states)
-        await self.counts()
-        return moved

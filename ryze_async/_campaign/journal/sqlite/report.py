@@ -56,7 +56,7 @@ from ..schema import (
 )
 
 __all__ = [
-    "CSV_COLUMNS", "JournalSnapshot", "MinuteCount", "ProblemRow", "ReportData", "Row",
+    "CSV_COLUMNS", "JournalSnapshot", "MinuteCount", "ProblemRow", "ReportData", "SnapshotRow",
     "export_csv", "export_jsonl", "jsonl_line", "peek_sqlite", "peek_sqlite_rules", "read_report",
     "snapshot", "window_text",
 ]
@@ -215,7 +215,7 @@ T = TypeVar("T")
 
 #: One valid row: its number, its state (``skipped`` rows by reason: ``removed``,
 #: ``excluded``, ``expired``; a PostgreSQL claim is ``pending``) and the pass that last saw it.
-Row = tuple[str, str, int]
+SnapshotRow = tuple[str, str, int]
 _TRIES = 5
 _BUSY_MS = 2000
 _LABEL = ("CASE WHEN state != 'skipped' THEN state WHEN error LIKE 'excluded:%' THEN 'excluded' "
@@ -226,7 +226,7 @@ _LABEL = ("CASE WHEN state != 'skipped' THEN state WHEN error LIKE 'excluded:%' 
 class JournalSnapshot:
     """A journal as it is now: ``rows`` by dedupe key, and what a resumed run reads first."""
 
-    rows: dict[str, Row]
+    rows: dict[str, SnapshotRow]
     invalid: int
     duplicates: int
     position: tuple[int, int, str]
@@ -255,7 +255,7 @@ def snapshot(rows: Iterable[tuple[int, str, str, str, int]], invalid: int,
     rekey it (``journal/schema.py``): a row merged into another one is ``removed``."""
     listed = list(rows)
     plan = {} if rekeyed else rekey((i, number, label) for i, _, number, label, _ in listed)
-    keyed: dict[str, Row] = {}
+    keyed: dict[str, SnapshotRow] = {}
     for row_id, stored, number, label, seen in listed:
         key, into = plan.get(row_id, (stored, None))
         merged = into is not None and label == "pending"

@@ -21,16 +21,13 @@ All SQLite work runs on one dedicated thread with its own connection; a sidecar 
 journal file keeps a second campaign process out (two processes dialing one journal would call
 people twice).
 
-The SQLite journal's file and thread: opening (the ``flock``, the connection, recovery of
-rows left ``sending``, the identity check), closing, and running work on the journal's one
-thread. ``Journal`` (``journal/sqlite/store.py``) is the store built on it.
+:class:`Journal` holds the file and its thread too: opening (the ``flock``, the connection,
+recovery of rows left ``sending``, the identity check), closing, and running work on the
+journal's one thread. A commit applies marks and outcomes in order in one transaction
+(:func:`apply_ops`, batched by :class:`~..events.GroupCommit`).
 
-The SQLite journal's commit: marks and outcomes applied in order in one transaction
-(batched by :class:`~._group.GroupCommit`).
-
-Ingestion into the journal: rows, the resume point, and passes over an input that changed.
-
-A *pass* is one read of the input from its first entry. Every row records the pass that last
+Ingestion into the journal: rows, the resume point, and passes over an input that changed. A
+*pass* is one read of the input from its first entry. Every row records the pass that last
 saw it (``seen``). While the input is only appended to, one pass goes on across runs. When the
 input changed under the journal (the source could not resume: ``begin_pass``), a new pass
 starts: each entry goes through the dedupe again (a number already in the journal keeps its
@@ -39,17 +36,15 @@ state; only a number new to the journal is added as pending), and when the input
 ``skipped`` (removed from input) and is never dialed. Until that sweep is done
 (``sweep_due``), the campaign dispatches nothing: a pending row might be one the user removed.
 
-Held rows in the SQLite journal: pending rows outside their calling window (run on the
-journal's thread).
-
-A held row stays ``pending`` with ``not_before``, the Unix time its window opens (``inf``: no
+Held rows are pending rows outside their calling window (run on the journal's thread). A held
+row stays ``pending`` with ``not_before``, the Unix time its window opens (``inf``: no
 window ever opens for it under these rules). ``pending_after`` skips held rows; the feeder
 reads them back with :func:`due_rows` once their time has come, in ``(not_before, id)`` order
 above a keyset it keeps, so a row is offered once per hold without any write. The rules that
 computed the times are stored (``hold_rules``): a run under other rules forgets every hold,
 and its own rules judge those rows again when they are read.
 
-Opening a SQLite journal: connect (owner-only files, WAL), recover, check the identity.
+Opening connects (owner-only files, WAL), recovers, and checks the identity.
 """
 
 from __future__ import annotations
@@ -79,6 +74,7 @@ from ..events import (
     Op,
     Rebased,
     RecordOutcome,
+    Row,
     State,
     skip_reason,
 )
@@ -107,7 +103,6 @@ __all__ = [
     "NEVER",
     "REMOVED",
     "Journal",
-    "SqliteFile",
     "apply_ops",
     "begin_pass",
     "connect",
@@ -188,105 +183,6 @@ def prepare_file(path: Path, create: bool, read_only: bool) -> int | None:
 
 
 _T = TypeVar("_T")
-
-
-class SqliteFile:
-    """One journal file: its lock, its connection, the one thread that uses it."""
-
-    def __init__(self, path: Path, executor: ThreadPoolExecutor, lock_fd: int | None) -> None:
-        self.path = path
-        self._executor = executor
-        self._lock_fd = lock_fd
-        self._conn: sqlite3.Connection | None = None
-        #: Rows found ``sending`` at open and turned ``unknown``.
-        self.recovered = 0
-        self.read_only = lock_fd is None
-
-    # -- opening and closing --------------------------------------------------------------------
-
-    @classmethod
-    async def open(
-        cls,
-        path: str | os.PathLike[str],
-        *,
-        identity: CampaignIdentity | None = None,
-        force: bool = False,
-        create: bool = True,
-        read_only: bool = False,
-        synchronous: Literal["full", "normal"] = "full",
-    ) -> Self:
-        """Open (or create, owner-only) a journal and recover rows left ``sending``.
-
-        ``identity`` is compared with the stored one: once any call may have been placed, a
-        different media, instance or call kind raises :class:`JournalMismatchError` unless
-        ``force``; the identity given is then stored.
-        ``read_only`` takes no lock and changes nothing (a report on a running campaign).
-        """
-        if synchronous not in ("full", "normal"):
-            raise ValueError("synchronous must be 'full' or 'normal'")
-        p = Path(path)
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ryze-journal")
-        loop = asyncio.get_running_loop()
-        lock_fd = None
-        journal: Self | None = None
-        try:
-            lock_fd = await loop.run_in_executor(executor, prepare_file, p, create, read_only)
-            journal = cls(p, executor, lock_fd)
-            await journal._run(journal._connect, read_only, synchronous)
-            if not read_only:
-                journal.recovered = await journal._run(lambda: recover(journal._db()))
-                if identity is not None:
-                    await journal._run(store_identity, journal._db(), p, identity, force)
-        except BaseException as exc:
-            if journal is not None:
-                executor.submit(journal._disconnect).result()
-            executor.shutdown(wait=True)
-            if lock_fd is not None:
-                os.close(lock_fd)
-            if isinstance(exc, sqlite3.Error):
-                raise JournalError(f"{p} is not a usable journal: {exc}") from exc
-            raise
-        return journal
-
-    async def close(self) -> None:
-        """Flush what is queued, close the connection, release the lock. Idempotent."""
-        if self._conn is None:
-            return
-        with contextlib.suppress(JournalError):
-            await self.flush()
-        await self._run(self._disconnect)
-        self._executor.shutdown(wait=True)
-        if self._lock_fd is not None:
-            # Closed after SQLite's own descriptors: closing any descriptor of a file drops
-            # the process's POSIX locks on it, and SQLite relies on those.
-            os.close(self._lock_fd)
-            self._lock_fd = None
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def _run(self, fn: Callable[..., _T], *args: object) -> _T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
-
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise JournalError("the journal is closed")
-        return self._conn
-
-    def _connect(self, read_only: bool, synchronous: str) -> None:
-        self._conn = connect(self.path, read_only, synchronous)
-
-    def _disconnect(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    async def flush(self) -> None:
-        """Wait until every queued write is committed (the store queues them)."""
 
 
 #: ``not_before`` of a row no calling window ever opens for (under the stored rules).
@@ -489,19 +385,108 @@ def ingest_rows(
     return IngestResult(kinds.count("added"), duplicates, invalid, kinds.count("restored"))
 
 
-class Journal(SqliteFile):
+class Journal:
     """A campaign journal. Open with ``await Journal.open(path, ...)``; use from one event loop."""
 
     #: One process per file: ``pending_after`` reads, it does not claim (pages may be large).
     shared = False
 
     def __init__(self, path: Path, executor: ThreadPoolExecutor, lock_fd: int | None) -> None:
-        super().__init__(path, executor, lock_fd)
+        self.path = path
+        self._executor = executor
+        self._lock_fd = lock_fd
+        self._conn: sqlite3.Connection | None = None
+        #: Rows found ``sending`` at open and turned ``unknown``.
+        self.recovered = 0
+        self.read_only = lock_fd is None
         self._group: GroupCommit[Op] = GroupCommit(self._commit, _not_pending)
         self._listeners: list[Listener] = []
         self._sending: set[int] = set()  # rows this store marked sending and not yet recorded
         self._hold = False  # an input pass is open: ingest events wait for its sweep
         self.commits = 0
+
+    # -- opening and closing --------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        identity: CampaignIdentity | None = None,
+        force: bool = False,
+        create: bool = True,
+        read_only: bool = False,
+        synchronous: Literal["full", "normal"] = "full",
+    ) -> Self:
+        """Open (or create, owner-only) a journal and recover rows left ``sending``.
+
+        ``identity`` is compared with the stored one: once any call may have been placed, a
+        different media, instance or call kind raises :class:`JournalMismatchError` unless
+        ``force``; the identity given is then stored.
+        ``read_only`` takes no lock and changes nothing (a report on a running campaign).
+        """
+        if synchronous not in ("full", "normal"):
+            raise ValueError("synchronous must be 'full' or 'normal'")
+        p = Path(path)
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ryze-journal")
+        loop = asyncio.get_running_loop()
+        lock_fd = None
+        journal: Self | None = None
+        try:
+            lock_fd = await loop.run_in_executor(executor, prepare_file, p, create, read_only)
+            journal = cls(p, executor, lock_fd)
+            await journal._run(journal._connect, read_only, synchronous)
+            if not read_only:
+                journal.recovered = await journal._run(lambda: recover(journal._db()))
+                if identity is not None:
+                    await journal._run(store_identity, journal._db(), p, identity, force)
+        except BaseException as exc:
+            if journal is not None:
+                executor.submit(journal._disconnect).result()
+            executor.shutdown(wait=True)
+            if lock_fd is not None:
+                os.close(lock_fd)
+            if isinstance(exc, sqlite3.Error):
+                raise JournalError(f"{p} is not a usable journal: {exc}") from exc
+            raise
+        return journal
+
+    async def close(self) -> None:
+        """Flush what is queued, close the connection, release the lock. Idempotent."""
+        if self._conn is None:
+            return
+        with contextlib.suppress(JournalError):
+            await self.flush()
+        await self._run(self._disconnect)
+        self._executor.shutdown(wait=True)
+        if self._lock_fd is not None:
+            # Closed after SQLite's own descriptors: closing any descriptor of a file drops
+            # the process's POSIX locks on it, and SQLite relies on those.
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _run(self, fn: Callable[..., _T], *args: object) -> _T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise JournalError("the journal is closed")
+        return self._conn
+
+    def _connect(self, read_only: bool, synchronous: str) -> None:
+        self._conn = connect(self.path, read_only, synchronous)
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -568,9 +553,10 @@ class Journal(SqliteFile):
 
     # -- dispatch -------------------------------------------------------------------------------
 
-    async def pending_after(self, after_id: int, limit: int) -> list[tuple[int, str, int]]:
+    async def pending_after(self, after_id: int, limit: int) -> list[Row]:
         """Up to ``limit`` pending valid rows with id > ``after_id``: (id, number, line)."""
-        return await self._run(lambda: pending_after(self._db(), after_id, limit))
+        rows = await self._run(lambda: pending_after(self._db(), after_id, limit))
+        return [Row(*row) for row in rows]
 
     async def held_elsewhere(self) -> int:
         """Rows other workers hold: none, one process has the file (``flock``)."""
