@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from ryze_async import normalize_number
-from ryze_async._campaign.inputs import NumberSource, Position
+from ryze_async._campaign.inputs import Position
+from ryze_async._campaign.inputs.source import NumberSource
 from ryze_async._campaign.journal import (
     CampaignIdentity,
     Journal,

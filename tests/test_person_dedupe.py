@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ryze_async import Campaign, CampaignPlan, CampaignSummary, RyzeClient, normalize_number
+from ryze_async._campaign.inputs import person_key
 from ryze_async._campaign.journal.schema import rekey
-from ryze_async._campaign.persons import person_key
 from ryze_async._campaign.rules.optouts import Exclusions
 from ryze_async.testing import FakeRyzeServer
 

@@ -38,10 +38,10 @@ from datetime import datetime
 from typing import Any, Literal
 
 from .. import CampaignOutcomeRecorded, normalize_number
-from .inputs import NumberSource, Position
+from .inputs import Position, number_normalizer
+from .inputs.source import NumberSource
 from .journal import ClaimLostError, JournalError, JournalStore, Row
 from .outcomes import CampaignOutcome, Disposition, StopReason, classify
-from .persons import number_normalizer
 from .rules import Call, Skip, Verdict
 from .rules.gate import Gate, WindowWait
 from .senders import Lease, Sender, SenderPool, quota_period

@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .._public import public
-from .inputs import NumberSource, Position
+from .inputs import Position, person_key
+from .inputs.source import NumberSource
 from .journal.schema import JournalCounts
 from .journal.sqlite.report import JournalSnapshot, SnapshotRow
-from .persons import person_key
 from .rules import EXCLUDED, Call, Hold, Rules, Skip
 
 __all__ = ["Book", "CampaignPlan", "plan"]

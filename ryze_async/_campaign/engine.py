@@ -22,7 +22,8 @@ from .. import InputError, Media
 from .._public import public
 from .dispatch import Dispatcher
 from .dry_run import CampaignPlan, plan
-from .inputs import NumbersInput, NumberSource
+from .inputs import number_normalizer
+from .inputs.source import NumbersInput, NumberSource
 from .journal import (
     CampaignIdentity,
     CampaignRules,
@@ -46,7 +47,6 @@ from .outcomes import (
     StopReason,
     summary_from_counts,
 )
-from .persons import number_normalizer
 from .rules import Rules
 from .rules.gate import WindowWait
 from .senders import Sender, build_senders, quota_period

@@ -21,7 +21,8 @@ from typing import IO, TYPE_CHECKING, TextIO
 
 # Imported only when ``report --input`` runs: the journal is loaded already.
 from ryze_async import InputError
-from ryze_async._campaign.inputs.csv import inspect_csv, skippable
+from ryze_async._campaign.inputs import skippable
+from ryze_async._campaign.inputs.csv import inspect_csv
 from ryze_async._campaign.journal.schema import open_owner_only
 
 from ._exits import UsageError

@@ -1,45 +1,139 @@
-"""Streaming input of phone numbers for a campaign.
+"""What a campaign reads: entries, where a read stopped, and the one interface every reader has.
 
-A campaign's numbers come from any ``Iterable[str]`` or ``AsyncIterable[str]``, or from a CSV file
-given by path. Nothing is loaded whole: the source yields small batches, each carrying the position
-to resume from, so a journal can store "ingested up to here" in the same transaction as the rows.
+A campaign's numbers come from an iterable or a file (``source.py``: :class:`NumberSource`
+streams them in batches). Each file format has one reader behind :class:`FileReader`: a CSV
+(``csv.py``), a ``.xlsx`` workbook (``xlsx.py``) and JSON Lines (``jsonl.py``); the line-based
+ones (CSV, JSON Lines) read through :class:`TextFile`, which resumes at a byte offset only when
+the bytes before it are the same. :func:`input_kind` says which kind a file is.
 
-CSV rules (documented in docs/campaigns.md, "Input"; see ``inputs/csv.py``): UTF-8, or
-UTF-8/UTF-16 with a byte-order mark; the number column is found by its header or given
-(``column``); blank lines and ``#`` lines are skipped; so are blank strings and ``#`` strings
-from an iterable.
-
-Resume positions. For a CSV file: the byte offset after the last record read, the lines read,
-and the sha256 of the bytes ``[0, offset)``. A resume seeks to the offset only when the file's
-first ``offset`` bytes still hash the same and end a line (the file was only appended to);
-otherwise the file changed under the journal and is read again from the start
-(``restarted``), every entry going through the journal's dedupe. An iterable cannot seek, and
-nothing says it yields the same items again: it is always read again from the start.
+An entry is read with the client's rules, and keeps a stored form that reads the same
+(:func:`entry_text`, :class:`Untrusted`); :func:`person_key` is the dedupe key: one person,
+however the number is written (the journal's and the opt-out lists' alike).
 """
 
 from __future__ import annotations
 
-import asyncio
-import csv as stdlib_csv  # the package's own ``csv`` submodule takes the name ``csv`` here
-import functools
 import hashlib
 import io
-import os
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TypeAlias
+from typing import IO, Literal, Protocol
 
-from ... import InputError
-from ..persons import Untrusted, entry_text, whole_number
-from .csv import CsvLayout, bounded_lines, inspect_csv, skippable
-from .jsonl import InputKind, XlsxReader, input_kind, inspect_jsonl, jsonl_rows
+from ... import InputError, InvalidRequestError, normalize_number
 
-__all__ = ["NumberBatch", "NumberSource", "NumbersInput", "Position"]
+__all__ = [
+    "MAX_LINE_CHARS", "FileReader", "InputKind", "NumberBatch", "Numeric", "Position", "TextFile",
+    "Untrusted", "bounded_lines", "entry_text", "input_kind", "number_normalizer", "person_key",
+    "skippable", "text_batch", "whole_number",
+]
 
-NumbersInput: TypeAlias = Iterable[str] | AsyncIterable[str] | str | os.PathLike[str]
-_CHUNK = 1 << 16
-_NEWLINES = {"\n", "\r"}
+NumberCheck = Literal["valid", "possible"]
+#: E.164 numbers have at most 15 digits; a float holds 15 significant digits exactly.
+_MAX_NUMBER = 10**15
+_PERSONAL_JID = "@s.whatsapp.net"
+# A Brazilian mobile's WhatsApp id from before the ninth digit: 55, an area code (DDD; the set
+# libphonenumber's metadata for BR knows), 8 digits in an old mobile range (6 to 9). Since the
+# ninth digit (2012-2016) mobiles are 9 + 8 digits, so such an id is the mobile with the 9 put
+# back. Not merged: 2-5 (fixed lines, assigned today; 55 11 2345-6789 is not 55 11 9 2345-6789).
+# 7 is ambiguous (an old mobile range, and some 8-digit 7 numbers are still assigned): merged,
+# because this key also decides who an opt-out list names, and a missed call is the lesser harm
+# than a call to someone who opted out (the second entry is skipped as a duplicate, never called).
+_BR_OLD_MOBILE = re.compile(
+    r"55((?:[14689][1-9]|2[12478]|3[1-578]|5[13-5]|7[13-579]))([6-9]\d{7})")
+
+
+class Untrusted(str):
+    """A typed value (an Excel cell, a JSON number) whose digits are not exactly what the user
+    wrote: its text as found, and why. Invalid at ingest with that reason, never normalised
+    (``"551190000000.5"`` read as text would be the number 5511900000005)."""
+
+    reason: str
+
+    def __new__(cls, text: str, reason: str) -> Untrusted:
+        self = super().__new__(cls, text)
+        self.reason = reason
+        return self
+
+
+class Numeric(str):
+    """The digits of a number typed as a number (an Excel cell, a JSON int): any leading zero
+    is gone, so read in a region they are checked against the same digits with one."""
+
+
+def entry_text(cell: str) -> str:
+    """A cell as an entry's raw text: stripped, a typed value kept as it is."""
+    return cell if isinstance(cell, Untrusted | Numeric) else cell.strip()
+
+
+def whole_number(value: int, what: str) -> str:
+    """A non-negative integer's digits, or :class:`Untrusted` when they cannot be a number the
+    user typed (``what`` names where it came from: "an Excel number", "a JSON number")."""
+    if value < 0:
+        return Untrusted(str(value), f"{what} that is negative ({value}): not a phone number")
+    if value >= _MAX_NUMBER:
+        return Untrusted(str(value), f"{what} with more than 15 digits: no phone number is "
+                         "that long, and a float does not keep them exactly; store numbers "
+                         "as text")
+    return Numeric(str(value))
+
+
+def _same_with_zero(digits: str, number: str, region: str, check: NumberCheck) -> None:
+    """Refuse typed digits that are another valid number with the leading zero a typed number
+    drops (Gabon's 06 03 12 34 typed as 6031234: +241 6031234 is someone else)."""
+    try:
+        other = normalize_number("0" + digits, default_region=region, number_check=check)
+    except InvalidRequestError:
+        return
+    if other != number:
+        raise InvalidRequestError(
+            f"{digits} was typed as a number, which drops a leading zero: as {digits} it is "
+            f"+{number}, as 0{digits} +{other} in {region}; store the numbers as text",
+            field="number")
+
+
+def number_normalizer(
+    default_region: str | None = None, number_check: NumberCheck = "valid"
+) -> Callable[[str], str]:
+    """``normalize_number`` for a campaign's ingest: its result must read the same again.
+
+    A campaign stores the wire form and the client normalises it once more when it calls, so a
+    stored number must read the same again: with a region, a foreign number's E.164 digits may
+    also be a valid national number there (+66 97 017 0001's digits are a Brazilian mobile).
+    Such an entry is refused at ingest, before anyone could be called in the wrong country.
+    """
+
+    def normalize(raw: str) -> str:
+        if isinstance(raw, Untrusted):
+            raise InvalidRequestError(raw.reason, field="number")
+        number = normalize_number(raw, default_region=default_region, number_check=number_check)
+        if isinstance(raw, Numeric) and default_region is not None:
+            _same_with_zero(raw, number, default_region, number_check)
+        if "@" not in number:
+            again = normalize_number(number, default_region=default_region,
+                                     number_check=number_check)
+            if again != number:
+                raise InvalidRequestError(
+                    f"number {raw!r} is +{number}, but its digits {number} read as +{again} in "
+                    f"{default_region}, and a campaign stores the digits: run numbers of other "
+                    "countries in a campaign without a default region",
+                    field="number",
+                )
+        return number
+
+    return normalize
+
+
+def person_key(number: str) -> str:
+    """The person a normalised number names, as one key: the digits, whether written as a
+    number or as a personal JID, and a Brazilian mobile's old id without the ninth digit as
+    the mobile (``551187654321@s.whatsapp.net`` is ``5511987654321``). The one rule for "the
+    same person": the journal's dedupe and the opt-out lists both use it. Other addresses
+    (``@lid``) keep their domain: they are no phone number."""
+    digits = number.removesuffix(_PERSONAL_JID)
+    old = _BR_OLD_MOBILE.fullmatch(digits)
+    return f"55{old[1]}9{old[2]}" if old else digits
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,36 +158,51 @@ class NumberBatch:
     entries: list[tuple[int, str]]
     position: Position
 
+class FileReader(Protocol):
+    """One reader per file format (``csv.CsvReader``, ``xlsx.XlsxReader``,
+    ``jsonl.JsonlReader``), positioned at a resume point when opened."""
 
-_Batches = AsyncIterator[NumberBatch]
-_Rows = Callable[[Iterator[str]], Iterator[list[str]]]
+    #: True if it could not resume where the journal stopped and reads from the first entry.
+    restarted: bool
+
+    def read(self, size: int) -> NumberBatch:
+        """The next ``size`` entries at most (fewer: the file ends), and where to resume."""
+        ...
+
+    def close(self) -> None: ...
 
 
-class _CsvReader:
-    """Reads records from a resume point, hashing every byte consumed since offset 0.
+_CHUNK = 1 << 16
+_NEWLINES = {"\n", "\r"}
 
-    ``csv.reader`` pulls exactly the lines a record needs (quoted fields may span lines), so the
-    offset seen after each record is the exact resume point.
+
+class TextFile:
+    """A line-based file (CSV, JSON Lines) read from a resume point, hashing every byte consumed
+    since offset 0.
+
+    Its reader pulls exactly the lines a record needs (a CSV's quoted fields may span lines), so
+    the offset seen after each record is the exact resume point. ``data_offset`` and
+    ``data_line`` are where the records start (after a BOM and any header).
     """
 
-    def __init__(self, path: Path, layout: CsvLayout, start: Position,
-                 parse: _Rows | None = None) -> None:
-        self._codec = layout.codec
+    def __init__(self, path: Path, codec: str, data_offset: int, data_line: int,
+                 start: Position) -> None:
+        self._codec = codec
         self._hash = hashlib.sha256()
         self._file: IO[bytes] = path.open("rb")
         try:
             self.restarted = start.offset > 0 and not self._resume(start)
             if start.offset == 0 or self.restarted:
                 self._file.seek(0)
-                self._hash = hashlib.sha256(self._file.read(layout.data_offset))
-                self.offset, self.line = layout.data_offset, layout.data_line
+                self._hash = hashlib.sha256(self._file.read(data_offset))
+                self.offset, self.line = data_offset, data_line
         except BaseException:
             self._file.close()
             raise
-        self._column, self._path = layout.column, path
+        self.path = path
         self._text = io.TextIOWrapper(self._file, encoding=self._codec, newline="")
-        lines = self._lines(self._text)
-        self._rows = parse(lines) if parse else stdlib_csv.reader(lines, delimiter=layout.delimiter)
+        #: The lines from the resume point on, each counted and hashed as it is read.
+        self.lines = self._lines(self._text)
 
     def _resume(self, start: Position) -> bool:
         """Hash the first ``start.offset`` bytes; True (positioned there) if they match."""
@@ -118,7 +227,7 @@ class _CsvReader:
 
     def _lines(self, text: IO[str]) -> Iterator[str]:
         # Bounded: the file may have grown since it was checked.
-        for line in bounded_lines(text, self._path, self.line + 1):
+        for line in bounded_lines(text, self.path, self.line + 1):
             data = line.encode(self._codec)
             self._hash.update(data)
             self.offset += len(data)
@@ -128,193 +237,87 @@ class _CsvReader:
     def position(self) -> Position:
         return Position(self.offset, self.line, self._hash.hexdigest())
 
-    def read(self, size: int) -> NumberBatch:
-        entries: list[tuple[int, str]] = []
-        while len(entries) < size:
-            start_line = self.line + 1
-            try:
-                row = next(self._rows, None)
-            except stdlib_csv.Error as exc:  # a quoted field never closed, or past csv's limit
-                raise InputError(f"{self._path} line {start_line} is not CSV ({exc}): close "
-                                 "the quote, or save the file as CSV again") from None
-            if row is None:
-                break
-            if skippable(row):
-                continue
-            cell = row[self._column] if self._column < len(row) else ""
-            entries.append((start_line, entry_text(cell)))
-        return NumberBatch(entries, self.position())
-
     def close(self) -> None:
         self._text.close()
 
-
-class NumberSource:
-    """A streamed source of numbers: an iterable, an async iterable, or a file's path.
-
-    A ``str`` or ``os.PathLike`` is a path (pass ``[number]`` for a single number): a CSV, an
-    ``.xlsx`` workbook or JSON Lines (``inputs/jsonl.py``). Items of an iterable must be ``str``
-    (``int`` is accepted and converted; a float or bool is an invalid entry). ``column`` (files
-    only) names the number column by header or 1-based index (JSON Lines: the key); ``sheet``
-    a workbook's sheet (default: the first visible) by name or 1-based index.
-    """
-
-    def __init__(self, numbers: NumbersInput, column: str | int | None = None,
-                 sheet: str | int | None = None) -> None:
-        self._path: Path | None = None
-        self._items: Iterable[str] | AsyncIterable[str] = ()
-        self._column = column
-        self._sheet = sheet
-        self._kind: InputKind | None = None
-        self._layout: CsvLayout | None = None
-        #: True once :meth:`batches` found it could not resume where the journal stopped and
-        #: started again from the first entry.
-        self.restarted = False
-        if isinstance(numbers, str | os.PathLike):
-            self._path = Path(numbers)
-        else:
-            self._items = numbers
-
-    async def use_recorded(self, column: str, sheet: str) -> None:
-        """Read the column and sheet the campaign recorded ("": found by the header) where
-        this run gave none, and check the file again with them."""
-        if self._path is None or not (column or sheet) or \
-                (self._column is not None and self._sheet is not None):
-            return
-        if self._column is None and column:
-            self._column = int(column) if column.isdigit() else column
-        if self._sheet is None and sheet:
-            self._sheet = int(sheet) if sheet.isdigit() else sheet
-        await self.check()
-
-    async def check(self) -> None:
-        """Refuse a file that is not a list of numbers (``InputError``); no-op for an
-        iterable."""
-        if self._path is not None:
-            await asyncio.to_thread(self._check_file, self._path)
-
-    def _check_file(self, path: Path) -> None:
-        self._kind = input_kind(path)
-        if self._sheet is not None and self._kind != "xlsx":
-            raise InputError(f"{path} is read as {self._kind.upper()}, which has no sheets: "
-                             "--sheet applies to an .xlsx workbook")
-        if self._kind == "csv":
-            self._layout = inspect_csv(path, self._column)
-        elif self._kind == "jsonl":
-            inspect_jsonl(path, self._column)
-        else:
-            XlsxReader(path, self._sheet, self._column).close()
-
-    async def open(self, start: Position, size: int = 1000) -> _Batches:
-        """Position the source at ``start`` (or at its beginning, setting :attr:`restarted`)
-        and return the batches of at most ``size`` entries that follow."""
-        if self._path is None:
-            self.restarted = start.offset > 0
-            items = self._items
-            if not isinstance(items, AsyncIterable):
-                items = _yielding(items, size)
-            return _item_batches(items, size)
-        if self._kind is None:
-            await self.check()
-        if self._kind == "xlsx":
-            return await self._open_xlsx(self._path, start, size)
-        parse: _Rows | None = None
-        layout = self._layout
-        if self._kind == "jsonl":
-            jl = await asyncio.to_thread(inspect_jsonl, self._path, self._column)
-            layout = CsvLayout("utf-8", jl.bom, ",", 0, jl.bom, 0, True)
-            parse = functools.partial(jsonl_rows, layout=jl, path=self._path)
-        elif layout is None:
-            layout = await asyncio.to_thread(inspect_csv, self._path, self._column)
-        reader = await asyncio.to_thread(_CsvReader, self._path, layout, start, parse)
-        self.restarted = reader.restarted
-        return _csv_batches(reader, size)
-
-    async def _open_xlsx(self, path: Path, start: Position, size: int) -> _Batches:
-        reader = await asyncio.to_thread(XlsxReader, path, self._sheet, self._column)
-        resume = start.offset > 0 and start.digest == reader.digest
-        self.restarted = start.offset > 0 and not resume
-        return _xlsx_batches(reader, start.offset if resume else reader.data_row - 1, size)
-
-
-def _xlsx_read(reader: XlsxReader, rows: Iterator[tuple[int, list[str]]], done: int,
-               size: int) -> NumberBatch:
-    """The next ``size`` entries after sheet row ``done``; the position is the last row read."""
+def text_batch(file: TextFile, rows: Iterator[list[str]], column: int, size: int) -> NumberBatch:
+    """The next ``size`` entries of a line-based file's records (``rows``, read from ``file``)."""
     entries: list[tuple[int, str]] = []
-    for at, cells in rows:
-        done = at
-        if skippable(cells or [""]):
-            continue
-        cell = cells[reader.column] if reader.column < len(cells) else ""
-        entries.append((at, entry_text(cell)))
-        if len(entries) >= size:
+    while len(entries) < size:
+        start_line = file.line + 1
+        row = next(rows, None)
+        if row is None:
             break
-    return NumberBatch(entries, Position(done, done, reader.digest))
+        if skippable(row):
+            continue
+        cell = row[column] if column < len(row) else ""
+        entries.append((start_line, entry_text(cell)))
+    return NumberBatch(entries, file.position())
 
 
-async def _xlsx_batches(reader: XlsxReader, skip: int, size: int) -> _Batches:
+#: The longest line a numbers file (CSV, JSON Lines) may hold, in characters. A list's lines
+#: are a few dozen; a longer one is no list of numbers, and reading it would hold it whole.
+MAX_LINE_CHARS = 1 << 20
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+def _too_long(path: Path, line: int) -> InputError:
+    return InputError(f"{path} line {line} is longer than {MAX_LINE_CHARS} characters: not a "
+                      "list of numbers; refused")
+
+
+class _LineBound:
+    """Refuses a text, fed in chunks, with a line longer than `MAX_LINE_CHARS`."""
+
+    def __init__(self, path: Path) -> None:
+        self._path, self._line, self._run = path, 1, 0
+
+    def feed(self, text: str) -> None:
+        first, *ends = _LINE_END.split(text)
+        self._run += len(first)
+        for piece in ends:
+            self._check()
+            self._line, self._run = self._line + 1, len(piece)
+        self._check()
+
+    def _check(self) -> None:
+        if self._run > MAX_LINE_CHARS:
+            raise _too_long(self._path, self._line)
+
+
+def bounded_lines(text: IO[str], path: Path, first: int = 1) -> Iterator[str]:
+    """The lines of `text`, none read further than `MAX_LINE_CHARS` (`first`: the first's
+    number, for the message)."""
+    at = first
+    while line := text.readline(MAX_LINE_CHARS + 1):
+        if len(line.rstrip("\r\n")) > MAX_LINE_CHARS:
+            raise _too_long(path, at)
+        yield line
+        at += 1
+
+
+def skippable(cells: Sequence[str]) -> bool:
+    """The one rule for an entry that is not a number to read: every cell blank (a blank line
+    or string), or a comment (the first cell starts with ``#``)."""
+    return not "".join(cells).strip() or cells[0].lstrip().startswith("#")
+
+
+InputKind = Literal["csv", "xlsx", "jsonl"]
+
+
+def input_kind(path: Path) -> InputKind:
+    suffix = path.suffix.lower()
+    if suffix in (".xlsx", ".xlsm"):
+        return "xlsx"
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
     try:
-        rows = (row for row in reader.rows() if row[0] > skip)
-        done, first = skip, True
-        while True:
-            batch = await asyncio.to_thread(_xlsx_read, reader, rows, done, size)
-            done = batch.position.offset
-            if batch.entries or first:
-                yield batch
-            first = False
-            if len(batch.entries) < size:
-                return
-    finally:
-        reader.close()
-
-
-async def _csv_batches(reader: _CsvReader, size: int) -> _Batches:
-    try:
-        first = True
-        while True:
-            batch = await asyncio.to_thread(reader.read, size)
-            if batch.entries or first:
-                # The first batch is yielded even when empty: it stores the (maybe new) start.
-                yield batch
-            first = False
-            if len(batch.entries) < size:
-                return
-    finally:
-        reader.close()
-
-
-def _item(item: object) -> str:
-    """An iterable's item as an entry. A float or a bool is a value, not a mistake of type (a
-    pandas column with a gap is floats): an invalid entry with its reason, since the calls of
-    earlier items are already under way. Anything else is a programming error."""
-    if isinstance(item, str):
-        return item
-    if isinstance(item, bool):
-        return Untrusted(repr(item), "a bool, not a phone number; give numbers as str")
-    if isinstance(item, int):
-        return whole_number(item, "an int")
-    if isinstance(item, float):
-        return Untrusted(repr(item), "a float: its digits may not be the ones meant (and a "
-                         "dot read as a separator adds digits); give numbers as str")
-    raise TypeError(f"numbers must be str, got {type(item).__name__}")
-
-
-async def _yielding(items: Iterable[str], every: int) -> AsyncIterator[str]:
-    for count, item in enumerate(items, 1):
-        yield item
-        if count % every == 0:
-            await asyncio.sleep(0)  # a long list must not monopolise the event loop
-
-
-async def _item_batches(items: AsyncIterable[str], size: int) -> _Batches:
-    entries: list[tuple[int, str]] = []
-    index = 0
-    async for item in items:
-        index += 1
-        text = _item(item)
-        if not skippable((text,)):
-            entries.append((index, entry_text(text)))
-        if len(entries) >= size:
-            yield NumberBatch(entries, Position(index, index))
-            entries = []
-    yield NumberBatch(entries, Position(index, index))
+        with path.open("rb") as f:
+            head = f.read(4096)
+    except OSError as exc:
+        raise InputError(f"cannot read the numbers file {path}: {exc.strerror or exc}") from None
+    if head.startswith(b"PK\x03\x04"):
+        return "xlsx"
+    first = next((line for line in head.decode("utf-8", "replace").lstrip("\ufeff").splitlines()
+                  if line.strip() and not line.lstrip().startswith("#")), "")
+    return "jsonl" if first.lstrip().startswith("{") else "csv"

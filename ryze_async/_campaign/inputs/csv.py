@@ -1,4 +1,5 @@
-"""What a numbers CSV is: its encoding, delimiter, number column and where its data starts.
+"""What a numbers CSV is: its encoding, delimiter, number column and where its data starts; and
+its reader (:class:`CsvReader`).
 
 Checked whole before a campaign opens its journal, so a file that is not a list of numbers
 (a spreadsheet, a binary, undecodable text, no number column, no entries) is refused with an
@@ -12,19 +13,14 @@ import csv
 import io
 import re
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from ... import InputError
+from . import NumberBatch, Position, TextFile, _LineBound, bounded_lines, skippable, text_batch
 
-__all__ = ["MAX_LINE_CHARS", "CsvLayout", "bounded_lines", "inspect_csv", "skippable"]
-
-#: The longest line a numbers file (CSV, JSON Lines) may hold, in characters. A list's lines
-#: are a few dozen; a longer one is no list of numbers, and reading it would hold it whole.
-MAX_LINE_CHARS = 1 << 20
-_LINE_END = re.compile(r"\r\n|\r|\n")
+__all__ = ["CsvLayout", "CsvReader", "inspect_csv", "number_header"]
 
 _DELIMITERS = (",", ";", "\t")
 _CHUNK = 1 << 16
@@ -41,12 +37,6 @@ _BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
 _MAGIC = ((b"PK\x03\x04", "a zip archive (an .xlsx/.ods spreadsheet?)"),
           (b"\xd0\xcf\x11\xe0", "an old Office document (.xls?)"),
           (b"%PDF", "a PDF document"))
-
-
-def skippable(cells: Sequence[str]) -> bool:
-    """The one rule for an entry that is not a number to read: every cell blank (a blank line
-    or string), or a comment (the first cell starts with ``#``)."""
-    return not "".join(cells).strip() or cells[0].lstrip().startswith("#")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,41 +61,6 @@ def _encoding(head: bytes, path: Path) -> tuple[str, int]:
         if head.startswith(bom):
             return codec, len(bom)
     return "utf-8", 0
-
-
-def _too_long(path: Path, line: int) -> InputError:
-    return InputError(f"{path} line {line} is longer than {MAX_LINE_CHARS} characters: not a "
-                      "list of numbers; refused")
-
-
-class _LineBound:
-    """Refuses a text, fed in chunks, with a line longer than `MAX_LINE_CHARS`."""
-
-    def __init__(self, path: Path) -> None:
-        self._path, self._line, self._run = path, 1, 0
-
-    def feed(self, text: str) -> None:
-        first, *ends = _LINE_END.split(text)
-        self._run += len(first)
-        for piece in ends:
-            self._check()
-            self._line, self._run = self._line + 1, len(piece)
-        self._check()
-
-    def _check(self) -> None:
-        if self._run > MAX_LINE_CHARS:
-            raise _too_long(self._path, self._line)
-
-
-def bounded_lines(text: IO[str], path: Path, first: int = 1) -> Iterator[str]:
-    """The lines of `text`, none read further than `MAX_LINE_CHARS` (`first`: the first's
-    number, for the message)."""
-    at = first
-    while line := text.readline(MAX_LINE_CHARS + 1):
-        if len(line.rstrip("\r\n")) > MAX_LINE_CHARS:
-            raise _too_long(path, at)
-        yield line
-        at += 1
 
 
 def _check_text(path: Path, codec: str, bom: int) -> None:
@@ -233,3 +188,30 @@ def _with_entries(layout: CsvLayout) -> CsvLayout:
     return CsvLayout(layout.codec, layout.bom, layout.delimiter, layout.column,
                      layout.data_offset, layout.data_line, True)
 
+
+class CsvReader:
+    """A CSV's entries from a resume point (:class:`~ryze_async._campaign.inputs.FileReader`)."""
+
+    def __init__(self, path: Path, layout: CsvLayout, start: Position) -> None:
+        self._file = TextFile(path, layout.codec, layout.data_offset, layout.data_line, start)
+        self.restarted = self._file.restarted
+        self._column = layout.column
+        self._records = self._rows(csv.reader(self._file.lines, delimiter=layout.delimiter))
+
+    def _rows(self, reader: Iterator[list[str]]) -> Iterator[list[str]]:
+        while True:
+            start_line = self._file.line + 1
+            try:
+                row = next(reader, None)
+            except csv.Error as exc:  # a quoted field never closed, or past csv's limit
+                raise InputError(f"{self._file.path} line {start_line} is not CSV ({exc}): close "
+                                 "the quote, or save the file as CSV again") from None
+            if row is None:
+                return
+            yield row
+
+    def read(self, size: int) -> NumberBatch:
+        return text_batch(self._file, self._records, self._column, size)
+
+    def close(self) -> None:
+        self._file.close()

@@ -1,52 +1,33 @@
-"""Numbers from an ``.xlsx`` workbook or from JSON Lines, beside the CSV of ``inputs/csv.py``.
+"""Numbers from JSON Lines: each line a JSON object (the number under a key), string or number.
 
-Which kind a file is: ``.xlsx``/``.xlsm`` or a zip archive is a workbook, ``.jsonl``/``.ndjson``
-or a first entry that starts with ``{`` is JSON Lines; anything else is a CSV. Like a CSV, each
-is checked whole before a journal exists, and ``column`` names the number column (a header or
-a 1-based index) in a workbook, the key in JSON Lines.
-
-Resume positions. JSON Lines is a text file read line by line: it resumes like a CSV (byte
-offset, lines, sha256 of the bytes read). A workbook is a zip: it cannot be appended to, so its
-position is the sheet rows read and the sha256 of the whole file; a resume skips those rows only
-when the file is byte for byte the same, otherwise it is read again from the start (the
-journal's dedupe keeps everyone already dealt with out of it).
+``column`` names the key (found by the names a CSV header uses when not given). Like a CSV, the
+file is checked whole before a journal exists. JSON Lines is a UTF-8 text file read line by
+line: :class:`JsonlReader` resumes like a CSV's reader, through the same
+:class:`~ryze_async._campaign.inputs.TextFile` (byte offset, lines, sha256 of the bytes read).
+Which kind a file is (``.jsonl``/``.ndjson``, or a first entry that starts with ``{``) is
+:func:`~ryze_async._campaign.inputs.input_kind`.
 """
-
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from ... import InputError
-from ..persons import Untrusted, whole_number
-from .csv import bounded_lines, number_header, skippable
-from .xlsx import XlsxReader
+from . import (
+    NumberBatch,
+    Position,
+    TextFile,
+    Untrusted,
+    bounded_lines,
+    skippable,
+    text_batch,
+    whole_number,
+)
+from .csv import number_header
 
-__all__ = ["InputKind", "JsonlLayout", "XlsxReader", "input_kind", "inspect_jsonl", "jsonl_rows"]
-
-InputKind = Literal["csv", "xlsx", "jsonl"]
-
-
-def input_kind(path: Path) -> InputKind:
-    suffix = path.suffix.lower()
-    if suffix in (".xlsx", ".xlsm"):
-        return "xlsx"
-    if suffix in (".jsonl", ".ndjson"):
-        return "jsonl"
-    try:
-        with path.open("rb") as f:
-            head = f.read(4096)
-    except OSError as exc:
-        raise InputError(f"cannot read the numbers file {path}: {exc.strerror or exc}") from None
-    if head.startswith(b"PK\x03\x04"):
-        return "xlsx"
-    first = next((line for line in head.decode("utf-8", "replace").lstrip("\ufeff").splitlines()
-                  if line.strip() and not line.lstrip().startswith("#")), "")
-    return "jsonl" if first.lstrip().startswith("{") else "csv"
-
+__all__ = ["JsonlLayout", "JsonlReader", "inspect_jsonl", "jsonl_rows"]
 
 # -- JSON Lines -----------------------------------------------------------------------------------
 
@@ -154,3 +135,19 @@ def inspect_jsonl(path: Path, column: str | int | None) -> JsonlLayout:
     if layout is None:
         raise InputError(f"{path} holds no numbers (empty, or only blank lines)")
     return layout
+
+
+class JsonlReader:
+    """JSON Lines entries from a resume point (:class:`~ryze_async._campaign.inputs.FileReader`):
+    a UTF-8 text file read line by line, so it resumes like a CSV."""
+
+    def __init__(self, path: Path, layout: JsonlLayout, start: Position) -> None:
+        self._file = TextFile(path, "utf-8", layout.bom, 0, start)
+        self.restarted = self._file.restarted
+        self._records = jsonl_rows(self._file.lines, layout=layout, path=path)
+
+    def read(self, size: int) -> NumberBatch:
+        return text_batch(self._file, self._records, 0, size)
+
+    def close(self) -> None:
+        self._file.close()

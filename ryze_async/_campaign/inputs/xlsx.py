@@ -5,7 +5,7 @@ hidden: the user named it) or 1-based index among the visible ones. A cell is wh
 sees of it, except what cannot be trusted to be digits the user typed: a number with a
 fraction, a negative one, a boolean, a date, a formula nobody computed, a row hidden in the
 sheet (filtered out: not in the list the user looks at). Those are :class:`Untrusted` and end
-invalid with their reason (``persons.py``).
+invalid with their reason (``inputs/__init__.py``).
 
 A workbook is a zip archive: a 0.3 MB file can unpack to gigabytes. What it may expand to is
 bounded before openpyxl reads a byte of it (`_check_expansion`): every part's unpacked size as
@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from ... import InputError
-from ..persons import Untrusted, whole_number
-from .csv import _pick_column, skippable
+from . import NumberBatch, Position, Untrusted, entry_text, skippable, whole_number
+from .csv import _pick_column
 
 __all__ = ["XlsxReader"]
 
@@ -226,6 +226,31 @@ class XlsxReader:
         self._sheet.reset_dimensions()
         self._hidden, self._uncomputed = _sheet_marks(self._book, self._sheet, path)
         self.column, self.data_row = self._layout(path, column)
+        self.restarted = False
+        self._done = self.data_row - 1
+        self._left: Iterator[tuple[int, list[str]]] = iter(())
+
+    def seek(self, start: Position) -> None:
+        """Read from ``start``: the sheet rows it says were read are skipped only when the file
+        is byte for byte the same (a workbook cannot be appended to); else from the first."""
+        resume = start.offset > 0 and start.digest == self.digest
+        self.restarted = start.offset > 0 and not resume
+        skip = start.offset if resume else self.data_row - 1
+        self._done = skip
+        self._left = (row for row in self.rows() if row[0] > skip)
+
+    def read(self, size: int) -> NumberBatch:
+        """The next ``size`` entries; the position is the last sheet row read."""
+        entries: list[tuple[int, str]] = []
+        for at, cells in self._left:
+            self._done = at
+            if skippable(cells or [""]):
+                continue
+            cell = cells[self.column] if self.column < len(cells) else ""
+            entries.append((at, entry_text(cell)))
+            if len(entries) >= size:
+                break
+        return NumberBatch(entries, Position(self._done, self._done, self.digest))
 
     def rows(self) -> Iterator[tuple[int, list[str]]]:
         for at, values in enumerate(self._sheet.iter_rows(values_only=True), 1):

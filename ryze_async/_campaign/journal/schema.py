@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ... import JournalError, JournalLockedError, JournalMismatchError
-from ..persons import person_key
+from ..inputs import person_key
 
 try:
     import fcntl

@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from ..inputs import number_normalizer
 from ..journal import CampaignRules
-from ..persons import number_normalizer
 from .optouts import Exclusions
 from .windows import Windows
 

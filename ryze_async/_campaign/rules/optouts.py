@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ... import InvalidRequestError
-from ..inputs import NumberSource, Position
-from ..persons import Numeric, Untrusted, person_key
+from ..inputs import Numeric, Position, Untrusted, person_key
+from ..inputs.source import NumberSource
 
 __all__ = ["Exclusions"]
 

@@ -83,7 +83,7 @@ import asyncpg
 
 from .... import ClaimLostError, JournalConnectionLostError
 from ...._urls import shown_url
-from ...persons import person_key
+from ...inputs import person_key
 from .. import postgres as sql
 from ..events import (
     GroupCommit,

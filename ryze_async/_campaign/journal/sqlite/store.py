@@ -61,7 +61,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal, Self, TextIO, TypeVar
 
-from ...persons import person_key
+from ...inputs import person_key
 from ..events import (
     GroupCommit,
     HoldRow,
