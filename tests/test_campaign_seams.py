@@ -12,12 +12,12 @@ from typing import Any
 from ryze_async import (
     AuthenticationError,
     CallResult,
+    Campaign,
     ConnectionFailedError,
     InvalidRequestError,
     Media,
     normalize_number,
 )
-from ryze_async._campaign import Campaign
 from ryze_async._campaign.journal import Journal, JournalCounts
 from ryze_async._campaign.outcomes import LiveCounts
 from ryze_async._cli._demo import wav_tone

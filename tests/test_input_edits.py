@@ -16,11 +16,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ryze_async import Media, RyzeClient, normalize_number
-from ryze_async._campaign import Campaign
+from ryze_async import (
+    Campaign,
+    CampaignOutcome,
+    CampaignSummary,
+    Media,
+    RyzeClient,
+    normalize_number,
+)
 from ryze_async._campaign.journal.postgres.store import PgStore
 from ryze_async._campaign.journal.sqlite.store import Journal
-from ryze_async._campaign.outcomes import CampaignOutcome, CampaignSummary
 from ryze_async._cli._demo import wav_tone
 from ryze_async.testing import FakeRyzeServer
 

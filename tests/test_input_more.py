@@ -12,11 +12,9 @@ from typing import Any
 import openpyxl
 import pytest
 
-from ryze_async import InputError, Media, RyzeClient
-from ryze_async._campaign import Campaign
+from ryze_async import Campaign, CampaignSummary, InputError, Media, RyzeClient
 from ryze_async._campaign.inputs import Position
 from ryze_async._campaign.inputs.source import NumberSource
-from ryze_async._campaign.outcomes import CampaignSummary
 from ryze_async._cli._demo import wav_tone
 from ryze_async.testing import FakeRyzeServer
 

@@ -17,8 +17,7 @@ from typing import Any
 import openpyxl
 import pytest
 
-from ryze_async import Media, RyzeClient
-from ryze_async._campaign import Campaign
+from ryze_async import Campaign, Media, RyzeClient
 from ryze_async._cli._demo import wav_tone
 from ryze_async.testing import FakeRyzeServer
 

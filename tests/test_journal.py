@@ -12,16 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from ryze_async import normalize_number
+from ryze_async import JournalError, JournalLockedError, JournalMismatchError, normalize_number
 from ryze_async._campaign.inputs import Position
 from ryze_async._campaign.inputs.source import NumberSource
-from ryze_async._campaign.journal import (
-    CampaignIdentity,
-    Journal,
-    JournalError,
-    JournalLockedError,
-    JournalMismatchError,
-)
+from ryze_async._campaign.journal import CampaignIdentity, Journal
 
 AUDIO = CampaignIdentity("audio", "f" * 64, "my-instance")
 

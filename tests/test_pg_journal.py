@@ -19,10 +19,15 @@ import pytest
 
 asyncpg = pytest.importorskip("asyncpg")
 
-from ryze_async import JournalConnectionLostError, JournalError, JournalMismatchError  # noqa: E402
+from ryze_async import (  # noqa: E402
+    ClaimLostError,
+    JournalConnectionLostError,
+    JournalError,
+    JournalMismatchError,
+)
 from ryze_async._campaign.journal import CampaignIdentity  # noqa: E402
 from ryze_async._campaign.journal.postgres import LEASE_LOST  # noqa: E402
-from ryze_async._campaign.journal.postgres.store import ClaimLostError, PgStore  # noqa: E402
+from ryze_async._campaign.journal.postgres.store import PgStore  # noqa: E402
 
 from .pg_worker import identity, numbers  # noqa: E402
 

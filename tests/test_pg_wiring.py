@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 
-from ryze_async import CallResult, JournalError, Media
-from ryze_async._campaign import Campaign
-from ryze_async._campaign.journal import ClaimLostError, Journal, describe, open_journal
+from ryze_async import CallResult, Campaign, ClaimLostError, JournalError, Media
+from ryze_async._campaign.journal import Journal, describe, open_journal
 from ryze_async._cli._demo import wav_tone
 
 from .cli_helpers import run_cli

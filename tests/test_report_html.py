@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ryze_async import RyzeClient
-from ryze_async._campaign import Campaign
+from ryze_async import Campaign, RyzeClient
 from ryze_async._campaign.journal import Journal
 from ryze_async.testing import FakeRyzeServer, Fault
 
