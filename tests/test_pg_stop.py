@@ -373,7 +373,7 @@ async def test_work_cut_short_drops_the_connection_never_builds_on_it(
             for _ in range(5):
                 await asyncio.sleep(0)
     else:
-        (unit,) = store._units
+        (unit,) = store._link.units
         unit.cancel()
         for _ in range(5):
             await asyncio.sleep(0)

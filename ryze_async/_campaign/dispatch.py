@@ -158,7 +158,8 @@ _SHARED_RECHECK = 60.0
 
 
 class Feeder:
-    """Hands pending rows to the workers through :attr:`queue`; see the module docstring."""
+    """Hands pending rows to the workers; the one owner of their queue and of the retry queue
+    (rows handed back), see the module docstring."""
 
     def __init__(
         self, client: CampaignClient, journal: JournalStore, source: NumberSource | None,
@@ -174,13 +175,34 @@ class Feeder:
         self._emit = emit
         self.wake = asyncio.Event()
         self._ready = asyncio.Event()  # set once pending rows may be dispatched
-        self.queue: asyncio.Queue[Row | None] = asyncio.Queue(maxsize=settings.concurrency)
-        self.retry: collections.deque[Row] = collections.deque()
+        self._queue: asyncio.Queue[Row | None] = asyncio.Queue(maxsize=settings.concurrency)
+        self._retry: collections.deque[Row] = collections.deque()
         self.outstanding = 0  # rows handed to the queue and not yet finished by a worker
         self._ingest_done = False
         self._said = ""  # the last "nothing can be called until ..." said
         #: While nothing can be called before a window opens: (when, how many wait for one).
         self.window: tuple[datetime, int] | None = None
+
+    async def take(self) -> Row | None:
+        """The next row for a worker; None: no more (the run ends or stops)."""
+        return await self._queue.get()
+
+    def give_back(self, row: Row, *, wake: bool) -> None:
+        """A row a worker took goes back through the gate (its window, another sender);
+        ``wake``: look now rather than when the worker is done with it."""
+        self._retry.append(row)
+        if wake:
+            self.wake.set()
+
+    async def end_workers(self, workers: int) -> None:
+        """Tell ``workers`` workers there is nothing more."""
+        for _ in range(workers):
+            await self._queue.put(None)
+
+    def drop_queued(self) -> None:
+        """Stopping: rows queued and not taken stay pending."""
+        while not self._queue.empty():
+            self._queue.get_nowait()
 
     def row_done(self) -> None:
         """A worker finished a row it took: one less outstanding, look again."""
@@ -211,21 +233,21 @@ class Feeder:
             # Cleared before looking, so a change made while we look wakes the wait below.
             self.wake.clear()
             page = self._page(shared)
-            if not self.retry and page and self._gate.due_now():
-                self.retry.extend(await self._gate.due(page))
-            if self.retry:
+            if not self._retry and page and self._gate.due_now():
+                self._retry.extend(await self._gate.due(page))
+            if self._retry:
                 self.outstanding += 1
-                await self.queue.put(self.retry.popleft())
+                await self._queue.put(self._retry.popleft())
                 continue
             ingest_done = self._ingest_done
             rows = await self._journal.pending_after(cursor, page) if page else []
             for row in rows:
                 self.outstanding += 1
-                await self.queue.put(row)
+                await self._queue.put(row)
             if rows:
                 cursor = rows[-1][0]
                 continue
-            if ingest_done and self.outstanding == 0 and not self.retry:
+            if ingest_done and self.outstanding == 0 and not self._retry:
                 if not await self._idle(shared):
                     return
                 continue
@@ -323,13 +345,11 @@ class Dispatcher:
         self._stopped = asyncio.Event()
         self._phase: dict[asyncio.Task[None], Phase] = {}
         self._requeues: dict[int, int] = {}
-        self._feeder: asyncio.Task[None] | None = None
+        self._feed_task: asyncio.Task[None] | None = None
         self._outcome_hooks = outcome_hooks(client)
         self._gate = Gate(settings.rules, journal)
-        self._rows = Feeder(client, journal, source, settings, gate=self._gate, stop=stop,
+        self._feeder = Feeder(client, journal, source, settings, gate=self._gate, stop=stop,
                             emit=self._emit)
-        # The feeder's own queue, retry queue and wake-up, under the names the workers use.
-        self._queue, self._retry, self._wake = self._rows.queue, self._rows.retry, self._rows.wake
 
     # -- control --------------------------------------------------------------------------------
 
@@ -341,10 +361,9 @@ class Dispatcher:
         self._stop.request(reason, message)
 
     def _on_stop(self, reason: StopReason) -> None:
-        if self._feeder is not None:
-            self._feeder.cancel()
-        while not self._queue.empty():
-            self._queue.get_nowait()
+        if self._feed_task is not None:
+            self._feed_task.cancel()
+        self._feeder.drop_queued()
         for task, phase in self._phase.items():
             if phase != "sending":
                 # Waiting for quota or for work: nothing was sent; the row stays pending.
@@ -352,7 +371,7 @@ class Dispatcher:
             elif reason == "aborted":
                 task.cancel()  # an abort does not wait for calls in flight: they end unknown
         self._stopped.set()
-        self._wake.set()
+        self._feeder.wake.set()
 
     @property
     def waiting_for_quota(self) -> bool:
@@ -363,7 +382,7 @@ class Dispatcher:
     @property
     def window_wait(self) -> WindowWait | None:
         """Nothing can be called until a window opens: until when, and how many wait."""
-        window = self._rows.window
+        window = self._feeder.window
         if window is None or self.stopping:
             return None
         until, held = window
@@ -380,8 +399,8 @@ class Dispatcher:
         if self.stopping:  # stopped before it started (a signal while the journal opened)
             return
         self.pool.start(quota_period(self.pool.senders[0].client))
-        ingest = asyncio.create_task(self._rows.ingest())
-        feeder = self._feeder = asyncio.create_task(self._rows.feed())
+        ingest = asyncio.create_task(self._feeder.ingest())
+        feeder = self._feed_task = asyncio.create_task(self._feeder.feed())
         workers = [asyncio.create_task(self._worker()) for _ in range(self._s.concurrency)]
         self._phase.update((w, "idle") for w in workers)
         stop_wait = asyncio.create_task(self._stopped.wait())
@@ -416,8 +435,7 @@ class Dispatcher:
             if feeder in done:
                 if (failure := feeder.exception()) is not None:
                     self.stop("aborted", f"reading the journal failed: {failure}")
-                for _ in range(workers):
-                    await self._queue.put(None)
+                await self._feeder.end_workers(workers)
                 return failure
         return None
 
@@ -447,7 +465,7 @@ class Dispatcher:
         while True:
             self._phase[me] = "idle"
             lease = await self.pool.take()  # a free sender first, then the next number
-            row = await self._queue.get()
+            row = await self._feeder.take()
             if row is None or self.stopping:
                 lease.release()
                 return
@@ -456,7 +474,7 @@ class Dispatcher:
                     await self._call(me, row, lease)
             finally:
                 lease.release()
-                self._rows.row_done()
+                self._feeder.row_done()
             if self.stopping:
                 return
 
@@ -495,8 +513,7 @@ class Dispatcher:
         if isinstance(attempt.refused, Skip):
             self._journal.record(row.id, "skipped", error=attempt.refused.reason)
         elif attempt.refused is not None and not self.stopping:
-            self._retry.append(row)  # back through the gate: held until its window opens
-            self._wake.set()
+            self._feeder.give_back(row, wake=True)  # through the gate: held until its window opens
 
     def _set_phase(self, me: asyncio.Task[None], phase: Phase, lease: Lease) -> None:
         self._phase[me] = phase
@@ -553,7 +570,7 @@ class Dispatcher:
             count = self._requeues.get(row_id, 0) + 1
             if count <= self._s.max_requeues:
                 self._requeues[row_id] = count
-                self._retry.append(row)
+                self._feeder.give_back(row, wake=False)
             else:
                 self._requeues.pop(row_id, None)
                 _log.warning("%s: still not placed after %d retries in this run (%s); left "
@@ -580,8 +597,7 @@ class Dispatcher:
             if not self.pool.remove(sender, reason):
                 if row is not None:
                     # Provably not placed through this sender: another one takes the number.
-                    self._retry.append(row)
-                    self._wake.set()
+                    self._feeder.give_back(row, wake=True)
                 return
             reason = f"no sender left (the last one: {reason})"
         message = (f"stopped by the circuit breaker: {reason}. The remaining numbers are left "

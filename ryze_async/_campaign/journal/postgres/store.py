@@ -33,9 +33,9 @@ counts are a fold over this worker's own committed transitions plus a recount
 (``Rebased``) at most once a heartbeat while it claims: other workers move rows too, and a fold
 of one worker's events alone would drift from the campaign's.
 
-It holds one worker's connections too: opening (the schema, the campaign row, the identity
-check, recovery of expired leases), the heartbeat that renews this worker's leases, running
-work on the connection, and closing (unsent claims given back).
+It opens the campaign (the schema, the campaign row, the identity check, recovery of expired
+leases), renews this worker's leases (the heartbeat), and closes it (unsent claims given back);
+the connections themselves, and the work run on them, are a :class:`_Connections` it owns.
 
 Work on the connection runs as in the SQLite journal's one thread (``sqlite/store.py``): each
 unit (a query, or a transaction from its BEGIN to its COMMIT) is a task of its own, run one at
@@ -315,6 +315,83 @@ SELECT count(*) FROM ryze_numbers WHERE campaign = $1 AND (state = 'pending' AND
 """
 
 
+class _Connections:
+    """One worker's two connections (the main one; the heartbeat's) and the work run on the main
+    one: each unit alone and to its end, even if its caller is cancelled (see the module
+    docstring). A unit cut short drops both (:meth:`abandon`): nothing may build upon it."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn  # as it may be shown: no password
+        self.main: Any = None
+        self.beat: Any = None
+        self.beat_task: asyncio.Task[None] | None = None
+        self._io = asyncio.Lock()  # one unit at a time on an asyncpg connection (FIFO)
+        self.units: set[asyncio.Task[Any]] = set()
+
+    def db(self) -> Any:
+        if self.main is None:
+            raise JournalError("the journal is closed")
+        return self.main
+
+    async def run(self, work: Callable[[Any], Awaitable[_T]]) -> _T:
+        """Run ``work(connection)`` alone on the connection and to its end, even if the caller
+        is cancelled meanwhile (see the module docstring)."""
+        conn = self.db()
+        unit = asyncio.get_running_loop().create_task(self._alone(conn, work))
+        self.units.add(unit)
+        unit.add_done_callback(self._unit_done)
+        return await asyncio.shield(unit)
+
+    async def _alone(self, conn: Any, work: Callable[[Any], Awaitable[_T]]) -> _T:
+        async with self._io:
+            if conn is not self.main:
+                raise JournalError("the journal is closed")
+            try:
+                return await work(conn)
+            except asyncio.CancelledError:
+                # Only the loop's teardown cancels a unit itself: whatever it left open on
+                # the connection must not be built upon.
+                self.abandon()
+                raise
+            except Exception as exc:
+                if conn.is_closed():  # whatever asyncpg called it, the database went away
+                    raise self.lost(exc) from None
+                raise
+
+    def lost(self, exc: BaseException) -> JournalConnectionLostError:
+        """The error of a lost connection: one line, the URL without its password."""
+        return JournalConnectionLostError(
+            f"lost the connection to the PostgreSQL journal {self.dsn} ({type(exc).__name__});"
+            " nothing more is sent: start again once the database is back")
+
+    def _unit_done(self, unit: asyncio.Task[Any]) -> None:
+        self.units.discard(unit)
+        if not unit.cancelled():
+            unit.exception()  # a cancelled caller's unit: its error is nobody's to raise
+
+    def abandon(self) -> None:
+        """Drop the connections now: a unit was cut short, so the main connection may be
+        inside a transaction (the server rolls it back) and nothing more may use it."""
+        for conn in (self.main, self.beat):
+            if conn is not None:
+                conn.terminate()
+        if self.beat_task is not None:
+            self.beat_task.cancel()
+        self.main = self.beat = None
+
+    async def disconnect(self) -> None:
+        if self.beat_task is not None:
+            self.beat_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self.beat_task
+            self.beat_task = None
+        for conn in (self.beat, self.main):
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+        self.main = self.beat = None
+
+
 class PgStore:
     """One worker's handle on a campaign in PostgreSQL: its connections and its leases'
     heartbeat, the journal-store seam (claims, marks, group commit, reads) and its events.
@@ -334,12 +411,8 @@ class PgStore:
         self.read_only = read_only
         #: Rows found ``sending`` with an expired lease at open and turned ``unknown``.
         self.recovered = 0
-        self._conn: Any = None
-        self._beat_conn: Any = None
-        self._io = asyncio.Lock()  # one unit at a time on an asyncpg connection (FIFO)
-        self._units: set[asyncio.Task[Any]] = set()
+        self._link = _Connections(self.dsn)
         self._closing: asyncio.Task[None] | None = None
-        self._beat: asyncio.Task[None] | None = None
         self._last_recover = 0.0
         #: Heartbeats sent (renewals of this worker's live leases).
         self.beats = 0
@@ -371,7 +444,7 @@ class PgStore:
         try:
             await journal._connect(dsn, identity, force)
         except BaseException as exc:
-            await journal._disconnect()
+            await journal._link.disconnect()
             if isinstance(exc, asyncpg.PostgresError | OSError):
                 raise JournalError(f"{journal.dsn} is not a usable journal: {exc}") from None
             raise
@@ -381,41 +454,41 @@ class PgStore:
         # Durable commits whatever the server's default: a ``sending`` mark must survive a
         # crash of the database host, or the number could be dialed again.
         settings = {"synchronous_commit": "on", "application_name": "ryze-async"}
-        self._conn = await asyncpg.connect(dsn, server_settings=settings)
+        self._link.main = await asyncpg.connect(dsn, server_settings=settings)
         if self.read_only:
-            exists = await self._conn.fetchval(
+            exists = await self._link.main.fetchval(
                 "SELECT to_regclass('ryze_campaigns') IS NOT NULL")
-            if not exists or await self._conn.fetchrow(
+            if not exists or await self._link.main.fetchrow(
                     "SELECT 1 FROM ryze_campaigns WHERE campaign = $1", self.campaign) is None:
                 raise JournalError(f"no campaign {self.campaign!r} in {self.dsn}")
             return
-        async with self._conn.transaction():
-            await self._conn.execute("SELECT pg_advisory_xact_lock($1)", sql.SCHEMA_LOCK)
-            await self._conn.execute(sql.SCHEMA)
-            await self._conn.execute(sql.MIGRATE)
-            await self._conn.execute(sql.MIGRATE_QUOTA)
-            await self._conn.execute(RULES_SCHEMA)
-            await self._conn.execute(
+        async with self._link.main.transaction():
+            await self._link.main.execute("SELECT pg_advisory_xact_lock($1)", sql.SCHEMA_LOCK)
+            await self._link.main.execute(sql.SCHEMA)
+            await self._link.main.execute(sql.MIGRATE)
+            await self._link.main.execute(sql.MIGRATE_QUOTA)
+            await self._link.main.execute(RULES_SCHEMA)
+            await self._link.main.execute(
                 "INSERT INTO ryze_campaigns (campaign) VALUES ($1) ON CONFLICT DO NOTHING",
                 self.campaign)
-            await rekey_postgres(self._conn, self.campaign)
+            await rekey_postgres(self._link.main, self.campaign)
         if identity is not None:
             await self._check_identity(identity, force)
         self.recovered = (await self.recover())[1]
-        self._beat_conn = await asyncpg.connect(dsn, server_settings=settings)
-        self._beat = asyncio.get_running_loop().create_task(self._heartbeat())
+        self._link.beat = await asyncpg.connect(dsn, server_settings=settings)
+        self._link.beat_task = asyncio.get_running_loop().create_task(self._heartbeat())
 
     async def _check_identity(self, identity: CampaignIdentity, force: bool) -> None:
-        async with self._conn.transaction():
-            row = await self._conn.fetchrow(sql.CAMPAIGN_FOR_UPDATE, self.campaign)
+        async with self._link.main.transaction():
+            row = await self._link.main.fetchrow(sql.CAMPAIGN_FOR_UPDATE, self.campaign)
             stored = {k: row[k] for k in ("kind", "media", "instance") if row[k] is not None}
-            called = await self._conn.fetchval(
+            called = await self._link.main.fetchval(
                 "SELECT 1 FROM ryze_numbers WHERE campaign = $1 AND state IN "
                 "('placed', 'unknown', 'sending') LIMIT 1", self.campaign)
             check_identity(f"campaign {self.campaign!r}", stored,  # type: ignore[arg-type]
                            identity, force or called is None)
             meta = identity.as_meta()
-            await self._conn.execute(
+            await self._link.main.execute(
                 "UPDATE ryze_campaigns SET kind = $2, media = $3, instance = "
                 "COALESCE($4, instance), quota = COALESCE($5, quota) WHERE campaign = $1",
                 self.campaign, meta["kind"], meta["media"], meta.get("instance"),
@@ -425,7 +498,7 @@ class PgStore:
         """Flush, wait for the work under way, give back unsent claims, disconnect. Idempotent.
         Cancelled, it still lets the queued writes land; cancelled again, it drops the
         connections (the server rolls back what was not committed: fail closed)."""
-        if self._conn is None:
+        if self._link.main is None:
             return
         if self._closing is None:
             self._closing = asyncio.get_running_loop().create_task(self._close())
@@ -436,7 +509,7 @@ class PgStore:
             try:
                 await asyncio.shield(closing)
             except asyncio.CancelledError:
-                self._abandon()
+                self._link.abandon()
             raise
 
     async def _close(self) -> None:
@@ -449,31 +522,9 @@ class PgStore:
                                          OSError, JournalError):
                     await self._run(lambda db: db.fetchrow(sql.RELEASE, self.campaign,
                                                            self.worker, _INTERRUPTED))
-            await asyncio.gather(*self._units, return_exceptions=True)
+            await asyncio.gather(*self._link.units, return_exceptions=True)
         finally:
-            await self._disconnect()
-
-    def _abandon(self) -> None:
-        """Drop the connections now: a unit was cut short, so the main connection may be
-        inside a transaction (the server rolls it back) and nothing more may use it."""
-        for conn in (self._conn, self._beat_conn):
-            if conn is not None:
-                conn.terminate()
-        if self._beat is not None:
-            self._beat.cancel()
-        self._conn = self._beat_conn = None
-
-    async def _disconnect(self) -> None:
-        if self._beat is not None:
-            self._beat.cancel()
-            with contextlib.suppress(BaseException):
-                await self._beat
-            self._beat = None
-        for conn in (self._beat_conn, self._conn):
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    await conn.close()
-        self._conn = self._beat_conn = None
+            await self._link.disconnect()
 
     async def __aenter__(self) -> Self:
         return self
@@ -482,45 +533,10 @@ class PgStore:
         await self.close()
 
     def _db(self) -> Any:
-        if self._conn is None:
-            raise JournalError("the journal is closed")
-        return self._conn
+        return self._link.db()
 
     async def _run(self, work: Callable[[Any], Awaitable[_T]]) -> _T:
-        """Run ``work(connection)`` alone on the connection and to its end, even if the caller
-        is cancelled meanwhile (see the module docstring)."""
-        conn = self._db()
-        unit = asyncio.get_running_loop().create_task(self._alone(conn, work))
-        self._units.add(unit)
-        unit.add_done_callback(self._unit_done)
-        return await asyncio.shield(unit)
-
-    async def _alone(self, conn: Any, work: Callable[[Any], Awaitable[_T]]) -> _T:
-        async with self._io:
-            if conn is not self._conn:
-                raise JournalError("the journal is closed")
-            try:
-                return await work(conn)
-            except asyncio.CancelledError:
-                # Only the loop's teardown cancels a unit itself: whatever it left open on
-                # the connection must not be built upon.
-                self._abandon()
-                raise
-            except Exception as exc:
-                if conn.is_closed():  # whatever asyncpg called it, the database went away
-                    raise self.lost(exc) from None
-                raise
-
-    def lost(self, exc: BaseException) -> JournalConnectionLostError:
-        """The error of a lost connection: one line, the URL without its password."""
-        return JournalConnectionLostError(
-            f"lost the connection to the PostgreSQL journal {self.dsn} ({type(exc).__name__});"
-            " nothing more is sent: start again once the database is back")
-
-    def _unit_done(self, unit: asyncio.Task[Any]) -> None:
-        self._units.discard(unit)
-        if not unit.cancelled():
-            unit.exception()  # a cancelled caller's unit: its error is nobody's to raise
+        return await self._link.run(work)
 
     async def _heartbeat(self) -> None:
         """Renew this worker's live leases; one that already expired is never revived."""
@@ -532,10 +548,10 @@ class PgStore:
     async def beat(self) -> int:
         """Renew this worker's live leases now (its own connection); how many were renewed.
         Never waits for a row another transaction holds (that one is renewed next time)."""
-        if self._beat_conn is None:
+        if self._link.beat is None:
             raise JournalError("a read-only or closed journal holds no leases")
-        status = await self._beat_conn.execute(sql.HEARTBEAT, self.campaign, self.worker,
-                                               self.lease)
+        status = await self._link.beat.execute(sql.HEARTBEAT, self.campaign, self.worker,
+                                                self.lease)
         self.beats += 1
         return int(status.split()[-1])
 
