@@ -98,7 +98,7 @@ class Moved:
 
 
 def skip_reason(state: str, error: str | None) -> Literal["excluded", "expired"] | None:
-    """Which rule skipped a row, from its error text (see ``_queries.SKIP_REASON``)."""
+    """Which rule skipped a row, from its error text (see ``schema.SKIP_REASON``)."""
     if state != "skipped" or error is None:
         return None
     if error.startswith("excluded:"):

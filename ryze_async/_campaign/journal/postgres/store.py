@@ -658,7 +658,7 @@ class PgStore:
     async def settle_rules(self, given: CampaignRules, *, change: bool, now: datetime,
                            inherited: Collection[str] = ()) -> Settled:
         """Compare ``given`` with the campaign's recorded rules (the campaign's row locked)
-        and record what this worker uses (``_recorded_rules.settle``)."""
+        and record what this worker uses (``recorded_rules.settle``)."""
         return await self._run(lambda db: pg_settle(db, self.campaign, given, change, now,
                                                     inherited=inherited))
 

@@ -590,7 +590,7 @@ class Journal:
     async def settle_rules(self, given: CampaignRules, *, change: bool, now: datetime,
                            inherited: Collection[str] = ()) -> Settled:
         """Compare ``given`` with the recorded rules and record what this run uses
-        (``_recorded_rules.settle``)."""
+        (``recorded_rules.settle``)."""
         return await self._run(lambda: sqlite_settle(self._db(), given, change, now,
                                                        inherited=inherited))
 
