@@ -17,7 +17,7 @@ from _campaign_input import raw_number
 from _report import ruled
 
 from ryze_async import normalize_number
-from ryze_async._campaign._journal import Journal
+from ryze_async._campaign.journal import Journal
 
 JOURNAL_TARGET = 5000.0
 

@@ -31,8 +31,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from ryze_async import CallResult, Media, RyzeClient
-from ryze_async._campaign import Campaign
+from ryze_async import CallResult, Campaign, Media, RyzeClient
 from ryze_async.testing import wav_tone
 
 

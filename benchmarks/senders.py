@@ -10,7 +10,7 @@ issue 9). Each run dials ``BURSTS`` quotas' worth per sender, so it lasts about 
 Loop lag: a probe task asks to wake every 5 ms and records how late it wakes; p50/p99 are over
 the whole run. ``busy p99``: the loop thread's own CPU time over each such span, i.e. the part
 of the lag the campaign caused itself, apart from CPU the OS gave other processes (on a loaded
-machine) or the journal's thread. Senders join staggered over the period (``_senders.py``);
+machine) or the journal's thread. Senders join staggered over the period (``_campaign/senders.py``);
 ``--no-stagger`` shows the loop without it: all n limiters release their burst at once.
 Target (issue 9): p99 < 20 ms at 50 senders.
 
@@ -86,10 +86,10 @@ async def probe(lags: list[float], busy: list[float], stop: asyncio.Event) -> No
 
 async def run(url: str, senders: int, tmp: Path, stagger: bool) -> dict[str, Any]:
     # Loaded before the probe starts: a first import stalls the loop once, and is not a lag.
-    import ryze_async._campaign._engine  # noqa: PLC0415
+    import ryze_async._campaign.engine  # noqa: PLC0415
     import ryze_async._transports._aiohttp  # noqa: F401, PLC0415
     from ryze_async import Campaign, RyzeClient  # noqa: PLC0415
-    from ryze_async._campaign._senders import SenderPool  # noqa: PLC0415
+    from ryze_async._campaign.senders import SenderPool  # noqa: PLC0415
 
     if not stagger:  # every sender joins at once: the measurement before staggering
         start = SenderPool.start

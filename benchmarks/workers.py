@@ -1,6 +1,6 @@
 """The PostgreSQL journal as the queue of many workers: durable claim+record pairs per second.
 
-Each worker is its own process with its own ``PgJournal`` (two connections: commits and its
+Each worker is its own process with its own ``PgStore`` (two connections: commits and its
 heartbeat) on one campaign in a throw-away PostgreSQL 15 cluster on loopback (``fsync=on``,
 ``synchronous_commit=on``: every commit is durable), started by ``tests/pg_cluster.py``. The
 parent ingests the numbers; then k = 1, 2, 4 workers run at once, each as the dispatcher would:
@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _report import finish, machine, ruled
 
-from ryze_async._campaign._journal._postgres import PgJournal
+from ryze_async._campaign.journal.postgres.store import PgStore
 from tests.pg_cluster import PostgresUnavailableError, pg_cluster
 
 TARGET_PER_WORKER = 200
@@ -50,7 +50,7 @@ def same(raw: str) -> str:
 
 
 async def child(dsn: str, campaign: str, concurrency: int) -> dict[str, Any]:
-    journal = await PgJournal.open(dsn, campaign=campaign)
+    journal = await PgStore.open(dsn, campaign=campaign)
     print("ready", flush=True)
     queue: asyncio.Queue[int | None] = asyncio.Queue(maxsize=concurrency * 2)
     placed: list[int] = []
@@ -80,7 +80,7 @@ async def child(dsn: str, campaign: str, concurrency: int) -> dict[str, Any]:
 
 
 async def load(dsn: str, campaign: str, n: int) -> None:
-    journal = await PgJournal.open(dsn, campaign=campaign)
+    journal = await PgStore.open(dsn, campaign=campaign)
     try:
         for start in range(1, n + 1, 1000):
             entries = [(i, f"+4930{i:07d}") for i in range(start, min(n, start + 999) + 1)]
@@ -91,7 +91,7 @@ async def load(dsn: str, campaign: str, n: int) -> None:
 
 
 async def counts(dsn: str, campaign: str) -> tuple[int, int]:
-    journal = await PgJournal.open(dsn, campaign=campaign, read_only=True)
+    journal = await PgStore.open(dsn, campaign=campaign, read_only=True)
     try:
         c = await journal.counts()
     finally:

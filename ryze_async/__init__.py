@@ -17,8 +17,8 @@ from ._version import __version__
 
 if _typing.TYPE_CHECKING:  # what mypy and IDEs see: the same names, imported eagerly
     from ._campaign import Campaign, CampaignClient, run_campaign
-    from ._campaign._models import CampaignOutcome, CampaignSummary, StopReason
-    from ._campaign._plan import CampaignPlan
+    from ._campaign.dry_run import CampaignPlan
+    from ._campaign.outcomes import CampaignOutcome, CampaignSummary, StopReason
     from ._client import BeforeSend, NotSent, RyzeClient
     from ._exceptions import (
         APIError,
@@ -54,7 +54,7 @@ if _typing.TYPE_CHECKING:  # what mypy and IDEs see: the same names, imported ea
     )
     from ._media import Media
     from ._models import CallResult, RateLimitInfo
-    from ._numbers import normalize_number
+    from ._numbers import NumberCheck, normalize_number
     from ._quota import QuotaBackend, QuotaLimiter
     from ._quota.redis.quota import RedisQuota
     from ._transports import RawResponse, Transport
@@ -69,10 +69,10 @@ _EXPORTS: dict[str, str] = {
     "ClaimLostError": "._exceptions",
     "Campaign": "._campaign",
     "CampaignClient": "._campaign",
-    "CampaignOutcome": "._campaign._models",
+    "CampaignOutcome": "._campaign.outcomes",
     "CampaignOutcomeRecorded": "._hooks",
-    "CampaignPlan": "._campaign._plan",
-    "CampaignSummary": "._campaign._models",
+    "CampaignPlan": "._campaign.dry_run",
+    "CampaignSummary": "._campaign.outcomes",
     "ClientClosedError": "._exceptions",
     "ConnectionFailedError": "._exceptions",
     "Hooks": "._hooks",
@@ -86,6 +86,7 @@ _EXPORTS: dict[str, str] = {
     "JournalMismatchError": "._exceptions",
     "Media": "._media",
     "NotSent": "._client",
+    "NumberCheck": "._numbers",
     "OutcomeUnknownError": "._exceptions",
     "PermissionDeniedError": "._exceptions",
     "QuotaBackend": "._quota",
@@ -104,7 +105,7 @@ _EXPORTS: dict[str, str] = {
     "RyzeClient": "._client",
     "RyzeError": "._exceptions",
     "ServerError": "._exceptions",
-    "StopReason": "._campaign._models",
+    "StopReason": "._campaign.outcomes",
     "Transport": "._transports",
     "normalize_number": "._numbers",
     "run_campaign": "._campaign",
@@ -150,6 +151,7 @@ __all__ = [
     "JournalMismatchError",
     "Media",
     "NotSent",
+    "NumberCheck",
     "OutcomeUnknownError",
     "PermissionDeniedError",
     "QuotaBackend",

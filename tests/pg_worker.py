@@ -13,7 +13,7 @@ import asyncio
 import json
 import sys
 
-from ryze_async._campaign._journal._postgres import PgJournal
+from ryze_async._campaign.journal.postgres.store import PgStore
 
 
 def numbers(n: int) -> list[tuple[int, str]]:
@@ -25,7 +25,7 @@ def identity(raw: str) -> str:
 
 
 async def ingest(dsn: str, campaign: str, n: int, batch: int) -> None:
-    journal = await PgJournal.open(dsn, campaign=campaign)
+    journal = await PgStore.open(dsn, campaign=campaign)
     try:
         entries = numbers(n)
         for start in range(0, n, batch):
@@ -39,7 +39,7 @@ async def ingest(dsn: str, campaign: str, n: int, batch: int) -> None:
 
 
 async def claim(dsn: str, campaign: str, limit: int) -> None:
-    journal = await PgJournal.open(dsn, campaign=campaign)
+    journal = await PgStore.open(dsn, campaign=campaign)
     placed: list[int] = []
     try:
         while rows := await journal.claim(limit):
@@ -53,7 +53,7 @@ async def claim(dsn: str, campaign: str, limit: int) -> None:
 
 
 async def hold(dsn: str, campaign: str, count: int) -> None:
-    journal = await PgJournal.open(dsn, campaign=campaign)
+    journal = await PgStore.open(dsn, campaign=campaign)
     rows = await journal.claim(count)
     await journal.mark_sending(rows[0][0])
     print(json.dumps({"worker": journal.worker, "ids": [r[0] for r in rows]}), flush=True)

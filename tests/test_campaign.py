@@ -11,10 +11,15 @@ from typing import Any
 
 import pytest
 
-from ryze_async import CallResult, Media, RyzeClient
-from ryze_async._campaign import Campaign
-from ryze_async._campaign._journal import JournalMismatchError
-from ryze_async._campaign._models import CampaignOutcome, CampaignSummary
+from ryze_async import (
+    CallResult,
+    Campaign,
+    CampaignOutcome,
+    CampaignSummary,
+    JournalMismatchError,
+    Media,
+    RyzeClient,
+)
 from ryze_async.testing import FakeRyzeServer, Fault, run_virtual, wav_tone
 
 ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]

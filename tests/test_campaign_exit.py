@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from ryze_async import Media, RyzeClient
-from ryze_async._campaign import Campaign
-from ryze_async._campaign._journal import CampaignIdentity, Journal, JournalError
+from ryze_async import Campaign, JournalError, Media, RyzeClient
+from ryze_async._campaign.journal import CampaignIdentity, Journal
 from ryze_async.testing import FakeRyzeServer, wav_tone
 
 ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]

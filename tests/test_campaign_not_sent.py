@@ -13,8 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from ryze_async import CallResult, Media
-from ryze_async._campaign import Campaign
+from ryze_async import CallResult, Campaign, Media
 from ryze_async.testing import wav_tone
 
 MEDIA = Media.from_bytes(wav_tone(0.1))

@@ -245,7 +245,7 @@ def read_trail(journal: Path) -> list[tuple[str, str, str]]:
 def test_the_light_read_of_the_rules_reads_only_them_and_writes_nothing(
     tmp_path: Path,
 ) -> None:
-    from ryze_async._campaign._journal._target import peek_rules
+    from ryze_async._campaign.journal import peek_rules
 
     journal = tmp_path / "j.db"
     assert run_virtual(peek_rules(journal, None)) is None

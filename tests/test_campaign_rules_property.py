@@ -161,7 +161,7 @@ def test_an_inherited_rule_is_compared_as_given_and_said_as_recorded(
 ) -> None:
     """The CLI's client rules read from the record (``inherited``): the same rules used, the
     same trail and the same refusals as when given; only the one line differs, naming them."""
-    from ryze_async._campaign._journal._recorded_rules import CampaignRules, settle
+    from ryze_async._campaign.journal.recorded_rules import CampaignRules, settle
 
     recorded = CampaignRules(windows=(), timezone="", exclude=(), not_before="", not_after="",
                              default_region=old_region, number_check=old_check, column="",

@@ -12,14 +12,14 @@ from typing import Any
 from ryze_async import (
     AuthenticationError,
     CallResult,
+    Campaign,
     ConnectionFailedError,
     InvalidRequestError,
     Media,
     normalize_number,
 )
-from ryze_async._campaign import Campaign
-from ryze_async._campaign._counts import LiveCounts
-from ryze_async._campaign._journal import Journal, JournalCounts
+from ryze_async._campaign.journal import Journal, JournalCounts
+from ryze_async._campaign.outcomes import LiveCounts
 from ryze_async.testing import wav_tone
 
 MEDIA = Media.from_bytes(wav_tone(0.1))

@@ -7,7 +7,7 @@ import io
 import pytest
 from rich.console import Console
 
-from ryze_async._campaign._models import CampaignSummary
+from ryze_async import CampaignSummary
 from ryze_async._cli._progress import RateWindow, progress_bar, progress_line
 
 

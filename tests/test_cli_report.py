@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ryze_async import RyzeClient
-from ryze_async._campaign import Campaign
+from ryze_async import Campaign, RyzeClient
 from ryze_async.testing import FakeRyzeServer, wav_tone
 
 from .cli_helpers import run_cli

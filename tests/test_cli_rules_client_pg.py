@@ -54,6 +54,6 @@ async def test_a_pg_resume_without_default_region_runs_by_the_recorded_one(
 
 
 async def test_the_light_read_of_a_database_without_the_campaign(pg_dsn: str) -> None:
-    from ryze_async._campaign._journal._target import peek_rules
+    from ryze_async._campaign.journal import peek_rules
 
     assert await peek_rules(pg_dsn, f"absent-{uuid.uuid4().hex[:8]}") is None

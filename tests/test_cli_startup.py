@@ -18,7 +18,7 @@ import pytest
 pytestmark = pytest.mark.infra  # what a fresh interpreter imports
 
 HEAVY = ("aiohttp", "pydantic", "rich", "sqlite3", "yarl", "phonenumbers", "tenacity")
-ENGINE = ("ryze_async._client", "ryze_async._campaign", "ryze_async._campaign._journal",
+ENGINE = ("ryze_async._client", "ryze_async._campaign", "ryze_async._campaign.journal",
           "ryze_async._transports", "ryze_async._quota", "ryze_async.testing")
 
 # Each probe prints only the modules loaded after it started: the interpreter's own start-up

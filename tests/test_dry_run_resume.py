@@ -383,7 +383,7 @@ async def test_a_journal_file_that_keeps_changing_is_not_read_half_written(
     """Without a -wal the file is read with no lock: a read counts only if the file did not
     change meanwhile (a campaign that started and checkpointed); else read again, then say so."""
     from ryze_async import JournalError
-    from ryze_async._campaign._journal import _peek
+    from ryze_async._campaign.journal.sqlite import report as _peek
 
     numbers, journal = tmp_path / "n.csv", tmp_path / "j.db"
     write(numbers, NUMBERS[:2])

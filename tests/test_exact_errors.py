@@ -17,6 +17,7 @@ import pytest
 
 import ryze_async
 from ryze_async import (
+    Campaign,
     InstanceNotConnectedError,
     OutcomeUnknownError,
     RateLimitError,
@@ -25,7 +26,6 @@ from ryze_async import (
     RyzeClient,
     ServerError,
 )
-from ryze_async._campaign import Campaign
 from ryze_async.testing import MockResponse, MockTransport, run_virtual
 
 from .byte_server import ByteServer, byte_server, canned

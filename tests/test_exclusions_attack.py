@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ryze_async._campaign._rules import EXCLUDED, Rules, Skip
+from ryze_async._campaign.rules import EXCLUDED, Rules, Skip
 from ryze_async.testing import FakeRyzeServer
 
 from .test_input_more import dialed, run, server  # noqa: F401 - fixture
@@ -114,7 +114,7 @@ async def test_at_the_first_byte_a_changed_list_holds_the_number_without_reading
     """Between the quota's admission and the first byte nothing slow runs (a long opt-out
     list read there would delay the send past its quota slot): a changed file is only seen
     changed, the number held until it is claimed again, and the claim reads it."""
-    from ryze_async._campaign._rules import Call, Hold
+    from ryze_async._campaign.rules import Call, Hold
 
     optout = tmp_path / "optout.csv"
     optout.write_text("number\n+15550100\n")

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from ryze_async import Campaign, CampaignSummary, RyzeClient
-from ryze_async._campaign._rules import Rules
+from ryze_async._campaign.rules import Rules
 from ryze_async.testing import FakeRyzeServer, run_virtual
 
 TOKEN = "held-test-token-VALUE"

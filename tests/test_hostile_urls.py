@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 pytest.importorskip("redis", reason="the shared quota needs the 'redis' extra")
 
 from ryze_async import InvalidRequestError, RedisQuota, RyzeClient
-from ryze_async._campaign._journal import describe
+from ryze_async._campaign.journal import describe
 
 from .cli_helpers import run_cli
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from ryze_async import InputError
-from ryze_async._campaign._csv_input import inspect_csv
-from ryze_async._campaign._more_inputs import XlsxReader, inspect_jsonl
+from ryze_async._campaign.inputs.csv import inspect_csv
+from ryze_async._campaign.inputs.jsonl import inspect_jsonl
+from ryze_async._campaign.inputs.xlsx import XlsxReader
 
 from .cli_helpers import run_cli
 

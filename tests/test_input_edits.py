@@ -16,11 +16,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ryze_async import Media, RyzeClient, normalize_number
-from ryze_async._campaign import Campaign
-from ryze_async._campaign._journal._postgres import PgJournal
-from ryze_async._campaign._journal._sqlite import Journal
-from ryze_async._campaign._models import CampaignOutcome, CampaignSummary
+from ryze_async import (
+    Campaign,
+    CampaignOutcome,
+    CampaignSummary,
+    Media,
+    RyzeClient,
+    normalize_number,
+)
+from ryze_async._campaign.journal.postgres.store import PgStore
+from ryze_async._campaign.journal.sqlite.store import Journal
 from ryze_async.testing import FakeRyzeServer, wav_tone
 
 ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]
@@ -226,7 +231,7 @@ async def test_a_removed_number_appended_back_is_called_after_the_feeder_passed_
     if store == "postgresql":
         journal = request.getfixturevalue("pg_dsn")
         where = {"campaign": f"edits-{uuid.uuid4().hex[:12]}"}
-        store_class = PgJournal
+        store_class = PgStore
     write_csv(csv_path, [a, b])
     await run_until(server, csv_path, journal, 1, **where)  # a placed; b pending (one batch)
     write_csv(csv_path, [a])

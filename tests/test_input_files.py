@@ -9,9 +9,7 @@ from typing import Any
 
 import pytest
 
-from ryze_async import InputError, InvalidRequestError, Media, RyzeClient
-from ryze_async._campaign import Campaign
-from ryze_async._campaign._models import CampaignSummary
+from ryze_async import Campaign, CampaignSummary, InputError, InvalidRequestError, Media, RyzeClient
 from ryze_async.testing import FakeRyzeServer, wav_tone
 
 from .cli_helpers import run_cli

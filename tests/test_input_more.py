@@ -12,10 +12,9 @@ from typing import Any
 import openpyxl
 import pytest
 
-from ryze_async import InputError, Media, RyzeClient
-from ryze_async._campaign import Campaign
-from ryze_async._campaign._models import CampaignSummary
-from ryze_async._campaign._number_source import NumberSource, Position
+from ryze_async import Campaign, CampaignSummary, InputError, Media, RyzeClient
+from ryze_async._campaign.inputs import Position
+from ryze_async._campaign.inputs.source import NumberSource
 from ryze_async.testing import FakeRyzeServer, wav_tone
 
 from .cli_helpers import run_cli

@@ -17,8 +17,7 @@ from typing import Any
 import openpyxl
 import pytest
 
-from ryze_async import Media, RyzeClient
-from ryze_async._campaign import Campaign
+from ryze_async import Campaign, Media, RyzeClient
 from ryze_async.testing import FakeRyzeServer, wav_tone
 
 from .test_input_more import dialed, jsonl, run, server, workbook  # noqa: F401 - fixture

@@ -12,15 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from ryze_async import normalize_number
-from ryze_async._campaign._journal import (
-    CampaignIdentity,
-    Journal,
-    JournalError,
-    JournalLockedError,
-    JournalMismatchError,
-)
-from ryze_async._campaign._number_source import NumberSource, Position
+from ryze_async import JournalError, JournalLockedError, JournalMismatchError, normalize_number
+from ryze_async._campaign.inputs import Position
+from ryze_async._campaign.inputs.source import NumberSource
+from ryze_async._campaign.journal import CampaignIdentity, Journal
 
 AUDIO = CampaignIdentity("audio", "f" * 64, "my-instance")
 
@@ -133,8 +128,8 @@ async def test_concurrent_marks_share_one_commit(tmp_path: Path) -> None:
 
 
 async def test_a_failed_commit_refuses_every_later_mark() -> None:
-    from ryze_async._campaign._journal import MarkSending, Op
-    from ryze_async._campaign._journal._group import GroupCommit
+    from ryze_async._campaign.journal import MarkSending, Op
+    from ryze_async._campaign.journal.events import GroupCommit
 
     attempts: list[list[Op]] = []
 

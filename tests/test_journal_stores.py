@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from ryze_async import JournalError, JournalMismatchError
-from ryze_async._campaign._counts import LiveCounts
-from ryze_async._campaign._journal import CampaignIdentity, JournalStore, open_journal
+from ryze_async._campaign.journal import CampaignIdentity, JournalStore, open_journal
+from ryze_async._campaign.outcomes import LiveCounts
 
 IDENTITY = CampaignIdentity("fake", None, "inst")
 Opener = Callable[..., Awaitable[JournalStore]]

@@ -14,8 +14,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ryze_async import RyzeClient
-from ryze_async._campaign import Campaign
+from ryze_async import Campaign, RyzeClient
 from ryze_async.metrics import PrometheusHooks, serve_metrics
 from ryze_async.testing import FakeRyzeServer, Fault
 

@@ -11,8 +11,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ryze_async import InvalidRequestError, RyzeClient
-from ryze_async._campaign import Campaign
+from ryze_async import Campaign, InvalidRequestError, RyzeClient
 from ryze_async.metrics import PrometheusHooks
 from ryze_async.testing import FakeRyzeServer
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from ryze_async import Campaign, CampaignSummary, RyzeClient
-from ryze_async._campaign._windows import Windows, parse_window
+from ryze_async._campaign.rules.windows import Windows, parse_window
 from ryze_async.testing import FakeRyzeServer, run_virtual
 
 NY = "12125550100"  # America/New_York only
@@ -235,8 +235,8 @@ def test_dry_run_predicts_the_run_and_calls_nobody(tmp_path: Path) -> None:
 
 
 def test_live_counts_tell_excluded_and_expired_from_removed() -> None:
-    from ryze_async._campaign._counts import LiveCounts
-    from ryze_async._campaign._journal import Ingested, IngestResult, Moved
+    from ryze_async._campaign.journal import Ingested, IngestResult, Moved
+    from ryze_async._campaign.outcomes import LiveCounts
 
     live = LiveCounts()
     live.apply(Ingested(IngestResult(added=4, duplicates=0, invalid=[])))
@@ -251,7 +251,7 @@ def test_live_counts_tell_excluded_and_expired_from_removed() -> None:
 async def test_an_opt_out_list_that_disappears_mid_run_keeps_its_last_reading(
     tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from ryze_async._campaign._rules import EXCLUDED, Rules, Skip
+    from ryze_async._campaign.rules import EXCLUDED, Rules, Skip
 
     optout = tmp_path / "optout.csv"
     optout.write_text(f"number\n{SP}\n")

@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ryze_async import Campaign, CampaignPlan, CampaignSummary, RyzeClient, normalize_number
-from ryze_async._campaign._exclusions import Exclusions
-from ryze_async._campaign._journal._person_keys import rekey
-from ryze_async._campaign._numbers import person_key
+from ryze_async._campaign.inputs import person_key
+from ryze_async._campaign.journal.schema import rekey
+from ryze_async._campaign.rules.optouts import Exclusions
 from ryze_async.testing import FakeRyzeServer
 
 ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]
@@ -215,7 +215,7 @@ async def test_an_old_postgresql_journal_migrates_and_resumes(
         server: FakeRyzeServer, tmp_path: Path, pg_dsn: str) -> None:
     import asyncpg
 
-    from ryze_async._campaign._journal import _postgres_held, _postgres_sql
+    from ryze_async._campaign.journal import postgres as _postgres_sql
 
     numbers, name = tmp_path / "n.csv", f"old-{uuid.uuid4().hex[:10]}"
     shutil.copy(FIXTURES / "two_forms_v4.csv", numbers)
@@ -227,7 +227,7 @@ async def test_an_old_postgresql_journal_migrates_and_resumes(
     try:
         # The schema and rows as the release before wrote them: keys are the digits.
         await conn.execute(_postgres_sql.SCHEMA)
-        await conn.execute(_postgres_held.MIGRATE)
+        await conn.execute(_postgres_sql.MIGRATE)
         await conn.execute(
             "INSERT INTO ryze_campaigns (campaign, kind, media, instance, ingest_offset, "
             "ingest_line, ingest_digest) VALUES ($1, 'fake', '', 'my-instance', $2, $3, $4)",

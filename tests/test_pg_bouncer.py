@@ -23,9 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from ryze_async._campaign._journal._postgres import PgJournal
-from ryze_async._cli._demo import wav_tone
-from ryze_async.testing import FakeRyzeServer
+from ryze_async._campaign.journal.postgres.store import PgStore
+from ryze_async.testing import FakeRyzeServer, wav_tone
 
 from .cli_helpers import run_cli
 from .pg_cluster import PostgresUnavailableError
@@ -152,7 +151,7 @@ async def test_a_sending_mark_through_pgbouncer_is_durable_though_the_default_is
     bounced: str, direct: str, campaign: str,
     sending_audit: Callable[[], Awaitable[list[str]]],
 ) -> None:
-    journal = await asyncio.wait_for(PgJournal.open(bounced, campaign=campaign), 30)
+    journal = await asyncio.wait_for(PgStore.open(bounced, campaign=campaign), 30)
     try:
         conn = await asyncpg.connect(direct)
         try:

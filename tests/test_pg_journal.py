@@ -19,15 +19,20 @@ import pytest
 
 asyncpg = pytest.importorskip("asyncpg")
 
-from ryze_async import JournalConnectionLostError, JournalError, JournalMismatchError  # noqa: E402
-from ryze_async._campaign._journal import CampaignIdentity  # noqa: E402
-from ryze_async._campaign._journal._postgres import ClaimLostError, PgJournal  # noqa: E402
-from ryze_async._campaign._journal._postgres_sql import LEASE_LOST  # noqa: E402
+from ryze_async import (  # noqa: E402
+    ClaimLostError,
+    JournalConnectionLostError,
+    JournalError,
+    JournalMismatchError,
+)
+from ryze_async._campaign.journal import CampaignIdentity  # noqa: E402
+from ryze_async._campaign.journal.postgres import LEASE_LOST  # noqa: E402
+from ryze_async._campaign.journal.postgres.store import PgStore  # noqa: E402
 
 from .pg_worker import identity, numbers  # noqa: E402
 
 WORKER = str(Path(__file__).with_name("pg_worker.py"))
-Opener = Callable[..., Awaitable[PgJournal]]
+Opener = Callable[..., Awaitable[PgStore]]
 
 
 @pytest.fixture
@@ -37,11 +42,11 @@ def campaign() -> str:
 
 @pytest.fixture
 async def open_journal(pg_dsn: str, campaign: str) -> AsyncIterator[Opener]:
-    opened: list[PgJournal] = []
+    opened: list[PgStore] = []
 
-    async def opener(**kw: Any) -> PgJournal:
+    async def opener(**kw: Any) -> PgStore:
         kw.setdefault("campaign", campaign)
-        journal = await PgJournal.open(pg_dsn, **kw)
+        journal = await PgStore.open(pg_dsn, **kw)
         opened.append(journal)
         return journal
 
@@ -79,7 +84,7 @@ async def run_worker(*args: str) -> Any:
     return json.loads(out)
 
 
-async def feed(journal: PgJournal, entries: list[tuple[int, str]], batch: int) -> None:
+async def feed(journal: PgStore, entries: list[tuple[int, str]], batch: int) -> None:
     for start in range(0, len(entries), batch):
         chunk = entries[start:start + batch]
         last = chunk[-1][0]
@@ -101,7 +106,7 @@ async def test_three_workers_ingest_each_number_once(open_journal: Opener, pg_ds
     entries[20] = (21, "x-not-a-number")
     workers = [await open_journal() for _ in range(3)]
 
-    async def one(journal: PgJournal, batch: int) -> None:
+    async def one(journal: PgStore, batch: int) -> None:
         for start in range(0, len(entries), batch):
             chunk = entries[start:start + batch]
             last = chunk[-1][0]
@@ -363,11 +368,11 @@ async def test_retry_close_and_export(open_journal: Opener, tmp_path: Path) -> N
 
 async def test_unreachable_database_names_no_password(pg_dsn: str) -> None:
     with pytest.raises(JournalError) as caught:
-        await PgJournal.open("postgresql://u:s3cretpw@127.0.0.1:9/db", campaign="c")
+        await PgStore.open("postgresql://u:s3cretpw@127.0.0.1:9/db", campaign="c")
     assert "s3cretpw" not in str(caught.value)
     assert "127.0.0.1:9" in str(caught.value)
     with pytest.raises(ValueError, match="heartbeat"):
-        await PgJournal.open(pg_dsn, campaign="c", lease=1, heartbeat=2)
+        await PgStore.open(pg_dsn, campaign="c", lease=1, heartbeat=2)
 
 
 async def test_lost_connection_fails_closed(open_journal: Opener, pg_dsn: str) -> None:
@@ -419,7 +424,7 @@ async def test_a_worker_that_recovers_a_dead_workers_claims_does_not_stop_before
     # held_elsewhere() first gives a dead worker's expired claims back to pending. It then said
     # "nothing held elsewhere", and a worker that had just seen no row to claim stopped, with
     # those numbers pending: the last worker out left them uncalled (a flaky 3-worker test).
-    from ryze_async._campaign._journal import open_journal
+    from ryze_async._campaign.journal import open_journal
 
     ident = CampaignIdentity("fake", None, "inst")
     dead = await open_journal(pg_dsn, campaign=campaign, identity=ident)

@@ -24,9 +24,8 @@ from typing import Any
 
 import pytest
 
-from ryze_async import RyzeClient
-from ryze_async._campaign import Campaign
-from ryze_async._campaign._journal import JournalStore, ReportData, open_journal
+from ryze_async import Campaign, RyzeClient
+from ryze_async._campaign.journal import JournalStore, ReportData, open_journal
 from ryze_async.testing import FakeRyzeServer, Fault
 
 from .cli_helpers import run_cli

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from ryze_async import Campaign, CampaignOutcome, CampaignSummary, RyzeClient
-from ryze_async._campaign._journal._postgres_store import PgStore
+from ryze_async._campaign.journal.postgres.store import PgStore
 from ryze_async.testing import FakeRyzeServer, Fault
 
 asyncpg = pytest.importorskip("asyncpg")
@@ -373,7 +373,7 @@ async def test_work_cut_short_drops_the_connection_never_builds_on_it(
             for _ in range(5):
                 await asyncio.sleep(0)
     else:
-        (unit,) = store._units
+        (unit,) = store._link.units
         unit.cancel()
         for _ in range(5):
             await asyncio.sleep(0)

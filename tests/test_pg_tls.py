@@ -23,9 +23,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from ryze_async import JournalError
-from ryze_async._campaign._journal._postgres import PgJournal
-from ryze_async._cli._demo import wav_tone
-from ryze_async.testing import FakeRyzeServer
+from ryze_async._campaign.journal.postgres.store import PgStore
+from ryze_async.testing import FakeRyzeServer, wav_tone
 
 from .cli_helpers import run_cli
 from .pg_cluster import PostgresUnavailableError, _as_user, pg_cluster
@@ -136,7 +135,7 @@ async def test_an_unverified_server_fails_closed_without_the_password(
     make_url, says = BAD[case]
     url = make_url(tls_pg)
     with pytest.raises(JournalError) as caught:
-        await PgJournal.open(url, campaign="tls")
+        await PgStore.open(url, campaign="tls")
     assert PASSWORD not in str(caught.value)
     assert says in str(caught.value)
     _, args = campaign_args(tmp_path, url)

@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 
-from ryze_async import CallResult, JournalError, Media
-from ryze_async._campaign import Campaign
-from ryze_async._campaign._journal import ClaimLostError, Journal, describe, open_journal
+from ryze_async import CallResult, Campaign, ClaimLostError, JournalError, Media
+from ryze_async._campaign.journal import Journal, describe, open_journal
 from ryze_async.testing import wav_tone
 
 from .cli_helpers import run_cli
@@ -177,7 +176,7 @@ async def test_a_changed_input_begins_a_pass_from_the_position_it_read(
 @pytest.mark.infra
 def test_asyncpg_is_imported_only_for_a_postgres_journal(tmp_path: Path) -> None:
     code = ("import asyncio, sys\n"
-            "from ryze_async._campaign._journal import open_journal\n"
+            "from ryze_async._campaign.journal import open_journal\n"
             "async def main():\n"
             "    j = await open_journal('j.db')\n"
             "    await j.close()\n"

@@ -1,6 +1,6 @@
 """#17: every public name shows and pickles under its public path, not where it is defined.
 
-A repr, a traceback or a pickle that names ``ryze_async._campaign._models.CampaignOutcome``
+A repr, a traceback or a pickle that names ``ryze_async._campaign.outcomes.CampaignOutcome``
 breaks (or lies) the day that private module moves. Each exported class and function reports
 ``ryze_async`` (or its public submodule) as its ``__module__``, and pickle finds it there: through
 the lazy ``__getattr__`` of ``ryze_async`` in a fresh interpreter.

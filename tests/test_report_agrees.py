@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ryze_async import InvalidRequestError, RyzeClient, normalize_number
-from ryze_async._campaign import Campaign
+from ryze_async import Campaign, InvalidRequestError, RyzeClient, normalize_number
 from ryze_async.testing import FakeRyzeServer
 
 from .cli_helpers import run_cli

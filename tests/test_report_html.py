@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from ryze_async import RyzeClient
-from ryze_async._campaign import Campaign
-from ryze_async._campaign._journal import Journal
+from ryze_async import Campaign, RyzeClient
+from ryze_async._campaign.journal import Journal
 from ryze_async.testing import FakeRyzeServer, Fault
 
 from .cli_helpers import run_cli

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from ryze_async import Campaign, CampaignSummary, RyzeClient
-from ryze_async._campaign._windows import Windows
+from ryze_async._campaign.rules.windows import Windows
 from ryze_async.testing import FakeRyzeServer, run_virtual
 
 from .test_operator_rules import calls, check_invariants
@@ -83,7 +83,7 @@ def test_not_before_after_not_after_is_refused_before_anything_expires() -> None
     """Swapped or mistyped dates would expire the whole list at once, finally (expired rows
     are not called again in that journal): refused as a usage error instead."""
 
-    from ryze_async._campaign._rules import Rules
+    from ryze_async._campaign.rules import Rules
 
     at = datetime(2026, 3, 9, 12, 0, tzinfo=UTC)
     for later in (at, at - timedelta(days=1)):
@@ -94,7 +94,7 @@ def test_not_before_after_not_after_is_refused_before_anything_expires() -> None
 async def test_validity_and_window_boundaries_to_the_microsecond() -> None:
     """``not_before`` is the first instant a call may go out, ``not_after`` the first it may
     not; a window's start is inside it, its end is not (24:00 is the end of the day)."""
-    from ryze_async._campaign._rules import EXPIRED, Call, Hold, Rules, Skip
+    from ryze_async._campaign.rules import EXPIRED, Call, Hold, Rules, Skip
 
     sp = SP[0]
     t = datetime(2026, 3, 9, 12, 0, tzinfo=UTC)  # Mon 09:00 in São Paulo
@@ -117,7 +117,7 @@ async def test_validity_and_window_boundaries_to_the_microsecond() -> None:
 def test_day_lists_that_are_not_understood_whole_are_refused() -> None:
     """"Mon Wed" was read as Monday (the first three letters of the part): refused now,
     as is any part that is not a day's name or its abbreviation."""
-    from ryze_async._campaign._windows import parse_window
+    from ryze_async._campaign.rules.windows import parse_window
 
     for spec in ["Mon Wed 09:00-10:00", "Mon-Fri Sat 10:00-14:00", "Monx 09:00-10:00",
                  "Thu, 09:00-10:00"]:
@@ -135,7 +135,7 @@ def test_the_campaign_clock_catches_up_with_the_wall_after_a_suspend(
     Linux's monotonic clock stops while the machine sleeps (a laptop lid, a paused VM). After
     two hours asleep the campaign thought it was two hours earlier: calls outside the window
     and past not_after. The wall clock now wins when it is ahead."""
-    from ryze_async._campaign import _rules
+    from ryze_async._campaign import rules as _rules
 
     wall = [datetime(2026, 3, 9, 22, 0, tzinfo=UTC)]
 

@@ -96,7 +96,7 @@ async def test_a_disconnected_instance_leaves_and_the_others_finish(
     assert {n: s for n, (_, s) in rows.items()} == {n: v[0] for n, v in by_server.items()}
     out = io.StringIO()
     async with base_client(pool_server):
-        from ryze_async._campaign._journal import open_journal
+        from ryze_async._campaign.journal import open_journal
         store = await open_journal(journal, create=False, read_only=True)
         try:
             await store.export_csv(out)
@@ -237,7 +237,7 @@ def test_a_schema_2_journal_gains_the_sender_column(tmp_path: Path) -> None:
     conn.close()
 
     async def reopen() -> None:
-        from ryze_async._campaign._journal import open_journal
+        from ryze_async._campaign.journal import open_journal
         store = await open_journal(journal)
         await store.close()
 
@@ -267,7 +267,7 @@ def test_a_pool_needs_a_client_that_builds_senders(tmp_path: Path) -> None:
 
 def test_senders_join_staggered_over_the_period() -> None:
     """Sender k of n joins k * period / n after the first: n small bursts, not one big one."""
-    from ryze_async._campaign._senders import Sender, SenderPool
+    from ryze_async._campaign.senders import Sender, SenderPool
     from ryze_async.testing import run_virtual
 
     async def scenario() -> list[tuple[float, str | None]]:

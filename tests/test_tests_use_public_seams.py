@@ -74,7 +74,7 @@ def test_the_guard_sees_each_form_of_import(source: str) -> None:
     "from ryze_async.testing import MockTransport, run_virtual",
     "from ryze_async import RedisQuota",  # public since #9.1 (the shared quota)
     "from ryze_async.testing import RedisServer",
-    "from ryze_async._campaign._journal import JournalStore",
+    "from ryze_async._campaign.journal import JournalStore",
     "from ryze_async._cli import main",
     "MODULES = ['ryze_async._client', 'ryze_async._quota']",
     "from ._quota import x",

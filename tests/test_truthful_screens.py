@@ -15,7 +15,7 @@ import pytest
 from rich.console import Console
 
 from ryze_async import Campaign, CampaignSummary, RyzeClient
-from ryze_async._campaign._gate import WindowWait
+from ryze_async._campaign.rules.gate import WindowWait
 from ryze_async._cli._logging import CliLogging
 from ryze_async._cli._progress import progress_bar, progress_line
 from ryze_async.testing import FakeRyzeServer, Fault, run_virtual

@@ -14,25 +14,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).parent.parent / "ryze_async"
 _TYPE_NAME = re.compile(r"_*[A-Z][A-Za-z0-9]*[a-z][A-Za-z0-9]*")  # CapWords, not CONSTANTS
-
-#: Duplicates the campaign's regrouping (#17) removes: each name here may still be defined in
-#: more than one module, all but one of them under ``ryze_async._campaign``. The lead empties
-#: this at the merge; a name that is no longer duplicated fails below until it is taken out.
-KNOWN_CAMPAIGN_DUPLICATES = frozenset({
-    "BeforeSend",   # _client's alias, written again in _campaign._settings
-    "Hooks",        # _hooks.Hooks (the public hooks) and the campaign's Protocol
-    "NotSent",      # _client's alias, written again in _campaign._settings
-    "NumberCheck",  # _numbers' alias, written again in _campaign._numbers
-    "Op",           # a journal write in _journal._events and in _journal._postgres_commit
-    "Row",          # three shapes: _feeder, _journal._peek, _journal._postgres
-    "State",        # a row's state, written in _journal._events and _journal._postgres
-    "Verdict",      # _campaign._models and _campaign._rules
-})
-
 
 def _defined(body: Iterable[ast.stmt]) -> Iterator[str]:
     for node in body:
@@ -67,18 +50,9 @@ def duplicates(found: dict[str, list[str]]) -> dict[str, list[str]]:
 
 
 def test_no_two_classes_or_aliases_share_a_name() -> None:
-    clashes = {name: modules for name, modules in duplicates(definitions()).items()
-               if name not in KNOWN_CAMPAIGN_DUPLICATES}
+    clashes = duplicates(definitions())
     assert clashes == {}, "rename one of each: " + "; ".join(
         f"{name} in {', '.join(modules)}" for name, modules in sorted(clashes.items()))
-
-
-@pytest.mark.parametrize("name", sorted(KNOWN_CAMPAIGN_DUPLICATES))
-def test_a_known_duplicate_is_still_one_and_only_in_the_campaign(name: str) -> None:
-    modules = definitions().get(name, [])
-    assert len(modules) > 1, f"{name} is no longer duplicated: take it out of the allowlist"
-    outside = [m for m in modules if not m.startswith("ryze_async._campaign")]
-    assert len(outside) <= 1, f"{name} is defined twice outside the campaign: {outside}"
 
 
 def test_the_walker_sees_classes_and_aliases_not_imports_or_constants(tmp_path: Path) -> None:

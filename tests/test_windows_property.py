@@ -3,7 +3,7 @@
 Random windows (days, start, end), a random start instant around the 2026 DST changes, a
 quota that makes calls wait, numbers from one zone, from a multi-zone country (+7 mobiles,
 +1 800, Australian mobiles) and with no zone (the ``timezone`` fallback). The oracle is
-independent of ``_windows.py``: phonenumbers' zone list and ``zoneinfo`` for each call the
+independent of ``rules/windows.py``: phonenumbers' zone list and ``zoneinfo`` for each call the
 fake server recorded. No call may reach the server at an instant when any zone of its number
 is outside every window, or at/after ``not_after``, and nobody is called twice.
 """

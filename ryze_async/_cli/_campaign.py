@@ -249,7 +249,7 @@ def _campaign(job: CampaignJob, client: RyzeClient, instance: str) -> Campaign:
 
 def _journal_name(job: CampaignJob) -> str:
     """The journal as it may be shown: a URL never with its password."""
-    from ryze_async._campaign._journal import describe  # noqa: PLC0415 - light import
+    from ryze_async._campaign.journal import describe  # noqa: PLC0415 - light import
 
     name = describe(job.journal)
     return f"{name} campaign {job.campaign!r}" if job.campaign else name
@@ -258,7 +258,7 @@ def _journal_name(job: CampaignJob) -> str:
 def print_json(summary: CampaignSummary, journal: Path | str, out: TextIO, *,
                campaign: str | None = None, extra: dict[str, object] | None = None) -> None:
     """The ``--json`` line: the summary plus the journal (a URL without its password)."""
-    from ryze_async._campaign._journal import describe  # noqa: PLC0415 - light import
+    from ryze_async._campaign.journal import describe  # noqa: PLC0415 - light import
 
     data: dict[str, object] = {**summary.as_dict(), **(extra or {})}
     data["journal"] = describe(journal)

@@ -24,7 +24,7 @@ from ._logging import CliLogging
 from ._parser import load_media, reveal
 
 if TYPE_CHECKING:
-    from ryze_async._campaign._journal import JournalCounts, JournalStore, RuleChange
+    from ryze_async._campaign.journal import JournalCounts, JournalStore, RuleChange
     from ryze_async.testing import FakeRyzeServer, RecordedRequest
 
 __all__ = ["run", "run_command"]
@@ -91,7 +91,7 @@ async def _call(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def _open_journal(target: Path | str, campaign: str | None) -> JournalStore:
-    from ryze_async._campaign._journal import Journal, JournalLockedError, open_journal
+    from ryze_async._campaign.journal import Journal, JournalLockedError, open_journal
 
     from ._campaign import check_campaign_name
 
@@ -124,8 +124,8 @@ def _report_targets(args: argparse.Namespace) -> tuple[Path | None, bool, Path |
 
 
 async def _report(args: argparse.Namespace, out: TextIO) -> int:
-    from ryze_async._campaign._counts import summary_from_counts
-    from ryze_async._campaign._journal import describe
+    from ryze_async._campaign.journal import describe
+    from ryze_async._campaign.outcomes import summary_from_counts
 
     from ._campaign import print_json
     from ._progress import format_summary

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from ryze_async import CampaignPlan
-    from ryze_async._campaign._journal import JournalCounts
+    from ryze_async._campaign.journal import JournalCounts
 
     from ._campaign import CampaignJob
 
@@ -57,7 +57,7 @@ def print_plan(p: CampaignPlan, job: CampaignJob, out: TextIO) -> None:
 def _resumed(p: CampaignPlan, j: JournalCounts, job: CampaignJob,
              say: Callable[[str], None]) -> None:
     """What the journal holds, and what resuming it keeps: read from it, never written."""
-    from ryze_async._campaign._journal import describe  # noqa: PLC0415 - light import
+    from ryze_async._campaign.journal import describe  # noqa: PLC0415 - light import
 
     name = describe(job.journal) + (f" campaign {job.campaign!r}" if job.campaign else "")
     in_flight = f", {j.sending} sending (a run in progress, or killed)" if j.sending else ""

@@ -16,7 +16,7 @@ from rich.text import Text
 from ryze_async import CampaignSummary
 
 if TYPE_CHECKING:
-    from ryze_async._campaign._gate import WindowWait
+    from ryze_async._campaign.rules.gate import WindowWait
 
 __all__ = ["RateWindow", "format_summary", "progress_bar", "progress_line", "show_progress"]
 

@@ -26,7 +26,7 @@ from ._exits import UsageError
 from ._senders import read_senders
 
 if TYPE_CHECKING:
-    from ryze_async._campaign._journal import CampaignRules
+    from ryze_async._campaign.journal import CampaignRules
 
     from ._campaign import CampaignJob
 
@@ -47,7 +47,7 @@ def _absent(job: CampaignJob) -> set[str]:
 async def with_recorded(job: CampaignJob) -> CampaignJob:
     """``job`` with the recorded region, number check and pool where their flags are absent
     (``job.inherited`` names them); a new campaign's defaults where nothing is recorded."""
-    from ryze_async._campaign._journal._target import peek_rules  # noqa: PLC0415 - light import
+    from ryze_async._campaign.journal import peek_rules  # noqa: PLC0415 - light import
 
     absent = _absent(job)
     rules = await peek_rules(job.journal, job.campaign) if absent else None

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 # This module is imported only when ``report --html`` runs, so the journal is loaded already.
-from ryze_async._campaign._journal._schema import open_owner_only
+from ryze_async._campaign.journal.schema import open_owner_only
 
 if TYPE_CHECKING:
-    from ryze_async._campaign._journal import JournalCounts, RuleChange
-    from ryze_async._campaign._journal._report import MinuteCount, ReportData
+    from ryze_async._campaign.journal import JournalCounts, RuleChange
+    from ryze_async._campaign.journal.sqlite.report import MinuteCount, ReportData
 
 __all__ = ["render_report", "write_report"]
 

@@ -21,13 +21,14 @@ from typing import IO, TYPE_CHECKING, TextIO
 
 # Imported only when ``report --input`` runs: the journal is loaded already.
 from ryze_async import InputError
-from ryze_async._campaign._csv_input import inspect_csv, skippable
-from ryze_async._campaign._journal._schema import open_owner_only
+from ryze_async._campaign.inputs import skippable
+from ryze_async._campaign.inputs.csv import inspect_csv
+from ryze_async._campaign.journal.schema import open_owner_only
 
 from ._exits import UsageError
 
 if TYPE_CHECKING:
-    from ryze_async._campaign._journal import JournalStore
+    from ryze_async._campaign.journal import JournalStore
 
 __all__ = ["export_with_input"]
 
