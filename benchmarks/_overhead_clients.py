@@ -89,7 +89,9 @@ def distinct_numbers() -> Iterator[str]:
 
 async def open_ryze(url: str, body: Body, variant: str,
                     tls: ssl.SSLContext | None) -> tuple[Call, Close]:
-    keepalive = 1.0 if variant.endswith(POOLED) else 0.0
+    # Pooled: aiohttp's own keep-alive (15 s), the raw pooled variant's, so that no round
+    # pays reconnects the other does not.
+    keepalive = 15.0 if variant.endswith(POOLED) else 0.0
     client = RyzeClient(TOKEN, INSTANCE, base_url=url, rate_limit=None,
                         keepalive_timeout=keepalive, ssl=tls)
     kwargs = body.ryze_kwargs[variant]

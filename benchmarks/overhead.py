@@ -223,8 +223,7 @@ def run_mode(server: Server, body: Body, *, n: int, workers: int, rounds: int,
 
 
 def calls_for(variant: str, n: int) -> int:
-    # httpx is 4-25x slower: an eighth of the calls measures it well and keeps every round well
-    # under a second, so no pooled variant's idle connections outlive its 1 s keep-alive.
+    # httpx is 2-10x slower: an eighth of the calls measures it well and keeps rounds short.
     return max(n // 8, 2) if variant == HTTPX else n
 
 
