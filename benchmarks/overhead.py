@@ -8,23 +8,26 @@ the client's CPU alone. Two servers:
 - ``fake``: the project's ``FakeRyzeServer`` (``rate_limit=None``), which validates every body and
   records every placed call (slower, so wall times are mostly the server's).
 
-Per body (a fake call's ``duration`` body, a small ``mediaUrl`` body, and a 1 MiB audio file sent
-as ``mediaBase64``; both endpoints go through the client's one code path) and per mode
-(calls one after another; calls by 20 workers at once), every client variant is opened side by
-side in one event loop and warmed up (one connection per worker); then, round after round in a
-shuffled order, each variant places one block of calls. The table gives the median block's CPU
-(user + system) and wall time per call, the user-mode part (summed over all blocks), and TCP
-connections opened while measured, with ratios to raw aiohttp. Raw aiohttp and httpx post the
-same pre-built body with the same headers on one session and read the JSON answer; ryze_async
-builds, validates and interprets every call itself, with its quota lifted (``rate_limit=None``).
-All use ryze_async's connection policy, a fresh connection per call (raw aiohttp with
-``force_close=True``, httpx with no keep-alive), so the ratio is the client's own overhead; the
-``pooled`` rows (keep-alive on, for ryze_async and raw aiohttp) show what the policy costs.
-The variants and bodies are in ``_overhead_clients.py``.
+Two schemes: plain HTTP, and HTTPS with a throw-away CA of its own (``tests/tls_certs.py``), which
+every client trusts through an ``ssl.SSLContext`` (ryze_async: ``ssl=``).
 
-    python benchmarks/overhead.py                  # full run on the minimal server, ~40 s
+Every call goes to a new number, as a campaign's or a bot's do (issue 18): ryze_async parses and
+validates each one (no parse-cache hit); raw aiohttp and httpx build each call's JSON body and
+parse each answer (``_overhead_clients.py``). Per body (a fake call's ``duration`` body, a small
+``mediaUrl`` body, and, on http, a 1 MiB audio file sent as ``mediaBase64``) and per mode (calls
+one after another; calls by 20 workers at once), every variant is opened side by side in one
+event loop and warmed up (one connection per worker); then, round after round in a shuffled
+order, each variant places one block of calls. The table gives the median block's CPU (user +
+system) and wall time per call, the user-mode part (summed over all blocks), and TCP connections
+opened while measured, with ratios to raw aiohttp. Both connection policies: a fresh connection
+per call (ryze_async's default; raw aiohttp ``force_close=True``, httpx no keep-alive), and
+``pooled`` (keep-alive, 15 s for both ryze_async and raw aiohttp); each ryze_async variant's
+target is measured against raw aiohttp on its own policy, in the same run: at most 1.2x its CPU.
+
+    python benchmarks/overhead.py                  # full run on the minimal server, ~4 min
     python benchmarks/overhead.py --server fake    # the same against FakeRyzeServer
-    python benchmarks/overhead.py --quick          # CI smoke: both servers, a few seconds
+    python benchmarks/overhead.py --scheme http    # plain HTTP only
+    python benchmarks/overhead.py --quick          # CI smoke: few calls, checks only
 
 Every mode checks, never timings: every call of every variant was answered "placed" by the server,
 every variant sent the same number of bytes per call, and a prepared ``Media`` is base64-encoded
