@@ -12,13 +12,14 @@ from collections import Counter
 
 import pytest
 
-from ryze_async import RyzeClient
+from ryze_async import QuotaLimiter, RyzeClient
 from ryze_async.testing import MockRequest, MockResponse, MockTransport, run_virtual
 
 LIMIT = 10
 PERIOD = 60.0
 TOKEN = "token-one"
 MARGIN = 1.0  # the default margin: 1 s per 60 s (docs/client.md, "The quota")
+WAKES_PER_TURN = 8  # the limiters of one loop wake at most 8 per turn (docs/quota-bound.md)
 
 
 class Stamped:
@@ -162,9 +163,6 @@ def test_unrelated_limiters_woken_at_one_instant_wake_a_few_per_loop_turn() -> N
     instant, and each would wake its whole burst in one turn of the loop, hundreds of calls
     starting before the loop serves anything else. They wake in order, a few per turn, all at
     that same instant (no slot later than the quota allows)."""
-    from ryze_async import QuotaLimiter
-    from ryze_async._quota._local import WAKES_PER_TURN
-
     clients, burst = 50, LIMIT
     woken: list[float] = []
     per_turn: list[int] = []
