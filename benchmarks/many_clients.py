@@ -174,7 +174,20 @@ async def run(url: str, clients: int, quota: Quota) -> dict[str, Any]:
             "p99": lags[int(len(lags) * 0.99)] * 1e3, "max": lags[-1] * 1e3,
             "busy99": busy[int(len(busy) * 0.99)] * 1e3,
             "sent": max(most_in_window(s.times, quota.period)[0] for s in sends),
+            "sends": {token(k): s.times for k, s in enumerate(sends)},
             "numbers": {n for mine in numbers for n in mine}}
+
+
+def after_check(sends: dict[str, list[float]], arrivals: dict[str, list[float]]) -> str:
+    """p99/max of the delay from passing the slot check to the server's count, in ms: per
+    token, the k-th check against the k-th arrival (order statistics: calls in flight together
+    may swap places, so this bounds the delays rather than pairing each call)."""
+    delays = sorted(arrived - sent for tok, times in sends.items()
+                    for sent, arrived in zip(sorted(times), sorted(arrivals.get(tok, ())),
+                                             strict=False))
+    if not delays:
+        return "-"
+    return f"{delays[int(len(delays) * 0.99)] * 1e3:.0f}/{delays[-1] * 1e3:.0f} ms"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
                   "FakeRyzeServer in another process on 127.0.0.1, a fresh connection per call"))
     lines = ruled(f"{'server':8} {'calls':>6} {'429s':>5} {'max/window':>10} {'fixed max':>9} "
                   f"{'sent max':>8} {'lag p50':>8} {'lag p99':>8} {'lag max':>8} {'busy p99':>8} "
-                  f"{'time s':>7} {'x ideal':>7} {'CPU':>5} {'server lag p99/max':>18}")
+                  f"{'time s':>7} {'x ideal':>7} {'CPU':>5} {'server lag p99/max':>18} "
+                  f"{'check->server p99/max':>21}")
     failures: list[str] = []
     for window in ("fixed", "sliding"):
         server = ServerProcess(serve, window, clients, limit, period, name="fake server")
@@ -223,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"{fixed:>9} {r['sent']:>8} {r['p50']:>5.1f} ms {r['p99']:>5.1f} ms "
                      f"{r['max']:>5.1f} ms "
                      f"{r['busy99']:>5.1f} ms {r['wall']:>7.1f} {r['wall'] / ideal:>7.3f} "
-                     f"{r['cpu']:>5.0%} {stats['lag99']:>6.1f}/{stats['lagmax']:>6.1f} ms")
+                     f"{r['cpu']:>5.0%} {stats['lag99']:>6.1f}/{stats['lagmax']:>6.1f} ms "
+                     f"{after_check(r['sends'], stats['arrivals']):>21}")
         print("\n".join(lines) if len(lines) == 3 else lines[-1], flush=True)
     print(f"ideal time: {ideal:g} s")
     return finish(began, args.quick, failures, "every call placed once, no 429, no window over "
