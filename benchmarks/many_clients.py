@@ -15,9 +15,10 @@ the client's side of the bound before connecting, writing and the server's own d
 lag (a monitor task asks to wake every 5 ms and records how late it wakes: p50, p99, max;
 ``busy p99`` is the loop thread's own CPU over such a span, the part of the lag this process
 caused, apart from CPU the OS gave other processes); the run's time against the ideal,
-``(ceil(calls per token / LIMIT) - 1) * PERIOD``; the client process's CPU; and the fake
-server's own loop lag (a request it handles late is counted late, as if the network had
-delayed it).
+``(ceil(calls per token / LIMIT) - 1) * PERIOD``; the client process's CPU; the fake server's
+own loop lag (a request it handles late is counted late, as if the network had delayed it);
+and ``check->server``, the delay from passing the slot check to the server's count (per token,
+the k-th check against the k-th arrival), which the margin's network half has to cover.
 
     python benchmarks/many_clients.py                          # full run, ~80 s on 2 cores
     python benchmarks/many_clients.py --speedup 1 --calls 150  # RyzeAPI's own pace, ~150 s
