@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
@@ -28,15 +29,18 @@ def rate_headers() -> dict[str, str]:
             "X-RateLimit-Reset": str(int(time.time()) + 60)}
 
 
-async def start_site(app: web.Application) -> tuple[str, Stop]:
-    """Serve ``app`` on a free port of 127.0.0.1; returns its URL and what stops it."""
+async def start_site(app: web.Application,
+                     ssl_context: ssl.SSLContext | None = None) -> tuple[str, Stop]:
+    """Serve ``app`` on a free port of 127.0.0.1 (https with ``ssl_context``); returns its URL
+    and what stops it."""
     from aiohttp import web  # noqa: PLC0415 - see the import above
 
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
     await site.start()
-    return f"http://127.0.0.1:{runner.addresses[0][1]}", runner.cleanup
+    scheme = "http" if ssl_context is None else "https"
+    return f"{scheme}://127.0.0.1:{runner.addresses[0][1]}", runner.cleanup
 
 
 async def answer_commands(conn: Connection, url: str, stats: Callable[[], object],

@@ -1,19 +1,26 @@
 """The client variants benchmarks/overhead.py compares, and the bodies they all post.
 
-Raw aiohttp and httpx post the same pre-built body with the same headers on one session and read
-the JSON answer; ryze_async builds, validates and interprets every call itself, with its quota
-lifted (``rate_limit=None``). Every variant uses ryze_async's default connection policy, a fresh
-connection per call (#7.6), except those labelled ``pooled``, which keep connections alive: the
-pair shows what the policy itself costs.
+Every call of every variant goes to a number of its own (issue 18): a campaign or a bot never
+repeats one, so ryze_async parses and validates a new number each time (no parse-cache hit),
+and raw aiohttp and httpx build that call's JSON body (``json.dumps``; the 1 MiB body is spliced
+around the number, as a script would with a pre-encoded file) with the same headers on one
+session, and parse the JSON answer. ryze_async builds, validates and interprets every call
+itself, with its quota lifted (``rate_limit=None``). Variants use ryze_async's default
+connection policy, a fresh connection per call (#7.6), or, labelled ``pooled``, keep-alive
+connections. With ``https``, every variant trusts the loopback server's own CA through an
+``ssl.SSLContext`` (ryze_async: ``ssl=``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
+import itertools
 import json
 import random
-from collections.abc import Awaitable, Callable
+import ssl
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,39 +53,70 @@ Call = Callable[[], Awaitable[None]]
 @dataclass(frozen=True)
 class Body:
     name: str
-    wire: bytes  # what raw aiohttp and httpx post
+    fields: dict[str, Any]  # the body's fields but the number, in wire order after it
     ryze_kwargs: dict[str, dict[str, Any]]  # variant label -> call keyword arguments
     endpoint: str = "audio"  # "fake": fake_call, else audio_call
+    splice: bool = False  # raw clients splice the number into pre-encoded bytes (1 MiB body)
+
+    @functools.cached_property
+    def wire(self) -> bytes:
+        """The body for `NUMBER`: every number is as long, so every call's body is this long."""
+        return self.encode(NUMBER)
+
+    def encode(self, number: str) -> bytes:
+        return json.dumps({"number": number, **self.fields}, separators=(",", ":")).encode()
+
+    def builder(self) -> Callable[[str], bytes]:
+        """How a raw client builds a call's body from its number."""
+        if not self.splice:
+            return self.encode
+        head, tail = self.wire.split(NUMBER.encode(), 1)
+        return lambda number: b"".join((head, number.encode(), tail))
 
 
 Close = Callable[[], Awaitable[None]]
-Opener = Callable[[str, Body, str], Awaitable[tuple[Call, Close]]]
+Opener = Callable[[str, Body, str, "ssl.SSLContext | None"], Awaitable[tuple[Call, Close]]]
+
+_ranges = itertools.count(1)
 
 
-async def open_ryze(url: str, body: Body, variant: str) -> tuple[Call, Close]:
-    keepalive = 1.0 if variant.endswith(POOLED) else 0.0
+def distinct_numbers() -> Iterator[str]:
+    """Valid Brazilian mobile numbers, 13 digits, never one given out before in this process:
+    each variant its own range, so no variant meets a number another already parsed."""
+    base = next(_ranges) % 2000 * 50_000  # 8 digits: 2,000 ranges of 50,000
+    return (f"55119{base + i % 50_000:08d}" for i in itertools.count())
+
+
+async def open_ryze(url: str, body: Body, variant: str,
+                    tls: ssl.SSLContext | None) -> tuple[Call, Close]:
+    # Pooled: aiohttp's own keep-alive (15 s), the raw pooled variant's, so that no round
+    # pays reconnects the other does not.
+    keepalive = 15.0 if variant.endswith(POOLED) else 0.0
     client = RyzeClient(TOKEN, INSTANCE, base_url=url, rate_limit=None,
-                        keepalive_timeout=keepalive)
+                        keepalive_timeout=keepalive, ssl=tls)
     kwargs = body.ryze_kwargs[variant]
     place = client.fake_call if body.endpoint == "fake" else client.audio_call
+    numbers = distinct_numbers()
 
     async def call() -> None:
-        result = await place(NUMBER, **kwargs)
+        result = await place(next(numbers), **kwargs)
         if not (isinstance(result, CallResult) and result.success):
             raise RuntimeError(f"not placed: {result!r}")
 
     return call, client.aclose
 
 
-async def open_aiohttp(url: str, body: Body, variant: str) -> tuple[Call, Close]:
-    # The same policy as ryze_async's default: a fresh connection per call.
-    connector = aiohttp.TCPConnector(force_close=not variant.endswith(POOLED))
+async def open_aiohttp(url: str, body: Body, variant: str,
+                       tls: ssl.SSLContext | None) -> tuple[Call, Close]:
+    connector = aiohttp.TCPConnector(force_close=not variant.endswith(POOLED),
+                                     ssl=True if tls is None else tls)
     session = aiohttp.ClientSession(connector=connector)
     endpoint = f"{url}/api/call/{body.endpoint}/{INSTANCE}"
-    wire = body.wire
+    build, numbers = body.builder(), distinct_numbers()
 
     async def call() -> None:
-        async with session.post(endpoint, data=wire, headers=HEADERS) as response:
+        async with session.post(endpoint, data=build(next(numbers)),
+                                headers=HEADERS) as response:
             data = await response.json()
             if response.status != 200 or data.get("success") is not True:
                 raise RuntimeError(f"not placed: {response.status}")
@@ -86,13 +124,15 @@ async def open_aiohttp(url: str, body: Body, variant: str) -> tuple[Call, Close]
     return call, session.close
 
 
-async def open_httpx(url: str, body: Body, _: str) -> tuple[Call, Close]:
-    client = httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0))
+async def open_httpx(url: str, body: Body, _: str,
+                     tls: ssl.SSLContext | None) -> tuple[Call, Close]:
+    client = httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0),
+                               verify=True if tls is None else tls)
     endpoint = f"{url}/api/call/{body.endpoint}/{INSTANCE}"
-    wire = body.wire
+    build, numbers = body.builder(), distinct_numbers()
 
     async def call() -> None:
-        response = await client.post(endpoint, content=wire, headers=HEADERS)
+        response = await client.post(endpoint, content=build(next(numbers)), headers=HEADERS)
         if response.status_code != 200 or response.json().get("success") is not True:
             raise RuntimeError(f"not placed: {response.status_code}")
 
@@ -144,7 +184,7 @@ async def count_encodes(url: str, body: Body, calls: int) -> dict[str, int]:
         counts = {}
         for variant in body.ryze_kwargs:
             counter.count = 0
-            call, close = await open_ryze(url, body, variant)
+            call, close = await open_ryze(url, body, variant, None)
             try:
                 await place_calls(call, calls, 1)
             finally:
@@ -158,7 +198,7 @@ async def count_encodes(url: str, body: Body, calls: int) -> dict[str, int]:
 def make_fake_body() -> Body:
     return Body(
         "fake_call duration=10",
-        json.dumps({"number": NUMBER, "duration": 10}, separators=(",", ":")).encode(),
+        {"duration": 10},
         {"ryze_async fake_call": {"duration": 10},
          "ryze_async fake_call" + POOLED: {"duration": 10}},
         endpoint="fake",
@@ -168,7 +208,7 @@ def make_fake_body() -> Body:
 def make_bodies() -> tuple[Body, Body, Media]:
     small = Body(
         "media_url (small body)",
-        json.dumps({"number": NUMBER, "mediaUrl": MEDIA_URL}, separators=(",", ":")).encode(),
+        {"mediaUrl": MEDIA_URL},
         {"ryze_async media_url=str": {"media_url": MEDIA_URL},
          "ryze_async media=Media": {"media": Media.from_url(MEDIA_URL)},
          "ryze_async media=Media" + POOLED: {"media": Media.from_url(MEDIA_URL)}},
@@ -178,9 +218,10 @@ def make_bodies() -> tuple[Body, Body, Media]:
     b64 = base64.b64encode(audio).decode()
     big = Body(
         "1 MiB file (mediaBase64)",
-        json.dumps({"number": NUMBER, "mediaBase64": b64}, separators=(",", ":")).encode(),
+        {"mediaBase64": b64},
         {"ryze_async media=Media": {"media": prepared},
          "ryze_async media=bytes": {"media": audio},
          "ryze_async media=Media" + POOLED: {"media": prepared}},
+        splice=True,
     )
     return small, big, prepared

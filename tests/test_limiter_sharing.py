@@ -12,13 +12,14 @@ from collections import Counter
 
 import pytest
 
-from ryze_async import RyzeClient
+from ryze_async import QuotaLimiter, RyzeClient
 from ryze_async.testing import MockRequest, MockResponse, MockTransport, run_virtual
 
 LIMIT = 10
 PERIOD = 60.0
 TOKEN = "token-one"
 MARGIN = 1.0  # the default margin: 1 s per 60 s (docs/client.md, "The quota")
+WAKES_PER_TURN = 8  # the limiters of one loop wake at most 8 per turn (docs/quota-bound.md)
 
 
 class Stamped:
@@ -155,3 +156,36 @@ def test_finished_loops_are_not_kept_alive() -> None:
     run_virtual(main())
     gc.collect()
     assert loops[0]() is None
+
+
+def test_unrelated_limiters_woken_at_one_instant_wake_a_few_per_loop_turn() -> None:
+    """Fifty clients started together (issue 18): their limiters' slots come back at one
+    instant, and each would wake its whole burst in one turn of the loop, hundreds of calls
+    starting before the loop serves anything else. They wake in order, a few per turn, all at
+    that same instant (no slot later than the quota allows)."""
+    clients, burst = 50, LIMIT
+    woken: list[float] = []
+    per_turn: list[int] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        limiters = [QuotaLimiter(LIMIT, PERIOD, margin=MARGIN) for _ in range(clients)]
+        for limiter in limiters:
+            for _ in range(burst):
+                assert limiter.try_acquire() is not None
+        waiters = [limiter.acquire() for limiter in limiters for _ in range(burst)]
+        tasks = [asyncio.ensure_future(w) for w in waiters]
+
+        def count_turn(seen: int) -> None:
+            done = sum(t.done() for t in tasks)
+            per_turn.append(done - seen)
+            if done < len(tasks):
+                loop.call_soon(count_turn, done)
+
+        loop.call_at(PERIOD + MARGIN, count_turn, 0)
+        woken.extend(await asyncio.wait_for(asyncio.gather(*tasks), PERIOD * 2))
+
+    run_virtual(main())
+    assert set(woken) == {PERIOD + MARGIN}  # every slot at the instant it came
+    assert max(per_turn) <= 2 * WAKES_PER_TURN  # a turn's budget spans two of the counter's
+    assert len(per_turn) >= clients * burst // (2 * WAKES_PER_TURN)

@@ -29,6 +29,7 @@ import asyncio
 import bisect
 import logging
 import math
+import weakref
 from collections import deque
 from typing import Literal
 
@@ -46,6 +47,33 @@ __all__ = [
 Lane = Literal["interactive", "bulk"]
 
 _log = logging.getLogger("ryze_async")
+
+
+#: The most waiters the limiters of one event loop wake, together, in one turn of the loop.
+WAKES_PER_TURN = 8
+
+# Per event loop: waiters woken in its current turn (weak: a closed loop is not kept alive).
+_woken: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[int]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _take_wake(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether one more waiter may be woken in the loop's current turn (issue 18). Unrelated
+    limiters whose slots come at one instant (clients started together) would otherwise wake
+    their whole bursts in one turn, hundreds of calls starting before the loop serves anything
+    else; beyond `WAKES_PER_TURN` the rest wake in the next turns, in order, at the same time.
+    Ordered rather than jittered: every slot still goes at the instant the quota allows (a
+    jitter would delay some for nothing, and still wake one limiter's burst in one turn)."""
+    woken = _woken.get(loop)
+    if woken is None:
+        woken = _woken[loop] = [0]
+    if woken[0] >= WAKES_PER_TURN:
+        return False
+    if not woken[0]:
+        # Queued before any pump this turn defers: the next turn starts with a fresh budget.
+        loop.call_soon(woken.__setitem__, 0, 0)
+    woken[0] += 1
+    return True
 
 
 def probe_wait(period: float) -> float:
@@ -146,7 +174,7 @@ class QuotaLimiter:
         # are live (not cancelled, not admitted).
         self._lanes: list[deque[asyncio.Future[float]]] = [deque(), deque()]
         self._live = [0, 0]
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
 
     @property
     def limit(self) -> int:
@@ -370,6 +398,9 @@ class QuotaLimiter:
                 # At least a microsecond: now + delay may round back to now, and a virtual
                 # clock that jumps to the timer would then never move.
                 self._timer = loop.call_at(now + max(delay, 1e-6), self._pump)
+                return
+            if not _take_wake(loop):  # the loop's turn is full: the rest in the next, in order
+                self._timer = loop.call_soon(self._pump)
                 return
             self._lanes[index].popleft()
             self._live[index] -= 1
