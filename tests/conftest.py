@@ -35,6 +35,17 @@ _TMPFS = Path("/dev/shm")  # noqa: S108 - only a root: pytest and mkdtemp make f
 _TMPFS_ROOM = 1 << 30  # a small /dev/shm (a container's 64 MB) stays unused
 
 
+# The costliest property tests (whole campaigns per example) try half their examples, at least
+# 10, unless RYZE_FULL_EXAMPLES=1, which .ci/run sets: CI's runs try every one, the quick loop
+# stays quick. Each test writes its full count: ``@settings(max_examples=examples(80))``.
+FULL_EXAMPLES = os.environ.get("RYZE_FULL_EXAMPLES") == "1"
+
+
+def examples(full: int) -> int:
+    """Hypothesis's ``max_examples`` for a property test whose full count is ``full``."""
+    return full if FULL_EXAMPLES else max(10, full // 2)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if "TMPDIR" in os.environ or not _TMPFS.is_dir() or not os.access(_TMPFS, os.W_OK | os.X_OK):
         return

@@ -24,6 +24,8 @@ from ryze_async._campaign._models import CampaignOutcome, CampaignSummary
 from ryze_async._cli._demo import wav_tone
 from ryze_async.testing import FakeRyzeServer
 
+from .conftest import examples
+
 ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]
 MEDIA = Media.from_bytes(wav_tone(0.1))
 
@@ -198,7 +200,7 @@ async def _scenario(files: list[list[str]], stops: list[int | None], batch: int)
                     assert s.pending == 0
 
 
-@settings(max_examples=25, deadline=None,
+@settings(max_examples=examples(25), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(files=st.lists(_files, min_size=2, max_size=4), data=st.data(),
        batch=st.sampled_from([1, 3, 1000]))

@@ -22,6 +22,7 @@ from ryze_async.testing import FakeRyzeServer, Fault, run_virtual
 
 from .byte_server import ByteServer, byte_server, canned
 from .cli_helpers import run_cli
+from .conftest import examples
 
 ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -197,7 +198,7 @@ async def _script_run(script: str, k: int) -> None:
     assert byte_dialed(proxy) == Counter(("my-instance", n) for n in numbers(len(sent)))
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(script=st.text(alphabet="upf", min_size=1, max_size=25), k=st.integers(0, 4))
 def test_it_trips_exactly_at_the_first_k_unknowns_in_a_row(script: str, k: int) -> None:
     asyncio.run(_script_run(script, k))
