@@ -20,7 +20,6 @@ from ryze_async._campaign._journal import CampaignIdentity, Journal, JournalErro
 from ryze_async._cli._demo import wav_tone
 from ryze_async.testing import FakeRyzeServer, run_virtual
 
-ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]
 MEDIA = Media.from_bytes(wav_tone(0.1))
 CONCURRENCY = 4
 
