@@ -5,7 +5,9 @@ every test in this process on loopback."""
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,34 @@ ClientFactory = Callable[..., RyzeClient]
 
 pytest_runtest_setup = track_current_test
 pytest_runtest_call = track_current_test
+
+
+# The costliest property tests (campaigns or clients against the fake server in every example)
+# try half their examples, at least 10, unless RYZE_FULL_EXAMPLES=1, which .ci/run sets: CI's
+# runs try every one, the quick loop stays quick. Each test writes its full count:
+# ``@settings(max_examples=examples(80))``.
+FULL_EXAMPLES = os.environ.get("RYZE_FULL_EXAMPLES") == "1"
+
+
+def examples(full: int) -> int:
+    """Hypothesis's ``max_examples`` for a property test whose full count is ``full``."""
+    return full if FULL_EXAMPLES else max(10, full // 2)
+
+
+# Test files go to RAM when the machine has a tmpfs with room and TMPDIR does not say otherwise:
+# every journal commit fsyncs (the journal's durability), and on a disk those waits add up to
+# more real time than any other wait of the quick loop. No test can observe an fsync: the crash
+# tests kill a process, which leaves the page cache, and hence every committed write, in place.
+_TMPFS = Path("/dev/shm")  # noqa: S108 - only a root: pytest and mkdtemp make fresh 0700 dirs
+_TMPFS_ROOM = 1 << 30  # a small /dev/shm (a container's 64 MB) stays unused
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if "TMPDIR" in os.environ or not _TMPFS.is_dir() or not os.access(_TMPFS, os.W_OK | os.X_OK):
+        return
+    room = os.statvfs(_TMPFS)
+    if room.f_bavail * room.f_frsize >= _TMPFS_ROOM:
+        tempfile.tempdir = str(_TMPFS)  # tmp_path's root and every tempfile in the tests
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m "not infra" deselects

@@ -188,31 +188,39 @@ async def test_repeated_connection_failures_trip_the_breaker(
     assert (s.pending, s.placed, s.unknown, s.failed) == (30, 0, 0, 0)
 
 
-async def test_stop_drains_in_flight_calls_to_unknown_and_resume_skips_them(
-    fast_server: FakeRyzeServer, tmp_path: Path
-) -> None:
-    fast_server.fail_next(Fault.HANG, times=2)
-    journal = tmp_path / "j.db"
-    async with client_for(fast_server) as client:
-        campaign = Campaign(client, numbers(50), journal=journal, media=MEDIA, concurrency=2,
-                            drain_timeout=0.2)
-        runner = asyncio.create_task(campaign.run())
-        await fast_server.wait_for_requests(2)  # both workers are now stuck in flight
-        campaign.stop()
-        s = await runner
-    assert s.stop_reason == "interrupted"
-    check_invariants(s)
-    # The two hung calls may have been placed: unknown, the rest untouched.
-    assert (s.unknown, s.placed, s.pending, s.in_flight) == (2, 0, 48, 0)
-    hung = {r.json["number"] for r in fast_server.requests}
-    assert {n for n, st in states(journal).items() if st == "unknown"} == hung
+def test_stop_drains_in_flight_calls_to_unknown_and_resume_skips_them(tmp_path: Path) -> None:
+    # On the virtual clock: the drain's timeout costs no real time, and is measured exactly.
+    async def main() -> None:
+        async with FakeRyzeServer(rate_limit=None) as fast_server:
+            fast_server.fail_next(Fault.HANG, times=2)
+            journal = tmp_path / "j.db"
+            async with client_for(fast_server) as client:
+                campaign = Campaign(client, numbers(50), journal=journal, media=MEDIA,
+                                    concurrency=2, drain_timeout=0.2)
+                runner = asyncio.create_task(campaign.run())
+                await fast_server.wait_for_requests(2)  # both workers are now stuck in flight
+                loop = asyncio.get_running_loop()
+                stopped = loop.time()
+                campaign.stop()
+                s = await runner
+                drained = loop.time() - stopped
+            assert drained == pytest.approx(0.2, abs=0.01)  # the drain's bound, not 30 s
+            assert s.stop_reason == "interrupted"
+            check_invariants(s)
+            # The two hung calls may have been placed: unknown, the rest untouched.
+            assert (s.unknown, s.placed, s.pending, s.in_flight) == (2, 0, 48, 0)
+            hung = {r.json["number"] for r in fast_server.requests}
+            assert {n for n, st in states(journal).items() if st == "unknown"} == hung
 
-    # Resume: the unknown ones are not redialed; the others are called exactly once.
-    async with client_for(fast_server) as client:
-        campaign = Campaign(client, numbers(50), journal=journal, media=MEDIA, concurrency=2)
-        resumed = await campaign.run()
-    assert (resumed.placed, resumed.unknown, resumed.pending) == (48, 2, 0)
-    assert set(dialed(fast_server).values()) == {1}
+            # Resume: the unknown ones are not redialed; the others are called exactly once.
+            async with client_for(fast_server) as client:
+                campaign = Campaign(client, numbers(50), journal=journal, media=MEDIA,
+                                    concurrency=2)
+                resumed = await campaign.run()
+            assert (resumed.placed, resumed.unknown, resumed.pending) == (48, 2, 0)
+            assert set(dialed(fast_server).values()) == {1}
+
+    run_virtual(main(), start=1000.0)
 
 
 async def test_abort_returns_at_once_with_in_flight_unknown(

@@ -16,9 +16,8 @@ import pytest
 
 from ryze_async import Campaign, JournalError, Media, RyzeClient
 from ryze_async._campaign.journal import CampaignIdentity, Journal
-from ryze_async.testing import FakeRyzeServer, wav_tone
+from ryze_async.testing import FakeRyzeServer, run_virtual, wav_tone
 
-ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]
 MEDIA = Media.from_bytes(wav_tone(0.1))
 CONCURRENCY = 4
 
@@ -85,48 +84,53 @@ async def leave_by_cancelling_the_task(campaign: Campaign) -> None:
         await task
 
 
+# On the virtual clock: the loop's idle turns below (the chances for anything still going to
+# be sent) cost no real time, and the clock moves only when nothing at all is ready to run.
 @pytest.mark.parametrize("leave", [leave_by_break, leave_by_exception,
                                    leave_by_dropping_the_iterator, leave_by_cancelling_the_task])
-async def test_leaving_the_loop_stops_dialing_and_releases_the_journal(
-    ryze_server_factory: ServerFactory, tmp_path: Path,
-    leave: Callable[[Campaign], Awaitable[None]],
+def test_leaving_the_loop_stops_dialing_and_releases_the_journal(
+    tmp_path: Path, leave: Callable[[Campaign], Awaitable[None]],
 ) -> None:
-    server = await ryze_server_factory(rate_limit=None)
-    journal = tmp_path / "j.db"
-    async with RyzeClient(token="test-token", instance="my-instance", base_url=server.url,
-                          rate_limit=None) as client:
-        campaign = Campaign(client, numbers(500), journal=journal, media=MEDIA,
-                            concurrency=CONCURRENCY)
-        await leave(campaign)
-        at_leave = len(server.requests)
-        await settled(server, journal)
-        assert len(server.requests) <= at_leave + CONCURRENCY
-        assert len(server.requests) < 500
-        s = campaign.summary
-        assert s is not None
-        assert s.pending > 0
-        assert s.placed == len(server.placed_calls)
+    async def main() -> None:
+        journal = tmp_path / "j.db"
+        async with FakeRyzeServer(rate_limit=None) as server, \
+                RyzeClient(token="test-token", instance="my-instance", base_url=server.url,
+                           rate_limit=None) as client:
+            campaign = Campaign(client, numbers(500), journal=journal, media=MEDIA,
+                                concurrency=CONCURRENCY)
+            await leave(campaign)
+            at_leave = len(server.requests)
+            await settled(server, journal)
+            assert len(server.requests) <= at_leave + CONCURRENCY
+            assert len(server.requests) < 500
+            s = campaign.summary
+            assert s is not None
+            assert s.pending > 0
+            assert s.placed == len(server.placed_calls)
+
+    run_virtual(main(), start=1000.0)
 
 
-async def test_a_consumer_that_stops_pulling_holds_the_dialing(
-    ryze_server_factory: ServerFactory, tmp_path: Path
-) -> None:
+def test_a_consumer_that_stops_pulling_holds_the_dialing(tmp_path: Path) -> None:
     """An iterator kept but not pulled: at most the in-flight calls and a small buffer go out."""
-    server = await ryze_server_factory(rate_limit=None)
-    async with RyzeClient(token="test-token", instance="my-instance", base_url=server.url,
-                          rate_limit=None) as client:
-        campaign = Campaign(client, numbers(500), journal=tmp_path / "j.db", media=MEDIA,
-                            concurrency=CONCURRENCY)
-        iterator = aiter(campaign)
-        await anext(iterator)
-        for _ in range(100):
-            await asyncio.sleep(0.01)
-        assert len(server.requests) <= 3 * CONCURRENCY
-        async with campaign:
-            pass  # leaving the block ends the run
-        assert campaign.summary is not None
-        assert await journal_opens(tmp_path / "j.db")
-        del iterator
+    async def main() -> None:
+        async with FakeRyzeServer(rate_limit=None) as server, \
+                RyzeClient(token="test-token", instance="my-instance", base_url=server.url,
+                           rate_limit=None) as client:
+            campaign = Campaign(client, numbers(500), journal=tmp_path / "j.db", media=MEDIA,
+                                concurrency=CONCURRENCY)
+            iterator = aiter(campaign)
+            await anext(iterator)
+            for _ in range(100):
+                await asyncio.sleep(0.01)
+            assert len(server.requests) <= 3 * CONCURRENCY
+            async with campaign:
+                pass  # leaving the block ends the run
+            assert campaign.summary is not None
+            assert await journal_opens(tmp_path / "j.db")
+            del iterator
+
+    run_virtual(main(), start=1000.0)
 
 
 async def test_a_failed_run_raises_from_the_loop_once(tmp_path: Path) -> None:

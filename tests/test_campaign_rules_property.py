@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 from ryze_async import Campaign, JournalMismatchError, RyzeClient
 from ryze_async.testing import FakeRyzeServer, run_virtual
 
+from .conftest import examples
+
 SP = [f"55119{i:08d}" for i in range(4)]
 WEEKDAYS = "Mon-Fri 09:00-20:00"
 WEEKEND = "Sat-Sun 10:00-12:00"
@@ -119,7 +121,7 @@ def one_run(journal: Path, optout: Path, step: Step) -> list[tuple[str, datetime
     return run_virtual(main(), start=1000.0)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(steps, min_size=1, max_size=4))
 def test_nobody_is_ever_called_outside_the_recorded_rules(runs: list[Step]) -> None:
     oracle = Oracle()

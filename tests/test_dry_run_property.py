@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from ryze_async import Campaign, CampaignPlan, CampaignSummary, RyzeClient
 from ryze_async.testing import FakeRyzeServer, run_virtual
 
+from .conftest import examples
+
 POOL = [
     "5511987654321", "+55 (11) 98765-4321", "5511987654322", "5511987654323",  # São Paulo
     "12125550100", "+1 212 555 0101",  # New York
@@ -48,7 +50,7 @@ async def both(start: datetime, numbers: list[str], options: dict[str, Any], jou
     return plan, sent, created, summary
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(numbers=st.lists(st.sampled_from(POOL), min_size=1, max_size=15),
        excluded=st.lists(st.sampled_from(POOL[:9]), max_size=3),
        windows=st.sampled_from(SPECS), start=st.sampled_from(STARTS),

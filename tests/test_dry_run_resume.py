@@ -31,6 +31,7 @@ from ryze_async import (
 from ryze_async.testing import FakeRyzeServer, Fault, wav_tone
 
 from .cli_helpers import run_cli
+from .conftest import examples
 
 ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]
 NUMBERS = [f"55119{i:08d}" for i in range(12)]
@@ -312,7 +313,7 @@ POOL = [f"55119{i:08d}" for i in range(100, 110)]
 _entries = st.lists(st.sampled_from([*POOL, "12", "abc"]), min_size=1, max_size=12)
 
 
-@settings(max_examples=15, deadline=None,
+@settings(max_examples=examples(15), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(first=_entries, later=_entries, append=st.booleans(), drops=st.integers(0, 2),
        stop_after=st.none() | st.integers(1, 6), retry_failed=st.booleans(),

@@ -8,7 +8,7 @@ import errno
 import aiohttp
 import pytest
 
-from ryze_async.testing import FakeRyzeServer, Fault
+from ryze_async.testing import FakeRyzeServer, Fault, run_virtual
 
 from .fake_server_helpers import AUDIO, FakeClock, call
 
@@ -26,19 +26,24 @@ async def test_drop_after_read(ryze_server: FakeRyzeServer, session: aiohttp.Cli
     assert (after.status, after.rate()[1]) == (200, 99)  # the dropped one did not count
 
 
-async def test_hang_times_the_client_out_and_stop_is_clean(session: aiohttp.ClientSession) -> None:
-    server = FakeRyzeServer()
-    await server.start()
-    try:
-        server.fail_next(Fault.HANG)
-        with pytest.raises(asyncio.TimeoutError):
-            await call(session, server, timeout=aiohttp.ClientTimeout(total=0.2))
-        assert server.requests[0].status is None
-        await asyncio.wait_for(server.stop(), timeout=3)
-        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        assert others == []
-    finally:
-        await server.stop()
+def test_hang_times_the_client_out_and_stop_is_clean() -> None:
+    # On the virtual clock: the client's timeout costs no real time.
+    async def main() -> None:
+        server = FakeRyzeServer()
+        await server.start()
+        try:
+            server.fail_next(Fault.HANG)
+            async with aiohttp.ClientSession() as session:
+                with pytest.raises(asyncio.TimeoutError):
+                    await call(session, server, timeout=aiohttp.ClientTimeout(total=0.2))
+            assert server.requests[0].status is None
+            await asyncio.wait_for(server.stop(), timeout=3)
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            assert others == []
+        finally:
+            await server.stop()
+
+    run_virtual(main(), start=1000.0)
 
 
 async def test_stop_releases_a_parked_hang(session: aiohttp.ClientSession) -> None:
@@ -202,16 +207,22 @@ async def test_stop_drops_a_delayed_response(session: aiohttp.ClientSession) -> 
             waiting.cancel()
 
 
-async def test_keepalive_timeout_closes_idle_connections(session: aiohttp.ClientSession) -> None:
-    async with FakeRyzeServer(keepalive_timeout=0.05) as server:
-        await call(session, server)
-        await call(session, server)
-        # Six times the server's keep-alive: its close timer fires first on this loop.
-        await asyncio.sleep(0.3)
-        await call(session, server)
-        first, reused, after_idle = (r.connection_id for r in server.requests)
-        assert first == reused != after_idle
-        assert server.connections_accepted == 2
+def test_keepalive_timeout_closes_idle_connections() -> None:
+    # On the virtual clock (the server's keep-alive timer is the loop's): the idle gap costs no
+    # real time.
+    async def main() -> None:
+        async with FakeRyzeServer(keepalive_timeout=0.05) as server, \
+                aiohttp.ClientSession() as session:
+            await call(session, server)
+            await call(session, server)
+            # Six times the server's keep-alive: its close timer fires first on this loop.
+            await asyncio.sleep(0.3)
+            await call(session, server)
+            first, reused, after_idle = (r.connection_id for r in server.requests)
+            assert first == reused != after_idle
+            assert server.connections_accepted == 2
+
+    run_virtual(main(), start=1000.0)
 
 
 def test_constructor_refuses_non_loopback_and_bad_settings() -> None:

@@ -9,7 +9,7 @@ import sys
 import aiohttp
 import pytest
 
-from ryze_async.testing import ServerFactory
+from ryze_async.testing import FakeRyzeServer, ServerFactory, run_virtual
 
 from .fake_server_helpers import call
 
@@ -90,13 +90,15 @@ def test_plugin_registers_nothing_without_pytest_asyncio(monkeypatch: pytest.Mon
     assert not hasattr(module, "ryze_server_factory")
 
 
-async def test_waiting_for_requests_that_never_come_is_bounded(
-    ryze_server_factory: ServerFactory, session: aiohttp.ClientSession
-) -> None:
+def test_waiting_for_requests_that_never_come_is_bounded() -> None:
     """A test whose requests never arrive fails where it waited, saying what did arrive."""
-    server = await ryze_server_factory()
-    assert (await call(session, server)).status == 200
-    await server.wait_for_requests(1, timeout=0.05)  # already there: returns at once
-    async with asyncio.timeout(10):  # the test's own bound, far above the one under test
-        with pytest.raises(TimeoutError, match=r"waited 0\.2 s for 2 request\(s\); 1 arrived"):
-            await server.wait_for_requests(2, timeout=0.2)
+    async def main() -> None:  # on the virtual clock: the bound costs no real time
+        async with FakeRyzeServer() as server, aiohttp.ClientSession() as session:
+            assert (await call(session, server)).status == 200
+            await server.wait_for_requests(1, timeout=0.05)  # already there: returns at once
+            async with asyncio.timeout(10):  # the test's own bound, far above the one under test
+                with pytest.raises(TimeoutError,
+                                   match=r"waited 0\.2 s for 2 request\(s\); 1 arrived"):
+                    await server.wait_for_requests(2, timeout=0.2)
+
+    run_virtual(main(), start=1000.0)

@@ -28,6 +28,8 @@ from ryze_async._campaign.journal.postgres.store import PgStore
 from ryze_async._campaign.journal.sqlite.store import Journal
 from ryze_async.testing import FakeRyzeServer, wav_tone
 
+from .conftest import examples
+
 ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]
 MEDIA = Media.from_bytes(wav_tone(0.1))
 
@@ -202,7 +204,7 @@ async def _scenario(files: list[list[str]], stops: list[int | None], batch: int)
                     assert s.pending == 0
 
 
-@settings(max_examples=25, deadline=None,
+@settings(max_examples=examples(25), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(files=st.lists(_files, min_size=2, max_size=4), data=st.data(),
        batch=st.sampled_from([1, 3, 1000]))

@@ -7,22 +7,25 @@ import asyncio
 import contextlib
 import socket
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ryze_async import Campaign, RyzeClient
 from ryze_async.metrics import PrometheusHooks, serve_metrics
-from ryze_async.testing import FakeRyzeServer, Fault
+from ryze_async.testing import FakeRyzeServer, Fault, run_virtual
 
 from .cli_helpers import run_cli
 
 ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]
 TOKEN = "metrics-secret-token-0123456789"
-NUMBERS = [f"55119{i:08d}" for i in range(12)]
+# Digits no metric value shows by chance: with 55119000000NN, "00000001" was a suffix to look for
+# in every float (a wait of 1.2000000000000455 s "contained" a number).
+NUMBERS = [f"551198{i:02d}47362" for i in range(12)]
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -30,11 +33,16 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-async def scrape(port: int) -> str:
-    async with aiohttp.ClientSession() as http, \
-            http.get(f"http://127.0.0.1:{port}/metrics") as response:
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         assert response.status == 200
-        return await response.text()
+        return str(response.read().decode())
+
+
+async def scrape(port: int) -> str:
+    """The exposition, read in a thread: the metrics server is one, and a thread's work holds
+    the virtual clock still (an await on its socket would let the clock run past timeouts)."""
+    return await asyncio.to_thread(_scrape, port)
 
 
 def assert_private(text: str) -> None:
@@ -45,35 +53,38 @@ def assert_private(text: str) -> None:
         assert number[-8:] not in text
 
 
-async def test_metrics_agree_with_the_servers_record(
-    ryze_server_factory: ServerFactory, tmp_path: Path
-) -> None:
-    server = await ryze_server_factory(rate_limit=None, token=TOKEN)
-    server.fail_next(Fault.DROP_AFTER_READ, times=2)
-    hooks = PrometheusHooks(sender="my-instance")
-    async with RyzeClient(TOKEN, "my-instance", base_url=server.url, rate_limit=6,
-                          rate_period=0.5, hooks=hooks) as client:
-        campaign = Campaign(client, [*NUMBERS, "123"], journal=tmp_path / "j.db", fake=True,
-                            concurrency=2)
-        hooks.watch(campaign)
-        with serve_metrics(hooks.registry, 0) as port:
-            summary = await campaign.run()
-            text = await scrape(port)
-    got = samples(text)
-    placed = len(server.placed_calls)
-    assert placed == summary.placed == 10
-    assert got["ryze_calls_total", (("outcome", "placed"), ("sender", "my-instance"))] == placed
-    assert got["ryze_calls_total", (("outcome", "unknown"), ("sender", "my-instance"))] == 2
-    sent = [r for r in server.requests if r.route == "fake"]
-    assert got["ryze_request_duration_seconds_count",
-               (("kind", "fake"), ("sender", "my-instance"))] == len(sent) == 12
-    # 12 calls at 6 per 0.5 s: the quota made some of them wait (and only those are waits).
-    assert 1 <= got["ryze_quota_wait_seconds_count", (("sender", "my-instance"),)] <= 12
-    assert got["ryze_quota_wait_seconds_sum", (("sender", "my-instance"),)] > 0.1
-    assert got["ryze_campaign_numbers", (("state", "placed"),)] == placed
-    assert got["ryze_campaign_numbers", (("state", "unknown"),)] == 2
-    assert got["ryze_campaign_numbers", (("state", "pending"),)] == 0
-    assert_private(text)
+def test_metrics_agree_with_the_servers_record(tmp_path: Path) -> None:
+    # On the virtual clock: the quota's waits (the point of the wait histogram) cost no real
+    # time, and are exactly as long as the quota makes them.
+    async def main() -> None:
+        async with FakeRyzeServer(rate_limit=None, token=TOKEN) as server:
+            server.fail_next(Fault.DROP_AFTER_READ, times=2)
+            hooks = PrometheusHooks(sender="my-instance")
+            async with RyzeClient(TOKEN, "my-instance", base_url=server.url, rate_limit=6,
+                                  rate_period=0.5, hooks=hooks) as client:
+                campaign = Campaign(client, [*NUMBERS, "123"], journal=tmp_path / "j.db",
+                                    fake=True, concurrency=2)
+                hooks.watch(campaign)
+                with serve_metrics(hooks.registry, 0) as port:
+                    summary = await campaign.run()
+                    text = await scrape(port)
+        got = samples(text)
+        placed = len(server.placed_calls)
+        assert placed == summary.placed == 10
+        assert got["ryze_calls_total", (("outcome", "placed"), ("sender", "my-instance"))] == placed
+        assert got["ryze_calls_total", (("outcome", "unknown"), ("sender", "my-instance"))] == 2
+        sent = [r for r in server.requests if r.route == "fake"]
+        assert got["ryze_request_duration_seconds_count",
+                   (("kind", "fake"), ("sender", "my-instance"))] == len(sent) == 12
+        # 12 calls at 6 per 0.5 s: the quota made some of them wait (and only those are waits).
+        assert 1 <= got["ryze_quota_wait_seconds_count", (("sender", "my-instance"),)] <= 12
+        assert got["ryze_quota_wait_seconds_sum", (("sender", "my-instance"),)] > 0.1
+        assert got["ryze_campaign_numbers", (("state", "placed"),)] == placed
+        assert got["ryze_campaign_numbers", (("state", "unknown"),)] == 2
+        assert got["ryze_campaign_numbers", (("state", "pending"),)] == 0
+        assert_private(text)
+
+    run_virtual(main(), start=1000.0)
 
 
 def free_port() -> int:
@@ -92,10 +103,11 @@ async def test_cli_serves_metrics_while_the_campaign_runs(
     env = {"RYZE_TOKEN": TOKEN, "RYZE_INSTANCE": "my-instance", "RYZE_BASE_URL": server.url}
     run = asyncio.create_task(run_cli(
         ["campaign", str(numbers), "--fake", "--journal", str(tmp_path / "j.db"),
-         "--rate-limit", "4", "--rate-period", "0.5", "--metrics-port", str(port)], env))
+         "--rate-limit", "4", "--rate-period", "0.25", "--metrics-port", str(port)], env))
     seen: list[str] = []
     while not run.done():
-        with contextlib.suppress(aiohttp.ClientConnectionError):  # not listening yet/any more
+        # Not listening yet, or any more (refused; reset while it stops).
+        with contextlib.suppress(urllib.error.URLError, ConnectionError):
             seen.append(await scrape(port))
         await asyncio.sleep(0.05)
     code, out, err = await run
@@ -109,7 +121,7 @@ async def test_cli_serves_metrics_while_the_campaign_runs(
         assert got.get(key, 0) <= len(server.placed_calls)
     mid = [samples(t).get(("ryze_campaign_numbers", (("state", "pending"),))) for t in seen]
     assert any(p not in (None, 0.0) for p in mid), "no scrape saw the campaign in progress"
-    with pytest.raises(aiohttp.ClientConnectionError):
+    with pytest.raises(urllib.error.URLError, match="refused"):
         await scrape(port)  # stopped with the campaign
 
 

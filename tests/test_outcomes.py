@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+from typing import Any
 
 import pytest
 
@@ -15,13 +15,17 @@ from ryze_async import (
     InstanceNotFoundError,
     OutcomeUnknownError,
     RateLimitError,
+    RyzeClient,
     ServerError,
 )
-from ryze_async.testing import FakeRyzeServer, Fault
+from ryze_async.testing import FakeRyzeServer, Fault, run_virtual
 
 from .conftest import ClientFactory
 
 NUMBER = "5511999999999"
+# make_client's settings, for the tests on the virtual clock (their own event loop).
+SETTINGS: dict[str, Any] = {"token": "test-token", "instance": "my-instance",
+                            "backoff_initial": 0.01, "backoff_max": 0.05}
 
 
 async def test_wrong_token_is_authentication_error(
@@ -92,14 +96,18 @@ async def test_drop_after_send_is_unknown_and_not_resent(
     assert len(ryze_server.requests) == 2
 
 
-async def test_hang_is_unknown_and_not_resent(
-    ryze_server: FakeRyzeServer, make_client: ClientFactory
-) -> None:
-    ryze_server.fail_next(Fault.HANG)
-    client = make_client(ryze_server, timeout=0.5, connect_timeout=0.2, max_retries=5)
-    with pytest.raises(OutcomeUnknownError, match=r"within 0\.5 s"):
-        await client.fake_call(NUMBER)
-    assert len(ryze_server.requests) == 1
+def test_hang_is_unknown_and_not_resent() -> None:
+    # On the virtual clock: the timeout's half second costs no real time.
+    async def main() -> None:
+        async with FakeRyzeServer() as server:
+            server.fail_next(Fault.HANG)
+            async with RyzeClient(**SETTINGS, base_url=server.url, rate_limit=None, timeout=0.5,
+                                  connect_timeout=0.2, max_retries=5) as client:
+                with pytest.raises(OutcomeUnknownError, match=r"within 0\.5 s"):
+                    await client.fake_call(NUMBER)
+            assert len(server.requests) == 1
+
+    run_virtual(main(), start=1000.0)
 
 
 async def test_truncated_answer_is_unknown(
@@ -165,39 +173,42 @@ async def test_refused_connection_gives_up_after_max_retries(
     assert ryze_server.requests == []
 
 
-async def test_429_waits_for_the_reset_then_places_one_call(
-    ryze_server_factory: object, make_client: ClientFactory
-) -> None:
-    frozen = 1_800_000_000.0
-    server: FakeRyzeServer = await ryze_server_factory(  # type: ignore[operator]
-        rate_period=1.0, clock=lambda: frozen
-    )
-    server.fail_next(Fault.RATE_LIMITED)
-    client = make_client(server, rate_limit=100, rate_period=1.0)
-    started = time.monotonic()
-    result = await client.fake_call(NUMBER)
-    waited = time.monotonic() - started
+def test_429_waits_for_the_reset_then_places_one_call() -> None:
+    # The wait is what is under test: on the virtual clock it is measured exactly and costs no
+    # real second.
+    async def main() -> None:
+        frozen = 1_800_000_000.0
+        async with FakeRyzeServer(rate_period=1.0, clock=lambda: frozen) as server:
+            server.fail_next(Fault.RATE_LIMITED)
+            async with RyzeClient(**SETTINGS, base_url=server.url, rate_limit=100,
+                                  rate_period=1.0) as client:
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                result = await client.fake_call(NUMBER)
+                waited = loop.time() - started
 
-    assert result.success
-    assert [r.status for r in server.requests] == [429, 200]
-    assert len(server.placed_calls) == 1
-    # Reset is one second after the server's Date on the server's (frozen) clock.
-    assert waited >= 1.0
+        assert result.success
+        assert [r.status for r in server.requests] == [429, 200]
+        assert len(server.placed_calls) == 1
+        # Reset is one second after the server's Date on the server's (frozen) clock.
+        assert waited >= 1.0
+
+    run_virtual(main(), start=1000.0)
 
 
-async def test_429_gives_up_after_max_retries(
-    ryze_server_factory: object, make_client: ClientFactory
-) -> None:
-    frozen = 1_800_000_000.0
-    server: FakeRyzeServer = await ryze_server_factory(  # type: ignore[operator]
-        rate_period=1.0, clock=lambda: frozen
-    )
-    server.set_fault(Fault.RATE_LIMITED)
-    client = make_client(server, rate_limit=None, max_retries=1)
-    with pytest.raises(RateLimitError) as info:
-        await client.fake_call(NUMBER)
-    assert info.value.reset_at == frozen + 1
-    assert info.value.rate_limit is not None
-    assert info.value.rate_limit.remaining == 0
-    assert [r.status for r in server.requests] == [429, 429]
-    assert server.placed_calls == []
+def test_429_gives_up_after_max_retries() -> None:
+    async def main() -> None:
+        frozen = 1_800_000_000.0
+        async with FakeRyzeServer(rate_period=1.0, clock=lambda: frozen) as server:
+            server.set_fault(Fault.RATE_LIMITED)
+            async with RyzeClient(**SETTINGS, base_url=server.url, rate_limit=None,
+                                  max_retries=1) as client:
+                with pytest.raises(RateLimitError) as info:
+                    await client.fake_call(NUMBER)
+        assert info.value.reset_at == frozen + 1
+        assert info.value.rate_limit is not None
+        assert info.value.rate_limit.remaining == 0
+        assert [r.status for r in server.requests] == [429, 429]
+        assert server.placed_calls == []
+
+    run_virtual(main(), start=1000.0)

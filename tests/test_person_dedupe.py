@@ -25,6 +25,8 @@ from ryze_async._campaign.journal.schema import rekey
 from ryze_async._campaign.rules.optouts import Exclusions
 from ryze_async.testing import FakeRyzeServer
 
+from .conftest import examples
+
 ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]
 TOKEN = "test-token"
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -285,7 +287,7 @@ async def runs_on(journal: Path, parts: list[list[str]]) -> list[str]:
         return called(server)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(picks=st.lists(st.tuples(st.integers(0, len(PERSONS) - 1), st.integers(0, 2)),
                       min_size=1, max_size=12),
        cuts=st.lists(st.integers(0, 12), max_size=2))

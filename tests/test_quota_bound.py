@@ -26,6 +26,8 @@ from ryze_async.testing import (
 )
 from ryze_async.testing._quota_sim import ideal_time, max_in_window
 
+from .conftest import examples
+
 LIMIT, PERIOD = 10, 2.0
 MARGIN = 0.1  # the default at a 2 s period (at least 0.1 s)
 EPOCH = 1_750_000_000.0
@@ -304,7 +306,7 @@ def test_a_late_call_cancelled_while_it_waits_again_sends_nothing_and_gives_its_
     run_virtual(main(), start=START)
 
 
-@settings(max_examples=25, deadline=None, database=None,
+@settings(max_examples=examples(25), deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(
     stalls=st.lists(st.one_of(st.just(0.0), st.floats(0.0, 2.5)), min_size=12, max_size=50),

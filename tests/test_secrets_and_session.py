@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import traceback
+from typing import Any
 
 import pytest
 
@@ -14,7 +16,7 @@ from ryze_async import (
     RyzeClient,
     RyzeError,
 )
-from ryze_async.testing import FakeRyzeServer, Fault
+from ryze_async.testing import FakeRyzeServer, Fault, run_virtual
 
 from .conftest import ClientFactory
 from .sessions import record_sessions
@@ -27,34 +29,41 @@ def _everything_said(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc)) + repr(exc) + str(exc)
 
 
-async def test_token_never_in_logs_reprs_or_exceptions(
-    ryze_server_factory: object, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
-) -> None:
-    server: FakeRyzeServer = await ryze_server_factory(token=SECRET)  # type: ignore[operator]
-    caplog.set_level(logging.DEBUG)  # every logger, aiohttp's and asyncio's included
-    client = make_client(server, token=SECRET, timeout=0.5, connect_timeout=0.2)
-    said: list[str] = [repr(client), str(client), repr(client._config)]
+def test_token_never_in_logs_reprs_or_exceptions(caplog: pytest.LogCaptureFixture) -> None:
+    # On the virtual clock: the hang's timeout costs no real time.
+    async def main() -> None:
+        async with FakeRyzeServer(token=SECRET) as server, contextlib.AsyncExitStack() as stack:
+            async def make_client(**overrides: Any) -> RyzeClient:
+                settings: dict[str, Any] = {"instance": "my-instance", "base_url": server.url,
+                                            "rate_limit": None, "backoff_initial": 0.01,
+                                            "backoff_max": 0.05, **overrides}
+                return await stack.enter_async_context(RyzeClient(SECRET, **settings))
 
-    result = await client.fake_call(NUMBER)
-    said += [repr(result), str(result), result.model_dump_json()]
-    for fault in (Fault.DROP_AFTER_READ, Fault.HANG, Fault.SERVER_ERROR, Fault.HTML_502,
-                  Fault.TRUNCATED, Fault.REDIRECT, Fault.RATE_LIMITED):
-        server.fail_next(fault)
-        with pytest.raises(RyzeError) as info:
-            await client.fake_call(NUMBER, duration=5) if fault is not Fault.RATE_LIMITED else (
-                await make_client(server, token=SECRET, max_retries=0).fake_call(NUMBER)
-            )
-        said.append(_everything_said(info.value))
-    await server.refuse_connections()
-    with pytest.raises(RyzeError) as refused:
-        await make_client(server, token=SECRET, max_retries=1).fake_call(NUMBER)
-    said.append(_everything_said(refused.value))
+            caplog.set_level(logging.DEBUG)  # every logger, aiohttp's and asyncio's included
+            client = await make_client(timeout=0.5, connect_timeout=0.2)
+            said: list[str] = [repr(client), str(client), repr(client._config)]
 
-    assert any(record.levelno == logging.DEBUG for record in caplog.records)
-    said += [record.getMessage() for record in caplog.records]
-    said += [repr(record.args) for record in caplog.records]
-    for text in said:
-        assert SECRET not in text
+            result = await client.fake_call(NUMBER)
+            said += [repr(result), str(result), result.model_dump_json()]
+            for fault in (Fault.DROP_AFTER_READ, Fault.HANG, Fault.SERVER_ERROR, Fault.HTML_502,
+                          Fault.TRUNCATED, Fault.REDIRECT, Fault.RATE_LIMITED):
+                server.fail_next(fault)
+                with pytest.raises(RyzeError) as info:
+                    await client.fake_call(NUMBER, duration=5) if fault is not Fault.RATE_LIMITED \
+                        else await (await make_client(max_retries=0)).fake_call(NUMBER)
+                said.append(_everything_said(info.value))
+            await server.refuse_connections()
+            with pytest.raises(RyzeError) as refused:
+                await (await make_client(max_retries=1)).fake_call(NUMBER)
+            said.append(_everything_said(refused.value))
+
+        assert any(record.levelno == logging.DEBUG for record in caplog.records)
+        said += [record.getMessage() for record in caplog.records]
+        said += [repr(record.args) for record in caplog.records]
+        for text in said:
+            assert SECRET not in text
+
+    run_virtual(main(), start=1000.0)
 
 
 async def test_token_echoed_by_a_server_is_redacted(

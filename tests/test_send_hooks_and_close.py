@@ -4,16 +4,26 @@ nothing is sent after ``aclose()``; the fake server's own record is the oracle."
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
-from ryze_async import ClientClosedError, ConnectionFailedError, RateLimitError
-from ryze_async.testing import FakeRyzeServer, Fault
+from ryze_async import ClientClosedError, ConnectionFailedError, RateLimitError, RyzeClient
+from ryze_async.testing import FakeRyzeServer, Fault, run_virtual
 
 from .conftest import ClientFactory
 from .sessions import record_sessions
 
 NUMBER = "5511999999999"
+EPOCH = 1_750_000_000.0  # the fake server's Unix clock at the virtual loop's time 0
+
+
+def _client(server: FakeRyzeServer, **overrides: Any) -> RyzeClient:
+    """``make_client``'s client, for the tests on the virtual clock (their own event loop)."""
+    settings: dict[str, Any] = {"token": "test-token", "instance": "my-instance",
+                                "base_url": server.url, "rate_limit": None,
+                                "backoff_initial": 0.01, "backoff_max": 0.05}
+    return RyzeClient(**{**settings, **overrides})
 
 
 def _hooks(events: list[str]) -> dict[str, object]:
@@ -26,27 +36,29 @@ def _hooks(events: list[str]) -> dict[str, object]:
     return {"before_send": before_send, "on_not_sent": on_not_sent}
 
 
-async def test_a_429_is_reported_not_sent_before_the_wait(
-    ryze_server_factory: object, make_client: ClientFactory
-) -> None:
-    server: FakeRyzeServer = await ryze_server_factory(  # type: ignore[operator]
-        rate_period=1.0
-    )
-    server.fail_next(Fault.RATE_LIMITED)
-    client = make_client(server)
-    events: list[str] = []
-    hooks = _hooks(events)
-    real_not_sent = hooks["on_not_sent"]
+def test_a_429_is_reported_not_sent_before_the_wait() -> None:
+    # On the virtual clock: the second the 429's reset holds the call costs no real time.
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        async with FakeRyzeServer(rate_period=1.0, clock=lambda: EPOCH + loop.time()) as server:
+            server.fail_next(Fault.RATE_LIMITED)
+            events: list[str] = []
+            hooks = _hooks(events)
+            real_not_sent = hooks["on_not_sent"]
 
-    async def on_not_sent() -> None:
-        await real_not_sent()  # type: ignore[operator]
-        events.append(f"server saw {len(server.requests)}")
+            async def on_not_sent() -> None:
+                await real_not_sent()  # type: ignore[operator]
+                events.append(f"server saw {len(server.requests)}")
 
-    result = await client.fake_call(NUMBER, before_send=hooks["before_send"],  # type: ignore[arg-type]
-                                    on_not_sent=on_not_sent)
-    assert result.success
-    assert events == ["before_send", "not_sent", "server saw 1", "before_send"]
-    assert [r.status for r in server.requests] == [429, 200]
+            async with _client(server) as client:
+                result = await client.fake_call(
+                    NUMBER, before_send=hooks["before_send"],  # type: ignore[arg-type]
+                    on_not_sent=on_not_sent)
+        assert result.success
+        assert events == ["before_send", "not_sent", "server saw 1", "before_send"]
+        assert [r.status for r in server.requests] == [429, 200]
+
+    run_virtual(main(), start=1000.0)
 
 
 async def test_connection_retries_report_each_refusal_and_precede_each_attempt(
@@ -75,18 +87,18 @@ async def test_before_send_raising_sends_nothing(
     assert ryze_server.requests == []
 
 
-async def test_giving_up_after_429s_does_not_report_not_sent(
-    ryze_server_factory: object, make_client: ClientFactory
-) -> None:
-    server: FakeRyzeServer = await ryze_server_factory(  # type: ignore[operator]
-        rate_period=0.2
-    )
-    server.fail_next(Fault.RATE_LIMITED, times=2)
-    client = make_client(server, max_retries=1)
-    events: list[str] = []
-    with pytest.raises(RateLimitError):
-        await client.fake_call(NUMBER, **_hooks(events))  # type: ignore[arg-type]
-    assert events == ["before_send", "not_sent", "before_send"]
+def test_giving_up_after_429s_does_not_report_not_sent() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        async with FakeRyzeServer(rate_period=0.2, clock=lambda: EPOCH + loop.time()) as server:
+            server.fail_next(Fault.RATE_LIMITED, times=2)
+            events: list[str] = []
+            async with _client(server, max_retries=1) as client:
+                with pytest.raises(RateLimitError):
+                    await client.fake_call(NUMBER, **_hooks(events))  # type: ignore[arg-type]
+        assert events == ["before_send", "not_sent", "before_send"]
+
+    run_virtual(main(), start=1000.0)
 
 
 async def test_calls_waiting_for_quota_fail_closed_and_are_never_sent(

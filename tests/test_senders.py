@@ -159,9 +159,10 @@ def cli_args(server: FakeRyzeServer, tmp_path: Path, senders: Path, count: int) 
 async def test_cli_pool_finishes_on_the_connected_instances(
     pool_server: FakeRyzeServer, tmp_path: Path,
 ) -> None:
-    # A quota small enough that every sender joins (staggered over the period) and works.
+    # A quota small enough that every sender joins (staggered over the period) and works: at
+    # 5 per 0.1 s inst-a alone would need 0.6 s, long after the others' joins (at most 0.1 s).
     args = [*cli_args(pool_server, tmp_path, senders_file(tmp_path, 0o600), 30),
-            "--rate-limit", "5", "--rate-period", "0.6"]
+            "--rate-limit", "5", "--rate-period", "0.1"]
     code, out, err = await run_cli(args, {})
     assert code == 0, out + err
     assert "3 senders: 'inst-a', 'inst-b', 'inst-c'" in out
@@ -186,7 +187,7 @@ async def test_cli_no_sender_left_is_exit_3(
     pool_server.disconnect_instance("inst-c")
     # Late senders join staggered over the quota period: a short period keeps this short.
     args = [*cli_args(pool_server, tmp_path, senders_file(tmp_path, 0o600), 20),
-            "--rate-limit", "5", "--rate-period", "0.6"]
+            "--rate-limit", "5", "--rate-period", "0.1"]
     code, out, err = await run_cli(args, {})
     assert code == 3, out + err
     assert not pool_server.placed_calls

@@ -18,10 +18,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ryze_async import Campaign, RyzeClient
-from ryze_async.testing import FakeRyzeServer, Fault
+from ryze_async.testing import FakeRyzeServer, Fault, run_virtual
 
 from .byte_server import ByteServer, byte_server, canned
 from .cli_helpers import run_cli
+from .conftest import examples
 
 ServerFactory = Callable[..., Awaitable[FakeRyzeServer]]
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -113,16 +114,21 @@ async def test_every_answer_a_proxy_502_stops_after_k_unknowns_and_a_resume_call
 
 @pytest.mark.parametrize("fault", [Fault.HTML_502, Fault.REDIRECT, Fault.DROP_AFTER_READ,
                                    Fault.TRUNCATED, Fault.HANG])
-async def test_each_kind_of_unknown_trips_after_exactly_k_with_one_call_at_a_time(
-    server: FakeRyzeServer, tmp_path: Path, fault: Fault,
+def test_each_kind_of_unknown_trips_after_exactly_k_with_one_call_at_a_time(
+    tmp_path: Path, fault: Fault,
 ) -> None:
-    server.set_fault(fault)
-    async with client_for(server.url, timeout=0.3) as client:
-        s = await Campaign(client, numbers(30), journal=tmp_path / "j.db", fake=True,
-                           concurrency=1, max_unknown_in_a_row=3).run()
-    assert s.stop_reason == "circuit_breaker", s.message
-    assert (s.unknown, s.pending, s.placed, s.failed) == (3, 27, 0, 0)
-    assert dialed(server) == Counter(numbers(3))
+    # On the virtual clock: three hangs' timeouts cost no real time.
+    async def main() -> None:
+        async with FakeRyzeServer(rate_limit=None) as server:
+            server.set_fault(fault)
+            async with client_for(server.url, timeout=0.3) as client:
+                s = await Campaign(client, numbers(30), journal=tmp_path / "j.db", fake=True,
+                                   concurrency=1, max_unknown_in_a_row=3).run()
+        assert s.stop_reason == "circuit_breaker", s.message
+        assert (s.unknown, s.pending, s.placed, s.failed) == (3, 27, 0, 0)
+        assert dialed(server) == Counter(numbers(3))
+
+    run_virtual(main(), start=1000.0)
 
 
 async def test_a_proxy_page_from_a_byte_level_server_trips_the_breaker(tmp_path: Path) -> None:
@@ -192,7 +198,7 @@ async def _script_run(script: str, k: int) -> None:
     assert byte_dialed(proxy) == Counter(("my-instance", n) for n in numbers(len(sent)))
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(script=st.text(alphabet="upf", min_size=1, max_size=25), k=st.integers(0, 4))
 def test_it_trips_exactly_at_the_first_k_unknowns_in_a_row(script: str, k: int) -> None:
     asyncio.run(_script_run(script, k))

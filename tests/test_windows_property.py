@@ -24,6 +24,8 @@ from phonenumbers import timezone as pn_timezone
 from ryze_async import Campaign, CampaignSummary, RyzeClient
 from ryze_async.testing import FakeRyzeServer, run_virtual
 
+from .conftest import examples
+
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 POOL = {
     "5511987654321": None,  # São Paulo (four of them: they queue for the quota together)
@@ -99,7 +101,7 @@ def campaign(start: datetime, numbers: list[str], windows: list[Window], per_min
     return run_virtual(main(), start=1000.0)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(windows=windows_st, day=st.sampled_from(STARTS),
        offset=st.integers(0, 48 * 60 - 1),
        numbers=st.lists(st.sampled_from(sorted(POOL)), min_size=1, max_size=14),
