@@ -185,6 +185,7 @@ class RyzeClient:
             transport = AiohttpTransport(
                 timeout=cfg.timeout, connect_timeout=cfg.connect_timeout,
                 keepalive_timeout=cfg.keepalive_timeout, tls=tls,
+                https=cfg.base_url.startswith("https:"),
             )
             if tls is False:
                 _log.warning("TLS certificates of %s are NOT verified (ssl=False, "

@@ -34,6 +34,7 @@ _DIGIT = re.compile(r"\d")
 # (+49 30 1234560: a valid German number, someone else's). No one groups digits that way.
 _FLOAT_TEXT = re.compile(r"\+?\d{7,}\.\d{1,3}")
 _MAX_CHARS = 64
+_E164_MAX_DIGITS = 15
 _JID_USER = re.compile(r"[0-9]{8,15}")
 _LID_USER = re.compile(r"[0-9]{1,32}")
 _PERSONAL_DOMAIN = "s.whatsapp.net"
@@ -191,7 +192,9 @@ def _e164(text: str, region: str | None, check: NumberCheck) -> str | None:
     if not ok:
         return None
     # E.164 in ASCII digits whatever script the input used; "+" dropped for the wire.
-    return phonenumbers.format_number(parsed, PhoneNumberFormat.E164)[1:]
+    e164 = phonenumbers.format_number(parsed, PhoneNumberFormat.E164)[1:]
+    # E.164 caps a number at 15 digits; some countries' metadata (Germany's) lets longer through.
+    return e164 if len(e164) <= _E164_MAX_DIGITS else None
 
 
 @functools.lru_cache(maxsize=4096)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 
-from ryze_async import OutcomeUnknownError
+from ryze_async import OutcomeUnknownError, RyzeClient
 from ryze_async.testing import FakeRyzeServer
 
 from .conftest import ClientFactory
@@ -88,3 +89,18 @@ async def test_keepalive_zero_opens_a_connection_per_call(
     assert len({r.connection_id for r in ryze_server.requests}) == 3
     assert ryze_server.connections_accepted == 3
 
+
+
+@pytest.mark.skipif(not getattr(aiohttp.connector, "NEEDS_CLEANUP_CLOSED", False),
+                    reason="this Python's asyncio closes TLS transports itself")
+@pytest.mark.parametrize(("base", "armed"), [("http://127.0.0.1:9", False),
+                                            ("https://127.0.0.1:9", True)])
+async def test_the_tls_cleanup_timer_runs_only_for_https(base: str, armed: bool) -> None:
+    # aiohttp's closed-TLS cleanup re-arms a 2 s timer for the session's life: on plain HTTP
+    # there is no TLS transport to abort, only loop turns to pay (#16: the quick loop).
+    client = RyzeClient(token="t" * 20, base_url=base, allow_http=True)
+    try:
+        session = client._transport._session_for_running_loop()  # type: ignore[attr-defined]
+        assert session.connector._cleanup_closed_disabled is not armed  # type: ignore[union-attr]
+    finally:
+        await client.aclose()

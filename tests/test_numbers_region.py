@@ -221,3 +221,13 @@ def test_the_demo_numbers_are_valid_brazilian_mobiles() -> None:
     assert len(set(valid)) == 300
     assert all(n.startswith("55119") for n in valid)
     assert wav_tone(0.01)
+
+
+@pytest.mark.parametrize("raw", ["4930000000000000", "+4930000000000000", "49300000000000000",
+                                 "+49 30 0000 0000 0000 0"])
+@pytest.mark.parametrize("check", ["valid", "possible"])
+def test_more_than_fifteen_digits_is_no_phone_number(raw: str, check: str) -> None:
+    # E.164 caps a number at 15 digits with its country code; libphonenumber's German metadata
+    # lets longer ones through (found by test_property_wire).
+    with pytest.raises(InvalidRequestError):
+        normalize_number(raw, number_check=check)  # type: ignore[arg-type]

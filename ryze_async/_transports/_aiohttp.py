@@ -96,13 +96,16 @@ class AiohttpTransport:
 
     def __init__(
         self, *, timeout: float, connect_timeout: float, keepalive_timeout: float,
-        max_answer: int = MAX_ANSWER_BYTES, tls: Tls = None,
+        max_answer: int = MAX_ANSWER_BYTES, tls: Tls = None, https: bool = True,
     ) -> None:
         self._max_answer = max_answer
         # aiohttp's ssl=True is its default context: the system's roots (issue 18).
         self._ssl: Any = True if tls is None else tls
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
         self._keepalive_timeout = keepalive_timeout
+        # Plain HTTP has no TLS transport to abort: the cleanup's 2 s timer would only cost
+        # loop turns for the session's whole life.
+        self._cleanup_closed = _CLEANUP_CLOSED and https
         self._session: aiohttp.ClientSession | None = None
         self._closed = False  # once closed, never a new session: nothing is sent after aclose()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -122,10 +125,10 @@ class AiohttpTransport:
         if self._keepalive_timeout > 0:
             connector = aiohttp.TCPConnector(
                 keepalive_timeout=self._keepalive_timeout, ssl=self._ssl,
-                enable_cleanup_closed=_CLEANUP_CLOSED)
+                enable_cleanup_closed=self._cleanup_closed)
         else:
             connector = aiohttp.TCPConnector(force_close=True, ssl=self._ssl,
-                                             enable_cleanup_closed=_CLEANUP_CLOSED)
+                                             enable_cleanup_closed=self._cleanup_closed)
         session = self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=self._timeout,
