@@ -11,15 +11,24 @@ Design (issue 9), and where it differs from the libraries studied:
   computes the caller's slot, inserts the caller's unique member at it and returns t - now: the
   waiter sleeps once. A sorted set, pruned with ZREMRANGEBYSCORE on every call, holds at most
   ``limit`` past entries plus the waiters.
-- **Lanes (issue 11).** A bulk call's slot is the earliest t >= now after every reservation
-  (first come, first served across processes) at which no window of ``period + margin`` holds
-  more than ``limit - reserve`` entries of any lane. An interactive call's slot is the earliest
-  t >= now at which every window around t holds fewer than ``limit``: it may lie before queued
-  reservations, so every window around t is counted, from the sorted entries (a binary search
-  per window; at most ``4 * limit + 64`` entries read, past which the first-come slot, always a
-  fit, is the answer). Bulk never fills the reserve, so an interactive call finds a slot at once
-  while fewer than ``reserve`` interactive calls went in the last window, whatever any process
-  queued. The reserve in force is the largest that a live client announced (`reserve`).
+- **Lanes (issues 11, 18).** A bulk call's slot is the earliest t >= now after every
+  reservation (first come, first served across processes) at which no window of ``period +
+  margin`` holds more than ``limit`` entries and no window of ``period`` more than ``limit -
+  reserve`` (`bulk_slot`). An interactive call goes ahead of every process's bulk reservations
+  not sent yet (slots after now): they are taken out, the call gets the earliest t >= now at
+  which every window around t holds fewer than ``limit`` of the rest (a binary search per
+  window over the sorted entries; at most ``4 * limit + 64`` read, past which the first-come
+  slot, always a fit, is the answer), and they go back behind it in their order, each by the
+  bulk rule and never earlier than it was. Their waiters learn the new slot when they wake (the
+  recheck every waiter makes) and re-check their ``max_wait`` then. A slot is its send time
+  (the recheck and ``late``/``readmit``), so an entry after now was not sent and moving it never
+  moves a request the server saw: the any-window bound holds through every move. Without a
+  reserve an interactive call so waits until the oldest sent entry of the window ages out, a
+  window at most. With one, every window of ``period`` leaves the reserve free, so a window of
+  ``period + margin`` has it free again a margin later at most: an interactive call within the
+  reserve waits a margin at most, and bulk alone takes the reserved slots of a window's oldest
+  margin that nobody used (``limit - reserve`` per period, not per ``period + margin``). The
+  reserve in force is the largest that a live client announced (`reserve`).
 - **Margin**, as in `QuotaLimiter`: slots are ``period + margin`` apart (``period/60``, at least
   0.1 s), which absorbs the jitter between a request leaving and its arrival at the server. A
   waiter that wakes more than half of it after its slot (a stalled process), or a request
@@ -28,7 +37,7 @@ Design (issue 9), and where it differs from the libraries studied:
 - **Giving back.** A reservation abandoned before its send (cancelled while waiting, or
   `release`) is removed by member id. A slot whose request may have reached the server is never
   given back. A slot released in the middle of the queue is reused by the next interactive
-  newcomer, or by the next bulk one (it lands one slot earlier), not by those already queued.
+  newcomer (or the next bulk one, which lands one slot earlier), not by those already queued.
 - **Server feedback is shared**: a 429's hold and an unambiguous ``Remaining: 0`` set a "blocked
   until" key (in Redis time) and move every queued reservation after it, in its order (first
   come, first served survives a hold, and no slot after it goes unused); a ``Remaining`` below
@@ -70,6 +79,9 @@ _PREAMBLE = """
 if redis.replicate_commands then redis.replicate_commands() end
 local log, blocked_k, budget_k, conf_k, probe_k = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local reserves_k = KEYS[6]
+-- How much of a window's oldest part may hold the reserve's unused slots for bulk (issue 18):
+-- a script that places bulk sets it from its ARGV (the margin).
+local slack = 0
 local tm = redis.call('TIME')
 local now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
 -- Lua's own number-to-string (`..`) keeps 14 significant digits, 100 us here: times are
@@ -100,6 +112,36 @@ local function append_slot(t, n, cap, window)
   end
   return t
 end
+-- A bulk slot: first come, first served after every reservation, at most `limit` entries in a
+-- window and at most `limit - reserve` in its last `window - slack`. So any moment's window
+-- has the reserve free again `slack` later, and bulk alone takes the reserved slots of a
+-- window's oldest `slack` that nobody used (issue 18: limit - reserve per period).
+local function bulk_slot(t, n, limit, reserve, window)
+  t = append_slot(t, n, limit, window)
+  if reserve > 0 then t = append_slot(t, n, limit - reserve, window - slack) end
+  return t
+end
+-- The bulk reservations not sent yet (slots after now), in their order: {member, slot}.
+local function unsent_bulk()
+  local queued = redis.call('ZRANGEBYSCORE', log, '(' .. int(now), '+inf', 'WITHSCORES')
+  local bulk = {}
+  for i = 1, #queued, 2 do
+    if string.sub(queued[i], 1, 1) == 'b' then
+      bulk[#bulk + 1] = {queued[i], tonumber(queued[i + 1])}
+    end
+  end
+  return bulk
+end
+-- Bulk reservations taken out (`unsent_bulk`) go back in their order, each by the bulk rule
+-- and never earlier than it was; returns the last slot (0: none).
+local function put_back(bulk, limit, reserve, window)
+  local last = 0
+  for _, b in ipairs(bulk) do
+    last = bulk_slot(math.max(last, b[2]), redis.call('ZCARD', log), limit, reserve, window)
+    redis.call('ZADD', log, int(last), b[1])
+  end
+  return last
+end
 -- The reservations still ahead move to `till` or later, in their order (first come, first
 -- served survives a hold), each by its lane's rule and never earlier than it was (its waiter
 -- sleeps until then); waiters learn their new slot when they wake.
@@ -110,10 +152,12 @@ local function requeue(till, limit, window, ttl)
   local reserve = math.min(shared_reserve('0', '', 0), limit - 1)
   local last = till
   for i = 1, #queued, 2 do
-    local cap = limit
-    if string.sub(queued[i], 1, 1) == 'b' then cap = limit - reserve end
-    local start = math.max(till, tonumber(queued[i + 1]))
-    last = append_slot(start, redis.call('ZCARD', log), cap, window)
+    local start, n = math.max(till, tonumber(queued[i + 1])), redis.call('ZCARD', log)
+    if string.sub(queued[i], 1, 1) == 'b' then
+      last = bulk_slot(start, n, limit, reserve, window)
+    else
+      last = append_slot(start, n, limit, window)
+    end
     redis.call('ZADD', log, int(last), queued[i])
   end
   redis.call('PEXPIRE', log, math.floor((last - now + window) / 1000) + ttl)
@@ -179,11 +223,13 @@ end
 
 # ARGV: limit, window_us (period + margin), reserve (this quota's interactive_reserve), member,
 # max_wait_us (-1: no deadline), ttl_ms (idle keys expire after it), probe_ms (0: no probe),
-# lane ('bulk' or 'interactive'), quota_id (names this quota's reserve), reserve_ttl_ms.
+# lane ('bulk' or 'interactive'), quota_id (names this quota's reserve), reserve_ttl_ms,
+# slack_us (the margin: see `bulk_slot`).
 # Returns {0, wait_us, slot_us, probed} (reserved; probed = 1: this is a fresh quota's probe),
 # {1, retry_us, 0, 0} (a probe is out: nothing reserved, ask again) or {2, wait_us, 0, 0} (the
 # slot is beyond max_wait: nothing reserved).
 ADMIT = _PREAMBLE + """
+slack = tonumber(ARGV[11])
 local limit, window = strictest(tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[6]))
 local member, max_wait = ARGV[4], tonumber(ARGV[5])
 local ttl, probe_ms, bulk = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8] == 'bulk'
@@ -206,13 +252,22 @@ if limited and t < tonumber(budget[2]) and tonumber(budget[1]) <= floor then
   t = tonumber(budget[2])
 end
 local n = redis.call('ZCARD', log)
+-- An interactive call goes ahead of the bulk reservations not sent yet, which move back
+-- behind it (issue 18); their waiters learn their new slot, and re-check their max_wait, when
+-- they wake.
+local moving = {}
 if bulk then
-  t = append_slot(t, n, limit - reserve, window)
+  t = bulk_slot(t, n, limit, reserve, window)
 else
-  t = first_fit(t, n, limit, window)
+  moving = unsent_bulk()
+  for _, b in ipairs(moving) do redis.call('ZREM', log, b[1]) end
+  t = first_fit(t, n - #moving, limit, window)
 end
 local spend = limited and t < tonumber(budget[2])
-if max_wait >= 0 and t - now > max_wait then return {2, t - now, 0, 0} end
+if max_wait >= 0 and t - now > max_wait then
+  for _, b in ipairs(moving) do redis.call('ZADD', log, int(b[2]), b[1]) end
+  return {2, t - now, 0, 0}
+end
 if spend then redis.call('HINCRBY', budget_k, 'n', -1) end
 local probed = 0
 if probe_ms > 0 and n == 0 then
@@ -220,7 +275,8 @@ if probe_ms > 0 and n == 0 then
   probed = 1
 end
 redis.call('ZADD', log, int(t), member)
-redis.call('PEXPIRE', log, math.floor((t - now + window) / 1000) + ttl)
+local last = math.max(t, put_back(moving, limit, reserve, window))
+redis.call('PEXPIRE', log, math.floor((last - now + window) / 1000) + ttl)
 return {0, t - now, t, probed}
 """
 
@@ -239,11 +295,12 @@ return shared_reserve(ARGV[1], ARGV[2], tonumber(ARGV[3]))
 """
 
 # ARGV: hold_us (-1: none), remaining (-1: none), reset_us, admitted_at_us (-1: unknown),
-# server_limit (-1: none), limit, window_us, ttl_ms, cap_us (longest believable reset).
+# server_limit (-1: none), limit, window_us, ttl_ms, cap_us (longest believable reset), slack_us.
 FEEDBACK = _PREAMBLE + """
 local hold, remaining, reset = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local admitted_at, server_limit = tonumber(ARGV[4]), tonumber(ARGV[5])
 local ttl, cap_us = tonumber(ARGV[8]), tonumber(ARGV[9])
+slack = tonumber(ARGV[10])
 local limit, window = strictest(tonumber(ARGV[6]), tonumber(ARGV[7]), ttl)
 if server_limit >= 1 and server_limit < limit then
   limit = strictest(server_limit, window, ttl)
@@ -294,8 +351,9 @@ return 2
 # wakes, or a request about to leave, more than `late_us` after its slot (a stalled process, a
 # slow before_send) would send outside it, where the log no longer counts it: it goes now
 # only if a slot now fits, its lane's way, and reserves again otherwise.
-# ARGV: member, limit, window_us, ttl_ms, late_us.
+# ARGV: member, limit, window_us, ttl_ms, late_us, slack_us.
 RECHECK = _PREAMBLE + """
+slack = tonumber(ARGV[6])
 local score = redis.call('ZSCORE', log, ARGV[1])
 if not score then return {-1, 0, now} end
 score = tonumber(score)
@@ -308,11 +366,14 @@ if now - score <= tonumber(ARGV[5]) then return {math.max(0, score - now), score
 redis.call('ZREM', log, ARGV[1])
 local limit, window = strictest(tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
 redis.call('ZREMRANGEBYSCORE', log, '-inf', int(now - window))
-local cap = limit
-if string.sub(ARGV[1], 1, 1) == 'b' then
-  cap = limit - math.min(shared_reserve('0', '', 0), limit - 1)
+local n = redis.call('ZCARD', log)
+if first_fit(now, n, limit, window) > now then return {-1, 0, now} end
+if string.sub(ARGV[1], 1, 1) == 'b' then  -- the bulk rule (`bulk_slot`) around now
+  local reserve = math.min(shared_reserve('0', '', 0), limit - 1)
+  if reserve > 0 and first_fit(now, n, limit - reserve, window - slack) > now then
+    return {-1, 0, now}
+  end
 end
-if first_fit(now, redis.call('ZCARD', log), cap, window) > now then return {-1, 0, now} end
 redis.call('ZADD', log, int(now), ARGV[1])
 redis.call('PEXPIRE', log, math.floor(window / 1000) + tonumber(ARGV[4]))
 return {0, now, now}

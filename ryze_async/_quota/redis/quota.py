@@ -36,7 +36,6 @@ from ..._urls import scrub, shown_url
 from ..local import Lane, check_reserve, default_margin, late_allowance, probe_wait
 from .lua import ADMIT, ANNOUNCE, FEEDBACK, RECHECK
 from .reserve import RESERVE_TTL_MS, ReserveKeeper
-from .sleepers import Reservation, Sleepers
 
 if TYPE_CHECKING:
     from .. import QuotaBackend
@@ -80,6 +79,22 @@ def check_url(url: str, *, name: str = "quota_url") -> None:
     if fault is not None:
         raise InvalidRequestError(f"{name} {shown_url(url)} is not a usable Redis URL: {fault}",
                                   field="quota_url")
+
+
+class Reservation:
+    """A reservation in the shared log, held by one waiting call: its id, its slot (Redis
+    microseconds) and when that slot comes on this loop's clock."""
+
+    __slots__ = ("due", "member", "slot_us")
+
+    def __init__(self, member: str) -> None:
+        self.member = member
+        self.slot_us = 0
+        self.due = 0.0
+
+    def hold(self, slot_us: int, wait_us: int) -> None:
+        self.slot_us = slot_us
+        self.due = asyncio.get_running_loop().time() + wait_us / _US
 
 
 class Admission(float):
@@ -128,6 +143,8 @@ class RedisQuota:
         self._window_us = round((self._period + self._margin) * _US)
         # A waiter or a request about to leave later than this on its slot is placed again.
         self._late_us = round(late_allowance(self._margin) * _US)
+        # Bulk takes the reserve's unused slots in a window's oldest margin (lua: bulk_slot).
+        self._slack_us = round(self._margin * _US)
         self._probe_ms = round(probe_wait(self._period) * 1000) if learn_first else 0
         self._where = where  # shown_url's: a URL's password never gets here
         prefix = f"ryze:{{{token_digest}}}:"
@@ -136,7 +153,6 @@ class RedisQuota:
         ]
         self._reserve, self._id = reserve, uuid.uuid4().hex  # the id names our announcement
         self._keeper = ReserveKeeper(reserve, self._announce)
-        self._sleepers = Sleepers()
         self._admit = redis.register_script(ADMIT)
         self._announce_script = redis.register_script(ANNOUNCE)
         self._feedback = redis.register_script(FEEDBACK)
@@ -249,7 +265,7 @@ class RedisQuota:
         loop = asyncio.get_running_loop()
         if max_wait is not None:
             deadline = loop.time() + max(0.0, max_wait)
-        held = Reservation(("b" if lane == "bulk" else "i") + uuid.uuid4().hex, deadline)
+        held = Reservation(("b" if lane == "bulk" else "i") + uuid.uuid4().hex)
         try:
             while True:
                 asked = loop.time()
@@ -259,7 +275,7 @@ class RedisQuota:
                 if wait_us <= 0:
                     held.due = asked  # Redis placed it at its now, after this
                     break
-                if await self._sleep_to_slot(held, lane, deadline):
+                if await self._sleep_to_slot(held, deadline):
                     break
         except asyncio.CancelledError:
             # Nothing was sent: give the slot back, even if the reply never reached us.
@@ -267,15 +283,15 @@ class RedisQuota:
             raise
         return _admission(held.member, held.slot_us, held.due)
 
-    async def _sleep_to_slot(self, held: Reservation, lane: Lane, deadline: float | None) -> bool:
-        """Sleep until ``held``'s slot, again while a hold moved it later (another process's
-        429); True when it has come, False when it must be reserved again."""
+    async def _sleep_to_slot(self, held: Reservation, deadline: float | None) -> bool:
+        """Sleep until ``held``'s slot, again while it moved later (another process's 429, or
+        an interactive call that went ahead of a bulk one); True when it has come, False when
+        it must be reserved again."""
         loop = asyncio.get_running_loop()
         while True:
-            await self._sleepers.sleep(held, bulk=lane == "bulk")  # may swap reservations
+            await asyncio.sleep(max(0.0, held.due - loop.time()))
             asked = loop.time()
-            wait_us, slot_us, now_us = await self._run(self._recheck, [
-                held.member, self._limit, self._window_us, _IDLE_TTL_MS, self._late_us])
+            wait_us, slot_us, now_us = await self._recheck_slot(held.member)
             if wait_us < 0:
                 return False
             held.hold(slot_us, wait_us)  # a late waiter may go now, at a slot of now
@@ -285,8 +301,15 @@ class RedisQuota:
             if deadline is not None and held.due > deadline:
                 self._background(self._remove(held.member))
                 raise QuotaTimeoutError(
-                    f"a hold moved the quota slot {wait_us / _US:.3f} s away, past max_wait;"
-                    " nothing was sent", available_in=wait_us / _US)
+                    f"the quota slot moved {wait_us / _US:.3f} s away (a hold, or an"
+                    " interactive call went ahead), past max_wait; nothing was sent",
+                    available_in=wait_us / _US)
+
+    async def _recheck_slot(self, member: str) -> tuple[int, int, int]:
+        """RECHECK: (wait, slot, Redis now) in microseconds; wait -1: reserve again."""
+        wait_us, slot_us, now_us = await self._run(self._recheck, [
+            member, self._limit, self._window_us, _IDLE_TTL_MS, self._late_us, self._slack_us])
+        return wait_us, slot_us, now_us
 
     async def _reserve_slot(
         self, member: str, max_wait: float | None, lane: Lane
@@ -296,6 +319,7 @@ class RedisQuota:
             self._limit, self._window_us, self._reserve, member,
             -1 if max_wait is None else round(max_wait * _US), _IDLE_TTL_MS, self._probe_ms,
             "bulk" if lane == "bulk" else "interactive", self._id, RESERVE_TTL_MS,
+            self._slack_us,
         ]
         while True:
             kind, wait_us, slot_us, probed = await self._run(self._admit, args)
@@ -342,8 +366,7 @@ class RedisQuota:
         if not isinstance(member, str) or not self.late(slot):
             return slot
         asked = asyncio.get_running_loop().time()
-        wait_us, slot_us, now_us = await self._run(self._recheck, [
-            member, self._limit, self._window_us, _IDLE_TTL_MS, self._late_us])
+        wait_us, slot_us, now_us = await self._recheck_slot(member)
         if wait_us == 0:
             return _admission(member, slot_us, asked + (slot_us - now_us) / _US)
         if wait_us > 0:  # a hold moved it later: given back, the caller waits in its lane
@@ -414,6 +437,7 @@ class RedisQuota:
             -1 if admitted_at is None else round(admitted_at * _US),
             -1 if server_limit is None else server_limit,
             self._limit, self._window_us, _IDLE_TTL_MS, round((2 * self._period + 5) * _US),
+            self._slack_us,
         ]
         self._background(self._run(self._feedback, args))
 
