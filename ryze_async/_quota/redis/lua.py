@@ -55,10 +55,19 @@ Design (issue 9), and where it differs from the libraries studied:
 - **Failing closed**: a Redis that is unreachable, slow (bounded socket timeouts) or failing
   raises `QuotaBackendError` before anything is sent; there is no silent fallback to an
   unshared limiter.
-- **What Redis must give**: keys that are not evicted (``maxmemory-policy noeviction``, or a
-  Redis of its own: the keys carry TTLs, so ``volatile-*`` policies may drop them), a clock that
-  is not stepped forward, and no failover to a replica that missed the last writes; each of
-  those can let one window through twice, none can stall the quota.
+- **Lost state never means over quota (issue 19).** The keys can vanish or go back in time:
+  FLUSHALL, an eviction, a restart without persistence or from an older snapshot, a failover
+  to a replica that missed the last writes. An epoch key (a generation and the number of
+  admissions in it) is checked by every admission and recheck against what the process saw
+  last (remembered per process and token, `quota._Epochs`): gone while the process knew one,
+  an older generation, or fewer admissions than it saw, and the log lost writes. The script
+  then takes the last window as full: nobody is admitted until it has passed (the blocked key,
+  queued reservations moved after it), and a new generation tells the other processes the loss
+  is dealt with, so one loss costs one window of pause, said once in the detecting process's
+  log. What it cannot see: a loss that no process that saw the last writes comes back to (a
+  process that starts after it, or idle longer than the keys' TTL, finds a fresh quota: the
+  fresh quota's probe then learns from the server's answer). What Redis must still give: a
+  clock that is not stepped forward.
 
 
 Every time in them is Redis ``TIME`` in integer microseconds (exact in a Lua double until the
@@ -68,7 +77,8 @@ year 2255); no script takes a clock reading from its caller. All keys of one quo
 KEYS (every script): 1 log (sorted set: member -> reserved send time), 2 blocked-until (string),
 3 budget (hash: n, until), 4 conf (hash: the strictest limit and window of the quota's users),
 5 probe (string: the member of a fresh quota's first admission, until it is settled),
-6 reserves (sorted set: 'reserve:quota_id' -> when that announcement lapses).
+6 reserves (sorted set: 'reserve:quota_id' -> when that announcement lapses), 7 epoch (hash:
+gen, seq: admissions in this generation, paused: until when a loss's pause holds).
 """
 
 from __future__ import annotations
@@ -78,7 +88,7 @@ __all__ = ["ADMIT", "ANNOUNCE", "FEEDBACK", "RECHECK"]
 _PREAMBLE = """
 if redis.replicate_commands then redis.replicate_commands() end
 local log, blocked_k, budget_k, conf_k, probe_k = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local reserves_k = KEYS[6]
+local reserves_k, epoch_k = KEYS[6], KEYS[7]
 -- How much of a window's oldest part may hold the reserve's unused slots for bulk (issue 18):
 -- a script that places bulk sets it from its ARGV (the margin).
 local slack = 0
@@ -162,6 +172,41 @@ local function requeue(till, limit, window, ttl)
   end
   redis.call('PEXPIRE', log, math.floor((last - now + window) / 1000) + ttl)
 end
+-- Lost state (issue 19): the epoch (gen, seq; seq counts admissions) against what the caller
+-- last saw. Gone while the caller knew one, an older generation, or fewer admissions than the
+-- caller saw: the log lost writes (a flush, an eviction, a restart without persistence or from
+-- an older snapshot, a failover to a replica behind), so the last window is taken as full and
+-- nobody is admitted until it has passed; the next generation tells every other process that
+-- this loss is dealt with. Gone and unknown to the caller: a fresh quota (or one idle past
+-- its keys' TTL). Returns gen, seq, lost (1: this call found the loss), paused (1: a loss's
+-- pause is in force).
+local function epoch_guard(known_gen, known_seq, limit, window, ttl)
+  local ep = redis.call('HMGET', epoch_k, 'gen', 'seq', 'paused')
+  local gen, seq = tonumber(ep[1] or '0'), tonumber(ep[2] or '0')
+  local lost = (not ep[1] and known_gen > 0) or gen < known_gen
+               or (gen == known_gen and seq < known_seq)
+  if lost then
+    gen, seq = math.max(gen, known_gen) + 1, 0
+    local till = now + window
+    local old = tonumber(redis.call('GET', blocked_k) or '0')
+    if till > old then
+      redis.call('SET', blocked_k, int(till), 'PX', math.floor(window / 1000) + ttl)
+      requeue(till, limit, window, ttl)
+    end
+    redis.call('HSET', epoch_k, 'gen', int(gen), 'seq', '0', 'paused', int(till))
+  elseif not ep[1] then
+    gen = 1
+    redis.call('HSET', epoch_k, 'gen', '1', 'seq', '0')
+  end
+  local keep = math.floor(window / 1000) + ttl
+  redis.call('PEXPIRE', epoch_k, math.max(redis.call('PTTL', epoch_k), keep))
+  local paused = 0
+  if ep[3] and tonumber(ep[3]) > now then paused = 1 end
+  if lost then paused = 1 end
+  local found = 0
+  if lost then found = 1 end
+  return gen, seq, found, paused
+end
 -- Two users of one token who disagree: the lower limit and the longer window win. When
 -- they get stricter, reservations placed under the old ones would send too many in the
 -- windows ahead: they move (a newcomer's limit, or the server's X-RateLimit-Limit).
@@ -224,10 +269,12 @@ end
 # ARGV: limit, window_us (period + margin), reserve (this quota's interactive_reserve), member,
 # max_wait_us (-1: no deadline), ttl_ms (idle keys expire after it), probe_ms (0: no probe),
 # lane ('bulk' or 'interactive'), quota_id (names this quota's reserve), reserve_ttl_ms,
-# slack_us (the margin: see `bulk_slot`).
-# Returns {0, wait_us, slot_us, probed} (reserved; probed = 1: this is a fresh quota's probe),
-# {1, retry_us, 0, 0} (a probe is out: nothing reserved, ask again) or {2, wait_us, 0, 0} (the
-# slot is beyond max_wait: nothing reserved).
+# slack_us (the margin: see `bulk_slot`), known_gen, known_seq (the epoch this process saw
+# last; 0, 0: none).
+# Returns {0, wait_us, slot_us, probed, ...} (reserved; probed = 1: this is a fresh quota's
+# probe), {1, retry_us, 0, 0, ...} (a probe is out: nothing reserved, ask again) or
+# {2, wait_us, 0, 0, ...} (the slot is beyond max_wait: nothing reserved); each ends with the
+# epoch's gen and seq (seq: this admission's) and lost (1: this call found the state lost).
 ADMIT = _PREAMBLE + """
 slack = tonumber(ARGV[11])
 local limit, window = strictest(tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[6]))
@@ -235,8 +282,10 @@ local member, max_wait = ARGV[4], tonumber(ARGV[5])
 local ttl, probe_ms, bulk = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8] == 'bulk'
 local reserve = shared_reserve(ARGV[3], ARGV[9], tonumber(ARGV[10]))
 redis.call('ZREMRANGEBYSCORE', log, '-inf', int(now - window))
+local gen, seq, lost, paused = epoch_guard(tonumber(ARGV[12]), tonumber(ARGV[13]), limit,
+                                          window, ttl)
 local probe = redis.call('PTTL', probe_k)
-if probe > 0 then return {1, probe * 1000, 0, 0} end
+if probe > 0 then return {1, probe * 1000, 0, 0, gen, seq, lost} end
 reserve = math.min(reserve, limit - 1)
 local t = now
 local blocked = tonumber(redis.call('GET', blocked_k) or '0')
@@ -266,18 +315,20 @@ end
 local spend = limited and t < tonumber(budget[2])
 if max_wait >= 0 and t - now > max_wait then
   for _, b in ipairs(moving) do redis.call('ZADD', log, int(b[2]), b[1]) end
-  return {2, t - now, 0, 0}
+  return {2, t - now, 0, 0, gen, seq, lost}
 end
 if spend then redis.call('HINCRBY', budget_k, 'n', -1) end
 local probed = 0
-if probe_ms > 0 and n == 0 then
+-- (Not after a loss: the pause is the caution, and the others would poll through it.)
+if probe_ms > 0 and n == 0 and paused == 0 then
   redis.call('SET', probe_k, member, 'PX', math.floor((t - now) / 1000) + probe_ms)
   probed = 1
 end
 redis.call('ZADD', log, int(t), member)
 local last = math.max(t, put_back(moving, limit, reserve, window))
 redis.call('PEXPIRE', log, math.floor((last - now + window) / 1000) + ttl)
-return {0, t - now, t, probed}
+seq = redis.call('HINCRBY', epoch_k, 'seq', 1)
+return {0, t - now, t, probed, gen, seq, lost}
 """
 
 # Keep this quota's reserve in force (a client with a reserve, from its start and then
@@ -351,30 +402,36 @@ return 2
 # wakes, or a request about to leave, more than `late_us` after its slot (a stalled process, a
 # slow before_send) would send outside it, where the log no longer counts it: it goes now
 # only if a slot now fits, its lane's way, and reserves again otherwise.
-# ARGV: member, limit, window_us, ttl_ms, late_us, slack_us.
+# ARGV: member, limit, window_us, ttl_ms, late_us, slack_us, known_gen, known_seq; each answer
+# ends with the epoch's gen, seq and lost (as ADMIT's): a waiter that wakes after a loss finds
+# its slot moved past the pause, or gone.
 RECHECK = _PREAMBLE + """
 slack = tonumber(ARGV[6])
+local limit, window = strictest(tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+local gen, seq, lost = epoch_guard(tonumber(ARGV[7]), tonumber(ARGV[8]), limit, window,
+                                   tonumber(ARGV[4]))
 local score = redis.call('ZSCORE', log, ARGV[1])
-if not score then return {-1, 0, now} end
+if not score then return {-1, 0, now, gen, seq, lost} end
 score = tonumber(score)
 local blocked = tonumber(redis.call('GET', blocked_k) or '0')
 if blocked > now and score < blocked then
   redis.call('ZREM', log, ARGV[1])
-  return {-1, 0, now}
+  return {-1, 0, now, gen, seq, lost}
 end
-if now - score <= tonumber(ARGV[5]) then return {math.max(0, score - now), score, now} end
+if now - score <= tonumber(ARGV[5]) then
+  return {math.max(0, score - now), score, now, gen, seq, lost}
+end
 redis.call('ZREM', log, ARGV[1])
-local limit, window = strictest(tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
 redis.call('ZREMRANGEBYSCORE', log, '-inf', int(now - window))
 local n = redis.call('ZCARD', log)
-if first_fit(now, n, limit, window) > now then return {-1, 0, now} end
+if first_fit(now, n, limit, window) > now then return {-1, 0, now, gen, seq, lost} end
 if string.sub(ARGV[1], 1, 1) == 'b' then  -- the bulk rule (`bulk_slot`) around now
   local reserve = math.min(shared_reserve('0', '', 0), limit - 1)
   if reserve > 0 and first_fit(now, n, limit - reserve, window - slack) > now then
-    return {-1, 0, now}
+    return {-1, 0, now, gen, seq, lost}
   end
 end
 redis.call('ZADD', log, int(now), ARGV[1])
 redis.call('PEXPIRE', log, math.floor(window / 1000) + tonumber(ARGV[4]))
-return {0, now, now}
+return {0, now, now, gen, seq, lost}
 """

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import re
+import time
 import uuid
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
@@ -49,6 +51,33 @@ _POOL_SIZE = 32  # connections per quota: an admission holds one for one round t
 _RESERVED, _PROBING = 0, 1
 _DATABASE = re.compile(r"/?[0-9]*")
 _IDLE_TTL_MS = 60_000  # idle keys outlive their last relevant entry by this much
+_log = logging.getLogger("ryze_async.quota")
+
+
+class _Epochs:
+    """What this process last saw of each quota's epoch (issue 19): token digest -> (gen, seq,
+    when, on the monotonic clock). Per process, not per client, so a client built later (a
+    new URL after a failover, a client per loop) still knows when the state went back. A
+    memory older than the keys' idle TTL is forgotten: the keys may have expired meanwhile."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[int, int, float]] = {}
+
+    def known(self, digest: str) -> tuple[int, int]:
+        gen, seq, when = self._seen.get(digest, (0, 0, 0.0))
+        if time.monotonic() - when > _IDLE_TTL_MS / 1000:
+            return 0, 0
+        return gen, seq
+
+    def saw(self, digest: str, gen: int, seq: int) -> None:
+        old = self._seen.get(digest)
+        if old is None or (gen, seq) > old[:2]:
+            self._seen[digest] = (gen, seq, time.monotonic())
+        else:
+            self._seen[digest] = (*old[:2], time.monotonic())
+
+
+_EPOCHS = _Epochs()
 
 
 def _url_fault(url: str) -> str | None:
@@ -149,8 +178,9 @@ class RedisQuota:
         self._where = where  # shown_url's: a URL's password never gets here
         prefix = f"ryze:{{{token_digest}}}:"
         self._keys = [
-            prefix + k for k in ("log", "blocked", "budget", "conf", "probe", "reserves")
+            prefix + k for k in ("log", "blocked", "budget", "conf", "probe", "reserves", "epoch")
         ]
+        self._digest = token_digest
         self._reserve, self._id = reserve, uuid.uuid4().hex  # the id names our announcement
         self._keeper = ReserveKeeper(reserve, self._announce)
         self._admit = redis.register_script(ADMIT)
@@ -307,9 +337,20 @@ class RedisQuota:
 
     async def _recheck_slot(self, member: str) -> tuple[int, int, int]:
         """RECHECK: (wait, slot, Redis now) in microseconds; wait -1: reserve again."""
-        wait_us, slot_us, now_us = await self._run(self._recheck, [
-            member, self._limit, self._window_us, _IDLE_TTL_MS, self._late_us, self._slack_us])
+        wait_us, slot_us, now_us, *epoch = await self._run(self._recheck, [
+            member, self._limit, self._window_us, _IDLE_TTL_MS, self._late_us, self._slack_us,
+            *_EPOCHS.known(self._digest)])
+        self._saw(*epoch)
         return wait_us, slot_us, now_us
+
+    def _saw(self, gen: int, seq: int, lost: int) -> None:
+        """Remember the epoch a script answered with; say once that this call found a loss."""
+        _EPOCHS.saw(self._digest, gen, seq)
+        if lost:
+            _log.warning(
+                "the shared quota's state in %s was lost (a flush, an eviction, a restart or a"
+                " failover): nobody on this token is admitted for %.3f s, one window, so that no"
+                " window goes over the limit", self._where, self._window_us / _US)
 
     async def _reserve_slot(
         self, member: str, max_wait: float | None, lane: Lane
@@ -322,7 +363,9 @@ class RedisQuota:
             self._slack_us,
         ]
         while True:
-            kind, wait_us, slot_us, probed = await self._run(self._admit, args)
+            kind, wait_us, slot_us, probed, *epoch = await self._run(
+                self._admit, [*args, *_EPOCHS.known(self._digest)])
+            self._saw(*epoch)
             if kind != _PROBING:
                 break
             await asyncio.sleep(min(wait_us / _US, _PROBE_NAP))
