@@ -31,6 +31,13 @@ from ryze_async._quota.redis import quota as redis_quota
 from ryze_async.testing import FakeRyzeServer
 from ryze_async.testing._quota_sim import max_in_window
 from ryze_async.testing._redis_server import REDIS_SERVER, free_port
+from ryze_async.testing._shared_quota import (
+    WorkerArgs,
+    release_worker,
+    start_worker,
+    stop_worker,
+    worker_report,
+)
 
 needs_redis = pytest.mark.skipif(not Path(REDIS_SERVER).exists(),
                                  reason="redis-server is not installed (apt install redis)")
@@ -245,3 +252,43 @@ def test_a_process_remembers_the_newest_epoch_and_forgets_it_when_the_keys_may_h
     assert epochs.known("d") == (2, 0)
     clock[0] += 2.0  # 61 s without a word from Redis: the keys may be gone
     assert epochs.known("d") == (0, 0)
+
+
+@pytest.mark.infra
+@needs_redis
+async def test_two_processes_through_a_restart_from_an_older_snapshot_never_go_over(
+    tmp_path: Path, servers: list[Redis]
+) -> None:
+    # Two worker processes, each keeping 2 x LIMIT calls queued, each with its own memory of
+    # the quota. Mid-run: SAVE, a window more of traffic, kill -9, start again from the file.
+    # Calls that meet the dead Redis fail closed (nothing sent); the others go on after it.
+    redis = Redis(tmp_path)
+    servers.append(redis)
+    redis.start()
+    raw = await ready(redis.url)
+    async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server:
+        common = ("redis", redis.url, server.url, "unused", LIMIT, PERIOD, MARGIN)
+        workers = await asyncio.gather(*(asyncio.to_thread(start_worker, WorkerArgs(
+            *common, 2 * LIMIT, priority="bulk", first=k * 10_000, duration=60))
+            for k in range(2)))
+        try:
+            for worker in workers:
+                release_worker(worker)
+            await asyncio.wait_for(server.wait_for_requests(LIMIT), 30)
+            await raw.save()
+            await asyncio.wait_for(server.wait_for_requests(2 * LIMIT), 30)
+            await raw.aclose()
+            redis.kill()
+            redis.start()
+            raw = await ready(redis.url)
+            sent = len(server.requests)
+            await asyncio.wait_for(server.wait_for_requests(sent + 2 * LIMIT), 30)
+        finally:
+            for worker in workers:
+                stop_worker(worker)
+            reports = [await asyncio.to_thread(worker_report, w, timeout=60) for w in workers]
+            await raw.aclose()
+    statuses = [s for report in reports for s in report["statuses"]]
+    assert statuses.count(200) >= 4 * LIMIT
+    assert set(statuses) <= {200, 0}  # 0: refused by the quota while Redis was down
+    check(server)
