@@ -27,7 +27,6 @@ from redis import asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ryze_async import RyzeClient
-from ryze_async._quota.redis import quota as redis_quota
 from ryze_async.testing import FakeRyzeServer
 from ryze_async.testing._quota_sim import max_in_window
 from ryze_async.testing._redis_server import REDIS_SERVER, free_port
@@ -229,29 +228,6 @@ async def test_a_promoted_replica_that_missed_the_last_writes_never_goes_over(
                 await c.aclose()
             await raw_primary.aclose()
             await raw_replica.aclose()
-
-
-def test_a_process_remembers_the_newest_epoch_and_forgets_it_when_the_keys_may_have_expired(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # The memory alone (no Redis): what each admission passes as "known". Forgotten past the
-    # keys' idle TTL, since the keys may have expired meanwhile: not a loss.
-    clock = [1000.0]
-    monkeypatch.setattr(redis_quota.time, "monotonic", lambda: clock[0])
-    epochs = redis_quota._Epochs()
-    assert epochs.known("d") == (0, 0)  # never seen: a fresh quota
-    epochs.saw("d", 1, 7)
-    epochs.saw("d", 1, 5)  # an older answer, come back late, changes nothing
-    assert epochs.known("d") == (1, 7)
-    epochs.saw("d", 2, 0)  # another process found a loss: its generation is newer
-    assert epochs.known("d") == (2, 0)
-    assert epochs.known("other") == (0, 0)  # per token
-    clock[0] += 59.0
-    epochs.saw("d", 2, 0)  # seen again: remembered from now
-    clock[0] += 59.0
-    assert epochs.known("d") == (2, 0)
-    clock[0] += 2.0  # 61 s without a word from Redis: the keys may be gone
-    assert epochs.known("d") == (0, 0)
 
 
 @pytest.mark.infra
