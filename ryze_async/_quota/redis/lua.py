@@ -11,17 +11,18 @@ Design (issue 9), and where it differs from the libraries studied:
   computes the caller's slot, inserts the caller's unique member at it and returns t - now: the
   waiter sleeps once. A sorted set, pruned with ZREMRANGEBYSCORE on every call, holds at most
   ``limit`` past entries plus the waiters.
-- **Lanes (issues 11, 18).** A bulk call's slot is the earliest t >= now after every
-  reservation (first come, first served across processes) at which no window of ``period +
-  margin`` holds more than ``limit`` entries and no window of ``period`` more than ``limit -
-  reserve`` (`bulk_slot`). An interactive call goes ahead of every process's bulk reservations
-  not sent yet (slots after now): they are taken out, the call gets the earliest t >= now at
-  which every window around t holds fewer than ``limit`` of the rest (a binary search per
-  window over the sorted entries; at most ``4 * limit + 64`` read, past which the first-come
-  slot, always a fit, is the answer), and they go back behind it in their order, each by the
-  bulk rule and never earlier than it was. Their waiters learn the new slot when they wake (the
-  recheck every waiter makes) and re-check their ``max_wait`` then. A slot is its send time
-  (the recheck and ``late``/``readmit``), so an entry after now was not sent and moving it never
+- **Lanes (issues 11, 18).** A bulk call's slot is the earliest t >= now after every reservation
+  (first come, first served across processes) at which no window of ``period + margin`` holds
+  more than ``limit`` entries and no window of ``period`` more than ``limit - reserve``
+  (`bulk_slot`). An interactive call goes ahead of every process's bulk reservations not sent
+  yet (slots after now): they are taken out, the call gets the earliest t >= now at which every
+  window around t holds fewer than ``limit`` of the rest (a binary search per window over the
+  sorted entries; at most ``4 * limit + 64`` read, past which the first-come slot, always a fit,
+  is the answer), and they go back behind it in their order, each by the bulk rule and never
+  earlier than it was. Their waiters learn the new slot when they wake (the recheck every waiter
+  makes) and re-check their ``max_wait`` then; a moved waiter pays one more round trip, and its
+  process one more wake-up, per interactive call that went ahead. A slot is its send time (the
+  recheck and ``late``/``readmit``), so an entry after now was not sent and moving it never
   moves a request the server saw: the any-window bound holds through every move. Without a
   reserve an interactive call so waits until the oldest sent entry of the window ages out, a
   window at most. With one, every window of ``period`` leaves the reserve free, so a window of
