@@ -36,17 +36,21 @@ BOT_GAP = 3.0  # a bot user asks every uniform(0, 3) s: about 1.4 calls per wind
 RESERVE = 5
 BOT_FIRST = 50_000_000  # the bot's numbers are 5511950000000 onwards; the campaign's 55119000...
 MAX_RESERVED_P99 = 0.25 * PERIOD  # the full run's bound on the bot's p99 wait with the reserve
+MAX_P99 = 1.2 * PERIOD  # the full run's bound on the bot's p99 wait without a reserve (issue 18)
+MIN_RESERVED_BULK = 14.5  # calls per period the campaign places beside an idle reserve of 5
 
 
 @dataclass(frozen=True)
 class Setting:
     name: str
     reserve: int
+    idle: bool = False  # the bot holds its reserve but places no call
 
 
 SETTINGS = (
     Setting("bot, no reserve", 0),
     Setting(f"bot, interactive_reserve={RESERVE}", RESERVE),
+    Setting(f"idle bot, interactive_reserve={RESERVE}", RESERVE, idle=True),
 )
 
 
@@ -75,8 +79,10 @@ async def two_processes(redis_url: str, setting: Setting, seconds: float, quick:
         common = ("redis", redis_url, server.url, "unused", LIMIT, PERIOD, MARGIN)
         campaign_args = WorkerArgs(*common, QUEUE, priority="bulk",
                                    duration=seconds + 300)  # a bound: stop_worker ends it
+        # An idle bot is a worker with an empty campaign queue: it announces its reserve and
+        # waits for the duration.
         bot_args = WorkerArgs(*common, 0, reserve=setting.reserve, first=BOT_FIRST,
-                              duration=seconds, gap=BOT_GAP, seed=11)
+                              duration=seconds, gap=0.0 if setting.idle else BOT_GAP, seed=11)
         # Both load at once; the bot's reserve is announced once it is ready, before the
         # campaign queues anything.
         bot, campaign = await asyncio.gather(asyncio.to_thread(start_worker, bot_args),
@@ -90,6 +96,8 @@ async def two_processes(redis_url: str, setting: Setting, seconds: float, quick:
             release_worker(bot)
             if quick:  # short: the campaign ends with the bot's last question, not its answer
                 asyncio.get_running_loop().call_later(seconds, stop_worker, campaign)
+            if setting.idle:  # its report would close its stdin, which stops it at once
+                await asyncio.sleep(seconds)
             report = await asyncio.to_thread(worker_report, bot, timeout=seconds + 300)
             ended = time.time()
         finally:
@@ -100,7 +108,7 @@ async def two_processes(redis_url: str, setting: Setting, seconds: float, quick:
     statuses = report["statuses"] + bulk_statuses["statuses"]
     bulk = [r for r in record if b"551195" not in r.body and began <= r.received_at <= ended]
     return Result(
-        waits=report["waits"],
+        waits=report.get("waits", []),
         bad_statuses=sum(status != 200 for status in statuses),
         bulk_per_period=len(bulk) * PERIOD / (ended - began),
         worst_window=max_in_window([r.received_at for r in record], PERIOD),

@@ -130,7 +130,8 @@ async def test_a_server_limit_below_the_reserve_leaves_bulk_a_slot_and_keeps_the
         assert slots[0] == pytest.approx(first, abs=EPS)
         assert max_in_window(slots, PERIOD + MARGIN - EPS) <= 3
         bulk_slots = sorted(s / 1e6 for m, s in entries if m.startswith(b"b"))
-        assert max_in_window(bulk_slots, PERIOD + MARGIN - EPS) <= 1  # 3 - min(5, 3 - 1)
+        # 3 - min(5, 3 - 1) in any period (issue 18: the window's oldest margin may hold more)
+        assert max_in_window(bulk_slots, PERIOD - EPS) <= 1
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -214,7 +215,7 @@ async def test_no_mix_of_lanes_holds_answers_and_cancels_breaks_the_bound(
             entries = await log_entries(raw, digest)
             assert max_in_window([s for _, s in entries], SLOW_WINDOW - EPS) <= SMALL, steps
             bulk = [s for m, s in entries if m.startswith(b"b")]
-            assert max_in_window(bulk, SLOW_WINDOW - EPS) <= SMALL - reserve, steps
+            assert max_in_window(bulk, SLOW_PERIOD - EPS) <= SMALL - reserve, steps
     finally:
         for task in tasks:
             task.cancel()

@@ -8,6 +8,7 @@ connection pools, as two processes have; the last test runs two real processes.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from pathlib import Path
 
@@ -17,7 +18,7 @@ pytest.importorskip("redis", reason="the shared quota needs the 'redis' extra")
 
 from redis import asyncio as aioredis
 
-from ryze_async import RedisQuota, RyzeClient
+from ryze_async import QuotaTimeoutError, RedisQuota, RyzeClient
 from ryze_async.testing import FakeRyzeServer, RedisServer
 from ryze_async.testing._quota_sim import max_in_window
 from ryze_async.testing._shared_quota import (
@@ -98,31 +99,90 @@ async def test_an_interactive_call_goes_within_the_reserve_ahead_of_queued_bulk(
         assert len(later) >= QUEUED - 2 * LIMIT  # ahead of all but the first windows' bulk
         slots = sorted((await log_of(raw, digest)).values())
         assert max_in_window(slots, WINDOW - EPS) <= LIMIT  # every lane: never over the limit
-        assert max_in_window(bulk_slots, WINDOW - EPS) == LIMIT - RESERVE  # bulk left the reserve
+        assert max_in_window(bulk_slots, PERIOD - EPS) == LIMIT - RESERVE  # bulk left the reserve
         await cancel(queued)
     finally:
         await bulk.aclose()
         await bot.aclose()
 
 
-async def test_without_a_reserve_an_interactive_call_of_another_process_waits_its_turn(
+async def test_without_a_reserve_an_interactive_call_goes_ahead_of_another_processes_bulk(
     redis_server: RedisServer, raw: aioredis.Redis, digest: str
 ) -> None:
-    # The control: the reserve is what lets the bot of another process through.
+    # Issue 18: the other process's bulk reservations that have not been sent yet move back, in
+    # their order, each to a slot no earlier than it had; the bot waits a window at most.
     bulk, bot = quota(redis_server.url, digest), quota(redis_server.url, digest)
     try:
         await settled(bulk)
         queued = await queue_bulk(bulk, raw, digest, QUEUED)
-        bulk_slots = sorted((await log_of(raw, digest)).values())
-        waiter = asyncio.create_task(bot.acquire())
-        for _ in range(1000):
-            if len(await log_of(raw, digest)) == len(bulk_slots) + 1:
-                break
-            await asyncio.sleep(0.005)
-        slots = await log_of(raw, digest)
-        assert max(slots.values()) > bulk_slots[-1]  # after every queued bulk reservation
-        assert max_in_window(sorted(slots.values()), WINDOW - EPS) <= LIMIT
-        await cancel([waiter, *queued])
+        before = await log_of(raw, digest)
+        asked = await redis_now(raw)
+        ahead = sorted((s, m) for m, s in before.items() if s > asked)
+        admission = await bot.acquire()
+        bot.settle()
+        after = await log_of(raw, digest)
+        assert float(admission) - asked <= WINDOW + EPS
+        assert float(admission) <= ahead[0][0] + EPS  # not behind the queue: at its head
+        order = [m for _, m in ahead]
+        assert all(after[m] >= before[m] - EPS for m in order)  # never earlier
+        assert all(after[a] <= after[b] + EPS for a, b in itertools.pairwise(order))
+        assert sum(after[m] > before[m] + EPS for m in order) >= QUEUED - 2 * LIMIT  # moved
+        assert max_in_window(sorted(after.values()), WINDOW - EPS) <= LIMIT
+        await cancel(queued)
+    finally:
+        await bulk.aclose()
+        await bot.aclose()
+
+
+async def test_a_bulk_call_moved_past_its_max_wait_gives_up_having_sent_nothing(
+    redis_server: RedisServer, raw: aioredis.Redis, digest: str
+) -> None:
+    # The window fills in two bursts 0.3 s apart: the hurried bulk call holds the slot the
+    # first frees, and only it fits its max_wait. An interactive call of another process takes
+    # that slot; moved to the next one (0.3 s later), the bulk call re-checks its max_wait.
+    bulk, bot = quota(redis_server.url, digest), quota(redis_server.url, digest)
+    try:
+        first = await settled(bulk)
+        await asyncio.sleep(0.3)
+        for _ in range(LIMIT - 1):
+            await settled(bulk)
+        asked = await redis_now(raw)
+        max_wait = first + WINDOW - asked + 0.15
+        hurried = asyncio.create_task(bulk.acquire(lane="bulk", max_wait=max_wait))
+        queued = [hurried, *await queue_bulk(bulk, raw, digest, LIMIT)]
+        admission = await bot.acquire()
+        assert float(admission) == pytest.approx(first + WINDOW, abs=0.05)
+        with pytest.raises(QuotaTimeoutError):
+            await asyncio.wait_for(hurried, 5)
+        await bulk.flush()
+        log = await log_of(raw, digest)
+        assert sum(m.startswith("b") for m in log) == LIMIT  # its reservation is gone
+        assert max_in_window(sorted(log.values()), WINDOW - EPS) <= LIMIT
+        await cancel(queued)
+    finally:
+        await bulk.aclose()
+        await bot.aclose()
+
+
+async def test_with_a_reserve_bulk_alone_takes_what_the_reserve_leaves_unused(
+    redis_server: RedisServer, raw: aioredis.Redis, digest: str
+) -> None:
+    # Issue 18: a reserve of r costs bulk r slots per period, not more: bulk keeps the reserve
+    # free in the last `period` before each slot (so an interactive call waits a margin at
+    # most) and takes the reserved slots of a window's oldest margin when nobody used them.
+    bulk, bot = quota(redis_server.url, digest), quota(redis_server.url, digest, RESERVE)
+    try:
+        await bot.announce()
+        await settled(bulk)
+        queued = await queue_bulk(bulk, raw, digest, 140)
+        log = await log_of(raw, digest)
+        slots = sorted(log.values())
+        assert max_in_window(slots, WINDOW - EPS) <= LIMIT
+        bulk_slots = sorted(s for m, s in log.items() if m.startswith("b"))
+        assert max_in_window(bulk_slots, PERIOD - EPS) <= LIMIT - RESERVE
+        per_period = (len(slots) - 1) * PERIOD / (slots[-1] - slots[0])
+        assert per_period >= 0.97 * (LIMIT - RESERVE), per_period
+        await cancel(queued)
     finally:
         await bulk.aclose()
         await bot.aclose()
@@ -139,14 +199,14 @@ async def test_the_larger_reserve_wins_and_ends_when_its_client_closes(
         await settled(bulk)
         queued = await queue_bulk(bulk, raw, digest, 20)
         first = sorted((await log_of(raw, digest)).values())
-        assert max_in_window(first, WINDOW - EPS) == LIMIT - 5
+        assert max_in_window(first, PERIOD - EPS) == LIMIT - 5
         await cancel(queued)
         await bulk.flush()
         await large.aclose()  # its reserve goes with it; the smaller one still holds
         kept = await log_of(raw, digest)
         queued = await queue_bulk(bulk, raw, digest, 20)
         added = sorted(s for m, s in (await log_of(raw, digest)).items() if m not in kept)
-        assert max_in_window(sorted([*kept.values(), *added]), WINDOW - EPS) == LIMIT - 2
+        assert max_in_window(sorted([*kept.values(), *added]), PERIOD - EPS) == LIMIT - 2
         await cancel(queued)
     finally:
         await bulk.aclose()
@@ -182,18 +242,19 @@ async def test_interactive_slots_fill_free_gaps_and_never_break_the_limit(
         await bot.aclose()
 
 
+@pytest.mark.parametrize("reserve", [RESERVE, 0])
 async def test_two_processes_a_bot_goes_ahead_of_a_campaigns_queue(
-    redis_server: RedisServer, raw: aioredis.Redis
+    redis_server: RedisServer, raw: aioredis.Redis, reserve: int
 ) -> None:
     # Process 1: a campaign-like client (bulk lane) with 40 calls at once. Process 2: a bot with
-    # interactive_reserve=3, whose three users ask at once when the queue is full. Without the
-    # reserve they would go after all 40 (the control test above); the bound below leaves room
-    # for a slow bot process (a loaded CI machine), not for the queue.
+    # interactive_reserve=3 (or none: issue 18), whose three users ask at once when the queue is
+    # full. They once went after all 40; the bound below leaves room for a slow bot process (a
+    # loaded CI machine), not for the queue.
     await raw.flushall()
     async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server:
         common = ("redis", redis_server.url, server.url, "unused", LIMIT, PERIOD, MARGIN)
         bulk_args = WorkerArgs(*common, QUEUED, priority="bulk")
-        bot_args = WorkerArgs(*common, 3, reserve=RESERVE, first=10_000)
+        bot_args = WorkerArgs(*common, 3, reserve=reserve, first=10_000)
         bot = await asyncio.to_thread(start_worker, bot_args)
         campaign = await asyncio.to_thread(start_worker, bulk_args)
         release_worker(campaign)
@@ -206,7 +267,7 @@ async def test_two_processes_a_bot_goes_ahead_of_a_campaigns_queue(
         statuses = (await asyncio.to_thread(finish_worker, bot)
                     + await asyncio.to_thread(finish_worker, campaign))
         record = list(server.requests)
-    assert statuses == [200] * (QUEUED + 3)
+    assert statuses == [200] * (QUEUED + 3), statuses
     assert [r.status for r in record].count(429) == 0
     assert max_in_window([r.received_at for r in record], PERIOD) <= LIMIT
     order = ["bot" if b"5511900010" in r.body else "bulk" for r in record]
@@ -276,7 +337,11 @@ async def check_interactive(quota: RedisQuota, raw: aioredis.Redis, digest: str,
         await asyncio.sleep(0.002)
     answered = await redis_now(raw)
     (member,) = set(after) - set(before)
-    slot, entries = after[member], list(before.values())
+    # Bulk reservations not sent yet move back behind it (issue 18): it fits among the rest.
+    slot = after[member]
+    entries = [s for m, s in before.items() if m.startswith("i") or s <= started]
+    moved = sorted((s, m) for m, s in before.items() if m.startswith("b") and s > started)
+    assert all(after[m] >= s - EPS for s, m in moved if m in after)
     assert slot >= started - EPS
     assert fits(entries, slot)
     earlier = [c for c in [answered, *(e + SLOW_WINDOW for e in entries)]
@@ -313,7 +378,7 @@ async def test_placement_keeps_every_bound_and_finds_the_earliest_fit(
             log = await log_of(raw, digest)
             assert max_in_window(sorted(log.values()), SLOW_WINDOW - EPS) <= SMALL
             bulk = sorted(s for m, s in log.items() if m.startswith("b"))
-            assert max_in_window(bulk, SLOW_WINDOW - EPS) <= SMALL - reserve
+            assert max_in_window(bulk, SLOW_PERIOD - EPS) <= SMALL - reserve
     finally:
         await cancel(tasks)
         await quota.aclose()
@@ -383,7 +448,7 @@ async def test_at_the_real_quota_200_queued_bulk_calls_leave_the_bot_its_reserve
         log = await log_of(raw, digest)
         assert max_in_window(sorted(log.values()), window - EPS) <= limit
         bulk_slots = sorted(s for m, s in log.items() if m.startswith("b"))
-        assert max_in_window(bulk_slots, window - EPS) <= limit - reserve
+        assert max_in_window(bulk_slots, period - EPS) <= limit - reserve
         assert sum(s > max(slots) for s in bulk_slots) >= 200 - limit  # ahead of the queue
         await cancel(queued)
     finally:

@@ -15,9 +15,9 @@ exactly. The client's use of a backend, per call:
    default lane unchanged. A backend honours lanes like the local limiter: interactive
    waiters before bulk ones, and bulk admitted only while fewer than ``limit - reserve``
    admissions are in the window (the reserve is the larger any user of the token asked for).
-   The Redis backend does both across processes (its log places an interactive call in the
-   first slot with room, and bulk leaves the reserve free) and, in one process, lets a waiting
-   interactive call take the earliest slot its own bulk calls reserved (`redis.sleepers`).
+   The Redis backend does both across processes: its log places an interactive call in the
+   first slot with room, ahead of every process's bulk reservations not sent yet (they move
+   back), and bulk leaves the reserve free.
 2. Right before each attempt's request leaves (after ``before_send``): ``late(slot)``, a check
    on this process's clock (no round trip); when the attempt is later than its slot by more
    than half the margin (a stalled loop, a slow hook), ``readmit(slot)`` moves the slot to now

@@ -11,15 +11,25 @@ Design (issue 9), and where it differs from the libraries studied:
   computes the caller's slot, inserts the caller's unique member at it and returns t - now: the
   waiter sleeps once. A sorted set, pruned with ZREMRANGEBYSCORE on every call, holds at most
   ``limit`` past entries plus the waiters.
-- **Lanes (issue 11).** A bulk call's slot is the earliest t >= now after every reservation
+- **Lanes (issues 11, 18).** A bulk call's slot is the earliest t >= now after every reservation
   (first come, first served across processes) at which no window of ``period + margin`` holds
-  more than ``limit - reserve`` entries of any lane. An interactive call's slot is the earliest
-  t >= now at which every window around t holds fewer than ``limit``: it may lie before queued
-  reservations, so every window around t is counted, from the sorted entries (a binary search
-  per window; at most ``4 * limit + 64`` entries read, past which the first-come slot, always a
-  fit, is the answer). Bulk never fills the reserve, so an interactive call finds a slot at once
-  while fewer than ``reserve`` interactive calls went in the last window, whatever any process
-  queued. The reserve in force is the largest that a live client announced (`reserve`).
+  more than ``limit`` entries and no window of ``period`` more than ``limit - reserve``
+  (`bulk_slot`). An interactive call goes ahead of every process's bulk reservations not sent
+  yet (slots after now): they are taken out, the call gets the earliest t >= now at which every
+  window around t holds fewer than ``limit`` of the rest (a binary search per window over the
+  sorted entries; at most ``4 * limit + 64`` read, past which the first-come slot, always a fit,
+  is the answer), and they go back behind it in their order, each by the bulk rule and never
+  earlier than it was. Their waiters learn the new slot when they wake (the recheck every waiter
+  makes) and re-check their ``max_wait`` then; a moved waiter pays one more round trip, and its
+  process one more wake-up, per interactive call that went ahead. A slot is its send time (the
+  recheck and ``late``/``readmit``), so an entry after now was not sent and moving it never
+  moves a request the server saw: the any-window bound holds through every move. Without a
+  reserve an interactive call so waits until the oldest sent entry of the window ages out, a
+  window at most. With one, every window of ``period`` leaves the reserve free, so a window of
+  ``period + margin`` has it free again a margin later at most: an interactive call within the
+  reserve waits a margin at most, and bulk alone takes the reserved slots of a window's oldest
+  margin that nobody used (``limit - reserve`` per period, not per ``period + margin``). The
+  reserve in force is the largest that a live client announced (`reserve`).
 - **Margin**, as in `QuotaLimiter`: slots are ``period + margin`` apart (``period/60``, at least
   0.1 s), which absorbs the jitter between a request leaving and its arrival at the server. A
   waiter that wakes more than half of it after its slot (a stalled process), or a request
@@ -28,7 +38,7 @@ Design (issue 9), and where it differs from the libraries studied:
 - **Giving back.** A reservation abandoned before its send (cancelled while waiting, or
   `release`) is removed by member id. A slot whose request may have reached the server is never
   given back. A slot released in the middle of the queue is reused by the next interactive
-  newcomer, or by the next bulk one (it lands one slot earlier), not by those already queued.
+  newcomer (or the next bulk one, which lands one slot earlier), not by those already queued.
 - **Server feedback is shared**: a 429's hold and an unambiguous ``Remaining: 0`` set a "blocked
   until" key (in Redis time) and move every queued reservation after it, in its order (first
   come, first served survives a hold, and no slot after it goes unused); a ``Remaining`` below
@@ -46,10 +56,19 @@ Design (issue 9), and where it differs from the libraries studied:
 - **Failing closed**: a Redis that is unreachable, slow (bounded socket timeouts) or failing
   raises `QuotaBackendError` before anything is sent; there is no silent fallback to an
   unshared limiter.
-- **What Redis must give**: keys that are not evicted (``maxmemory-policy noeviction``, or a
-  Redis of its own: the keys carry TTLs, so ``volatile-*`` policies may drop them), a clock that
-  is not stepped forward, and no failover to a replica that missed the last writes; each of
-  those can let one window through twice, none can stall the quota.
+- **Lost state never means over quota (issue 19).** The keys can vanish or go back in time:
+  FLUSHALL, an eviction, a restart without persistence or from an older snapshot, a failover
+  to a replica that missed the last writes. An epoch key (a generation and the number of
+  admissions in it) is checked by every admission and recheck against what the process saw
+  last (remembered per process and token, `quota._Epochs`): gone while the process knew one,
+  an older generation, or fewer admissions than it saw, and the log lost writes. The script
+  then takes the last window as full: nobody is admitted until it has passed (the blocked key,
+  queued reservations moved after it), and a new generation tells the other processes the loss
+  is dealt with, so one loss costs one window of pause, said once in the detecting process's
+  log. What it cannot see: a loss that no process that saw the last writes comes back to (a
+  process that starts after it, or idle longer than the keys' TTL, finds a fresh quota: the
+  fresh quota's probe then learns from the server's answer). What Redis must still give: a
+  clock that is not stepped forward.
 
 
 Every time in them is Redis ``TIME`` in integer microseconds (exact in a Lua double until the
@@ -59,7 +78,8 @@ year 2255); no script takes a clock reading from its caller. All keys of one quo
 KEYS (every script): 1 log (sorted set: member -> reserved send time), 2 blocked-until (string),
 3 budget (hash: n, until), 4 conf (hash: the strictest limit and window of the quota's users),
 5 probe (string: the member of a fresh quota's first admission, until it is settled),
-6 reserves (sorted set: 'reserve:quota_id' -> when that announcement lapses).
+6 reserves (sorted set: 'reserve:quota_id' -> when that announcement lapses), 7 epoch (hash:
+gen, seq: admissions in this generation, paused: until when a loss's pause holds).
 """
 
 from __future__ import annotations
@@ -69,7 +89,10 @@ __all__ = ["ADMIT", "ANNOUNCE", "FEEDBACK", "RECHECK"]
 _PREAMBLE = """
 if redis.replicate_commands then redis.replicate_commands() end
 local log, blocked_k, budget_k, conf_k, probe_k = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local reserves_k = KEYS[6]
+local reserves_k, epoch_k = KEYS[6], KEYS[7]
+-- How much of a window's oldest part may hold the reserve's unused slots for bulk (issue 18):
+-- a script that places bulk sets it from its ARGV (the margin).
+local slack = 0
 local tm = redis.call('TIME')
 local now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
 -- Lua's own number-to-string (`..`) keeps 14 significant digits, 100 us here: times are
@@ -100,6 +123,36 @@ local function append_slot(t, n, cap, window)
   end
   return t
 end
+-- A bulk slot: first come, first served after every reservation, at most `limit` entries in a
+-- window and at most `limit - reserve` in its last `window - slack`. So any moment's window
+-- has the reserve free again `slack` later, and bulk alone takes the reserved slots of a
+-- window's oldest `slack` that nobody used (issue 18: limit - reserve per period).
+local function bulk_slot(t, n, limit, reserve, window)
+  t = append_slot(t, n, limit, window)
+  if reserve > 0 then t = append_slot(t, n, limit - reserve, window - slack) end
+  return t
+end
+-- The bulk reservations not sent yet (slots after now), in their order: {member, slot}.
+local function unsent_bulk()
+  local queued = redis.call('ZRANGEBYSCORE', log, '(' .. int(now), '+inf', 'WITHSCORES')
+  local bulk = {}
+  for i = 1, #queued, 2 do
+    if string.sub(queued[i], 1, 1) == 'b' then
+      bulk[#bulk + 1] = {queued[i], tonumber(queued[i + 1])}
+    end
+  end
+  return bulk
+end
+-- Bulk reservations taken out (`unsent_bulk`) go back in their order, each by the bulk rule
+-- and never earlier than it was; returns the last slot (0: none).
+local function put_back(bulk, limit, reserve, window)
+  local last = 0
+  for _, b in ipairs(bulk) do
+    last = bulk_slot(math.max(last, b[2]), redis.call('ZCARD', log), limit, reserve, window)
+    redis.call('ZADD', log, int(last), b[1])
+  end
+  return last
+end
 -- The reservations still ahead move to `till` or later, in their order (first come, first
 -- served survives a hold), each by its lane's rule and never earlier than it was (its waiter
 -- sleeps until then); waiters learn their new slot when they wake.
@@ -110,13 +163,50 @@ local function requeue(till, limit, window, ttl)
   local reserve = math.min(shared_reserve('0', '', 0), limit - 1)
   local last = till
   for i = 1, #queued, 2 do
-    local cap = limit
-    if string.sub(queued[i], 1, 1) == 'b' then cap = limit - reserve end
-    local start = math.max(till, tonumber(queued[i + 1]))
-    last = append_slot(start, redis.call('ZCARD', log), cap, window)
+    local start, n = math.max(till, tonumber(queued[i + 1])), redis.call('ZCARD', log)
+    if string.sub(queued[i], 1, 1) == 'b' then
+      last = bulk_slot(start, n, limit, reserve, window)
+    else
+      last = append_slot(start, n, limit, window)
+    end
     redis.call('ZADD', log, int(last), queued[i])
   end
   redis.call('PEXPIRE', log, math.floor((last - now + window) / 1000) + ttl)
+end
+-- Lost state (issue 19): the epoch (gen, seq; seq counts admissions) against what the caller
+-- last saw. Gone while the caller knew one, an older generation, or fewer admissions than the
+-- caller saw: the log lost writes (a flush, an eviction, a restart without persistence or from
+-- an older snapshot, a failover to a replica behind), so the last window is taken as full and
+-- nobody is admitted until it has passed; the next generation tells every other process that
+-- this loss is dealt with. Gone and unknown to the caller: a fresh quota (or one idle past
+-- its keys' TTL). Returns gen, seq, lost (1: this call found the loss), paused (1: a loss's
+-- pause is in force).
+local function epoch_guard(known_gen, known_seq, limit, window, ttl)
+  local ep = redis.call('HMGET', epoch_k, 'gen', 'seq', 'paused')
+  local gen, seq = tonumber(ep[1] or '0'), tonumber(ep[2] or '0')
+  local lost = (not ep[1] and known_gen > 0) or gen < known_gen
+               or (gen == known_gen and seq < known_seq)
+  if lost then
+    gen, seq = math.max(gen, known_gen) + 1, 0
+    local till = now + window
+    local old = tonumber(redis.call('GET', blocked_k) or '0')
+    if till > old then
+      redis.call('SET', blocked_k, int(till), 'PX', math.floor(window / 1000) + ttl)
+      requeue(till, limit, window, ttl)
+    end
+    redis.call('HSET', epoch_k, 'gen', int(gen), 'seq', '0', 'paused', int(till))
+  elseif not ep[1] then
+    gen = 1
+    redis.call('HSET', epoch_k, 'gen', '1', 'seq', '0')
+  end
+  local keep = math.floor(window / 1000) + ttl
+  redis.call('PEXPIRE', epoch_k, math.max(redis.call('PTTL', epoch_k), keep))
+  local paused = 0
+  if ep[3] and tonumber(ep[3]) > now then paused = 1 end
+  if lost then paused = 1 end
+  local found = 0
+  if lost then found = 1 end
+  return gen, seq, found, paused
 end
 -- Two users of one token who disagree: the lower limit and the longer window win. When
 -- they get stricter, reservations placed under the old ones would send too many in the
@@ -179,18 +269,24 @@ end
 
 # ARGV: limit, window_us (period + margin), reserve (this quota's interactive_reserve), member,
 # max_wait_us (-1: no deadline), ttl_ms (idle keys expire after it), probe_ms (0: no probe),
-# lane ('bulk' or 'interactive'), quota_id (names this quota's reserve), reserve_ttl_ms.
-# Returns {0, wait_us, slot_us, probed} (reserved; probed = 1: this is a fresh quota's probe),
-# {1, retry_us, 0, 0} (a probe is out: nothing reserved, ask again) or {2, wait_us, 0, 0} (the
-# slot is beyond max_wait: nothing reserved).
+# lane ('bulk' or 'interactive'), quota_id (names this quota's reserve), reserve_ttl_ms,
+# slack_us (the margin: see `bulk_slot`), known_gen, known_seq (the epoch this process saw
+# last; 0, 0: none).
+# Returns {0, wait_us, slot_us, probed, ...} (reserved; probed = 1: this is a fresh quota's
+# probe), {1, retry_us, 0, 0, ...} (a probe is out: nothing reserved, ask again) or
+# {2, wait_us, 0, 0, ...} (the slot is beyond max_wait: nothing reserved); each ends with the
+# epoch's gen and seq (seq: this admission's) and lost (1: this call found the state lost).
 ADMIT = _PREAMBLE + """
+slack = tonumber(ARGV[11])
 local limit, window = strictest(tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[6]))
 local member, max_wait = ARGV[4], tonumber(ARGV[5])
 local ttl, probe_ms, bulk = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8] == 'bulk'
 local reserve = shared_reserve(ARGV[3], ARGV[9], tonumber(ARGV[10]))
 redis.call('ZREMRANGEBYSCORE', log, '-inf', int(now - window))
+local gen, seq, lost, paused = epoch_guard(tonumber(ARGV[12]), tonumber(ARGV[13]), limit,
+                                          window, ttl)
 local probe = redis.call('PTTL', probe_k)
-if probe > 0 then return {1, probe * 1000, 0, 0} end
+if probe > 0 then return {1, probe * 1000, 0, 0, gen, seq, lost} end
 reserve = math.min(reserve, limit - 1)
 local t = now
 local blocked = tonumber(redis.call('GET', blocked_k) or '0')
@@ -206,22 +302,34 @@ if limited and t < tonumber(budget[2]) and tonumber(budget[1]) <= floor then
   t = tonumber(budget[2])
 end
 local n = redis.call('ZCARD', log)
+-- An interactive call goes ahead of the bulk reservations not sent yet, which move back
+-- behind it (issue 18); their waiters learn their new slot, and re-check their max_wait, when
+-- they wake.
+local moving = {}
 if bulk then
-  t = append_slot(t, n, limit - reserve, window)
+  t = bulk_slot(t, n, limit, reserve, window)
 else
-  t = first_fit(t, n, limit, window)
+  moving = unsent_bulk()
+  for _, b in ipairs(moving) do redis.call('ZREM', log, b[1]) end
+  t = first_fit(t, n - #moving, limit, window)
 end
 local spend = limited and t < tonumber(budget[2])
-if max_wait >= 0 and t - now > max_wait then return {2, t - now, 0, 0} end
+if max_wait >= 0 and t - now > max_wait then
+  for _, b in ipairs(moving) do redis.call('ZADD', log, int(b[2]), b[1]) end
+  return {2, t - now, 0, 0, gen, seq, lost}
+end
 if spend then redis.call('HINCRBY', budget_k, 'n', -1) end
 local probed = 0
-if probe_ms > 0 and n == 0 then
+-- (Not after a loss: the pause is the caution, and the others would poll through it.)
+if probe_ms > 0 and n == 0 and paused == 0 then
   redis.call('SET', probe_k, member, 'PX', math.floor((t - now) / 1000) + probe_ms)
   probed = 1
 end
 redis.call('ZADD', log, int(t), member)
-redis.call('PEXPIRE', log, math.floor((t - now + window) / 1000) + ttl)
-return {0, t - now, t, probed}
+local last = math.max(t, put_back(moving, limit, reserve, window))
+redis.call('PEXPIRE', log, math.floor((last - now + window) / 1000) + ttl)
+seq = redis.call('HINCRBY', epoch_k, 'seq', 1)
+return {0, t - now, t, probed, gen, seq, lost}
 """
 
 # Keep this quota's reserve in force (a client with a reserve, from its start and then
@@ -239,11 +347,12 @@ return shared_reserve(ARGV[1], ARGV[2], tonumber(ARGV[3]))
 """
 
 # ARGV: hold_us (-1: none), remaining (-1: none), reset_us, admitted_at_us (-1: unknown),
-# server_limit (-1: none), limit, window_us, ttl_ms, cap_us (longest believable reset).
+# server_limit (-1: none), limit, window_us, ttl_ms, cap_us (longest believable reset), slack_us.
 FEEDBACK = _PREAMBLE + """
 local hold, remaining, reset = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local admitted_at, server_limit = tonumber(ARGV[4]), tonumber(ARGV[5])
 local ttl, cap_us = tonumber(ARGV[8]), tonumber(ARGV[9])
+slack = tonumber(ARGV[10])
 local limit, window = strictest(tonumber(ARGV[6]), tonumber(ARGV[7]), ttl)
 if server_limit >= 1 and server_limit < limit then
   limit = strictest(server_limit, window, ttl)
@@ -294,26 +403,36 @@ return 2
 # wakes, or a request about to leave, more than `late_us` after its slot (a stalled process, a
 # slow before_send) would send outside it, where the log no longer counts it: it goes now
 # only if a slot now fits, its lane's way, and reserves again otherwise.
-# ARGV: member, limit, window_us, ttl_ms, late_us.
+# ARGV: member, limit, window_us, ttl_ms, late_us, slack_us, known_gen, known_seq; each answer
+# ends with the epoch's gen, seq and lost (as ADMIT's): a waiter that wakes after a loss finds
+# its slot moved past the pause, or gone.
 RECHECK = _PREAMBLE + """
+slack = tonumber(ARGV[6])
+local limit, window = strictest(tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+local gen, seq, lost = epoch_guard(tonumber(ARGV[7]), tonumber(ARGV[8]), limit, window,
+                                   tonumber(ARGV[4]))
 local score = redis.call('ZSCORE', log, ARGV[1])
-if not score then return {-1, 0, now} end
+if not score then return {-1, 0, now, gen, seq, lost} end
 score = tonumber(score)
 local blocked = tonumber(redis.call('GET', blocked_k) or '0')
 if blocked > now and score < blocked then
   redis.call('ZREM', log, ARGV[1])
-  return {-1, 0, now}
+  return {-1, 0, now, gen, seq, lost}
 end
-if now - score <= tonumber(ARGV[5]) then return {math.max(0, score - now), score, now} end
+if now - score <= tonumber(ARGV[5]) then
+  return {math.max(0, score - now), score, now, gen, seq, lost}
+end
 redis.call('ZREM', log, ARGV[1])
-local limit, window = strictest(tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
 redis.call('ZREMRANGEBYSCORE', log, '-inf', int(now - window))
-local cap = limit
-if string.sub(ARGV[1], 1, 1) == 'b' then
-  cap = limit - math.min(shared_reserve('0', '', 0), limit - 1)
+local n = redis.call('ZCARD', log)
+if first_fit(now, n, limit, window) > now then return {-1, 0, now, gen, seq, lost} end
+if string.sub(ARGV[1], 1, 1) == 'b' then  -- the bulk rule (`bulk_slot`) around now
+  local reserve = math.min(shared_reserve('0', '', 0), limit - 1)
+  if reserve > 0 and first_fit(now, n, limit - reserve, window - slack) > now then
+    return {-1, 0, now, gen, seq, lost}
+  end
 end
-if first_fit(now, redis.call('ZCARD', log), cap, window) > now then return {-1, 0, now} end
 redis.call('ZADD', log, int(now), ARGV[1])
 redis.call('PEXPIRE', log, math.floor(window / 1000) + tonumber(ARGV[4]))
-return {0, now, now}
+return {0, now, now, gen, seq, lost}
 """

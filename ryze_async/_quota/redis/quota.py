@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import re
+import time
 import uuid
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
@@ -36,7 +38,6 @@ from ..._urls import scrub, shown_url
 from ..local import Lane, check_reserve, default_margin, late_allowance, probe_wait
 from .lua import ADMIT, ANNOUNCE, FEEDBACK, RECHECK
 from .reserve import RESERVE_TTL_MS, ReserveKeeper
-from .sleepers import Reservation, Sleepers
 
 if TYPE_CHECKING:
     from .. import QuotaBackend
@@ -50,6 +51,33 @@ _POOL_SIZE = 32  # connections per quota: an admission holds one for one round t
 _RESERVED, _PROBING = 0, 1
 _DATABASE = re.compile(r"/?[0-9]*")
 _IDLE_TTL_MS = 60_000  # idle keys outlive their last relevant entry by this much
+_log = logging.getLogger("ryze_async.quota")
+
+
+class _Epochs:
+    """What this process last saw of each quota's epoch (issue 19): token digest -> (gen, seq,
+    when, on the monotonic clock). Per process, not per client, so a client built later (a
+    new URL after a failover, a client per loop) still knows when the state went back. A
+    memory older than the keys' idle TTL is forgotten: the keys may have expired meanwhile."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[int, int, float]] = {}
+
+    def known(self, digest: str) -> tuple[int, int]:
+        gen, seq, when = self._seen.get(digest, (0, 0, 0.0))
+        if time.monotonic() - when > _IDLE_TTL_MS / 1000:
+            return 0, 0
+        return gen, seq
+
+    def saw(self, digest: str, gen: int, seq: int) -> None:
+        old = self._seen.get(digest)
+        if old is None or (gen, seq) > old[:2]:
+            self._seen[digest] = (gen, seq, time.monotonic())
+        else:
+            self._seen[digest] = (*old[:2], time.monotonic())
+
+
+_EPOCHS = _Epochs()
 
 
 def _url_fault(url: str) -> str | None:
@@ -80,6 +108,22 @@ def check_url(url: str, *, name: str = "quota_url") -> None:
     if fault is not None:
         raise InvalidRequestError(f"{name} {shown_url(url)} is not a usable Redis URL: {fault}",
                                   field="quota_url")
+
+
+class Reservation:
+    """A reservation in the shared log, held by one waiting call: its id, its slot (Redis
+    microseconds) and when that slot comes on this loop's clock."""
+
+    __slots__ = ("due", "member", "slot_us")
+
+    def __init__(self, member: str) -> None:
+        self.member = member
+        self.slot_us = 0
+        self.due = 0.0
+
+    def hold(self, slot_us: int, wait_us: int) -> None:
+        self.slot_us = slot_us
+        self.due = asyncio.get_running_loop().time() + wait_us / _US
 
 
 class Admission(float):
@@ -128,15 +172,17 @@ class RedisQuota:
         self._window_us = round((self._period + self._margin) * _US)
         # A waiter or a request about to leave later than this on its slot is placed again.
         self._late_us = round(late_allowance(self._margin) * _US)
+        # Bulk takes the reserve's unused slots in a window's oldest margin (lua: bulk_slot).
+        self._slack_us = round(self._margin * _US)
         self._probe_ms = round(probe_wait(self._period) * 1000) if learn_first else 0
         self._where = where  # shown_url's: a URL's password never gets here
         prefix = f"ryze:{{{token_digest}}}:"
         self._keys = [
-            prefix + k for k in ("log", "blocked", "budget", "conf", "probe", "reserves")
+            prefix + k for k in ("log", "blocked", "budget", "conf", "probe", "reserves", "epoch")
         ]
+        self._digest = token_digest
         self._reserve, self._id = reserve, uuid.uuid4().hex  # the id names our announcement
         self._keeper = ReserveKeeper(reserve, self._announce)
-        self._sleepers = Sleepers()
         self._admit = redis.register_script(ADMIT)
         self._announce_script = redis.register_script(ANNOUNCE)
         self._feedback = redis.register_script(FEEDBACK)
@@ -249,7 +295,7 @@ class RedisQuota:
         loop = asyncio.get_running_loop()
         if max_wait is not None:
             deadline = loop.time() + max(0.0, max_wait)
-        held = Reservation(("b" if lane == "bulk" else "i") + uuid.uuid4().hex, deadline)
+        held = Reservation(("b" if lane == "bulk" else "i") + uuid.uuid4().hex)
         try:
             while True:
                 asked = loop.time()
@@ -259,7 +305,7 @@ class RedisQuota:
                 if wait_us <= 0:
                     held.due = asked  # Redis placed it at its now, after this
                     break
-                if await self._sleep_to_slot(held, lane, deadline):
+                if await self._sleep_to_slot(held, deadline):
                     break
         except asyncio.CancelledError:
             # Nothing was sent: give the slot back, even if the reply never reached us.
@@ -267,15 +313,15 @@ class RedisQuota:
             raise
         return _admission(held.member, held.slot_us, held.due)
 
-    async def _sleep_to_slot(self, held: Reservation, lane: Lane, deadline: float | None) -> bool:
-        """Sleep until ``held``'s slot, again while a hold moved it later (another process's
-        429); True when it has come, False when it must be reserved again."""
+    async def _sleep_to_slot(self, held: Reservation, deadline: float | None) -> bool:
+        """Sleep until ``held``'s slot, again while it moved later (another process's 429, or
+        an interactive call that went ahead of a bulk one); True when it has come, False when
+        it must be reserved again."""
         loop = asyncio.get_running_loop()
         while True:
-            await self._sleepers.sleep(held, bulk=lane == "bulk")  # may swap reservations
+            await asyncio.sleep(max(0.0, held.due - loop.time()))
             asked = loop.time()
-            wait_us, slot_us, now_us = await self._run(self._recheck, [
-                held.member, self._limit, self._window_us, _IDLE_TTL_MS, self._late_us])
+            wait_us, slot_us, now_us = await self._recheck_slot(held.member)
             if wait_us < 0:
                 return False
             held.hold(slot_us, wait_us)  # a late waiter may go now, at a slot of now
@@ -285,8 +331,26 @@ class RedisQuota:
             if deadline is not None and held.due > deadline:
                 self._background(self._remove(held.member))
                 raise QuotaTimeoutError(
-                    f"a hold moved the quota slot {wait_us / _US:.3f} s away, past max_wait;"
-                    " nothing was sent", available_in=wait_us / _US)
+                    f"the quota slot moved {wait_us / _US:.3f} s away (a hold, or an"
+                    " interactive call went ahead), past max_wait; nothing was sent",
+                    available_in=wait_us / _US)
+
+    async def _recheck_slot(self, member: str) -> tuple[int, int, int]:
+        """RECHECK: (wait, slot, Redis now) in microseconds; wait -1: reserve again."""
+        wait_us, slot_us, now_us, *epoch = await self._run(self._recheck, [
+            member, self._limit, self._window_us, _IDLE_TTL_MS, self._late_us, self._slack_us,
+            *_EPOCHS.known(self._digest)])
+        self._saw(*epoch)
+        return wait_us, slot_us, now_us
+
+    def _saw(self, gen: int, seq: int, lost: int) -> None:
+        """Remember the epoch a script answered with; say once that this call found a loss."""
+        _EPOCHS.saw(self._digest, gen, seq)
+        if lost:
+            _log.warning(
+                "the shared quota's state in %s was lost (a flush, an eviction, a restart or a"
+                " failover): nobody on this token is admitted for %.3f s, one window, so that no"
+                " window goes over the limit", self._where, self._window_us / _US)
 
     async def _reserve_slot(
         self, member: str, max_wait: float | None, lane: Lane
@@ -296,9 +360,12 @@ class RedisQuota:
             self._limit, self._window_us, self._reserve, member,
             -1 if max_wait is None else round(max_wait * _US), _IDLE_TTL_MS, self._probe_ms,
             "bulk" if lane == "bulk" else "interactive", self._id, RESERVE_TTL_MS,
+            self._slack_us,
         ]
         while True:
-            kind, wait_us, slot_us, probed = await self._run(self._admit, args)
+            kind, wait_us, slot_us, probed, *epoch = await self._run(
+                self._admit, [*args, *_EPOCHS.known(self._digest)])
+            self._saw(*epoch)
             if kind != _PROBING:
                 break
             await asyncio.sleep(min(wait_us / _US, _PROBE_NAP))
@@ -342,8 +409,7 @@ class RedisQuota:
         if not isinstance(member, str) or not self.late(slot):
             return slot
         asked = asyncio.get_running_loop().time()
-        wait_us, slot_us, now_us = await self._run(self._recheck, [
-            member, self._limit, self._window_us, _IDLE_TTL_MS, self._late_us])
+        wait_us, slot_us, now_us = await self._recheck_slot(member)
         if wait_us == 0:
             return _admission(member, slot_us, asked + (slot_us - now_us) / _US)
         if wait_us > 0:  # a hold moved it later: given back, the caller waits in its lane
@@ -414,6 +480,7 @@ class RedisQuota:
             -1 if admitted_at is None else round(admitted_at * _US),
             -1 if server_limit is None else server_limit,
             self._limit, self._window_us, _IDLE_TTL_MS, round((2 * self._period + 5) * _US),
+            self._slack_us,
         ]
         self._background(self._run(self._feedback, args))
 
