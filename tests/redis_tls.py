@@ -26,8 +26,8 @@ from .tls_certs import Pki, make_pki
 __all__ = ["ACL_PASSWORD", "TlsRedis", "acl_rule", "tls_redis"]
 
 ROOT = Path(__file__).resolve().parent.parent
-ACL_PASSWORD = "Acl-Redis-pw-7Qx41zK"  # noqa: S105 - the test's own server
-_ADMIN_PASSWORD = "Admin-pw-never-used-by-ryze"  # noqa: S105
+ACL_PASSWORD = "Acl-Redis-pw-7Qx41zK"
+_ADMIN_PASSWORD = "Admin-pw-never-used-by-ryze"
 
 
 def acl_rule(password: str = ACL_PASSWORD) -> list[str]:
@@ -68,7 +68,7 @@ def _command(port: int, pki: Pki, *words: str) -> bytes:
 def tls_redis(directory: Path) -> Iterator[TlsRedis]:
     pki = make_pki(directory, "DNS:localhost")
     port = RedisServer().port  # a free loopback port
-    process = subprocess.Popen(  # noqa: S603 - a fixed binary, our own arguments
+    process = subprocess.Popen(
         [REDIS_SERVER, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
          "--tls-cert-file", str(pki.server_cert), "--tls-key-file", str(pki.server_key),
          "--tls-ca-cert-file", str(pki.ca), "--tls-auth-clients", "no", "--save", "",

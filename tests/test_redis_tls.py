@@ -117,7 +117,7 @@ def test_the_acl_rule_lists_every_command_the_quota_runs() -> None:
     code = "".join(p.read_text(encoding="utf-8")
                    for p in (ROOT / "ryze_async" / "_quota" / "redis").glob("*.py"))
     used = {c.lower() for c in re.findall(r"redis\.p?call\('([A-Za-z]+)'", code)}
-    used |= {m for m in re.findall(r"self\._redis\.([a-z]+)\(", code)}
+    used |= set(re.findall(r"self\._redis\.([a-z]+)\(", code))
     used = {"del" if c == "delete" else c for c in used} - {"aclose", "register_script"}
     allowed = {w[1:] for w in acl_rule() if w.startswith("+")}
     assert used - allowed == set()
