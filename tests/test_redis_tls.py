@@ -78,6 +78,7 @@ async def test_two_processes_share_the_quota_over_tls_as_the_acl_user(
     ("by address", "127.0.0.1"),
     ("wrong password", "password"),
     ("missing CA file", "ssl_ca_certs"),
+    ("another database", "'select'"),
 ])
 async def test_a_wrong_setting_fails_closed_before_anything_is_sent(
     redis_tls: TlsRedis, tmp_path: Path, case: str, expected: str,
@@ -88,6 +89,7 @@ async def test_a_wrong_setting_fails_closed_before_anything_is_sent(
         "by address": redis_tls.url(host="127.0.0.1"),
         "wrong password": redis_tls.url(password=ACL_PASSWORD[::-1]),
         "missing CA file": redis_tls.url(ca=tmp_path / "absent.pem"),
+        "another database": redis_tls.url().replace("/0?", "/2?"),  # the rule has no SELECT
     }[case]
     async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD) as server:
         code, out, err = await run_cli(
@@ -110,6 +112,19 @@ async def test_a_wrong_setting_fails_closed_before_anything_is_sent(
         _no_part_of_the_password(text)
         if case == "wrong password":
             assert ACL_PASSWORD[::-1][:6] not in text
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("redis://u:pw-Zq81xkAB@127.0.0.1:6379/0?ssl_ca_certs=/etc/hosts", "needs a rediss://"),
+    ("rediss://u:pw-Zq81xkAB@127.0.0.1:6379/0?ssl_cert_reqs=maybe", "ssl_cert_reqs must be"),
+    ("rediss://u:pw-Zq81xkAB@127.0.0.1:6379/0?ssl_ca_certs=/etc/hostname", "cannot be used"),
+])
+def test_tls_settings_redis_py_would_trip_on_later_are_refused_at_construction(
+    url: str, expected: str
+) -> None:
+    with pytest.raises(InvalidRequestError, match=expected) as refused:
+        RyzeClient("test-token", "i", quota_url=url)
+    assert "Zq81" not in str(refused.value)
 
 
 def test_the_acl_rule_lists_every_command_the_quota_runs() -> None:
