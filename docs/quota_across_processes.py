@@ -51,11 +51,13 @@ def _worker(process: int, base_url: str, quota_url: str | None) -> None:
 class Run:
     title: str
     arrivals: list[tuple[float, int]]  # (seconds since the first arrival, process)
+    limit: int = LIMIT  # examples/distributed.py draws its own runs with its own quota
+    period: float = PERIOD
 
     def in_window(self) -> list[int]:
-        """At each arrival, the requests that arrived in the PERIOD seconds up to it."""
+        """At each arrival, the requests that arrived in the period up to it."""
         times = [t for t, _ in self.arrivals]
-        return [bisect_right(times, t) - bisect_right(times, t - PERIOD) for t in times]
+        return [bisect_right(times, t) - bisect_right(times, t - self.period) for t in times]
 
 
 async def _run(title: str, quota_url: str | None) -> Run:
@@ -94,25 +96,30 @@ def _panel(run: Run, top: float, size: tuple[float, float], x_max: float, y_max:
     for second in range(int(x_max) + 1):
         parts.append(f'<text x="{x(second):.1f}" y="{y(0) + 18:.1f}" class="tick" '
                      f'text-anchor="middle">{second}</text>')
-    parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y(LIMIT):.1f}" '
-                 f'y2="{y(LIMIT):.1f}" class="limit"/><text x="{left + plot_w}" '
-                 f'y="{y(LIMIT) - 6:.1f}" class="tick" text-anchor="end">limit: {LIMIT} per '
-                 f'{PERIOD:g} s</text>')
+    limit = run.limit
+    parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y(limit):.1f}" '
+                 f'y2="{y(limit):.1f}" class="limit"/><text x="{left + plot_w}" '
+                 f'y="{y(limit) - 6:.1f}" class="tick" text-anchor="end">limit: {limit} per '
+                 f'{run.period:g} s</text>')
     for (t, process), n in zip(run.arrivals, counts, strict=True):
         parts.append(f'<circle cx="{x(t):.1f}" cy="{y(n):.1f}" r="3.5" '
                      f'fill="{COLOURS[process % len(COLOURS)]}"/>')
     return "\n".join(parts)
 
 
-def draw(runs: list[Run]) -> str:
+def draw(runs: list[Run], labels: list[str] | None = None) -> str:
+    """The SVG chart of `runs`; `labels` name the colours (default: process 1, 2, ...)."""
     width, panel_h = 760.0, 260.0
     x_max = max(max(t for t, _ in run.arrivals) for run in runs) + 0.5
     y_max = max(10, *(((max(run.in_window()) + 9) // 10) * 10 for run in runs))
     height = panel_h * len(runs) + 60
+    if labels is None:
+        count = 1 + max(p for run in runs for _, p in run.arrivals)
+        labels = [f"process {k + 1}" for k in range(count)]
     legend = "".join(
-        f'<circle cx="{70 + 130 * k}" cy="{height - 22}" r="5" fill="{COLOURS[k]}"/>'
-        f'<text x="{80 + 130 * k}" y="{height - 18}" class="tick">process {k + 1}</text>'
-        for k in range(PROCESSES))
+        f'<circle cx="{70 + 130 * k}" cy="{height - 22}" r="5" fill="{COLOURS[k % len(COLOURS)]}"/>'
+        f'<text x="{80 + 130 * k}" y="{height - 18}" class="tick">{text}</text>'
+        for k, text in enumerate(labels))
     panels = "\n".join(_panel(run, i * panel_h, (width, panel_h), x_max, y_max)
                        for i, run in enumerate(runs))
     return f"""<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} {height:.0f}" \
@@ -124,7 +131,7 @@ one token: own limiters against one shared Redis quota">
 {panels}
 <text x="{width / 2:.0f}" y="{height - 40}" class="tick" text-anchor="middle">seconds since the \
 first request; each dot is one request at the server, at the height of the requests in the \
-{PERIOD:g} s before it</text>
+{runs[0].period:g} s before it</text>
 {legend}
 </svg>
 """

@@ -36,7 +36,7 @@ from ._models import CallResult
 from ._numbers import NumberCheck, number_options
 from ._public import public
 from ._quota import Lane, QuotaBackend, observed_wait, shared_limiter
-from ._quota.choose import checked_quota_url, redis_quota
+from ._quota.choose import checked_quota_url, connect_shared_quota, redis_quota
 from ._retry import CallSender, OutgoingCall, RetryPolicy
 from ._tls import tls_setting
 from ._transports import RawResponse, Transport
@@ -219,6 +219,7 @@ class RyzeClient:
 
     async def __aenter__(self) -> Self:
         self._check_open()
+        await self._connect_shared_quota()
         await self._announce_reserve()
         return self
 
@@ -500,6 +501,12 @@ class RyzeClient:
         announce_soon = getattr(self._quota(), "announce_soon", None)
         if announce_soon is not None:
             announce_soon()
+
+    async def _connect_shared_quota(self) -> None:
+        """With a shared quota, connect once now: a TLS certificate, user or password the Redis
+        refuses is an InvalidRequestError here, before any call (see `connect_shared_quota`)."""
+        if self._quota_url is not None:
+            await connect_shared_quota(self._quota(), self._quota_url)
 
     async def _announce_reserve(self) -> None:
         """With a shared quota, put this client's interactive reserve in force for every

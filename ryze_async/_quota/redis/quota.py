@@ -241,6 +241,14 @@ class RedisQuota:
             f"reserve={self._reserve}, backend={self._where!r})"
         )
 
+    async def connect(self) -> None:
+        """Open one connection now (TCP, TLS handshake, AUTH, SELECT) and keep it in the pool:
+        a refused certificate or password shows before the first admission. Raises what
+        redis-py raised (``choose.connect_shared_quota`` tells a setting from a Redis down)."""
+        pool = self._redis.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        await pool.release(connection)
+
     async def announce(self) -> None:
         """Put this quota's reserve in force for every process on the token, from now until
         ``aclose`` (renewed in the background; it lapses after 30 s if this process dies).
