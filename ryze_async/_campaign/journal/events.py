@@ -26,9 +26,10 @@ from ..inputs import person_key
 from .schema import JournalCounts, JournalError
 
 __all__ = [
-    "REMOVED", "Batch", "Decided", "Decision", "GroupCommit", "HoldRow", "IngestResult", "Ingested",
-    "JournalEvent", "Known", "Listener", "MarkSending", "Moved", "Op", "Rebased", "RecordOutcome",
-    "Row", "State", "batch_result", "restores", "resumed", "skip_reason", "swept",
+    "REMOVED", "Batch", "Committed", "Decided", "Decision", "GroupCommit", "HoldRow",
+    "IngestResult", "Ingested", "JournalEvent", "Known", "Listener", "MarkSending", "Moved", "Op",
+    "Rebased", "RecordOutcome", "Row", "State", "batch_result", "restores", "resumed",
+    "skip_reason", "swept",
 ]
 
 
@@ -200,6 +201,24 @@ class Moved:
     new: State
     #: For a row skipped by the operator's rules: ``excluded`` or ``expired``.
     reason: Literal["excluded", "expired"] | None = None
+
+
+class Committed:
+    """A store's one record of the rows it committed ``sending`` and has not recorded since
+    (may have been sent), and the event each committed write makes (both stores)."""
+
+    def __init__(self) -> None:
+        self._sending: set[int] = set()
+
+    def marked(self, row_id: int) -> Moved:
+        self._sending.add(row_id)
+        return Moved("pending", "sending")
+
+    def recorded(self, row_id: int, state: State, error: str | None) -> Moved:
+        if row_id in self._sending:
+            self._sending.discard(row_id)
+            return Moved("sending", state)
+        return Moved("pending", state, skip_reason(state, error))
 
 
 def skip_reason(state: str, error: str | None) -> Literal["excluded", "expired"] | None:

@@ -87,6 +87,7 @@ from .. import postgres as sql
 from ..events import (
     REMOVED,
     Batch,
+    Committed,
     GroupCommit,
     HoldRow,
     Ingested,
@@ -94,12 +95,10 @@ from ..events import (
     JournalEvent,
     Known,
     Listener,
-    Moved,
     Rebased,
     Row,
     State,
     batch_result,
-    skip_reason,
     swept,
 )
 from ..recorded_rules import PG_SCHEMA as RULES_SCHEMA
@@ -418,7 +417,7 @@ class PgStore:
         self.beats = 0
         self._group: GroupCommit[PgOp] = GroupCommit(self._commit, _claim_lost)
         self._listeners: list[Listener] = []
-        self._sending: set[int] = set()  # rows this worker marked and has not recorded yet
+        self._committed = Committed()
         self._last_rebase = 0.0
 
     # -- opening and closing --------------------------------------------------------------------
@@ -690,14 +689,10 @@ class PgStore:
                 continue  # pending (or this worker's claim) it was, pending it is
             if isinstance(op, Mark):
                 if op.row_id not in refused:
-                    self._sending.add(op.row_id)
-                    self._emit(Moved("pending", "sending"))
-            elif op.row_id in self._sending:
-                self._sending.discard(op.row_id)
-                self._emit(Moved("sending", op.state))  # type: ignore[arg-type]
+                    self._emit(self._committed.marked(op.row_id))
             else:
-                self._emit(Moved("pending", op.state,  # type: ignore[arg-type]
-                                 skip_reason(op.state, op.error)))
+                self._emit(self._committed.recorded(
+                    op.row_id, op.state, op.error))  # type: ignore[arg-type]
         return refused
 
     async def _apply(self, ops: list[PgOp]) -> set[int]:

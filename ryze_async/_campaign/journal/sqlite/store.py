@@ -65,6 +65,7 @@ from typing import Literal, Self, TextIO, TypeVar
 from ..events import (
     REMOVED,
     Batch,
+    Committed,
     Decided,
     GroupCommit,
     HoldRow,
@@ -74,14 +75,12 @@ from ..events import (
     Known,
     Listener,
     MarkSending,
-    Moved,
     Op,
     Rebased,
     RecordOutcome,
     Row,
     State,
     batch_result,
-    skip_reason,
     swept,
 )
 from ..recorded_rules import CampaignRules, RuleChange, Settled, sqlite_settle, sqlite_trail
@@ -401,7 +400,7 @@ class Journal:
         self.read_only = lock_fd is None
         self._group: GroupCommit[Op] = GroupCommit(self._commit, _not_pending)
         self._listeners: list[Listener] = []
-        self._sending: set[int] = set()  # rows this store marked sending and not yet recorded
+        self._committed = Committed()
         self._hold = False  # an input pass is open: ingest events wait for its sweep
         self.commits = 0
 
@@ -633,13 +632,9 @@ class Journal:
                 continue  # pending it was, pending it stays
             if isinstance(op, MarkSending):
                 if op.row_id not in refused:
-                    self._sending.add(op.row_id)
-                    self._emit(Moved("pending", "sending"))
-            elif op.row_id in self._sending:
-                self._sending.discard(op.row_id)
-                self._emit(Moved("sending", op.state))
+                    self._emit(self._committed.marked(op.row_id))
             else:
-                self._emit(Moved("pending", op.state, skip_reason(op.state, op.error)))
+                self._emit(self._committed.recorded(op.row_id, op.state, op.error))
         return refused
 
     # -- reporting ------------------------------------------------------------------------------
