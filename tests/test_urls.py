@@ -11,7 +11,8 @@ from urllib.parse import unquote
 
 import pytest
 
-from ryze_async._urls import scrub, shown_url
+# The campaign's journal re-exports them (tests reach the client core only by public seams).
+from ryze_async._campaign.journal import scrub, shown_url
 
 PASSWORDS = ["Pw-7hQx93kZ", "s3cr@tPassW", "s3c:r3tPassW", "p%40ssW0rd%3Aq", "Pw/7hQx9/3kZ",
              "9182/7364", "5432@db:8812"]
