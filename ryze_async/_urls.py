@@ -35,17 +35,27 @@ def _split(url: str) -> tuple[str, str, str, str, str] | None:
 def shown_url(url: str) -> str:
     """`url` without its password, query or fragment: ``scheme://user@host:port/path``.
 
-    A port that is not a number is shown as ``?``; a path that holds an ``@`` (a password
-    with a ``/`` in it moves the parts) is left out; a text that is no URL is ``<not a URL>``.
+    A port that is not a number is shown as ``?``; when an ``@`` follows the authority (a
+    password with a ``/``, ``?`` or ``#`` in it moves the parts) only the scheme is shown; a text
+    that is no URL is ``<not a URL>``.
     """
     split = _split(url)
     if split is None:
         return "<not a URL>"
     scheme, userinfo, host, port, path = split
+    if _moved(url):
+        return f"{scheme}://..."
     user = userinfo.partition(":")[0]
     shown_port = "" if not port else f":{port}" if port.isdigit() else ":?"
-    shown_path = "/..." if "@" in path else path
-    return f"{scheme}://{user + '@' if user else ''}{host}{shown_port}{shown_path}"
+    return f"{scheme}://{user + '@' if user else ''}{host}{shown_port}{path}"
+
+
+def _moved(url: str) -> bool:
+    """Whether an ``@`` follows the authority: a password holding ``/``, ``?`` or ``#`` moved
+    the parts, so what parses as user, host, port or path may be a piece of it."""
+    rest = url.partition("://")[2]
+    netloc = _NETLOC_END.split(rest, maxsplit=1)[0]
+    return "@" in rest[len(netloc):]
 
 
 def _passwords(url: str) -> set[str]:
@@ -54,8 +64,14 @@ def _passwords(url: str) -> set[str]:
     if split is None:
         return {url} if url else set()  # not a URL: all of it may be a secret
     found = {split[1].partition(":")[2]}
+    # A password holding ``/``, ``?`` or ``#`` ends the authority early: the text before any
+    # ``@`` may be the userinfo.
+    rest = url.partition("://")[2]
+    found |= {rest[:at].partition(":")[2] for at, ch in enumerate(rest) if ch == "@"}
     query = url.partition("?")[2].partition("#")[0]
     found |= {v for k, v in parse_qsl(query, keep_blank_values=True) if k.lower() == "password"}
+    found |= {v for k, _, v in (pair.partition("=") for pair in query.split("&"))
+              if unquote(k).lower() == "password"}  # as written: percent-encoded
     return {p for text in found for p in (text, unquote(text)) if p}
 
 

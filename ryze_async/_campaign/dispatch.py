@@ -64,15 +64,17 @@ class Attempt:
     not sent puts the row back to pending before the client waits to retry."""
 
     def __init__(self, journal: JournalStore, stop: StopState, row_id: int,
-                 phase: Callable[[Phase], None], *, sender: str | None = None,
+                 admitted: Callable[[], None], *, sender: str | None = None,
                  check: Callable[[], Awaitable[Verdict]] | None = None) -> None:
         self._journal = journal
         self._stop = stop
         self._row_id = row_id
-        self._phase = phase
+        self._admitted = admitted
         self._sender = sender
-        #: From the first mark on, the call may have been sent (until proven otherwise).
-        self.marked = False
+        #: The one record of whether this call may have been sent: ``sending`` from the first
+        #: mark on, until proven otherwise (``marked`` and the dispatcher's view of its worker
+        #: are read from it).
+        self.phase: Phase = "waiting"
         self._check = check
         #: Why the operator's rules refused the call at its first byte (not sent): skipped
         #: (opted out meanwhile, past ``not_after``) or held (its window closed meanwhile).
@@ -89,29 +91,33 @@ class Attempt:
             if not isinstance(verdict, Call):
                 self.refused = verdict
                 raise StoppedError
-        self._phase("sending")
-        self.marked = True  # from here the mark may commit: treat the call as possibly sent
+        self.phase = "sending"  # from here the mark may commit: treat the call as possibly sent
+        self._admitted()
         try:
             await self._journal.mark_sending(self._row_id, sender=self._sender)
         except ClaimLostError:
             # A shared store refused the mark: another worker holds the row now (our lease
             # ran out). Nothing was sent and nothing may be: skip the row, keep dispatching.
-            self.marked = False
+            self.phase = "waiting"
             raise StoppedError from None
         except asyncio.CancelledError:
             # Aborted (or cancelled) before the first byte: provably not sent. The mark may
             # still commit: the row goes back to pending right after it, not to unknown.
-            self.marked = False
+            self.phase = "waiting"
             self._journal.record(self._row_id, "pending", error="stopped before sending")
             raise
+
+    @property
+    def marked(self) -> bool:
+        """The call may have been sent (its row was marked, and nothing proved otherwise)."""
+        return self.phase == "sending"
 
     async def on_not_sent(self) -> None:
         # Refused or never sent, and the client is about to wait: a crash or a stop during
         # that wait must leave the number pending (to call), not unknown (never called).
         if not self.marked:
             return
-        self.marked = False
-        self._phase("waiting")
+        self.phase = "waiting"
         self._journal.record(self._row_id, "pending", error="not sent yet: waiting to retry")
         await self._journal.flush()
         if self._stop.stopping:
@@ -346,7 +352,8 @@ class Dispatcher:
         self._stop = stop
         stop.on_request(self._on_stop)
         self._stopped = asyncio.Event()
-        self._phase: dict[asyncio.Task[None], Phase] = {}
+        #: Each worker and its call in progress (None: idle); a worker's phase is its call's.
+        self._working: dict[asyncio.Task[None], Attempt | None] = {}
         self._requeues: dict[int, int] = {}
         self._feed_task: asyncio.Task[None] | None = None
         self._outcome_hooks = outcome_hooks(client)
@@ -367,7 +374,7 @@ class Dispatcher:
         if self._feed_task is not None:
             self._feed_task.cancel()
         self._feeder.drop_queued()
-        for task, phase in self._phase.items():
+        for task, phase in self._phases():
             if phase != "sending":
                 # Waiting for quota or for work: nothing was sent; the row stays pending.
                 task.cancel()
@@ -379,8 +386,12 @@ class Dispatcher:
     @property
     def waiting_for_quota(self) -> bool:
         """Some calls wait for the quota (or a 429's reset) and none is being sent."""
-        phases = self._phase.values()
+        phases = [phase for _, phase in self._phases()]
         return "waiting" in phases and "sending" not in phases
+
+    def _phases(self) -> list[tuple[asyncio.Task[None], Phase]]:
+        return [(task, "idle" if attempt is None else attempt.phase)
+                for task, attempt in self._working.items()]
 
     @property
     def window_wait(self) -> WindowWait | None:
@@ -405,7 +416,7 @@ class Dispatcher:
         ingest = asyncio.create_task(self._feeder.ingest())
         feeder = self._feed_task = asyncio.create_task(self._feeder.feed())
         workers = [asyncio.create_task(self._worker()) for _ in range(self._s.concurrency)]
-        self._phase.update((w, "idle") for w in workers)
+        self._working.update((w, None) for w in workers)
         stop_wait = asyncio.create_task(self._stopped.wait())
         failure: BaseException | None = None
         try:
@@ -466,7 +477,7 @@ class Dispatcher:
         if me is None:  # pragma: no cover - always inside a task
             raise RuntimeError("worker outside a task")
         while True:
-            self._phase[me] = "idle"
+            self._working[me] = None
             lease = await self.pool.take()  # a free sender first, then the next number
             row = await self._feeder.take()
             if row is None or self.stopping:
@@ -484,11 +495,11 @@ class Dispatcher:
     async def _call(self, me: asyncio.Task[None], row: Row, lease: Lease) -> None:
         sender = lease.sender
         rules = self._s.rules
-        attempt = Attempt(self._journal, self._stop, row.id,
-                          lambda p: self._set_phase(me, p, lease), sender=sender.name,
+        # Admitted by its quota: the sender may take the next number.
+        attempt = Attempt(self._journal, self._stop, row.id, lease.release, sender=sender.name,
                           check=(lambda: rules.verdict(row.number, sending=True))
                           if rules.active else None)
-        self._phase[me] = "waiting"
+        self._working[me] = attempt
         try:
             result = await call(sender.client, self._s, row.number, attempt, sender.name)
         except StoppedError:
@@ -517,11 +528,6 @@ class Dispatcher:
             self._journal.record(row.id, "skipped", error=attempt.refused.reason)
         elif attempt.refused is not None and not self.stopping:
             self._feeder.give_back(row, wake=True)  # through the gate: held until its window opens
-
-    def _set_phase(self, me: asyncio.Task[None], phase: Phase, lease: Lease) -> None:
-        self._phase[me] = phase
-        if phase == "sending":
-            lease.release()  # admitted by its quota: the sender may take the next number
 
     async def _failed(self, row: Row, exc: Exception, marked: bool, sender: Sender) -> None:
         row_id = row.id

@@ -11,7 +11,8 @@ removed.
 
 Its model of a resumed run's journal (:class:`Book`): the rows of a journal read read-only
 (``journal/sqlite/report.py``) taken through what the resumed run would do to them, in memory, by
-the same rules as the stores (``journal/sqlite/store.py``, ``journal/postgres/store.py``):
+the rules both stores apply, from their one home (``journal/events.py``: ``resumed``,
+``Batch.decide``, ``swept``):
 
 1. at open, a row left ``sending`` becomes ``unknown`` (never redialed automatically); then
    ``retry_failed`` / ``retry_unknown`` put those rows back to ``pending``;
@@ -33,8 +34,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .._public import public
-from .inputs import Position, person_key
+from .inputs import Position
 from .inputs.source import NumberSource
+from .journal.events import Batch, Known, resumed, swept
 from .journal.schema import JournalCounts
 from .journal.sqlite.report import JournalSnapshot, SnapshotRow
 from .rules import EXCLUDED, Call, Hold, Rules, Skip
@@ -46,7 +48,9 @@ _SKIPPED = ("removed", "excluded", "expired")
 
 
 class Book:
-    """The journal's rows as the resumed run would leave them before any call."""
+    """The journal's rows as the resumed run would leave them before any call: the stores' own
+    rules (``journal/events.py``: ``resumed``, ``Batch.decide``, ``swept``) applied to a
+    snapshot in memory."""
 
     def __init__(self, journal: JournalSnapshot | None, retry: Sequence[str]) -> None:
         self.rows: dict[str, SnapshotRow] = {}
@@ -58,11 +62,8 @@ class Book:
         self.invalid, self.duplicates = journal.invalid, journal.duplicates
         self.pass_no, self.sweep = journal.ingest_pass, journal.sweep_due
         for key, (number, stored, seen) in journal.rows.items():
-            # Recovered at open: a row left sending may have been placed.
-            label = "unknown" if stored == "sending" else stored
-            if label in retry:
-                label = "pending"
-                self.retried += 1
+            label = resumed(stored, retry)
+            self.retried += label == "pending" and stored != "pending"
             self.rows[key] = (number, label, seen)
 
     def restart(self) -> None:
@@ -71,18 +72,19 @@ class Book:
         self.sweep = True
         self.invalid = self.duplicates = 0
 
-    def see(self, number: str) -> None:
-        """One valid entry read from the input."""
-        key = person_key(number)
-        row = self.rows.get(key)
-        if row is None:
-            self.rows[key] = (number, "pending", self.pass_no)
-        elif row[2] == self.pass_no:
-            self.duplicates += 1
-        elif row[1] in _SKIPPED:
-            self.rows[key] = (row[0], "pending", self.pass_no)  # in the input again
-        else:
-            self.rows[key] = (row[0], row[1], self.pass_no)
+    def ingest(self, batch: Batch) -> None:
+        """One batch read from the input (its invalid entries are counted by the caller)."""
+        known = {key: Known("skipped" if row[1] in _SKIPPED else row[1], row[2])
+                 for key in batch.person_keys() if (row := self.rows.get(key)) is not None}
+        for entry in batch.decide(known, self.pass_no):
+            if entry.decision == "duplicate":
+                self.duplicates += 1
+            elif entry.decision == "added":
+                self.rows[entry.key] = (entry.number, "pending", self.pass_no)
+            else:
+                number, label, _ = self.rows[entry.key]
+                back = "pending" if entry.decision == "restored" else label
+                self.rows[entry.key] = (number, back, self.pass_no)
 
     def finish(self) -> int:
         """The input is exhausted: pending rows this pass did not see are removed."""
@@ -90,7 +92,7 @@ class Book:
             return 0
         removed = 0
         for key, (number, label, seen) in self.rows.items():
-            if label == "pending" and seen != self.pass_no:
+            if swept(label, seen, self.pass_no):
                 self.rows[key] = (number, "removed", seen)
                 removed += 1
         return removed
@@ -162,15 +164,10 @@ async def plan(
     if journal is not None and source.restarted:
         book.restart()
     async for batch in batches:
-        for line, raw in batch.entries:
-            try:
-                number = normalize(raw)
-            except ValueError as exc:
-                read_invalid += 1
-                if len(invalid) < _FIRST_INVALID:
-                    invalid.append((line, raw, str(exc) or "invalid number"))
-                continue
-            book.see(number)
+        read = Batch.read(batch.entries, normalize)
+        read_invalid += len(read.invalid)
+        invalid.extend(read.invalid[:max(0, _FIRST_INVALID - len(invalid))])
+        book.ingest(read)
     book.finish()
     tally: collections.Counter[str] = collections.Counter(book.kept())
     opens = await _judge(book, rules, tally)

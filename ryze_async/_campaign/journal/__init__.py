@@ -123,6 +123,8 @@ __all__ = [
     "open_postgres",
     "peek_journal",
     "peek_rules",
+    "scrub",
+    "shown_url",
 ]
 
 

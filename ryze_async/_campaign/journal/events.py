@@ -16,16 +16,20 @@ closed, nothing more is sent through that journal."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import collections
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Generic, Literal, NamedTuple, TypeVar
 
 from ... import JournalConnectionLostError
+from ..inputs import person_key
 from .schema import JournalCounts, JournalError
 
 __all__ = [
-    "GroupCommit", "HoldRow", "IngestResult", "Ingested", "JournalEvent", "Listener", "MarkSending",
-    "Moved", "Op", "Rebased", "RecordOutcome", "Row", "State", "skip_reason",
+    "REMOVED", "Batch", "Committed", "Decided", "Decision", "GroupCommit", "HoldRow",
+    "IngestResult", "Ingested", "JournalEvent", "Known", "Listener", "MarkSending", "Moved", "Op",
+    "Rebased", "RecordOutcome", "Row", "State", "batch_result", "restores", "resumed",
+    "skip_reason", "swept",
 ]
 
 
@@ -51,6 +55,108 @@ class IngestResult:
     duplicates: int
     invalid: list[tuple[int, str, str]]
     restored: int = 0
+
+
+# -- the ingest and resume rules: one pure core (rows in, decisions out) -------------------------
+# Both stores and the dry run's replay (``dry_run.Book``) apply these; they only do the I/O
+# around them (each store's SQL for a decision; the dry run, its in-memory snapshot), so the three
+# cannot decide differently.
+
+#: The error of a pending row that a finished pass did not see.
+REMOVED = "removed from input: not in the numbers file any more, so not called"
+
+#: What ingesting one valid entry does: a new ``pending`` row (``added``); a stored row seen again
+#: in this pass, its state kept (``known``); a row removed earlier back in the input, ``pending``
+#: again (``restored``); the same person seen already in this pass (``duplicate``: nothing).
+Decision = Literal["added", "known", "restored", "duplicate"]
+
+
+class Known(NamedTuple):
+    """What ingest needs of a stored row: its state and the pass that last saw it."""
+
+    state: str
+    seen: int
+
+
+class Decided(NamedTuple):
+    """One valid entry of a batch and what ingesting it does."""
+
+    decision: Decision
+    number: str
+    key: str
+    line: int
+
+
+def restores(state: str) -> bool:
+    """Whether a stored row seen in the input again goes back to ``pending``: only a row never
+    sent and removed (``skipped``); placed, failed, unknown and pending keep their state."""
+    return state == "skipped"
+
+
+def swept(state: str, seen: int, pass_no: int) -> bool:
+    """Whether a valid row is removed when an open pass ends: still ``pending`` and not seen by
+    this pass (the input no longer holds it). Nothing else is touched."""
+    return state == "pending" and seen != pass_no
+
+
+def resumed(state: str, retry: Collection[str]) -> str:
+    """A row's state once a journal is opened for a new run: one left ``sending`` may have been
+    placed, so it is ``unknown`` (never redialed automatically); ``retry`` names the states a
+    person chose to call again (``failed``, ``unknown``), which are ``pending`` again."""
+    state = "unknown" if state == "sending" else state
+    return "pending" if state in retry else state
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One batch of input entries, normalized: the valid ones (number, its person key, line) in
+    input order, and the invalid ones (line, raw, why), which are stored ``failed``."""
+
+    valid: list[tuple[str, str, int]]
+    invalid: list[tuple[int, str, str]]
+
+    @classmethod
+    def read(cls, entries: Iterable[tuple[int, str]], normalize: Callable[[str], str]) -> Batch:
+        valid: list[tuple[str, str, int]] = []
+        invalid: list[tuple[int, str, str]] = []
+        for at, raw in entries:
+            try:
+                number = normalize(raw)
+            except ValueError as exc:
+                invalid.append((at, raw, str(exc) or "invalid number"))
+            else:
+                valid.append((number, person_key(number), at))
+        return cls(valid, invalid)
+
+    def person_keys(self) -> list[str]:
+        """The person keys whose stored rows :meth:`decide` needs."""
+        return [key for _, key, _ in self.valid]
+
+    def decide(self, known: Mapping[str, Known], pass_no: int) -> list[Decided]:
+        """Each valid entry's decision, in input order, given the stored rows of its keys
+        (``known``, as they were before this batch) and the open pass."""
+        decided: list[Decided] = []
+        batch: set[str] = set()
+        for number, key, at in self.valid:
+            row = known.get(key)
+            if key in batch or (row is not None and row.seen == pass_no):
+                decision: Decision = "duplicate"
+            elif row is None:
+                decision = "added"
+            else:
+                decision = "restored" if restores(row.state) else "known"
+            decided.append(Decided(decision, number, key, at))
+            batch.add(key)
+        return decided
+
+
+def batch_result(decided: list[Decided], invalid: list[tuple[int, str, str]],
+                 added: int | None = None) -> IngestResult:
+    """The :class:`IngestResult` of a decided batch (``added``: as the store counted its inserts,
+    when another worker may have inserted a key first)."""
+    count = collections.Counter(d.decision for d in decided)
+    return IngestResult(count["added"] if added is None else added, count["duplicate"],
+                        invalid, count["restored"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +201,24 @@ class Moved:
     new: State
     #: For a row skipped by the operator's rules: ``excluded`` or ``expired``.
     reason: Literal["excluded", "expired"] | None = None
+
+
+class Committed:
+    """A store's one record of the rows it committed ``sending`` and has not recorded since
+    (may have been sent), and the event each committed write makes (both stores)."""
+
+    def __init__(self) -> None:
+        self._sending: set[int] = set()
+
+    def marked(self, row_id: int) -> Moved:
+        self._sending.add(row_id)
+        return Moved("pending", "sending")
+
+    def recorded(self, row_id: int, state: State, error: str | None) -> Moved:
+        if row_id in self._sending:
+            self._sending.discard(row_id)
+            return Moved("sending", state)
+        return Moved("pending", state, skip_reason(state, error))
 
 
 def skip_reason(state: str, error: str | None) -> Literal["excluded", "expired"] | None:

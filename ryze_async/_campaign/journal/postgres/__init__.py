@@ -27,7 +27,8 @@ __all__ = [
     "CAMPAIGN_FOR_UPDATE", "CLAIM", "CLAIM_DUE", "COUNTS", "COUNTS_HEAD", "HEARTBEAT",
     "HELD_COUNTS", "HOLD", "HOLD_RULES", "INSERT_INVALID", "INSERT_VALID", "KNOWN_KEYS",
     "LEASE_LOST", "MARK", "MIGRATE", "MIGRATE_QUOTA", "NEXT_DUE", "OUTCOME", "RECOVER", "RELEASE",
-    "RESTART_INPUT", "SCHEMA", "SCHEMA_LOCK", "SEE_AGAIN", "SET_POSITION", "SWEEP_REMOVED",
+    "RESTART_INPUT", "SCHEMA", "SCHEMA_LOCK", "SEE_AGAIN", "SET_POSITION", "SWEEP_CANDIDATES",
+    "SWEEP_REMOVED",
     "add_column", "connect",
 ]
 
@@ -229,13 +230,13 @@ FROM unnest($2::text[], $3::bigint[], $4::text[]) WITH ORDINALITY AS t(n, l, e, 
 ORDER BY t.o
 """
 
-# Seen again in a new pass: only a row removed earlier (never sent) goes back to pending.
+# Seen again in a new pass: the rows ``Batch.decide`` restored ($5) go back to pending.
 SEE_AGAIN = """
 UPDATE ryze_numbers AS r SET seen = $4, line = u.l,
-    state = CASE WHEN r.state = 'skipped' THEN 'pending' ELSE r.state END,
-    not_before = CASE WHEN r.state = 'skipped' THEN NULL ELSE r.not_before END,
-    error = CASE WHEN r.state = 'skipped' THEN NULL ELSE r.error END
-FROM unnest($2::text[], $3::bigint[]) AS u(k, l)
+    state = CASE WHEN u.back THEN 'pending' ELSE r.state END,
+    not_before = CASE WHEN u.back THEN NULL ELSE r.not_before END,
+    error = CASE WHEN u.back THEN NULL ELSE r.error END
+FROM unnest($2::text[], $3::bigint[], $5::boolean[]) AS u(k, l, back)
 WHERE r.campaign = $1 AND r.key = ANY($2::text[]) AND r.key = u.k
 """
 
@@ -254,9 +255,15 @@ UPDATE ryze_campaigns SET ingest_pass = ingest_pass + 1, sweep_due = true,
 WHERE campaign = $1
 """
 
+# The ids ``swept`` chose among these (``postgres/store.py``, ``finish_pass``).
+SWEEP_CANDIDATES = """
+SELECT id, state, seen FROM ryze_numbers
+WHERE campaign = $1 AND valid AND state IN ('pending', 'claimed') FOR UPDATE
+"""
+
 SWEEP_REMOVED = """
 UPDATE ryze_numbers SET state = 'skipped', error = $2, owner = NULL, lease_until = NULL
-WHERE campaign = $1 AND valid AND state IN ('pending', 'claimed') AND seen != $3
+WHERE campaign = $1 AND id = ANY($3::bigint[])
 """
 
 

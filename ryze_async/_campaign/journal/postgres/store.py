@@ -83,26 +83,28 @@ import asyncpg
 
 from .... import ClaimLostError, JournalConnectionLostError
 from ...._urls import scrub, shown_url
-from ...inputs import person_key
 from .. import postgres as sql
 from ..events import (
+    REMOVED,
+    Batch,
+    Committed,
     GroupCommit,
     HoldRow,
     Ingested,
     IngestResult,
     JournalEvent,
+    Known,
     Listener,
-    Moved,
     Rebased,
     Row,
     State,
-    skip_reason,
+    batch_result,
+    swept,
 )
 from ..recorded_rules import PG_SCHEMA as RULES_SCHEMA
 from ..recorded_rules import CampaignRules, RuleChange, Settled, pg_settle, pg_trail
 from ..schema import CampaignIdentity, JournalCounts, JournalError, check_identity, rekey_postgres
 from ..sqlite.report import ReportData
-from ..sqlite.store import REMOVED
 from .report import export_csv, export_jsonl, read_report
 
 __all__ = [
@@ -239,74 +241,53 @@ async def finish_pass(conn: Any, campaign: str) -> int:
         row = await conn.fetchrow(sql.CAMPAIGN_FOR_UPDATE, campaign)
         if not row["sweep_due"]:
             return 0
-        status = await conn.execute(sql.SWEEP_REMOVED, campaign, REMOVED, row["ingest_pass"])
+        # The rule is ``swept`` (``events.py``); SQL only narrows to the rows it may touch (a
+        # claimed row is pending: a claim is not a call).
+        due = [r["id"] for r in await conn.fetch(sql.SWEEP_CANDIDATES, campaign)
+               if swept(_AS_PENDING.get(r["state"], r["state"]), r["seen"], row["ingest_pass"])]
+        status = await conn.execute(sql.SWEEP_REMOVED, campaign, REMOVED, due)
         await conn.execute("UPDATE ryze_campaigns SET sweep_due = false WHERE campaign = $1",
                            campaign)
     return int(status.split()[-1])
 
 
-def _split(entries: list[tuple[int, str]], normalize: Callable[[str], str]
-           ) -> tuple[list[tuple[str, int]], list[tuple[int, str, str]]]:
-    valid: list[tuple[str, int]] = []
-    invalid: list[tuple[int, str, str]] = []
-    for at, raw in entries:
-        try:
-            valid.append((normalize(raw), at))
-        except ValueError as exc:
-            invalid.append((at, raw, str(exc) or "invalid number"))
-    return valid, invalid
-
-
-def _classify(valid: list[tuple[str, int]], known: dict[str, tuple[str, int]], pass_no: int
-              ) -> tuple[list[tuple[str, str, int]], list[tuple[str, int]], int, int]:
-    """(rows to insert, keys seen again, duplicates, restored) for one batch, in input order."""
-    new: list[tuple[str, str, int]] = []
-    again: list[tuple[str, int]] = []
-    duplicates = restored = 0
-    batch: set[str] = set()
-    for number, at in valid:
-        key = person_key(number)
-        state_seen = known.get(key)
-        if key in batch or (state_seen is not None and state_seen[1] == pass_no):
-            duplicates += 1
-        elif state_seen is None:
-            new.append((number, key, at))
-        else:
-            again.append((key, at))
-            restored += state_seen[0] == "skipped"
-        batch.add(key)
-    return new, again, duplicates, restored
+_AS_PENDING = {"claimed": "pending"}
 
 
 async def ingest_rows(
     conn: Any, campaign: str, entries: list[tuple[int, str]], position: tuple[int, int, str],
     normalize: Callable[[str], str],
 ) -> IngestResult:
-    """Store a batch and the resume point after it, in one transaction."""
+    """Store a batch and the resume point after it, in one transaction; the decisions are
+    ``Batch.decide``'s (``events.py``), this only reads and writes them."""
     async with conn.transaction():
         head = await conn.fetchrow(sql.CAMPAIGN_FOR_UPDATE, campaign)
         pass_no, done_line = head["ingest_pass"], head["ingest_line"]
         # Lines up to the stored one are in already (this pass): another worker read them.
-        valid, invalid = _split([e for e in entries if e[0] > done_line], normalize)
-        keys = [person_key(number) for number, _ in valid]
-        known = {r["key"]: (r["state"], r["seen"])
-                 for r in await conn.fetch(sql.KNOWN_KEYS, campaign, keys)}
-        new, again, duplicates, restored = _classify(valid, known, pass_no)
+        batch = Batch.read([e for e in entries if e[0] > done_line], normalize)
+        known = {r["key"]: Known(_AS_PENDING.get(r["state"], r["state"]), r["seen"])
+                 for r in await conn.fetch(sql.KNOWN_KEYS, campaign, batch.person_keys())}
+        decided = batch.decide(known, pass_no)
+        new = [d for d in decided if d.decision == "added"]
+        again = [d for d in decided if d.decision in ("known", "restored")]
         added = 0
         if new:
             added = len(await conn.fetch(
-                sql.INSERT_VALID, campaign, [n for n, _, _ in new], [k for _, k, _ in new],
-                [at for _, _, at in new], pass_no))
+                sql.INSERT_VALID, campaign, [d.number for d in new], [d.key for d in new],
+                [d.line for d in new], pass_no))
         if again:
-            await conn.execute(sql.SEE_AGAIN, campaign, [k for k, _ in again],
-                               [at for _, at in again], pass_no)
+            await conn.execute(sql.SEE_AGAIN, campaign, [d.key for d in again],
+                               [d.line for d in again], pass_no,
+                               [d.decision == "restored" for d in again])
+        invalid = batch.invalid
         if invalid:
             await conn.execute(sql.INSERT_INVALID, campaign, [raw for _, raw, _ in invalid],
                                [at for at, _, _ in invalid], [why for _, _, why in invalid],
                                pass_no)
+        result = batch_result(decided, invalid, added)
         offset, line, digest = position
-        await conn.execute(sql.SET_POSITION, campaign, duplicates, offset, line, digest)
-    return IngestResult(added, duplicates, invalid, restored)
+        await conn.execute(sql.SET_POSITION, campaign, result.duplicates, offset, line, digest)
+    return result
 
 
 _COMMIT_TRIES = 5
@@ -436,7 +417,7 @@ class PgStore:
         self.beats = 0
         self._group: GroupCommit[PgOp] = GroupCommit(self._commit, _claim_lost)
         self._listeners: list[Listener] = []
-        self._sending: set[int] = set()  # rows this worker marked and has not recorded yet
+        self._committed = Committed()
         self._last_rebase = 0.0
 
     # -- opening and closing --------------------------------------------------------------------
@@ -708,14 +689,10 @@ class PgStore:
                 continue  # pending (or this worker's claim) it was, pending it is
             if isinstance(op, Mark):
                 if op.row_id not in refused:
-                    self._sending.add(op.row_id)
-                    self._emit(Moved("pending", "sending"))
-            elif op.row_id in self._sending:
-                self._sending.discard(op.row_id)
-                self._emit(Moved("sending", op.state))  # type: ignore[arg-type]
+                    self._emit(self._committed.marked(op.row_id))
             else:
-                self._emit(Moved("pending", op.state,  # type: ignore[arg-type]
-                                 skip_reason(op.state, op.error)))
+                self._emit(self._committed.recorded(
+                    op.row_id, op.state, op.error))  # type: ignore[arg-type]
         return refused
 
     async def _apply(self, ops: list[PgOp]) -> set[int]:

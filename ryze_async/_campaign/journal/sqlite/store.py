@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import sqlite3
 import stat
@@ -61,22 +62,26 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal, Self, TextIO, TypeVar
 
-from ...inputs import person_key
 from ..events import (
+    REMOVED,
+    Batch,
+    Committed,
+    Decided,
     GroupCommit,
     HoldRow,
     Ingested,
     IngestResult,
     JournalEvent,
+    Known,
     Listener,
     MarkSending,
-    Moved,
     Op,
     Rebased,
     RecordOutcome,
     Row,
     State,
-    skip_reason,
+    batch_result,
+    swept,
 )
 from ..recorded_rules import CampaignRules, RuleChange, Settled, sqlite_settle, sqlite_trail
 from ..schema import (
@@ -101,7 +106,6 @@ from .report import ReportData, export_csv, export_jsonl, read_report
 __all__ = [
     "HOLD",
     "NEVER",
-    "REMOVED",
     "Journal",
     "apply_ops",
     "begin_pass",
@@ -277,9 +281,6 @@ def _record(db: sqlite3.Connection, op: RecordOutcome) -> None:
     )
 
 
-REMOVED = "removed from input: not in the numbers file any more, so not called"
-
-
 def sweep_due(db: sqlite3.Connection) -> bool:
     return read_meta(db, "sweep_due") == "1"
 
@@ -308,9 +309,11 @@ def finish_pass(db: sqlite3.Connection) -> int:
         return 0
     db.execute("BEGIN IMMEDIATE")
     try:
+        # The rule is ``swept`` (``events.py``), called by SQLite itself, not written again here.
+        db.create_function("swept", 3, swept, deterministic=True)
         removed = db.execute(
-            "UPDATE numbers SET state = 'skipped', error = ? WHERE state = 'pending' "
-            "AND valid = 1 AND seen != ?", (REMOVED, int(read_meta(db, "ingest_pass"))),
+            "UPDATE numbers SET state = 'skipped', error = ? WHERE valid = 1 "
+            "AND swept(state, seen, ?)", (REMOVED, int(read_meta(db, "ingest_pass"))),
         ).rowcount
         write_meta(db, {"sweep_due": "0"})
         db.execute("COMMIT")
@@ -320,31 +323,31 @@ def finish_pass(db: sqlite3.Connection) -> int:
     return removed
 
 
-def _store_valid(db: sqlite3.Connection, number: str, at: int, pass_no: int) -> str:
-    """Insert or re-see one valid number: 'added', 'duplicate', 'restored' or 'known'."""
-    key = person_key(number)
-    if db.execute(
-        "INSERT INTO numbers(number, key, valid, state, line, seen) "
-        "VALUES (?, ?, 1, 'pending', ?, ?) ON CONFLICT(key) DO NOTHING",
-        (number, key, at, pass_no),
-    ).rowcount:
-        return "added"
-    row_id, state, seen = db.execute(
-        "SELECT id, state, seen FROM numbers WHERE key = ?", (key,)).fetchone()
-    if seen == pass_no:
-        return "duplicate"
-    if state != "skipped":
-        db.execute("UPDATE numbers SET seen = ?, line = ? WHERE id = ?", (pass_no, at, row_id))
-        return "known"
-    # A row removed earlier (never sent) is in the input again: back to pending, and at the end
-    # of the id order, as a new row would be. The feeder reads pending rows above its cursor:
-    # rows appended to the input are ingested while it dispatches (no pass holds it), so it may
-    # be past the old id, and a row pending there would never be fed in this run.
-    db.execute(
-        "UPDATE numbers SET id = (SELECT max(id) + 1 FROM numbers), seen = ?, line = ?, "
-        "state = 'pending', error = NULL, not_before = NULL WHERE id = ?", (pass_no, at, row_id),
-    )
-    return "restored"
+def _known(db: sqlite3.Connection, keys: list[str]) -> dict[str, Known]:
+    return {key: Known(state, seen) for key, state, seen in db.execute(
+        "SELECT key, state, seen FROM numbers WHERE key IN (SELECT value FROM json_each(?))",
+        (json.dumps(keys),))}
+
+
+def _apply(db: sqlite3.Connection, entry: Decided, pass_no: int) -> None:
+    """Write one valid entry's decision (``Batch.decide``, the rule's one home)."""
+    if entry.decision == "added":
+        db.execute("INSERT INTO numbers(number, key, valid, state, line, seen) "
+                   "VALUES (?, ?, 1, 'pending', ?, ?)",
+                   (entry.number, entry.key, entry.line, pass_no))
+    elif entry.decision == "known":
+        db.execute("UPDATE numbers SET seen = ?, line = ? WHERE key = ?",
+                   (pass_no, entry.line, entry.key))
+    elif entry.decision == "restored":
+        # Back to pending at the end of the id order, as a new row would be. The feeder reads
+        # pending rows above its cursor: rows appended to the input are ingested while it
+        # dispatches (no pass holds it), so it may be past the old id, and a row pending there
+        # would never be fed in this run.
+        db.execute(
+            "UPDATE numbers SET id = (SELECT max(id) + 1 FROM numbers), seen = ?, line = ?, "
+            "state = 'pending', error = NULL, not_before = NULL WHERE key = ?",
+            (pass_no, entry.line, entry.key),
+        )
 
 
 def ingest_rows(
@@ -352,28 +355,24 @@ def ingest_rows(
     normalize: Callable[[str], str],
 ) -> IngestResult:
     """Store a batch and the resume point after it, in one transaction."""
-    valid: list[tuple[str, int]] = []
-    invalid: list[tuple[int, str, str]] = []
-    for at, raw in entries:
-        try:
-            valid.append((normalize(raw), at))
-        except ValueError as exc:
-            invalid.append((at, raw, str(exc) or "invalid number"))
+    batch = Batch.read(entries, normalize)
     db.execute("BEGIN IMMEDIATE")
     try:
         pass_no = int(read_meta(db, "ingest_pass"))
-        kinds = [_store_valid(db, number, at, pass_no) for number, at in valid]
-        if invalid:
+        decided = batch.decide(_known(db, batch.person_keys()), pass_no)
+        for entry in decided:
+            _apply(db, entry, pass_no)
+        if batch.invalid:
             db.executemany(
                 "INSERT INTO numbers(number, key, valid, state, line, error, seen) "
                 "VALUES (?, NULL, 0, 'failed', ?, ?, ?)",
-                [(raw, at, why, pass_no) for at, raw, why in invalid],
+                [(raw, at, why, pass_no) for at, raw, why in batch.invalid],
             )
-        duplicates = kinds.count("duplicate")
+        result = batch_result(decided, batch.invalid)
         db.execute(
             "INSERT INTO meta(key, value) VALUES ('ingest_duplicates', ?) ON CONFLICT(key) "
             "DO UPDATE SET value = CAST(value AS INTEGER) + CAST(excluded.value AS INTEGER)",
-            (str(duplicates),),
+            (str(result.duplicates),),
         )
         offset, line, digest = position
         write_meta(db, {"ingest_offset": str(offset), "ingest_line": str(line),
@@ -382,7 +381,7 @@ def ingest_rows(
     except BaseException:
         db.execute("ROLLBACK")
         raise
-    return IngestResult(kinds.count("added"), duplicates, invalid, kinds.count("restored"))
+    return result
 
 
 class Journal:
@@ -401,7 +400,7 @@ class Journal:
         self.read_only = lock_fd is None
         self._group: GroupCommit[Op] = GroupCommit(self._commit, _not_pending)
         self._listeners: list[Listener] = []
-        self._sending: set[int] = set()  # rows this store marked sending and not yet recorded
+        self._committed = Committed()
         self._hold = False  # an input pass is open: ingest events wait for its sweep
         self.commits = 0
 
@@ -633,13 +632,9 @@ class Journal:
                 continue  # pending it was, pending it stays
             if isinstance(op, MarkSending):
                 if op.row_id not in refused:
-                    self._sending.add(op.row_id)
-                    self._emit(Moved("pending", "sending"))
-            elif op.row_id in self._sending:
-                self._sending.discard(op.row_id)
-                self._emit(Moved("sending", op.state))
+                    self._emit(self._committed.marked(op.row_id))
             else:
-                self._emit(Moved("pending", op.state, skip_reason(op.state, op.error)))
+                self._emit(self._committed.recorded(op.row_id, op.state, op.error))
         return refused
 
     # -- reporting ------------------------------------------------------------------------------
