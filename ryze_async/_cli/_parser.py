@@ -27,7 +27,8 @@ __all__ = ["build_parser", "load_media", "reveal"]
 _EPILOG = ("Exit codes: 0 done, 1 some calls failed or unknown, 2 usage/config/input error, "
            "3 stopped by the circuit breaker, 4 nothing can be called before the next calling "
            "window (--exit-outside-window: run it again then), 5 the PostgreSQL journal's "
-           "connection was lost (start again once it is back), 70 internal error (a bug), "
+           "database stayed unreachable past --reconnect-deadline (start again once it is "
+           "back), 70 internal error (a bug), "
            "130 interrupted.")
 
 _CAMPAIGN_EXAMPLE = """example:

@@ -6,7 +6,8 @@ failed | unknown``:
 - :meth:`PgStore.claim` takes up to ``limit`` pending numbers for this worker
   (``FOR UPDATE SKIP LOCKED``: each number is claimed by exactly one worker) under a lease
   (``lease`` seconds, default 30) that a heartbeat task renews every ``heartbeat`` seconds
-  (default 10) while the worker lives.
+  (default a third of the lease) while the worker lives. Each worker writes its own lease into
+  the rows it holds (``lease_until``), so workers of a campaign need not agree on it.
 - :meth:`PgStore.mark_sending` commits ``-> sending`` (durable: ``SET LOCAL synchronous_commit``)
   after the quota admitted the call and before its first byte, exactly as in SQLite. It only
   succeeds while this worker's lease is live on the *database's* clock (or the row is pending
@@ -36,6 +37,13 @@ of one worker's events alone would drift from the campaign's.
 It opens the campaign (the schema, the campaign row, the identity check, recovery of expired
 leases), renews this worker's leases (the heartbeat), and closes it (unsent claims given back);
 the connections themselves, and the work run on them, are a :class:`_Connections` it owns.
+
+A lost connection (a server restart, a terminated backend, a cut proxy) is connected again,
+with backoff, within ``reconnect_deadline`` seconds (then :class:`JournalConnectionLostError`,
+for good); the unit that found it gone runs again on the new connection (see
+:class:`_Connections`). A mark is acknowledged only once committed: a commit whose answer was
+lost is applied again and its marks read back (:meth:`PgStore._applier`), and claims this
+worker never received or no longer holds go back to pending first (:meth:`PgStore._reconnected`).
 
 Work on the connection runs as in the SQLite journal's one thread (``sqlite/store.py``): each
 unit (a query, or a transaction from its BEGIN to its COMMIT) is a task of its own, run one at
