@@ -354,14 +354,14 @@ _BACKOFF_MAX = 5.0
 #: is over (shutdown, crash, a terminated backend, a restart still starting), whatever asyncpg
 #: says of the socket yet.
 _SERVER_GONE = (asyncpg.PostgresConnectionError, asyncpg.AdminShutdownError,
-                asyncpg.CrashShutdownError, asyncpg.CannotConnectNowError)
+                asyncpg.CrashShutdownError, asyncpg.CannotConnectNowError, ConnectionError)
 _CONNECT_FAILED = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError,
                    JournalError)
 
 
 def _gone(conn: Any, exc: BaseException) -> bool:
     """Whether ``exc`` means the connection is over (not that the statement failed)."""
-    return bool(conn.is_closed()) or isinstance(exc, _SERVER_GONE | ConnectionError)
+    return bool(conn.is_closed()) or isinstance(exc, _SERVER_GONE)
 
 
 class _Connections:
