@@ -314,8 +314,10 @@ class JournalError(Exception):
 
 class JournalConnectionLostError(JournalError):
     """The connection to the journal's database was lost mid-campaign (PostgreSQL stopped,
-    restarted or unreachable): nothing more is sent through it. Not the user's input: the CLI
-    exits 5. Start again once the database is back; an interrupted send is ``unknown``."""
+    restarted or unreachable) and could not be made again within the worker's reconnect
+    deadline (``reconnect_deadline``, ``--reconnect-deadline``): nothing more is sent through
+    it. Not the user's input: the CLI exits 5. Start again once the database is back; an
+    interrupted send is ``unknown``."""
 
 
 class JournalLockedError(JournalError):

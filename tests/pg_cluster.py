@@ -21,9 +21,10 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PostgresUnavailableError", "find_bindir", "pg_cluster"]
+__all__ = ["PgServer", "PostgresUnavailableError", "find_bindir", "pg_cluster", "pg_server"]
 
 DSN_ENV = "RYZE_TEST_POSTGRES_DSN"
 
@@ -76,14 +77,34 @@ def _run(prefix: list[str], argv: list[str], timeout: float = 120) -> None:
                            f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
 
 
+@dataclass
+class PgServer:
+    """A running throw-away cluster the test may stop and start again on the same port (the
+    same data: a restart, as an operator's or a crash's)."""
+
+    dsn: str
+    prefix: list[str]
+    bindir: Path
+    root: Path
+    data: Path
+    options: str
+
+    def stop(self, mode: str = "fast") -> None:
+        """``pg_ctl stop -m mode``: ``fast`` ends every session (rolled back), then stops."""
+        _run(self.prefix, [str(self.bindir / "pg_ctl"), "stop", "-D", str(self.data), "-m",
+                           mode, "-w", "-t", "60"], timeout=90)
+
+    def start(self) -> None:
+        """Start again on the same port; returns once it accepts connections."""
+        _run(self.prefix, [str(self.bindir / "pg_ctl"), "start", "-D", str(self.data), "-w",
+                           "-t", "60", "-l", str(self.root / "server.log"), "-o",
+                           self.options], timeout=90)
+
+
 @contextlib.contextmanager
-def pg_cluster(database: str = "ryze", options: str = "") -> Iterator[str]:
-    """Start a cluster, create ``database``, yield its DSN; stop and remove it afterwards.
+def pg_server(database: str = "ryze", options: str = "") -> Iterator[PgServer]:
+    """Start a cluster, create ``database``, yield it; stop and remove it afterwards.
     ``options`` are more ``-c name=value`` settings of the server (TLS, ``hba_file``)."""
-    external = os.environ.get(DSN_ENV)
-    if external and not options:
-        yield external
-        return
     bindir = find_bindir()
     prefix, uid, gid = _as_user()
     # As root, under /tmp: the server's user must reach the directory, and $TMPDIR may sit
@@ -97,11 +118,12 @@ def pg_cluster(database: str = "ryze", options: str = "") -> Iterator[str]:
         root.chmod(0o700)
         _run(prefix, [str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
                       "--auth=trust", "-E", "UTF8", "--no-instructions"])
-        port = _start(prefix, bindir, root, data, options)
+        port, started = _start(prefix, bindir, root, data, options)
         try:
             _run(prefix, [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port),
                           "-U", "postgres", database])
-            yield f"postgresql://postgres@127.0.0.1:{port}/{database}"
+            yield PgServer(f"postgresql://postgres@127.0.0.1:{port}/{database}", prefix,
+                           bindir, root, data, started)
         finally:
             with contextlib.suppress(Exception):
                 _run(prefix, [str(bindir / "pg_ctl"), "stop", "-D", str(data), "-m",
@@ -110,7 +132,20 @@ def pg_cluster(database: str = "ryze", options: str = "") -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _start(prefix: list[str], bindir: Path, root: Path, data: Path, extra: str) -> int:
+@contextlib.contextmanager
+def pg_cluster(database: str = "ryze", options: str = "") -> Iterator[str]:
+    """Start a cluster, create ``database``, yield its DSN; stop and remove it afterwards.
+    ``options`` are more ``-c name=value`` settings of the server (TLS, ``hba_file``)."""
+    external = os.environ.get(DSN_ENV)
+    if external and not options:
+        yield external
+        return
+    with pg_server(database, options) as server:
+        yield server.dsn
+
+
+def _start(prefix: list[str], bindir: Path, root: Path, data: Path, extra: str
+           ) -> tuple[int, str]:
     """Start the server on a free port (a few tries: another process may take the port)."""
     last: Exception | None = None
     for _ in range(5):
@@ -124,5 +159,5 @@ def _start(prefix: list[str], bindir: Path, root: Path, data: Path, extra: str) 
         except RuntimeError as exc:
             last = exc
             continue
-        return port
+        return port, options
     raise RuntimeError(f"PostgreSQL did not start: {last}")

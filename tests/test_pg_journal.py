@@ -376,9 +376,10 @@ async def test_unreachable_database_names_no_password(pg_dsn: str) -> None:
 
 
 async def test_lost_connection_fails_closed(open_journal: Opener, pg_dsn: str) -> None:
-    """The database goes away under a worker: its marks fail and keep failing (nothing more may
-    be sent through this journal), and the row it tried to mark was not marked."""
-    a = await open_journal()
+    """The database goes away under a worker that may not reconnect (a deadline of 0, #19): its
+    marks fail and keep failing (nothing more may be sent through this journal), and the row it
+    tried to mark was not marked."""
+    a = await open_journal(reconnect_deadline=0)
     await feed(a, numbers(2), 2)
     rows = await a.claim(2)
     pid = await a._db().fetchval("SELECT pg_backend_pid()")

@@ -57,6 +57,7 @@ async def test_a_worker_that_loses_its_database_exits_5_with_one_line(
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "ryze_async", "campaign", str(numbers), "--fake",
             "--journal", url, "--campaign", "lost", "--rate-limit", "1", "--rate-period", "1",
+            "--reconnect-deadline", "1",
             env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         try:
             await server.wait_for_requests(2, timeout=60)

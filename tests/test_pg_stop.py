@@ -128,7 +128,8 @@ async def _table(dsn: str, campaign: str) -> dict[str, int]:
         rows = await conn.fetch("SELECT state, count(*) AS n FROM ryze_numbers WHERE campaign "
                                 "= $1 AND valid GROUP BY state", campaign)
         stuck = await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE state LIKE "
-                                    "'idle in transaction%' AND application_name = 'ryze-async'")
+                                    "'idle in transaction%' AND application_name LIKE "
+                                    "'ryze-async%'")
     finally:
         await conn.close()
     assert stuck == 0, "a journal connection was left inside a transaction"

@@ -36,6 +36,11 @@ from .journal import (
     peek_journal,
     peek_rules,
 )
+from .journal.postgres import (
+    DEFAULT_LEASE,
+    DEFAULT_RECONNECT_DEADLINE,
+    check_worker_settings,
+)
 from .journal.recorded_rules import settle, with_fingerprints
 from .journal.schema import check_identity
 from .outcomes import (
@@ -152,6 +157,9 @@ class JournalPlan:
     change_rules: bool = False
     #: The given rules read from the journal's record (said as recorded, compared as given).
     inherited: frozenset[str] = frozenset()
+    #: A PostgreSQL worker's claim lease and reconnect deadline (seconds; see ``open_journal``).
+    lease: float = DEFAULT_LEASE
+    reconnect_deadline: float = DEFAULT_RECONNECT_DEADLINE
 
 
 def quota_text(client: CampaignClient) -> str | None:
@@ -198,7 +206,8 @@ async def open_store(
         None if media is None else media.fingerprint, how.instance, how.quota,
     )
     journal = await open_journal(how.target, identity=identity, force=how.force,
-                                 synchronous=how.synchronous, campaign=how.campaign)
+                                 synchronous=how.synchronous, campaign=how.campaign,
+                                 lease=how.lease, reconnect_deadline=how.reconnect_deadline)
     try:
         given = await asyncio.to_thread(with_fingerprints, how.given)
         settled = await journal.settle_rules(given, change=how.change_rules,
@@ -389,6 +398,12 @@ class Campaign:
     compared all the same, and the resume says it runs by them. ``senders_file`` is where the
     senders' tokens were read from: its path (never its content) is recorded so that the CLI
     finds them again.
+
+    With a PostgreSQL journal, ``lease`` is how long (seconds, default 30) this worker's claims
+    outlive its last heartbeat (one every third of it) before another worker may take them, and
+    ``reconnect_deadline`` how long (default 60; 0: not at all) a lost connection to the
+    database is tried again before the run stops with ``JournalConnectionLostError``. Both are
+    checked here (``InvalidRequestError``); a SQLite journal uses neither.
     """
 
     def __init__(
@@ -425,8 +440,11 @@ class Campaign:
         change_rules: bool = False,
         inherited_rules: Collection[str] = (),
         senders_file: str | os.PathLike[str] | None = None,
+        lease: float = DEFAULT_LEASE,
+        reconnect_deadline: float = DEFAULT_RECONNECT_DEADLINE,
     ) -> None:
         check_options(media, fake, concurrency, ingest_batch)
+        check_worker_settings(lease=lease, reconnect_deadline=reconnect_deadline)
         self._client = client
         self._senders = build_senders(client, senders)
         del senders  # the tokens: not kept in this frame's locals past here
@@ -447,7 +465,8 @@ class Campaign:
             senders_file=None if senders_file is None else str(Path(senders_file).resolve()))
         self._journal_plan = JournalPlan(self._target, campaign, force, synchronous, fake,
                                          self._instance, quota_text(client), given,
-                                         change_rules, frozenset(inherited_rules))
+                                         change_rules, frozenset(inherited_rules), lease,
+                                         reconnect_deadline)
         self._settings = Settings(
             media=None, duration=duration, instance=self._instance, concurrency=concurrency,
             drain_timeout=drain_timeout, max_connection_failures=max_connection_failures,

@@ -68,6 +68,9 @@ class CampaignJob:
     retry_failed: bool = False
     force: bool = False
     drain_timeout: float = 30.0
+    #: ``--lease``, ``--reconnect-deadline`` (None: the PostgreSQL journal's defaults).
+    lease: float | None = None
+    reconnect_deadline: float | None = None
     tty: bool = False
     log_interval: float = 10.0
     column: str | int | None = None
@@ -144,11 +147,23 @@ def _instance(job: CampaignJob) -> str:
     return instance
 
 
+def worker_settings(lease: float | None, deadline: float | None) -> tuple[float, float]:
+    """``--lease`` and ``--reconnect-deadline`` (None: the defaults), checked by the journal's
+    one rule: a bad one is exit 2 before the journal is read."""
+    from ryze_async._campaign.journal import postgres  # noqa: PLC0415 - only when it runs
+
+    lease = postgres.DEFAULT_LEASE if lease is None else lease
+    deadline = postgres.DEFAULT_RECONNECT_DEADLINE if deadline is None else deadline
+    postgres.check_worker_settings(lease=lease, reconnect_deadline=deadline)
+    return lease, deadline
+
+
 def job_from_args(args: argparse.Namespace) -> CampaignJob:
     media = load_media(args.media, args.media_url, args.media_base64)
     if media is None and not args.fake:
         raise UsageError("give --media FILE, --media-url URL, --media-base64 or --fake")
     check_campaign_name(args.journal, args.campaign)
+    worker_settings(args.lease, args.reconnect_deadline)
     if args.senders is not None and (args.instance or args.token is not None):
         raise UsageError("--senders names every instance and token: drop --instance/--token")
     senders = read_senders(args.senders) if args.senders is not None else {}
@@ -169,7 +184,8 @@ def job_from_args(args: argparse.Namespace) -> CampaignJob:
         call_windows=args.call_window, timezone=args.timezone,
         exit_outside_window=args.exit_outside_window, exclude=args.exclude,
         not_before=args.not_before, not_after=args.not_after, dry_run=args.dry_run,
-        quota_url=args.quota_url, change_rules=args.change_rules,
+        quota_url=args.quota_url, change_rules=args.change_rules, lease=args.lease,
+        reconnect_deadline=args.reconnect_deadline,
     )
 
 
@@ -230,6 +246,7 @@ def _campaign(job: CampaignJob, client: RyzeClient, instance: str) -> Campaign:
     for path in job.exclude or ():
         if not path.is_file():
             raise UsageError(f"no such opt-out file: {path}")
+    lease, reconnect_deadline = worker_settings(job.lease, job.reconnect_deadline)
     try:
         return Campaign(
             client, job.numbers, journal=job.journal, media=job.media, fake=job.fake,
@@ -242,6 +259,7 @@ def _campaign(job: CampaignJob, client: RyzeClient, instance: str) -> Campaign:
             exit_outside_window=job.exit_outside_window,
             max_unknown_in_a_row=job.max_unknown_in_a_row, change_rules=job.change_rules,
             inherited_rules=job.inherited, senders_file=job.senders_file,
+            lease=lease, reconnect_deadline=reconnect_deadline,
         )
     except ValueError as exc:  # a window or zone the rules refused
         raise UsageError(str(exc)) from None

@@ -33,8 +33,10 @@ EXIT_USAGE = 2
 EXIT_BREAKER = 3
 #: ``--exit-outside-window``: nothing can be called until a window opens; start again then.
 EXIT_OUTSIDE_WINDOW = 4
-#: A PostgreSQL journal's connection was lost mid-campaign: start the worker again once the
-#: database is back (what was sent is in the journal; an interrupted send is ``unknown``).
+#: A PostgreSQL journal's database stayed unreachable mid-campaign longer than the worker's
+#: ``--reconnect-deadline`` (a shorter outage is reconnected and the run goes on): start the
+#: worker again once the database is back (what was sent is in the journal; an interrupted send
+#: is ``unknown``).
 EXIT_JOURNAL_LOST = 5
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130

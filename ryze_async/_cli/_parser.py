@@ -27,7 +27,8 @@ __all__ = ["build_parser", "load_media", "reveal"]
 _EPILOG = ("Exit codes: 0 done, 1 some calls failed or unknown, 2 usage/config/input error, "
            "3 stopped by the circuit breaker, 4 nothing can be called before the next calling "
            "window (--exit-outside-window: run it again then), 5 the PostgreSQL journal's "
-           "connection was lost (start again once it is back), 70 internal error (a bug), "
+           "database stayed unreachable past --reconnect-deadline (start again once it is "
+           "back), 70 internal error (a bug), "
            "130 interrupted.")
 
 _CAMPAIGN_EXAMPLE = """example:
@@ -96,6 +97,19 @@ def _campaign_name(p: argparse.ArgumentParser) -> None:
                    "every process run with the same journal and name shares the work")
 
 
+def _worker_options(p: argparse.ArgumentParser) -> None:
+    # Checked by the campaign (one rule, exit 2 before any connection), not here.
+    g = p.add_argument_group("a postgresql:// journal's worker")
+    g.add_argument("--lease", type=float, metavar="SECONDS",
+                   help="how long this worker's claims outlive its last heartbeat (one every "
+                   "third of it) before another worker takes them: a killed worker's numbers "
+                   "come back after about this long (default 30; >= 1)")
+    g.add_argument("--reconnect-deadline", type=float, metavar="SECONDS",
+                   help="a lost connection to the database is tried again (backoff with "
+                   "jitter) this long before the worker gives up with exit 5 (default 60; "
+                   "0: at once)")
+
+
 def _connection_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("connection (default: the RYZE_* environment variables)")
     g.add_argument("--token", type=_secret,
@@ -162,6 +176,7 @@ def _campaign(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
                    help="journal file (the campaign), or postgresql://USER@HOST:PORT/DB "
                    "with --campaign (several workers; the postgres extra)")
     _campaign_name(p)
+    _worker_options(p)
     p.add_argument("--column", type=_column, metavar="NAME|INDEX",
                    help="the numbers' column (CSV, xlsx) or key (JSON Lines): its header, or "
                         "its position (1 = first)")

@@ -77,6 +77,7 @@ from .events import (
     Row,
     State,
 )
+from .postgres import DEFAULT_LEASE, DEFAULT_RECONNECT_DEADLINE
 from .recorded_rules import CampaignRules, OptOutList, RuleChange, Settled
 from .schema import (
     CampaignIdentity,
@@ -148,7 +149,8 @@ def describe(target: str | os.PathLike[str]) -> str:
 
 async def open_postgres(
     url: str, *, campaign: str | None, identity: CampaignIdentity | None, force: bool,
-    read_only: bool,
+    read_only: bool, lease: float = DEFAULT_LEASE,
+    reconnect_deadline: float = DEFAULT_RECONNECT_DEADLINE,
 ) -> PgStore:
     """Open one campaign of a PostgreSQL journal (see ``postgres/store.py``)."""
     if not campaign:
@@ -162,7 +164,8 @@ async def open_postgres(
         raise JournalError(INSTALL) from None
     try:
         return await PgStore.open(url, campaign=campaign, identity=identity, force=force,
-                                  read_only=read_only)
+                                  read_only=read_only, lease=lease,
+                                  reconnect_deadline=reconnect_deadline)
     except JournalError as exc:
         if scrub(str(exc), url) == str(exc):
             raise
@@ -240,16 +243,19 @@ async def open_journal(
     target: str | os.PathLike[str], *, identity: CampaignIdentity | None = None,
     force: bool = False, create: bool = True, read_only: bool = False,
     synchronous: Literal["full", "normal"] = "full", campaign: str | None = None,
+    lease: float = DEFAULT_LEASE, reconnect_deadline: float = DEFAULT_RECONNECT_DEADLINE,
 ) -> JournalStore:
     """Open the store a ``journal`` target names: a ``postgresql://`` URL opens ``campaign``
     in that database (``postgres/store.py``: many workers; asyncpg needed), a path the SQLite file.
 
     Opening recovers rows left ``sending`` (``recovered``) and checks ``identity`` unless
-    ``read_only`` (a report on a running campaign).
+    ``read_only`` (a report on a running campaign). ``lease`` and ``reconnect_deadline`` are a
+    PostgreSQL worker's (``postgres/store.py``); a SQLite journal has neither.
     """
     if is_database_url(target):
         return await open_postgres(str(target), campaign=campaign, identity=identity,
-                                   force=force, read_only=read_only)
+                                   force=force, read_only=read_only, lease=lease,
+                                   reconnect_deadline=reconnect_deadline)
     if campaign is not None:
         raise ValueError("campaign= names a campaign in a PostgreSQL journal; a journal file "
                          "holds one campaign: leave it out")

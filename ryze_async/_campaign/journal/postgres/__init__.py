@@ -17,21 +17,41 @@ once their time has come on the worker's rules' clock."""
 
 from __future__ import annotations
 
+import math
 import ssl
 from typing import Any
 
+from .... import InvalidRequestError
 from ...._urls import scrub, shown_url
 from ..schema import SKIP_REASON, JournalError
 
 __all__ = [
-    "CAMPAIGN_FOR_UPDATE", "CLAIM", "CLAIM_DUE", "COUNTS", "COUNTS_HEAD", "HEARTBEAT",
-    "HELD_COUNTS", "HOLD", "HOLD_RULES", "INSERT_INVALID", "INSERT_VALID", "KNOWN_KEYS",
-    "LEASE_LOST", "MARK", "MIGRATE", "MIGRATE_QUOTA", "NEXT_DUE", "OUTCOME", "RECOVER", "RELEASE",
-    "RESTART_INPUT", "SCHEMA", "SCHEMA_LOCK", "SEE_AGAIN", "SET_POSITION", "SWEEP_CANDIDATES",
-    "SWEEP_REMOVED",
-    "add_column", "connect",
+    "CAMPAIGN_FOR_UPDATE", "CLAIM", "CLAIM_DUE", "COUNTS", "COUNTS_HEAD", "DEFAULT_LEASE",
+    "DEFAULT_RECONNECT_DEADLINE", "HEARTBEAT", "HELD_COUNTS", "HOLD", "HOLD_RULES",
+    "INSERT_INVALID", "INSERT_VALID", "KNOWN_KEYS", "LEASE_LOST", "MARK", "MIGRATE",
+    "MIGRATE_QUOTA", "NEXT_DUE", "OUTCOME", "RECONCILE", "RECOVER", "RELEASE", "RESTART_INPUT",
+    "SCHEMA", "SCHEMA_LOCK", "SEE_AGAIN", "SET_POSITION", "STILL_SENDING", "SWEEP_CANDIDATES",
+    "SWEEP_REMOVED", "add_column", "check_worker_settings", "connect",
 ]
 
+
+#: A claim's lease (seconds after its worker's last heartbeat) and how long a worker tries a lost
+#: connection again before it gives up (``--lease``, ``--reconnect-deadline``), unless given.
+DEFAULT_LEASE = 30.0
+DEFAULT_RECONNECT_DEADLINE = 60.0
+#: A lease under a second leaves its heartbeat (a third of it) no room; a day is plenty.
+_LIMITS = {"lease": (1.0, 86400.0), "reconnect_deadline": (0.0, 86400.0)}
+
+
+def check_worker_settings(**settings: object) -> None:
+    """The one check of ``lease`` and ``reconnect_deadline`` (seconds): a finite number in
+    range, else :class:`InvalidRequestError` before anything is opened."""
+    for name, value in settings.items():
+        low, high = _LIMITS[name]
+        number = not isinstance(value, bool) and isinstance(value, int | float)
+        if not (number and math.isfinite(value) and low <= value <= high):  # type: ignore[arg-type, operator]
+            raise InvalidRequestError(f"{name} must be a finite number of seconds >= {low:g} "
+                                      f"and <= {high:g}, not {value!r}", field=name)
 
 LEASE_LOST = ("lease expired while sending (worker died or stalled): the call may have been "
               "placed")
@@ -163,6 +183,25 @@ lost AS (
     FROM due WHERE n.campaign = $1 AND n.id = due.id AND due.state = 'sending'
     RETURNING 1)
 SELECT (SELECT count(*) FROM released) AS released, (SELECT count(*) FROM lost) AS lost
+"""
+
+# After a reconnect ($3: the claims this worker knows it holds): a claim it never learned of (the
+# claim committed as the connection died) and a claim whose lease ran out meanwhile go back to
+# pending. Neither was sent: a mark only ever follows a claim the worker received, live.
+RECONCILE = """
+WITH strays AS (
+    UPDATE ryze_numbers SET state = 'pending', owner = NULL, lease_until = NULL
+    WHERE campaign = $1 AND owner = $2 AND state = 'claimed'
+    AND (NOT id = ANY($3::bigint[]) OR lease_until <= clock_timestamp())
+    RETURNING id = ANY($3::bigint[]) AS known)
+SELECT count(*) FILTER (WHERE NOT known) AS strays, count(*) FILTER (WHERE known) AS expired
+FROM strays
+"""
+
+# After a reconnect: which of a retried commit's refused marks the lost commit made ($3 ids).
+STILL_SENDING = """
+SELECT id FROM ryze_numbers WHERE campaign = $1 AND owner = $2 AND id = ANY($3::bigint[])
+AND state = 'sending' AND lease_until > clock_timestamp()
 """
 
 # At close: claims go back; a row still sending (cancelled mid-call) may have been placed.

@@ -6,7 +6,8 @@ failed | unknown``:
 - :meth:`PgStore.claim` takes up to ``limit`` pending numbers for this worker
   (``FOR UPDATE SKIP LOCKED``: each number is claimed by exactly one worker) under a lease
   (``lease`` seconds, default 30) that a heartbeat task renews every ``heartbeat`` seconds
-  (default 10) while the worker lives.
+  (default a third of the lease) while the worker lives. Each worker writes its own lease into
+  the rows it holds (``lease_until``), so workers of a campaign need not agree on it.
 - :meth:`PgStore.mark_sending` commits ``-> sending`` (durable: ``SET LOCAL synchronous_commit``)
   after the quota admitted the call and before its first byte, exactly as in SQLite. It only
   succeeds while this worker's lease is live on the *database's* clock (or the row is pending
@@ -36,6 +37,13 @@ of one worker's events alone would drift from the campaign's.
 It opens the campaign (the schema, the campaign row, the identity check, recovery of expired
 leases), renews this worker's leases (the heartbeat), and closes it (unsent claims given back);
 the connections themselves, and the work run on them, are a :class:`_Connections` it owns.
+
+A lost connection (a server restart, a terminated backend, a cut proxy) is connected again,
+with backoff, within ``reconnect_deadline`` seconds (then :class:`JournalConnectionLostError`,
+for good); the unit that found it gone runs again on the new connection (see
+:class:`_Connections`). A mark is acknowledged only once committed: a commit whose answer was
+lost is applied again and its marks read back (:meth:`PgStore._applier`), and claims this
+worker never received or no longer holds go back to pending first (:meth:`PgStore._reconnected`).
 
 Work on the connection runs as in the SQLite journal's one thread (``sqlite/store.py``): each
 unit (a query, or a transaction from its BEGIN to its COMMIT) is a task of its own, run one at
@@ -71,7 +79,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import logging
 import os
+import random
 import secrets
 import socket
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
@@ -123,6 +134,7 @@ __all__ = [
 ]
 
 
+_log = logging.getLogger("ryze_async.campaign")
 _INTERRUPTED = "interrupted while sending: the call may have been placed"
 _T = TypeVar("_T")
 
@@ -314,54 +326,143 @@ SELECT count(*) FROM ryze_numbers WHERE campaign = $1 AND (state = 'pending' AND
 """
 
 
+#: The first pause before a reconnect attempt and the longest one (seconds); the pauses double
+#: in between, each drawn at random in its upper half so that workers cut off together do not
+#: all come back at the same instant.
+_BACKOFF_FIRST = 0.1
+_BACKOFF_MAX = 5.0
+#: What a failed statement says when the server, not the statement, is the matter: the session
+#: is over (shutdown, crash, a terminated backend, a restart still starting), whatever asyncpg
+#: says of the socket yet.
+_SERVER_GONE = (asyncpg.PostgresConnectionError, asyncpg.AdminShutdownError,
+                asyncpg.CrashShutdownError, asyncpg.CannotConnectNowError, ConnectionError)
+_CONNECT_FAILED = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError,
+                   JournalError)
+
+
+def _gone(conn: Any, exc: BaseException) -> bool:
+    """Whether ``exc`` means the connection is over (not that the statement failed)."""
+    return bool(conn.is_closed()) or isinstance(exc, _SERVER_GONE)
+
+
 class _Connections:
     """One worker's two connections (the main one; the heartbeat's) and the work run on the main
     one: each unit alone and to its end, even if its caller is cancelled (see the module
-    docstring). A unit cut short drops both (:meth:`abandon`): nothing may build upon it."""
+    docstring). A unit cut short drops both (:meth:`abandon`): nothing may build upon it.
 
-    def __init__(self, dsn: str) -> None:
+    A unit whose connection was lost (a server restart, a terminated backend, a cut proxy)
+    reconnects (:meth:`reconnect`: bounded exponential backoff with jitter, each attempt logged
+    once) and runs again on the new connection, while the units queued behind it wait. Running
+    a unit again is what makes this safe, so each unit is one that may run twice: reads, and
+    transactions that apply the same way twice (the store reads a mark's fate back, see
+    ``PgStore._apply``, and gives back claims it never learned of, ``after_reconnect``). After
+    ``deadline`` seconds without a connection it gives up for good: that unit and every later
+    one raise :class:`JournalConnectionLostError` at once."""
+
+    def __init__(self, dsn: str, url: str = "", *, name: str = "ryze-async",
+                 deadline: float = 0.0) -> None:
         self.dsn = dsn  # as it may be shown: no password
+        self._url = url  # to connect again: never shown, never in an error
+        self.name = name
+        self.deadline = deadline
+        #: Run on the new connection before anything else (the store's reconciliation).
+        self.after_reconnect: Callable[[Any], Awaitable[None]] | None = None
         self.main: Any = None
         self.beat: Any = None
         self.beat_task: asyncio.Task[None] | None = None
         self._io = asyncio.Lock()  # one unit at a time on an asyncpg connection (FIFO)
         self.units: set[asyncio.Task[Any]] = set()
+        self._gave_up: JournalConnectionLostError | None = None
 
     def db(self) -> Any:
         if self.main is None:
             raise JournalError("the journal is closed")
         return self.main
 
-    async def run(self, work: Callable[[Any], Awaitable[_T]]) -> _T:
+    async def run(self, work: Callable[[Any], Awaitable[_T]], *, again: bool = True) -> _T:
         """Run ``work(connection)`` alone on the connection and to its end, even if the caller
-        is cancelled meanwhile (see the module docstring)."""
-        conn = self.db()
-        unit = asyncio.get_running_loop().create_task(self._alone(conn, work))
+        is cancelled meanwhile (see the module docstring); once more after a reconnect unless
+        ``again`` is false (work that wrote outside the database, such as an export)."""
+        self.db()
+        unit = asyncio.get_running_loop().create_task(self._alone(work, again))
         self.units.add(unit)
         unit.add_done_callback(self._unit_done)
         return await asyncio.shield(unit)
 
-    async def _alone(self, conn: Any, work: Callable[[Any], Awaitable[_T]]) -> _T:
+    async def _alone(self, work: Callable[[Any], Awaitable[_T]], again: bool) -> _T:
         async with self._io:
-            if conn is not self.main:
-                raise JournalError("the journal is closed")
-            try:
-                return await work(conn)
-            except asyncio.CancelledError:
-                # Only the loop's teardown cancels a unit itself: whatever it left open on
-                # the connection must not be built upon.
-                self.abandon()
-                raise
-            except Exception as exc:
-                if conn.is_closed():  # whatever asyncpg called it, the database went away
-                    raise self.lost(exc) from None
-                raise
+            while True:
+                if self._gave_up is not None:
+                    raise JournalConnectionLostError(str(self._gave_up))
+                conn = self.db()
+                try:
+                    return await work(conn)
+                except asyncio.CancelledError:
+                    # Only the loop's teardown cancels a unit itself: whatever it left open on
+                    # the connection must not be built upon.
+                    self.abandon()
+                    raise
+                except Exception as exc:
+                    if not _gone(conn, exc):
+                        raise
+                    conn.terminate()
+                    if not again:
+                        raise self.lost(exc) from None
+                    await self.reconnect(exc)
 
     def lost(self, exc: BaseException) -> JournalConnectionLostError:
         """The error of a lost connection: one line, the URL without its password."""
         return JournalConnectionLostError(
             f"lost the connection to the PostgreSQL journal {self.dsn} ({type(exc).__name__});"
             " nothing more is sent: start again once the database is back")
+
+    async def reconnect(self, exc: BaseException) -> None:
+        """Connect again (backoff with jitter, within ``deadline`` seconds of the loss), then
+        run ``after_reconnect``; raise :class:`JournalConnectionLostError` (and keep it for
+        every later unit) once the deadline has passed."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.deadline
+        reason = type(exc).__name__
+        for attempt in itertools.count(1):
+            left = give_up - loop.time()
+            if left <= 0:
+                self._gave_up = JournalConnectionLostError(
+                    f"lost the connection to the PostgreSQL journal {self.dsn} ({reason}) and "
+                    f"could not reconnect within {self.deadline:g} s (the reconnect deadline);"
+                    " nothing more is sent: start again once the database is back")
+                raise self._gave_up
+            ceiling = min(_BACKOFF_MAX, _BACKOFF_FIRST * 2 ** (attempt - 1))
+            pause = min(left, random.uniform(ceiling / 2, ceiling))
+            _log.warning("PostgreSQL journal %s unreachable (%s): reconnect attempt %d in "
+                         "%.1f s", self.dsn, reason, attempt, pause)
+            await asyncio.sleep(pause)
+            if self.main is None:
+                raise JournalError("the journal is closed")
+            try:
+                await self._replace(max(0.1, give_up - loop.time()))
+            except _CONNECT_FAILED as failed:
+                reason = type(failed).__name__
+                continue
+            _log.warning("PostgreSQL journal %s: reconnected (attempt %d)", self.dsn, attempt)
+            return
+
+    async def _replace(self, bound: float) -> None:
+        conn = await asyncio.wait_for(sql.connect(self._url, self.name), bound)
+        try:
+            if self.after_reconnect is not None:
+                await self.after_reconnect(conn)
+        except BaseException:
+            conn.terminate()
+            raise
+        self.main = conn
+
+    async def revive_beat(self, bound: float) -> None:
+        """The heartbeat's connection, connected again if it was lost (one try, ``bound``
+        seconds): the main connection's units own the deadline, the heartbeat just keeps up."""
+        if self.main is None or (self.beat is not None and not self.beat.is_closed()):
+            return
+        self.beat = await asyncio.wait_for(sql.connect(self._url, self.name),
+                                           bound)
 
     def _unit_done(self, unit: asyncio.Task[Any]) -> None:
         self.units.discard(unit)
@@ -400,7 +501,7 @@ class PgStore:
     shared = True
 
     def __init__(self, dsn: str, campaign: str, *, worker: str, lease: float,
-                 heartbeat: float, read_only: bool) -> None:
+                 heartbeat: float, read_only: bool, reconnect_deadline: float = 0.0) -> None:
         self.dsn = shown_url(dsn)
         self.campaign = campaign
         #: This worker's identity in ``owner`` (host, pid and a random part: unique per open).
@@ -410,7 +511,13 @@ class PgStore:
         self.read_only = read_only
         #: Rows found ``sending`` with an expired lease at open and turned ``unknown``.
         self.recovered = 0
-        self._link = _Connections(self.dsn)
+        #: Seconds a lost connection is tried again before the store gives up (0: at once).
+        self.reconnect_deadline = reconnect_deadline
+        # The worker's name in pg_stat_activity too: an operator sees whose session is whose.
+        self._link = _Connections(self.dsn, dsn, name=f"ryze-async {worker}"[:63],
+                                  deadline=reconnect_deadline)
+        self._link.after_reconnect = self._reconnected
+        self._claimed: set[int] = set()  # ids claim()/due() handed out, not yet marked or recorded
         self._closing: asyncio.Task[None] | None = None
         self._last_recover = 0.0
         #: Heartbeats sent (renewals of this worker's live leases).
@@ -426,20 +533,27 @@ class PgStore:
     async def open(
         cls, dsn: str, *, campaign: str, identity: CampaignIdentity | None = None,
         force: bool = False, read_only: bool = False, worker: str | None = None,
-        lease: float = 30.0, heartbeat: float = 10.0,
+        lease: float = sql.DEFAULT_LEASE, heartbeat: float | None = None,
+        reconnect_deadline: float = sql.DEFAULT_RECONNECT_DEADLINE,
     ) -> Self:
         """Connect, create the tables and the campaign if missing, check ``identity`` (as the
         SQLite journal does), recover expired leases, and start the heartbeat.
 
         ``read_only`` (a report on running workers) changes nothing and holds no lease.
+        ``lease``: seconds a claim outlives its worker's last heartbeat (every ``heartbeat``
+        seconds, a third of the lease unless given). ``reconnect_deadline``: seconds a lost
+        connection is tried again (backoff with jitter) before the store gives up with
+        :class:`JournalConnectionLostError`.
         """
         if not campaign:
             raise ValueError("a campaign name is required")
+        sql.check_worker_settings(lease=lease, reconnect_deadline=reconnect_deadline)
+        heartbeat = lease / 3 if heartbeat is None else heartbeat
         if not 0 < heartbeat < lease:
             raise ValueError("heartbeat must be positive and shorter than the lease")
         worker = worker or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         journal = cls(dsn, campaign, worker=worker, lease=lease, heartbeat=heartbeat,
-                      read_only=read_only)
+                      read_only=read_only, reconnect_deadline=reconnect_deadline)
         try:
             await journal._connect(dsn, identity, force)
         except BaseException as exc:
@@ -451,7 +565,7 @@ class PgStore:
         return journal
 
     async def _connect(self, dsn: str, identity: CampaignIdentity | None, force: bool) -> None:
-        self._link.main = await sql.connect(dsn)
+        self._link.main = await sql.connect(dsn, self._link.name)
         if self.read_only:
             exists = await self._link.main.fetchval(
                 "SELECT to_regclass('ryze_campaigns') IS NOT NULL")
@@ -472,7 +586,7 @@ class PgStore:
         if identity is not None:
             await self._check_identity(identity, force)
         self.recovered = (await self.recover())[1]
-        self._link.beat = await sql.connect(dsn)
+        self._link.beat = await sql.connect(dsn, self._link.name)
         self._link.beat_task = asyncio.get_running_loop().create_task(self._heartbeat())
 
     async def _check_identity(self, identity: CampaignIdentity, force: bool) -> None:
@@ -532,15 +646,30 @@ class PgStore:
     def _db(self) -> Any:
         return self._link.db()
 
-    async def _run(self, work: Callable[[Any], Awaitable[_T]]) -> _T:
-        return await self._link.run(work)
+    async def _run(self, work: Callable[[Any], Awaitable[_T]], *, again: bool = True) -> _T:
+        return await self._link.run(work, again=again)
 
     async def _heartbeat(self) -> None:
-        """Renew this worker's live leases; one that already expired is never revived."""
+        """Renew this worker's live leases; one that already expired is never revived. A lost
+        heartbeat connection is connected again at the next beat."""
         while True:
             await asyncio.sleep(self.heartbeat)
-            with contextlib.suppress(asyncpg.PostgresError, OSError):
+            with contextlib.suppress(*_CONNECT_FAILED):
+                await self._link.revive_beat(self.heartbeat)
                 await self.beat()
+
+    async def _reconnected(self, db: Any) -> None:
+        """On a new connection, before any unit runs again: claims this worker holds but never
+        learned of (a claim committed as its connection died) and claims whose lease ran out
+        while it was cut off are given back; the latter are no longer this worker's to send
+        (a mark refuses them: :class:`ClaimLostError`, nothing sent)."""
+        if self.read_only:
+            return
+        row = await db.fetchrow(sql.RECONCILE, self.campaign, self.worker, sorted(self._claimed))
+        if row["strays"] or row["expired"]:
+            _log.warning("PostgreSQL journal %s: after the reconnect, %d claims this worker "
+                         "never received and %d whose lease ran out meanwhile went back to "
+                         "pending (not sent)", self.dsn, row["strays"], row["expired"])
 
     async def beat(self) -> int:
         """Renew this worker's live leases now (its own connection); how many were renewed.
@@ -610,6 +739,7 @@ class PgStore:
             await self.recover()
         rows = await self._run(lambda db: _claim(db, sql.CLAIM, self.campaign, self.worker,
                                                  self.lease, limit))
+        self._claimed.update(r["id"] for r in rows)
         now = asyncio.get_running_loop().time()
         if self._listeners and now - self._last_rebase >= self.heartbeat:
             await self.counts()  # other workers' progress, for the live display
@@ -633,6 +763,7 @@ class PgStore:
         line, not_before). Claimed rows are no longer pending: ``after`` is ignored."""
         rows = await self._run(lambda db: _claim(db, sql.CLAIM_DUE, self.campaign,
                                                  self.worker, self.lease, limit, now))
+        self._claimed.update(r["id"] for r in rows)
         return [(r["id"], r["number"], r["line"], r["not_before"]) for r in rows]
 
     async def next_due(self, after: tuple[float, int] = (float("-inf"), 0)) -> float | None:
@@ -685,6 +816,7 @@ class PgStore:
     async def _commit(self, ops: list[PgOp]) -> set[int]:
         refused = await self._apply(ops)
         for op in ops:
+            self._claimed.discard(op.row_id)  # marked, refused, recorded or held: not a claim
             if isinstance(op, HoldRow):
                 continue  # pending (or this worker's claim) it was, pending it is
             if isinstance(op, Mark):
@@ -700,12 +832,32 @@ class PgStore:
         # committed, so nothing was sent on it): applying the same ops again is safe.
         for attempt in range(_COMMIT_TRIES):
             try:
-                return await self._run(lambda db: apply_ops(db, self.campaign, self.worker,
-                                                            self.lease, ops))
+                return await self._run(self._applier(ops))
             except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
                 if attempt == _COMMIT_TRIES - 1:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _applier(self, ops: list[PgOp]) -> Callable[[Any], Awaitable[set[int]]]:
+        """The unit applying ``ops``. Run again after a reconnect, the commit's fate is unknown
+        (the connection died before its answer): applying the ops again changes nothing they
+        already changed (a mark moves only a pending or claimed row; an outcome only a row in
+        flight), and a mark refused then, whose row is ``sending`` under this worker's live
+        lease, is the lost commit's own: acknowledged, so its call goes out once. A mark is
+        never acknowledged unless it is committed and read back as such."""
+        runs = 0
+
+        async def unit(db: Any) -> set[int]:
+            nonlocal runs
+            runs += 1
+            refused = await apply_ops(db, self.campaign, self.worker, self.lease, ops)
+            if runs > 1 and refused:
+                mine = await db.fetch(sql.STILL_SENDING, self.campaign, self.worker,
+                                      sorted(refused))
+                refused -= {r["id"] for r in mine}
+            return refused
+
+        return unit
 
     # -- reporting ------------------------------------------------------------------------------
 
@@ -739,7 +891,7 @@ class PgStore:
         """One CSV row per stored number (the SQLite columns plus ``sender``)."""
         if not self.read_only:
             await self.flush()
-        return await self._run(lambda db: export_csv(db, self.campaign, out))
+        return await self._run(lambda db: export_csv(db, self.campaign, out), again=False)
 
     async def report_data(self) -> ReportData:
         """Per-minute attempt counts and the failed/unknown rows, as the SQLite store's."""
@@ -751,7 +903,7 @@ class PgStore:
         """Like :meth:`export_csv`, one JSON object per line (the SQLite store's lines)."""
         if not self.read_only:
             await self.flush()
-        return await self._run(lambda db: export_jsonl(db, self.campaign, out))
+        return await self._run(lambda db: export_jsonl(db, self.campaign, out), again=False)
 
     # -- events ---------------------------------------------------------------------------------
 
