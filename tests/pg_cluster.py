@@ -17,12 +17,13 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from ryze_async.testing._redis_server import free_port
 
 __all__ = ["PgServer", "PostgresUnavailableError", "find_bindir", "pg_cluster", "pg_server"]
 
@@ -49,9 +50,8 @@ def find_bindir() -> Path:
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    # Outside the ephemeral range: a cluster stopped and started again on its port finds it free.
+    return free_port()
 
 
 def _as_user() -> tuple[list[str], int | None, int | None]:

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -61,12 +62,31 @@ class Redis:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.folder), "--dbfilename", "dump.rdb",
-             *self.extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        """Start it and wait until it listens (bounded: 10 s). A port a kill freed may be taken
+        for a moment as the local end of another connection (the port is in the ephemeral
+        range): redis-server then cannot bind and exits, so it is started again."""
+        deadline = time.monotonic() + 10
+        while True:
+            self.process = subprocess.Popen(
+                [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", str(self.folder), "--dbfilename", "dump.rdb",
+                 *self.extra],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            if self._listening(self.process, deadline):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server never listened on port {self.port}")
+            time.sleep(0.1)
+
+    def _listening(self, process: subprocess.Popen[bytes], deadline: float) -> bool:
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return process.poll() is None  # ours, not another that took the port
+            except OSError:
+                time.sleep(0.02)
+        return False
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
 import time
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
@@ -15,10 +17,29 @@ REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A free loopback port for a server a test starts, outside the range the OS hands to
+    connections as their local end: a server killed and started again on its port finds it
+    free, never taken meanwhile by some client's connection (redis-server cannot bind then)."""
+    low, high = _ephemeral_ports()
+    below, above = range(10_000, low), range(high + 1, 65_536)
+    ports = below if len(below) >= len(above) else above
+    for _ in range(200):
+        port = random.choice(ports)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port outside the ephemeral range")
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    except (OSError, ValueError):
+        return 49_152, 65_535  # IANA's dynamic range: macOS, the BSDs, Windows
+    return int(low), int(high)
 
 
 class RedisServer:

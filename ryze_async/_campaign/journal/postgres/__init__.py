@@ -29,9 +29,9 @@ __all__ = [
     "CAMPAIGN_FOR_UPDATE", "CLAIM", "CLAIM_DUE", "COUNTS", "COUNTS_HEAD", "DEFAULT_LEASE",
     "DEFAULT_RECONNECT_DEADLINE", "HEARTBEAT", "HELD_COUNTS", "HOLD", "HOLD_RULES",
     "INSERT_INVALID", "INSERT_VALID", "KNOWN_KEYS", "LEASE_LOST", "MARK", "MIGRATE",
-    "MIGRATE_QUOTA", "NEXT_DUE", "OUTCOME", "RECONCILE", "RECOVER", "RELEASE", "RESTART_INPUT",
-    "SCHEMA", "SCHEMA_LOCK", "SEE_AGAIN", "SET_POSITION", "STILL_SENDING", "SWEEP_CANDIDATES",
-    "SWEEP_REMOVED", "add_column", "check_worker_settings", "connect",
+    "MIGRATE_QUOTA", "NEXT_DUE", "OUTCOME", "RECONCILE", "RECOVER", "RELEASE", "RENUMBER",
+    "RESTART_INPUT", "SCHEMA", "SCHEMA_LOCK", "SEE_AGAIN", "SET_POSITION", "STILL_SENDING",
+    "SWEEP_CANDIDATES", "SWEEP_REMOVED", "add_column", "check_worker_settings", "connect",
 ]
 
 
@@ -270,6 +270,11 @@ ORDER BY t.o
 """
 
 # Seen again in a new pass: the rows ``Batch.decide`` restored ($5) go back to pending.
+# $2 key. A restored row takes the next id, as a new row would (``_insert_in_order``).
+RENUMBER = """
+UPDATE ryze_numbers SET id = DEFAULT WHERE campaign = $1 AND key = $2
+"""
+
 SEE_AGAIN = """
 UPDATE ryze_numbers AS r SET seen = $4, line = u.l,
     state = CASE WHEN u.back THEN 'pending' ELSE r.state END,

@@ -99,6 +99,7 @@ from ..events import (
     REMOVED,
     Batch,
     Committed,
+    Decided,
     GroupCommit,
     HoldRow,
     Ingested,
@@ -280,13 +281,8 @@ async def ingest_rows(
         known = {r["key"]: Known(_AS_PENDING.get(r["state"], r["state"]), r["seen"])
                  for r in await conn.fetch(sql.KNOWN_KEYS, campaign, batch.person_keys())}
         decided = batch.decide(known, pass_no)
-        new = [d for d in decided if d.decision == "added"]
         again = [d for d in decided if d.decision in ("known", "restored")]
-        added = 0
-        if new:
-            added = len(await conn.fetch(
-                sql.INSERT_VALID, campaign, [d.number for d in new], [d.key for d in new],
-                [d.line for d in new], pass_no))
+        added = await _insert_in_order(conn, campaign, decided, pass_no)
         if again:
             await conn.execute(sql.SEE_AGAIN, campaign, [d.key for d in again],
                                [d.line for d in again], pass_no,
@@ -300,6 +296,29 @@ async def ingest_rows(
         offset, line, digest = position
         await conn.execute(sql.SET_POSITION, campaign, result.duplicates, offset, line, digest)
     return result
+
+
+async def _insert_in_order(conn: Any, campaign: str, decided: list[Decided], pass_no: int) -> int:
+    """Insert the added rows, and move each restored one to the end of the id order, in input
+    order: a restored row is dialed where it stands now, after the rows before it and before
+    those after it, as in SQLite (the same order, so both stores call the same people first).
+    Restored rows are rare (an input edited between runs): one statement each."""
+    added = 0
+    run: list[Decided] = []
+    for entry in [*decided, None]:
+        if entry is not None and entry.decision == "added":
+            run.append(entry)
+            continue
+        if entry is not None and entry.decision != "restored":
+            continue
+        if run:
+            added += len(await conn.fetch(
+                sql.INSERT_VALID, campaign, [d.number for d in run], [d.key for d in run],
+                [d.line for d in run], pass_no))
+            run = []
+        if entry is not None:
+            await conn.execute(sql.RENUMBER, campaign, entry.key)
+    return added
 
 
 _COMMIT_TRIES = 5
