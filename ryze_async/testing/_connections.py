@@ -77,6 +77,12 @@ class ConnectionTracker:
                 connection.force_close()
 
 
+#: Connections the kernel completes while the loop is busy (asyncio's default is 100; the kernel
+#: caps it at net.core.somaxconn): past it a SYN is dropped and sent again a second later, so a
+#: burst of new connections would reach the server's count a second after the client sent it.
+BACKLOG = 4096
+
+
 class CountingSite(web.BaseSite):
     """Like `aiohttp.web.TCPSite`, plus a callback per accepted connection.
 
@@ -117,6 +123,7 @@ class CountingSite(web.BaseSite):
             return server()
 
         self._server = await asyncio.get_running_loop().create_server(
-            accept, self._host, self._port, reuse_address=True, ssl=self._ssl_context
+            accept, self._host, self._port, reuse_address=True, ssl=self._ssl_context,
+            backlog=BACKLOG,
         )
         self._port = self._server.sockets[0].getsockname()[1]
