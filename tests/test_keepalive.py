@@ -10,6 +10,7 @@ on, never reuse one that has been idle for `keepalive_timeout`.
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import aiohttp
 import pytest
@@ -91,8 +92,10 @@ async def test_keepalive_zero_opens_a_connection_per_call(
 
 
 
-@pytest.mark.skipif(not getattr(aiohttp.connector, "NEEDS_CLEANUP_CLOSED", False),
-                    reason="this Python's asyncio closes TLS transports itself")
+@pytest.mark.skipif(not getattr(aiohttp.connector, "NEEDS_CLEANUP_CLOSED", False)
+                    or (3, 11, 1) <= sys.version_info[:3] < (3, 11, 4),
+                    reason="this Python closes TLS transports itself, or its abort() of a "
+                    "closed one fails (gh-104485): no cleanup at all")
 @pytest.mark.parametrize(("base", "armed"), [("http://127.0.0.1:9", False),
                                             ("https://127.0.0.1:9", True)])
 async def test_the_tls_cleanup_timer_runs_only_for_https(base: str, armed: bool) -> None:

@@ -27,6 +27,7 @@ with both risks above. Redirects are never followed, so the token never travels 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +56,11 @@ MAX_ANSWER_BYTES = 64 * 1024
 #: A TLS connection closed after its answer shuts down in the background; on the Pythons whose
 #: asyncio can leave it open (aiohttp knows which), closing the session aborts those that are
 #: left, so a loop that ends right after (the CLI's) does not leave their sockets behind.
-_CLEANUP_CLOSED: bool = getattr(aiohttp.connector, "NEEDS_CLEANUP_CLOSED", False)
+#: Not on 3.11.1 to 3.11.3 (Debian 12's 3.11.2): there ``abort()`` of a transport already
+#: closed raises AttributeError (CPython gh-104485, fixed in 3.11.4), so closing the client
+#: would fail; a TLS transport left open there waits for the garbage collector instead.
+_CLEANUP_CLOSED: bool = (getattr(aiohttp.connector, "NEEDS_CLEANUP_CLOSED", False)
+                         and not (3, 11, 1) <= sys.version_info[:3] < (3, 11, 4))
 
 
 class PartsPayload(Payload):
