@@ -49,11 +49,6 @@ def find_bindir() -> Path:
         "set RYZE_TEST_POSTGRES_DSN to use a running server instead")
 
 
-def _free_port() -> int:
-    # Outside the ephemeral range: a cluster stopped and started again on its port finds it free.
-    return free_port()
-
-
 def _as_user() -> tuple[list[str], int | None, int | None]:
     """The command prefix, uid and gid to run the server with (never root)."""
     if os.geteuid() != 0:
@@ -149,7 +144,8 @@ def _start(prefix: list[str], bindir: Path, root: Path, data: Path, extra: str
     """Start the server on a free port (a few tries: another process may take the port)."""
     last: Exception | None = None
     for _ in range(5):
-        port = _free_port()
+        # Outside the ephemeral range: a cluster stopped and started again finds its port free.
+        port = free_port()
         options = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=on "
                    f"-c synchronous_commit=on -c max_connections=200 {extra}")
         try:

@@ -24,7 +24,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .pg_cluster import PostgresUnavailableError, _as_user, _free_port
+from ryze_async.testing._redis_server import free_port
+
+from .pg_cluster import PostgresUnavailableError, _as_user
 
 __all__ = ["PGBOUNCER", "pgbouncer"]
 
@@ -60,7 +62,7 @@ def _start(prefix: list[str], root: Path, server_dsn: str, database: str,
            pool_size: int) -> tuple[subprocess.Popen[bytes], int]:
     """Start on a free port (a few tries: another process may take the port meanwhile)."""
     for _ in range(5):
-        port = _free_port()
+        port = free_port()
         config = root / "pgbouncer.ini"
         config.write_text(_config(server_dsn, database, port, pool_size, root))
         proc = subprocess.Popen([*prefix, PGBOUNCER, str(config)],

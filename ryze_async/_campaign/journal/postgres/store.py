@@ -85,7 +85,7 @@ import os
 import random
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Self, TextIO, TypeVar
@@ -359,6 +359,29 @@ _CONNECT_FAILED = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, Timeo
                    JournalError)
 
 
+@contextlib.contextmanager
+def _stall_bound(conn: Any, bound: float | None, dsn: str) -> Iterator[None]:
+    """Take ``conn`` as lost once its work has waited ``bound`` seconds (None: no bound) for an
+    answer: a connection that stalls without closing (a frozen network path or pooler: no FIN,
+    no RST, no answer) would otherwise be awaited forever. The connection is cut, not the work
+    cancelled: cancelling asyncpg mid-statement sends a cancel request over a new connection
+    and leaves this one's state to guess, while a cut one fails its work as gone (``_gone``)."""
+    if bound is None:
+        yield
+        return
+    timer = asyncio.get_running_loop().call_later(bound, _cut_stalled, conn, bound, dsn)
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _cut_stalled(conn: Any, bound: float, dsn: str) -> None:
+    _log.warning("PostgreSQL journal %s: no answer for %g s; the connection is taken as lost",
+                 dsn, bound)
+    conn.terminate()
+
+
 def _gone(conn: Any, exc: BaseException) -> bool:
     """Whether ``exc`` means the connection is over (not that the statement failed)."""
     return bool(conn.is_closed()) or isinstance(exc, _SERVER_GONE)
@@ -384,6 +407,9 @@ class _Connections:
         self._url = url  # to connect again: never shown, never in an error
         self.name = name
         self.deadline = deadline
+        #: Seconds a unit of bounded work waits for an answer before its connection is taken
+        #: as lost (``_stall_bound``; None: no bound).
+        self.stall: float | None = None
         #: Run on the new connection before anything else (the store's reconciliation).
         self.after_reconnect: Callable[[Any], Awaitable[None]] | None = None
         self.main: Any = None
@@ -398,24 +424,30 @@ class _Connections:
             raise JournalError("the journal is closed")
         return self.main
 
-    async def run(self, work: Callable[[Any], Awaitable[_T]], *, again: bool = True) -> _T:
+    async def run(self, work: Callable[[Any], Awaitable[_T]], *, again: bool = True,
+                  bounded: bool = True) -> _T:
         """Run ``work(connection)`` alone on the connection and to its end, even if the caller
         is cancelled meanwhile (see the module docstring); once more after a reconnect unless
-        ``again`` is false (work that wrote outside the database, such as an export)."""
+        ``again`` is false (work that wrote outside the database, such as an export). Work
+        ``bounded`` waits ``stall`` seconds at most for its answer (then the connection is
+        taken as lost); work whose size grows with the campaign (ingest, reports) is not."""
         self.db()
-        unit = asyncio.get_running_loop().create_task(self._alone(work, again))
+        unit = asyncio.get_running_loop().create_task(
+            self._alone(work, again, self.stall if bounded else None))
         self.units.add(unit)
         unit.add_done_callback(self._unit_done)
         return await asyncio.shield(unit)
 
-    async def _alone(self, work: Callable[[Any], Awaitable[_T]], again: bool) -> _T:
+    async def _alone(self, work: Callable[[Any], Awaitable[_T]], again: bool,
+                     bound: float | None) -> _T:
         async with self._io:
             while True:
                 if self._gave_up is not None:
                     raise JournalConnectionLostError(str(self._gave_up))
                 conn = self.db()
                 try:
-                    return await work(conn)
+                    with _stall_bound(conn, bound, self.dsn):
+                        return await work(conn)
                 except asyncio.CancelledError:
                     # Only the loop's teardown cancels a unit itself: whatever it left open on
                     # the connection must not be built upon.
@@ -536,6 +568,9 @@ class PgStore:
         self._link = _Connections(self.dsn, dsn, name=f"ryze-async {worker}"[:63],
                                   deadline=reconnect_deadline)
         self._link.after_reconnect = self._reconnected
+        # A call's unit of work (a claim, a mark, a commit) answers in milliseconds; one still
+        # unanswered after a lease has lost its connection, whatever the socket says.
+        self._link.stall = lease
         self._claimed: set[int] = set()  # ids claim()/due() handed out, not yet marked or recorded
         self._closing: asyncio.Task[None] | None = None
         self._last_recover = 0.0
@@ -665,17 +700,23 @@ class PgStore:
     def _db(self) -> Any:
         return self._link.db()
 
-    async def _run(self, work: Callable[[Any], Awaitable[_T]], *, again: bool = True) -> _T:
-        return await self._link.run(work, again=again)
+    async def _run(self, work: Callable[[Any], Awaitable[_T]], *, again: bool = True,
+                   bounded: bool = True) -> _T:
+        return await self._link.run(work, again=again, bounded=bounded)
 
     async def _heartbeat(self) -> None:
         """Renew this worker's live leases; one that already expired is never revived. A lost
         heartbeat connection is connected again at the next beat."""
+        pause = self.heartbeat
         while True:
-            await asyncio.sleep(self.heartbeat)
-            with contextlib.suppress(*_CONNECT_FAILED):
+            await asyncio.sleep(pause)
+            try:
                 await self._link.revive_beat(self.heartbeat)
                 await self.beat()
+            except _CONNECT_FAILED:
+                pause = self.heartbeat / 4  # the leases run out meanwhile: try again soon
+            else:
+                pause = self.heartbeat
 
     async def _reconnected(self, db: Any) -> None:
         """On a new connection, before any unit runs again: claims this worker holds but never
@@ -695,8 +736,10 @@ class PgStore:
         Never waits for a row another transaction holds (that one is renewed next time)."""
         if self._link.beat is None:
             raise JournalError("a read-only or closed journal holds no leases")
-        status = await self._link.beat.execute(sql.HEARTBEAT, self.campaign, self.worker,
-                                                self.lease)
+        # Half a beat: cut and connected again, the next one still comes before the lease ends.
+        with _stall_bound(self._link.beat, self.heartbeat / 2, self.dsn):
+            status = await self._link.beat.execute(sql.HEARTBEAT, self.campaign, self.worker,
+                                                    self.lease)
         self.beats += 1
         return int(status.split()[-1])
 
@@ -739,10 +782,10 @@ class PgStore:
     async def begin_pass(self, expected: tuple[int, int, str] | None = None) -> bool:
         """The input changed: read it again from its first entry, unless the resume point is
         no longer ``expected`` (another worker began the new pass). True if this call did."""
-        return await self._run(lambda db: begin_pass(db, self.campaign, expected))
+        return await self._run(lambda db: begin_pass(db, self.campaign, expected), bounded=False)
 
     async def finish_pass(self) -> int:
-        removed = await self._run(lambda db: finish_pass(db, self.campaign))
+        removed = await self._run(lambda db: finish_pass(db, self.campaign), bounded=False)
         await self.counts()  # a pass rebuilt invalid rows and re-saw known ones: recount
         return removed
 
@@ -800,7 +843,7 @@ class PgStore:
         hold (queued holds are written first). How many were forgotten."""
         await self.flush()
         return int(await self._run(lambda db: db.fetchval(sql.HOLD_RULES, self.campaign,
-                                                          rules)))
+                                                          rules), bounded=False))
 
     async def settle_rules(self, given: CampaignRules, *, change: bool, now: datetime,
                            inherited: Collection[str] = ()) -> Settled:
@@ -811,7 +854,7 @@ class PgStore:
 
     async def rule_changes(self) -> list[RuleChange]:
         """The audit trail: rules changed on purpose, oldest first."""
-        return await self._run(lambda db: pg_trail(db, self.campaign))
+        return await self._run(lambda db: pg_trail(db, self.campaign), bounded=False)
 
     async def mark_sending(self, row_id: int, *, sender: str | None = None) -> None:
         """Commit ``-> sending`` for a row this worker holds (or an unheld pending one);
@@ -902,7 +945,7 @@ class PgStore:
         status = await self._run(lambda db: db.execute(
             "UPDATE ryze_numbers SET state = 'pending', owner = NULL, lease_until = NULL, "
             "not_before = NULL WHERE campaign = $1 AND valid AND state = ANY($2::text[])",
-            self.campaign, wanted))
+            self.campaign, wanted), bounded=False)
         await self.counts()
         return int(status.split()[-1])
 
@@ -910,19 +953,21 @@ class PgStore:
         """One CSV row per stored number (the SQLite columns plus ``sender``)."""
         if not self.read_only:
             await self.flush()
-        return await self._run(lambda db: export_csv(db, self.campaign, out), again=False)
+        return await self._run(lambda db: export_csv(db, self.campaign, out), again=False,
+                               bounded=False)
 
     async def report_data(self) -> ReportData:
         """Per-minute attempt counts and the failed/unknown rows, as the SQLite store's."""
         if not self.read_only:
             await self.flush()
-        return await self._run(lambda db: read_report(db, self.campaign))
+        return await self._run(lambda db: read_report(db, self.campaign), bounded=False)
 
     async def export_jsonl(self, out: str | os.PathLike[str] | TextIO) -> int:
         """Like :meth:`export_csv`, one JSON object per line (the SQLite store's lines)."""
         if not self.read_only:
             await self.flush()
-        return await self._run(lambda db: export_jsonl(db, self.campaign, out), again=False)
+        return await self._run(lambda db: export_jsonl(db, self.campaign, out), again=False,
+                               bounded=False)
 
     # -- events ---------------------------------------------------------------------------------
 
