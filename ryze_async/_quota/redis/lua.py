@@ -222,6 +222,14 @@ local function strictest(limit, window, ttl)
   redis.call('PEXPIRE', conf_k, ttl)
   return limit, window
 end
+-- The uncontended case in O(log n), the answer `first_fit` would give: nothing is queued after
+-- now and the window ending at t holds fewer than cap, so every window around t (which holds
+-- t, and entries in (t - window, t] only) has room at t itself, and no entry needs to move.
+local function room_at(t, cap, window)
+  local tail = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
+  if #tail > 0 and tonumber(tail[2]) > now then return false end
+  return redis.call('ZCOUNT', log, int(t - window + 1), '+inf') < cap
+end
 -- The earliest slot >= t0 where every window around it holds fewer than cap entries: it may
 -- lie before queued reservations (between them, or now when bulk left the reserve free).
 -- Entries are read from a window before t0, at most `scan` of them; a candidate whose windows
@@ -308,7 +316,7 @@ local n = redis.call('ZCARD', log)
 local moving = {}
 if bulk then
   t = bulk_slot(t, n, limit, reserve, window)
-else
+elseif not room_at(t, limit, window) then
   moving = unsent_bulk()
   for _, b in ipairs(moving) do redis.call('ZREM', log, b[1]) end
   t = first_fit(t, n - #moving, limit, window)
