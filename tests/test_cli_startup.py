@@ -86,3 +86,44 @@ def test_help_in_a_real_process_imports_nothing_heavy() -> None:
     loaded = result.stdout.rsplit("LOADED", 1)[1].split()
     assert "ryze_async._cli._parser" in loaded
     assert _heavy(loaded) == []
+
+
+# A whole ``campaign`` run through the CLI's own path, its output a pipe (as under cron, CI or
+# a service), against a fake server started in the same probe before anything is recorded.
+CAMPAIGN_OFF_A_TERMINAL = """
+import asyncio, io, sys, tempfile
+from pathlib import Path
+from ryze_async.testing import FakeRyzeServer
+
+async def main():
+    async with FakeRyzeServer(token="t", instances=("i",), rate_limit=None) as server:
+        before = set(sys.modules)
+        from ryze_async._cli import _parser
+        from ryze_async._cli._commands import run_command
+        work = Path(tempfile.mkdtemp())
+        (work / "n.csv").write_text("number\\n+5511987654321\\n")
+        args = _parser.build_parser().parse_args([
+            "campaign", str(work / "n.csv"), "--journal", str(work / "j.db"), "--fake",
+            "--token", "t", "--instance", "i", "--base-url", server.url])
+        code = await asyncio.wait_for(run_command(args, io.StringIO()), 60)
+        print("PLACED", len(server.placed_calls), "EXIT", code)
+        print("LOADED", " ".join(m for m in sys.modules if m not in before))
+
+asyncio.run(main())
+"""
+
+
+#: Loaded only when used: the live bar on a terminal, a workbook, metrics, tracing, a shared
+#: quota, a PostgreSQL journal.
+ONLY_WHEN_USED = ("rich", "openpyxl", "prometheus_client", "opentelemetry", "redis", "asyncpg")
+
+
+def test_a_campaign_whose_output_is_not_a_terminal_does_not_load_rich() -> None:
+    # rich draws the live bar on a terminal; off one, the progress is plain lines (issue 18:
+    # start-up CPU of a campaign against a bare script). A CSV campaign on SQLite loads none
+    # of the optional packages either.
+    result = _python("-c", CAMPAIGN_OFF_A_TERMINAL)
+    assert "PLACED 1 EXIT 0" in result.stdout
+    loaded = result.stdout.rsplit("LOADED", 1)[1].split()
+    assert "ryze_async._cli._campaign" in loaded
+    assert sorted(m for m in loaded if m.split(".")[0] in ONLY_WHEN_USED) == []

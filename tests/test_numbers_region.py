@@ -231,3 +231,47 @@ def test_more_than_fifteen_digits_is_no_phone_number(raw: str, check: str) -> No
     # lets longer ones through (found by test_property_wire).
     with pytest.raises(InvalidRequestError):
         normalize_number(raw, number_check=check)  # type: ignore[arg-type]
+
+
+def test_without_a_region_a_campaign_reads_each_entry_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Issue 18: the read-again check guards against a region's reading of the stored digits;
+    # without a region the stored digits are E.164 and read as themselves (next test), so the
+    # campaign's ingest parses each entry once, not twice.
+    from ryze_async._campaign import inputs
+
+    calls: list[str] = []
+
+    def counting(raw: str, **options: object) -> str:
+        calls.append(raw)
+        return normalize_number(raw, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(inputs, "normalize_number", counting)
+    assert inputs.number_normalizer()("+55 11 99999-9999") == "5511999999999"
+    assert calls == ["+55 11 99999-9999"]
+    calls.clear()
+    assert inputs.number_normalizer("BR")("(11) 99999-9999") == "5511999999999"
+    assert calls == ["(11) 99999-9999", "5511999999999"]  # with a region: read again
+
+
+@pytest.mark.parametrize("check", ["valid", "possible"])
+def test_stored_digits_read_as_themselves_without_a_region(check: str) -> None:
+    # Why the read-again check is skipped without a region: every example number of every
+    # region and type libphonenumber knows, once normalized, normalizes to itself.
+    import phonenumbers
+
+    seen = 0
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in phonenumbers.PhoneNumberType.values():
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None:
+                continue
+            raw = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+            try:
+                number = normalize_number(raw, number_check=check)  # type: ignore[arg-type]
+            except InvalidRequestError:
+                continue
+            assert normalize_number(number, number_check=check) == number  # type: ignore[arg-type]
+            seen += 1
+    assert seen > 1000

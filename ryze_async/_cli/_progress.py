@@ -9,13 +9,14 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console, RenderableType
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
-from rich.text import Text
-
 from ryze_async import CampaignSummary
 
 if TYPE_CHECKING:
+    # rich is loaded only to draw on a terminal: a run whose output is a log or a pipe (cron,
+    # CI, a service) does not pay its import (issue 18: start-up CPU).
+    from rich.console import Console
+    from rich.progress import Progress
+
     from ryze_async._campaign.rules.gate import WindowWait
 
 __all__ = ["RateWindow", "format_summary", "progress_bar", "progress_line", "show_progress"]
@@ -77,18 +78,22 @@ def _counts(s: CampaignSummary) -> str:
             f"skipped {s.skipped}  in flight {s.in_flight}")
 
 
-class _TwoLineProgress(Progress):
-    """The bar with count, rate and ETA on one line, the per-state counts under it: at 80
-    columns nothing the user watches is squeezed out."""
-
-    def get_renderables(self) -> Iterator[RenderableType]:
-        yield self.make_tasks_table(self.tasks)
-        for task in self.tasks:
-            yield Text(str(task.fields.get("counts", "")), no_wrap=True, overflow="ellipsis")
-
-
 def progress_bar(console: Console) -> Progress:
     """The rich display (its task's fields come from :func:`progress_line`)."""
+    from rich.console import RenderableType  # noqa: PLC0415 - see the imports above
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn  # noqa: PLC0415
+    from rich.text import Text  # noqa: PLC0415
+
+    class _TwoLineProgress(Progress):
+        """The bar with count, rate and ETA on one line, the per-state counts under it: at 80
+        columns nothing the user watches is squeezed out."""
+
+        def get_renderables(self) -> Iterator[RenderableType]:
+            yield self.make_tasks_table(self.tasks)
+            for task in self.tasks:
+                yield Text(str(task.fields.get("counts", "")), no_wrap=True,
+                           overflow="ellipsis")
+
     return _TwoLineProgress(
         SpinnerColumn(), BarColumn(bar_width=16), TextColumn("{task.fields[count]}"),
         TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[eta]}"),
@@ -139,6 +144,8 @@ async def show_progress(
 
 
 async def _rich(fields: Callable[[RateWindow], dict[str, Any]], out: TextIO) -> None:
+    from rich.console import Console  # noqa: PLC0415 - see the imports above
+
     progress = progress_bar(Console(file=out))
     window = RateWindow()
 

@@ -112,7 +112,9 @@ def number_normalizer(
         number = normalize_number(raw, default_region=default_region, number_check=number_check)
         if isinstance(raw, Numeric) and default_region is not None:
             _same_with_zero(raw, number, default_region, number_check)
-        if "@" not in number:
+        # Without a region the stored digits are E.164, which read as themselves: the check
+        # would parse every entry a second time for nothing (issue 18).
+        if "@" not in number and default_region is not None:
             again = normalize_number(number, default_region=default_region,
                                      number_check=number_check)
             if again != number:
