@@ -58,6 +58,11 @@ def _moved(url: str) -> bool:
     return "@" in rest[len(netloc):]
 
 
+#: Query parameters that carry a secret: the password itself, and the one that unlocks a TLS
+#: client key (libpq's and asyncpg's ``sslpassword``, redis-py's ``ssl_password``).
+_SECRETS = frozenset({"password", "sslpassword", "ssl_password"})
+
+
 def _passwords(url: str) -> set[str]:
     """Every password `url` may carry, as written and decoded: its userinfo's, its query's."""
     split = _split(url)
@@ -69,9 +74,9 @@ def _passwords(url: str) -> set[str]:
     rest = url.partition("://")[2]
     found |= {rest[:at].partition(":")[2] for at, ch in enumerate(rest) if ch == "@"}
     query = url.partition("?")[2].partition("#")[0]
-    found |= {v for k, v in parse_qsl(query, keep_blank_values=True) if k.lower() == "password"}
+    found |= {v for k, v in parse_qsl(query, keep_blank_values=True) if k.lower() in _SECRETS}
     found |= {v for k, _, v in (pair.partition("=") for pair in query.split("&"))
-              if unquote(k).lower() == "password"}  # as written: percent-encoded
+              if unquote(k).lower() in _SECRETS}  # as written: percent-encoded
     return {p for text in found for p in (text, unquote(text)) if p}
 
 

@@ -24,6 +24,8 @@ TEMPLATES = [
     "postgresql://u:{pw}@[::1/db",
     "postgres://u:{pw}@h:99999/db?sslmode=require",
     "postgresql://u@h/db?password={pw}",
+    "postgresql://u@h/db?sslmode=verify-full&sslpassword={pw}",
+    "rediss://user@h:6380/0?ssl_password={pw}",
     "redis://:{pw}@127.0.0.1:6379/0",
     "redis://:{pw}@127.0.0.1:notaport/0",
     "rediss://user:{pw}@[2001:db8::1]:6380/1",
