@@ -26,7 +26,7 @@ from ryze_async.testing import (
 )
 from ryze_async.testing._quota_sim import ideal_time, max_in_window
 
-from .conftest import examples
+from .conftest import examples, slow_connects
 
 LIMIT, PERIOD = 10, 2.0
 MARGIN = 0.1  # the default at a 2 s period (at least 0.1 s)
@@ -304,6 +304,26 @@ def test_a_late_call_cancelled_while_it_waits_again_sends_nothing_and_gives_its_
             assert loop.time() - began > MARGIN
 
     run_virtual(main(), start=START)
+
+
+@pytest.mark.parametrize("clients", [1, 5])
+def test_a_connection_slower_than_the_margin_never_puts_a_sliding_window_over_the_limit(
+    monkeypatch: pytest.MonkeyPatch, clients: int,
+) -> None:
+    # Every third connection takes half a second (five margins) to be made, after the last
+    # check of the slot: stamped at the check, the slot comes back a period + margin after it,
+    # and the next request on it reaches the server less than a period after this one did.
+    asked = slow_connects(monkeypatch, 0.5, every=3)
+
+    async def main() -> None:
+        async with virtual_server("sliding") as server:
+            results = await many_clients(server, [0.0] * 60, clients=clients)
+            assert all(r.success for r in results)
+            assert len(server.requests) == 60
+            assert_no_window_over_the_limit(server)
+
+    run_virtual(main(), start=START)
+    assert len(asked) == 60  # every call made its connection, a third of them slowly
 
 
 @settings(max_examples=examples(25), deadline=None, database=None,

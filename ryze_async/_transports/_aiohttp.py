@@ -38,7 +38,7 @@ from yarl import URL
 
 from .._config import Secret
 from .._exceptions import ClientClosedError, ConnectionFailedError, OutcomeUnknownError
-from . import RawResponse
+from . import LEAVING, RawResponse
 
 if TYPE_CHECKING:
     from .._tls import Tls
@@ -96,6 +96,19 @@ class PartsPayload(Payload):
             content_length -= len(part)
 
 
+class _Request(aiohttp.ClientRequest):
+    """A request that says when it leaves: ``send`` runs once its connection is made (a
+    fresh one may have taken a while: hundreds of calls connecting one after another), right
+    before the status line and headers are written. A hook, not a trace: a ``TraceConfig``
+    costs every request a dozen signals, this one a context variable's read."""
+
+    async def send(self, conn: aiohttp.connector.Connection) -> aiohttp.ClientResponse:
+        leaving = LEAVING.get()
+        if leaving is not None:
+            leaving()
+        return await super().send(conn)
+
+
 class AiohttpTransport:
     """Owns the aiohttp session, created lazily inside the running loop."""
 
@@ -139,6 +152,7 @@ class AiohttpTransport:
             timeout=self._timeout,
             cookie_jar=aiohttp.DummyCookieJar(),
             raise_for_status=False,
+            request_class=_Request,
         )
         self._loop = loop
         return session

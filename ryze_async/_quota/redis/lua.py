@@ -84,7 +84,7 @@ gen, seq: admissions in this generation, paused: until when a loss's pause holds
 
 from __future__ import annotations
 
-__all__ = ["ADMIT", "ANNOUNCE", "FEEDBACK", "RECHECK"]
+__all__ = ["ADMIT", "ANNOUNCE", "FEEDBACK", "RECHECK", "STAMP"]
 
 _PREAMBLE = """
 if redis.replicate_commands then redis.replicate_commands() end
@@ -435,4 +435,22 @@ end
 redis.call('ZADD', log, int(now), ARGV[1])
 redis.call('PEXPIRE', log, math.floor(window / 1000) + tonumber(ARGV[4]))
 return {0, now, now, gen, seq, lost}
+"""
+
+# A sent request's entry moves to the time its request left, seen from Redis: now, when this
+# runs, right after the send (issue 18). Only later, and to now at most, so the entry still
+# reads as sent (a slot after now is an unsent reservation that an interactive call may move):
+# every window around a slot from now on counts it at least as before. Reservations placed
+# while it stood earlier may now crowd a window with it: they move where they fit, in their
+# order, never earlier (`requeue`); their waiters learn it when they wake.
+# ARGV: member, limit, window_us, ttl_ms, slack_us. Returns 1 (moved) or 0 (on time, or gone).
+STAMP = _PREAMBLE + """
+slack = tonumber(ARGV[5])
+local ttl = tonumber(ARGV[4])
+local limit, window = strictest(tonumber(ARGV[2]), tonumber(ARGV[3]), ttl)
+local score = redis.call('ZSCORE', log, ARGV[1])
+if not score or tonumber(score) >= now then return 0 end
+redis.call('ZADD', log, 'XX', int(now), ARGV[1])
+requeue(now, limit, window, ttl)
+return 1
 """
