@@ -55,7 +55,7 @@ class SlotGate(Protocol):
         ...
 
     def left(self) -> None:
-        """The request is leaving now (its connection made): the slot's time becomes now
+        """The request is leaving now (its bytes written): the slot's time becomes now
         when it is later than the slot (never waits)."""
         ...
 

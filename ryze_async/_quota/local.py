@@ -287,7 +287,7 @@ class QuotaLimiter:
         return index if index < len(stamps) and stamps[index] == slot else None
 
     def sent(self, slot: float) -> float:
-        """The request of ``slot`` is leaving now (its connection is made): a slot's time is
+        """The request of ``slot`` is leaving now (its bytes written): a slot's time is
         when its request leaves, so one that leaves more than `stamp_allowance` after it
         moves to now in the log, keeping its place in admission order; the slot it has now.
         Only ever later, so the limiter is only ever stricter: the next use of that slot waits

@@ -34,7 +34,9 @@ Design (issue 9), and where it differs from the libraries studied:
   0.1 s), which absorbs the jitter between a request leaving and its arrival at the server. A
   waiter that wakes more than half of it after its slot (a stalled process), or a request
   about to leave that late (a slow ``before_send``, a stalled loop: issue 18), goes only where
-  a slot fits now.
+  a slot fits now. A request written more than a tenth of the margin after its slot (its
+  connection slow to make) has its entry moved to then (`STAMP`, in the background), so the
+  slot's next use waits a window after the request left; the margin covers only the way on.
 - **Giving back.** A reservation abandoned before its send (cancelled while waiting, or
   `release`) is removed by member id. A slot whose request may have reached the server is never
   given back. A slot released in the middle of the queue is reused by the next interactive
