@@ -9,7 +9,7 @@ import ipaddress
 import os
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -175,18 +175,19 @@ def pg_dsn() -> Iterator[str]:
         pytest.skip(str(exc))
 
 
-def slow_connects(monkeypatch: pytest.MonkeyPatch, seconds: float, every: int) -> list[float]:
-    """Every ``every``-th connection takes ``seconds`` of the loop's time to be made (a far
-    server, a SYN lost once, a loop busy connecting 500 others): the time between the quota's
-    check before the send and the request leaving, where no check can see it. Returns the loop
-    times the connections were asked for."""
+def slow_connects(monkeypatch: pytest.MonkeyPatch, delays: Sequence[float]) -> list[float]:
+    """The n-th connection takes ``delays[n % len(delays)]`` seconds of the loop's time to be
+    made (a far server, a SYN lost once, a loop busy connecting 500 others): time between the
+    quota's check before the send and the request leaving, where no check can see it. Returns
+    the loop times the connections were asked for."""
     real = aiohttp.TCPConnector.connect
     asked: list[float] = []
 
     async def connect(self: aiohttp.TCPConnector, *args: Any, **kwargs: Any) -> Any:
+        delay = delays[len(asked) % len(delays)]
         asked.append(asyncio.get_running_loop().time())
-        if len(asked) % every == 1:
-            await asyncio.sleep(seconds)
+        if delay:
+            await asyncio.sleep(delay)
         return await real(self, *args, **kwargs)
 
     monkeypatch.setattr(aiohttp.TCPConnector, "connect", connect)

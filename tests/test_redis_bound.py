@@ -122,7 +122,7 @@ async def test_slow_connections_on_the_shared_quota_never_put_a_sliding_window_o
 ) -> None:
     # Every third connection takes STALL seconds to be made, after the slot's last check: the
     # server's record is the oracle, its window sliding.
-    asked = slow_connects(monkeypatch, STALL, every=3)
+    asked = slow_connects(monkeypatch, [STALL, 0.0, 0.0])
     async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server, \
             contextlib.AsyncExitStack() as stack:
         clients = [await stack.enter_async_context(RyzeClient(
