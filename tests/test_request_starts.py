@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import weakref
 from typing import Any
 
 import aiohttp
@@ -60,3 +62,20 @@ def test_many_clients_of_one_loop_start_a_few_requests_per_turn(
     assert len(started) == CLIENTS * CALLS
     assert max(per_turn) <= 2 * STARTS_PER_TURN  # a turn's budget spans two of the ticks'
     assert took == 0.0  # turns, not time
+
+
+def test_a_loop_that_paced_requests_is_not_kept_alive() -> None:
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def main() -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        async with FakeRyzeServer() as server, \
+                RyzeClient("test-token", "my-instance", base_url=server.url,
+                           rate_limit=None) as client:
+            results = await asyncio.gather(
+                *(client.fake_call(f"551190000{i:04d}") for i in range(3 * STARTS_PER_TURN)))
+            assert all(r.success for r in results)
+
+    run_virtual(main())
+    gc.collect()
+    assert loops[0]() is None

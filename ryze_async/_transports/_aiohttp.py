@@ -27,6 +27,7 @@ with both risks above. Redirects are never followed, so the token never travels 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import weakref
 from collections import deque
@@ -77,12 +78,12 @@ STARTS_PER_TURN = 4
 
 class _Starts:
     """One event loop's request starts, `STARTS_PER_TURN` a turn; beyond it, the next turns,
-    first come, first served."""
+    first come, first served. Holds no reference to its loop (it is the value of a weak
+    mapping keyed by the loop): the running loop is asked for each time."""
 
-    __slots__ = ("__weakref__", "_loop", "_queue", "_started", "_ticking")
+    __slots__ = ("_queue", "_started", "_ticking")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:
         self._started = 0  # starts in this turn
         self._ticking = False  # a tick is queued: it opens the next turn's budget
         self._queue: deque[asyncio.Future[None]] = deque()
@@ -97,15 +98,21 @@ class _Starts:
 
     async def wait(self) -> None:
         """Wait for a turn with room, in order."""
-        turn = self._loop.create_future()
+        turn = asyncio.get_running_loop().create_future()
         self._queue.append(turn)
         self._tick_next_turn()
-        await turn
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if not turn.done() or turn.cancelled():  # still queued: a closing loop's too
+                with contextlib.suppress(ValueError):
+                    self._queue.remove(turn)
+            raise
 
     def _tick_next_turn(self) -> None:
         if not self._ticking:
             self._ticking = True
-            self._loop.call_soon(self._tick)
+            asyncio.get_running_loop().call_soon(self._tick)
 
     def _tick(self) -> None:
         # A new turn: a fresh budget, the queued first. Each one let go starts in the next turn.
@@ -128,7 +135,7 @@ _starts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Starts] = (
 def _start_for(loop: asyncio.AbstractEventLoop) -> _Starts:
     starts = _starts.get(loop)
     if starts is None:
-        starts = _starts[loop] = _Starts(loop)
+        starts = _starts[loop] = _Starts()
     return starts
 
 
