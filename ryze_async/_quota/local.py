@@ -289,7 +289,7 @@ class QuotaLimiter:
     def sent(self, slot: float) -> float:
         """The request of ``slot`` is leaving now (its bytes written): a slot's time is
         when its request leaves, so one that leaves more than `stamp_allowance` after it
-        moves to now in the log, keeping its place in admission order; the slot it has now.
+        moves to now in the log, keeping its admission's sequence number; the slot it has now.
         Only ever later, so the limiter is only ever stricter: the next use of that slot waits
         a period + margin after this request left, not after its check (issue 18)."""
         now = asyncio.get_running_loop().time()

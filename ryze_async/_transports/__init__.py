@@ -8,8 +8,8 @@ A transport's one duty beyond sending is to sort every failure into one of two k
 ``ConnectionFailedError`` when the request provably never reached the server (the client may
 send it again), ``OutcomeUnknownError`` for anything after that (never sent again).
 
-A transport that knows when a request leaves (its connection made, its first byte about to be
-written) calls the function in ``LEAVING`` then, once per request: the quota records its slot's
+A transport that knows when a request leaves (its connection made, its bytes being written)
+calls the function in ``LEAVING`` then, once per request: the quota records its slot's
 time as that moment (issue 18). The retry boundary sets it for each call with a quota slot; a
 transport that never calls it (a user's own) leaves the slot at the last check before ``send``.
 """

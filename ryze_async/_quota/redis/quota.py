@@ -437,8 +437,7 @@ class RedisQuota:
         after its slot came, its entry in the log moves to Redis's now (`lua.STAMP`; the
         reservations it then crowds move later), in the background: the send never waits for
         it, this process's next admission does (and fails closed if it failed). On time,
-        nothing is asked. The slot is returned as it was
-        (the log alone holds its new time)."""
+        nothing is asked. The slot is returned as it was (the log alone holds its new time)."""
         member = getattr(slot, "member", None)
         due = getattr(slot, "due", None)
         if (isinstance(member, str) and due is not None
