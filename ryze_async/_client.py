@@ -614,3 +614,7 @@ class _Held:
 
     async def wait(self) -> None:
         self.slot = await self._client._admit(self._call, self._quota)
+
+    def left(self) -> None:
+        if self.slot is not None:
+            self.slot = self._quota.sent(self.slot)

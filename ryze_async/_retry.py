@@ -30,7 +30,7 @@ from ._config import Secret
 from ._exceptions import ConnectionFailedError, OutcomeUnknownError
 from ._hooks import CallKind, HookDispatch, RequestEnded, RequestStarted, RetryScheduled
 from ._quota import Lane
-from ._transports import RawResponse, Transport
+from ._transports import LEAVING, RawResponse, Transport
 
 __all__ = ["CallSender", "OutgoingCall", "RetryPolicy", "SlotGate"]
 
@@ -52,6 +52,11 @@ class SlotGate(Protocol):
 
     async def wait(self) -> None:
         """Wait for the call's next slot in its lane (its deadline applies)."""
+        ...
+
+    def left(self) -> None:
+        """The request is leaving now (its bytes written): the slot's time becomes now
+        when it is later than the slot (never waits)."""
         ...
 
 
@@ -115,7 +120,17 @@ class CallSender:
 
     async def send(self, call: OutgoingCall, gate: SlotGate | None = None) -> RawResponse:
         """The call's answer: the first attempt, plus resends of what provably never left.
-        With a quota, ``gate`` keeps every attempt within its slot as it leaves."""
+        With a quota, ``gate`` keeps every attempt within its slot as it leaves: checked before
+        the transport is asked, and told by the transport when the request leaves."""
+        if gate is None:
+            return await self._attempts(call, None)
+        leaving = LEAVING.set(gate.left)
+        try:
+            return await self._attempts(call, gate)
+        finally:
+            LEAVING.reset(leaving)
+
+    async def _attempts(self, call: OutgoingCall, gate: SlotGate | None) -> RawResponse:
         attempt = 1
         while True:
             if call.before_send is not None:

@@ -1,14 +1,15 @@
 """Shared fixtures: a client factory bound to a fake server, closed at teardown; a plain aiohttp
-session for the tests that talk to the fake server without the client; and a guard that keeps
-every test in this process on loopback."""
+session for the tests that talk to the fake server without the client; a guard that keeps
+every test in this process on loopback; and slow connections (`slow_connects`)."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +173,22 @@ def pg_dsn() -> Iterator[str]:
             yield dsn
     except PostgresUnavailableError as exc:
         pytest.skip(str(exc))
+
+
+def slow_connects(monkeypatch: pytest.MonkeyPatch, delays: Sequence[float]) -> list[float]:
+    """The n-th connection takes ``delays[n % len(delays)]`` seconds of the loop's time to be
+    made (a far server, a SYN lost once, a loop busy connecting 500 others): time between the
+    quota's check before the send and the request leaving, where no check can see it. Returns
+    the loop times the connections were asked for."""
+    real = aiohttp.TCPConnector.connect
+    asked: list[float] = []
+
+    async def connect(self: aiohttp.TCPConnector, *args: Any, **kwargs: Any) -> Any:
+        delay = delays[len(asked) % len(delays)]
+        asked.append(asyncio.get_running_loop().time())
+        if delay:
+            await asyncio.sleep(delay)
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(aiohttp.TCPConnector, "connect", connect)
+    return asked

@@ -26,7 +26,7 @@ from ryze_async.testing import (
 )
 from ryze_async.testing._quota_sim import ideal_time, max_in_window
 
-from .conftest import examples
+from .conftest import examples, slow_connects
 
 LIMIT, PERIOD = 10, 2.0
 MARGIN = 0.1  # the default at a 2 s period (at least 0.1 s)
@@ -304,6 +304,68 @@ def test_a_late_call_cancelled_while_it_waits_again_sends_nothing_and_gives_its_
             assert loop.time() - began > MARGIN
 
     run_virtual(main(), start=START)
+
+
+@pytest.mark.parametrize("clients", [1, 5])
+def test_a_connection_slower_than_the_margin_never_puts_a_sliding_window_over_the_limit(
+    monkeypatch: pytest.MonkeyPatch, clients: int,
+) -> None:
+    # Every third connection takes half a second (five margins) to be made, after the last
+    # check of the slot: stamped at the check, the slot comes back a period + margin after it,
+    # and the next request on it reaches the server less than a period after this one did.
+    asked = slow_connects(monkeypatch, [0.5, 0.0, 0.0])
+
+    async def main() -> None:
+        async with virtual_server("sliding") as server:
+            results = await many_clients(server, [0.0] * 60, clients=clients)
+            assert all(r.success for r in results)
+            assert len(server.requests) == 60
+            assert_no_window_over_the_limit(server)
+
+    run_virtual(main(), start=START)
+    assert len(asked) == 60  # every call made its connection, a third of them slowly
+
+
+def test_a_slot_is_moved_to_when_its_request_leaves_only_when_late_and_only_later() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        limiter = QuotaLimiter(LIMIT, PERIOD, margin=MARGIN)
+        slots = [await limiter.acquire() for _ in range(LIMIT)]
+        await asyncio.sleep(MARGIN / 10)
+        assert limiter.sent(slots[1]) is slots[1]  # on time: the log as it was
+        await asyncio.sleep(1.0)
+        moved = limiter.sent(slots[0])
+        assert moved == loop.time() == START + 1.0 + MARGIN / 10
+        # Nine slots come back a period + margin after the burst, the moved one after it left.
+        assert limiter.next_delay() == pytest.approx(PERIOD + MARGIN - 1.0 - MARGIN / 10)
+        await asyncio.sleep(limiter.next_delay())
+        assert [limiter.try_acquire() is not None for _ in range(LIMIT)] == [True] * 9 + [False]
+        assert limiter.next_delay() == pytest.approx(1.0 + MARGIN / 10)
+
+    run_virtual(main(), start=START)
+
+
+@settings(max_examples=examples(20), deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(
+    delays=st.lists(st.one_of(st.just(0.0), st.floats(0.0, PERIOD)), min_size=1, max_size=7),
+    clients=st.integers(1, 6),
+    window=st.sampled_from(["sliding", "fixed"]),
+)
+def test_no_pattern_of_slow_connections_puts_a_window_over_the_limit(
+    delays: list[float], clients: int, window: str
+) -> None:
+    # Any connection may take up to a period to be made after its slot's last check.
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        slow_connects(monkeypatch, delays)
+
+        async def main() -> None:
+            async with virtual_server(window) as server:
+                results = await many_clients(server, [0.0] * 40, clients)
+                assert all(r.success for r in results)
+                assert_no_window_over_the_limit(server)
+
+        run_virtual(main(), start=START)
 
 
 @settings(max_examples=examples(25), deadline=None, database=None,

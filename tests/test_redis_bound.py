@@ -21,6 +21,8 @@ from ryze_async.testing import FakeRyzeServer, RedisServer
 from ryze_async.testing._quota_sim import max_in_window
 from ryze_async.testing._shared_quota import REDIS_SERVER
 
+from .conftest import slow_connects
+
 pytestmark = [
     pytest.mark.infra,
     pytest.mark.skipif(not Path(REDIS_SERVER).exists(),
@@ -91,6 +93,49 @@ async def test_a_late_admission_that_finds_no_room_is_given_back(
     finally:
         await limiter.aclose()
         await other.aclose()
+
+
+async def test_a_request_that_leaves_late_moves_its_entry_to_then_and_one_on_time_asks_nothing(
+    redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    digest = uuid.uuid4().hex
+    limiter = quota(redis_server.url, digest)
+    try:
+        first = await limiter.acquire()
+        limiter.settle()
+        assert limiter.sent(first) is first  # on time: nothing asked, the log as it was
+        await limiter.flush()
+        assert (await log_of(raw, digest))[first.member] == pytest.approx(first, abs=2e-6)
+        second = await limiter.acquire()
+        await asyncio.sleep(STALL)
+        before = await redis_now(raw)
+        assert limiter.sent(second) is second  # the send does not wait for Redis
+        await limiter.flush()  # the next admission would
+        after = await redis_now(raw)
+        assert before <= (await log_of(raw, digest))[second.member] <= after
+    finally:
+        await limiter.aclose()
+
+
+async def test_slow_connections_on_the_shared_quota_never_put_a_sliding_window_over_the_limit(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every third connection takes STALL seconds to be made, after the slot's last check: the
+    # server's record is the oracle, its window sliding.
+    asked = slow_connects(monkeypatch, [STALL, 0.0, 0.0])
+    async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server, \
+            contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(RyzeClient(
+            "test-token", "my-instance", base_url=server.url, quota_url=redis_server.url,
+            rate_limit=LIMIT, rate_period=PERIOD, rate_margin=MARGIN)) for _ in range(4)]
+        async with asyncio.timeout(60):
+            results = await asyncio.gather(*(clients[i % 4].fake_call(f"55119{i:08d}")
+                                             for i in range(36)))
+        statuses = [r.status for r in server.requests]
+        assert statuses.count(429) == 0, statuses
+        assert max_in_window([r.received_at for r in server.requests], PERIOD) <= LIMIT
+        assert all(r.success for r in results)
+        assert len(server.requests) == len(asked) == 36
 
 
 @pytest.mark.parametrize("reported", [True, False])

@@ -18,17 +18,22 @@ exactly. The client's use of a backend, per call:
    The Redis backend does both across processes: its log places an interactive call in the
    first slot with room, ahead of every process's bulk reservations not sent yet (they move
    back), and bulk leaves the reserve free.
-2. Right before each attempt's request leaves (after ``before_send``): ``late(slot)``, a check
-   on this process's clock (no round trip); when the attempt is later than its slot by more
-   than half the margin (a stalled loop, a slow hook), ``readmit(slot)`` moves the slot to now
-   if one fits, or gives it back (None) and the call waits again with ``acquire``, sending
-   nothing. So a slot's time is when its request leaves, and the margin only covers the way
-   to the server.
-3. ``release(slot)`` when the slot was never used: nothing reached the server (``before_send``
+2. Right before each attempt goes to the transport (after ``before_send``): ``late(slot)``, a
+   check on this process's clock (no round trip); when the attempt is later than its slot by
+   more than half the margin (a stalled loop, a slow hook), ``readmit(slot)`` moves the slot
+   to now if one fits, or gives it back (None) and the call waits again with ``acquire``,
+   sending nothing.
+3. ``sent(slot)`` when the request's bytes are written, its connection made (the aiohttp
+   transport tells, through ``_transports.LEAVING``): a request that leaves more than a tenth
+   of the margin after its slot (connections made one after another for hundreds of calls, a
+   slow connect) has its slot's time moved to now, only ever later. So a slot's time is when
+   its request leaves: the next use of the slot waits a period + margin after that, and the
+   margin only covers the way to the server.
+4. ``release(slot)`` when the slot was never used: nothing reached the server (``before_send``
    raised, the client closed, every attempt failed to connect).
-4. ``observe(...)`` with each answer's ``X-RateLimit-*`` feedback; ``hold_until(delay)`` after a
+5. ``observe(...)`` with each answer's ``X-RateLimit-*`` feedback; ``hold_until(delay)`` after a
    429: nobody sends before its reset.
-5. ``settle()`` once the call's attempt is over, answered or not: a fresh backend admits its
+6. ``settle()`` once the call's attempt is over, answered or not: a fresh backend admits its
    first request alone and learns the server's remaining quota from its answer before the rest.
 """
 
@@ -77,6 +82,12 @@ class QuotaBackend(Protocol):
         """The slot a request leaving now goes with: ``slot`` when it is on time, a slot of now
         in its place (never earlier) when one fits, else None: ``slot`` was given back and the
         caller acquires again, having sent nothing."""
+        ...
+
+    def sent(self, slot: float) -> float:
+        """The request of ``slot`` leaves now: its slot's time becomes now when it is later
+        than the slot by more than a tenth of the margin (only ever later); the slot it goes
+        with. Never waits: a backend with a round trip to make does it in the background."""
         ...
 
     def observe(

@@ -40,7 +40,7 @@ from .._public import public
 
 __all__ = [
     "Lane", "QuotaLimiter", "check_config", "check_reserve", "default_margin", "late_allowance",
-    "probe_wait",
+    "probe_wait", "stamp_allowance",
 ]
 
 #: A waiter's lane: interactive waiters are admitted before any bulk waiter.
@@ -91,6 +91,14 @@ def late_allowance(margin: float) -> float:
     margin. The other half is the request's way to the server; a request later than this is
     placed again (at the time it leaves) or waits for another slot (issue 18)."""
     return margin / 2
+
+
+def stamp_allowance(margin: float) -> float:
+    """How much later than its slot a request may leave and keep its slot's time: a tenth of
+    the margin. A request that leaves later has its slot's time moved to when it left
+    (``sent``); below this the move is not worth its cost (a Redis round trip) and the margin
+    absorbs it (issue 18)."""
+    return margin / 10
 
 
 def check_reserve(reserve: int) -> None:
@@ -260,18 +268,42 @@ class QuotaLimiter:
 
     def _drop(self, slot: float) -> bool:
         """Take the admission ``slot`` out of the log (True), if it is there."""
+        index = self._find(slot)
+        if index is None:
+            return False
+        del self._stamps[index]
+        if slot < self._budget_until:
+            self._budget += 1
+        return True
+
+    def _find(self, slot: float) -> int | None:
+        """Where the admission ``slot`` is in the log (None: not there)."""
         stamps = self._stamps
         index = bisect.bisect_left(stamps, slot)
         mine = getattr(slot, "seq", None)
         while (mine is not None and index + 1 < len(stamps) and stamps[index] == slot
                and getattr(stamps[index], "seq", None) != mine):
             index += 1  # this very admission among those of its instant
-        if index < len(stamps) and stamps[index] == slot:
-            del stamps[index]
-            if slot < self._budget_until:
-                self._budget += 1
-            return True
-        return False
+        return index if index < len(stamps) and stamps[index] == slot else None
+
+    def sent(self, slot: float) -> float:
+        """The request of ``slot`` is leaving now (its bytes written): a slot's time is
+        when its request leaves, so one that leaves more than `stamp_allowance` after it
+        moves to now in the log, keeping its admission's sequence number; the slot it has now.
+        Only ever later, so the limiter is only ever stricter: the next use of that slot waits
+        a period + margin after this request left, not after its check (issue 18)."""
+        now = asyncio.get_running_loop().time()
+        if now - slot <= stamp_allowance(self._margin):
+            return slot
+        index = self._find(slot)
+        if index is None:  # pruned or given back: nothing to move
+            return slot
+        moved = Admitted(now)
+        moved.seq = getattr(self._stamps[index], "seq", -1)
+        # Every entry is an admission or a move at a loop time up to now: the log stays sorted.
+        del self._stamps[index]
+        self._stamps.append(moved)
+        return moved
 
     def late(self, slot: float) -> bool:
         """Whether a request leaving now is later than its slot by more than the margin allows

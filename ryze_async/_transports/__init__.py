@@ -7,11 +7,17 @@ aiohttp transport (``_aiohttp``, the only client-side module that imports aiohtt
 A transport's one duty beyond sending is to sort every failure into one of two kinds:
 ``ConnectionFailedError`` when the request provably never reached the server (the client may
 send it again), ``OutcomeUnknownError`` for anything after that (never sent again).
+
+A transport that knows when a request leaves (its connection made, its bytes being written)
+calls the function in ``LEAVING`` then, once per request: the quota records its slot's
+time as that moment (issue 18). The retry boundary sets it for each call with a quota slot; a
+transport that never calls it (a user's own) leaves the slot at the last check before ``send``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -20,7 +26,10 @@ from .._public import public
 if TYPE_CHECKING:
     from .._config import Secret
 
-__all__ = ["RawResponse", "Transport"]
+__all__ = ["LEAVING", "RawResponse", "Transport"]
+
+#: What to call the moment the current task's request leaves (None: nobody asks).
+LEAVING: ContextVar[Callable[[], None] | None] = ContextVar("ryze_leaving", default=None)
 
 
 @public

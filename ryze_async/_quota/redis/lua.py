@@ -34,7 +34,9 @@ Design (issue 9), and where it differs from the libraries studied:
   0.1 s), which absorbs the jitter between a request leaving and its arrival at the server. A
   waiter that wakes more than half of it after its slot (a stalled process), or a request
   about to leave that late (a slow ``before_send``, a stalled loop: issue 18), goes only where
-  a slot fits now.
+  a slot fits now. A request written more than a tenth of the margin after its slot (its
+  connection slow to make) has its entry moved to then (`STAMP`, in the background), so the
+  slot's next use waits a window after the request left; the margin covers only the way on.
 - **Giving back.** A reservation abandoned before its send (cancelled while waiting, or
   `release`) is removed by member id. A slot whose request may have reached the server is never
   given back. A slot released in the middle of the queue is reused by the next interactive
@@ -84,7 +86,7 @@ gen, seq: admissions in this generation, paused: until when a loss's pause holds
 
 from __future__ import annotations
 
-__all__ = ["ADMIT", "ANNOUNCE", "FEEDBACK", "RECHECK"]
+__all__ = ["ADMIT", "ANNOUNCE", "FEEDBACK", "RECHECK", "STAMP"]
 
 _PREAMBLE = """
 if redis.replicate_commands then redis.replicate_commands() end
@@ -443,4 +445,22 @@ end
 redis.call('ZADD', log, int(now), ARGV[1])
 redis.call('PEXPIRE', log, math.floor(window / 1000) + tonumber(ARGV[4]))
 return {0, now, now, gen, seq, lost}
+"""
+
+# A sent request's entry moves to the time its request left, seen from Redis: now, when this
+# runs, right after the send (issue 18). Only later, and to now at most, so the entry still
+# reads as sent (a slot after now is an unsent reservation that an interactive call may move):
+# every window around a slot from now on counts it at least as before. Reservations placed
+# while it stood earlier may now crowd a window with it: they move where they fit, in their
+# order, never earlier (`requeue`); their waiters learn it when they wake.
+# ARGV: member, limit, window_us, ttl_ms, slack_us. Returns 1 (moved) or 0 (on time, or gone).
+STAMP = _PREAMBLE + """
+slack = tonumber(ARGV[5])
+local ttl = tonumber(ARGV[4])
+local limit, window = strictest(tonumber(ARGV[2]), tonumber(ARGV[3]), ttl)
+local score = redis.call('ZSCORE', log, ARGV[1])
+if not score or tonumber(score) >= now then return 0 end
+redis.call('ZADD', log, 'XX', int(now), ARGV[1])
+requeue(now, limit, window, ttl)
+return 1
 """

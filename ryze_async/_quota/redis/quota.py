@@ -35,8 +35,15 @@ from ..._cancels import pending_cancels, resurface_cancel
 from ..._exceptions import InvalidRequestError, QuotaBackendError, QuotaTimeoutError
 from ..._public import public
 from ..._urls import scrub, shown_url
-from ..local import Lane, check_reserve, default_margin, late_allowance, probe_wait
-from .lua import ADMIT, ANNOUNCE, FEEDBACK, RECHECK
+from ..local import (
+    Lane,
+    check_reserve,
+    default_margin,
+    late_allowance,
+    probe_wait,
+    stamp_allowance,
+)
+from .lua import ADMIT, ANNOUNCE, FEEDBACK, RECHECK, STAMP
 from .reserve import RESERVE_TTL_MS, ReserveKeeper
 
 if TYPE_CHECKING:
@@ -187,6 +194,7 @@ class RedisQuota:
         self._announce_script = redis.register_script(ANNOUNCE)
         self._feedback = redis.register_script(FEEDBACK)
         self._recheck = redis.register_script(RECHECK)
+        self._stamp = redis.register_script(STAMP)
         self._pending: set[asyncio.Task[Any]] = set()
         self._probe_member: str | None = None
 
@@ -423,6 +431,20 @@ class RedisQuota:
         if wait_us > 0:  # a hold moved it later: given back, the caller waits in its lane
             self._background(self._remove(member))
         return None
+
+    def sent(self, slot: float) -> float:
+        """The request of ``slot`` is leaving now: when that is more than `stamp_allowance`
+        after its slot came, its entry in the log moves to Redis's now (`lua.STAMP`; the
+        reservations it then crowds move later), in the background: the send never waits for
+        it, this process's next admission does (and fails closed if it failed). On time,
+        nothing is asked. The slot is returned as it was (the log alone holds its new time)."""
+        member = getattr(slot, "member", None)
+        due = getattr(slot, "due", None)
+        if (isinstance(member, str) and due is not None
+                and asyncio.get_running_loop().time() - due > stamp_allowance(self._margin)):
+            self._background(self._run(self._stamp, [
+                member, self._limit, self._window_us, _IDLE_TTL_MS, self._slack_us]))
+        return slot
 
     def _background(self, job: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(job)
