@@ -15,20 +15,10 @@ pytest.importorskip("redis", reason="the shared quota needs the 'redis' extra")
 
 from redis import Redis
 
-from ryze_async._quota.redis import lua
 from ryze_async.testing import RedisServer
+from ryze_async.testing._shared_quota import fast_path_and_search
 
 pytestmark = pytest.mark.infra
-
-# Both answers for the log as it stands: room_at's verdict, and first_fit's slot, from t = now.
-_BOTH = lua._PREAMBLE + """
-redis.call('DEL', log)
-for i = 2, #ARGV do redis.call('ZADD', log, int(now + tonumber(ARGV[i])), 'e' .. i) end
-local cap, window = tonumber(ARGV[1]), 100000
-local room = 0
-if room_at(now, cap, window) then room = 1 end
-return {room, int(first_fit(now, redis.call('ZCARD', log), cap, window) - now)}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +38,9 @@ offsets = st.lists(st.one_of(st.integers(-200_000, 200_000),
 @given(cap=st.integers(1, 6), entries=offsets)
 def test_the_fast_path_admits_exactly_where_the_full_search_would(
         raw: Redis, cap: int, entries: list[int]) -> None:
-    room, slot = raw.eval(_BOTH, 7, *(f"fast:{k}" for k in range(7)), cap, *entries)
+    room, slot = fast_path_and_search(raw, cap, entries)
     if room:
-        assert int(slot) == 0  # first_fit also admits at now
+        assert slot == 0  # first_fit also admits at now
     # The fast path must never be the one that says no room when there is nothing queued and
     # the window holds fewer than cap (first_fit's own answer then is now).
     past = [e for e in entries if e <= 0]
@@ -59,6 +49,6 @@ def test_the_fast_path_admits_exactly_where_the_full_search_would(
 
 
 def test_the_fast_path_is_taken_and_skipped_as_expected(raw: Redis) -> None:
-    assert raw.eval(_BOTH, 7, *(f"fast:{k}" for k in range(7)), 2, -50_000)[0] == 1
-    assert raw.eval(_BOTH, 7, *(f"fast:{k}" for k in range(7)), 2, -50_000, -10)[0] == 0
-    assert raw.eval(_BOTH, 7, *(f"fast:{k}" for k in range(7)), 2, 10)[0] == 0  # queued ahead
+    assert fast_path_and_search(raw, 2, [-50_000])[0] == 1
+    assert fast_path_and_search(raw, 2, [-50_000, -10])[0] == 0
+    assert fast_path_and_search(raw, 2, [10])[0] == 0  # queued ahead

@@ -32,7 +32,8 @@ from ryze_async import RyzeClient, normalize_number
 
 from ._redis_server import REDIS_SERVER, RedisServer, free_port
 
-__all__ = ["REDIS_SERVER", "RedisServer", "WorkerArgs", "admission_cost", "finish_worker",
+__all__ = ["REDIS_SERVER", "RedisServer", "WorkerArgs", "admission_cost", "fast_path_and_search",
+           "finish_worker",
            "free_port", "release_worker", "run_workers", "start_worker",
            "stop_worker", "worker_report"]
 
@@ -56,6 +57,27 @@ async def admission_cost(redis_url: str, digest: str, rounds: int = 200) -> floa
     finally:
         await quota.aclose()
     return statistics.median(costs[rounds // 10:])
+
+
+def fast_path_and_search(redis: Any, cap: int, offsets: list[int]) -> tuple[int, int]:
+    """Both answers of the admission script for an interactive call at Redis's now, on a log of
+    entries at ``offsets`` (microseconds from now; window 0.1 s), computed in one script call
+    (one ``TIME``): whether the uncontended fast path (``room_at``) takes it, and the full
+    search's (``first_fit``) slot, in microseconds from now. ``redis``: a sync redis-py client;
+    the keys it uses are ``fast:0`` to ``fast:6``."""
+    # The scripts are the quota's own text: the property is about them, not about a copy.
+    from .._quota.redis import lua  # noqa: PLC0415 - redis only when asked
+
+    script = lua._PREAMBLE + """
+redis.call('DEL', log)
+for i = 2, #ARGV do redis.call('ZADD', log, int(now + tonumber(ARGV[i])), 'e' .. i) end
+local cap, window = tonumber(ARGV[1]), 100000
+local room = 0
+if room_at(now, cap, window) then room = 1 end
+return {room, int(first_fit(now, redis.call('ZCARD', log), cap, window) - now)}
+"""
+    room, slot = redis.eval(script, 7, *(f"fast:{k}" for k in range(7)), cap, *offsets)
+    return int(room), int(slot)
 
 
 @dataclass(frozen=True)
