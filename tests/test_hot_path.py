@@ -10,10 +10,15 @@ import sys
 from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
+from unittest import mock
 
+import phonenumbers
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ryze_async import InvalidRequestError, Media, RetryScheduled, RyzeClient, normalize_number
+from ryze_async import _numbers as numbers_module
 from ryze_async.testing import (
     FakeRyzeServer,
     MockRequest,
@@ -330,3 +335,86 @@ async def test_a_large_media_body_arrives_whole_at_the_fake_server(
     assert first.headers["Content-Type"] == "application/json"
     b64 = base64.b64encode(audio).decode()
     assert second.json == {"number": "5511988888888", "mediaBase64": b64}
+
+
+# -- a new number without phonenumbers.parse (issue 18) ------------------------------------------
+
+# Every region's example numbers of every type, with their country code: real numbering plans,
+# national prefixes and leading zeros included.
+_EXAMPLES = sorted({
+    phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)[1:]
+    for region in phonenumbers.SUPPORTED_REGIONS
+    for kind in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE,
+                 phonenumbers.PhoneNumberType.TOLL_FREE, phonenumbers.PhoneNumberType.VOIP)
+    if (example := phonenumbers.example_number_for_type(region, kind)) is not None
+})
+# Digits as people and files hold them: real numbers, each digit changed, cut or lengthened,
+# country codes followed by national prefixes, and plain random digits.
+_DIGIT_STRINGS = st.one_of(
+    st.sampled_from(_EXAMPLES),
+    st.tuples(st.sampled_from(_EXAMPLES), st.integers(0, 20), st.text("0123456789", max_size=3))
+    .map(lambda t: t[0][:t[1]] + t[2] + t[0][t[1] + len(t[2]):]),
+    st.tuples(st.sampled_from(sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)),
+              st.sampled_from(["", "0", "00", "1", "8", "9", "90", "15", "021", "0800"]),
+              st.text("0123456789", min_size=0, max_size=15))
+    .map(lambda t: f"{t[0]}{t[1]}{t[2]}"),
+    st.text("0123456789", min_size=0, max_size=22),
+)
+
+
+def _reference_parse(text: str) -> phonenumbers.PhoneNumber | None:
+    try:
+        return phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        return None
+
+
+@settings(max_examples=3000, deadline=None, database=None)
+@given(digits=_DIGIT_STRINGS)
+def test_a_plus_and_digits_read_without_parse_is_what_parse_reads(digits: str) -> None:
+    text = "+" + digits
+    fast = numbers_module._parsed_international(text)
+    if fast is not None:  # None: parse reads it, as before
+        assert fast == _reference_parse(text)
+
+
+@settings(max_examples=1500, deadline=None, database=None)
+@given(digits=_DIGIT_STRINGS, plus=st.booleans(), check=st.sampled_from(["valid", "possible"]))
+def test_a_new_number_normalises_as_with_parse_alone(
+    digits: str, plus: bool, check: str
+) -> None:
+    text = ("+" if plus else "") + digits
+
+    def normalised() -> str:
+        try:
+            return numbers_module._plain_number.__wrapped__(text, None, check)  # no cache
+        except InvalidRequestError as exc:
+            return f"refused: {exc}"
+
+    fast = normalised()
+    with mock.patch.object(numbers_module, "_parsed_international", return_value=None):
+        assert normalised() == fast
+
+
+def test_new_numbers_of_the_big_plans_skip_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fast path must serve what campaigns hold, not only exist: a new number written with its
+    # country code (with or without "+") reaches phonenumbers.parse only when the fast path
+    # cannot read it.
+    calls: list[str] = []
+    parse = phonenumbers.parse
+
+    def counted(text: str, region: str | None = None) -> phonenumbers.PhoneNumber:
+        calls.append(text)
+        return parse(text, region)
+
+    monkeypatch.setattr(phonenumbers, "parse", counted)
+    wanted = {
+        "+5511987650001": "5511987650001", "5511987650002": "5511987650002",
+        "+14155550100": "14155550100", "+447400123456": "447400123456",
+        "+919876543210": "919876543210", "+4915123456789": "4915123456789",
+        "+525512345678": "525512345678", "+628123456789": "628123456789",
+        "+33612345678": "33612345678",
+    }
+    for raw, wire in wanted.items():
+        assert normalize_number(raw) == wire
+    assert calls == []
