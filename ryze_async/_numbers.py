@@ -196,7 +196,7 @@ def _e164(text: str, region: str | None, check: NumberCheck) -> str | None:
     if parsed.extension:
         return None
     if check == "valid":
-        ok = phonenumbers.is_valid_number(parsed)
+        ok = _is_valid(parsed)
     else:
         # IS_POSSIBLE_LOCAL_ONLY (7 digits in the US, say) lacks an area code: not dialable.
         ok = phonenumbers.is_possible_number_with_reason(parsed) == ValidationResult.IS_POSSIBLE
@@ -249,6 +249,57 @@ def _national_prefix(code: int) -> re.Pattern[str]:
     if metadata is None:
         return _ANY_START
     return re.compile(metadata.national_prefix_for_parsing or "(?!)")
+
+
+# A number's kinds as libphonenumber's validity checks them; mobile and fixed line first (any
+# order gives the same answer: a number is valid when any kind matches).
+_KINDS = ("mobile", "fixed_line", "voip", "toll_free", "premium_rate", "shared_cost",
+          "personal_number", "pager", "uan", "voicemail")
+# A kind's (possible lengths, compiled pattern): a number of another length, or a kind without a
+# pattern, never matches.
+_Desc = tuple[frozenset[int], re.Pattern[str] | None]
+
+
+def _is_valid(parsed: PhoneNumber) -> bool:
+    """``phonenumbers.is_valid_number(parsed)``, its country's patterns looked up and compiled
+    once: a country calling code of one region (Brazil's, India's, not NANPA's +1, whose
+    region is found number by number, which is left to is_valid_number)."""
+    plan = _validity_plan(parsed.country_code)
+    if plan is None:
+        return bool(phonenumbers.is_valid_number(parsed))
+    national = phonenumbers.national_significant_number(parsed)
+    general, kinds = plan
+    return _matches(national, general) and any(_matches(national, kind) for kind in kinds)
+
+
+def _matches(national: str, desc: _Desc) -> bool:
+    lengths, pattern = desc
+    return (not lengths or len(national) in lengths) and pattern is not None and (
+        pattern.fullmatch(national) is not None)
+
+
+@functools.cache
+def _validity_plan(code: int | None) -> tuple[_Desc, tuple[_Desc, ...]] | None:
+    """The general and per-kind descriptions is_valid_number checks for ``code``, or None."""
+    regions = COUNTRY_CODE_TO_REGION_CODE.get(code or 0)
+    if code is None or regions is None or len(regions) != 1:
+        return None
+    region = regions[0]
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(code, region.upper())
+    if metadata is None or (region != phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY
+                            and code != phonenumbers.country_code_for_valid_region(region)):
+        return None
+    # With one pattern for both, libphonenumber does not try mobile once fixed line failed.
+    kinds = [kind for kind in _KINDS
+             if not (kind == "mobile" and metadata.same_mobile_and_fixed_line_pattern)]
+    return _desc(metadata.general_desc), tuple(_desc(getattr(metadata, k)) for k in kinds)
+
+
+def _desc(desc: phonenumbers.PhoneNumberDesc | None) -> _Desc:
+    if desc is None:
+        return frozenset(), None
+    pattern = desc.national_number_pattern
+    return frozenset(desc.possible_length or ()), re.compile(pattern) if pattern else None
 
 
 @functools.lru_cache(maxsize=4096)

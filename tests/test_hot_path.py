@@ -418,3 +418,16 @@ def test_new_numbers_of_the_big_plans_skip_parse(monkeypatch: pytest.MonkeyPatch
     for raw, wire in wanted.items():
         assert normalize_number(raw) == wire
     assert calls == []
+
+
+@settings(max_examples=3000, deadline=None, database=None)
+@given(digits=_DIGIT_STRINGS, national_zero=st.booleans())
+def test_validity_with_patterns_compiled_once_is_libphonenumbers(
+    digits: str, national_zero: bool
+) -> None:
+    parsed = _reference_parse("+" + digits)
+    if parsed is None:
+        return
+    if national_zero:  # Italy's and others' leading zeros
+        parsed.italian_leading_zero = True
+    assert numbers_module._is_valid(parsed) == phonenumbers.is_valid_number(parsed)
