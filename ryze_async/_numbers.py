@@ -43,7 +43,7 @@ _FLOAT_TEXT = re.compile(r"\+?\d{7,}\.\d{1,3}")
 _MAX_CHARS = 64
 _E164_MAX_DIGITS = 15
 # "+" and ASCII digits, as many as a country code and a national number can have: the form a
-# campaign file or a bot usually holds, read without phonenumbers.parse (see _parsed_international).
+# campaign file or a bot usually holds, read without phonenumbers.parse (see _international).
 _INTERNATIONAL = re.compile(r"\+[1-9][0-9]{2,19}")
 _JID_USER = re.compile(r"[0-9]{8,15}")
 _LID_USER = re.compile(r"[0-9]{1,32}")
@@ -187,8 +187,16 @@ def _plain_number(text: str, region: str | None, check: NumberCheck) -> str:
 
 
 def _e164(text: str, region: str | None, check: NumberCheck) -> str | None:
-    parsed = _parsed_international(text) if region is None else None
-    if parsed is None:
+    reading = _international(text) if region is None else None
+    if reading is not None and check == "valid":
+        plan = _validity_plan(reading[0])
+        if plan is not None:
+            # parse's number (+code, national) formats back to the text itself: E.164 digits.
+            valid = _valid_national(reading[1], plan)
+            return text[1:] if valid and len(text) <= _E164_MAX_DIGITS + 1 else None
+    if reading is not None:
+        parsed = PhoneNumber(country_code=reading[0], national_number=int(reading[1]))
+    else:
         try:
             parsed = phonenumbers.parse(text, region)
         except NumberParseException:
@@ -209,9 +217,9 @@ def _e164(text: str, region: str | None, check: NumberCheck) -> str | None:
     return e164 if len(e164) <= _E164_MAX_DIGITS else None
 
 
-def _parsed_international(text: str) -> PhoneNumber | None:
-    """What ``phonenumbers.parse(text, None)`` returns for "+" and ASCII digits, or None where
-    only parse can tell (then it decides).
+def _international(text: str) -> tuple[int, str] | None:
+    """How ``phonenumbers.parse(text, None)`` reads "+" and ASCII digits: (country calling
+    code, national number); None where only parse can tell (then it decides).
 
     parse costs about three quarters of a new number's check, mostly in steps that change
     nothing for such a text: finding the number in free text, the extension, normalising digits
@@ -233,7 +241,7 @@ def _parsed_international(text: str) -> PhoneNumber | None:
         return None
     if _national_prefix(code).match(national):
         return None  # parse strips it, or keeps it, by the country's rules
-    return PhoneNumber(country_code=code, national_number=int(national))
+    return code, national
 
 
 # Anything matches it: a country parse finds no metadata for is left to parse.
@@ -258,6 +266,7 @@ _KINDS = ("mobile", "fixed_line", "voip", "toll_free", "premium_rate", "shared_c
 # A kind's (possible lengths, compiled pattern): a number of another length, or a kind without a
 # pattern, never matches.
 _Desc = tuple[frozenset[int], re.Pattern[str] | None]
+_Plan = tuple[_Desc, tuple[_Desc, ...]]
 
 
 def _is_valid(parsed: PhoneNumber) -> bool:
@@ -267,7 +276,10 @@ def _is_valid(parsed: PhoneNumber) -> bool:
     plan = _validity_plan(parsed.country_code)
     if plan is None:
         return bool(phonenumbers.is_valid_number(parsed))
-    national = phonenumbers.national_significant_number(parsed)
+    return _valid_national(phonenumbers.national_significant_number(parsed), plan)
+
+
+def _valid_national(national: str, plan: _Plan) -> bool:
     general, kinds = plan
     return _matches(national, general) and any(_matches(national, kind) for kind in kinds)
 
@@ -279,7 +291,7 @@ def _matches(national: str, desc: _Desc) -> bool:
 
 
 @functools.cache
-def _validity_plan(code: int | None) -> tuple[_Desc, tuple[_Desc, ...]] | None:
+def _validity_plan(code: int | None) -> _Plan | None:
     """The general and per-kind descriptions is_valid_number checks for ``code``, or None."""
     regions = COUNTRY_CODE_TO_REGION_CODE.get(code or 0)
     if code is None or regions is None or len(regions) != 1:

@@ -373,26 +373,30 @@ def _reference_parse(text: str) -> phonenumbers.PhoneNumber | None:
 @given(digits=_DIGIT_STRINGS)
 def test_a_plus_and_digits_read_without_parse_is_what_parse_reads(digits: str) -> None:
     text = "+" + digits
-    fast = numbers_module._parsed_international(text)
-    if fast is not None:  # None: parse reads it, as before
+    reading = numbers_module._international(text)
+    if reading is not None:  # None: parse reads it, as before
+        code, national = reading
+        fast = phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
         assert fast == _reference_parse(text)
+        assert phonenumbers.format_number(fast, phonenumbers.PhoneNumberFormat.E164) == text
 
 
 @settings(max_examples=1500, deadline=None, database=None)
-@given(digits=_DIGIT_STRINGS, plus=st.booleans(), check=st.sampled_from(["valid", "possible"]))
+@given(digits=_DIGIT_STRINGS, plus=st.booleans(), check=st.sampled_from(["valid", "possible"]),
+       region=st.sampled_from([None, None, "BR", "US", "DE", "IT"]))
 def test_a_new_number_normalises_as_with_parse_alone(
-    digits: str, plus: bool, check: str
+    digits: str, plus: bool, check: str, region: str | None
 ) -> None:
     text = ("+" if plus else "") + digits
 
     def normalised() -> str:
         try:
-            return numbers_module._plain_number.__wrapped__(text, None, check)  # no cache
+            return numbers_module._plain_number.__wrapped__(text, region, check)  # no cache
         except InvalidRequestError as exc:
             return f"refused: {exc}"
 
     fast = normalised()
-    with mock.patch.object(numbers_module, "_parsed_international", return_value=None):
+    with mock.patch.object(numbers_module, "_international", return_value=None):
         assert normalised() == fast
 
 
