@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import math
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ryze_async import InvalidRequestError, Media, RetryScheduled, RyzeClient, normalize_number
+from ryze_async import _answers as answers_module
 from ryze_async import _numbers as numbers_module
 from ryze_async.testing import (
     FakeRyzeServer,
@@ -435,3 +437,22 @@ def test_validity_with_patterns_compiled_once_is_libphonenumbers(
     if national_zero:  # Italy's and others' leading zeros
         parsed.italian_leading_zero = True
     assert numbers_module._is_valid(parsed) == phonenumbers.is_valid_number(parsed)
+
+
+@settings(max_examples=2000, deadline=None, database=None)
+@given(raw=st.one_of(
+    st.text(),
+    st.from_regex(r"\s*[-+]?[0-9_]*\.?[0-9_]*(e[-+]?[0-9]+)?\s*", fullmatch=True),
+    st.sampled_from(["inf", " nan ", "1e400", "\u00a042\u2003", "\x1c7\x1f", "0x10", "١٢"]),
+))
+def test_a_rate_limit_header_reads_as_its_stripped_text(raw: str) -> None:
+    # Every blank str.strip() removes is ignored (float() alone refuses "0\x1f").
+    try:
+        value: float | None = float(raw.strip())
+    except ValueError:
+        value = None
+    expected = value if value is not None and math.isfinite(value) else None
+    fields = answers_module.rate_limit_fields({"X-RateLimit-Limit": raw})
+    assert (fields["reset"] if fields else None) is None
+    read = answers_module._header_number(raw)
+    assert read == expected or (read is None and expected is None)
