@@ -156,7 +156,7 @@ def normalize_number(
             "dots and parentheses are allowed",
             field="number",
         )
-    if _FLOAT_TEXT.fullmatch(text):
+    if "." in text and _FLOAT_TEXT.fullmatch(text):
         raise InvalidRequestError(
             f"number {raw!r} is written like a float, with a fraction: its digits after the dot "
             "are not part of a phone number and dropping them would be a guess (a spreadsheet "
@@ -266,7 +266,7 @@ _KINDS = ("mobile", "fixed_line", "voip", "toll_free", "premium_rate", "shared_c
 # A kind's (possible lengths, compiled pattern): a number of another length, or a kind without a
 # pattern, never matches.
 _Desc = tuple[frozenset[int], re.Pattern[str] | None]
-_Plan = tuple[_Desc, tuple[_Desc, ...]]
+_Plan = tuple[_Desc, tuple[tuple[frozenset[int], re.Pattern[str]], ...]]
 
 
 def _is_valid(parsed: PhoneNumber) -> bool:
@@ -280,14 +280,14 @@ def _is_valid(parsed: PhoneNumber) -> bool:
 
 
 def _valid_national(national: str, plan: _Plan) -> bool:
-    general, kinds = plan
-    return _matches(national, general) and any(_matches(national, kind) for kind in kinds)
-
-
-def _matches(national: str, desc: _Desc) -> bool:
-    lengths, pattern = desc
-    return (not lengths or len(national) in lengths) and pattern is not None and (
-        pattern.fullmatch(national) is not None)
+    size = len(national)
+    (lengths, pattern), kinds = plan
+    if (lengths and size not in lengths) or pattern is None or not pattern.fullmatch(national):
+        return False
+    for lengths, kind in kinds:  # a loop, not any(): no generator per number
+        if (not lengths or size in lengths) and kind.fullmatch(national):
+            return True
+    return False
 
 
 @functools.cache
@@ -304,7 +304,12 @@ def _validity_plan(code: int | None) -> _Plan | None:
     # With one pattern for both, libphonenumber does not try mobile once fixed line failed.
     kinds = [kind for kind in _KINDS
              if not (kind == "mobile" and metadata.same_mobile_and_fixed_line_pattern)]
-    return _desc(metadata.general_desc), tuple(_desc(getattr(metadata, k)) for k in kinds)
+    descs = [_desc(getattr(metadata, kind)) for kind in kinds]
+    # A kind without a pattern, or whose only length is libphonenumber's -1 ("no numbers of
+    # this kind"), never matches: left out, a valid mobile number is one pattern from its answer.
+    useful = tuple((lengths, kind) for lengths, kind in descs
+                   if kind is not None and lengths != frozenset({-1}))
+    return _desc(metadata.general_desc), useful
 
 
 def _desc(desc: phonenumbers.PhoneNumberDesc | None) -> _Desc:
