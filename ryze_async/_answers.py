@@ -53,26 +53,30 @@ class RateLimitFields(TypedDict):
     reset: float | None
 
 
-def _header_number(raw: str | None) -> float | None:
-    if raw is None:
-        return None
-    try:
-        value = float(raw.strip())  # strip() first: float() refuses "0\x1f", strip() does not
-    except ValueError:
-        return None
-    # "inf", "nan" or 1e400 would break the int() and the arithmetic after a placed call.
-    return value if math.isfinite(value) else None
+_RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
 
 
 def rate_limit_fields(headers: Mapping[str, str]) -> RateLimitFields | None:
     """Read the three ``X-RateLimit-*`` headers; None when the answer carried none of them.
 
     A plain dict: a success report validates it inside ``CallResult`` (one pydantic pass).
+    A value that is no finite number counts as absent.
     """
     get = headers.get
-    limit = _header_number(get("X-RateLimit-Limit"))
-    remaining = _header_number(get("X-RateLimit-Remaining"))
-    reset = _header_number(get("X-RateLimit-Reset"))
+    values: list[float | None] = []
+    for name in _RATE_HEADERS:  # one loop, no call per header: every answer comes through here
+        raw = get(name)
+        value = None
+        if raw is not None:
+            try:
+                value = float(raw.strip())  # strip() first: float() refuses "0\x1f"
+            except ValueError:
+                pass
+            else:
+                # "inf", "nan" or 1e400 would break the int() and the arithmetic after a call.
+                value = value if math.isfinite(value) else None
+        values.append(value)
+    limit, remaining, reset = values
     if limit is None and remaining is None and reset is None:
         return None
     return {

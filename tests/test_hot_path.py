@@ -452,7 +452,12 @@ def test_a_rate_limit_header_reads_as_its_stripped_text(raw: str) -> None:
     except ValueError:
         value = None
     expected = value if value is not None and math.isfinite(value) else None
-    fields = answers_module.rate_limit_fields({"X-RateLimit-Limit": raw})
-    assert (fields["reset"] if fields else None) is None
-    read = answers_module._header_number(raw)
-    assert read == expected or (read is None and expected is None)
+    for name in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"):
+        fields = answers_module.rate_limit_fields({name: raw, "Date": raw})
+        if expected is None:
+            assert fields is None
+            continue
+        assert fields is not None
+        read = {key: value for key, value in fields.items() if value is not None}
+        key = name.rsplit("-", 1)[1].lower()
+        assert read == {key: expected if key == "reset" else int(expected)}
