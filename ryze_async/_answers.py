@@ -42,6 +42,7 @@ except ImportError:  # pragma: no cover - tests force this path by setting it to
 # A JSON number of 19 digits or more may be outside 64 bits. A number token follows ":", "," or
 # "[" (and maybe blanks and "-"), so digits inside strings (ids, phone numbers) rarely match.
 _LONG_INTEGER = re.compile(rb"[:,\[]\s*-?[0-9]{19}")
+_validate_result = CallResult.__pydantic_validator__.validate_python
 
 
 class RateLimitFields(TypedDict):
@@ -52,26 +53,30 @@ class RateLimitFields(TypedDict):
     reset: float | None
 
 
-def _header_number(headers: Mapping[str, str], name: str) -> float | None:
-    raw = headers.get(name)
-    if raw is None:
-        return None
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        return None
-    # "inf", "nan" or 1e400 would break the int() and the arithmetic after a placed call.
-    return value if math.isfinite(value) else None
+_RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
 
 
 def rate_limit_fields(headers: Mapping[str, str]) -> RateLimitFields | None:
     """Read the three ``X-RateLimit-*`` headers; None when the answer carried none of them.
 
     A plain dict: a success report validates it inside ``CallResult`` (one pydantic pass).
+    A value that is no finite number counts as absent.
     """
-    limit = _header_number(headers, "X-RateLimit-Limit")
-    remaining = _header_number(headers, "X-RateLimit-Remaining")
-    reset = _header_number(headers, "X-RateLimit-Reset")
+    get = headers.get
+    values: list[float | None] = []
+    for name in _RATE_HEADERS:  # one loop, no call per header: every answer comes through here
+        raw = get(name)
+        value = None
+        if raw is not None:
+            try:
+                value = float(raw.strip())  # strip() first: float() refuses "0\x1f"
+            except ValueError:
+                pass
+            else:
+                # "inf", "nan" or 1e400 would break the int() and the arithmetic after a call.
+                value = value if math.isfinite(value) else None
+        values.append(value)
+    limit, remaining, reset = values
     if limit is None and remaining is None and reset is None:
         return None
     return {
@@ -207,7 +212,8 @@ def _interpret(
         _redact_fields(data, config)
         data["status"] = status
         data["rate_limit"] = rate
-        return CallResult.model_validate(data)
+        # What CallResult.model_validate(data) calls, without its Python frame.
+        return _validate_result(data)  # type: ignore[no-any-return]
     except ValidationError:
         raise OutcomeUnknownError(
             f"a malformed success report ({_describe(response, config)}); "
@@ -218,10 +224,11 @@ def _interpret(
 
 def _redact_fields(data: dict[str, Any], config: ClientConfig) -> None:
     # A server that echoes the token (in its message, say) must not put it in a CallResult.
+    redact = config.secret.redact
     for key in ("message", "callId", "number"):
         value = data.get(key)
         if type(value) is str:
-            data[key] = config.redact(value)
+            data[key] = redact(value)
 
 
 def _error(

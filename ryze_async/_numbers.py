@@ -13,7 +13,14 @@ from collections.abc import Iterator
 from typing import Literal, TypedDict
 
 import phonenumbers
-from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
+from phonenumbers import (
+    COUNTRY_CODE_TO_REGION_CODE,
+    NumberParseException,
+    PhoneMetadata,
+    PhoneNumber,
+    PhoneNumberFormat,
+    ValidationResult,
+)
 
 from ._exceptions import InvalidRequestError
 from ._public import public
@@ -35,6 +42,9 @@ _DIGIT = re.compile(r"\d")
 _FLOAT_TEXT = re.compile(r"\+?\d{7,}\.\d{1,3}")
 _MAX_CHARS = 64
 _E164_MAX_DIGITS = 15
+# "+" and ASCII digits, as many as a country code and a national number can have: the form a
+# campaign file or a bot usually holds, read without phonenumbers.parse (see _international).
+_INTERNATIONAL = re.compile(r"\+[1-9][0-9]{2,19}")
 _JID_USER = re.compile(r"[0-9]{8,15}")
 _LID_USER = re.compile(r"[0-9]{1,32}")
 _PERSONAL_DOMAIN = "s.whatsapp.net"
@@ -146,7 +156,7 @@ def normalize_number(
             "dots and parentheses are allowed",
             field="number",
         )
-    if _FLOAT_TEXT.fullmatch(text):
+    if "." in text and _FLOAT_TEXT.fullmatch(text):
         raise InvalidRequestError(
             f"number {raw!r} is written like a float, with a fraction: its digits after the dot "
             "are not part of a phone number and dropping them would be a guess (a spreadsheet "
@@ -177,14 +187,24 @@ def _plain_number(text: str, region: str | None, check: NumberCheck) -> str:
 
 
 def _e164(text: str, region: str | None, check: NumberCheck) -> str | None:
-    try:
-        parsed = phonenumbers.parse(text, region)
-    except NumberParseException:
-        return None
+    reading = _international(text) if region is None else None
+    if reading is not None and check == "valid":
+        plan = _validity_plan(reading[0])
+        if plan is not None:
+            # parse's number (+code, national) formats back to the text itself: E.164 digits.
+            valid = _valid_national(reading[1], plan)
+            return text[1:] if valid and len(text) <= _E164_MAX_DIGITS + 1 else None
+    if reading is not None:
+        parsed = PhoneNumber(country_code=reading[0], national_number=int(reading[1]))
+    else:
+        try:
+            parsed = phonenumbers.parse(text, region)
+        except NumberParseException:
+            return None
     if parsed.extension:
         return None
     if check == "valid":
-        ok = phonenumbers.is_valid_number(parsed)
+        ok = _is_valid(parsed)
     else:
         # IS_POSSIBLE_LOCAL_ONLY (7 digits in the US, say) lacks an area code: not dialable.
         ok = phonenumbers.is_possible_number_with_reason(parsed) == ValidationResult.IS_POSSIBLE
@@ -195,6 +215,108 @@ def _e164(text: str, region: str | None, check: NumberCheck) -> str | None:
     e164 = phonenumbers.format_number(parsed, PhoneNumberFormat.E164)[1:]
     # E.164 caps a number at 15 digits; some countries' metadata (Germany's) lets longer through.
     return e164 if len(e164) <= _E164_MAX_DIGITS else None
+
+
+def _international(text: str) -> tuple[int, str] | None:
+    """How ``phonenumbers.parse(text, None)`` reads "+" and ASCII digits: (country calling
+    code, national number); None where only parse can tell (then it decides).
+
+    parse costs about three quarters of a new number's check, mostly in steps that change
+    nothing for such a text: finding the number in free text, the extension, normalising digits
+    of any script. What is left are its steps for a country code after "+": the first one to
+    three digits that are a country calling code, then the national number, kept whole when the
+    country's national prefix does not match its start, of 2 to 17 digits, without leading zeros
+    (Italy's are parse's). A property test holds this to parse's own result.
+    """
+    if not _INTERNATIONAL.fullmatch(text):
+        return None
+    for size in (1, 2, 3):
+        code = int(text[1:1 + size])
+        if code in COUNTRY_CODE_TO_REGION_CODE:
+            break
+    else:
+        return None
+    national = text[1 + size:]
+    if not 2 <= len(national) <= 17 or national[0] == "0":
+        return None
+    if _national_prefix(code).match(national):
+        return None  # parse strips it, or keeps it, by the country's rules
+    return code, national
+
+
+# Anything matches it: a country parse finds no metadata for is left to parse.
+_ANY_START = re.compile("")
+
+
+@functools.cache
+def _national_prefix(code: int) -> re.Pattern[str]:
+    """The national prefix parse would strip after country code ``code`` (a pattern that never
+    matches when it has none); compiled once per country calling code."""
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(
+        code, phonenumbers.region_code_for_country_code(code))
+    if metadata is None:
+        return _ANY_START
+    return re.compile(metadata.national_prefix_for_parsing or "(?!)")
+
+
+# A number's kinds as libphonenumber's validity checks them; mobile and fixed line first (any
+# order gives the same answer: a number is valid when any kind matches).
+_KINDS = ("mobile", "fixed_line", "voip", "toll_free", "premium_rate", "shared_cost",
+          "personal_number", "pager", "uan", "voicemail")
+# A kind's (possible lengths, compiled pattern): a number of another length, or a kind without a
+# pattern, never matches.
+_Desc = tuple[frozenset[int], re.Pattern[str] | None]
+_Plan = tuple[_Desc, tuple[tuple[frozenset[int], re.Pattern[str]], ...]]
+
+
+def _is_valid(parsed: PhoneNumber) -> bool:
+    """``phonenumbers.is_valid_number(parsed)``, its country's patterns looked up and compiled
+    once: a country calling code of one region (Brazil's, India's, not NANPA's +1, whose
+    region is found number by number, which is left to is_valid_number)."""
+    plan = _validity_plan(parsed.country_code)
+    if plan is None:
+        return bool(phonenumbers.is_valid_number(parsed))
+    return _valid_national(phonenumbers.national_significant_number(parsed), plan)
+
+
+def _valid_national(national: str, plan: _Plan) -> bool:
+    size = len(national)
+    (lengths, pattern), kinds = plan
+    if (lengths and size not in lengths) or pattern is None or not pattern.fullmatch(national):
+        return False
+    for lengths, kind in kinds:  # a loop, not any(): no generator per number
+        if (not lengths or size in lengths) and kind.fullmatch(national):
+            return True
+    return False
+
+
+@functools.cache
+def _validity_plan(code: int | None) -> _Plan | None:
+    """The general and per-kind descriptions is_valid_number checks for ``code``, or None."""
+    regions = COUNTRY_CODE_TO_REGION_CODE.get(code or 0)
+    if code is None or regions is None or len(regions) != 1:
+        return None
+    region = regions[0]
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(code, region.upper())
+    if metadata is None or (region != phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY
+                            and code != phonenumbers.country_code_for_valid_region(region)):
+        return None
+    # With one pattern for both, libphonenumber does not try mobile once fixed line failed.
+    kinds = [kind for kind in _KINDS
+             if not (kind == "mobile" and metadata.same_mobile_and_fixed_line_pattern)]
+    descs = [_desc(getattr(metadata, kind)) for kind in kinds]
+    # A kind without a pattern, or whose only length is libphonenumber's -1 ("no numbers of
+    # this kind"), never matches: left out, a valid mobile number is one pattern from its answer.
+    useful = tuple((lengths, kind) for lengths, kind in descs
+                   if kind is not None and lengths != frozenset({-1}))
+    return _desc(metadata.general_desc), useful
+
+
+def _desc(desc: phonenumbers.PhoneNumberDesc | None) -> _Desc:
+    if desc is None:
+        return frozenset(), None
+    pattern = desc.national_number_pattern
+    return frozenset(desc.possible_length or ()), re.compile(pattern) if pattern else None
 
 
 @functools.lru_cache(maxsize=4096)

@@ -5,15 +5,26 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import math
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Literal
 
+import phonenumbers
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from ryze_async import InvalidRequestError, Media, RetryScheduled, RyzeClient, normalize_number
+from ryze_async import (
+    CallResult,
+    InvalidRequestError,
+    Media,
+    RetryScheduled,
+    RyzeClient,
+    normalize_number,
+)
 from ryze_async.testing import (
     FakeRyzeServer,
     MockRequest,
@@ -330,3 +341,145 @@ async def test_a_large_media_body_arrives_whole_at_the_fake_server(
     assert first.headers["Content-Type"] == "application/json"
     b64 = base64.b64encode(audio).decode()
     assert second.json == {"number": "5511988888888", "mediaBase64": b64}
+
+
+# -- a new number without phonenumbers.parse (issue 18) ------------------------------------------
+
+# Every region's example numbers of every type, with their country code: real numbering plans,
+# national prefixes and leading zeros included.
+_EXAMPLES = sorted({
+    phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)[1:]
+    for region in phonenumbers.SUPPORTED_REGIONS
+    for kind in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE,
+                 phonenumbers.PhoneNumberType.TOLL_FREE, phonenumbers.PhoneNumberType.VOIP)
+    if (example := phonenumbers.example_number_for_type(region, kind)) is not None
+})
+# The same as (country code, national significant number).
+_EXAMPLE_PARTS = sorted({
+    (str(parsed.country_code), phonenumbers.national_significant_number(parsed))
+    for parsed in (phonenumbers.parse("+" + example) for example in _EXAMPLES)
+})
+# Digits as people and files hold them: real numbers, each digit changed, cut or lengthened,
+# country codes followed by national prefixes, and plain random digits.
+_DIGIT_STRINGS = st.one_of(
+    st.sampled_from(_EXAMPLES),
+    st.tuples(st.sampled_from(_EXAMPLES), st.integers(0, 20), st.text("0123456789", max_size=3))
+    .map(lambda t: t[0][:t[1]] + t[2] + t[0][t[1] + len(t[2]):]),
+    st.tuples(st.sampled_from(sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)),
+              st.sampled_from(["", "0", "00", "1", "8", "9", "90", "15", "021", "0800"]),
+              st.text("0123456789", min_size=0, max_size=15))
+    .map(lambda t: f"{t[0]}{t[1]}{t[2]}"),
+    st.text("0123456789", min_size=0, max_size=22),
+    # A valid number with a national (trunk) prefix between its country code and the rest:
+    # parse strips one where the country's rules say so ("+1 1 650..." is +1 650...).
+    st.tuples(st.sampled_from(_EXAMPLE_PARTS),
+              st.sampled_from(["0", "1", "2", "7", "8", "9", "01", "06", "90", "15", "021"]))
+    .map(lambda t: f"{t[0][0]}{t[1]}{t[0][1]}"),
+)
+
+
+def _reference_e164(text: str, region: str | None, check: str) -> str | None:
+    """One reading as the client made it before its fast paths: libphonenumber's parse, its
+    validity (or possibility), its E.164 format, at most 15 digits."""
+    try:
+        parsed = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if parsed.extension:
+        return None
+    if check == "valid":
+        ok = phonenumbers.is_valid_number(parsed)
+    else:
+        ok = (phonenumbers.is_possible_number_with_reason(parsed)
+              == phonenumbers.ValidationResult.IS_POSSIBLE
+              and phonenumbers.region_code_for_country_code(parsed.country_code or 0) != "ZZ")
+    if not ok:
+        return None
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)[1:]
+    return e164 if len(e164) <= 15 else None
+
+
+def _reference(text: str, region: str | None, check: str) -> str | None:
+    """What normalize_number returned before (None: refused), for digits, "+" and blanks."""
+    if text.startswith("+"):
+        return _reference_e164(text, None, check)
+    if region is None:
+        return _reference_e164("+" + text, None, check)
+    digits = "".join(ch for ch in text if ch.isdigit())
+    return _reference_e164(text, region, check) or _reference_e164("+" + digits, None, check)
+
+
+@settings(max_examples=4000, deadline=None, database=None)
+@given(digits=_DIGIT_STRINGS, form=st.sampled_from(["+{}", "{}", " +{} ", "+{} {}"]),
+       check=st.sampled_from(["valid", "possible"]),
+       region=st.sampled_from([None, None, "BR", "US", "DE", "IT"]))
+def test_a_new_number_normalises_as_libphonenumber_reads_it(
+    digits: str, form: str, check: Literal["valid", "possible"], region: str | None
+) -> None:
+    # "+digits" and bare digits take the fast paths; "+55 11..." (a blank after two digits)
+    # goes through parse and the validity with compiled patterns, leading zeros (Italy's)
+    # included. Either way the answer is libphonenumber's.
+    text = form.format(digits[:2], digits[2:]) if form == "+{} {}" else form.format(digits)
+    try:
+        normalised: str | None = normalize_number(text, default_region=region, number_check=check)
+    except InvalidRequestError:
+        normalised = None
+    assert normalised == _reference(text.strip(), region, check)
+
+
+def test_new_numbers_of_the_big_plans_skip_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fast path must serve what campaigns hold, not only exist: a new number written with its
+    # country code (with or without "+") reaches phonenumbers.parse only when the fast path
+    # cannot read it.
+    calls: list[str] = []
+    parse = phonenumbers.parse
+
+    def counted(text: str, region: str | None = None) -> phonenumbers.PhoneNumber:
+        calls.append(text)
+        return parse(text, region)
+
+    monkeypatch.setattr(phonenumbers, "parse", counted)
+    wanted = {
+        "+5511987650001": "5511987650001", "5511987650002": "5511987650002",
+        "+14155550100": "14155550100", "+447400123456": "447400123456",
+        "+919876543210": "919876543210", "+4915123456789": "4915123456789",
+        "+525512345678": "525512345678", "+628123456789": "628123456789",
+        "+33612345678": "33612345678",
+    }
+    for raw, wire in wanted.items():
+        assert normalize_number(raw) == wire
+    assert calls == []
+
+
+_RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(raw=st.one_of(
+    st.text(alphabet=st.characters(blacklist_categories=["Cs"])),
+    st.from_regex(r"\s*[-+]?[0-9_]*\.?[0-9_]*(e[-+]?[0-9]+)?\s*", fullmatch=True),
+    st.sampled_from(["inf", " nan ", "1e400", "\u00a042\u2003", "\x1c7\x1f", "0x10", "\u0661"]),
+), name=st.sampled_from(_RATE_HEADERS))
+def test_a_rate_limit_header_reads_as_its_stripped_text(raw: str, name: str) -> None:
+    # Every blank str.strip() removes is ignored (float() alone refuses "0\x1f"); a value that
+    # is no finite number is absent.
+    try:
+        value: float | None = float(raw.strip())
+    except ValueError:
+        value = None
+    expected = value if value is not None and math.isfinite(value) else None
+    transport = MockTransport(lambda _r: MockResponse(200, {"success": True}, {name: raw}))
+
+    async def main() -> CallResult:
+        async with RyzeClient(token="t", instance="i", rate_limit=None,
+                              transport=transport) as client:
+            return await client.fake_call("+5511987650001")
+
+    info = run_virtual(main()).rate_limit
+    if expected is None:
+        assert info is None
+        return
+    assert info is not None
+    field = name.rsplit("-", 1)[1].lower()
+    read = {key: got for key, got in info.model_dump().items() if got is not None}
+    assert read == {field: expected if field == "reset" else int(expected)}
