@@ -453,14 +453,19 @@ return {0, now, now, gen, seq, lost}
 # every window around a slot from now on counts it at least as before. Reservations placed
 # while it stood earlier may now crowd a window with it: they move where they fit, in their
 # order, never earlier (`requeue`); their waiters learn it when they wake.
-# ARGV: member, limit, window_us, ttl_ms, slack_us. Returns 1 (moved) or 0 (on time, or gone).
+# ARGV: member, limit, window_us, ttl_ms, slack_us, late_us (how long after its slot the request
+# left, by the sending process's clock). Returns 1 (moved) or 0 (on time, or gone).
 STAMP = _PREAMBLE + """
 slack = tonumber(ARGV[5])
 local ttl = tonumber(ARGV[4])
 local limit, window = strictest(tonumber(ARGV[2]), tonumber(ARGV[3]), ttl)
 local score = redis.call('ZSCORE', log, ARGV[1])
 if not score or tonumber(score) >= now then return 0 end
-redis.call('ZADD', log, 'XX', int(now), ARGV[1])
-requeue(now, limit, window, ttl)
+-- When it left: its slot plus how late it left by its process's clock (a duration), never
+-- after now. Not now itself: this runs after the send, later still on a busy loop, and a
+-- stamp later than the send would push the reservations behind it for nothing.
+local left = math.min(now, tonumber(score) + tonumber(ARGV[6]))
+redis.call('ZADD', log, 'XX', int(left), ARGV[1])
+requeue(left, limit, window, ttl)
 return 1
 """

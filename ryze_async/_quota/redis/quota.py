@@ -434,16 +434,17 @@ class RedisQuota:
 
     def sent(self, slot: float) -> float:
         """The request of ``slot`` is leaving now: when that is more than `stamp_allowance`
-        after its slot came, its entry in the log moves to Redis's now (`lua.STAMP`; the
+        after its slot came, its entry in the log moves that much later (`lua.STAMP`; the
         reservations it then crowds move later), in the background: the send never waits for
         it, this process's next admission does (and fails closed if it failed). On time,
         nothing is asked. The slot is returned as it was (the log alone holds its new time)."""
         member = getattr(slot, "member", None)
         due = getattr(slot, "due", None)
-        if (isinstance(member, str) and due is not None
-                and asyncio.get_running_loop().time() - due > stamp_allowance(self._margin)):
+        late = 0.0 if due is None else asyncio.get_running_loop().time() - due
+        if isinstance(member, str) and late > stamp_allowance(self._margin):
             self._background(self._run(self._stamp, [
-                member, self._limit, self._window_us, _IDLE_TTL_MS, self._slack_us]))
+                member, self._limit, self._window_us, _IDLE_TTL_MS, self._slack_us,
+                round(late * _US)]))
         return slot
 
     def _background(self, job: Coroutine[Any, Any, Any]) -> None:
