@@ -22,6 +22,7 @@ import re
 import time
 import uuid
 from collections.abc import Coroutine
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -38,8 +39,11 @@ from ..._urls import scrub, shown_url
 from ..local import Lane, check_reserve, default_margin, late_allowance, probe_wait
 from .lua import ADMIT, ANNOUNCE, FEEDBACK, RECHECK
 from .reserve import RESERVE_TTL_MS, ReserveKeeper
+from .topology import CLUSTER_SCHEMES, SENTINEL_SCHEMES, Link, open_link, topology_fault
 
 if TYPE_CHECKING:
+    from redis.asyncio.cluster import RedisCluster
+
     from .. import QuotaBackend
 
 __all__ = ["Admission", "QuotaBackendError", "QuotaTimeoutError", "RedisQuota", "check_url"]
@@ -104,7 +108,8 @@ def _url_fault(url: str) -> str | None:
 def check_url(url: str, *, name: str = "quota_url") -> None:
     """Refuse a Redis URL redis-py could not use (InvalidRequestError), before any connection:
     a bad port or database is the caller's setting, never an error at the first call."""
-    fault = _url_fault(url)
+    several = url.partition("://")[0].lower() in CLUSTER_SCHEMES + SENTINEL_SCHEMES
+    fault = topology_fault(url) if several else _url_fault(url)
     if fault is not None:
         raise InvalidRequestError(f"{name} {shown_url(url)} is not a usable Redis URL: {fault}",
                                   field="quota_url")
@@ -147,7 +152,7 @@ class RedisQuota:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: aioredis.Redis | RedisCluster,
         *,
         token_digest: str,
         limit: int,
@@ -168,6 +173,7 @@ class RedisQuota:
         if reserve >= limit:
             raise ValueError(f"reserve must leave bulk traffic a slot: below limit={limit}")
         self._redis = redis
+        self._link = Link(redis)  # from_url's may close more (a Sentinel set's connections)
         self._limit, self._period, self._margin = limit, float(period), float(margin)
         self._window_us = round((self._period + self._margin) * _US)
         # A waiter or a request about to leave later than this on its slot is placed again.
@@ -195,7 +201,9 @@ class RedisQuota:
         cls, url: str, *, token_digest: str, limit: int, period: float,
         margin: float | None = None, reserve: int = 0,
     ) -> RedisQuota:
-        """A quota on the Redis at `url` (``redis://``, ``rediss://`` or ``unix://``).
+        """A quota on the Redis at `url`: ``redis://``, ``rediss://`` or ``unix://`` (one
+        server), ``redis+cluster://`` (a Redis Cluster) or ``redis+sentinel://`` (the master a
+        Sentinel set names), each of the two with a ``rediss+`` form (TLS).
 
         `token_digest` names the quota's keys: a hash (``RyzeClient`` uses the sha256 of server
         origin and token), never the token. Socket timeouts are bounded and a failed command is
@@ -204,18 +212,13 @@ class RedisQuota:
         (``InvalidRequestError``, its password never shown).
         """
         check_url(url)
-        # Blocking: a call beyond the pool's size waits (up to the socket timeout) for a free
-        # connection. The default pool raises "Too many connections" instead, and a campaign
-        # of more than 100 concurrent calls failed closed on its first burst.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=_POOL_SIZE, timeout=_SOCKET_TIMEOUT,
-            socket_timeout=_SOCKET_TIMEOUT, socket_connect_timeout=_SOCKET_TIMEOUT,
-            retry=Retry(NoBackoff(), 1), decode_responses=False,
-        )
-        redis = aioredis.Redis.from_pool(pool)  # closed with it
-        return cls(redis, token_digest=token_digest, limit=limit, period=period,
-                   margin=margin, where=f"Redis at {shown_url(url).partition('://')[2]}",
-                   reserve=reserve)
+        common = {"socket_timeout": _SOCKET_TIMEOUT, "socket_connect_timeout": _SOCKET_TIMEOUT,
+                  "retry": Retry(NoBackoff(), 1), "decode_responses": False}
+        link = open_link(url, common, lambda: Link(_one_server(url, common)))
+        quota = cls(link.client, token_digest=token_digest, limit=limit, period=period,
+                    margin=margin, where=_where(url), reserve=reserve)
+        quota._link = link
+        return quota
 
     @property
     def limit(self) -> int:
@@ -245,9 +248,7 @@ class RedisQuota:
         """Open one connection now (TCP, TLS handshake, AUTH, SELECT) and keep it in the pool:
         a refused certificate or password shows before the first admission. Raises what
         redis-py raised (``choose.connect_shared_quota`` tells a setting from a Redis down)."""
-        pool = self._redis.connection_pool
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-        await pool.release(connection)
+        await self._link.connect()
 
     async def announce(self) -> None:
         """Put this quota's reserve in force for every process on the token, from now until
@@ -272,7 +273,7 @@ class RedisQuota:
     async def _run(self, script: Any, args: list[int | str]) -> Any:
         cancels = pending_cancels()
         try:
-            result = await script(keys=self._keys, args=args)
+            result = await self._link.run(partial(script, keys=self._keys, args=args))
         except (RedisError, OSError, TimeoutError) as exc:
             resurface_cancel(cancels)  # a cancel, not a failed backend: the caller stops
             raise self._failed(exc) from exc
@@ -511,7 +512,23 @@ class RedisQuota:
         with contextlib.suppress(QuotaBackendError):
             await self.flush()
         await self._keeper.stop()
-        await self._redis.aclose()
+        await self._link.aclose()
+
+
+def _one_server(url: str, common: dict[str, Any]) -> aioredis.Redis:
+    # Blocking: a call beyond the pool's size waits (up to the socket timeout) for a free
+    # connection. The default pool raises "Too many connections" instead, and a campaign
+    # of more than 100 concurrent calls failed closed on its first burst.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=_POOL_SIZE, timeout=_SOCKET_TIMEOUT, **common)
+    return aioredis.Redis.from_pool(pool)  # closed with it
+
+
+def _where(url: str) -> str:
+    """How messages name the quota's Redis (`shown_url`'s: a password never gets here)."""
+    scheme, _, rest = shown_url(url).partition("://")
+    kind = {"cluster": "Redis Cluster", "sentinel": "Redis through Sentinel"}
+    return f"{kind.get(scheme.partition('+')[2], 'Redis')} at {rest}"
 
 
 def _admission(member: str, slot_us: int, due: float) -> Admission:
