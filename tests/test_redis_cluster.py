@@ -25,6 +25,8 @@ from ryze_async.testing import FakeRyzeServer
 from ryze_async.testing._quota_sim import max_in_window
 from ryze_async.testing._redis_server import REDIS_SERVER, LocalCluster
 
+from .redis_tls import ACL_PASSWORD, TlsCluster, tls_cluster
+
 needs_redis = pytest.mark.skipif(not Path(REDIS_SERVER).exists(),
                                  reason="redis-server is not installed (apt install redis)")
 
@@ -181,3 +183,46 @@ async def test_a_script_flush_mid_run_loads_the_scripts_again(cluster: LocalClus
     check(server, 2 + 3 * LIMIT)
     owner = cluster.owner(token_slot(cluster))
     assert "number_of_cached_scripts:0" not in cluster.cli(owner, "INFO", "memory")
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsCluster]:
+    with tls_cluster(tmp_path_factory.mktemp("tls-cluster")) as started:
+        yield started
+
+
+@pytest.mark.infra
+@needs_redis
+async def test_the_quota_on_a_tls_cluster_as_the_acl_user(tls: TlsCluster) -> None:
+    async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server:
+        clients = [client(server, tls.url()) for _ in range(2)]
+        try:
+            failures = await asyncio.wait_for(calls(clients, 2 * LIMIT, 0), 60)
+        finally:
+            for c in clients:
+                await c.aclose()
+    assert failures == [None] * (2 * LIMIT)
+    check(server, 2 * LIMIT)
+
+
+@pytest.mark.infra
+@needs_redis
+async def test_a_wrong_password_on_a_tls_cluster_fails_closed_and_shows_none_of_it(
+    tls: TlsCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrong = ACL_PASSWORD[::-1]
+    async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD) as server:
+        with pytest.raises(InvalidRequestError) as caught:
+            async with client(server, tls.url(password=wrong)):
+                pass
+    assert not server.requests
+    assert "rediss+cluster://ryze@127.0.0.1:" in str(caught.value)
+    texts = [caplog.text]
+    exc: BaseException | None = caught.value
+    while exc is not None:
+        texts += [str(exc), repr(exc)]
+        exc = exc.__cause__ or exc.__context__
+    for text in texts:
+        for secret in (ACL_PASSWORD, wrong):
+            for start in range(len(secret) - 5):
+                assert secret[start:start + 6] not in text

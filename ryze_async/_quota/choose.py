@@ -90,11 +90,11 @@ async def connect_shared_quota(quota: QuotaBackend | None, url: str) -> None:
     connect = getattr(quota, "connect", None)
     if connect is None:
         return
-    from redis.exceptions import RedisError  # noqa: PLC0415 - redis only with a URL
+    from .redis.topology import FAILURES  # noqa: PLC0415 - redis only with a URL
 
     try:
         await connect()
-    except (RedisError, OSError, TimeoutError) as exc:
+    except FAILURES as exc:
         fault = _refused_setting(exc)
         if fault is not None:
             raise InvalidRequestError(
@@ -104,6 +104,15 @@ async def connect_shared_quota(quota: QuotaBackend | None, url: str) -> None:
 
 def _refused_setting(exc: BaseException) -> str | None:
     """What setting of the URL the server refused (None: no setting, e.g. a Redis down)."""
+    from redis.exceptions import RedisClusterException  # noqa: PLC0415
+
+    # A cluster wraps what its nodes answered (e.g. "cannot be connected"): look beneath.
+    while isinstance(exc, RedisClusterException) and (exc.__cause__ or exc.__context__):
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return _refused(exc)
+
+
+def _refused(exc: BaseException) -> str | None:
     from redis.exceptions import AuthenticationError, NoPermissionError  # noqa: PLC0415
 
     if isinstance(exc, AuthenticationError):

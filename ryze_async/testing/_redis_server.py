@@ -124,6 +124,7 @@ class _Servers:
         self.processes[port] = subprocess.Popen(  # noqa: S603 - a fixed binary, our arguments
             [REDIS_SERVER, *args, *listen, "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--daemonize", "no", "--dir", str(self.folder),
+             "--logfile", str(self.folder / f"redis-{port}.log"),
              *self.server_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -192,7 +193,7 @@ class LocalCluster(_Servers):
             for part in fields[8:]:
                 low, _, high = part.partition("-")
                 if not part.startswith("[") and int(low) <= slot <= int(high or low):
-                    return int(fields[1].partition(":")[2].partition("@")[0])
+                    return int(fields[1].split(":")[1].split("@")[0])  # ip:port@bus
         raise RuntimeError(f"no node serves slot {slot}")
 
     def node_id(self, port: int) -> str:

@@ -30,7 +30,6 @@ from redis import asyncio as aioredis
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from ..._cancels import pending_cancels, resurface_cancel
 from ..._exceptions import InvalidRequestError, QuotaBackendError, QuotaTimeoutError
@@ -39,7 +38,14 @@ from ..._urls import scrub, shown_url
 from ..local import Lane, check_reserve, default_margin, late_allowance, probe_wait
 from .lua import ADMIT, ANNOUNCE, FEEDBACK, RECHECK
 from .reserve import RESERVE_TTL_MS, ReserveKeeper
-from .topology import CLUSTER_SCHEMES, SENTINEL_SCHEMES, Link, open_link, topology_fault
+from .topology import (
+    CLUSTER_SCHEMES,
+    FAILURES,
+    SENTINEL_SCHEMES,
+    Link,
+    open_link,
+    topology_fault,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio.cluster import RedisCluster
@@ -274,7 +280,7 @@ class RedisQuota:
         cancels = pending_cancels()
         try:
             result = await self._link.run(partial(script, keys=self._keys, args=args))
-        except (RedisError, OSError, TimeoutError) as exc:
+        except FAILURES as exc:
             resurface_cancel(cancels)  # a cancel, not a failed backend: the caller stops
             raise self._failed(exc) from exc
         # redis-py may swallow a cancel (see _cancels); acquire then gives the slot back.
@@ -390,7 +396,7 @@ class RedisQuota:
     async def _remove(self, member: str) -> None:
         try:
             await self._redis.zrem(self._keys[0], member)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except FAILURES as exc:
             raise self._failed(exc) from exc
 
     def release(self, slot: float) -> None:
@@ -504,7 +510,7 @@ class RedisQuota:
             # Only our own probe: another process's may have replaced an expired one.
             if await self._redis.get(self._keys[4]) in (member, member.encode()):
                 await self._redis.delete(self._keys[4])
-        except (RedisError, OSError, TimeoutError) as exc:
+        except FAILURES as exc:
             raise self._failed(exc) from exc
 
     async def aclose(self) -> None:

@@ -31,9 +31,10 @@ from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
-from redis.exceptions import ClusterError
+from redis.exceptions import ClusterError, RedisClusterException, RedisError
 
-__all__ = ["CLUSTER_SCHEMES", "SENTINEL_SCHEMES", "Link", "open_link", "topology_fault"]
+__all__ = ["CLUSTER_SCHEMES", "FAILURES", "SENTINEL_SCHEMES", "Link", "open_link",
+           "topology_fault"]
 
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
@@ -47,6 +48,9 @@ _SENTINEL_PATH = re.compile(r"/(?P<master>[^/]+)(?:/(?P<db>[0-9]+))?/?")
 # (about 0.4 s). Moving a quota's few keys takes milliseconds; a reshard stalled longer fails
 # the admission closed.
 _MOVING_S = 2.0
+#: What a failed Redis command raises, a cluster's included (redis-py's RedisClusterException,
+#: e.g. no node reachable, is no RedisError).
+FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
 _MOVING_NAP = 0.05
 T = TypeVar("T")
 
