@@ -15,6 +15,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -226,3 +227,22 @@ async def test_a_wrong_password_on_a_tls_cluster_fails_closed_and_shows_none_of_
         for secret in (ACL_PASSWORD, wrong):
             for start in range(len(secret) - 5):
                 assert secret[start:start + 6] not in text
+
+
+@pytest.mark.parametrize("password", ["Pw-7hQx93kZ", "s3c:r3tPassW", "p%40ssW0rd%3Aq", "9182/7364"])
+@pytest.mark.parametrize("url", [
+    "redis+cluster://u:{pw}@127.0.0.1:7000,127.0.0.1:notaport/0",
+    "redis+cluster://u:{pw}@127.0.0.1:7000/5",
+    "rediss+cluster://u:{pw}@127.0.0.1:7000/0?ssl_ca_certs=/nonexistent.pem",
+    "redis+sentinel://u:{pw}@127.0.0.1:26379",
+    "redis+sentinel://127.0.0.1:26379?sentinel_password={pw}",
+    "redis+sentinel://u:{pw}@127.0.0.1:26379/m/0?ssl_ca_certs=/etc/hosts",
+])
+def test_a_refused_cluster_or_sentinel_url_shows_no_part_of_its_password(
+    url: str, password: str
+) -> None:
+    with pytest.raises(InvalidRequestError) as refused:
+        RyzeClient("test-token", "i", quota_url=url.format(pw=password))
+    for secret in {password, unquote(password)}:
+        for start in range(len(secret) - 3):
+            assert secret[start:start + 4] not in str(refused.value), refused.value

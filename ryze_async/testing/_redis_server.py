@@ -229,9 +229,14 @@ class SentinelSet(_Servers):
     `name`, on free loopback ports; ready once every sentinel knows the replica and the
     other sentinels. ``stop`` kills them all."""
 
-    def __init__(self, folder: Path, name: str = "mymaster", **options: Any) -> None:
+    def __init__(self, folder: Path, name: str = "mymaster", *, password: str = "",
+                 **options: Any) -> None:
+        if password:  # the data nodes' default user: the sentinels and the replica know it
+            options["server_args"] = [*options.get("server_args", ()), "--requirepass",
+                                      password, "--masterauth", password]
+            options["cli_env"] = {**options.get("cli_env", {}), "REDISCLI_AUTH": password}
         super().__init__(folder, **options)
-        self.name = name
+        self.name, self.requirepass = name, password
         self.master, self.replica = free_port(), free_port()
         self.sentinels = [free_port() for _ in range(3)]
 
@@ -249,12 +254,14 @@ class SentinelSet(_Servers):
                     f"port {port}\nbind 127.0.0.1\ndir {self.folder}\n"
                     f"sentinel monitor {self.name} 127.0.0.1 {self.master} 2\n"
                     f"sentinel down-after-milliseconds {self.name} 2000\n"
-                    f"sentinel failover-timeout {self.name} 10000\n", encoding="ascii")
+                    f"sentinel failover-timeout {self.name} 10000\n"
+                    + (f"sentinel auth-pass {self.name} {self.requirepass}\n"
+                       if self.requirepass else ""), encoding="ascii")
                 self.processes[port] = subprocess.Popen(  # noqa: S603 - our arguments
-                    [REDIS_SERVER, str(conf), "--sentinel"],
+                    [REDIS_SERVER, str(conf), "--sentinel", "--logfile",
+                     str(self.folder / f"sentinel-{port}.log")],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            _wait(lambda: "master_link_status:up" in self.cli(self.replica, "INFO", "replication"),
-                  "the replica never synced with its master")
+            _wait(partial(self._synced, self.replica), "the replica never synced with its master")
             for port in self.sentinels:
                 _wait(partial(self._sees_all, port),
                       f"sentinel {port} never saw the replica and the other sentinels", timeout=30)
@@ -262,17 +269,41 @@ class SentinelSet(_Servers):
             self.stop()
             raise
 
+    def _synced(self, port: int) -> bool:
+        return "master_link_status:up" in self.cli(port, "INFO", "replication", check=False)
+
     def _sees_all(self, port: int) -> bool:
-        if not self.answers(port):
+        if self.processes[port].poll() is not None:
             return False
-        master = self.cli(port, "SENTINEL", "MASTER", self.name, check=False).split()
+        master = self.sentinel_cli("SENTINEL", "MASTER", self.name, port=port).split()
         fields = dict(zip(master[::2], master[1::2], strict=False))
         return fields.get("num-slaves") == "1" and fields.get("num-other-sentinels") == "2"
 
     def master_port(self) -> int:
         """The port the sentinels name as the master now."""
-        answer = self.cli(self.sentinels[0], "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name)
+        answer = self.sentinel_cli("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name)
         return int(answer.split()[1])
+
+    def sentinel_cli(self, *args: str, port: int | None = None) -> str:
+        """One command to a sentinel (the first by default; sentinels here take no password;
+        bounded: 30 s); its output, empty when it cannot be reached."""
+        done = subprocess.run(  # noqa: S603 - a fixed binary, our arguments
+            [REDIS_CLI, "-h", "127.0.0.1", "-p", str(port or self.sentinels[0]), *args],
+            capture_output=True, text=True, timeout=30, check=False)
+        return done.stdout
+
+    def failover(self) -> int:
+        """``SENTINEL FAILOVER``, then wait (bounded: 30 s) until the sentinels name the
+        replica and it says it is the master; returns its port."""
+        old = self.master_port()
+        self.sentinel_cli("SENTINEL", "FAILOVER", self.name)
+        _wait(partial(self._promoted, old), "the failover never promoted the replica",
+              timeout=30)
+        return self.master_port()
+
+    def _promoted(self, old: int) -> bool:
+        new = self.master_port()
+        return new != old and "role:master" in self.cli(new, "INFO", "replication")
 
     def __enter__(self) -> Self:
         self.start()

@@ -70,7 +70,14 @@ class Link:
             await self.client.initialize()
             return
         pool = self.client.connection_pool
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        except BaseException:
+            # A refused setting leaves the caller with no client to close: the sentinels'
+            # connections made to find the master go now (they reopen when asked again).
+            for other in self.also_close:
+                await other.connection_pool.disconnect()
+            raise
         await pool.release(connection)
 
     async def run(self, job: Callable[[], Awaitable[T]]) -> T:
@@ -107,6 +114,9 @@ class _Parts:
 def _parts(url: str) -> _Parts:
     """Raises ValueError (never quoting the URL) when `url` cannot be read."""
     split = urlsplit(url)
+    if "@" in split.path:
+        raise ValueError("its host list cannot be read (a password's '/', '?' or '#' must be"
+                         " percent-encoded)")
     netloc = _NETLOC.fullmatch(split.netloc)
     if netloc is None or not netloc["hosts"]:
         raise ValueError("it names no host")
@@ -134,7 +144,7 @@ def topology_fault(url: str) -> str | None:
         parts = _parts(url)
         parse_url(parts.single)
     except ValueError as exc:
-        return str(exc) if "host" in str(exc) else "its query cannot be read"
+        return str(exc) if "host" in str(exc) else "its query cannot be read"  # never the URL
     if scheme in CLUSTER_SCHEMES and parts.path not in ("", "/", "/0"):
         return "a Redis Cluster has database 0 only: redis+cluster://HOST:PORT,HOST:PORT/0"
     if scheme in SENTINEL_SCHEMES and _SENTINEL_PATH.fullmatch(parts.path) is None:
