@@ -114,6 +114,7 @@ class _Servers:
     def __init__(self, folder: Path, *, server_args: Sequence[str] = (),
                  cli_args: Sequence[str] = (), cli_env: Mapping[str, str] | None = None) -> None:
         self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
         self.server_args, self.cli_args = list(server_args), list(cli_args)
         self.cli_env = {**os.environ, **(cli_env or {})}
         self.tls = "--tls-port" in " ".join(self.server_args) or "--tls" in self.cli_args
@@ -138,8 +139,10 @@ class _Servers:
         return done.stdout
 
     def answers(self, port: int) -> bool:
-        return self.processes[port].poll() is None and \
-            self.cli(port, "PING", check=False).strip() == "PONG"
+        """Whether the server on `port` answers PING; RuntimeError at once if it exited."""
+        if self.processes[port].poll() is not None:
+            raise RuntimeError(f"redis-server on port {port} exited: see its log in {self.folder}")
+        return self.cli(port, "PING", check=False).strip() == "PONG"
 
     def kill(self, port: int) -> None:
         process = self.processes[port]
