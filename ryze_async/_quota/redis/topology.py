@@ -165,7 +165,10 @@ def _cluster(parts: _Parts, common: dict[str, Any]) -> Link:
     kwargs = _connection_kwargs(parts.single, common)
     kwargs.pop("db", None)
     nodes = [ClusterNode(host, port) for host, port in parts.hosts]
-    return Link(RedisCluster(startup_nodes=nodes, **kwargs))
+    # A MOVED patches the one slot's owner, all a quota needs. redis-py before 8.2 also closed
+    # every connection every 5th MOVED (reinitialize_steps), under the admissions in flight on
+    # them ("Connection closed by server" while a slot moved): never.
+    return Link(RedisCluster(startup_nodes=nodes, reinitialize_steps=0, **kwargs))
 
 
 def _sentinel(parts: _Parts, common: dict[str, Any]) -> Link:
