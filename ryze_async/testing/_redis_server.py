@@ -297,7 +297,8 @@ class SentinelSet(_Servers):
 
     def failover(self) -> int:
         """``SENTINEL FAILOVER``, then wait (bounded: 30 s) until the sentinels name the
-        replica and it says it is the master; returns its port."""
+        replica, it says it is the master and the old master says it is a replica; returns the
+        new master's port."""
         old = self.master_port()
         self.sentinel_cli("SENTINEL", "FAILOVER", self.name)
         _wait(partial(self._promoted, old), "the failover never promoted the replica",
@@ -306,7 +307,8 @@ class SentinelSet(_Servers):
 
     def _promoted(self, old: int) -> bool:
         new = self.master_port()
-        return new != old and "role:master" in self.cli(new, "INFO", "replication")
+        return new != old and "role:master" in self.cli(new, "INFO", "replication") \
+            and "role:slave" in self.cli(old, "INFO", "replication")
 
     def __enter__(self) -> Self:
         self.start()
