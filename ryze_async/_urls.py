@@ -18,18 +18,25 @@ _QUERY = re.compile(r"[?#]")
 _PORT = re.compile(r"(?P<host>\[[^\]]*\]|[^:]*)(?::(?P<port>.*))?")
 
 
-def _split(url: str) -> tuple[str, str, str, str, str] | None:
-    """(scheme, userinfo, host, port, path) as written, None when it is no URL at all."""
+def _split(url: str) -> tuple[str, str, str, str] | None:
+    """(scheme, userinfo, hosts, path) as written, None when it is no URL at all; `hosts` is
+    ``host:port``, or several of them between commas (a Redis Cluster's or Sentinel set's)."""
     scheme, sep, rest = url.partition("://")
     if not sep or not _SCHEME.fullmatch(scheme):
         return None
     netloc, path = _NETLOC_END.split(rest, maxsplit=1)[0], ""
     if len(netloc) < len(rest) and rest[len(netloc)] == "/":
         path = _QUERY.split(rest[len(netloc):], maxsplit=1)[0]
-    userinfo, _, hostport = netloc.rpartition("@")
+    userinfo, _, hosts = netloc.rpartition("@")
+    return scheme.lower(), userinfo, hosts, path
+
+
+def _shown_host(hostport: str) -> str:
+    """``host:port`` as shown: a port that is not a number is ``?``."""
     where = _PORT.fullmatch(hostport)
     host, port = (where["host"], where["port"] or "") if where else ("", "")
-    return scheme.lower(), userinfo, host, port, path
+    shown_port = "" if not port else f":{port}" if port.isdigit() else ":?"
+    return f"{host}{shown_port}"
 
 
 def shown_url(url: str) -> str:
@@ -42,12 +49,12 @@ def shown_url(url: str) -> str:
     split = _split(url)
     if split is None:
         return "<not a URL>"
-    scheme, userinfo, host, port, path = split
+    scheme, userinfo, hosts, path = split
     if _moved(url):
         return f"{scheme}://..."
     user = userinfo.partition(":")[0]
-    shown_port = "" if not port else f":{port}" if port.isdigit() else ":?"
-    return f"{scheme}://{user + '@' if user else ''}{host}{shown_port}{path}"
+    shown = ",".join(_shown_host(hostport) for hostport in hosts.split(","))
+    return f"{scheme}://{user + '@' if user else ''}{shown}{path}"
 
 
 def _moved(url: str) -> bool:
@@ -56,11 +63,6 @@ def _moved(url: str) -> bool:
     rest = url.partition("://")[2]
     netloc = _NETLOC_END.split(rest, maxsplit=1)[0]
     return "@" in rest[len(netloc):]
-
-
-#: Query parameters that carry a secret: the password itself, and the one that unlocks a TLS
-#: client key (libpq's and asyncpg's ``sslpassword``, redis-py's ``ssl_password``).
-_SECRETS = frozenset({"password", "sslpassword", "ssl_password"})
 
 
 def _passwords(url: str) -> set[str]:
@@ -74,9 +76,12 @@ def _passwords(url: str) -> set[str]:
     rest = url.partition("://")[2]
     found |= {rest[:at].partition(":")[2] for at, ch in enumerate(rest) if ch == "@"}
     query = url.partition("?")[2].partition("#")[0]
-    found |= {v for k, v in parse_qsl(query, keep_blank_values=True) if k.lower() in _SECRETS}
+    # ``password``; a Sentinel set's own ``sentinel_password``; a TLS client key's
+    # ``sslpassword`` (libpq, asyncpg) or ``ssl_password`` (redis-py).
+    found |= {v for k, v in parse_qsl(query, keep_blank_values=True)
+              if k.lower().endswith("password")}
     found |= {v for k, _, v in (pair.partition("=") for pair in query.split("&"))
-              if unquote(k).lower() in _SECRETS}  # as written: percent-encoded
+              if unquote(k).lower().endswith("password")}  # as written: percent-encoded
     return {p for text in found for p in (text, unquote(text)) if p}
 
 

@@ -1,4 +1,5 @@
-"""A redis-server that accepts TLS connections only, with the ACL user the docs prescribe.
+"""A redis-server (and a Redis Cluster) that accepts TLS connections only, with the ACL user the
+docs prescribe.
 
 The server's certificate is for ``localhost`` (``tls_certs.make_pki``): a client that reaches it
 by address sees the wrong name. The ACL rule is read from docs/scale-out-infra.md (its
@@ -19,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ryze_async.testing import RedisServer
-from ryze_async.testing._redis_server import REDIS_SERVER
+from ryze_async.testing._redis_server import REDIS_SERVER, LocalCluster
 
 from .tls_certs import Pki, make_pki
 
-__all__ = ["ACL_PASSWORD", "TlsRedis", "acl_rule", "tls_redis"]
+__all__ = ["ACL_PASSWORD", "TlsCluster", "TlsRedis", "acl_rule", "tls_cluster", "tls_redis"]
 
 ROOT = Path(__file__).resolve().parent.parent
 ACL_PASSWORD = "Acl-Redis-pw-7Qx41zK"
@@ -88,3 +89,31 @@ def tls_redis(directory: Path) -> Iterator[TlsRedis]:
     finally:
         process.kill()
         process.wait()
+
+
+@dataclass(frozen=True)
+class TlsCluster:
+    cluster: LocalCluster
+    pki: Pki
+
+    def url(self, *, password: str = ACL_PASSWORD) -> str:
+        return self.cluster.url(scheme="rediss+cluster", auth=f"ryze:{password}@",
+                                query=f"ssl_ca_certs={self.pki.ca}")
+
+
+@contextmanager
+def tls_cluster(directory: Path) -> Iterator[TlsCluster]:
+    """A Redis Cluster of three masters that accepts TLS only (its bus too), with the docs'
+    ACL user on every node. The nodes announce 127.0.0.1: the certificate names it."""
+    pki = make_pki(directory, "DNS:localhost,IP:127.0.0.1", client_too=True)
+    cluster = LocalCluster(
+        directory,
+        server_args=["--tls-cert-file", str(pki.server_cert), "--tls-key-file",
+                     str(pki.server_key), "--tls-ca-cert-file", str(pki.ca),
+                     "--tls-auth-clients", "no", "--tls-cluster", "yes",
+                     "--requirepass", _ADMIN_PASSWORD],
+        cli_args=["--tls", "--cacert", str(pki.ca)], cli_env={"REDISCLI_AUTH": _ADMIN_PASSWORD})
+    with cluster:
+        for port in cluster.ports:
+            cluster.cli(port, *acl_rule())
+        yield TlsCluster(cluster, pki)

@@ -31,6 +31,13 @@ TEMPLATES = [
     "rediss://user:{pw}@[2001:db8::1]:6380/1",
     "unix://:{pw}@/tmp/redis.sock?db=0",
     "unix://user:{pw}@/tmp/redis.sock",
+    # A Redis Cluster's and a Sentinel set's forms (issue 19): several hosts.
+    "redis+cluster://u:{pw}@10.0.0.1:7000,10.0.0.2:7001/0",
+    "rediss+cluster://u:{pw}@[::1]:7000,h2:notaport/0?ssl_ca_certs=/ca.pem",
+    "redis+cluster://:{pw}@h1:7000,/0",
+    "redis+sentinel://:{pw}@h1:26379,h2:26380/mymaster/0",
+    "rediss+sentinel://u:{pw}@h1:26379/mymaster?sentinel_password={pw}",
+    "redis+sentinel://h1:26379,h2:26379/mymaster/0?sentinel_password={pw}",
 ]
 
 
@@ -73,6 +80,10 @@ def test_well_formed_urls_keep_what_identifies_them() -> None:
         "rediss://user@[2001:db8::1]:6380/1"
     assert shown_url("unix://:pw@/tmp/redis.sock?db=0") == "unix:///tmp/redis.sock"
     assert shown_url("not a url") == "<not a URL>"
+    assert shown_url("rediss+cluster://ryze:pw@10.0.0.1:7000,10.0.0.2:x/0?ssl_ca_certs=/c") == \
+        "rediss+cluster://ryze@10.0.0.1:7000,10.0.0.2:?/0"
+    assert shown_url("redis+sentinel://:pw@h1:26379,h2:26380/mymaster/0?sentinel_password=s") \
+        == "redis+sentinel://h1:26379,h2:26380/mymaster/0"
 
 
 def test_no_other_module_takes_a_password_out_of_a_url() -> None:

@@ -22,7 +22,7 @@ _SERVER_EXT = """\
 subjectAltName={names}
 basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature
-extendedKeyUsage=serverAuth
+extendedKeyUsage={usage}
 subjectKeyIdentifier=hash
 authorityKeyIdentifier=keyid,issuer
 """
@@ -52,12 +52,18 @@ def _ca(name: str, cwd: Path) -> None:
              "-subj", f"/CN={name}", *_CA_EXT, cwd=cwd)
 
 
-def make_pki(directory: Path, names: str = "IP:127.0.0.1") -> Pki:
+def make_pki(
+    directory: Path, names: str = "IP:127.0.0.1", *, client_too: bool = False
+) -> Pki:
+    """`client_too`: the server certificate also serves as a client's (a Redis Cluster's nodes
+    present theirs to each other on the cluster bus, where the peer always checks it)."""
     if shutil.which("openssl") is None:  # pragma: no cover - the image has it
         raise RuntimeError("the openssl command is needed to make test certificates")
     _ca("ca", directory)
     _ca("other-ca", directory)
-    (directory / "server.ext").write_text(_SERVER_EXT.format(names=names), encoding="ascii")
+    usage = "serverAuth,clientAuth" if client_too else "serverAuth"
+    (directory / "server.ext").write_text(_SERVER_EXT.format(names=names, usage=usage),
+                                          encoding="ascii")
     _openssl("req", *_EC, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1",
              cwd=directory)
     _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",

@@ -125,6 +125,8 @@ def _connection_options(p: argparse.ArgumentParser) -> None:
                    help="quota period in seconds (default 60)")
     g.add_argument("--quota-url", metavar="redis://HOST:PORT/DB",
                    help="share the token's quota with every process using this Redis "
+                   "(rediss:// for TLS; redis+cluster://H:P,H:P/0 for a Redis Cluster; "
+                   "redis+sentinel://H:P,H:P/MASTER/DB through Sentinel) "
                    "(RYZE_QUOTA_URL, preferred if it holds a password; the 'redis' extra)")
     g.add_argument("--default-region", metavar="CC",
                    help="read national-format numbers as this country's, e.g. BR "

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 __all__ = ["INSTALL", "checked_quota_url", "connect_shared_quota", "redis_quota"]
 
 INSTALL = 'the shared quota (quota_url) needs redis: pip install "ryze-async[redis]"'
-_SCHEMES = ("redis", "rediss", "unix")
+_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel",
+            "rediss+sentinel")
 
 
 def checked_quota_url(url: object, *, rate_limit: int | None) -> str | None:
@@ -46,8 +47,9 @@ def checked_quota_url(url: object, *, rate_limit: int | None) -> str | None:
     if scheme not in _SCHEMES:
         where = "RYZE_QUOTA_URL" if from_env else "quota_url"
         raise InvalidRequestError(
-            f"{where} must be a redis://HOST:PORT/DB, rediss:// or unix:// URL "
-            f"(its scheme is {scheme!r})", field="quota_url")
+            f"{where} must be a redis://HOST:PORT/DB, rediss://, unix://, "
+            f"redis+cluster://HOST:PORT,HOST:PORT or redis+sentinel://HOST:PORT,HOST:PORT/MASTER"
+            f" URL (its scheme is {scheme!r})", field="quota_url")
     try:
         redis_module = import_module(".redis.quota", __package__)
     except ImportError:
@@ -65,7 +67,7 @@ def _check_tls(url: str, scheme: str, where: str) -> None:
     query = dict(parse_qsl(url.partition("?")[2].partition("#")[0]))
     fault = None
     named = sorted(k for k in query if k.startswith("ssl_"))
-    if named and scheme != "rediss":
+    if named and not scheme.startswith("rediss"):
         fault = f"{', '.join(named)} needs a rediss:// URL (TLS)"
     elif query.get("ssl_cert_reqs", "required") not in ("none", "optional", "required"):
         fault = "ssl_cert_reqs must be none, optional or required"
@@ -88,11 +90,11 @@ async def connect_shared_quota(quota: QuotaBackend | None, url: str) -> None:
     connect = getattr(quota, "connect", None)
     if connect is None:
         return
-    from redis.exceptions import RedisError  # noqa: PLC0415 - redis only with a URL
+    from .redis.topology import FAILURES  # noqa: PLC0415 - redis only with a URL
 
     try:
         await connect()
-    except (RedisError, OSError, TimeoutError) as exc:
+    except FAILURES as exc:
         fault = _refused_setting(exc)
         if fault is not None:
             raise InvalidRequestError(
@@ -102,6 +104,15 @@ async def connect_shared_quota(quota: QuotaBackend | None, url: str) -> None:
 
 def _refused_setting(exc: BaseException) -> str | None:
     """What setting of the URL the server refused (None: no setting, e.g. a Redis down)."""
+    from redis.exceptions import RedisClusterException  # noqa: PLC0415
+
+    # A cluster wraps what its nodes answered (e.g. "cannot be connected"): look beneath.
+    while isinstance(exc, RedisClusterException) and (exc.__cause__ or exc.__context__):
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return _refused(exc)
+
+
+def _refused(exc: BaseException) -> str | None:
     from redis.exceptions import AuthenticationError, NoPermissionError  # noqa: PLC0415
 
     if isinstance(exc, AuthenticationError):

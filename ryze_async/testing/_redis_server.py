@@ -1,17 +1,22 @@
-"""`RedisServer`: a throw-away redis-server for tests of the shared quota (``quota_url``)."""
+"""Throw-away Redis servers for tests of the shared quota (``quota_url``): `RedisServer` (one),
+`LocalCluster` (a Redis Cluster of three masters), `SentinelSet` (a master, a replica and three
+sentinels). Each runs on free loopback ports and is killed on exit."""
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
-__all__ = ["REDIS_SERVER", "RedisServer", "free_port"]
+__all__ = ["REDIS_CLI", "REDIS_SERVER", "LocalCluster", "RedisServer", "SentinelSet", "free_port"]
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -86,3 +91,230 @@ class RedisServer:
         self.stop()
 
 
+
+
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+
+
+def _wait(check: Callable[[], bool], what: str, *, timeout: float = 20.0) -> None:
+    """Until `check()` (bounded: `timeout` seconds), else RuntimeError naming `what`."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} (waited {timeout:g} s)")
+        time.sleep(0.05)
+
+
+class _Servers:
+    """redis-server processes of one test set-up, each on its own free port, killed on stop.
+
+    `server_args` go to every server (TLS, a password); `cli_args` and `cli_env` to every
+    ``redis-cli`` run against them (``--tls --cacert``; ``REDISCLI_AUTH``)."""
+
+    def __init__(self, folder: Path, *, server_args: Sequence[str] = (),
+                 cli_args: Sequence[str] = (), cli_env: Mapping[str, str] | None = None) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.server_args, self.cli_args = list(server_args), list(cli_args)
+        self.cli_env = {**os.environ, **(cli_env or {})}
+        self.tls = "--tls-port" in " ".join(self.server_args) or "--tls" in self.cli_args
+        self.processes: dict[int, subprocess.Popen[bytes]] = {}
+
+    def spawn(self, port: int, *args: str) -> None:
+        listen = (["--port", "0", "--tls-port", str(port)] if self.tls else ["--port", str(port)])
+        self.processes[port] = subprocess.Popen(  # noqa: S603 - a fixed binary, our arguments
+            [REDIS_SERVER, *args, *listen, "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--daemonize", "no", "--dir", str(self.folder),
+             "--logfile", str(self.folder / f"redis-{port}.log"),
+             *self.server_args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def cli(self, port: int, *args: str, check: bool = True) -> str:
+        """One redis-cli command against the server on `port` (bounded: 30 s)."""
+        done = subprocess.run(  # noqa: S603 - a fixed binary, our arguments
+            [REDIS_CLI, "-h", "127.0.0.1", "-p", str(port), *self.cli_args, *args],
+            capture_output=True, text=True, timeout=30, env=self.cli_env, check=False)
+        if check and (done.returncode != 0 or done.stdout.startswith(("ERR", "(error)"))):
+            raise RuntimeError(f"redis-cli {' '.join(args[:3])}: {done.stdout}{done.stderr}")
+        return done.stdout
+
+    def answers(self, port: int) -> bool:
+        """Whether the server on `port` answers PING; RuntimeError at once if it exited."""
+        if self.processes[port].poll() is not None:
+            raise RuntimeError(f"redis-server on port {port} exited: see its log in {self.folder}")
+        return self.cli(port, "PING", check=False).strip() == "PONG"
+
+    def kill(self, port: int) -> None:
+        process = self.processes[port]
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+    def stop(self) -> None:
+        for port in self.processes:
+            self.kill(port)
+
+
+class LocalCluster(_Servers):
+    """A Redis Cluster of `masters` redis-servers (no replicas) on free loopback ports, slots
+    split by ``redis-cli --cluster create``; ready once every node says ``cluster_state:ok``.
+    ``stop`` kills them all."""
+
+    def __init__(self, folder: Path, masters: int = 3, **options: Any) -> None:
+        super().__init__(folder, **options)
+        self.ports = [free_port() for _ in range(masters)]
+
+    def url(self, *, scheme: str = "redis+cluster", auth: str = "", host: str = "127.0.0.1",
+            query: str = "") -> str:
+        hosts = ",".join(f"{host}:{port}" for port in self.ports)
+        return f"{scheme}://{auth}{hosts}/0{'?' + query if query else ''}"
+
+    def start(self) -> None:
+        try:
+            for port in self.ports:
+                self.spawn(port, "--cluster-enabled", "yes", "--cluster-port", str(free_port()),
+                           "--cluster-config-file", f"nodes-{port}.conf",
+                           "--cluster-node-timeout", "5000")
+            for port in self.ports:
+                _wait(partial(self.answers, port), f"cluster node {port} did not start")
+            self.cli(self.ports[0], "--cluster", "create",
+                     *(f"127.0.0.1:{p}" for p in self.ports),
+                     "--cluster-replicas", "0", "--cluster-yes")
+            for port in self.ports:
+                _wait(partial(self._ok, port), f"cluster node {port} never said cluster_state:ok")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _ok(self, port: int) -> bool:
+        return "cluster_state:ok" in self.cli(port, "CLUSTER", "INFO")
+
+    def owner(self, slot: int) -> int:
+        """The port of the master that serves `slot` now."""
+        for line in self.cli(self.ports[0], "CLUSTER", "NODES").splitlines():
+            fields = line.split()
+            for part in fields[8:]:
+                low, _, high = part.partition("-")
+                if not part.startswith("[") and int(low) <= slot <= int(high or low):
+                    return int(fields[1].split(":")[1].split("@")[0])  # ip:port@bus
+        raise RuntimeError(f"no node serves slot {slot}")
+
+    def node_id(self, port: int) -> str:
+        return self.cli(port, "CLUSTER", "MYID").strip()
+
+    def move_slot(self, slot: int, target: int, *, hold: float = 0.0) -> None:
+        """Move `slot` to the master on port `target` as ``redis-cli --cluster reshard`` does
+        (IMPORTING, MIGRATING, MIGRATE of its keys, NODE everywhere), staying `hold` seconds in
+        the migrating state after the keys moved: clients meet ASK then, MOVED after."""
+        source = self.owner(slot)
+        source_id, target_id = self.node_id(source), self.node_id(target)
+        self.cli(target, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", source_id)
+        self.cli(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", target_id)
+        keys = self.cli(source, "CLUSTER", "GETKEYSINSLOT", str(slot), "1000").split()
+        if keys:
+            self.cli(source, "MIGRATE", "127.0.0.1", str(target), "", "0", "5000", "KEYS", *keys)
+        time.sleep(hold)
+        for port in (target, source, *(p for p in self.ports if p not in (source, target))):
+            self.cli(port, "CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class SentinelSet(_Servers):
+    """A master, one replica and three sentinels (``redis-server --sentinel``) watching it as
+    `name`, on free loopback ports; ready once every sentinel knows the replica and the
+    other sentinels. ``stop`` kills them all."""
+
+    def __init__(self, folder: Path, name: str = "mymaster", *, password: str = "",
+                 **options: Any) -> None:
+        if password:  # the data nodes' default user: the sentinels and the replica know it
+            options["server_args"] = [*options.get("server_args", ()), "--requirepass",
+                                      password, "--masterauth", password]
+            options["cli_env"] = {**options.get("cli_env", {}), "REDISCLI_AUTH": password}
+        super().__init__(folder, **options)
+        self.name, self.requirepass = name, password
+        self.master, self.replica = free_port(), free_port()
+        self.sentinels = [free_port() for _ in range(3)]
+
+    def url(self, *, auth: str = "", db: int = 0) -> str:
+        hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinels)
+        return f"redis+sentinel://{auth}{hosts}/{self.name}/{db}"
+
+    def start(self) -> None:
+        try:
+            self.spawn(self.master)
+            self.spawn(self.replica, "--replicaof", "127.0.0.1", str(self.master))
+            for port in self.sentinels:
+                conf = self.folder / f"sentinel-{port}.conf"
+                conf.write_text(
+                    f"port {port}\nbind 127.0.0.1\ndir {self.folder}\n"
+                    f"sentinel monitor {self.name} 127.0.0.1 {self.master} 2\n"
+                    f"sentinel down-after-milliseconds {self.name} 2000\n"
+                    f"sentinel failover-timeout {self.name} 10000\n"
+                    + (f"sentinel auth-pass {self.name} {self.requirepass}\n"
+                       if self.requirepass else ""), encoding="ascii")
+                self.processes[port] = subprocess.Popen(  # noqa: S603 - our arguments
+                    [REDIS_SERVER, str(conf), "--sentinel", "--logfile",
+                     str(self.folder / f"sentinel-{port}.log")],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _wait(partial(self._synced, self.replica), "the replica never synced with its master")
+            for port in self.sentinels:
+                _wait(partial(self._sees_all, port),
+                      f"sentinel {port} never saw the replica and the other sentinels", timeout=30)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _synced(self, port: int) -> bool:
+        return "master_link_status:up" in self.cli(port, "INFO", "replication", check=False)
+
+    def _sees_all(self, port: int) -> bool:
+        if self.processes[port].poll() is not None:
+            return False
+        master = self.sentinel_cli("SENTINEL", "MASTER", self.name, port=port).split()
+        fields = dict(zip(master[::2], master[1::2], strict=False))
+        return fields.get("num-slaves") == "1" and fields.get("num-other-sentinels") == "2"
+
+    def master_port(self) -> int:
+        """The port the sentinels name as the master now."""
+        answer = self.sentinel_cli("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name)
+        return int(answer.split()[1])
+
+    def sentinel_cli(self, *args: str, port: int | None = None) -> str:
+        """One command to a sentinel (the first by default; sentinels here take no password;
+        bounded: 30 s); its output, empty when it cannot be reached."""
+        done = subprocess.run(  # noqa: S603 - a fixed binary, our arguments
+            [REDIS_CLI, "-h", "127.0.0.1", "-p", str(port or self.sentinels[0]), *args],
+            capture_output=True, text=True, timeout=30, check=False)
+        return done.stdout
+
+    def failover(self) -> int:
+        """``SENTINEL FAILOVER``, then wait (bounded: 30 s) until the sentinels name the
+        replica, it says it is the master and the old master says it is a replica; returns the
+        new master's port."""
+        old = self.master_port()
+        self.sentinel_cli("SENTINEL", "FAILOVER", self.name)
+        _wait(partial(self._promoted, old), "the failover never promoted the replica",
+              timeout=30)
+        return self.master_port()
+
+    def _promoted(self, old: int) -> bool:
+        new = self.master_port()
+        return new != old and "role:master" in self.cli(new, "INFO", "replication") \
+            and "role:slave" in self.cli(old, "INFO", "replication")
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -32,14 +32,20 @@ from ryze_async import RyzeClient, normalize_number
 
 from ._redis_server import REDIS_SERVER, RedisServer, free_port
 
-__all__ = ["REDIS_SERVER", "RedisServer", "WorkerArgs", "admission_cost", "fast_path_and_search",
-           "finish_worker",
-           "free_port", "release_worker", "run_workers", "start_worker",
+__all__ = ["REDIS_SERVER", "RedisServer", "WorkerArgs", "admission_cost", "admission_times",
+           "fast_path_and_search",
+           "finish_worker", "free_port", "release_worker", "run_workers", "start_worker",
            "stop_worker", "worker_report"]
 
 
 async def admission_cost(redis_url: str, digest: str, rounds: int = 200) -> float:
     """Median seconds of an uncontended acquire() (a fresh key, limit never reached)."""
+    return statistics.median(await admission_times(redis_url, digest, rounds))
+
+
+async def admission_times(redis_url: str, digest: str, rounds: int = 200) -> list[float]:
+    """Seconds of each uncontended acquire() (a fresh key, limit never reached), the first
+    tenth (connections opening, scripts loading) left out."""
     # The module itself loads without the 'redis' extra: benchmarks skip their Redis tables.
     from ryze_async import RedisQuota  # noqa: PLC0415 - redis only when measured
 
@@ -56,7 +62,7 @@ async def admission_cost(redis_url: str, digest: str, rounds: int = 200) -> floa
             quota.settle()
     finally:
         await quota.aclose()
-    return statistics.median(costs[rounds // 10:])
+    return costs[rounds // 10:]
 
 
 def fast_path_and_search(redis: Any, cap: int, offsets: list[int]) -> tuple[int, int]:

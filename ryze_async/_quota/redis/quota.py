@@ -22,6 +22,7 @@ import re
 import time
 import uuid
 from collections.abc import Coroutine
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -29,7 +30,6 @@ from redis import asyncio as aioredis
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from ..._cancels import pending_cancels, resurface_cancel
 from ..._exceptions import InvalidRequestError, QuotaBackendError, QuotaTimeoutError
@@ -45,8 +45,18 @@ from ..local import (
 )
 from .lua import ADMIT, ANNOUNCE, FEEDBACK, RECHECK, STAMP
 from .reserve import RESERVE_TTL_MS, ReserveKeeper
+from .topology import (
+    CLUSTER_SCHEMES,
+    FAILURES,
+    SENTINEL_SCHEMES,
+    Link,
+    open_link,
+    topology_fault,
+)
 
 if TYPE_CHECKING:
+    from redis.asyncio.cluster import RedisCluster
+
     from .. import QuotaBackend
 
 __all__ = ["Admission", "QuotaBackendError", "QuotaTimeoutError", "RedisQuota", "check_url"]
@@ -111,7 +121,8 @@ def _url_fault(url: str) -> str | None:
 def check_url(url: str, *, name: str = "quota_url") -> None:
     """Refuse a Redis URL redis-py could not use (InvalidRequestError), before any connection:
     a bad port or database is the caller's setting, never an error at the first call."""
-    fault = _url_fault(url)
+    several = url.partition("://")[0].lower() in CLUSTER_SCHEMES + SENTINEL_SCHEMES
+    fault = topology_fault(url) if several else _url_fault(url)
     if fault is not None:
         raise InvalidRequestError(f"{name} {shown_url(url)} is not a usable Redis URL: {fault}",
                                   field="quota_url")
@@ -154,7 +165,7 @@ class RedisQuota:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: aioredis.Redis | RedisCluster,
         *,
         token_digest: str,
         limit: int,
@@ -175,6 +186,7 @@ class RedisQuota:
         if reserve >= limit:
             raise ValueError(f"reserve must leave bulk traffic a slot: below limit={limit}")
         self._redis = redis
+        self._link = Link(redis)  # from_url's may close more (a Sentinel set's connections)
         self._limit, self._period, self._margin = limit, float(period), float(margin)
         self._window_us = round((self._period + self._margin) * _US)
         # A waiter or a request about to leave later than this on its slot is placed again.
@@ -203,7 +215,9 @@ class RedisQuota:
         cls, url: str, *, token_digest: str, limit: int, period: float,
         margin: float | None = None, reserve: int = 0,
     ) -> RedisQuota:
-        """A quota on the Redis at `url` (``redis://``, ``rediss://`` or ``unix://``).
+        """A quota on the Redis at `url`: ``redis://``, ``rediss://`` or ``unix://`` (one
+        server), ``redis+cluster://`` (a Redis Cluster) or ``redis+sentinel://`` (the master a
+        Sentinel set names), each of the two with a ``rediss+`` form (TLS).
 
         `token_digest` names the quota's keys: a hash (``RyzeClient`` uses the sha256 of server
         origin and token), never the token. Socket timeouts are bounded and a failed command is
@@ -212,18 +226,13 @@ class RedisQuota:
         (``InvalidRequestError``, its password never shown).
         """
         check_url(url)
-        # Blocking: a call beyond the pool's size waits (up to the socket timeout) for a free
-        # connection. The default pool raises "Too many connections" instead, and a campaign
-        # of more than 100 concurrent calls failed closed on its first burst.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=_POOL_SIZE, timeout=_SOCKET_TIMEOUT,
-            socket_timeout=_SOCKET_TIMEOUT, socket_connect_timeout=_SOCKET_TIMEOUT,
-            retry=Retry(NoBackoff(), 1), decode_responses=False,
-        )
-        redis = aioredis.Redis.from_pool(pool)  # closed with it
-        return cls(redis, token_digest=token_digest, limit=limit, period=period,
-                   margin=margin, where=f"Redis at {shown_url(url).partition('://')[2]}",
-                   reserve=reserve)
+        common = {"socket_timeout": _SOCKET_TIMEOUT, "socket_connect_timeout": _SOCKET_TIMEOUT,
+                  "retry": Retry(NoBackoff(), 1), "decode_responses": False}
+        link = open_link(url, common, lambda: Link(_one_server(url, common)))
+        quota = cls(link.client, token_digest=token_digest, limit=limit, period=period,
+                    margin=margin, where=_where(url), reserve=reserve)
+        quota._link = link
+        return quota
 
     @property
     def limit(self) -> int:
@@ -253,9 +262,7 @@ class RedisQuota:
         """Open one connection now (TCP, TLS handshake, AUTH, SELECT) and keep it in the pool:
         a refused certificate or password shows before the first admission. Raises what
         redis-py raised (``choose.connect_shared_quota`` tells a setting from a Redis down)."""
-        pool = self._redis.connection_pool
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-        await pool.release(connection)
+        await self._link.connect()
 
     async def announce(self) -> None:
         """Put this quota's reserve in force for every process on the token, from now until
@@ -280,8 +287,8 @@ class RedisQuota:
     async def _run(self, script: Any, args: list[int | str]) -> Any:
         cancels = pending_cancels()
         try:
-            result = await script(keys=self._keys, args=args)
-        except (RedisError, OSError, TimeoutError) as exc:
+            result = await self._link.run(partial(script, keys=self._keys, args=args))
+        except FAILURES as exc:
             resurface_cancel(cancels)  # a cancel, not a failed backend: the caller stops
             raise self._failed(exc) from exc
         # redis-py may swallow a cancel (see _cancels); acquire then gives the slot back.
@@ -397,7 +404,7 @@ class RedisQuota:
     async def _remove(self, member: str) -> None:
         try:
             await self._redis.zrem(self._keys[0], member)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except FAILURES as exc:
             raise self._failed(exc) from exc
 
     def release(self, slot: float) -> None:
@@ -526,7 +533,7 @@ class RedisQuota:
             # Only our own probe: another process's may have replaced an expired one.
             if await self._redis.get(self._keys[4]) in (member, member.encode()):
                 await self._redis.delete(self._keys[4])
-        except (RedisError, OSError, TimeoutError) as exc:
+        except FAILURES as exc:
             raise self._failed(exc) from exc
 
     async def aclose(self) -> None:
@@ -534,7 +541,23 @@ class RedisQuota:
         with contextlib.suppress(QuotaBackendError):
             await self.flush()
         await self._keeper.stop()
-        await self._redis.aclose()
+        await self._link.aclose()
+
+
+def _one_server(url: str, common: dict[str, Any]) -> aioredis.Redis:
+    # Blocking: a call beyond the pool's size waits (up to the socket timeout) for a free
+    # connection. The default pool raises "Too many connections" instead, and a campaign
+    # of more than 100 concurrent calls failed closed on its first burst.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=_POOL_SIZE, timeout=_SOCKET_TIMEOUT, **common)
+    return aioredis.Redis.from_pool(pool)  # closed with it
+
+
+def _where(url: str) -> str:
+    """How messages name the quota's Redis (`shown_url`'s: a password never gets here)."""
+    scheme, _, rest = shown_url(url).partition("://")
+    kind = {"cluster": "Redis Cluster", "sentinel": "Redis through Sentinel"}
+    return f"{kind.get(scheme.partition('+')[2], 'Redis')} at {rest}"
 
 
 def _admission(member: str, slot_us: int, due: float) -> Admission:

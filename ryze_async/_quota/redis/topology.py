@@ -1,0 +1,197 @@
+"""Which Redis a quota URL names, and the redis-py client that reaches it (issue 19).
+
+- ``redis://``, ``rediss://``, ``unix://``: one server (a blocking pool of its own).
+- ``redis+cluster://[user:pass@]host:port[,host:port...][/0]`` (``rediss+cluster://`` with
+  TLS): a Redis Cluster, found through any of the nodes listed. Every key of one quota carries
+  one hash tag, so each script runs on the one node that owns the token's slot; redis-py follows
+  MOVED and ASK while a slot moves, and loads a script on every primary when a node answers
+  NOSCRIPT.
+- ``redis+sentinel://[user:pass@]host:port[,host:port...]/MASTER[/DB]`` (``rediss+sentinel://``:
+  TLS to the sentinels and to the master): the master that the listed sentinels name, asked
+  again after a failover. The URL's user and password are the master's; sentinels that want a
+  password of their own get ``?sentinel_password=`` (and ``sentinel_username=``).
+
+A URL's query (``ssl_ca_certs``, ``ssl_cert_reqs``...) applies to every node. Nothing here shows a
+URL: callers name it through ``_urls.shown_url``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+from redis import asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import SSLConnection, parse_url
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
+from redis.exceptions import ClusterError, RedisClusterException, RedisError
+
+__all__ = ["CLUSTER_SCHEMES", "FAILURES", "SENTINEL_SCHEMES", "Link", "open_link",
+           "topology_fault"]
+
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+_SENTINEL_AUTH = ("sentinel_username", "sentinel_password")
+_NETLOC = re.compile(r"(?:(?P<userinfo>.*)@)?(?P<hosts>[^@]*)", re.DOTALL)
+_HOST = re.compile(r"(?P<host>\[[^\]]+\]|[^:\[\]]+):(?P<port>[0-9]{1,5})")
+_SENTINEL_PATH = re.compile(r"/(?P<master>[^/]+)(?:/(?P<db>[0-9]+))?/?")
+# How long a script is tried again while its slot moves. A node that is importing or migrating
+# the slot answers TRYAGAIN to a script whose keys it holds only some of (a quota always has
+# keys that do not exist: no hold, no probe), and redis-py gives up after 16 redirects
+# (about 0.4 s). Moving a quota's few keys takes milliseconds; a reshard stalled longer fails
+# the admission closed.
+_MOVING_S = 2.0
+#: What a failed Redis command raises, a cluster's included (redis-py's RedisClusterException,
+#: e.g. no node reachable, is no RedisError).
+FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
+_MOVING_NAP = 0.05
+T = TypeVar("T")
+
+
+@dataclass
+class Link:
+    """A quota's redis-py client, how its first connection is opened, and what else closes
+    with it (a Sentinel set's own connections)."""
+
+    client: aioredis.Redis | RedisCluster
+    also_close: list[aioredis.Redis] = field(default_factory=list)
+
+    async def connect(self) -> None:
+        """Open a connection now (TLS handshake, AUTH, and for a cluster its slot map); raises
+        what redis-py raised."""
+        if isinstance(self.client, RedisCluster):
+            await self.client.initialize()
+            return
+        pool = self.client.connection_pool
+        try:
+            connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        except BaseException:
+            # A refused setting leaves the caller with no client to close: the sentinels'
+            # connections made to find the master go now (they reopen when asked again).
+            for other in self.also_close:
+                await other.connection_pool.disconnect()
+            raise
+        await pool.release(connection)
+
+    async def run(self, job: Callable[[], Awaitable[T]]) -> T:
+        """`job()`; on a cluster, again while the slot is moving (none of the tries ran: each
+        was redirected or told to try again), for `_MOVING_S` at most."""
+        if not isinstance(self.client, RedisCluster):
+            return await job()
+        deadline = time.monotonic() + _MOVING_S
+        while True:
+            try:
+                return await job()
+            except ClusterError as exc:
+                if "TTL exhausted" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(_MOVING_NAP)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        for other in self.also_close:
+            await other.aclose()
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """A multi-host URL taken apart: its plain form for one host (what redis-py's ``parse_url``
+    reads: user, password, TLS, query), the hosts, and its path."""
+
+    single: str
+    hosts: list[tuple[str, int]]
+    path: str
+    extra: dict[str, str]
+
+
+def _parts(url: str) -> _Parts:
+    """Raises ValueError (never quoting the URL) when `url` cannot be read."""
+    split = urlsplit(url)
+    if "@" in split.path:
+        raise ValueError("its host list cannot be read (a password's '/', '?' or '#' must be"
+                         " percent-encoded)")
+    netloc = _NETLOC.fullmatch(split.netloc)
+    if netloc is None or not netloc["hosts"]:
+        raise ValueError("it names no host")
+    hosts = []
+    for item in netloc["hosts"].split(","):
+        where = _HOST.fullmatch(item)
+        if where is None or not 1 <= int(where["port"]) <= 65_535:
+            raise ValueError("each host is HOST:PORT, the port a number from 1 to 65535")
+        hosts.append((where["host"].strip("[]"), int(where["port"])))
+    query = parse_qsl(split.query, keep_blank_values=True)
+    extra = {k: v for k, v in query if k in _SENTINEL_AUTH}
+    kept = urlencode([(k, v) for k, v in query if k not in _SENTINEL_AUTH])
+    userinfo = f"{netloc['userinfo']}@" if netloc["userinfo"] is not None else ""
+    base = split.scheme.lower().partition("+")[0]
+    single = urlunsplit((base, f"{userinfo}{netloc['hosts'].split(',')[0]}", "", kept, ""))
+    return _Parts(single, hosts, split.path, extra)
+
+
+def topology_fault(url: str) -> str | None:
+    """What makes a cluster or sentinel `url` unusable (None: nothing, or another scheme)."""
+    scheme = url.partition("://")[0].lower()
+    if scheme not in CLUSTER_SCHEMES + SENTINEL_SCHEMES:
+        return None
+    try:
+        parts = _parts(url)
+        parse_url(parts.single)
+    except ValueError as exc:
+        return str(exc) if "host" in str(exc) else "its query cannot be read"  # never the URL
+    if scheme in CLUSTER_SCHEMES and parts.path not in ("", "/", "/0"):
+        return "a Redis Cluster has database 0 only: redis+cluster://HOST:PORT,HOST:PORT/0"
+    if scheme in SENTINEL_SCHEMES and _SENTINEL_PATH.fullmatch(parts.path) is None:
+        return "it names no master: redis+sentinel://HOST:PORT,HOST:PORT/MASTER/DB"
+    return None
+
+
+def _connection_kwargs(single: str, common: dict[str, Any]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {**common, **parse_url(single)}
+    if kwargs.pop("connection_class", None) is SSLConnection:
+        kwargs["ssl"] = True
+    kwargs.pop("host", None)
+    kwargs.pop("port", None)
+    return kwargs
+
+
+def _cluster(parts: _Parts, common: dict[str, Any]) -> Link:
+    kwargs = _connection_kwargs(parts.single, common)
+    kwargs.pop("db", None)
+    nodes = [ClusterNode(host, port) for host, port in parts.hosts]
+    # A MOVED patches the one slot's owner, all a quota needs. redis-py before 8.2 also closed
+    # every connection every 5th MOVED (reinitialize_steps), under the admissions in flight on
+    # them ("Connection closed by server" while a slot moved): never.
+    return Link(RedisCluster(startup_nodes=nodes, reinitialize_steps=0, **kwargs))
+
+
+def _sentinel(parts: _Parts, common: dict[str, Any]) -> Link:
+    where = _SENTINEL_PATH.fullmatch(parts.path)
+    if where is None:  # topology_fault refused it before
+        raise ValueError("it names no master")
+    kwargs = _connection_kwargs(parts.single, common)
+    kwargs["db"] = int(where["db"] or 0)
+    own = {k: v for k, v in kwargs.items() if k.startswith(("socket_", "ssl"))}
+    auth = {k.removeprefix("sentinel_"): unquote(v) for k, v in parts.extra.items()}
+    # A failed sentinel is passed over for the next one: no retry of its own.
+    sentinels = Sentinel(parts.hosts, sentinel_kwargs={**own, **auth,
+                                                        "retry": Retry(NoBackoff(), 0)})
+    master = sentinels.master_for(unquote(where["master"]), **kwargs)
+    return Link(master, also_close=list(sentinels.sentinels))
+
+
+def open_link(url: str, common: dict[str, Any], single: Callable[[], Link]) -> Link:
+    """The client for `url`: a cluster's, a sentinel-managed master's, or `single()` (one
+    server). `common` holds the timeouts and retry every connection gets."""
+    scheme = url.partition("://")[0].lower()
+    if scheme in CLUSTER_SCHEMES:
+        return _cluster(_parts(url), common)
+    if scheme in SENTINEL_SCHEMES:
+        return _sentinel(_parts(url), common)
+    return single()

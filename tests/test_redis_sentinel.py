@@ -1,0 +1,143 @@
+"""The shared quota through Sentinel (issue 19): ``redis+sentinel://host:port,.../MASTER/DB``.
+
+A real Sentinel set on loopback (`SentinelSet`: a master with a password, one replica, three
+sentinels). Load runs while ``SENTINEL FAILOVER`` promotes the replica: the quota finds the
+new master through the sentinels (the old one, now a replica, answers READONLY, which redis-py
+takes as "ask the sentinels again"). A call that meets the switch fails closed, nothing sent;
+the fake server's record is the oracle: never over the limit in any window, no 429, nobody
+twice, and calls go on after the failover.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+
+import pytest
+
+pytest.importorskip("redis", reason="the shared quota needs the 'redis' extra")
+
+from ryze_async import InvalidRequestError, QuotaBackendError
+from ryze_async.testing import FakeRyzeServer
+from ryze_async.testing._redis_server import SentinelSet
+
+from .test_redis_cluster import LIMIT, PERIOD, calls, check, client, needs_redis
+
+PASSWORD = "Sentinel-master-pw-5Jd0q"
+
+
+@pytest.fixture
+def sentinels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]:
+    with SentinelSet(tmp_path_factory.mktemp("sentinel"), password=PASSWORD) as started:
+        yield started
+
+
+@pytest.mark.infra
+@needs_redis
+async def test_a_forced_failover_mid_run_reaches_the_new_master_and_stays_exact(
+    sentinels: SentinelSet, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = sentinels.url(auth=f":{PASSWORD}@")
+    async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server:
+        clients = [client(server, url) for _ in range(2)]
+        try:
+            with caplog.at_level(logging.WARNING):
+                assert await calls(clients, 2, 0) == [None, None]
+                load = asyncio.ensure_future(calls(clients, 4 * LIMIT, 100))
+                await asyncio.wait_for(server.wait_for_requests(LIMIT), 30)
+                old = sentinels.master_port()
+                new = await asyncio.to_thread(sentinels.failover)
+                promoted = time.time()
+                failures = await asyncio.wait_for(load, 60)
+                after = await calls(clients, LIMIT, 1000)  # all of them on the new master
+        finally:
+            for c in clients:
+                await c.aclose()
+    assert (old, new) == (sentinels.master, sentinels.replica)
+    assert all(isinstance(f, QuotaBackendError) for f in failures if f is not None)
+    assert after == [None] * LIMIT
+    check(server, 2 + failures.count(None) + LIMIT)
+    assert any(r.received_at > promoted for r in server.requests)
+    for text in [caplog.text, *(str(f) for f in failures if f is not None)]:
+        assert PASSWORD[4:12] not in text
+
+
+@pytest.mark.infra
+@needs_redis
+async def test_a_wrong_master_password_fails_closed_before_anything_is_sent(
+    sentinels: SentinelSet, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrong = PASSWORD[::-1]
+    async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD) as server:
+        with pytest.raises(InvalidRequestError, match="password") as caught:
+            async with client(server, sentinels.url(auth=f":{wrong}@")):
+                pass
+    assert not server.requests
+    assert "redis+sentinel://127.0.0.1:" in str(caught.value)
+    for text in (str(caught.value), repr(caught.value), caplog.text):
+        for secret in (PASSWORD, wrong):
+            assert secret[4:10] not in text
+
+
+@pytest.mark.infra
+@needs_redis
+async def test_a_failover_to_a_replica_that_missed_the_last_writes_never_goes_over(
+    sentinels: SentinelSet, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The replica stops following (its link cut, and its password for the master made wrong,
+    # so it cannot reconnect): the admissions after that never reach it. Then the sentinels
+    # promote it: its quota state is behind what the clients saw.
+    url = sentinels.url(auth=f":{PASSWORD}@")
+    async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server:
+        clients = [client(server, url) for _ in range(2)]
+        try:
+            with caplog.at_level(logging.WARNING, logger="ryze_async.quota"):
+                assert await calls(clients, 2, 0) == [None, None]
+                await asyncio.to_thread(_replica_caught_up, sentinels)
+                await asyncio.to_thread(_cut_replica, sentinels)
+                assert await calls(clients, LIMIT, 100) == [None] * LIMIT  # missed
+                await asyncio.to_thread(sentinels.failover)
+                failures = await asyncio.wait_for(calls(clients, 2 * LIMIT, 1000), 60)
+        finally:
+            for c in clients:
+                await c.aclose()
+    assert all(isinstance(f, QuotaBackendError) for f in failures if f is not None)
+    check(server, 2 + LIMIT + failures.count(None))
+    assert failures.count(None) >= LIMIT
+    # The promoted replica was behind, and the clients saw it. (More than once is possible:
+    # connections still open to the old master write there until the sentinels demote it,
+    # and each switch between the two is one more loss, one more window of pause.)
+    lost = [r.getMessage() for r in caplog.records if "was lost" in r.getMessage()]
+    assert lost
+    assert PASSWORD[4:12] not in caplog.text
+
+
+def _cut_replica(sentinels: SentinelSet) -> None:
+    """The replica loses its master and cannot come back (bounded: 10 s)."""
+    sentinels.cli(sentinels.replica, "CONFIG", "SET", "masterauth", "not-the-password")
+    sentinels.cli(sentinels.replica, "CLIENT", "KILL", "TYPE", "master")
+    deadline = time.monotonic() + 10
+    while "master_link_status:down" not in sentinels.cli(sentinels.replica, "INFO",
+                                                          "replication"):
+        if time.monotonic() > deadline:
+            raise AssertionError("the replica's link to its master never went down")
+        time.sleep(0.05)
+
+
+def _replica_caught_up(sentinels: SentinelSet) -> None:
+    """Until the replica's offset is the master's (bounded: 10 s)."""
+    deadline = time.monotonic() + 10
+    while True:
+        master = sentinels.cli(sentinels.master, "INFO", "replication")
+        replica = sentinels.cli(sentinels.replica, "INFO", "replication")
+        offsets = [next(line.split(":")[1] for line in text.split()
+                        if line.startswith(key))
+                   for text, key in ((master, "master_repl_offset"),
+                                     (replica, "slave_repl_offset"))]
+        if offsets[0] == offsets[1]:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the replica never caught up: {offsets}")
+        time.sleep(0.05)
