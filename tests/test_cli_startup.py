@@ -108,6 +108,9 @@ async def main():
         code = await asyncio.wait_for(run_command(args, io.StringIO()), 60)
         print("PLACED", len(server.placed_calls), "EXIT", code)
         print("LOADED", " ".join(m for m in sys.modules if m not in before))
+        from ryze_async import _bodies
+        print("BUILT", " ".join(model.__name__ for model in (_bodies.AudioCallBody,
+              _bodies.FakeCallBody) if model.__pydantic_complete__))
 
 asyncio.run(main())
 """
@@ -127,3 +130,21 @@ def test_a_campaign_whose_output_is_not_a_terminal_does_not_load_rich() -> None:
     loaded = result.stdout.rsplit("LOADED", 1)[1].split()
     assert "ryze_async._cli._campaign" in loaded
     assert sorted(m for m in loaded if m.split(".")[0] in ONLY_WHEN_USED) == []
+
+
+#: What a CSV campaign without calling windows does not use: the dry run's planner, the
+#: workbook reader (and zipfile), libphonenumber's time-zone tables (``--window`` only).
+NOT_FOR_A_CSV_RUN = ("ryze_async._campaign.dry_run", "ryze_async._campaign.inputs.xlsx",
+                     "zipfile", "phonenumbers.timezone", "phonenumbers.tzdata")
+
+
+def test_a_csv_campaign_loads_only_what_it_uses() -> None:
+    # Issue 18: start-up CPU of a campaign against a bare script. The request-body models
+    # validate only an argument the fast path refuses (a wrong type, a duration out of range):
+    # a campaign of plain numbers never builds them.
+    result = _python("-c", CAMPAIGN_OFF_A_TERMINAL)
+    assert "PLACED 1 EXIT 0" in result.stdout
+    loaded = result.stdout.rsplit("LOADED", 1)[1].split("BUILT", 1)[0].split()
+    assert "ryze_async._cli._campaign" in loaded
+    assert sorted(m for m in loaded if m in NOT_FOR_A_CSV_RUN) == []
+    assert result.stdout.rsplit("BUILT", 1)[1].split() == []
