@@ -167,3 +167,35 @@ print("WALKS", walks, "BUILT", [m.__name__ for m in (models.CallResult, models.R
 def test_importing_the_answer_models_builds_nothing_and_reads_no_stack() -> None:
     out = _python("-c", MODELS_AT_IMPORT).stdout
     assert "WALKS [] BUILT []" in out, out
+
+
+# ``ryze-async campaign`` as the program (no argv: the process is its own) against a fake
+# server on another thread's loop; then the same run as a caller's ``main([...])``.
+PROGRAM_RUN = """
+import asyncio, gc, sys, tempfile, threading
+from pathlib import Path
+from ryze_async.testing import FakeRyzeServer
+from ryze_async._cli import main
+
+loop = asyncio.new_event_loop()
+server = FakeRyzeServer(token="t", instances=("i",), rate_limit=None)
+threading.Thread(target=loop.run_forever, daemon=True).start()
+asyncio.run_coroutine_threadsafe(server.start(), loop).result(30)
+work = Path(tempfile.mkdtemp())
+(work / "n.csv").write_text("number\\n+5511987654321\\n")
+argv = ["campaign", str(work / "n.csv"), "--journal", str(work / "j.db"), "--fake",
+        "--token", "t", "--instance", "i", "--base-url", server.url]
+code = main(argv)
+print("CALLER", code, gc.get_freeze_count(), gc.isenabled())
+sys.argv = ["ryze-async", *argv[:3], str(work / "k.db"), *argv[4:]]
+code = main()
+print("PROGRAM", code, gc.get_freeze_count() > 10000, gc.isenabled(), len(server.placed_calls))
+"""
+
+
+def test_the_program_freezes_its_start_up_heap_a_caller_s_is_left_alone() -> None:
+    # Issue 18: the cyclic collector paused while a sending command's modules load, and what
+    # they built frozen (never scanned again); only when the process is the CLI's own.
+    out = _python("-c", PROGRAM_RUN).stdout
+    assert "CALLER 0 0 True" in out, out
+    assert "PROGRAM 0 True True 2" in out, out
