@@ -34,10 +34,12 @@ _URL_MEDIA_CACHE_CHARS = 2048
 
 
 class _RequestModel(BaseModel):
-    # Strict: a typo'd or extra key is a bug on our side, never something to send.
+    # Strict: a typo'd or extra key is a bug on our side, never something to send. Built on
+    # first use (defer_build): only an argument the fast path refuses is validated here, so a
+    # campaign of plain numbers never pays for the schema. No attribute docstrings: pydantic
+    # reads them from the source at class creation, and these private models have no schema.
     model_config = ConfigDict(
-        extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True,
-        arbitrary_types_allowed=True,
+        extra="forbid", strict=True, frozen=True, arbitrary_types_allowed=True, defer_build=True,
     )
 
 

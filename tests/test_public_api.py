@@ -121,3 +121,14 @@ async def test_only_the_envelope_makes_a_server_error() -> None:
     assert from_api.may_have_been_processed is False
     assert isinstance(from_proxy, OutcomeUnknownError)
     assert from_proxy.status == 502
+
+
+def test_result_fields_are_described_by_their_attribute_docstrings() -> None:
+    # What ``use_attribute_docstrings`` gave (issue 18 reads them without it, at import).
+    schema = ryze_async.CallResult.model_json_schema()
+    assert schema["properties"]["callId"]["description"] == "The call's id, assigned by WhatsApp."
+    assert schema["$defs"]["RateLimitInfo"]["properties"]["limit"]["description"] == (
+        "Requests allowed in the current period (``X-RateLimit-Limit``).")
+    fields = ryze_async.CallResult.model_fields
+    assert all(info.description for info in fields.values())
+    assert ryze_async.CallResult.model_validate({"success": True, "callId": "c"}).call_id == "c"

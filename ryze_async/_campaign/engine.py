@@ -16,12 +16,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapp
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from .. import InputError, Media
 from .._public import public
 from .dispatch import Dispatcher
-from .dry_run import CampaignPlan, plan
 from .inputs import number_normalizer
 from .inputs.source import NumbersInput, NumberSource
 from .journal import (
@@ -56,6 +55,9 @@ from .rules import Rules
 from .rules.gate import WindowWait
 from .senders import Sender, build_senders, quota_period
 from .settings import CampaignClient, Settings, StopState
+
+if TYPE_CHECKING:
+    from .dry_run import CampaignPlan
 
 __all__ = ["Campaign", "CampaignClient", "run_campaign"]
 
@@ -299,6 +301,7 @@ async def dry_run_plan(
                                   getattr(client, "number_check", "valid"))
     limit, period = getattr(client, "rate_limit", None), quota_period(client)
     per_second = 0.0 if limit is None or not period else limit / period
+    from .dry_run import plan  # noqa: PLC0415 - a real run never plans
     return await plan(source, rules, normalize, calls_per_second=per_second * max(1, senders),
                       journal=journal, retry=retry)
 

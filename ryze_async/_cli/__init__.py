@@ -30,10 +30,12 @@ __all__ = ["main"]
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ryze-async`` and ``python -m ryze_async``; returns the exit code."""
     args = build_parser().parse_args(argv)
+    # No argv: we are the program (not a test's or a caller's call), the process is ours.
+    owns_process = argv is None
     # argv may hold --token's text: out of this frame's locals before anything can fail
     # (an error tracker records the locals of every frame of a traceback).
     del argv
     # Only now: asyncio, logging and the commands cost more than --help itself.
     from ._commands import run  # noqa: PLC0415
 
-    return run(args)
+    return run(args, owns_process=owns_process)

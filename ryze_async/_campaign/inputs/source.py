@@ -23,7 +23,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from pathlib import Path
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 from ... import InputError
 from . import (
@@ -39,7 +39,9 @@ from . import (
 )
 from .csv import CsvLayout, CsvReader, inspect_csv
 from .jsonl import JsonlReader, inspect_jsonl
-from .xlsx import XlsxReader
+
+if TYPE_CHECKING:
+    from .xlsx import XlsxReader
 
 __all__ = ["NumberSource", "NumbersInput"]
 
@@ -103,7 +105,7 @@ class NumberSource:
         elif self._kind == "jsonl":
             inspect_jsonl(path, self._column)
         else:
-            XlsxReader(path, self._sheet, self._column).close()
+            _xlsx_reader()(path, self._sheet, self._column).close()
 
     async def open(self, start: Position, size: int = 1000) -> _Batches:
         """Position the source at ``start`` (or at its beginning, setting :attr:`restarted`)
@@ -123,12 +125,18 @@ class NumberSource:
     def _reader(self, path: Path, start: Position) -> FileReader:
         """The file's reader (one per format), positioned at ``start``."""
         if self._kind == "xlsx":
-            workbook = XlsxReader(path, self._sheet, self._column)
+            workbook = _xlsx_reader()(path, self._sheet, self._column)
             workbook.seek(start)
             return workbook
         if self._kind == "jsonl":
             return JsonlReader(path, inspect_jsonl(path, self._column), start)
         return CsvReader(path, self._layout or inspect_csv(path, self._column), start)
+
+
+def _xlsx_reader() -> type[XlsxReader]:
+    """The workbook reader, imported for an ``.xlsx`` input only (it loads zipfile)."""
+    from .xlsx import XlsxReader  # noqa: PLC0415
+    return XlsxReader
 
 
 async def _batches(reader: FileReader, size: int) -> _Batches:

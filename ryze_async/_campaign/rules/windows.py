@@ -15,7 +15,6 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from phonenumbers import timezone as pn_timezone
 
 __all__ = ["CallWindow", "Windows", "parse_window", "zone"]
 
@@ -98,6 +97,8 @@ def _number_zones(digits: str) -> tuple[str, ...]:
         parsed = phonenumbers.parse("+" + digits)
     except phonenumbers.NumberParseException:
         return ()
+    # The time-zone tables (a few ms to load) only for a campaign with calling windows.
+    from phonenumbers import timezone as pn_timezone  # noqa: PLC0415
     return tuple(z for z in pn_timezone.time_zones_for_number(parsed) if z != _UNKNOWN)
 
 
