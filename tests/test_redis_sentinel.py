@@ -83,6 +83,11 @@ async def test_a_wrong_master_password_fails_closed_before_anything_is_sent(
 
 @pytest.mark.infra
 @needs_redis
+# Known to fail about one run in six (a 429 from the server during the failover: CI run of
+# 7 Dec 2026): the split-brain limit docs/scaling-out.md states, connections still open to the
+# old master admit there until the sentinels demote it. Issue 19 stays open for it; kept
+# running so that it is seen.
+@pytest.mark.xfail(strict=False, reason="split brain during an unplanned failover (issue 19)")
 async def test_a_failover_to_a_replica_that_missed_the_last_writes_never_goes_over(
     sentinels: SentinelSet, caplog: pytest.LogCaptureFixture
 ) -> None:
