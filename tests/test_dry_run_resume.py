@@ -13,6 +13,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -423,3 +424,33 @@ async def test_cli_dry_run_on_postgres_shows_the_journal_without_its_password(
     assert "call now:        2" in out
     assert server.requests == []
     assert await dump(pg_dsn) == before
+
+
+async def test_a_number_held_for_its_window_and_opted_out_meanwhile_is_predicted_held(
+    tmp_path: Path,
+) -> None:
+    """A run outside the window holds a number (pending until Monday); then an opt-out list
+    names it. The resumed run keeps the hold and judges the number only when its window opens;
+    the dry run predicts the same (it said ``excluded``), and under other calling rules both
+    judge it now."""
+    numbers, journal, optout = tmp_path / "n.csv", tmp_path / "j.db", tmp_path / "o.csv"
+    write(numbers, [NUMBERS[0]])
+    write(optout, ["5511900000999"])
+    saturday = datetime(2026, 3, 7, 14, 0, tzinfo=UTC)  # São Paulo 11:00, outside Mon-Fri
+    rules: dict[str, Any] = {"exclude": [optout], "call_windows": ["Mon-Fri 09:00-20:00"],
+                             "exit_outside_window": True, "now": lambda: saturday}
+    async with FakeRyzeServer(token=TOKEN, rate_limit=None) as server, RyzeClient(
+            TOKEN, "my-instance", base_url=server.url, rate_limit=None) as client:
+        await Campaign(client, numbers, journal=journal, fake=True, **rules).run()
+        write(optout, [NUMBERS[0], "5511900000999"])
+        plan = await Campaign(client, numbers, journal=journal, fake=True, **rules).dry_run()
+        summary = await Campaign(client, numbers, journal=journal, fake=True, **rules).run()
+        assert (plan.later, plan.excluded) == (1, 0)
+        assert summary.pending == 1
+        wider: dict[str, Any] = {**rules, "call_windows": ["Mon-Sun 00:00-24:00"],
+                                 "change_rules": True}
+        plan = await Campaign(client, numbers, journal=journal, fake=True, **wider).dry_run()
+        summary = await Campaign(client, numbers, journal=journal, fake=True, **wider).run()
+        assert (plan.later, plan.excluded) == (0, 1)
+        assert summary.excluded == 1
+        assert server.requests == []

@@ -235,6 +235,17 @@ def history(dsn: str, runs: list[Step]) -> None:
          optouts=frozenset({"+55 (11) 91111-0001"}), exclude=None, windows=None,
          change=False, at=1, stop_after=2),
 ])
+# Found by this test (CI): a number opted out while it is held outside its window, then taken
+# off the opt-out list; the dry run kept it excluded where both stores held it again.
+@example(runs=[
+    Step(lines=("abc", "+55 (11) 91111-0003", "+55 (11) 91111-0003"), optouts=frozenset(),
+         exclude=True, windows=WEEKDAYS, change=True, at=1, stop_after=None),
+    Step(lines=("abc", "+55 (11) 91111-0003", "+55 (11) 91111-0003"),
+         optouts=frozenset({"+55 (11) 91111-0003"}), exclude=None, windows=WEEKDAYS,
+         change=True, at=1, stop_after=None),
+    Step(lines=("abc", "+55 (11) 91111-0003", "+55 (11) 91111-0003"), optouts=frozenset(),
+         exclude=True, windows=WEEKDAYS, change=True, at=1, stop_after=None),
+])
 def test_sqlite_postgres_and_the_dry_run_apply_the_same_rules(pg_dsn: str,
                                                               runs: list[Step]) -> None:
     history(pg_dsn, runs)

@@ -39,7 +39,8 @@ from .inputs.source import NumberSource
 from .journal.events import Batch, Known, resumed, swept
 from .journal.schema import JournalCounts
 from .journal.sqlite.report import JournalSnapshot, SnapshotRow
-from .rules import EXCLUDED, Call, Hold, Rules, Skip
+from .rules import EXCLUDED, Call, Hold, Rules, Skip, Verdict
+from .rules.gate import standing_hold
 
 __all__ = ["Book", "CampaignPlan", "plan"]
 
@@ -57,8 +58,12 @@ class Book:
         self.retried = 0
         self.invalid = self.duplicates = self.pass_no = 0
         self.sweep = False
+        #: Pending rows held for a window (key -> when), and the key the holds were made under.
+        self.holds: dict[str, float] = {}
+        self.hold_key: str | None = None
         if journal is None:
             return
+        self.holds, self.hold_key = dict(journal.holds), journal.hold_key
         self.invalid, self.duplicates = journal.invalid, journal.duplicates
         self.pass_no, self.sweep = journal.ingest_pass, journal.sweep_due
         for key, (number, stored, seen) in journal.rows.items():
@@ -84,6 +89,8 @@ class Book:
             else:
                 number, label, _ = self.rows[entry.key]
                 back = "pending" if entry.decision == "restored" else label
+                if entry.decision == "restored":
+                    self.holds.pop(entry.key, None)  # a skipped row put back holds nothing
                 self.rows[entry.key] = (number, back, self.pass_no)
 
     def finish(self) -> int:
@@ -97,8 +104,10 @@ class Book:
                 removed += 1
         return removed
 
-    def pending(self) -> Iterator[str]:
-        return (number for number, label, _ in self.rows.values() if label == "pending")
+    def pending(self) -> Iterator[tuple[str, str]]:
+        """(key, number) of each row left pending."""
+        return ((key, number) for key, (number, label, _) in self.rows.items()
+                if label == "pending")
 
     def kept(self) -> Iterator[str]:
         """The state of each row that is not pending (kept as it is: never called)."""
@@ -189,10 +198,15 @@ async def plan(
 
 async def _judge(book: Book, rules: Rules, tally: collections.Counter[str],
                  ) -> collections.Counter[datetime]:
-    """Every number left pending, judged by the rules now (as its claim would be)."""
+    """Every number left pending, judged by the rules now (as its claim would be), except one
+    whose hold stands (``standing_hold``): it waits, as the run leaves it."""
     opens: collections.Counter[datetime] = collections.Counter()
-    for number in book.pending():
-        verdict = await rules.verdict(number)
+    for key, number in book.pending():
+        verdict: Verdict | None = None
+        if key in book.holds:
+            verdict = standing_hold(rules, book.hold_key, book.holds[key])
+        if verdict is None:
+            verdict = await rules.verdict(number)
         if isinstance(verdict, Call):
             tally["now"] += 1
         elif isinstance(verdict, Skip):

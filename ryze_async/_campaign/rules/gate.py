@@ -19,12 +19,27 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from ..journal import JournalStore, Row
 from . import Call, Hold, Rules, Skip
 
-__all__ = ["Gate", "WindowWait"]
+__all__ = ["Gate", "WindowWait", "standing_hold"]
 
 _log = logging.getLogger("ryze_async.campaign")
 _NEVER = float("inf")
 #: Rows due now that another worker is claiming at this instant: look again after this.
 _RACE_RECHECK = timedelta(seconds=1)
+
+
+def _holds_key(rules: Rules) -> str:
+    return rules.holds_key() if rules.active else ""
+
+
+def standing_hold(rules: Rules, made_under: str | None, until: float) -> Hold | None:
+    """The hold a pending row keeps when a run under ``rules`` starts: one made under the same
+    holds key (``Rules.holds_key``) that has not come due stands, and the row is not judged
+    before ``until`` (an opt-out list edited meanwhile counts then); otherwise (None) the row is
+    judged now. The stores apply this in their queries (``hold_rules`` forgets holds made under
+    another key; ``due`` reads a row back once its time has come); the dry run through this."""
+    if made_under != _holds_key(rules) or until <= rules.now().timestamp():
+        return None
+    return Hold(None if until == _NEVER else datetime.fromtimestamp(until, UTC))
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +63,7 @@ class Gate:
 
     def __init__(self, rules: Rules, journal: JournalStore) -> None:
         self._rules = rules if rules.active else None
-        self._key = rules.holds_key() if rules.active else ""
+        self._key = _holds_key(rules)
         self._journal = journal
         #: When the first held row comes due, as far as this worker knows (None: none held).
         self._earliest: datetime | None = None

@@ -136,6 +136,9 @@ async def _write_jsonl(conn: Any, campaign: str, f: TextIO) -> int:
 
 T = TypeVar("T")
 
+#: When a held row's window opens, as Unix time; read through JSON, as the rules are, so a
+#: database of an older release without the column reads as nothing held.
+_HELD = "extract(epoch FROM (to_jsonb(n) ->> 'not_before')::timestamptz)::float8"
 _LABEL = ("CASE WHEN state = 'claimed' THEN 'pending' WHEN state != 'skipped' THEN state "
           "WHEN error LIKE 'excluded:%' THEN 'excluded' "
           "WHEN error LIKE 'expired:%' THEN 'expired' ELSE 'removed' END")
@@ -190,7 +193,8 @@ async def _read(conn: Any, campaign: str) -> JournalSnapshot | None:
     invalid = await conn.fetchval(
         "SELECT count(*) FROM ryze_numbers WHERE campaign = $1 AND NOT valid", campaign)
     rows = await conn.fetch(
-        f"SELECT id, key, number, {_LABEL} AS label, seen FROM ryze_numbers "
-        "WHERE campaign = $1 AND valid ORDER BY id", campaign)
-    return snapshot(((r["id"], r["key"], r["number"], r["label"], r["seen"]) for r in rows),
+        f"SELECT id, key, number, {_LABEL} AS label, seen, {_HELD} AS not_before "
+        "FROM ryze_numbers n WHERE campaign = $1 AND valid ORDER BY id", campaign)
+    return snapshot(((r["id"], r["key"], r["number"], r["label"], r["seen"], r["not_before"])
+                     for r in rows),
                     int(invalid), dict(head), rekeyed=await rekeyed_postgres(conn, campaign))

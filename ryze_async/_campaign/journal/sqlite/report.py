@@ -237,6 +237,10 @@ class JournalSnapshot:
     elapsed: float = 0.0
     #: The campaign's recorded rules (None: none recorded), which a resumed run would use.
     rules: CampaignRules | None = None
+    #: Pending rows held for a calling window: key -> when it opens (Unix time; ``inf``:
+    #: never), and the rules key the holds were computed under (``Rules.holds_key``).
+    holds: dict[str, float] = field(default_factory=dict)
+    hold_key: str | None = None
 
     def counts(self) -> JournalCounts:
         """The journal's counts as stored (``JournalCounts``: removed rows are ``skipped``)."""
@@ -248,20 +252,23 @@ class JournalSnapshot:
             "ingest_duplicates": str(self.duplicates), "elapsed": str(self.elapsed)})
 
 
-def snapshot(rows: Iterable[tuple[int, str, str, str, int]], invalid: int,
+def snapshot(rows: Iterable[tuple[int, str, str, str, int, float | None]], invalid: int,
              meta: Mapping[str, object], *, rekeyed: bool) -> JournalSnapshot:
-    """From ``(id, key, number, label, seen)`` rows in id order and the resume meta (either
-    store). A journal not ``rekeyed`` by person yet is, in memory, as its next opening will
-    rekey it (``journal/schema.py``): a row merged into another one is ``removed``."""
+    """From ``(id, key, number, label, seen, not_before)`` rows in id order and the resume meta
+    (either store). A journal not ``rekeyed`` by person yet is, in memory, as its next opening
+    will rekey it (``journal/schema.py``): a row merged into another one is ``removed``."""
     listed = list(rows)
-    plan = {} if rekeyed else rekey((i, number, label) for i, _, number, label, _ in listed)
+    plan = {} if rekeyed else rekey((i, number, label) for i, _, number, label, *_ in listed)
     keyed: dict[str, SnapshotRow] = {}
-    for row_id, stored, number, label, seen in listed:
+    holds: dict[str, float] = {}
+    for row_id, stored, number, label, seen, not_before in listed:
         key, into = plan.get(row_id, (stored, None))
         merged = into is not None and label == "pending"
         keyed[key] = (number, "removed" if merged else label, int(seen))
+        if label == "pending" and not merged and not_before is not None:
+            holds[key] = float(not_before)
     return JournalSnapshot(
-        rows=keyed,
+        rows=keyed, holds=holds, hold_key=_text(meta.get("hold_rules")),
         invalid=invalid, duplicates=int(str(meta.get("ingest_duplicates", 0))),
         position=(int(str(meta.get("ingest_offset", 0))), int(str(meta.get("ingest_line", 0))),
                   str(meta.get("ingest_digest", ""))),
@@ -342,6 +349,7 @@ def _read(db: sqlite3.Connection) -> JournalSnapshot | None:
     # A schema-1 journal (a resume migrates it) had no ``seen``: every row from pass 0.
     columns = {r[1] for r in db.execute("PRAGMA table_info(numbers)")}
     seen = "seen" if "seen" in columns else "0"
-    rows = db.execute(f"SELECT id, key, number, {_LABEL}, {seen} "  # noqa: S608
+    held = "not_before" if "not_before" in columns else "NULL"
+    rows = db.execute(f"SELECT id, key, number, {_LABEL}, {seen}, {held} "  # noqa: S608
                       "FROM numbers WHERE valid = 1 ORDER BY id")
     return snapshot(rows, int(invalid), meta, rekeyed=rekeyed_sqlite(db))
