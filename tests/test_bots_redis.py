@@ -87,7 +87,7 @@ async def test_the_reserve_holds_from_the_bots_construction_before_its_first_cal
                     sent += 1
                 except QuotaTimeoutError:
                     pass
-            assert sent == LIMIT - 2
+            assert sent == LIMIT - 2, sent
             await bot.fake_call("5511988887777", max_wait=0)  # a reserved slot, at once
             await bot.fake_call("5511988887778", max_wait=0)
         finally:

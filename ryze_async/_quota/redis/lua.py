@@ -357,7 +357,8 @@ return shared_reserve(ARGV[1], ARGV[2], tonumber(ARGV[3]))
 """
 
 # ARGV: hold_us (-1: none), remaining (-1: none), reset_us, admitted_at_us (-1: unknown),
-# server_limit (-1: none), limit, window_us, ttl_ms, cap_us (longest believable reset), slack_us.
+# server_limit (-1: none), limit, window_us, ttl_ms, cap_us (longest believable reset), slack_us,
+# member (the answered request's reservation; '': unknown).
 FEEDBACK = _PREAMBLE + """
 local hold, remaining, reset = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local admitted_at, server_limit = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -384,8 +385,14 @@ if at < 0 then at = now end
 local old = redis.call('HMGET', budget_k, 'until', 'at')
 if old[1] and now < tonumber(old[1]) and old[2] and at < tonumber(old[2]) then return 0 end
 -- Admissions (of every process) after the answered one may not be in the server's count.
+-- The answered request itself is not one of them: a late one's entry moved to when it left
+-- (STAMP), after its admission time, and the server counted it.
 local since = 0
-if admitted_at >= 0 then since = redis.call('ZCOUNT', log, '(' .. int(admitted_at), int(now)) end
+if admitted_at >= 0 then
+  since = redis.call('ZCOUNT', log, '(' .. int(admitted_at), int(now))
+  local own = ARGV[11] ~= '' and tonumber(redis.call('ZSCORE', log, ARGV[11]) or '-1') or -1
+  if own > admitted_at and own <= now then since = since - 1 end
+end
 local n = math.max(remaining, 0) - since
 local free = limit - redis.call('ZCOUNT', log, '-inf', int(now))
 local till = now + math.min(math.max(reset, 0), cap_us)

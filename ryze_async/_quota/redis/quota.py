@@ -518,7 +518,7 @@ class RedisQuota:
             -1 if admitted_at is None else round(admitted_at * _US),
             -1 if server_limit is None else server_limit,
             self._limit, self._window_us, _IDLE_TTL_MS, round((2 * self._period + 5) * _US),
-            self._slack_us,
+            self._slack_us, getattr(admitted_at, "member", None) or "",
         ]
         self._background(self._run(self._feedback, args))
 
