@@ -64,6 +64,46 @@ async def test_a_forced_failover_mid_run_reaches_the_new_master_and_stays_exact(
         assert PASSWORD[4:12] not in text
 
 
+@pytest.fixture
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]:
+    with SentinelSet(tmp_path_factory.mktemp("sentinel"), password=PASSWORD,
+                     guarded=True) as started:
+        yield started
+
+
+@pytest.mark.infra
+@needs_redis
+async def test_an_old_master_not_yet_demoted_admits_nobody_once_its_replica_is_promoted(
+    guarded: SentinelSet,
+) -> None:
+    # Split brain (issue 19): after a promotion the sentinels leave the old master a master for
+    # 8 to 10 s, and connections still open to it write there. One client keeps its
+    # connections to the old master; one built after the promotion reaches the new one; both
+    # burst at once, each against a log without the other's calls, and their epochs agree
+    # (the replica was in sync). `min-replicas-to-write 1` (the setting the docs ask for) makes
+    # the old master refuse writes once its replica left it: those calls fail closed. (So does
+    # the new master until the old one is its replica: a set of one replica pauses then.)
+    url = guarded.url(auth=f":{PASSWORD}@")
+    async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server:
+        pinned, fresh = client(server, url), None
+        try:
+            assert await calls([pinned], LIMIT, 0) == [None] * LIMIT
+            old = guarded.master_port()
+            await asyncio.to_thread(guarded.promote)
+            assert "role:master" in guarded.cli(old, "INFO", "replication")  # not demoted
+            fresh = client(server, url)
+            split = await asyncio.wait_for(calls([pinned, fresh], 2 * LIMIT, 100), 30)
+            await asyncio.to_thread(guarded.await_demotion, old)
+            after = await asyncio.wait_for(calls([pinned, fresh], LIMIT, 1000), 30)
+        finally:
+            for c in (pinned, fresh):
+                if c is not None:
+                    await c.aclose()
+    assert all(isinstance(f, QuotaBackendError) for f in split if f is not None)
+    assert after == [None] * LIMIT  # both clients, on the new master
+    check(server, 2 * LIMIT + split.count(None))
+
+
 @pytest.mark.infra
 @needs_redis
 async def test_a_wrong_master_password_fails_closed_before_anything_is_sent(
