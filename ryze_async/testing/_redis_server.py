@@ -247,10 +247,16 @@ class SentinelSet(_Servers):
             options["server_args"] = [*options.get("server_args", ()),
                                       "--min-replicas-to-write", "1",
                                       "--min-replicas-max-lag", "10"]
+        # A replica (re)syncs at once: the default waits 5 s for more replicas to share it.
+        options["server_args"] = [*options.get("server_args", ()),
+                                  "--repl-diskless-sync-delay", "0"]
         super().__init__(folder, **options)
         self.name, self.requirepass = name, password
         self.master, self.replica = free_port(), free_port()
         self.sentinels = [free_port() for _ in range(3)]
+        # Each sentinel is told the others (ids of our own) and the replica, instead of
+        # finding them by their hello messages, every 2 s.
+        self.ids = {port: f"{random.getrandbits(160):040x}" for port in self.sentinels}
 
     def url(self, *, auth: str = "", db: int = 0) -> str:
         hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinels)
@@ -262,13 +268,7 @@ class SentinelSet(_Servers):
             self.spawn(self.replica, "--replicaof", "127.0.0.1", str(self.master))
             for port in self.sentinels:
                 conf = self.folder / f"sentinel-{port}.conf"
-                conf.write_text(
-                    f"port {port}\nbind 127.0.0.1\ndir {self.folder}\n"
-                    f"sentinel monitor {self.name} 127.0.0.1 {self.master} 2\n"
-                    f"sentinel down-after-milliseconds {self.name} 2000\n"
-                    f"sentinel failover-timeout {self.name} 10000\n"
-                    + (f"sentinel auth-pass {self.name} {self.requirepass}\n"
-                       if self.requirepass else ""), encoding="ascii")
+                conf.write_text(self._sentinel_conf(port), encoding="ascii")
                 self.processes[port] = subprocess.Popen(  # noqa: S603 - our arguments
                     [REDIS_SERVER, str(conf), "--sentinel", "--logfile",
                      str(self.folder / f"sentinel-{port}.log")],
@@ -280,6 +280,18 @@ class SentinelSet(_Servers):
         except BaseException:
             self.stop()
             raise
+
+    def _sentinel_conf(self, port: int) -> str:
+        others = "".join(f"sentinel known-sentinel {self.name} 127.0.0.1 {other} {sid}\n"
+                         for other, sid in self.ids.items() if other != port)
+        return (f"port {port}\nbind 127.0.0.1\ndir {self.folder}\n"
+                f"sentinel myid {self.ids[port]}\n"
+                f"sentinel monitor {self.name} 127.0.0.1 {self.master} 2\n"
+                f"sentinel down-after-milliseconds {self.name} 2000\n"
+                f"sentinel failover-timeout {self.name} 10000\n"
+                f"sentinel known-replica {self.name} 127.0.0.1 {self.replica}\n" + others
+                + (f"sentinel auth-pass {self.name} {self.requirepass}\n"
+                   if self.requirepass else ""))
 
     def _synced(self, port: int) -> bool:
         return "master_link_status:up" in self.cli(port, "INFO", "replication", check=False)
