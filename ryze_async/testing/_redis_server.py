@@ -252,8 +252,12 @@ class SentinelSet(_Servers):
                                   "--repl-diskless-sync-delay", "0"]
         super().__init__(folder, **options)
         self.name, self.requirepass = name, password
-        self.master, self.replica = free_port(), free_port()
-        self.sentinels = [free_port() for _ in range(3)]
+        ports: list[int] = []
+        while len(ports) < 5:  # free_port holds none: two draws may pick one port
+            port = free_port()
+            if port not in ports:
+                ports.append(port)
+        self.master, self.replica, *self.sentinels = ports
         # Each sentinel is told the others (ids of our own) and the replica, instead of
         # finding them by their hello messages, every 2 s.
         self.ids = {port: f"{random.getrandbits(160):040x}" for port in self.sentinels}
