@@ -230,18 +230,37 @@ class LocalCluster(_Servers):
 class SentinelSet(_Servers):
     """A master, one replica and three sentinels (``redis-server --sentinel``) watching it as
     `name`, on free loopback ports; ready once every sentinel knows the replica and the
-    other sentinels. ``stop`` kills them all."""
+    other sentinels. ``stop`` kills them all.
+
+    `guarded`: the data nodes refuse writes without a replica in sync
+    (``min-replicas-to-write 1``, ``min-replicas-max-lag 10``), the setting
+    ``docs/scaling-out.md`` asks of a Sentinel set: an old master stops admitting once its
+    replica is promoted (issue 19)."""
 
     def __init__(self, folder: Path, name: str = "mymaster", *, password: str = "",
-                 **options: Any) -> None:
+                 guarded: bool = False, **options: Any) -> None:
         if password:  # the data nodes' default user: the sentinels and the replica know it
             options["server_args"] = [*options.get("server_args", ()), "--requirepass",
                                       password, "--masterauth", password]
             options["cli_env"] = {**options.get("cli_env", {}), "REDISCLI_AUTH": password}
+        if guarded:
+            options["server_args"] = [*options.get("server_args", ()),
+                                      "--min-replicas-to-write", "1",
+                                      "--min-replicas-max-lag", "10"]
+        # A replica (re)syncs at once: the default waits 5 s for more replicas to share it.
+        options["server_args"] = [*options.get("server_args", ()),
+                                  "--repl-diskless-sync-delay", "0"]
         super().__init__(folder, **options)
         self.name, self.requirepass = name, password
-        self.master, self.replica = free_port(), free_port()
-        self.sentinels = [free_port() for _ in range(3)]
+        ports: list[int] = []
+        while len(ports) < 5:  # free_port holds none: two draws may pick one port
+            port = free_port()
+            if port not in ports:
+                ports.append(port)
+        self.master, self.replica, *self.sentinels = ports
+        # Each sentinel is told the others (ids of our own) and the replica, instead of
+        # finding them by their hello messages, every 2 s.
+        self.ids = {port: f"{random.getrandbits(160):040x}" for port in self.sentinels}
 
     def url(self, *, auth: str = "", db: int = 0) -> str:
         hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinels)
@@ -253,13 +272,7 @@ class SentinelSet(_Servers):
             self.spawn(self.replica, "--replicaof", "127.0.0.1", str(self.master))
             for port in self.sentinels:
                 conf = self.folder / f"sentinel-{port}.conf"
-                conf.write_text(
-                    f"port {port}\nbind 127.0.0.1\ndir {self.folder}\n"
-                    f"sentinel monitor {self.name} 127.0.0.1 {self.master} 2\n"
-                    f"sentinel down-after-milliseconds {self.name} 2000\n"
-                    f"sentinel failover-timeout {self.name} 10000\n"
-                    + (f"sentinel auth-pass {self.name} {self.requirepass}\n"
-                       if self.requirepass else ""), encoding="ascii")
+                conf.write_text(self._sentinel_conf(port), encoding="ascii")
                 self.processes[port] = subprocess.Popen(  # noqa: S603 - our arguments
                     [REDIS_SERVER, str(conf), "--sentinel", "--logfile",
                      str(self.folder / f"sentinel-{port}.log")],
@@ -271,6 +284,18 @@ class SentinelSet(_Servers):
         except BaseException:
             self.stop()
             raise
+
+    def _sentinel_conf(self, port: int) -> str:
+        others = "".join(f"sentinel known-sentinel {self.name} 127.0.0.1 {other} {sid}\n"
+                         for other, sid in self.ids.items() if other != port)
+        return (f"port {port}\nbind 127.0.0.1\ndir {self.folder}\n"
+                f"sentinel myid {self.ids[port]}\n"
+                f"sentinel monitor {self.name} 127.0.0.1 {self.master} 2\n"
+                f"sentinel down-after-milliseconds {self.name} 2000\n"
+                f"sentinel failover-timeout {self.name} 10000\n"
+                f"sentinel known-replica {self.name} 127.0.0.1 {self.replica}\n" + others
+                + (f"sentinel auth-pass {self.name} {self.requirepass}\n"
+                   if self.requirepass else ""))
 
     def _synced(self, port: int) -> bool:
         return "master_link_status:up" in self.cli(port, "INFO", "replication", check=False)
@@ -300,6 +325,17 @@ class SentinelSet(_Servers):
         replica, it says it is the master and the old master says it is a replica; returns the
         new master's port."""
         old = self.master_port()
+        new = self.promote()
+        self.await_demotion(old)
+        return new
+
+    def promote(self) -> int:
+        """``SENTINEL FAILOVER``, then wait (bounded: 30 s) until the sentinels name the
+        replica and it says it is the master; returns its port. The old master is not demoted
+        yet: the sentinels turn it into a replica some 8 to 10 s after the switch, and until
+        then it takes the writes of connections still open to it (the split brain of an
+        unplanned failover, issue 19)."""
+        old = self.master_port()
         self.sentinel_cli("SENTINEL", "FAILOVER", self.name)
         _wait(partial(self._promoted, old), "the failover never promoted the replica",
               timeout=30)
@@ -307,8 +343,20 @@ class SentinelSet(_Servers):
 
     def _promoted(self, old: int) -> bool:
         new = self.master_port()
-        return new != old and "role:master" in self.cli(new, "INFO", "replication") \
-            and "role:slave" in self.cli(old, "INFO", "replication")
+        return new != old and "role:master" in self.cli(new, "INFO", "replication")
+
+    def await_demotion(self, old: int) -> None:
+        """Wait (bounded: 30 s) until the old master on port `old` is the new master's replica,
+        in sync, and the new master counts it as a good replica (it takes writes again, when
+        `guarded`)."""
+        _wait(partial(self._demoted, old), "the sentinels never demoted the old master",
+              timeout=30)
+
+    def _demoted(self, old: int) -> bool:
+        replica = self.cli(old, "INFO", "replication")
+        master = self.cli(self.master_port(), "INFO", "replication")
+        return "role:slave" in replica and "master_link_status:up" in replica \
+            and "min_slaves_good_slaves:0" not in master
 
     def __enter__(self) -> Self:
         self.start()

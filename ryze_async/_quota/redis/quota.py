@@ -209,6 +209,7 @@ class RedisQuota:
         self._stamp = redis.register_script(STAMP)
         self._pending: set[asyncio.Task[Any]] = set()
         self._probe_member: str | None = None
+        self._guard_checked = False
 
     @classmethod
     def from_url(
@@ -261,8 +262,18 @@ class RedisQuota:
     async def connect(self) -> None:
         """Open one connection now (TCP, TLS handshake, AUTH, SELECT) and keep it in the pool:
         a refused certificate or password shows before the first admission. Raises what
-        redis-py raised (``choose.connect_shared_quota`` tells a setting from a Redis down)."""
+        redis-py raised (``choose.connect_shared_quota`` tells a setting from a Redis down).
+        Through Sentinel, says once when the master lacks ``min-replicas-to-write``."""
         await self._link.connect()
+        await self._check_guard()
+
+    async def _check_guard(self) -> None:
+        """Once per quota, through Sentinel only (one round trip): say when the master takes
+        writes with no replica in sync, the split brain no epoch sees (`Link.unguarded`)."""
+        if not self._guard_checked:
+            self._guard_checked = True
+            if await self._link.unguarded():
+                _say_unguarded(self._where)
 
     async def announce(self) -> None:
         """Put this quota's reserve in force for every process on the token, from now until
@@ -314,6 +325,7 @@ class RedisQuota:
         """
         await self.flush()
         await self._keeper.start()
+        await self._check_guard()
         # The lane's initial leads the id: the log tells who reserved each slot.
         loop = asyncio.get_running_loop()
         if max_wait is not None:
@@ -542,6 +554,19 @@ class RedisQuota:
             await self.flush()
         await self._keeper.stop()
         await self._link.aclose()
+
+
+_UNGUARDED_SAID: set[str] = set()  # the Redis named, once per process
+
+
+def _say_unguarded(where: str) -> None:
+    if where not in _UNGUARDED_SAID:
+        _UNGUARDED_SAID.add(where)
+        _log.warning(
+            "the master of %s takes writes with no replica in sync (min-replicas-to-write is"
+            " not set): in a failover, connections still open to the old master admit calls"
+            " the new master never sees, and the quota can go over the limit; set"
+            " min-replicas-to-write 1 and min-replicas-max-lag 10 on its data nodes", where)
 
 
 def _one_server(url: str, common: dict[str, Any]) -> aioredis.Redis:

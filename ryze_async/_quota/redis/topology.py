@@ -62,6 +62,7 @@ class Link:
 
     client: aioredis.Redis | RedisCluster
     also_close: list[aioredis.Redis] = field(default_factory=list)
+    sentinel: bool = False  # a master that sentinels name: it can be promoted around us
 
     async def connect(self) -> None:
         """Open a connection now (TLS handshake, AUTH, and for a cluster its slot map); raises
@@ -79,6 +80,20 @@ class Link:
                 await other.connection_pool.disconnect()
             raise
         await pool.release(connection)
+
+    async def unguarded(self) -> bool:
+        """Whether the master that sentinels name takes writes with no replica in sync (no
+        ``min-replicas-to-write``: its ``INFO replication`` has no ``min_slaves_good_slaves``).
+        Such an old master goes on admitting, after its replica's promotion, the calls of
+        connections still open to it: a split brain no epoch sees (issue 19). False when it
+        cannot tell: one server, a cluster, or INFO refused by the user's ACL rule."""
+        if not self.sentinel:
+            return False
+        try:
+            info = await self.client.info("replication")
+        except FAILURES:
+            return False
+        return "min_slaves_good_slaves" not in info
 
     async def run(self, job: Callable[[], Awaitable[T]]) -> T:
         """`job()`; on a cluster, again while the slot is moving (none of the tries ran: each
@@ -183,7 +198,7 @@ def _sentinel(parts: _Parts, common: dict[str, Any]) -> Link:
     sentinels = Sentinel(parts.hosts, sentinel_kwargs={**own, **auth,
                                                         "retry": Retry(NoBackoff(), 0)})
     master = sentinels.master_for(unquote(where["master"]), **kwargs)
-    return Link(master, also_close=list(sentinels.sentinels))
+    return Link(master, also_close=list(sentinels.sentinels), sentinel=True)
 
 
 def open_link(url: str, common: dict[str, Any], single: Callable[[], Link]) -> Link:
