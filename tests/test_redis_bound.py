@@ -17,6 +17,7 @@ pytest.importorskip("redis", reason="the shared quota needs the 'redis' extra")
 from redis import asyncio as aioredis
 
 from ryze_async import RedisQuota, RyzeClient
+from ryze_async._quota.local import stamp_allowance
 from ryze_async.testing import FakeRyzeServer, RedisServer
 from ryze_async.testing._quota_sim import max_in_window
 from ryze_async.testing._shared_quota import REDIS_SERVER
@@ -101,11 +102,19 @@ async def test_a_request_that_leaves_late_moves_its_entry_to_then_and_one_on_tim
     digest = uuid.uuid4().hex
     limiter = quota(redis_server.url, digest)
     try:
+        await limiter.connect()
         first = await limiter.acquire()
         limiter.settle()
-        assert limiter.sent(first) is first  # on time: nothing asked, the log as it was
+        # On time unless this admission's own round trip took longer than the allowance (a
+        # loaded host): then it is stamped like any late one.
+        late = asyncio.get_running_loop().time() - first.due
+        assert limiter.sent(first) is first
         await limiter.flush()
-        assert (await log_of(raw, digest))[first.member] == pytest.approx(first, abs=2e-6)
+        entry = (await log_of(raw, digest))[first.member]
+        if late <= stamp_allowance(MARGIN):  # nothing asked: the log as it was
+            assert entry == pytest.approx(first, abs=2e-6)
+        else:
+            assert entry > first
         second = await limiter.acquire()
         await asyncio.sleep(STALL)
         before = await redis_now(raw)
