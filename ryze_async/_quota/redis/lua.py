@@ -277,26 +277,34 @@ local function first_fit(t0, n, cap, window)
 end
 """
 
-# ARGV: limit, window_us (period + margin), reserve (this quota's interactive_reserve), member,
+# One argument and a one-string answer, each of space-separated fields (issue 18: the client
+# encodes one argument and parses one reply instead of 13 and 7, the larger part of an
+# admission's cost); the fields, in order:
+# ARGV[1]: limit, window_us (period + margin), reserve (this quota's interactive_reserve), member,
 # max_wait_us (-1: no deadline), ttl_ms (idle keys expire after it), probe_ms (0: no probe),
 # lane ('bulk' or 'interactive'), quota_id (names this quota's reserve), reserve_ttl_ms,
 # slack_us (the margin: see `bulk_slot`), known_gen, known_seq (the epoch this process saw
 # last; 0, 0: none).
-# Returns {0, wait_us, slot_us, probed, ...} (reserved; probed = 1: this is a fresh quota's
-# probe), {1, retry_us, 0, 0, ...} (a probe is out: nothing reserved, ask again) or
-# {2, wait_us, 0, 0, ...} (the slot is beyond max_wait: nothing reserved); each ends with the
+# Returns 0, wait_us, slot_us, probed, ... (reserved; probed = 1: this is a fresh quota's
+# probe), 1, retry_us, 0, 0, ... (a probe is out: nothing reserved, ask again) or
+# 2, wait_us, 0, 0, ... (the slot is beyond max_wait: nothing reserved); each ends with the
 # epoch's gen and seq (seq: this admission's) and lost (1: this call found the state lost).
 ADMIT = _PREAMBLE + """
-slack = tonumber(ARGV[11])
-local limit, window = strictest(tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[6]))
-local member, max_wait = ARGV[4], tonumber(ARGV[5])
-local ttl, probe_ms, bulk = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8] == 'bulk'
-local reserve = shared_reserve(ARGV[3], ARGV[9], tonumber(ARGV[10]))
+local A = {}
+for w in string.gmatch(ARGV[1], '%S+') do A[#A + 1] = w end
+local function answer(...)
+  return string.format(string.rep('%.0f ', select('#', ...)), ...)
+end
+slack = tonumber(A[11])
+local limit, window = strictest(tonumber(A[1]), tonumber(A[2]), tonumber(A[6]))
+local member, max_wait = A[4], tonumber(A[5])
+local ttl, probe_ms, bulk = tonumber(A[6]), tonumber(A[7]), A[8] == 'bulk'
+local reserve = shared_reserve(A[3], A[9], tonumber(A[10]))
 redis.call('ZREMRANGEBYSCORE', log, '-inf', int(now - window))
-local gen, seq, lost, paused = epoch_guard(tonumber(ARGV[12]), tonumber(ARGV[13]), limit,
+local gen, seq, lost, paused = epoch_guard(tonumber(A[12]), tonumber(A[13]), limit,
                                           window, ttl)
 local probe = redis.call('PTTL', probe_k)
-if probe > 0 then return {1, probe * 1000, 0, 0, gen, seq, lost} end
+if probe > 0 then return answer(1, probe * 1000, 0, 0, gen, seq, lost) end
 reserve = math.min(reserve, limit - 1)
 local t = now
 local blocked = tonumber(redis.call('GET', blocked_k) or '0')
@@ -326,7 +334,7 @@ end
 local spend = limited and t < tonumber(budget[2])
 if max_wait >= 0 and t - now > max_wait then
   for _, b in ipairs(moving) do redis.call('ZADD', log, int(b[2]), b[1]) end
-  return {2, t - now, 0, 0, gen, seq, lost}
+  return answer(2, t - now, 0, 0, gen, seq, lost)
 end
 if spend then redis.call('HINCRBY', budget_k, 'n', -1) end
 local probed = 0
@@ -339,7 +347,7 @@ redis.call('ZADD', log, int(t), member)
 local last = math.max(t, put_back(moving, limit, reserve, window))
 redis.call('PEXPIRE', log, math.floor((last - now + window) / 1000) + ttl)
 seq = redis.call('HINCRBY', epoch_k, 'seq', 1)
-return {0, t - now, t, probed, gen, seq, lost}
+return answer(0, t - now, t, probed, gen, seq, lost)
 """
 
 # Keep this quota's reserve in force (a client with a reserve, from its start and then

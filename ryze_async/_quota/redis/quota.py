@@ -379,15 +379,17 @@ class RedisQuota:
         self, member: str, max_wait: float | None, lane: Lane
     ) -> tuple[int, int]:
         """One reservation: (wait, slot) in microseconds, asking again while a probe is out."""
-        args: list[int | str] = [
-            self._limit, self._window_us, self._reserve, member,
-            -1 if max_wait is None else round(max_wait * _US), _IDLE_TTL_MS, self._probe_ms,
-            "bulk" if lane == "bulk" else "interactive", self._id, RESERVE_TTL_MS,
-            self._slack_us,
-        ]
+        args = (
+            f"{self._limit} {self._window_us} {self._reserve} {member}"
+            f" {-1 if max_wait is None else round(max_wait * _US)} {_IDLE_TTL_MS}"
+            f" {self._probe_ms} {'bulk' if lane == 'bulk' else 'interactive'} {self._id}"
+            f" {RESERVE_TTL_MS} {self._slack_us}"
+        )
         while True:
-            kind, wait_us, slot_us, probed, *epoch = await self._run(
-                self._admit, [*args, *_EPOCHS.known(self._digest)])
+            gen, seq = _EPOCHS.known(self._digest)
+            # One argument and one reply, each of space-separated fields (lua.ADMIT).
+            answer = await self._run(self._admit, [f"{args} {gen} {seq}"])
+            kind, wait_us, slot_us, probed, *epoch = map(int, answer.split())
             self._saw(*epoch)
             if kind != _PROBING:
                 break
