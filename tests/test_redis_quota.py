@@ -332,3 +332,32 @@ async def test_a_password_in_the_url_never_shows() -> None:
     cause = caught.value.__cause__
     for text in (str(caught.value), repr(caught.value), repr(quota), repr(cause), str(cause)):
         assert "s3cret" not in text
+
+
+async def test_a_caller_waiting_for_the_pool_gets_the_connection_released_on_the_fast_path(
+    redis_server: RedisServer,
+) -> None:
+    """Issue 18: the quota's pool takes and gives back an idle connection without its Condition;
+    a caller that found every connection in use must still be woken by the next release, not
+    fail with "No connection available" when the pool's timeout ends."""
+    from ryze_async._quota.redis.quota import _Pool
+
+    pool = _Pool.from_url(redis_server.url, max_connections=1, timeout=5.0)
+    try:
+        held = await pool.get_connection()
+        waiter = asyncio.create_task(pool.get_connection())
+        for _ in range(100):  # until it found the pool full and blocks
+            if pool._waiting:
+                break
+            await asyncio.sleep(0)
+        assert pool._waiting == 1
+        assert not waiter.done()
+        started = time.monotonic()
+        await pool.release(held)
+        again = await asyncio.wait_for(waiter, 10.0)
+        assert again is held
+        assert time.monotonic() - started < 2.5, "woken by the pool's timeout, not the release"
+        await pool.release(again)
+        assert await pool.get_connection() is held  # idle again: taken on the fast path
+    finally:
+        await pool.disconnect()
