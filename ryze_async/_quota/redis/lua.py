@@ -78,10 +78,11 @@ year 2255); no script takes a clock reading from its caller. All keys of one quo
 ``{hash tag}``, so each script touches one Cluster slot.
 
 KEYS (every script): 1 log (sorted set: member -> reserved send time), 2 blocked-until (string),
-3 budget (hash: n, until), 4 conf (hash: the strictest limit and window of the quota's users),
+3 budget (hash: n, until), 4 conf (hash: the strictest limit and window of the quota's users;
+exp: `keep_alive`),
 5 probe (string: the member of a fresh quota's first admission, until it is settled),
 6 reserves (sorted set: 'reserve:quota_id' -> when that announcement lapses), 7 epoch (hash:
-gen, seq: admissions in this generation, paused: until when a loss's pause holds).
+gen, seq: admissions in this generation, paused: until when a loss's pause holds; exp).
 """
 
 from __future__ import annotations
@@ -103,13 +104,15 @@ local function int(x) return string.format('%.0f', x) end
 -- The reserve in force: the largest that a live client announced (members 'reserve:quota_id'
 -- scored by when the announcement lapses), this caller's own (`own`, a string) included.
 local function shared_reserve(own, id, ttl_ms)
-  redis.call('ZREMRANGEBYSCORE', reserves_k, '-inf', int(now))
   if own ~= '0' then
+    redis.call('ZREMRANGEBYSCORE', reserves_k, '-inf', int(now))
     redis.call('ZADD', reserves_k, int(now + ttl_ms * 1000), own .. ':' .. id)
     redis.call('PEXPIRE', reserves_k, ttl_ms)
   end
   local reserve = tonumber(own)
-  for _, m in ipairs(redis.call('ZRANGE', reserves_k, 0, -1)) do
+  -- Lapsed ones are only skipped here (one call on every admission, not two): the next
+  -- announcement prunes them, the key's TTL ends them.
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', reserves_k, '(' .. int(now), '+inf')) do
     reserve = math.max(reserve, tonumber(string.match(m, '^(%d+):')) or 0)
   end
   return reserve
@@ -175,6 +178,16 @@ local function requeue(till, limit, window, ttl)
   end
   redis.call('PEXPIRE', log, math.floor((last - now + window) / 1000) + ttl)
 end
+-- A hash's TTL, refreshed to `keep` ms (never shortened) only when `slack` ms of it have run
+-- out since (issue 18: no PTTL and PEXPIRE on every call), so it holds `keep - slack` or
+-- more after each call. When it runs out is kept in the hash's field 'exp', which the caller
+-- read with its other fields (`exp`).
+local function keep_alive(key, exp, keep, slack)
+  if exp and tonumber(exp) - now > (keep - slack) * 1000 then return end
+  keep = math.max(redis.call('PTTL', key), keep)
+  redis.call('PEXPIRE', key, keep)
+  redis.call('HSET', key, 'exp', int(now + keep * 1000))
+end
 -- Lost state (issue 19): the epoch (gen, seq; seq counts admissions) against what the caller
 -- last saw. Gone while the caller knew one, an older generation, or fewer admissions than the
 -- caller saw: the log lost writes (a flush, an eviction, a restart without persistence or from
@@ -184,7 +197,7 @@ end
 -- its keys' TTL). Returns gen, seq, lost (1: this call found the loss), paused (1: a loss's
 -- pause is in force).
 local function epoch_guard(known_gen, known_seq, limit, window, ttl)
-  local ep = redis.call('HMGET', epoch_k, 'gen', 'seq', 'paused')
+  local ep = redis.call('HMGET', epoch_k, 'gen', 'seq', 'paused', 'exp')
   local gen, seq = tonumber(ep[1] or '0'), tonumber(ep[2] or '0')
   local lost = (not ep[1] and known_gen > 0) or gen < known_gen
                or (gen == known_gen and seq < known_seq)
@@ -201,8 +214,8 @@ local function epoch_guard(known_gen, known_seq, limit, window, ttl)
     gen = 1
     redis.call('HSET', epoch_k, 'gen', '1', 'seq', '0')
   end
-  local keep = math.floor(window / 1000) + ttl
-  redis.call('PEXPIRE', epoch_k, math.max(redis.call('PTTL', epoch_k), keep))
+  -- Half a window of slack: it still outlives by far what a process remembers (`ttl`).
+  keep_alive(epoch_k, ep[4], math.floor(window / 1000) + ttl, math.floor(window / 2000))
   local paused = 0
   if ep[3] and tonumber(ep[3]) > now then paused = 1 end
   if lost then paused = 1 end
@@ -214,14 +227,14 @@ end
 -- they get stricter, reservations placed under the old ones would send too many in the
 -- windows ahead: they move (a newcomer's limit, or the server's X-RateLimit-Limit).
 local function strictest(limit, window, ttl)
-  local conf = redis.call('HMGET', conf_k, 'limit', 'window')
+  local conf = redis.call('HMGET', conf_k, 'limit', 'window', 'exp')
   if conf[1] then limit = math.min(limit, tonumber(conf[1])) end
   if conf[2] then window = math.max(window, tonumber(conf[2])) end
   if not conf[1] or limit ~= tonumber(conf[1]) or window ~= tonumber(conf[2]) then
     redis.call('HSET', conf_k, 'limit', int(limit), 'window', int(window))
     if conf[1] then requeue(now, limit, window, ttl) end
   end
-  redis.call('PEXPIRE', conf_k, ttl)
+  keep_alive(conf_k, conf[3], ttl, math.min(1000, math.floor(ttl / 2)))
   return limit, window
 end
 -- The uncontended case in O(log n), the answer `first_fit` would give: nothing is queued after
