@@ -240,10 +240,11 @@ end
 -- The uncontended case in O(log n), the answer `first_fit` would give: nothing is queued after
 -- now and the window ending at t holds fewer than cap, so every window around t (which holds
 -- t, and entries in (t - window, t] only) has room at t itself, and no entry needs to move.
+-- Also returns whether the log is empty (read on the way: no ZCARD for it).
 local function room_at(t, cap, window)
   local tail = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
-  if #tail > 0 and tonumber(tail[2]) > now then return false end
-  return redis.call('ZCOUNT', log, int(t - window + 1), '+inf') < cap
+  if #tail > 0 and tonumber(tail[2]) > now then return false, false end
+  return redis.call('ZCOUNT', log, int(t - window + 1), '+inf') < cap, #tail == 0
 end
 -- The earliest slot >= t0 where every window around it holds fewer than cap entries: it may
 -- lie before queued reservations (between them, or now when bulk left the reserve free).
@@ -332,17 +333,21 @@ local limited = budget[1] and budget[2]
 if limited and t < tonumber(budget[2]) and tonumber(budget[1]) <= floor then
   t = tonumber(budget[2])
 end
-local n = redis.call('ZCARD', log)
 -- An interactive call goes ahead of the bulk reservations not sent yet, which move back
 -- behind it (issue 18); their waiters learn their new slot, and re-check their max_wait, when
 -- they wake.
-local moving = {}
+local moving, empty, fits = {}, false, false
 if bulk then
+  local n = redis.call('ZCARD', log)
+  empty = n == 0
   t = bulk_slot(t, n, limit, reserve, window)
-elseif not room_at(t, limit, window) then
-  moving = unsent_bulk()
-  for _, b in ipairs(moving) do redis.call('ZREM', log, b[1]) end
-  t = first_fit(t, n - #moving, limit, window)
+else
+  fits, empty = room_at(t, limit, window)
+  if not fits then
+    moving = unsent_bulk()
+    for _, b in ipairs(moving) do redis.call('ZREM', log, b[1]) end
+    t = first_fit(t, redis.call('ZCARD', log), limit, window)
+  end
 end
 local spend = limited and t < tonumber(budget[2])
 if max_wait >= 0 and t - now > max_wait then
@@ -352,7 +357,7 @@ end
 if spend then redis.call('HINCRBY', budget_k, 'n', -1) end
 local probed = 0
 -- (Not after a loss: the pause is the caution, and the others would poll through it.)
-if probe_ms > 0 and n == 0 and paused == 0 then
+if probe_ms > 0 and empty and paused == 0 then
   redis.call('SET', probe_k, member, 'PX', math.floor((t - now) / 1000) + probe_ms)
   probed = 1
 end

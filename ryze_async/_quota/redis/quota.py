@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import re
@@ -202,6 +203,8 @@ class RedisQuota:
         ]
         self._digest = token_digest
         self._reserve, self._id = reserve, uuid.uuid4().hex  # the id names our announcement
+        # A reservation's id: this quota's and a serial (no uuid4, a system call, per admission).
+        self._serial = itertools.count()
         self._keeper = ReserveKeeper(reserve, self._announce)
         self._admit = redis.register_script(ADMIT)
         self._announce_script = redis.register_script(ANNOUNCE)
@@ -319,7 +322,7 @@ class RedisQuota:
         loop = asyncio.get_running_loop()
         if max_wait is not None:
             deadline = loop.time() + max(0.0, max_wait)
-        held = Reservation(("b" if lane == "bulk" else "i") + uuid.uuid4().hex)
+        held = Reservation(f"{'b' if lane == 'bulk' else 'i'}{self._id}{next(self._serial):x}")
         try:
             while True:
                 asked = loop.time()
