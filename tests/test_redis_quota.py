@@ -332,3 +332,59 @@ async def test_a_password_in_the_url_never_shows() -> None:
     cause = caught.value.__cause__
     for text in (str(caught.value), repr(caught.value), repr(quota), repr(cause), str(cause)):
         assert "s3cret" not in text
+
+
+async def test_a_caller_waiting_for_the_pool_gets_the_connection_released_on_the_fast_path(
+    redis_server: RedisServer,
+) -> None:
+    """Issue 18: the quota's pool takes and gives back an idle connection without its Condition;
+    a caller that found every connection in use must still be woken by the next release, not
+    fail with "No connection available" when the pool's timeout ends."""
+    from ryze_async._quota.redis.quota import _Pool
+
+    pool = _Pool.from_url(redis_server.url, max_connections=1, timeout=5.0)
+    try:
+        held = await pool.get_connection()
+        waiter = asyncio.create_task(pool.get_connection())
+        for _ in range(100):  # until it found the pool full and blocks
+            if pool._waiting:
+                break
+            await asyncio.sleep(0)
+        assert pool._waiting == 1
+        assert not waiter.done()
+        started = time.monotonic()
+        await pool.release(held)
+        again = await asyncio.wait_for(waiter, 10.0)
+        assert again is held
+        assert time.monotonic() - started < 2.5, "woken by the pool's timeout, not the release"
+        await pool.release(again)
+        assert await pool.get_connection() is held  # idle again: taken on the fast path
+    finally:
+        await pool.disconnect()
+
+
+async def test_the_conf_and_epoch_ttls_are_refreshed_when_due_not_on_every_admission(
+    redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    """Issue 18: an admission refreshes the TTL of the strictest-limit (conf) and epoch hashes
+    only once it has run down (their 'exp' field says when it ends), not with a PTTL and a
+    PEXPIRE every time; once due, it is back to the full TTL. The idle TTL is 60 s."""
+    digest = uuid.uuid4().hex
+    conf, epoch = f"ryze:{{{digest}}}:conf", f"ryze:{{{digest}}}:epoch"
+    keep = {conf: 60_000, epoch: round(WINDOW * 1000) + 60_000}
+    quota = RedisQuota.from_url(redis_server.url, token_digest=digest, limit=LIMIT,
+                                period=PERIOD, margin=MARGIN)
+    try:
+        await admit(quota)
+        for key, full in keep.items():
+            assert full - 1000 < await raw.pttl(key) <= full
+            await raw.pexpire(key, 50_000)  # a little run down: not yet due
+        await admit(quota)
+        for key in keep:
+            assert await raw.pttl(key) <= 50_000, key  # not refreshed: no call spent on it
+            await raw.hset(key, "exp", "0")  # run down to its end: due
+        await admit(quota)
+        for key, full in keep.items():
+            assert full - 1000 < await raw.pttl(key) <= full, key
+    finally:
+        await quota.aclose()

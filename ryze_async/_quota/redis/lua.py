@@ -83,10 +83,11 @@ year 2255); no script takes a clock reading from its caller. All keys of one quo
 ``{hash tag}``, so each script touches one Cluster slot.
 
 KEYS (every script): 1 log (sorted set: member -> reserved send time), 2 blocked-until (string),
-3 budget (hash: n, until), 4 conf (hash: the strictest limit and window of the quota's users),
+3 budget (hash: n, until), 4 conf (hash: the strictest limit and window of the quota's users;
+exp: `keep_alive`),
 5 probe (string: the member of a fresh quota's first admission, until it is settled),
 6 reserves (sorted set: 'reserve:quota_id' -> when that announcement lapses), 7 epoch (hash:
-gen, seq: admissions in this generation, paused: until when a loss's pause holds).
+gen, seq: admissions in this generation, paused: until when a loss's pause holds; exp).
 """
 
 from __future__ import annotations
@@ -108,13 +109,15 @@ local function int(x) return string.format('%.0f', x) end
 -- The reserve in force: the largest that a live client announced (members 'reserve:quota_id'
 -- scored by when the announcement lapses), this caller's own (`own`, a string) included.
 local function shared_reserve(own, id, ttl_ms)
-  redis.call('ZREMRANGEBYSCORE', reserves_k, '-inf', int(now))
   if own ~= '0' then
+    redis.call('ZREMRANGEBYSCORE', reserves_k, '-inf', int(now))
     redis.call('ZADD', reserves_k, int(now + ttl_ms * 1000), own .. ':' .. id)
     redis.call('PEXPIRE', reserves_k, ttl_ms)
   end
   local reserve = tonumber(own)
-  for _, m in ipairs(redis.call('ZRANGE', reserves_k, 0, -1)) do
+  -- Lapsed ones are only skipped here (one call on every admission, not two): the next
+  -- announcement prunes them, the key's TTL ends them.
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', reserves_k, '(' .. int(now), '+inf')) do
     reserve = math.max(reserve, tonumber(string.match(m, '^(%d+):')) or 0)
   end
   return reserve
@@ -180,6 +183,16 @@ local function requeue(till, limit, window, ttl)
   end
   redis.call('PEXPIRE', log, math.floor((last - now + window) / 1000) + ttl)
 end
+-- A hash's TTL, refreshed to `keep` ms (never shortened) only when `slack` ms of it have run
+-- out since (issue 18: no PTTL and PEXPIRE on every call), so it holds `keep - slack` or
+-- more after each call. When it runs out is kept in the hash's field 'exp', which the caller
+-- read with its other fields (`exp`).
+local function keep_alive(key, exp, keep, slack)
+  if exp and tonumber(exp) - now > (keep - slack) * 1000 then return end
+  keep = math.max(redis.call('PTTL', key), keep)
+  redis.call('PEXPIRE', key, keep)
+  redis.call('HSET', key, 'exp', int(now + keep * 1000))
+end
 -- Lost state (issue 19): the epoch (gen, seq; seq counts admissions) against what the caller
 -- last saw. Gone while the caller knew one, an older generation, or fewer admissions than the
 -- caller saw: the log lost writes (a flush, an eviction, a restart without persistence or from
@@ -189,7 +202,7 @@ end
 -- its keys' TTL). Returns gen, seq, lost (1: this call found the loss), paused (1: a loss's
 -- pause is in force).
 local function epoch_guard(known_gen, known_seq, limit, window, ttl)
-  local ep = redis.call('HMGET', epoch_k, 'gen', 'seq', 'paused')
+  local ep = redis.call('HMGET', epoch_k, 'gen', 'seq', 'paused', 'exp')
   local gen, seq = tonumber(ep[1] or '0'), tonumber(ep[2] or '0')
   local lost = (not ep[1] and known_gen > 0) or gen < known_gen
                or (gen == known_gen and seq < known_seq)
@@ -206,8 +219,8 @@ local function epoch_guard(known_gen, known_seq, limit, window, ttl)
     gen = 1
     redis.call('HSET', epoch_k, 'gen', '1', 'seq', '0')
   end
-  local keep = math.floor(window / 1000) + ttl
-  redis.call('PEXPIRE', epoch_k, math.max(redis.call('PTTL', epoch_k), keep))
+  -- Half a window of slack: it still outlives by far what a process remembers (`ttl`).
+  keep_alive(epoch_k, ep[4], math.floor(window / 1000) + ttl, math.floor(window / 2000))
   local paused = 0
   if ep[3] and tonumber(ep[3]) > now then paused = 1 end
   if lost then paused = 1 end
@@ -219,23 +232,24 @@ end
 -- they get stricter, reservations placed under the old ones would send too many in the
 -- windows ahead: they move (a newcomer's limit, or the server's X-RateLimit-Limit).
 local function strictest(limit, window, ttl)
-  local conf = redis.call('HMGET', conf_k, 'limit', 'window')
+  local conf = redis.call('HMGET', conf_k, 'limit', 'window', 'exp')
   if conf[1] then limit = math.min(limit, tonumber(conf[1])) end
   if conf[2] then window = math.max(window, tonumber(conf[2])) end
   if not conf[1] or limit ~= tonumber(conf[1]) or window ~= tonumber(conf[2]) then
     redis.call('HSET', conf_k, 'limit', int(limit), 'window', int(window))
     if conf[1] then requeue(now, limit, window, ttl) end
   end
-  redis.call('PEXPIRE', conf_k, ttl)
+  keep_alive(conf_k, conf[3], ttl, math.min(1000, math.floor(ttl / 2)))
   return limit, window
 end
 -- The uncontended case in O(log n), the answer `first_fit` would give: nothing is queued after
 -- now and the window ending at t holds fewer than cap, so every window around t (which holds
 -- t, and entries in (t - window, t] only) has room at t itself, and no entry needs to move.
+-- Also returns whether the log is empty (read on the way: no ZCARD for it).
 local function room_at(t, cap, window)
   local tail = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
-  if #tail > 0 and tonumber(tail[2]) > now then return false end
-  return redis.call('ZCOUNT', log, int(t - window + 1), '+inf') < cap
+  if #tail > 0 and tonumber(tail[2]) > now then return false, false end
+  return redis.call('ZCOUNT', log, int(t - window + 1), '+inf') < cap, #tail == 0
 end
 -- The earliest slot >= t0 where every window around it holds fewer than cap entries: it may
 -- lie before queued reservations (between them, or now when bulk left the reserve free).
@@ -282,26 +296,34 @@ local function first_fit(t0, n, cap, window)
 end
 """
 
-# ARGV: limit, window_us (period + margin), reserve (this quota's interactive_reserve), member,
+# One argument and a one-string answer, each of space-separated fields (issue 18: the client
+# encodes one argument and parses one reply instead of 13 and 7, the larger part of an
+# admission's cost); the fields, in order:
+# ARGV[1]: limit, window_us (period + margin), reserve (this quota's interactive_reserve), member,
 # max_wait_us (-1: no deadline), ttl_ms (idle keys expire after it), probe_ms (0: no probe),
 # lane ('bulk' or 'interactive'), quota_id (names this quota's reserve), reserve_ttl_ms,
 # slack_us (the margin: see `bulk_slot`), known_gen, known_seq (the epoch this process saw
 # last; 0, 0: none).
-# Returns {0, wait_us, slot_us, probed, ...} (reserved; probed = 1: this is a fresh quota's
-# probe), {1, retry_us, 0, 0, ...} (a probe is out: nothing reserved, ask again) or
-# {2, wait_us, 0, 0, ...} (the slot is beyond max_wait: nothing reserved); each ends with the
+# Returns 0, wait_us, slot_us, probed, ... (reserved; probed = 1: this is a fresh quota's
+# probe), 1, retry_us, 0, 0, ... (a probe is out: nothing reserved, ask again) or
+# 2, wait_us, 0, 0, ... (the slot is beyond max_wait: nothing reserved); each ends with the
 # epoch's gen and seq (seq: this admission's) and lost (1: this call found the state lost).
 ADMIT = _PREAMBLE + """
-slack = tonumber(ARGV[11])
-local limit, window = strictest(tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[6]))
-local member, max_wait = ARGV[4], tonumber(ARGV[5])
-local ttl, probe_ms, bulk = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8] == 'bulk'
-local reserve = shared_reserve(ARGV[3], ARGV[9], tonumber(ARGV[10]))
+local A = {}
+for w in string.gmatch(ARGV[1], '%S+') do A[#A + 1] = w end
+local function answer(...)
+  return string.format(string.rep('%.0f ', select('#', ...)), ...)
+end
+slack = tonumber(A[11])
+local limit, window = strictest(tonumber(A[1]), tonumber(A[2]), tonumber(A[6]))
+local member, max_wait = A[4], tonumber(A[5])
+local ttl, probe_ms, bulk = tonumber(A[6]), tonumber(A[7]), A[8] == 'bulk'
+local reserve = shared_reserve(A[3], A[9], tonumber(A[10]))
 redis.call('ZREMRANGEBYSCORE', log, '-inf', int(now - window))
-local gen, seq, lost, paused = epoch_guard(tonumber(ARGV[12]), tonumber(ARGV[13]), limit,
+local gen, seq, lost, paused = epoch_guard(tonumber(A[12]), tonumber(A[13]), limit,
                                           window, ttl)
 local probe = redis.call('PTTL', probe_k)
-if probe > 0 then return {1, probe * 1000, 0, 0, gen, seq, lost} end
+if probe > 0 then return answer(1, probe * 1000, 0, 0, gen, seq, lost) end
 reserve = math.min(reserve, limit - 1)
 local t = now
 local blocked = tonumber(redis.call('GET', blocked_k) or '0')
@@ -316,27 +338,31 @@ local limited = budget[1] and budget[2]
 if limited and t < tonumber(budget[2]) and tonumber(budget[1]) <= floor then
   t = tonumber(budget[2])
 end
-local n = redis.call('ZCARD', log)
 -- An interactive call goes ahead of the bulk reservations not sent yet, which move back
 -- behind it (issue 18); their waiters learn their new slot, and re-check their max_wait, when
 -- they wake.
-local moving = {}
+local moving, empty, fits = {}, false, false
 if bulk then
+  local n = redis.call('ZCARD', log)
+  empty = n == 0
   t = bulk_slot(t, n, limit, reserve, window)
-elseif not room_at(t, limit, window) then
-  moving = unsent_bulk()
-  for _, b in ipairs(moving) do redis.call('ZREM', log, b[1]) end
-  t = first_fit(t, n - #moving, limit, window)
+else
+  fits, empty = room_at(t, limit, window)
+  if not fits then
+    moving = unsent_bulk()
+    for _, b in ipairs(moving) do redis.call('ZREM', log, b[1]) end
+    t = first_fit(t, redis.call('ZCARD', log), limit, window)
+  end
 end
 local spend = limited and t < tonumber(budget[2])
 if max_wait >= 0 and t - now > max_wait then
   for _, b in ipairs(moving) do redis.call('ZADD', log, int(b[2]), b[1]) end
-  return {2, t - now, 0, 0, gen, seq, lost}
+  return answer(2, t - now, 0, 0, gen, seq, lost)
 end
 if spend then redis.call('HINCRBY', budget_k, 'n', -1) end
 local probed = 0
 -- (Not after a loss: the pause is the caution, and the others would poll through it.)
-if probe_ms > 0 and n == 0 and paused == 0 then
+if probe_ms > 0 and empty and paused == 0 then
   redis.call('SET', probe_k, member, 'PX', math.floor((t - now) / 1000) + probe_ms)
   probed = 1
 end
@@ -344,7 +370,7 @@ redis.call('ZADD', log, int(t), member)
 local last = math.max(t, put_back(moving, limit, reserve, window))
 redis.call('PEXPIRE', log, math.floor((last - now + window) / 1000) + ttl)
 seq = redis.call('HINCRBY', epoch_k, 'seq', 1)
-return {0, t - now, t, probed, gen, seq, lost}
+return answer(0, t - now, t, probed, gen, seq, lost)
 """
 
 # Keep this quota's reserve in force (a client with a reserve, from its start and then
