@@ -113,10 +113,25 @@ def _normalized(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def locked_versions(lock_text: str) -> dict[str, str]:
+    """Each package's locked version for the running Python: the universal lock pins some
+    twice, under markers (``deprecated``: one pin below Python 3.12, another from it)."""
+    # Here, not at the top: --lowest runs on the system's python3, which may lack packaging;
+    # this runs in a venv with pytest, which depends on it.
+    from packaging.markers import Marker  # noqa: PLC0415
+
+    locked = {}
+    for pin in pins(lock_text):
+        requirement, _, marker = pin.partition(";")
+        if not marker or Marker(marker.strip()).evaluate():
+            name, version = requirement.strip().split("==")
+            locked[_normalized(name)] = version
+    return locked
+
+
 def drift(root: Path) -> list[str]:
     """The installed packages whose version is not the lock's, or that the lock lacks."""
-    locked = dict(pin.split(";")[0].split("==") for pin in pins((root / LOCK).read_text()))
-    locked = {_normalized(name): version for name, version in locked.items()}
+    locked = locked_versions((root / LOCK).read_text())
     moved = []
     for dist in importlib.metadata.distributions():
         name = _normalized(dist.metadata["Name"])

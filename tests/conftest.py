@@ -20,7 +20,12 @@ from ryze_async import RyzeClient
 from ryze_async.testing import FakeRyzeServer, RedisServer
 from ryze_async.testing._redis_server import REDIS_SERVER
 
-from .infra import mark_infra_by_fixture, spawns_of_unmarked_tests, track_current_test
+from .infra import (
+    mark_edge_modules,
+    mark_infra_by_fixture,
+    spawns_of_unmarked_tests,
+    track_current_test,
+)
 
 ClientFactory = Callable[..., RyzeClient]
 
@@ -59,6 +64,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(tryfirst=True)  # before -m "not infra" deselects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     mark_infra_by_fixture(items)
+    mark_edge_modules(items)
 
 
 @pytest.fixture(autouse=True)

@@ -17,8 +17,10 @@ from typing import Any
 import pytest
 
 __all__ = [
+    "EDGE_MODULES",
     "INFRA_FIXTURES",
     "UnmarkedInfraError",
+    "mark_edge_modules",
     "mark_infra_by_fixture",
     "spawns_of_unmarked_tests",
     "track_current_test",
@@ -59,6 +61,24 @@ def mark_infra_by_fixture(items: list[pytest.Item]) -> None:
     for item in items:
         if INFRA_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.infra)
+
+
+# The infra modules the newest and lowest runs of .ci/run take beside every in-process test, in
+# one pytest run (-m "not infra or edge"): they reach redis-py and asyncpg through real servers
+# (redis-py's cluster client before 8.2 closed every connection on a slot move:
+# test_redis_cluster). Left out: the CLI's kill, signal and fresh-interpreter tests and Chromium,
+# which test processes and the browser, not a dependency's API.
+EDGE_MODULES = frozenset({
+    "test_redis_quota", "test_redis_lanes", "test_pg_journal", "test_journal_stores",
+    "test_redis_cluster", "test_redis_sentinel",
+})
+
+
+def mark_edge_modules(items: list[pytest.Item]) -> None:
+    """Mark every collected test of an `EDGE_MODULES` module ``edge``."""
+    for item in items:
+        if item.path.stem in EDGE_MODULES:
+            item.add_marker(pytest.mark.edge)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import sys
 import tomllib
 from pathlib import Path
 from types import ModuleType
@@ -52,3 +53,18 @@ def test_every_requirement_of_the_library_has_a_lower_bound_that_ci_tests() -> N
     assert names <= {lock._normalized(name) for name in tested}, (
         "a requirement without a >= lower bound: .ci/run cannot test its lowest version"
     )
+
+
+def test_a_package_locked_once_per_python_version_is_read_at_this_pythons_pin() -> None:
+    """The universal lock pins some packages twice, under markers (``deprecated`` for limits:
+    1.3.1 below Python 3.12, 3.0.1 from it): `drift` (CI's newest run) compares with the pin for
+    the running Python, or the locked set itself passes for drift and its subset runs again."""
+    lock = _lock_script()
+    text = ("deprecated==1.3.1 ; python_full_version < '3.12' \\\n"
+            "    --hash=sha256:00\n"
+            "deprecated==3.0.1 ; python_full_version >= '3.12' \\\n"
+            "    --hash=sha256:11\n"
+            "limits==5.8.0 \\\n"
+            "    --hash=sha256:22\n")
+    expected = "1.3.1" if sys.version_info < (3, 12) else "3.0.1"
+    assert lock.locked_versions(text) == {"deprecated": expected, "limits": "5.8.0"}

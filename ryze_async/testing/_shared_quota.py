@@ -132,8 +132,16 @@ def run_workers(args: WorkerArgs, k: int, *, timeout: float = 120) -> list[int]:
     """Run `k` worker processes with `args` (blocking; call it off the event loop) and return
     every status they got. The children import this interpreter's ``ryze_async`` (PYTHONPATH)."""
     # Every worker begins at once, once all are loaded: a slow import must not pass for a slow
-    # quota.
-    workers = [start_worker(args) for _ in range(k)]
+    # quota. They load side by side (one interpreter's start-up each, about 1 s).
+    workers = [_spawn_worker(args) for _ in range(k)]
+    try:
+        for worker in workers:
+            _wait_ready(worker)
+    except BaseException:
+        for worker in workers:
+            worker.kill()
+            worker.communicate()
+        raise
     for worker in workers:
         release_worker(worker)
     return [status for worker in workers for status in finish_worker(worker, timeout=timeout)]
@@ -142,17 +150,26 @@ def run_workers(args: WorkerArgs, k: int, *, timeout: float = 120) -> list[int]:
 def start_worker(args: WorkerArgs) -> subprocess.Popen[str]:
     """Start one worker and wait until it is loaded (its client open); `release_worker` starts
     its calls."""
+    worker = _spawn_worker(args)
+    _wait_ready(worker)
+    return worker
+
+
+def _spawn_worker(args: WorkerArgs) -> subprocess.Popen[str]:
     package_root = str(Path(__file__).resolve().parents[2])
     path = os.environ.get("PYTHONPATH")
     env = {**os.environ, "PYTHONPATH": package_root + (os.pathsep + path if path else "")}
     command = [sys.executable, "-m", "ryze_async.testing._shared_quota", *args.argv()]
-    worker = subprocess.Popen(  # noqa: S603 - our own module
+    return subprocess.Popen(  # noqa: S603 - our own module
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True
     )
+
+
+def _wait_ready(worker: subprocess.Popen[str]) -> None:
+    """Until the worker says it is loaded (its client open); killed if it never does."""
     if worker.stdout is None or worker.stdout.readline().strip() != "ready":
         worker.kill()
         raise RuntimeError("a quota worker did not start")
-    return worker
 
 
 def release_worker(worker: subprocess.Popen[str]) -> None:
