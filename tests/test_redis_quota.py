@@ -334,33 +334,25 @@ async def test_a_password_in_the_url_never_shows() -> None:
         assert "s3cret" not in text
 
 
-async def test_a_caller_waiting_for_the_pool_gets_the_connection_released_on_the_fast_path(
+async def test_callers_beyond_the_pool_are_woken_by_a_release_on_the_fast_path(
     redis_server: RedisServer,
 ) -> None:
-    """Issue 18: the quota's pool takes and gives back an idle connection without its Condition;
-    a caller that found every connection in use must still be woken by the next release, not
-    fail with "No connection available" when the pool's timeout ends."""
-    from ryze_async._quota.redis.quota import _Pool
-
-    pool = _Pool.from_url(redis_server.url, max_connections=1, timeout=5.0)
+    """Issue 18: the quota's pool (32 connections) takes and gives back an idle connection
+    without its Condition; callers that found every connection in use must still be woken by
+    the next release, not fail with "No connection available" (a QuotaBackendError) when the
+    pool's 2 s timeout ends. 96 admissions at once: 64 of them wait for a connection."""
+    quota = RedisQuota.from_url(redis_server.url, token_digest=uuid.uuid4().hex,
+                                limit=1000, period=PERIOD, margin=MARGIN)
     try:
-        held = await pool.get_connection()
-        waiter = asyncio.create_task(pool.get_connection())
-        for _ in range(100):  # until it found the pool full and blocks
-            if pool._waiting:
-                break
-            await asyncio.sleep(0)
-        assert pool._waiting == 1
-        assert not waiter.done()
+        await quota.connect()
         started = time.monotonic()
-        await pool.release(held)
-        again = await asyncio.wait_for(waiter, 10.0)
-        assert again is held
-        assert time.monotonic() - started < 2.5, "woken by the pool's timeout, not the release"
-        await pool.release(again)
-        assert await pool.get_connection() is held  # idle again: taken on the fast path
+        admitted = await asyncio.wait_for(
+            asyncio.gather(*(quota.acquire(max_wait=30) for _ in range(96))), 30)
+        took = time.monotonic() - started
     finally:
-        await pool.disconnect()
+        await quota.aclose()
+    assert len(admitted) == 96
+    assert took < 1.5, f"{took:.2f} s: woken by the pool's timeout, not by a release"
 
 
 async def test_the_conf_and_epoch_ttls_are_refreshed_when_due_not_on_every_admission(
