@@ -47,7 +47,26 @@ def _ephemeral_ports() -> tuple[int, int]:
     return int(low), int(high)
 
 
-class RedisServer:
+class _Started:
+    """Started on entering a ``with`` block, stopped on leaving it (the set-ups below)."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class RedisServer(_Started):
     """A redis-server on a free loopback port, no persistence; killed on exit."""
 
     def __init__(self) -> None:
@@ -81,15 +100,6 @@ class RedisServer:
             self.process.kill()
             self.process.wait()
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
 
 
 
@@ -105,7 +115,7 @@ def _wait(check: Callable[[], bool], what: str, *, timeout: float = 20.0) -> Non
         time.sleep(0.05)
 
 
-class _Servers:
+class _Servers(_Started):
     """redis-server processes of one test set-up, each on its own free port, killed on stop.
 
     `server_args` go to every server (TLS, a password); `cli_args` and `cli_env` to every
@@ -216,15 +226,6 @@ class LocalCluster(_Servers):
         time.sleep(hold)
         for port in (target, source, *(p for p in self.ports if p not in (source, target))):
             self.cli(port, "CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 class SentinelSet(_Servers):
@@ -358,11 +359,3 @@ class SentinelSet(_Servers):
         return "role:slave" in replica and "master_link_status:up" in replica \
             and "min_slaves_good_slaves:0" not in master
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
