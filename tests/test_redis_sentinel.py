@@ -31,10 +31,14 @@ PASSWORD = "Sentinel-master-pw-5Jd0q"
 SLOW_MARGIN = 0.3
 
 
+def started(factory: pytest.TempPathFactory, *, guarded: bool = False) -> Iterator[SentinelSet]:
+    with SentinelSet(factory.mktemp("sentinel"), password=PASSWORD, guarded=guarded) as ready:
+        yield ready
+
+
 @pytest.fixture
 def sentinels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]:
-    with SentinelSet(tmp_path_factory.mktemp("sentinel"), password=PASSWORD) as started:
-        yield started
+    yield from started(tmp_path_factory)
 
 
 @pytest.mark.infra
@@ -71,9 +75,7 @@ async def test_a_forced_failover_mid_run_reaches_the_new_master_and_stays_exact(
 
 @pytest.fixture
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]:
-    with SentinelSet(tmp_path_factory.mktemp("sentinel"), password=PASSWORD,
-                     guarded=True) as started:
-        yield started
+    yield from started(tmp_path_factory, guarded=True)
 
 
 @pytest.mark.infra
