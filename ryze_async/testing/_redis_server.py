@@ -252,7 +252,7 @@ class SentinelSet(_Servers):
         options["server_args"] = [*options.get("server_args", ()),
                                   "--repl-diskless-sync-delay", "0"]
         super().__init__(folder, **options)
-        self.name, self.requirepass = name, password
+        self.name, self.requirepass, self.guarded = name, password, guarded
         ports: list[int] = []
         while len(ports) < 5:  # free_port holds none: two draws may pick one port
             port = free_port()
@@ -279,6 +279,9 @@ class SentinelSet(_Servers):
                      str(self.folder / f"sentinel-{port}.log")],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             _wait(partial(self._synced, self.replica), "the replica never synced with its master")
+            if self.guarded:  # the master counts the replica as good at its first ACK (1 s)
+                _wait(partial(self._takes_writes, self.master),
+                      "the master never counted its replica as in sync")
             for port in self.sentinels:
                 _wait(partial(self._sees_all, port),
                       f"sentinel {port} never saw the replica and the other sentinels", timeout=30)
@@ -300,6 +303,10 @@ class SentinelSet(_Servers):
 
     def _synced(self, port: int) -> bool:
         return "master_link_status:up" in self.cli(port, "INFO", "replication", check=False)
+
+    def _takes_writes(self, port: int) -> bool:
+        """A guarded master has a replica in sync (``min-replicas-to-write`` is met)."""
+        return "min_slaves_good_slaves:1" in self.cli(port, "INFO", "replication", check=False)
 
     def _sees_all(self, port: int) -> bool:
         if self.processes[port].poll() is not None:
