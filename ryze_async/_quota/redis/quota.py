@@ -329,7 +329,8 @@ class RedisQuota:
         """
         await self.flush()
         await self._keeper.start()
-        await self._check_guard()
+        if not self._guard_checked:  # once: no coroutine per admission after that
+            await self._check_guard()
         # The lane's initial leads the id: the log tells who reserved each slot.
         loop = asyncio.get_running_loop()
         if max_wait is not None:
