@@ -35,7 +35,7 @@ from ._media import Media
 from ._models import CallResult
 from ._numbers import NumberCheck, number_options
 from ._public import public
-from ._quota import Lane, QuotaBackend, observed_wait, shared_limiter
+from ._quota import Lane, QuotaBackend, QuotaLimiter, observed_wait, shared_limiter
 from ._quota.choose import checked_quota_url, connect_shared_quota, redis_quota
 from ._retry import CallSender, OutgoingCall, RetryPolicy
 from ._tls import tls_setting
@@ -484,7 +484,7 @@ class RyzeClient:
         else:
             limiter = shared_limiter(cfg.token, cfg.rate_limit, cfg.rate_period,
                                      cfg.rate_margin, server=cfg.base_url, learn_first=True,
-                                     reserve=cfg.interactive_reserve)
+                                     reserve=cfg.interactive_reserve, user=self)
         self._quota_for_loop = (asyncio.get_running_loop(), limiter)
         return limiter
 
@@ -518,10 +518,15 @@ class RyzeClient:
 
     async def _close_shared_quota(self) -> None:
         """Close the Redis quota's connections, if this loop opened them (another loop's
-        cannot be closed from here and go with their loop)."""
+        cannot be closed from here and go with their loop); leave the loop's shared limiter,
+        so this client's settings no longer hold its other clients back."""
         quota, self._redis_quota = self._redis_quota, None
         cached = self._quota_for_loop
-        if quota is not None and cached is not None and cached[0] is asyncio.get_running_loop():
+        if cached is None or cached[0] is not asyncio.get_running_loop():
+            return
+        if isinstance(cached[1], QuotaLimiter):
+            cached[1].leave(self)
+        if quota is not None:
             await quota.aclose()
 
     async def _place(self, call: OutgoingCall) -> CallResult:

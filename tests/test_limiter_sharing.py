@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from ryze_async import QuotaLimiter, RyzeClient
+from ryze_async import QuotaLimiter, QuotaTimeoutError, RyzeClient
 from ryze_async.testing import MockRequest, MockResponse, MockTransport, run_virtual
 
 LIMIT = 10
@@ -25,8 +25,8 @@ WAKES_PER_TURN = 8  # the limiters of one loop wake at most 8 per turn (docs/quo
 class Stamped:
     """A transport that answers every request placed and notes when (loop time) and where."""
 
-    def __init__(self) -> None:
-        self.sent: list[tuple[float, str]] = []
+    def __init__(self, sent: list[tuple[float, str]] | None = None) -> None:
+        self.sent: list[tuple[float, str]] = [] if sent is None else sent  # shared: one record
         self.transport = MockTransport(self._answer)
 
     def _answer(self, request: MockRequest) -> MockResponse:
@@ -106,6 +106,40 @@ def test_the_stricter_configuration_wins() -> None:
     run_virtual(main())
     # limit 50, period 90 and the larger margin: the default for 90 s (1.5 s) over 0.5 s.
     assert Counter(stamped.times()) == {0.0: 50, 91.5: 50, 183.0: 3}
+
+
+def test_a_closed_clients_stricter_settings_end_with_it() -> None:
+    """A client's stricter limit holds the token's other clients only while it is open: a
+    closed one no longer slows them down (CI run 12: a hypothesis example's ``rate_limit=1``
+    held every later example of the loop a whole period)."""
+    stamped = Stamped()
+
+    async def main() -> None:
+        loose = _client(stamped)
+        strict = _client(Stamped(stamped.sent), rate_limit=1, rate_period=90.0, rate_margin=5.0)
+        async with strict:
+            await strict.fake_call("5511999999999")
+        await _calls(loose, LIMIT - 1)
+
+    run_virtual(main())
+    assert stamped.times() == [0.0] * LIMIT
+
+
+def test_a_stricter_client_leaving_never_lets_a_window_go_over() -> None:
+    """What the token's clients spent stays counted whatever limit a client brought and took
+    away with it: the log keeps every admission of the window, not just the stricter limit's."""
+    stamped = Stamped()
+
+    async def main() -> None:
+        loose = _client(stamped)
+        await _calls(loose, LIMIT)  # the whole window, spent at once
+        async with _client(Stamped(stamped.sent), rate_limit=1) as strict:
+            with pytest.raises(QuotaTimeoutError):
+                await strict.fake_call("5511999999999", max_wait=1.0)
+        await _calls(loose, LIMIT)
+
+    run_virtual(main())
+    assert stamped.times() == [0.0] * LIMIT + [PERIOD + MARGIN] * LIMIT
 
 
 def _spend(token_parts: tuple[str, ...], servers: tuple[str, ...]) -> None:

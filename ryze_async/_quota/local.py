@@ -31,7 +31,7 @@ import logging
 import math
 import weakref
 from collections import deque
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from .._checks import check_quota as check_config
 from .._checks import check_settings
@@ -40,7 +40,7 @@ from .._public import public
 
 __all__ = [
     "Lane", "QuotaLimiter", "check_config", "check_reserve", "default_margin", "late_allowance",
-    "probe_wait", "stamp_allowance",
+    "probe_wait", "stamp_allowance", "users_limiter",
 ]
 
 #: A waiter's lane: interactive waiters are admitted before any bulk waiter.
@@ -148,8 +148,9 @@ class QuotaLimiter:
 
     __slots__ = (
         "__weakref__", "_admitted", "_budget", "_budget_until", "_fresh_at", "_fresh_until",
-        "_hold", "_lanes", "_learn", "_limit", "_live", "_margin", "_period", "_probe_deadline",
-        "_probe_out", "_probing", "_reserve", "_stamps", "_timer",
+        "_hold", "_lanes", "_learn", "_limit", "_live", "_margin", "_own", "_period",
+        "_probe_deadline", "_probe_out", "_probing", "_reserve", "_server_limit", "_stamps",
+        "_timer", "_users",
     )
 
     def __init__(
@@ -162,8 +163,15 @@ class QuotaLimiter:
         self._period = float(period)
         self._margin = default_margin(period) if margin is None else float(margin)
         self._reserve = reserve
-        # Admission times, oldest first. Invariant: at most `limit` entries (the limit only ever
-        # goes down, so older entries can never matter again).
+        # Whose settings are in force (`_apply`): the limiter's own (its constructor's and
+        # `tighten`'s; None for `shared_limiter`'s, whose settings are only its clients'), its
+        # joined users' while they are joined, and the lowest limit the server reported.
+        self._own: _Settings | None = _Settings(limit, float(period), margin, reserve)
+        self._users: weakref.WeakKeyDictionary[object, _Settings] = weakref.WeakKeyDictionary()
+        self._server_limit: int | None = None
+        # Admission times, oldest first, pruned once out of every window. Never trimmed to the
+        # limit: a limit that goes down can come back up (a stricter user leaves), and every
+        # admission of the window must still count then.
         self._stamps: deque[float] = deque()
         self._hold = -math.inf  # nobody is admitted before this loop time
         # The server's word: at most `_budget` more admissions before loop time `_budget_until`.
@@ -481,7 +489,8 @@ class QuotaLimiter:
                 self._limit,
                 limit,
             )
-            self._lower_limit(limit)
+            self._server_limit = limit
+            self._apply()
         if remaining is None or reset_after is None or math.isnan(reset_after):
             return
         now = asyncio.get_running_loop().time()
@@ -533,21 +542,80 @@ class QuotaLimiter:
     def tighten(
         self, limit: int, period: float, margin: float | None = None, reserve: int = 0
     ) -> None:
-        """Adopt the stricter of two configurations (two clients on one token disagree).
+        """Adopt the stricter of two configurations (two clients on one token disagree), for
+        good: the limiter's own settings become the stricter of both.
 
         Keeps the lower limit, the longer period, the larger margin (`margin=None` stands for
         the default margin of the resulting period) and the larger interactive reserve.
         """
         check_config(limit, period, margin)
         check_reserve(reserve)
-        self._reserve = max(self._reserve, reserve)
-        if limit < self._limit:
-            self._lower_limit(limit)
-        self._period = max(self._period, float(period))
-        wanted = default_margin(self._period) if margin is None else float(margin)
-        self._margin = max(self._margin, wanted)
+        wanted = _Settings(limit, float(period), margin, reserve)
+        self._own = wanted if self._own is None else _strictest([self._own, wanted])
+        self._apply()
 
-    def _lower_limit(self, limit: int) -> None:
-        self._limit = limit
-        while len(self._stamps) > limit:
-            self._stamps.popleft()
+    def join(
+        self, user: object, limit: int, period: float, margin: float | None = None,
+        reserve: int = 0,
+    ) -> None:
+        """Put `user`'s settings in force beside the others' until it `leave`s (or is garbage
+        collected): the strictest of all holds, as with `tighten`. Joining again replaces the
+        user's settings. `shared_limiter` joins each client; a closed client leaves."""
+        check_config(limit, period, margin)
+        check_reserve(reserve)
+        self._users[user] = _Settings(limit, float(period), margin, reserve)
+        self._apply()
+
+    def leave(self, user: object) -> None:
+        """`user`'s settings no longer count: a looser limit, period, margin or reserve of the
+        others holds from now. Every admission made stays in the log: leaving never frees a
+        slot the window still counts. A user that never joined: nothing happens."""
+        if self._users.pop(user, None) is not None:
+            self._apply()
+
+    def _apply(self) -> None:
+        """Put the strictest settings of the limiter's own and its users' in force, never
+        looser than the server's reported limit; with neither, the last ones stay."""
+        wanted = [*self._users.values()]
+        if self._own is not None:
+            wanted.append(self._own)
+        now = _strictest(wanted) if wanted else _Settings(
+            self._limit, self._period, self._margin, self._reserve)
+        limit = now.limit if self._server_limit is None else min(now.limit, self._server_limit)
+        margin = default_margin(now.period) if now.margin is None else now.margin
+        looser = (limit > self._limit or now.period < self._period or margin < self._margin
+                  or now.reserve < self._reserve)
+        self._limit, self._period, self._margin = limit, now.period, margin
+        self._reserve = now.reserve
+        if looser and (self._live[0] or self._live[1]):
+            self._pump()  # a slot may be free sooner than the timer set under the old settings
+
+
+def users_limiter(
+    limit: int, period: float, margin: float | None, *, learn_first: bool, reserve: int
+) -> QuotaLimiter:
+    """A limiter whose settings are only those of the users joined to it (`shared_limiter`'s:
+    none of its clients' settings outlives the client). Until the first joins, and after the
+    last leaves, the settings last in force stay."""
+    limiter = QuotaLimiter(limit, period, margin=margin, learn_first=learn_first, reserve=reserve)
+    limiter._own = None
+    return limiter
+
+
+class _Settings(NamedTuple):
+    """One user's quota settings (`margin` None: the default margin of the period in force)."""
+
+    limit: int
+    period: float
+    margin: float | None
+    reserve: int
+
+
+def _strictest(settings: list[_Settings]) -> _Settings:
+    """The one home of "the stricter wins": the lowest limit, the longest period, the largest
+    margin (a default one counted at that period) and the largest reserve."""
+    period = max(one.period for one in settings)
+    margin = max(default_margin(period) if one.margin is None else one.margin
+                 for one in settings)
+    return _Settings(min(one.limit for one in settings), period, margin,
+                     max(one.reserve for one in settings))

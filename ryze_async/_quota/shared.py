@@ -8,7 +8,7 @@ import weakref
 
 from yarl import URL
 
-from .local import QuotaLimiter, check_config
+from .local import QuotaLimiter, check_config, users_limiter
 
 __all__ = ["quota_digest", "shared_limiter"]
 
@@ -47,14 +47,17 @@ def shared_limiter(
     server: str = "",
     learn_first: bool = False,
     reserve: int = 0,
+    user: object,
 ) -> QuotaLimiter:
     """The limiter every client of the running loop shares for `token` on `server`.
 
     `server` is a base URL; two servers on one token are two quotas, keyed by URL origin.
-    The first call creates it (with `learn_first`, see `QuotaLimiter`); a later call with another
-    configuration tightens it (lower limit, longer period, larger margin, larger interactive
-    reserve) and returns the same object. Clients in other event loops, threads or processes
-    get their own limiter and do not share the quota's bookkeeping. Call it in the running loop.
+    The first call creates it (with `learn_first`, see `QuotaLimiter`). `user` (the client)
+    joins it with its configuration: the strictest of the joined users' holds (lower limit,
+    longer period, larger margin, larger interactive reserve) until that user leaves
+    (``limiter.leave(user)``, a client's ``aclose``), while what was admitted stays counted.
+    Clients in other event loops, threads or processes get their own limiter and do not share
+    the quota's bookkeeping. Call it in the running loop.
     """
     loop = asyncio.get_running_loop()
     check_config(limit, period, margin)
@@ -64,9 +67,7 @@ def shared_limiter(
         per_loop = _registry[loop] = {}
     limiter = per_loop.get(key)
     if limiter is None:
-        limiter = per_loop[key] = QuotaLimiter(
-            limit, period, margin=margin, learn_first=learn_first, reserve=reserve
-        )
-    else:
-        limiter.tighten(limit, period, margin, reserve)
+        limiter = per_loop[key] = users_limiter(
+            limit, period, margin, learn_first=learn_first, reserve=reserve)
+    limiter.join(user, limit, period, margin, reserve)
     return limiter
