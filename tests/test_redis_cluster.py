@@ -21,11 +21,11 @@ import pytest
 pytest.importorskip("redis", reason="the shared quota needs the 'redis' extra")
 
 from ryze_async import InvalidRequestError, QuotaBackendError, RyzeClient
-from ryze_async.testing import FakeRyzeServer
 from ryze_async.testing._quota_sim import max_in_window
 from ryze_async.testing._redis_server import REDIS_SERVER, LocalCluster
 
 from .redis_tls import ACL_PASSWORD, TlsCluster, tls_cluster
+from .server_thread import ServerThread
 
 needs_redis = pytest.mark.skipif(not Path(REDIS_SERVER).exists(),
                                  reason="redis-server is not installed (apt install redis)")
@@ -46,7 +46,7 @@ def cluster(started_cluster: LocalCluster) -> LocalCluster:
     return started_cluster
 
 
-def client(server: FakeRyzeServer, url: str) -> RyzeClient:
+def client(server: ServerThread, url: str) -> RyzeClient:
     # Each fake server has a port of its own: each test's quota its own keys (and slot).
     return RyzeClient("test-token", "my-instance", base_url=server.url, quota_url=url,
                       rate_limit=LIMIT, rate_period=PERIOD, rate_margin=MARGIN, max_retries=0)
@@ -64,7 +64,7 @@ async def calls(clients: list[RyzeClient], n: int, first: int) -> list[BaseExcep
     return list(await asyncio.gather(*(one(i) for i in range(n))))
 
 
-def check(server: FakeRyzeServer, placed: int) -> None:
+def check(server: ServerThread, placed: int) -> None:
     record = list(server.requests)
     assert [r.status for r in record].count(429) == 0
     assert max_in_window([r.received_at for r in record], PERIOD) <= LIMIT
@@ -113,7 +113,7 @@ def test_a_bad_cluster_or_sentinel_url_is_refused_at_construction(url: str, expe
 @pytest.mark.infra
 @needs_redis
 async def test_three_clients_share_the_quota_on_a_cluster(cluster: LocalCluster) -> None:
-    async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server:
+    async with ServerThread(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server:
         clients = [client(server, cluster.url()) for _ in range(3)]
         try:
             failures = await asyncio.wait_for(calls(clients, 3 * LIMIT, 0), 60)
@@ -139,7 +139,7 @@ def redirects(cluster: LocalCluster) -> Counter[str]:
 @pytest.mark.infra
 @needs_redis
 async def test_the_token_slot_moving_mid_run_stays_exact(cluster: LocalCluster) -> None:
-    async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server:
+    async with ServerThread(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server:
         clients = [client(server, cluster.url()) for _ in range(2)]
         try:
             assert await calls(clients, 2, 0) == [None, None]
@@ -170,7 +170,7 @@ async def test_the_token_slot_moving_mid_run_stays_exact(cluster: LocalCluster) 
 @pytest.mark.infra
 @needs_redis
 async def test_a_script_flush_mid_run_loads_the_scripts_again(cluster: LocalCluster) -> None:
-    async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server:
+    async with ServerThread(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server:
         clients = [client(server, cluster.url()) for _ in range(2)]
         flushed = threading.Event()
 
@@ -204,7 +204,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsCluster]:
 @pytest.mark.infra
 @needs_redis
 async def test_the_quota_on_a_tls_cluster_as_the_acl_user(tls: TlsCluster) -> None:
-    async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server:
+    async with ServerThread(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server:
         clients = [client(server, tls.url()) for _ in range(2)]
         try:
             failures = await asyncio.wait_for(calls(clients, 2 * LIMIT, 0), 60)
@@ -221,7 +221,7 @@ async def test_a_wrong_password_on_a_tls_cluster_fails_closed_and_shows_none_of_
     tls: TlsCluster, caplog: pytest.LogCaptureFixture
 ) -> None:
     wrong = ACL_PASSWORD[::-1]
-    async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD) as server:
+    async with ServerThread(rate_limit=LIMIT, rate_period=PERIOD) as server:
         with pytest.raises(InvalidRequestError) as caught:
             async with client(server, tls.url(password=wrong)):
                 pass

@@ -22,9 +22,9 @@ import pytest
 pytest.importorskip("redis", reason="the shared quota needs the 'redis' extra")
 
 from ryze_async import InvalidRequestError, QuotaBackendError, RyzeClient
-from ryze_async.testing import FakeRyzeServer
 from ryze_async.testing._redis_server import SentinelSet
 
+from .server_thread import ServerThread
 from .test_redis_cluster import LIMIT, PERIOD, calls, check, client, needs_redis
 
 PASSWORD = "Sentinel-master-pw-5Jd0q"
@@ -47,7 +47,7 @@ async def test_a_forced_failover_mid_run_reaches_the_new_master_and_stays_exact(
     sentinels: SentinelSet, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = sentinels.url(auth=f":{PASSWORD}@")
-    async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server:
+    async with ServerThread(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server:
         clients = [client(server, url) for _ in range(2)]
         try:
             with caplog.at_level(logging.WARNING):
@@ -91,7 +91,7 @@ async def test_an_old_master_not_yet_demoted_admits_nobody_once_its_replica_is_p
     # the old master refuse writes once its replica left it: those calls fail closed. (So does
     # the new master until the old one is its replica: a set of one replica pauses then.)
     url = guarded.url(auth=f":{PASSWORD}@")
-    async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server:
+    async with ServerThread(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server:
         pinned, fresh = client(server, url), None
         try:
             assert await calls([pinned], LIMIT, 0) == [None] * LIMIT
@@ -118,7 +118,7 @@ async def test_a_wrong_master_password_fails_closed_before_anything_is_sent(
     sentinels: SentinelSet, caplog: pytest.LogCaptureFixture
 ) -> None:
     wrong = PASSWORD[::-1]
-    async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD) as server:
+    async with ServerThread(rate_limit=LIMIT, rate_period=PERIOD) as server:
         with pytest.raises(InvalidRequestError, match="password") as caught:
             async with client(server, sentinels.url(auth=f":{wrong}@")):
                 pass
@@ -139,7 +139,7 @@ async def test_a_failover_to_a_replica_that_missed_the_last_writes_never_goes_ov
     # promote it: its quota state is behind what the clients saw. (No split brain here: the
     # calls after the failover start once the old master is a replica.)
     url = sentinels.url(auth=f":{PASSWORD}@")
-    async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server:
+    async with ServerThread(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server:
         # The fake server runs on the clients' loop: a stall between a request's write and
         # its arrival counts as its way there, which the margin covers. After the pause, six
         # calls leave at one slot and six a window later, and a stall of the loaded CI host
