@@ -17,11 +17,12 @@ pytest.importorskip("redis", reason="the shared quota needs the 'redis' extra")
 from redis import asyncio as aioredis
 
 from ryze_async import RedisQuota, RyzeClient
-from ryze_async.testing import FakeRyzeServer, RedisServer
+from ryze_async.testing import RedisServer
 from ryze_async.testing._quota_sim import max_in_window
 from ryze_async.testing._shared_quota import REDIS_SERVER
 
 from .conftest import slow_connects
+from .server_thread import ServerThread
 
 pytestmark = [
     pytest.mark.infra,
@@ -159,7 +160,7 @@ async def test_slow_connections_on_the_shared_quota_never_put_a_sliding_window_o
     # Every third connection takes STALL seconds to be made, after the slot's last check: the
     # server's record is the oracle, its window sliding.
     asked = slow_connects(monkeypatch, [STALL, 0.0, 0.0])
-    async with FakeRyzeServer(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server, \
+    async with ServerThread(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server, \
             contextlib.AsyncExitStack() as stack:
         clients = [await stack.enter_async_context(RyzeClient(
             "test-token", "my-instance", base_url=server.url, quota_url=redis_server.url,
@@ -184,8 +185,8 @@ async def test_stalled_senders_on_the_shared_quota_never_put_a_window_over_the_l
     async def stalling() -> None:
         await asyncio.sleep(STALL)
 
-    async with FakeRyzeServer(rate_limit=LIMIT if reported else None, rate_period=PERIOD,
-                              window="sliding") as server, \
+    async with ServerThread(rate_limit=LIMIT if reported else None, rate_period=PERIOD,
+                            window="sliding") as server, \
             contextlib.AsyncExitStack() as stack:
         clients = [await stack.enter_async_context(RyzeClient(
             "test-token", "my-instance", base_url=server.url, quota_url=redis_server.url,
