@@ -57,7 +57,17 @@ async def media_file(tmp_path: Path) -> Path:
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=HOSTILE)
 async def test_a_numeric_setting_is_refused_at_construction_or_works(
-    name: str, value: object, ryze_server: FakeRyzeServer, media_file: Path
+    name: str, value: object, media_file: Path
+) -> None:
+    # A server (and so a quota) of its own per example: examples share the test's loop, and
+    # with it the token's limiter, where an example's small limit rightly waits out the calls
+    # earlier examples made in the same minute.
+    async with FakeRyzeServer() as server:
+        await _refused_at_construction_or_works(server, name, value, media_file)
+
+
+async def _refused_at_construction_or_works(
+    ryze_server: FakeRyzeServer, name: str, value: object, media_file: Path
 ) -> None:
     options: dict[str, Any] = {"token": "test-token", "instance": "my-instance",
                                "base_url": ryze_server.url, name: value}
