@@ -24,8 +24,8 @@ from ryze_async.testing._redis_server import REDIS_SERVER, LocalCluster, Sentine
 
 from .tls_certs import Pki, make_pki
 
-__all__ = ["ACL_PASSWORD", "SENTINEL_PASSWORD", "TlsCluster", "TlsRedis", "TlsSentinels", "acl_rule",
-           "tls_cluster", "tls_redis", "tls_sentinels"]
+__all__ = ["ACL_PASSWORD", "SENTINEL_PASSWORD", "TlsCluster", "TlsRedis", "TlsSentinels",
+           "acl_rule", "tls_cluster", "tls_redis", "tls_sentinels"]
 
 ROOT = Path(__file__).resolve().parent.parent
 ACL_PASSWORD = "Acl-Redis-pw-7Qx41zK"

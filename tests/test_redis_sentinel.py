@@ -228,6 +228,15 @@ async def test_over_tls_a_forced_failover_mid_run_reaches_the_new_master_and_sta
     assert any(r.received_at > promoted for r in server.requests)
     _no_part_of((ACL_PASSWORD, SENTINEL_PASSWORD),
                 [caplog.text, *(str(f) for f in failures if f is not None)])
+    # The sentinels reached each other all along, over TLS with their own password (`sentinel
+    # sentinel-pass`): more than down-after-milliseconds passed, and none calls another down.
+    assert [_peer_flags(sentinels, port) for port in sentinels.sentinels] == [["sentinel"] * 2] * 3
+
+
+def _peer_flags(sentinels: SentinelSet, port: int) -> list[str]:
+    """The flags the sentinel on `port` gives each other sentinel (``s_down``: unreachable)."""
+    words = sentinels.sentinel_cli("SENTINEL", "SENTINELS", sentinels.name, port=port).split()
+    return [value for key, value in zip(words[::2], words[1::2], strict=False) if key == "flags"]
 
 
 @pytest.mark.infra
