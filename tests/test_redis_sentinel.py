@@ -26,7 +26,7 @@ import pytest
 pytest.importorskip("redis", reason="the shared quota needs the 'redis' extra")
 
 from ryze_async import InvalidRequestError, QuotaBackendError, RyzeClient
-from ryze_async.testing._redis_server import SentinelSet
+from ryze_async.testing._redis_server import SentinelSet, free_port
 
 from .redis_tls import ACL_PASSWORD, SENTINEL_PASSWORD, TlsSentinels, tls_sentinels
 from .server_thread import ServerThread
@@ -181,11 +181,11 @@ def tls_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsSentinels]:
         yield ready
 
 
-def _no_part_of(secrets: tuple[str, ...], texts: list[str]) -> None:
+def _no_part_of(secrets: tuple[str, ...], texts: list[str], *, width: int = 6) -> None:
     for text in texts:
         for secret in secrets:
-            for start in range(len(secret) - 5):
-                assert secret[start:start + 6] not in text, text
+            for start in range(len(secret) - width + 1):
+                assert secret[start:start + width] not in text, text
 
 
 def _texts(caught: BaseException, caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -265,6 +265,25 @@ async def test_over_tls_a_wrong_setting_fails_closed_before_anything_is_sent(
     assert expected in str(caught.value)
     assert "rediss+sentinel://ryze@" in str(caught.value)
     _no_part_of((ACL_PASSWORD, SENTINEL_PASSWORD, wrong), _texts(caught.value, caplog))
+
+
+async def test_sentinels_down_at_the_start_are_no_refused_setting(
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    # Nothing listens: each sentinel is asked again for why (a refused certificate or password
+    # would be a setting), and a refused connection is none. As with a Redis down, the client
+    # is built and its first admission fails closed, nothing sent.
+    hosts = ",".join(f"127.0.0.1:{free_port()}" for _ in range(2))
+    url = (f"rediss+sentinel://ryze:{ACL_PASSWORD}@{hosts}/mymaster/0"
+           f"?sentinel_password={SENTINEL_PASSWORD}")
+    async with ServerThread(rate_limit=LIMIT, rate_period=PERIOD) as server, \
+            client(server, url) as down:
+        failures = await asyncio.wait_for(calls([down], 1, 0), 30)
+    assert [type(f) for f in failures] == [QuotaBackendError]
+    assert not server.requests
+    # Wider pieces: the failure quotes redis-py's repr of each sentinel ("redis-py" holds
+    # "edis-p", a piece of "Acl-Redis-pw-...").
+    _no_part_of((ACL_PASSWORD, SENTINEL_PASSWORD), [caplog.text, str(failures[0])], width=8)
 
 
 def _cut_replica(sentinels: SentinelSet) -> None:
