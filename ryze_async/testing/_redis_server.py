@@ -381,8 +381,11 @@ class SentinelSet(_Servers):
         return answer == "OK" or "INPROGRESS" in answer
 
     def _promoted(self, old: int) -> bool:
+        # Not checked: a sentinel that reconfigures a node ends with CLIENT KILL TYPE normal,
+        # which may close redis-cli's own connection ("Server closed the connection"): not yet.
         new = self.master_port()
-        return new != old and "role:master" in self.cli(new, "INFO", "replication")
+        return new != old and "role:master" in self.cli(new, "INFO", "replication",
+                                                        check=False)
 
     def await_demotion(self, old: int) -> None:
         """Wait (bounded: 30 s) until the old master on port `old` is the new master's replica,
@@ -392,8 +395,10 @@ class SentinelSet(_Servers):
               timeout=30)
 
     def _demoted(self, old: int) -> bool:
-        replica = self.cli(old, "INFO", "replication")
-        master = self.cli(self.master_port(), "INFO", "replication")
+        # Not checked, as in `_promoted`: an answer cut by the sentinels' CLIENT KILL is "not
+        # yet" (so the master's answer must say it is one).
+        replica = self.cli(old, "INFO", "replication", check=False)
+        master = self.cli(self.master_port(), "INFO", "replication", check=False)
         return "role:slave" in replica and "master_link_status:up" in replica \
-            and "min_slaves_good_slaves:0" not in master
+            and "role:master" in master and "min_slaves_good_slaves:0" not in master
 
