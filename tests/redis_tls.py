@@ -1,5 +1,5 @@
-"""A redis-server (and a Redis Cluster) that accepts TLS connections only, with the ACL user the
-docs prescribe.
+"""A redis-server (and a Redis Cluster, and a Sentinel set) that accepts TLS connections only, with
+the ACL user the docs prescribe.
 
 The server's certificate is for ``localhost`` (``tls_certs.make_pki``): a client that reaches it
 by address sees the wrong name. The ACL rule is read from docs/scale-out-infra.md (its
@@ -20,15 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ryze_async.testing import RedisServer
-from ryze_async.testing._redis_server import REDIS_SERVER, LocalCluster
+from ryze_async.testing._redis_server import REDIS_SERVER, LocalCluster, SentinelSet
 
 from .tls_certs import Pki, make_pki
 
-__all__ = ["ACL_PASSWORD", "TlsCluster", "TlsRedis", "acl_rule", "tls_cluster", "tls_redis"]
+__all__ = ["ACL_PASSWORD", "SENTINEL_PASSWORD", "TlsCluster", "TlsRedis", "TlsSentinels",
+           "acl_rule", "tls_cluster", "tls_redis", "tls_sentinels"]
 
 ROOT = Path(__file__).resolve().parent.parent
 ACL_PASSWORD = "Acl-Redis-pw-7Qx41zK"
 _ADMIN_PASSWORD = "Admin-pw-never-used-by-ryze"
+SENTINEL_PASSWORD = "K9s-Sp-4wZ-3Rv62mTq"
 
 
 def acl_rule(password: str = ACL_PASSWORD) -> list[str]:
@@ -117,3 +119,37 @@ def tls_cluster(directory: Path) -> Iterator[TlsCluster]:
         for port in cluster.ports:
             cluster.cli(port, *acl_rule())
         yield TlsCluster(cluster, pki)
+
+
+@dataclass(frozen=True)
+class TlsSentinels:
+    sentinels: SentinelSet
+    pki: Pki
+
+    def url(self, *, password: str = ACL_PASSWORD, host: str = "127.0.0.1",
+            ca: Path | str | None = None, sentinel_password: str | None = SENTINEL_PASSWORD
+            ) -> str:
+        """The quota URL as the ACL user; `sentinel_password` None: without one."""
+        query = f"ssl_ca_certs={self.pki.ca if ca is None else ca}"
+        if sentinel_password is not None:
+            query += f"&sentinel_password={sentinel_password}"
+        return self.sentinels.url(auth=f"ryze:{password}@", host=host, query=query)
+
+
+@contextmanager
+def tls_sentinels(directory: Path) -> Iterator[TlsSentinels]:
+    """A Sentinel set (a master, a replica, three sentinels) that accepts TLS only, the
+    sentinels included, with a password of their own, and the docs' ACL user on both data
+    nodes (ACL rules are not replicated: the replica needs it when it is promoted). The
+    certificate names 127.0.0.1 only, the address the sentinels announce the master by: a
+    client that reaches the sentinels as ``localhost`` sees the wrong name."""
+    pki = make_pki(directory)
+    sentinels = SentinelSet(
+        directory, password=_ADMIN_PASSWORD, sentinel_password=SENTINEL_PASSWORD,
+        tls=["--tls-cert-file", str(pki.server_cert), "--tls-key-file", str(pki.server_key),
+             "--tls-ca-cert-file", str(pki.ca), "--tls-auth-clients", "no"],
+        cli_args=["--tls", "--cacert", str(pki.ca)])
+    with sentinels:
+        for port in (sentinels.master, sentinels.replica):
+            sentinels.cli(port, *acl_rule())
+        yield TlsSentinels(sentinels, pki)

@@ -7,7 +7,11 @@ takes as "ask the sentinels again"). A call that meets the switch fails closed, 
 the fake server's record is the oracle: never over the limit in any window, no 429, nobody
 twice, and calls go on after the failover. The split brain of a failover (the old master, not
 yet demoted, still admitting) is closed by ``min-replicas-to-write`` (`SentinelSet(guarded=
-True)`); a quota on a master without it says so once.
+True)`); a quota on a master without it says so once. Over TLS (``rediss+sentinel://``: the
+sentinels and the data nodes on TLS only, the sentinels with a password of their own, the docs'
+ACL user on the data nodes, `redis_tls.tls_sentinels`): the same failover, and a wrong CA, a
+certificate for another name, a missing or wrong sentinel password fail closed before anything
+is sent, no password shown.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ import pytest
 pytest.importorskip("redis", reason="the shared quota needs the 'redis' extra")
 
 from ryze_async import InvalidRequestError, QuotaBackendError, RyzeClient
-from ryze_async.testing._redis_server import SentinelSet
+from ryze_async.testing._redis_server import SentinelSet, free_port
 
+from .redis_tls import ACL_PASSWORD, SENTINEL_PASSWORD, TlsSentinels, tls_sentinels
 from .server_thread import ServerThread
 from .test_redis_cluster import LIMIT, PERIOD, calls, check, client, needs_redis
 
@@ -168,6 +173,117 @@ async def test_a_failover_to_a_replica_that_missed_the_last_writes_never_goes_ov
     lost = [r.getMessage() for r in caplog.records if "was lost" in r.getMessage()]
     assert lost
     assert PASSWORD[4:12] not in caplog.text
+
+
+@pytest.fixture(scope="module")
+def tls_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsSentinels]:
+    with tls_sentinels(tmp_path_factory.mktemp("sentinel-tls")) as ready:
+        yield ready
+
+
+def _no_part_of(secrets: tuple[str, ...], texts: list[str], *, width: int = 6) -> None:
+    for text in texts:
+        for secret in secrets:
+            for start in range(len(secret) - width + 1):
+                assert secret[start:start + width] not in text, text
+
+
+def _texts(caught: BaseException, caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What a refusal shows: its message and repr, those of its chain, and the log."""
+    texts = [caplog.text]
+    exc: BaseException | None = caught
+    while exc is not None:
+        texts += [str(exc), repr(exc)]
+        exc = exc.__cause__ or exc.__context__
+    return texts
+
+
+@pytest.mark.infra
+@needs_redis
+async def test_over_tls_a_forced_failover_mid_run_reaches_the_new_master_and_stays_exact(
+    tls_set: TlsSentinels, caplog: pytest.LogCaptureFixture
+) -> None:
+    # rediss+sentinel://ryze:PASS@.../mymaster/0?ssl_ca_certs=CA&sentinel_password=...: TLS
+    # to the sentinels (with their own password) and to each master, as the docs' ACL user.
+    sentinels = tls_set.sentinels
+    async with ServerThread(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server:
+        clients = [client(server, tls_set.url()) for _ in range(2)]
+        try:
+            with caplog.at_level(logging.DEBUG):
+                assert await calls(clients, 2, 0) == [None, None]
+                load = asyncio.ensure_future(calls(clients, 4 * LIMIT, 100))
+                await asyncio.wait_for(server.wait_for_requests(LIMIT), 30)
+                old = sentinels.master_port()
+                new = await asyncio.to_thread(sentinels.failover)
+                promoted = time.time()
+                failures = await asyncio.wait_for(load, 60)
+                after = await calls(clients, LIMIT, 1000)  # all of them on the new master
+        finally:
+            for c in clients:
+                await c.aclose()
+    assert {old, new} == {sentinels.master, sentinels.replica}
+    assert all(isinstance(f, QuotaBackendError) for f in failures if f is not None)
+    assert after == [None] * LIMIT
+    check(server, 2 + failures.count(None) + LIMIT)
+    assert any(r.received_at > promoted for r in server.requests)
+    _no_part_of((ACL_PASSWORD, SENTINEL_PASSWORD),
+                [caplog.text, *(str(f) for f in failures if f is not None)])
+    # The sentinels reached each other all along, over TLS with their own password (`sentinel
+    # sentinel-pass`): more than down-after-milliseconds passed, and none calls another down.
+    assert [_peer_flags(sentinels, port) for port in sentinels.sentinels] == [["sentinel"] * 2] * 3
+
+
+def _peer_flags(sentinels: SentinelSet, port: int) -> list[str]:
+    """The flags the sentinel on `port` gives each other sentinel (``s_down``: unreachable)."""
+    words = sentinels.sentinel_cli("SENTINEL", "SENTINELS", sentinels.name, port=port).split()
+    return [value for key, value in zip(words[::2], words[1::2], strict=False) if key == "flags"]
+
+
+@pytest.mark.infra
+@needs_redis
+@pytest.mark.parametrize(("case", "expected"), [
+    ("other CA", "certificate"),
+    ("by another name", "certificate"),
+    ("no sentinel password", "sentinel_password"),
+    ("wrong sentinel password", "sentinel_password"),
+])
+async def test_over_tls_a_wrong_setting_fails_closed_before_anything_is_sent(
+    tls_set: TlsSentinels, caplog: pytest.LogCaptureFixture, case: str, expected: str
+) -> None:
+    wrong = SENTINEL_PASSWORD[::-1]
+    url = {
+        "other CA": tls_set.url(ca=tls_set.pki.other_ca),
+        "by another name": tls_set.url(host="localhost"),  # the certificate names 127.0.0.1
+        "no sentinel password": tls_set.url(sentinel_password=None),
+        "wrong sentinel password": tls_set.url(sentinel_password=wrong),
+    }[case]
+    async with ServerThread(rate_limit=LIMIT, rate_period=PERIOD) as server:
+        with caplog.at_level(logging.DEBUG), pytest.raises(InvalidRequestError) as caught:
+            async with client(server, url):
+                pass
+    assert not server.requests
+    assert expected in str(caught.value)
+    assert "rediss+sentinel://ryze@" in str(caught.value)
+    _no_part_of((ACL_PASSWORD, SENTINEL_PASSWORD, wrong), _texts(caught.value, caplog))
+
+
+async def test_sentinels_down_at_the_start_are_no_refused_setting(
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    # Nothing listens: each sentinel is asked again for why (a refused certificate or password
+    # would be a setting), and a refused connection is none. As with a Redis down, the client
+    # is built and its first admission fails closed, nothing sent.
+    hosts = ",".join(f"127.0.0.1:{free_port()}" for _ in range(2))
+    url = (f"rediss+sentinel://ryze:{ACL_PASSWORD}@{hosts}/mymaster/0"
+           f"?sentinel_password={SENTINEL_PASSWORD}")
+    async with ServerThread(rate_limit=LIMIT, rate_period=PERIOD) as server, \
+            client(server, url) as down:
+        failures = await asyncio.wait_for(calls([down], 1, 0), 30)
+    assert [type(f) for f in failures] == [QuotaBackendError]
+    assert not server.requests
+    # Wider pieces: the failure quotes redis-py's repr of each sentinel ("redis-py" holds
+    # "edis-p", a piece of "Acl-Redis-pw-...").
+    _no_part_of((ACL_PASSWORD, SENTINEL_PASSWORD), [caplog.text, str(failures[0])], width=8)
 
 
 def _cut_replica(sentinels: SentinelSet) -> None:

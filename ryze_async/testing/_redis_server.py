@@ -236,10 +236,18 @@ class SentinelSet(_Servers):
     `guarded`: the data nodes refuse writes without a replica in sync
     (``min-replicas-to-write 1``, ``min-replicas-max-lag 10``), the setting
     ``docs/scaling-out.md`` asks of a Sentinel set: an old master stops admitting once its
-    replica is promoted (issue 19)."""
+    replica is promoted (issue 19).
+
+    `tls`: the TLS settings of every server of the set, the sentinels' included
+    (``--tls-cert-file``, ``--tls-key-file``, ``--tls-ca-cert-file``, ``--tls-auth-clients``):
+    each then listens on TLS only, and the replica, the sentinels' watch and the sentinels'
+    talk among themselves go over TLS; pass redis-cli's flags (``--tls --cacert CA``) as
+    `cli_args`. `sentinel_password`: the sentinels' own password (``requirepass``; ``sentinel
+    sentinel-pass`` for their talk among themselves)."""
 
     def __init__(self, folder: Path, name: str = "mymaster", *, password: str = "",
-                 guarded: bool = False, **options: Any) -> None:
+                 guarded: bool = False, tls: Sequence[str] = (), sentinel_password: str = "",
+                 **options: Any) -> None:
         if password:  # the data nodes' default user: the sentinels and the replica know it
             options["server_args"] = [*options.get("server_args", ()), "--requirepass",
                                       password, "--masterauth", password]
@@ -248,11 +256,16 @@ class SentinelSet(_Servers):
             options["server_args"] = [*options.get("server_args", ()),
                                       "--min-replicas-to-write", "1",
                                       "--min-replicas-max-lag", "10"]
+        if tls:
+            options["server_args"] = [*options.get("server_args", ()), *tls,
+                                      "--tls-replication", "yes"]
         # A replica (re)syncs at once: the default waits 5 s for more replicas to share it.
         options["server_args"] = [*options.get("server_args", ()),
                                   "--repl-diskless-sync-delay", "0"]
         super().__init__(folder, **options)
         self.name, self.requirepass, self.guarded = name, password, guarded
+        self.sentinel_tls, self.sentinel_password = list(tls), sentinel_password
+        self.tls = self.tls or bool(tls)
         ports: list[int] = []
         while len(ports) < 5:  # free_port holds none: two draws may pick one port
             port = free_port()
@@ -263,9 +276,12 @@ class SentinelSet(_Servers):
         # finding them by their hello messages, every 2 s.
         self.ids = {port: f"{random.getrandbits(160):040x}" for port in self.sentinels}
 
-    def url(self, *, auth: str = "", db: int = 0) -> str:
-        hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinels)
-        return f"redis+sentinel://{auth}{hosts}/{self.name}/{db}"
+    def url(self, *, auth: str = "", db: int = 0, host: str = "127.0.0.1",
+            query: str = "") -> str:
+        """The quota URL of the set (``rediss+sentinel://`` when it has `tls`)."""
+        scheme = "rediss+sentinel" if self.sentinel_tls else "redis+sentinel"
+        hosts = ",".join(f"{host}:{port}" for port in self.sentinels)
+        return f"{scheme}://{auth}{hosts}/{self.name}/{db}{'?' + query if query else ''}"
 
     def start(self) -> None:
         try:
@@ -276,7 +292,7 @@ class SentinelSet(_Servers):
                 conf.write_text(self._sentinel_conf(port), encoding="ascii")
                 self.processes[port] = subprocess.Popen(  # noqa: S603 - our arguments
                     [REDIS_SERVER, str(conf), "--sentinel", "--logfile",
-                     str(self.folder / f"sentinel-{port}.log")],
+                     str(self.folder / f"sentinel-{port}.log"), *self.sentinel_tls],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             _wait(partial(self._synced, self.replica), "the replica never synced with its master")
             if self.guarded:  # the master counts the replica as good at its first ACK (1 s)
@@ -292,7 +308,12 @@ class SentinelSet(_Servers):
     def _sentinel_conf(self, port: int) -> str:
         others = "".join(f"sentinel known-sentinel {self.name} 127.0.0.1 {other} {sid}\n"
                          for other, sid in self.ids.items() if other != port)
-        return (f"port {port}\nbind 127.0.0.1\ndir {self.folder}\n"
+        listen = (f"port 0\ntls-port {port}\ntls-replication yes\n" if self.sentinel_tls
+                  else f"port {port}\n")
+        own = (f"requirepass {self.sentinel_password}\n"
+               f"sentinel sentinel-pass {self.sentinel_password}\n"
+               if self.sentinel_password else "")
+        return (f"{listen}{own}bind 127.0.0.1\ndir {self.folder}\n"
                 f"sentinel myid {self.ids[port]}\n"
                 f"sentinel monitor {self.name} 127.0.0.1 {self.master} 2\n"
                 f"sentinel down-after-milliseconds {self.name} 2000\n"
@@ -321,11 +342,15 @@ class SentinelSet(_Servers):
         return int(answer.split()[1])
 
     def sentinel_cli(self, *args: str, port: int | None = None) -> str:
-        """One command to a sentinel (the first by default; sentinels here take no password;
-        bounded: 30 s); its output, empty when it cannot be reached."""
+        """One command to a sentinel (the first by default; with the set's TLS flags and the
+        sentinels' own password, if any; bounded: 30 s); its output, empty when it cannot be
+        reached."""
+        flags = self.cli_args if self.sentinel_tls else []
+        env = {**os.environ, "REDISCLI_AUTH": self.sentinel_password} \
+            if self.sentinel_password else None
         done = subprocess.run(  # noqa: S603 - a fixed binary, our arguments
-            [REDIS_CLI, "-h", "127.0.0.1", "-p", str(port or self.sentinels[0]), *args],
-            capture_output=True, text=True, timeout=30, check=False)
+            [REDIS_CLI, "-h", "127.0.0.1", "-p", str(port or self.sentinels[0]), *flags, *args],
+            capture_output=True, text=True, timeout=30, env=env, check=False)
         return done.stdout
 
     def failover(self) -> int:
@@ -356,8 +381,11 @@ class SentinelSet(_Servers):
         return answer == "OK" or "INPROGRESS" in answer
 
     def _promoted(self, old: int) -> bool:
+        # Not checked: a sentinel that reconfigures a node ends with CLIENT KILL TYPE normal,
+        # which may close redis-cli's own connection ("Server closed the connection"): not yet.
         new = self.master_port()
-        return new != old and "role:master" in self.cli(new, "INFO", "replication")
+        return new != old and "role:master" in self.cli(new, "INFO", "replication",
+                                                        check=False)
 
     def await_demotion(self, old: int) -> None:
         """Wait (bounded: 30 s) until the old master on port `old` is the new master's replica,
@@ -367,8 +395,10 @@ class SentinelSet(_Servers):
               timeout=30)
 
     def _demoted(self, old: int) -> bool:
-        replica = self.cli(old, "INFO", "replication")
-        master = self.cli(self.master_port(), "INFO", "replication")
+        # Not checked, as in `_promoted`: an answer cut by the sentinels' CLIENT KILL is "not
+        # yet" (so the master's answer must say it is one).
+        replica = self.cli(old, "INFO", "replication", check=False)
+        master = self.cli(self.master_port(), "INFO", "replication", check=False)
         return "role:slave" in replica and "master_link_status:up" in replica \
-            and "min_slaves_good_slaves:0" not in master
+            and "role:master" in master and "min_slaves_good_slaves:0" not in master
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,9 +30,9 @@ from redis import asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 from redis.backoff import NoBackoff
-from redis.exceptions import ClusterError, RedisClusterException, RedisError
+from redis.exceptions import AuthenticationError, ClusterError, RedisClusterException, RedisError
 
 __all__ = ["CLUSTER_SCHEMES", "FAILURES", "SENTINEL_SCHEMES", "Link", "open_link",
            "topology_fault"]
@@ -73,13 +74,34 @@ class Link:
         pool = self.client.connection_pool
         try:
             connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-        except BaseException:
-            # A refused setting leaves the caller with no client to close: the sentinels'
-            # connections made to find the master go now (they reopen when asked again).
-            for other in self.also_close:
-                await other.connection_pool.disconnect()
-            raise
-        await pool.release(connection)
+        except BaseException as exc:
+            failed = exc
+        else:
+            await pool.release(connection)
+            return
+        refusal = await self._sentinels_refusal() if isinstance(failed, MasterNotFoundError) \
+            else None
+        # A refused setting leaves the caller with no client to close: the sentinels'
+        # connections made to find the master go now (they reopen when asked again).
+        for other in self.also_close:
+            await other.connection_pool.disconnect()
+        # Raised here, not in the except block: a TLS failure's own cause stays its context.
+        raise refusal or failed
+
+    async def _sentinels_refusal(self) -> BaseException | None:
+        """Why the sentinels refused us, when they did: their certificate or their own
+        password. redis-py's MasterNotFoundError keeps only the text of each sentinel's error,
+        and a refused setting must read as one (``InvalidRequestError``, not a Redis down)."""
+        answers = await asyncio.gather(*(s.ping() for s in self.also_close),
+                                       return_exceptions=True)
+        for answer in answers:
+            if isinstance(answer, AuthenticationError):
+                return AuthenticationError(
+                    f"a sentinel refused it: {answer} (sentinels with a password of their own"
+                    " take it as sentinel_password= in the URL)")
+            if isinstance(answer, FAILURES) and isinstance(answer.__context__, ssl.SSLError):
+                return answer
+        return None
 
     async def unguarded(self) -> bool:
         """Whether the master that sentinels name takes writes with no replica in sync (no
