@@ -278,6 +278,31 @@ async def test_a_mark_whose_commit_answer_was_lost_is_read_back_not_sent_twice(
     assert {(r["state"], r["attempts"]) for r in got} == {("sending", 1)}
 
 
+async def test_a_runs_elapsed_time_whose_commit_answer_was_lost_is_added_once(
+    store_pair: tuple[Any, Any], pg: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The report's elapsed time adds up the runs': an addition that committed while its
+    # answer was lost is tried again on the new connection and must not count twice.
+    a, b = store_pair
+    real = asyncpg.connection.Connection.execute
+    cuts: list[str] = []
+
+    async def cut_after_commit(conn: Any, query: str, *args: Any, **kw: Any) -> str:
+        status = await real(conn, query, *args, **kw)
+        if "elapsed" in query and not cuts:
+            cuts.append(query)
+            conn.terminate()  # the statement committed; its answer never reached the worker
+            raise asyncpg.ConnectionDoesNotExistError("cut after the commit")
+        return status
+
+    monkeypatch.setattr(asyncpg.connection.Connection, "execute", cut_after_commit)
+    await asyncio.wait_for(a.add_elapsed(1.5), 30)
+    await asyncio.wait_for(b.add_elapsed(2.0), 30)
+    await asyncio.wait_for(a.add_elapsed(0.25), 30)  # a later run of the same worker counts
+    assert len(cuts) == 1
+    assert (await b.counts()).elapsed == 3.75
+
+
 async def test_claims_whose_lease_ran_out_while_cut_off_are_not_sent(
     store_pair: tuple[Any, Any], pg: Any,
 ) -> None:

@@ -26,8 +26,8 @@ from ...._urls import scrub, shown_url
 from ..schema import SKIP_REASON, JournalError
 
 __all__ = [
-    "CAMPAIGN_FOR_UPDATE", "CLAIM", "CLAIM_DUE", "COUNTS", "COUNTS_HEAD", "DEFAULT_LEASE",
-    "DEFAULT_RECONNECT_DEADLINE", "HEARTBEAT", "HELD_COUNTS", "HOLD", "HOLD_RULES",
+    "ADD_ELAPSED", "CAMPAIGN_FOR_UPDATE", "CLAIM", "CLAIM_DUE", "COUNTS", "COUNTS_HEAD",
+    "DEFAULT_LEASE", "DEFAULT_RECONNECT_DEADLINE", "HEARTBEAT", "HELD_COUNTS", "HOLD", "HOLD_RULES",
     "INSERT_INVALID", "INSERT_VALID", "KNOWN_KEYS", "LEASE_LOST", "MARK", "MIGRATE",
     "MIGRATE_QUOTA", "NEXT_DUE", "OUTCOME", "RECONCILE", "RECOVER", "RELEASE", "RENUMBER",
     "RESTART_INPUT", "SCHEMA", "SCHEMA_LOCK", "SEE_AGAIN", "SET_POSITION", "STILL_SENDING",
@@ -101,6 +101,20 @@ CREATE TABLE IF NOT EXISTS ryze_numbers (
 );
 CREATE INDEX IF NOT EXISTS ryze_numbers_leased ON ryze_numbers (campaign, lease_until)
     WHERE state IN ('claimed', 'sending');
+CREATE TABLE IF NOT EXISTS ryze_elapsed (
+    campaign    text NOT NULL REFERENCES ryze_campaigns ON DELETE CASCADE,
+    run         text NOT NULL,
+    PRIMARY KEY (campaign, run)
+);
+"""
+
+# A run's duration is added once: the run's id goes in with it, so the statement tried again
+# after its commit's answer was lost adds nothing ($3: the worker and its run).
+ADD_ELAPSED = """
+WITH run AS (INSERT INTO ryze_elapsed (campaign, run) VALUES ($1, $3) ON CONFLICT DO NOTHING
+             RETURNING 1)
+UPDATE ryze_campaigns SET elapsed = elapsed + $2
+WHERE campaign = $1 AND EXISTS (SELECT 1 FROM run)
 """
 
 _LEASE = "clock_timestamp() + $3::float8 * interval '1 second'"

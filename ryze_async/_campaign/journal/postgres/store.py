@@ -562,6 +562,7 @@ class PgStore:
         self.read_only = read_only
         #: Rows found ``sending`` with an expired lease at open and turned ``unknown``.
         self.recovered = 0
+        self._runs = 0  # add_elapsed calls so far: each one's id in ryze_elapsed
         #: Seconds a lost connection is tried again before the store gives up (0: at once).
         self.reconnect_deadline = reconnect_deadline
         # The worker's name in pg_stat_activity too: an operator sees whose session is whose.
@@ -763,10 +764,11 @@ class PgStore:
         return int(row["ingest_offset"]), int(row["ingest_line"]), str(row["ingest_digest"])
 
     async def add_elapsed(self, seconds: float) -> None:
-        """Add a run's duration (with many workers: the sum of their run times)."""
-        await self._run(lambda db: db.execute(
-            "UPDATE ryze_campaigns SET elapsed = elapsed + $2 WHERE campaign = $1",
-            self.campaign, seconds))
+        """Add a run's duration (with many workers: the sum of their run times), once even
+        when the commit's answer is lost and the statement is tried again."""
+        self._runs += 1
+        run = f"{self.worker}:{self._runs}"
+        await self._run(lambda db: db.execute(sql.ADD_ELAPSED, self.campaign, seconds, run))
 
     # -- ingestion ------------------------------------------------------------------------------
 
