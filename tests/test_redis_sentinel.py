@@ -46,32 +46,41 @@ def sentinels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]
     yield from started(tmp_path_factory)
 
 
+async def failover_mid_run(sentinels: SentinelSet, url: str
+                           ) -> tuple[int, int, list[BaseException | None]]:
+    """Two clients through `url` place calls while the sentinels fail over; checked on the
+    server's record: every call placed or failed closed, none twice, never over the limit,
+    and some placed on the new master. (old master, new master, what each loaded call raised)."""
+    async with ServerThread(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server:
+        clients = [client(server, url) for _ in range(2)]
+        try:
+            assert await calls(clients, 2, 0) == [None, None]
+            load = asyncio.ensure_future(calls(clients, 4 * LIMIT, 100))
+            await asyncio.wait_for(server.wait_for_requests(LIMIT), 30)
+            old = sentinels.master_port()
+            new = await asyncio.to_thread(sentinels.failover)
+            promoted = time.time()
+            failures = await asyncio.wait_for(load, 60)
+            after = await calls(clients, LIMIT, 1000)  # all of them on the new master
+        finally:
+            for c in clients:
+                await c.aclose()
+    assert all(isinstance(f, QuotaBackendError) for f in failures if f is not None)
+    assert after == [None] * LIMIT
+    check(server, 2 + failures.count(None) + LIMIT)
+    assert any(r.received_at > promoted for r in server.requests)
+    return old, new, failures
+
+
 @pytest.mark.infra
 @needs_redis
 async def test_a_forced_failover_mid_run_reaches_the_new_master_and_stays_exact(
     sentinels: SentinelSet, caplog: pytest.LogCaptureFixture
 ) -> None:
-    url = sentinels.url(auth=f":{PASSWORD}@")
-    async with ServerThread(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server:
-        clients = [client(server, url) for _ in range(2)]
-        try:
-            with caplog.at_level(logging.WARNING):
-                assert await calls(clients, 2, 0) == [None, None]
-                load = asyncio.ensure_future(calls(clients, 4 * LIMIT, 100))
-                await asyncio.wait_for(server.wait_for_requests(LIMIT), 30)
-                old = sentinels.master_port()
-                new = await asyncio.to_thread(sentinels.failover)
-                promoted = time.time()
-                failures = await asyncio.wait_for(load, 60)
-                after = await calls(clients, LIMIT, 1000)  # all of them on the new master
-        finally:
-            for c in clients:
-                await c.aclose()
+    with caplog.at_level(logging.WARNING):
+        old, new, failures = await failover_mid_run(sentinels, sentinels.url(
+            auth=f":{PASSWORD}@"))
     assert (old, new) == (sentinels.master, sentinels.replica)
-    assert all(isinstance(f, QuotaBackendError) for f in failures if f is not None)
-    assert after == [None] * LIMIT
-    check(server, 2 + failures.count(None) + LIMIT)
-    assert any(r.received_at > promoted for r in server.requests)
     for text in [caplog.text, *(str(f) for f in failures if f is not None)]:
         assert PASSWORD[4:12] not in text
     # Said once (two clients), naming the setting that closes the split brain.
@@ -206,26 +215,9 @@ async def test_over_tls_a_forced_failover_mid_run_reaches_the_new_master_and_sta
     # rediss+sentinel://ryze:PASS@.../mymaster/0?ssl_ca_certs=CA&sentinel_password=...: TLS
     # to the sentinels (with their own password) and to each master, as the docs' ACL user.
     sentinels = tls_set.sentinels
-    async with ServerThread(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server:
-        clients = [client(server, tls_set.url()) for _ in range(2)]
-        try:
-            with caplog.at_level(logging.DEBUG):
-                assert await calls(clients, 2, 0) == [None, None]
-                load = asyncio.ensure_future(calls(clients, 4 * LIMIT, 100))
-                await asyncio.wait_for(server.wait_for_requests(LIMIT), 30)
-                old = sentinels.master_port()
-                new = await asyncio.to_thread(sentinels.failover)
-                promoted = time.time()
-                failures = await asyncio.wait_for(load, 60)
-                after = await calls(clients, LIMIT, 1000)  # all of them on the new master
-        finally:
-            for c in clients:
-                await c.aclose()
+    with caplog.at_level(logging.DEBUG):
+        old, new, failures = await failover_mid_run(sentinels, tls_set.url())
     assert {old, new} == {sentinels.master, sentinels.replica}
-    assert all(isinstance(f, QuotaBackendError) for f in failures if f is not None)
-    assert after == [None] * LIMIT
-    check(server, 2 + failures.count(None) + LIMIT)
-    assert any(r.received_at > promoted for r in server.requests)
     _no_part_of((ACL_PASSWORD, SENTINEL_PASSWORD),
                 [caplog.text, *(str(f) for f in failures if f is not None)])
     # The sentinels reached each other all along, over TLS with their own password (`sentinel
