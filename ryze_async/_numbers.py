@@ -231,8 +231,8 @@ def _international(text: str) -> tuple[int, str] | None:
     if not _INTERNATIONAL.fullmatch(text):
         return None
     for size in (1, 2, 3):
-        code = int(text[1:1 + size])
-        if code in COUNTRY_CODE_TO_REGION_CODE:
+        code = _CALLING_CODES.get(text[1:1 + size])
+        if code is not None:
             break
     else:
         return None
@@ -244,6 +244,8 @@ def _international(text: str) -> tuple[int, str] | None:
     return code, national
 
 
+# Every country calling code as its digits (they never start with 0): one look-up a prefix.
+_CALLING_CODES = {str(code): code for code in COUNTRY_CODE_TO_REGION_CODE}
 # Anything matches it: a country parse finds no metadata for is left to parse.
 _ANY_START = re.compile("")
 
