@@ -535,7 +535,12 @@ class RyzeClient:
         refused = 0
         try:
             while True:
-                response, rate, reset_after = await self._admitted_attempt(call, quota)
+                if quota is None:  # no slot to hold: no frame of its own (it costs every call)
+                    self._guard.check()
+                    response, rate, reset_after = self._take_in(
+                        call, await self._sender.send(call), None, None)
+                else:
+                    response, rate, reset_after = await self._admitted_attempt(call, quota)
                 if response.status != 429 or refused >= self._config.max_retries:
                     return interpret(response, rate, self._config)
                 refused += 1
@@ -545,12 +550,9 @@ class RyzeClient:
             raise
 
     async def _admitted_attempt(
-        self, call: OutgoingCall, quota: QuotaBackend | None
+        self, call: OutgoingCall, quota: QuotaBackend
     ) -> tuple[RawResponse, RateLimitFields | None, float | None]:
         """Admit the call, send it (resending what never left), take its feedback in."""
-        if quota is None:
-            self._guard.check()
-            return self._take_in(call, await self._sender.send(call), None, None)
         held = _Held(self, call, quota, await self._admit(call, quota))
         call.reached = False
         try:

@@ -150,7 +150,9 @@ def normalize_number(
         return _normalize_jid(text, allow_lid=allow_lid)
     region = check_default_region(default_region)
     _check_check(number_check)
-    if len(text) > _MAX_CHARS or not _PLAIN.fullmatch(text):
+    # ASCII digits alone (a campaign's usual number) pass _PLAIN: two str tests, no regex.
+    plain = text.isascii() and text.isdigit()
+    if len(text) > _MAX_CHARS or not (plain or _PLAIN.fullmatch(text)):
         raise InvalidRequestError(
             f"number {raw!r} is not a phone number: only digits, one leading +, spaces, dashes, "
             "dots and parentheses are allowed",
@@ -231,8 +233,8 @@ def _international(text: str) -> tuple[int, str] | None:
     if not _INTERNATIONAL.fullmatch(text):
         return None
     for size in (1, 2, 3):
-        code = int(text[1:1 + size])
-        if code in COUNTRY_CODE_TO_REGION_CODE:
+        code = _CALLING_CODES.get(text[1:1 + size])
+        if code is not None:
             break
     else:
         return None
@@ -244,6 +246,8 @@ def _international(text: str) -> tuple[int, str] | None:
     return code, national
 
 
+# Every country calling code as its digits (they never start with 0): one look-up a prefix.
+_CALLING_CODES = {str(code): code for code in COUNTRY_CODE_TO_REGION_CODE}
 # Anything matches it: a country parse finds no metadata for is left to parse.
 _ANY_START = re.compile("")
 

@@ -118,12 +118,17 @@ class CallSender:
         self._sleep = sleep
         self._hooks = hooks
 
-    async def send(self, call: OutgoingCall, gate: SlotGate | None = None) -> RawResponse:
+    def send(self, call: OutgoingCall, gate: SlotGate | None = None) -> Awaitable[RawResponse]:
         """The call's answer: the first attempt, plus resends of what provably never left.
         With a quota, ``gate`` keeps every attempt within its slot as it leaves: checked before
         the transport is asked, and told by the transport when the request leaves."""
+        # Not a coroutine itself: without a gate, the attempts are the caller's awaitable (one
+        # frame fewer for every suspension of the call).
         if gate is None:
-            return await self._attempts(call, None)
+            return self._attempts(call, None)
+        return self._gated(call, gate)
+
+    async def _gated(self, call: OutgoingCall, gate: SlotGate) -> RawResponse:
         leaving = LEAVING.set(gate.left)
         try:
             return await self._attempts(call, gate)
@@ -144,6 +149,7 @@ class CallSender:
                     return await self._attempt(call)
                 return await self._bounded(call, call.timeout)
             except ConnectionFailedError as exc:
+                call.reached = False  # the transport proved it never reached the server
                 if not exc.retryable or attempt > self._policy.max_retries:
                     if attempt == 1:
                         raise
@@ -175,17 +181,16 @@ class CallSender:
         await gate.wait()
         return False
 
-    async def _attempt(self, call: OutgoingCall) -> RawResponse:
+    def _attempt(self, call: OutgoingCall) -> Awaitable[RawResponse]:
+        """One attempt, marked as maybe reaching the server; its awaitable is the transport's
+        own (no frame of ours in between). ``_attempts`` clears ``reached`` when the transport
+        proves the request never left."""
         call.reached = True
         call.attempts += 1
         call.sent_at = time.time()
         if self._hooks is None:
-            try:
-                return await self._transport.send(call.url, self._headers, call.body)
-            except ConnectionFailedError:
-                call.reached = False
-                raise
-        return await self._observed(call, call.attempts, self._hooks)
+            return self._transport.send(call.url, self._headers, call.body)
+        return self._observed(call, call.attempts, self._hooks)
 
     async def _bounded(self, call: OutgoingCall, bound: float) -> RawResponse:
         """One attempt bounded by the call's own ``timeout``: sending and the answer."""

@@ -277,6 +277,26 @@ def test_answers_read_the_same_with_or_without_orjson() -> None:
     assert not any(body in seen for body in LONG_INTEGERS)
 
 
+@settings(max_examples=300, deadline=None, database=None)
+@given(number=st.integers(min_value=-(10**25), max_value=10**25),
+       blank=st.sampled_from(["", " ", "\n", "\t "]),
+       call_id=st.from_regex(r"[0-9]{0,30}", fullmatch=True))
+def test_an_integer_in_an_answer_is_read_exactly(number: int, blank: str, call_id: str) -> None:
+    # Issue 18: the cheap look for 19 digits in a row sends every answer the long-integer regex
+    # would to json, so an integer beyond 64 bits is never orjson's float (digit runs in a string,
+    # the call id here, do not matter).
+    body = f'{{"success":true,"callId":"{call_id}","duration":{blank}{number}}}'.encode()
+    transport = MockTransport(lambda _r: MockResponse(200, body=body))
+
+    async def main() -> CallResult:
+        async with RyzeClient(token="t", instance="i", rate_limit=None,
+                              transport=transport) as client:
+            return await client.fake_call("+5511987650001")
+
+    result = run_virtual(main())
+    assert (result.duration, result.call_id) == (number, call_id)
+
+
 def _large_media_sizes() -> list[int]:
     # Bodies of 65,535 bytes (joined into one buffer) and 65,539 bytes (sent in parts, from
     # 64 KiB up) and far over: the base64 of n bytes is 4 * ceil(n / 3), plus 43 around it.

@@ -204,6 +204,7 @@ class AiohttpTransport:
         self._session: aiohttp.ClientSession | None = None
         self._closed = False  # once closed, never a new session: nothing is sent after aclose()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._starts: _Starts | None = None  # the request pacer of ``_loop``
 
     def _session_for_running_loop(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -232,6 +233,7 @@ class AiohttpTransport:
             request_class=_Request,
         )
         self._loop = loop
+        self._starts = _start_for(loop)
         return session
 
     async def send(
@@ -241,10 +243,16 @@ class AiohttpTransport:
 
         Raises ConnectionFailedError or OutcomeUnknownError.
         """
-        starts = _start_for(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        # The pacer of the session's loop is kept here: no weak-mapping look-up per call.
+        starts = self._starts if loop is self._loop else None
+        if starts is None:
+            starts = _start_for(loop)
         if not starts.take():
             await starts.wait()  # nothing is sent before: a cancel here leaves nothing behind
-        session = self._session_for_running_loop()
+        session = self._session if loop is self._loop else None
+        if session is None:
+            session = self._session_for_running_loop()
         data = _payload(body)
         # The client keeps its URLs; parsing one here (encoded: already quoted) is ~0.3 µs.
         target = URL(url, encoded=True)
@@ -351,12 +359,20 @@ async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes | No
     length = response.content_length
     if length is not None and length > cap:
         return None
-    chunks: list[bytes] = []
-    size = 0
+    content = response.content
+    # read(n) returns what is buffered, up to n, and b"" at the end of the body; the length is
+    # checked on the decoded bytes, so a compressed bomb is cut off too.
+    first = await content.read(cap + 1)
+    if len(first) > cap:
+        return None
+    if not first or (content.at_eof() and content.exception() is None):
+        # A small answer comes whole in one read: the body's end is already known, and no
+        # error is pending that a further read would raise.
+        return first
+    chunks = [first]
+    size = len(first)
     while True:
-        # read(n) returns what is buffered, up to n, and b"" at the end of the body; the
-        # length is checked on the decoded bytes, so a compressed bomb is cut off too.
-        chunk = await response.content.read(cap + 1 - size)
+        chunk = await content.read(cap + 1 - size)
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
