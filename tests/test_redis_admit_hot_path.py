@@ -1,0 +1,86 @@
+"""(#18) The Redis admission's hot path on a real redis-server: an uncontended admission runs
+only the commands its answer needs (counted by Redis itself, ``INFO commandstats``), and the
+admission script of the previous release, run beside this one on one token (a rolling
+upgrade), never lets the two admit over the limit in any window."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("redis", reason="the shared quota needs the 'redis' extra")
+
+from redis import asyncio as aioredis
+
+from ryze_async import RedisQuota
+from ryze_async.testing import RedisServer
+from ryze_async.testing._quota_sim import max_in_window
+
+LIMIT, PERIOD, MARGIN, RESERVE = 5, 0.5, 0.1, 2
+WINDOW = PERIOD + MARGIN
+EPS = 2e-6  # slots are whole microseconds of Redis time
+ADMISSIONS = 20
+OLD_ADMIT = (Path(__file__).parent / "fixtures" / "admit_before_18.lua").read_text()
+
+
+async def admit(quota: RedisQuota, lane: str = "interactive") -> float:
+    admission = await quota.acquire(lane=lane)  # type: ignore[arg-type]
+    quota.settle()
+    return float(admission)
+
+
+async def test_an_uncontended_admission_runs_only_the_commands_its_answer_needs(
+    redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    quota = RedisQuota.from_url(redis_server.url, token_digest=uuid.uuid4().hex, limit=100,
+                                period=60.0, margin=1.0)
+    try:
+        for _ in range(3):  # the probe, its end, the scripts cached
+            await admit(quota)
+        await quota.flush()
+        await raw.config_resetstat()
+        for _ in range(ADMISSIONS):
+            await quota.acquire()
+        stats = await raw.info("commandstats")
+    finally:
+        await quota.aclose()
+    calls = {name.removeprefix("cmdstat_"): s["calls"] for name, s in stats.items()}
+    calls.pop("config|resetstat", None)
+    assert calls.pop("evalsha") == ADMISSIONS  # one round trip each, the script cached
+    # No reserve is announced and nothing is queued: the reserves are not read, nor the log's
+    # entries (a count in the window and whether anything is queued after now are enough).
+    assert "zrangebyscore" not in calls
+    assert "zrange" not in calls
+    assert calls.get("zcount", 0) <= ADMISSIONS
+    # TIME; the conf, the epoch, the probe, the hold, the budget; pruning and counting the
+    # log; the entry, the log's TTL and the epoch's count. (+3: the conf's TTL, renewed once a
+    # second, may fall due once.)
+    assert sum(calls.values()) <= 12 * ADMISSIONS + 3, calls
+
+
+@pytest.mark.parametrize("old_lane", ["bulk", "interactive"])
+async def test_the_previous_releases_admission_beside_this_one_never_goes_over_the_limit(
+    redis_server: RedisServer, old_lane: str
+) -> None:
+    """A rolling upgrade: processes of the old and the new version admit on one token at once,
+    each with its own script text (the keys and what they hold are the same), in both lanes and
+    with a reserve announced: every window holds at most the limit."""
+    digest = uuid.uuid4().hex
+    old, new = (RedisQuota.from_url(redis_server.url, token_digest=digest, limit=LIMIT,
+                                    period=PERIOD, margin=MARGIN, reserve=reserve)
+                for reserve in (0, RESERVE))
+    old._admit = old._redis.register_script(OLD_ADMIT)
+    new_lane = "interactive" if old_lane == "bulk" else "bulk"
+    try:
+        async with asyncio.timeout(30):
+            slots = await asyncio.gather(*(
+                admit(quota, lane) for _ in range(2 * LIMIT)
+                for quota, lane in ((old, old_lane), (new, new_lane))))
+    finally:
+        await old.aclose()
+        await new.aclose()
+    assert len(slots) == 4 * LIMIT
+    assert max_in_window(slots, WINDOW - EPS) <= LIMIT
