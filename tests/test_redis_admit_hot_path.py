@@ -56,9 +56,9 @@ async def test_an_uncontended_admission_runs_only_the_commands_its_answer_needs(
     assert "zrange" not in calls
     assert calls.get("zcount", 0) <= ADMISSIONS
     # TIME; the conf, the epoch, the probe, the hold, the budget; pruning and counting the
-    # log; the entry, the log's TTL and the epoch's count. (+3: the conf's TTL, renewed once a
-    # second, may fall due once.)
-    assert sum(calls.values()) <= 12 * ADMISSIONS + 3, calls
+    # log; the entry, the log's TTL and the epoch's count. (+4: the conf's TTL and the log's,
+    # written once a second, may each fall due once.)
+    assert sum(calls.values()) <= 12 * ADMISSIONS + 4, calls
 
 
 @pytest.mark.parametrize("old_lane", ["bulk", "interactive"])
@@ -84,3 +84,25 @@ async def test_the_previous_releases_admission_beside_this_one_never_goes_over_t
         await new.aclose()
     assert len(slots) == 4 * LIMIT
     assert max_in_window(slots, WINDOW - EPS) <= LIMIT
+
+
+async def test_the_logs_ttl_is_written_only_once_it_runs_short_and_never_shortened(
+    redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    """The log outlives its last entry by a window and the idle TTL (60 s): an admission reads
+    its TTL and writes it (PEXPIRE) only when it would end more than a second too early."""
+    digest = uuid.uuid4().hex
+    log, full = f"ryze:{{{digest}}}:log", round(WINDOW * 1000) + 60_000
+    quota = RedisQuota.from_url(redis_server.url, token_digest=digest, limit=LIMIT,
+                                period=PERIOD, margin=MARGIN)
+    try:
+        await admit(quota)
+        assert full - 1000 < await raw.pttl(log) <= full
+        await raw.pexpire(log, 10 * full)  # longer than needed (say, reservations far ahead)
+        await admit(quota)
+        assert await raw.pttl(log) > full  # not shortened
+        await raw.pexpire(log, full - 1500)  # run short by more than a second: due
+        await admit(quota)
+        assert full - 1000 < await raw.pttl(log) <= full
+    finally:
+        await quota.aclose()

@@ -378,7 +378,10 @@ if probe_ms > 0 and empty and paused == 0 then
 end
 redis.call('ZADD', log, int(t), member)
 local last = math.max(t, put_back(moving, limit, reserve, window))
-redis.call('PEXPIRE', log, math.floor((last - now + window) / 1000) + ttl)
+-- The log outlives its last entry by a window and the idle TTL. Issue 18: a read, and the
+-- write (PEXPIRE) only once its TTL has run a second short of that, never shortened.
+local keep = math.floor((last - now + window) / 1000) + ttl
+if redis.call('PTTL', log) < keep - 1000 then redis.call('PEXPIRE', log, keep) end
 seq = redis.call('HINCRBY', epoch_k, 'seq', 1)
 return answer(0, t - now, t, probed, gen, seq, lost)
 """
