@@ -106,3 +106,24 @@ async def test_the_logs_ttl_is_written_only_once_it_runs_short_and_never_shorten
         assert full - 1000 < await raw.pttl(log) <= full
     finally:
         await quota.aclose()
+
+
+async def test_a_bulk_admission_reads_the_logs_last_entry_once_with_a_reserve(
+    redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    """The bulk rule places a slot twice (the limit, then the limit less the reserve): the
+    second placement starts after every entry already, so the last entry is read once."""
+    quota = RedisQuota.from_url(redis_server.url, token_digest=uuid.uuid4().hex, limit=100,
+                                period=60.0, margin=1.0, reserve=RESERVE)
+    try:
+        for _ in range(3):
+            await admit(quota, "bulk")
+        await quota.flush()
+        await raw.config_resetstat()
+        for _ in range(ADMISSIONS):
+            await quota.acquire(lane="bulk")
+        stats = await raw.info("commandstats")
+    finally:
+        await quota.aclose()
+    assert stats["cmdstat_evalsha"]["calls"] == ADMISSIONS
+    assert stats["cmdstat_zrange"]["calls"] == ADMISSIONS  # 20 entries: none a window back

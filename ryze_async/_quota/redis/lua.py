@@ -124,8 +124,9 @@ local function shared_reserve(own, id, ttl_ms)
 end
 -- The first-come-first-served slot: after every reservation (so the only windows that gain
 -- an entry are those ending at t), and once the cap-th latest entry is a window behind.
-local function append_slot(t, n, cap, window)
-  if n > 0 then
+-- (`after_all`: t is after every entry already, and the last one is not read again.)
+local function append_slot(t, n, cap, window, after_all)
+  if n > 0 and not after_all then
     t = math.max(t, tonumber(redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')[2]))
   end
   if n >= cap then
@@ -139,7 +140,7 @@ end
 -- window's oldest `slack` that nobody used (issue 18: limit - reserve per period).
 local function bulk_slot(t, n, limit, reserve, window)
   t = append_slot(t, n, limit, window)
-  if reserve > 0 then t = append_slot(t, n, limit - reserve, window - slack) end
+  if reserve > 0 then t = append_slot(t, n, limit - reserve, window - slack, true) end
   return t
 end
 -- The bulk reservations not sent yet (slots after now), in their order: {member, slot}.
