@@ -127,3 +127,32 @@ async def test_a_bulk_admission_reads_the_logs_last_entry_once_with_a_reserve(
         await quota.aclose()
     assert stats["cmdstat_evalsha"]["calls"] == ADMISSIONS
     assert stats["cmdstat_zrange"]["calls"] == ADMISSIONS  # 20 entries: none a window back
+
+
+async def test_an_admission_renews_its_reserves_announcement_only_once_a_second(
+    redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    """Every admission of a quota with a reserve keeps its announcement alive, but writes it
+    (prune, add, expire) only once a second of it has run out: a read otherwise."""
+    digest = uuid.uuid4().hex
+    quota = RedisQuota.from_url(redis_server.url, token_digest=digest, limit=100, period=60.0,
+                                margin=1.0, reserve=RESERVE)
+    reserves = f"ryze:{{{digest}}}:reserves"
+    try:
+        for _ in range(3):
+            await admit(quota)
+        await quota.flush()
+        await raw.config_resetstat()
+        for _ in range(ADMISSIONS):
+            await quota.acquire()
+        stats = await raw.info("commandstats")
+        # Run down by more than a second (a renewal missed): the next admission writes it.
+        ((member, lapses),) = await raw.zrange(reserves, 0, -1, withscores=True)
+        await raw.zadd(reserves, {member: lapses - 1_500_000})
+        await admit(quota)
+        assert await raw.zscore(reserves, member) > lapses
+    finally:
+        await quota.aclose()
+    # One entry each in the log; the announcement's at most once (when a second has run out).
+    assert stats["cmdstat_zadd"]["calls"] <= ADMISSIONS + 1
+    assert stats["cmdstat_zremrangebyscore"]["calls"] <= ADMISSIONS + 1

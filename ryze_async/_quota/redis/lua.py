@@ -108,11 +108,17 @@ local now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
 local function int(x) return string.format('%.0f', x) end
 -- The reserve in force: the largest that a live client announced (members 'reserve:quota_id'
 -- scored by when the announcement lapses), this caller's own (`own`, a string) included.
+-- Its own is written again (issue 18: not on every admission) once a second of it has run
+-- out, or when it is gone: it lapses `ttl_ms` after that, or a second sooner.
 local function shared_reserve(own, id, ttl_ms)
   if own ~= '0' then
-    redis.call('ZREMRANGEBYSCORE', reserves_k, '-inf', int(now))
-    redis.call('ZADD', reserves_k, int(now + ttl_ms * 1000), own .. ':' .. id)
-    redis.call('PEXPIRE', reserves_k, ttl_ms)
+    local mine = own .. ':' .. id
+    local lapses = tonumber(redis.call('ZSCORE', reserves_k, mine) or '0')
+    if lapses - now <= (ttl_ms - 1000) * 1000 then
+      redis.call('ZREMRANGEBYSCORE', reserves_k, '-inf', int(now))
+      redis.call('ZADD', reserves_k, int(now + ttl_ms * 1000), mine)
+      redis.call('PEXPIRE', reserves_k, ttl_ms)
+    end
   end
   local reserve = tonumber(own)
   -- Lapsed ones are only skipped here (one call on every admission, not two): the next
