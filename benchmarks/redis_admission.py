@@ -17,6 +17,11 @@ round trip does not explain.
 
     python benchmarks/redis_admission.py          # 20 rounds x 90 admissions per tool
     python benchmarks/redis_admission.py --quick  # 4 rounds; functional (CI)
+    python benchmarks/redis_admission.py --quick --parts  # and each part of the script priced
+
+``--parts`` prices each command of the admission script's common path (and what it replaced)
+on a real quota's keys, a log of 90 entries: each repeated 200 times inside one ``EVAL``, the
+cost of an empty loop taken off, so the figures are warm (a single admission pays more).
 
 Needs redis-server on PATH, the ``redis`` extra, ``pyrate-limiter`` and ``limits`` (dev).
 Exits 1 if the target is missed (full mode only: ``--quick`` is too short to judge).
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import sys
 import time
 import uuid
@@ -120,9 +126,77 @@ async def script_costs(raw: aioredis.Redis, tools: dict[str, Admit]) -> dict[str
     return costs
 
 
+_ZREM = "redis.call('ZREM', log, 'x' .. i)"
+# ADMIT's commands on its common path (free room, nothing queued, no probe, no reserve), as
+# lua.ADMIT runs them, then what issue 18 replaced (`before:`).
+PARTS = {
+    "TIME": "x = redis.call('TIME')",
+    "HMGET conf (strictest limit)": "x = redis.call('HMGET', conf_k, 'limit', 'window', 'exp')",
+    "ZREMRANGEBYSCORE log (prune)": "x = redis.call('ZREMRANGEBYSCORE', log, '-inf', int(now - w))",
+    "HMGET epoch (lost state)": "x = redis.call('HMGET', epoch_k, 'gen', 'seq', 'paused', 'exp')",
+    "PTTL probe": "x = redis.call('PTTL', probe_k)",
+    "GET blocked (a hold)": "x = redis.call('GET', blocked_k)",
+    "HMGET budget": "x = redis.call('HMGET', budget_k, 'n', 'until')",
+    "ZCOUNT log (now, +inf] (queued?)": "x = redis.call('ZCOUNT', log, '(' .. int(now), '+inf')",
+    "ZCARD log (room?)": "x = redis.call('ZCARD', log)",
+    # Taken out again at once (the log stays at 90); `_ZREM`'s cost is taken off.
+    "ZADD log (the entry)": "redis.call('ZADD', log, int(now + i), 'x' .. i) " + _ZREM,
+    "PTTL log": "x = redis.call('PTTL', log)",
+    "HINCRBY epoch seq": "x = redis.call('HINCRBY', epoch_k, 'seq', 0)",
+    "the argument: one string.match":
+        "x = {string.match(ARGV[1], '^' .. string.rep('(%S+) ', 12) .. '(%S+)$')}",
+    "the answer: one string.format":
+        "x = string.format('%d %.0f %.0f %d %.0f %.0f %d', 0, 0, now, 0, 1, 9, 0)",
+    "before: ZRANGE log -1 -1 WITHSCORES": "x = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')",
+    "before: ZCOUNT over the window": "x = redis.call('ZCOUNT', log, int(now - w + 1), '+inf')",
+    "before: ZRANGEBYSCORE reserves":
+        "x = redis.call('ZRANGEBYSCORE', reserves_k, '(' .. int(now), '+inf')",
+    "before: PEXPIRE log": "x = redis.call('PEXPIRE', log, 120000)",
+    "before: the argument by gmatch":
+        "x = {} for f in string.gmatch(ARGV[1], '%S+') do x[#x + 1] = f end",
+}
+_LOOP = """
+local log, blocked_k, budget_k, conf_k, probe_k = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local reserves_k, epoch_k = KEYS[6], KEYS[7]
+local tm = redis.call('TIME')
+local now, w = tonumber(tm[1]) * 1000000 + tonumber(tm[2]), 61000000
+local function int(x) return string.format('%.0f', x) end
+local x
+for i = 1, 200 do
+"""
+
+
+async def parts(url: str) -> dict[str, float]:
+    """Each part's warm cost in microseconds (see ``--parts``), median of 7 runs."""
+    quota = RedisQuota.from_url(url, token_digest=uuid.uuid4().hex, limit=LIMIT, period=PERIOD,
+                                margin=1.0)
+    try:
+        for _ in range(PER_ROUND):
+            await quota.acquire()
+            quota.settle()
+        keys, arg = quota._keys, "100 61000000 0 i1 -1 60000 0 interactive q 30000 1000000 1 9"
+        async with aioredis.Redis.from_url(url) as raw:
+            runs: dict[str, list[float]] = {}
+            for _ in range(7):
+                for name, lua in {"": "", "ZREM": _ZREM, **PARTS}.items():
+                    await raw.config_resetstat()
+                    await raw.eval(_LOOP + lua + "\nend", 7, *keys, arg)
+                    stats = await raw.info("commandstats")
+                    runs.setdefault(name, []).append(stats["cmdstat_eval"]["usec"] / 200)
+    finally:
+        await quota.aclose()
+    costs = {name: statistics.median(us) for name, us in runs.items()}
+    empty = costs.pop("")
+    zrem = costs.pop("ZREM")
+    costs["ZADD log (the entry)"] -= zrem - empty
+    return {name: us - empty for name, us in costs.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="4 rounds; functional")
+    parser.add_argument("--parts", action="store_true",
+                        help="also price each command of the script's common path (warm)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     print(machine(f"Python {sys.version.split()[0]}"))
@@ -138,11 +212,21 @@ def main(argv: list[str] | None = None) -> int:
     print("\ninside Redis, per EVALSHA (INFO commandstats):")
     for name, us in inside.items():
         print(f"  {name:28} {us:8.1f} us")
+    if args.parts:
+        print_parts()
     ratio = percentile(samples["RedisQuota.acquire()"], 0.5) / anchor
     failures = [] if args.quick or ratio <= MAX_RATIO else [
         f"RedisQuota p50 {ratio:.2f}x PyrateLimiter's (target <= {MAX_RATIO}x)"]
     return finish(started, args.quick, failures,
                   f"RedisQuota p50 within {MAX_RATIO}x of PyrateLimiter's", sep="; ")
+
+
+def print_parts() -> None:
+    with RedisServer() as server:
+        costs = asyncio.run(parts(server.url))
+    print("\nthe script's common path, part by part (warm: 200 in one EVAL, empty loop off):")
+    for name, us in costs.items():
+        print(f"  {name:40} {us:6.2f} us")
 
 
 if __name__ == "__main__":

@@ -108,11 +108,17 @@ local now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
 local function int(x) return string.format('%.0f', x) end
 -- The reserve in force: the largest that a live client announced (members 'reserve:quota_id'
 -- scored by when the announcement lapses), this caller's own (`own`, a string) included.
+-- Its own is written again (issue 18: not on every admission) once a second of it has run
+-- out, or when it is gone: it lapses `ttl_ms` after that, or a second sooner.
 local function shared_reserve(own, id, ttl_ms)
   if own ~= '0' then
-    redis.call('ZREMRANGEBYSCORE', reserves_k, '-inf', int(now))
-    redis.call('ZADD', reserves_k, int(now + ttl_ms * 1000), own .. ':' .. id)
-    redis.call('PEXPIRE', reserves_k, ttl_ms)
+    local mine = own .. ':' .. id
+    local lapses = tonumber(redis.call('ZSCORE', reserves_k, mine) or '0')
+    if lapses - now <= (ttl_ms - 1000) * 1000 then
+      redis.call('ZREMRANGEBYSCORE', reserves_k, '-inf', int(now))
+      redis.call('ZADD', reserves_k, int(now + ttl_ms * 1000), mine)
+      redis.call('PEXPIRE', reserves_k, ttl_ms)
+    end
   end
   local reserve = tonumber(own)
   -- Lapsed ones are only skipped here (one call on every admission, not two): the next
@@ -124,8 +130,9 @@ local function shared_reserve(own, id, ttl_ms)
 end
 -- The first-come-first-served slot: after every reservation (so the only windows that gain
 -- an entry are those ending at t), and once the cap-th latest entry is a window behind.
-local function append_slot(t, n, cap, window)
-  if n > 0 then
+-- (`after_all`: t is after every entry already, and the last one is not read again.)
+local function append_slot(t, n, cap, window, after_all)
+  if n > 0 and not after_all then
     t = math.max(t, tonumber(redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')[2]))
   end
   if n >= cap then
@@ -139,7 +146,7 @@ end
 -- window's oldest `slack` that nobody used (issue 18: limit - reserve per period).
 local function bulk_slot(t, n, limit, reserve, window)
   t = append_slot(t, n, limit, window)
-  if reserve > 0 then t = append_slot(t, n, limit - reserve, window - slack) end
+  if reserve > 0 then t = append_slot(t, n, limit - reserve, window - slack, true) end
   return t
 end
 -- The bulk reservations not sent yet (slots after now), in their order: {member, slot}.
@@ -245,11 +252,14 @@ end
 -- The uncontended case in O(log n), the answer `first_fit` would give: nothing is queued after
 -- now and the window ending at t holds fewer than cap, so every window around t (which holds
 -- t, and entries in (t - window, t] only) has room at t itself, and no entry needs to move.
--- Also returns whether the log is empty (read on the way: no ZCARD for it).
+-- Also returns whether the log is empty. Issue 18: what is queued is counted from the log's
+-- end (O(1): no entry read and parsed), and a log of fewer than cap entries, the window's
+-- count or more, has room without counting the window (a scan of it).
 local function room_at(t, cap, window)
-  local tail = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
-  if #tail > 0 and tonumber(tail[2]) > now then return false, false end
-  return redis.call('ZCOUNT', log, int(t - window + 1), '+inf') < cap, #tail == 0
+  if redis.call('ZCOUNT', log, '(' .. int(now), '+inf') > 0 then return false, false end
+  local n = redis.call('ZCARD', log)
+  if n < cap then return true, n == 0 end
+  return redis.call('ZCOUNT', log, int(t - window + 1), '+inf') < cap, false
 end
 -- The earliest slot >= t0 where every window around it holds fewer than cap entries: it may
 -- lie before queued reservations (between them, or now when bulk left the reserve free).
@@ -309,22 +319,28 @@ end
 # 2, wait_us, 0, 0, ... (the slot is beyond max_wait: nothing reserved); each ends with the
 # epoch's gen and seq (seq: this admission's) and lost (1: this call found the state lost).
 ADMIT = _PREAMBLE + """
-local A = {}
-for w in string.gmatch(ARGV[1], '%S+') do A[#A + 1] = w end
-local function answer(...)
-  return string.format(string.rep('%.0f ', select('#', ...)), ...)
+-- (One match, not a loop over the fields: issue 18.)
+local limit, window, own, member, max_wait, ttl, probe_ms, lane, quota_id, reserve_ttl,
+      slack_arg, known_gen, known_seq = string.match(ARGV[1],
+  '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
+local function answer(kind, wait, slot, probed, gen, seq, lost)
+  return string.format('%d %.0f %.0f %d %.0f %.0f %d', kind, wait, slot, probed, gen, seq, lost)
 end
-slack = tonumber(A[11])
-local limit, window = strictest(tonumber(A[1]), tonumber(A[2]), tonumber(A[6]))
-local member, max_wait = A[4], tonumber(A[5])
-local ttl, probe_ms, bulk = tonumber(A[6]), tonumber(A[7]), A[8] == 'bulk'
-local reserve = shared_reserve(A[3], A[9], tonumber(A[10]))
+slack, ttl, max_wait = tonumber(slack_arg), tonumber(ttl), tonumber(max_wait)
+limit, window = strictest(tonumber(limit), tonumber(window), ttl)
+probe_ms = tonumber(probe_ms)
+local bulk = lane == 'bulk'
+-- The reserve in force, read only where it counts (issue 18): bulk, and an interactive call
+-- that moves bulk reservations; announced on every admission of a quota that has one.
+local reserve = 0
+if bulk or own ~= '0' then
+  reserve = math.min(shared_reserve(own, quota_id, tonumber(reserve_ttl)), limit - 1)
+end
 redis.call('ZREMRANGEBYSCORE', log, '-inf', int(now - window))
-local gen, seq, lost, paused = epoch_guard(tonumber(A[12]), tonumber(A[13]), limit,
+local gen, seq, lost, paused = epoch_guard(tonumber(known_gen), tonumber(known_seq), limit,
                                           window, ttl)
 local probe = redis.call('PTTL', probe_k)
 if probe > 0 then return answer(1, probe * 1000, 0, 0, gen, seq, lost) end
-reserve = math.min(reserve, limit - 1)
 local t = now
 local blocked = tonumber(redis.call('GET', blocked_k) or '0')
 if blocked > t then t = blocked end
@@ -349,6 +365,7 @@ if bulk then
 else
   fits, empty = room_at(t, limit, window)
   if not fits then
+    if own == '0' then reserve = math.min(shared_reserve('0', '', 0), limit - 1) end
     moving = unsent_bulk()
     for _, b in ipairs(moving) do redis.call('ZREM', log, b[1]) end
     t = first_fit(t, redis.call('ZCARD', log), limit, window)
@@ -368,7 +385,10 @@ if probe_ms > 0 and empty and paused == 0 then
 end
 redis.call('ZADD', log, int(t), member)
 local last = math.max(t, put_back(moving, limit, reserve, window))
-redis.call('PEXPIRE', log, math.floor((last - now + window) / 1000) + ttl)
+-- The log outlives its last entry by a window and the idle TTL. Issue 18: a read, and the
+-- write (PEXPIRE) only once its TTL has run a second short of that, never shortened.
+local keep = math.floor((last - now + window) / 1000) + ttl
+if redis.call('PTTL', log) < keep - 1000 then redis.call('PEXPIRE', log, keep) end
 seq = redis.call('HINCRBY', epoch_k, 'seq', 1)
 return answer(0, t - now, t, probed, gen, seq, lost)
 """

@@ -207,6 +207,10 @@ class RedisQuota:
         self._serial = itertools.count()
         self._keeper = ReserveKeeper(reserve, self._announce)
         self._admit = redis.register_script(ADMIT)
+        # ADMIT's fields after max_wait up to the epoch, the same on every admission of a lane.
+        self._admit_bulk, self._admit_interactive = (
+            f"{_IDLE_TTL_MS} {self._probe_ms} {lane} {self._id} {RESERVE_TTL_MS} {self._slack_us}"
+            for lane in ("bulk", "interactive"))
         self._announce_script = redis.register_script(ANNOUNCE)
         self._feedback = redis.register_script(FEEDBACK)
         self._recheck = redis.register_script(RECHECK)
@@ -327,9 +331,12 @@ class RedisQuota:
         when the slot is further away, raise `QuotaTimeoutError` at once with nothing reserved.
         Cancelling a waiter gives its reservation back.
         """
-        await self.flush()
-        await self._keeper.start()
-        if not self._guard_checked:  # once: no coroutine per admission after that
+        # Each awaited only while it has something to do: no coroutine per admission otherwise.
+        if self._pending:
+            await self.flush()
+        if not self._keeper.started:
+            await self._keeper.start()
+        if not self._guard_checked:
             await self._check_guard()
         # The lane's initial leads the id: the log tells who reserved each slot.
         loop = asyncio.get_running_loop()
@@ -396,16 +403,13 @@ class RedisQuota:
         self, member: str, max_wait: float | None, lane: Lane
     ) -> tuple[int, int]:
         """One reservation: (wait, slot) in microseconds, asking again while a probe is out."""
-        args = (
-            f"{self._limit} {self._window_us} {self._reserve} {member}"
-            f" {-1 if max_wait is None else round(max_wait * _US)} {_IDLE_TTL_MS}"
-            f" {self._probe_ms} {'bulk' if lane == 'bulk' else 'interactive'} {self._id}"
-            f" {RESERVE_TTL_MS} {self._slack_us}"
-        )
+        head = f"{self._limit} {self._window_us} {self._reserve} {member}"
+        lane_fields = self._admit_bulk if lane == "bulk" else self._admit_interactive
+        wait = -1 if max_wait is None else round(max_wait * _US)
         while True:
             gen, seq = _EPOCHS.known(self._digest)
             # One argument and one reply, each of space-separated fields (lua.ADMIT).
-            answer = await self._run(self._admit, [f"{args} {gen} {seq}"])
+            answer = await self._run(self._admit, [f"{head} {wait} {lane_fields} {gen} {seq}"])
             kind, wait_us, slot_us, probed, *epoch = map(int, answer.split())
             self._saw(*epoch)
             if kind != _PROBING:

@@ -48,6 +48,11 @@ class ReserveKeeper:
             self._first.add_done_callback(_retrieve)
         return self._first
 
+    @property
+    def started(self) -> bool:
+        """Nothing for `start` to do: no reserve, or announced and renewed in the background."""
+        return self._reserve == 0 or self._task is not None
+
     async def start(self) -> None:
         """Announce now, or wait for the announcement `start_soon` sent (a failure fails
         closed: QuotaBackendError, and the next start tries again), then renew in the
