@@ -39,6 +39,8 @@ from ryze_async.testing._shared_quota import (
     worker_report,
 )
 
+from .server_thread import ServerThread
+
 needs_redis = pytest.mark.skipif(not Path(REDIS_SERVER).exists(),
                                  reason="redis-server is not installed (apt install redis)")
 
@@ -288,3 +290,43 @@ async def test_two_processes_through_a_restart_from_an_older_snapshot_never_go_o
     assert statuses.count(200) >= 4 * LIMIT
     assert set(statuses) <= {200, 0}  # 0: refused by the quota while Redis was down
     check(server)
+
+
+@pytest.mark.infra
+@needs_redis
+async def test_a_process_unaware_of_a_loss_cannot_hide_it_from_the_one_that_saw_it(
+    tmp_path: Path, servers: list[Redis]
+) -> None:
+    # A restart from an older snapshot drops two of A's admissions. Process B, which never saw
+    # them, then admits first: the epoch's count climbs back to what A last saw, so the count
+    # alone shows A nothing. The server reports no quota it would enforce (rate_limit=None:
+    # its X-RateLimit-Remaining cannot help), so only the quota can keep the window.
+    period = 5.0  # room for a restart and a worker's start inside one window
+    redis = Redis(tmp_path)
+    servers.append(redis)
+    redis.start()
+    raw = await ready(redis.url)
+    async with ServerThread(rate_limit=None) as server:
+        a = RyzeClient("test-token", "my-instance", base_url=server.url, quota_url=redis.url,
+                       rate_limit=LIMIT, rate_period=period, rate_margin=MARGIN, max_retries=0)
+        try:
+            await a.fake_call("5511900000000")  # a fresh quota's probe: the epoch's first
+            await raw.save()
+            await calls([a], 2, 100)  # never saved: A saw the count at 3
+            await raw.aclose()
+            redis.kill()
+            redis.start()
+            raw = await ready(redis.url)
+            unaware = await asyncio.to_thread(start_worker, WorkerArgs(
+                "redis", redis.url, server.url, "unused", LIMIT, period, MARGIN, 2,
+                first=10_000))
+            release_worker(unaware)
+            report = await asyncio.to_thread(worker_report, unaware, timeout=60)
+            assert report["statuses"] == [200, 200]  # the count is back at 3
+            await asyncio.wait_for(calls([a], 3, 200), 3 * period)
+        finally:
+            await a.aclose()
+            await raw.aclose()
+        arrivals = [r.received_at for r in server.requests]
+    assert len(arrivals) == 8
+    assert max_in_window(arrivals, period) <= LIMIT

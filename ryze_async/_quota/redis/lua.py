@@ -67,9 +67,12 @@ Design (issue 9), and where it differs from the libraries studied:
   then takes the last window as full: nobody is admitted until it has passed (the blocked key,
   queued reservations moved after it), and a new generation tells the other processes the loss
   is dealt with, so one loss costs one window of pause, said once in the detecting process's
-  log. What it cannot see: a loss that no process that saw the last writes comes back to (a
-  process that starts after it, or idle longer than the keys' TTL, finds a fresh quota: the
-  fresh quota's probe then learns from the server's answer). Nor two masters admitting at
+  log. The epoch also keeps the member of each of its last 64 admissions: a process whose own
+  latest admission's count another member holds sees the loss even after processes that never
+  saw it took the count back up to where it was. What it cannot see: a loss that no process
+  that saw the last writes comes back to (a process that starts after it, or idle longer
+  than the keys' TTL, finds a fresh quota: the fresh quota's probe then learns from the
+  server's answer). Nor two masters admitting at
   once: a Sentinel failover's old master, not yet demoted, still reached by connections opened
   before it, while others reach the new one, each log without the other's calls and their
   epochs in agreement. Redis's ``min-replicas-to-write`` makes the old master refuse then (its
@@ -87,7 +90,8 @@ KEYS (every script): 1 log (sorted set: member -> reserved send time), 2 blocked
 exp: `keep_alive`),
 5 probe (string: the member of a fresh quota's first admission, until it is settled),
 6 reserves (sorted set: 'reserve:quota_id' -> when that announcement lapses), 7 epoch (hash:
-gen, seq: admissions in this generation, paused: until when a loss's pause holds; exp).
+gen, seq: admissions in this generation, paused: until when a loss's pause holds; exp; r0..r63:
+the member of each of the last 64 admissions, by seq mod 64).
 """
 
 from __future__ import annotations
@@ -201,18 +205,25 @@ local function keep_alive(key, exp, keep, slack)
   redis.call('HSET', key, 'exp', int(now + keep * 1000))
 end
 -- Lost state (issue 19): the epoch (gen, seq; seq counts admissions) against what the caller
--- last saw. Gone while the caller knew one, an older generation, or fewer admissions than the
--- caller saw: the log lost writes (a flush, an eviction, a restart without persistence or from
--- an older snapshot, a failover to a replica behind), so the last window is taken as full and
--- nobody is admitted until it has passed; the next generation tells every other process that
--- this loss is dealt with. Gone and unknown to the caller: a fresh quota (or one idle past
--- its keys' TTL). Returns gen, seq, lost (1: this call found the loss), paused (1: a loss's
--- pause is in force).
-local function epoch_guard(known_gen, known_seq, limit, window, ttl)
-  local ep = redis.call('HMGET', epoch_k, 'gen', 'seq', 'paused', 'exp')
+-- last saw. Gone while the caller knew one, an older generation, fewer admissions than the
+-- caller saw, or its own admission's place in the ring held by another: the log lost writes
+-- (a flush, an eviction, a restart without persistence or from an older snapshot, a failover
+-- to a replica behind), so the last window is taken as full and nobody is admitted until it
+-- has passed; the next generation tells every other process that this loss is dealt with.
+-- Gone and unknown to the caller: a fresh quota (or one idle past its keys' TTL). Returns
+-- gen, seq, lost (1: this call found the loss), paused (1: a loss's pause is in force).
+-- The ring: admission seq's member is kept under 'r<seq mod RING>' (ADMIT). `own_seq` and
+-- `own` name the caller's own latest admission in the generation it knows (own_seq 0: none):
+-- while fewer than RING admissions followed it, another member at its place means the count
+-- was taken up again by others after a loss the count alone no longer shows (a process that
+-- never saw the lost admissions admitted first).
+local RING = 64
+local function epoch_guard(known_gen, known_seq, limit, window, ttl, own_seq, own)
+  local ep = redis.call('HMGET', epoch_k, 'gen', 'seq', 'paused', 'exp', 'r' .. (own_seq % RING))
   local gen, seq = tonumber(ep[1] or '0'), tonumber(ep[2] or '0')
+  local taken = own_seq > 0 and seq - own_seq < RING and ep[5] and ep[5] ~= own
   local lost = (not ep[1] and known_gen > 0) or gen < known_gen
-               or (gen == known_gen and seq < known_seq)
+               or (gen == known_gen and (seq < known_seq or taken))
   if lost then
     gen, seq = math.max(gen, known_gen) + 1, 0
     local till = now + window
@@ -313,7 +324,8 @@ end
 # max_wait_us (-1: no deadline), ttl_ms (idle keys expire after it), probe_ms (0: no probe),
 # lane ('bulk' or 'interactive'), quota_id (names this quota's reserve), reserve_ttl_ms,
 # slack_us (the margin: see `bulk_slot`), known_gen, known_seq (the epoch this process saw
-# last; 0, 0: none).
+# last; 0, 0: none), own_seq, own_member (this process's latest admission in that generation:
+# its seq and member; 0, -: none; see `epoch_guard`'s ring).
 # Returns 0, wait_us, slot_us, probed, ... (reserved; probed = 1: this is a fresh quota's
 # probe), 1, retry_us, 0, 0, ... (a probe is out: nothing reserved, ask again) or
 # 2, wait_us, 0, 0, ... (the slot is beyond max_wait: nothing reserved); each ends with the
@@ -321,8 +333,8 @@ end
 ADMIT = _PREAMBLE + """
 -- (One match, not a loop over the fields: issue 18.)
 local limit, window, own, member, max_wait, ttl, probe_ms, lane, quota_id, reserve_ttl,
-      slack_arg, known_gen, known_seq = string.match(ARGV[1],
-  '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
+      slack_arg, known_gen, known_seq, own_seq, own_member = string.match(ARGV[1],
+  '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
 local function answer(kind, wait, slot, probed, gen, seq, lost)
   return string.format('%d %.0f %.0f %d %.0f %.0f %d', kind, wait, slot, probed, gen, seq, lost)
 end
@@ -338,7 +350,7 @@ if bulk or own ~= '0' then
 end
 redis.call('ZREMRANGEBYSCORE', log, '-inf', int(now - window))
 local gen, seq, lost, paused = epoch_guard(tonumber(known_gen), tonumber(known_seq), limit,
-                                          window, ttl)
+                                          window, ttl, tonumber(own_seq), own_member)
 local probe = redis.call('PTTL', probe_k)
 if probe > 0 then return answer(1, probe * 1000, 0, 0, gen, seq, lost) end
 local t = now
@@ -390,6 +402,7 @@ local last = math.max(t, put_back(moving, limit, reserve, window))
 local keep = math.floor((last - now + window) / 1000) + ttl
 if redis.call('PTTL', log) < keep - 1000 then redis.call('PEXPIRE', log, keep) end
 seq = redis.call('HINCRBY', epoch_k, 'seq', 1)
+redis.call('HSET', epoch_k, 'r' .. (seq % RING), member)
 return answer(0, t - now, t, probed, gen, seq, lost)
 """
 
@@ -471,14 +484,15 @@ return 2
 # wakes, or a request about to leave, more than `late_us` after its slot (a stalled process, a
 # slow before_send) would send outside it, where the log no longer counts it: it goes now
 # only if a slot now fits, its lane's way, and reserves again otherwise.
-# ARGV: member, limit, window_us, ttl_ms, late_us, slack_us, known_gen, known_seq; each answer
+# ARGV: member, limit, window_us, ttl_ms, late_us, slack_us, known_gen, known_seq, own_seq,
+# own_member (as ADMIT's); each answer
 # ends with the epoch's gen, seq and lost (as ADMIT's): a waiter that wakes after a loss finds
 # its slot moved past the pause, or gone.
 RECHECK = _PREAMBLE + """
 slack = tonumber(ARGV[6])
 local limit, window = strictest(tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
 local gen, seq, lost = epoch_guard(tonumber(ARGV[7]), tonumber(ARGV[8]), limit, window,
-                                   tonumber(ARGV[4]))
+                                   tonumber(ARGV[4]), tonumber(ARGV[9]), ARGV[10])
 local score = redis.call('ZSCORE', log, ARGV[1])
 if not score then return {-1, 0, now, gen, seq, lost} end
 score = tonumber(score)

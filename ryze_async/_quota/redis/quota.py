@@ -81,12 +81,24 @@ class _Epochs:
 
     def __init__(self) -> None:
         self._seen: dict[str, tuple[int, int, float]] = {}
+        # The process's own latest admission: (gen, seq, member), the ring's key (lua.ADMIT).
+        self._own: dict[str, tuple[int, int, str]] = {}
 
-    def known(self, digest: str) -> tuple[int, int]:
+    def known(self, digest: str) -> tuple[int, int, int, str]:
+        """(gen, seq) last seen, and this process's latest admission in that generation
+        (seq, member; 0, "-": none)."""
         gen, seq, when = self._seen.get(digest, (0, 0, 0.0))
         if time.monotonic() - when > _IDLE_TTL_MS / 1000:
-            return 0, 0
-        return gen, seq
+            return 0, 0, 0, "-"
+        own_gen, own_seq, member = self._own.get(digest, (0, 0, "-"))
+        if own_gen != gen:
+            return gen, seq, 0, "-"
+        return gen, seq, own_seq, member
+
+    def admitted(self, digest: str, gen: int, seq: int, member: str) -> None:
+        """This process's admission `member` took `seq` of generation `gen`."""
+        if (gen, seq) > self._own.get(digest, (0, 0, "-"))[:2]:
+            self._own[digest] = (gen, seq, member)
 
     def saw(self, digest: str, gen: int, seq: int) -> None:
         old = self._seen.get(digest)
@@ -407,11 +419,14 @@ class RedisQuota:
         lane_fields = self._admit_bulk if lane == "bulk" else self._admit_interactive
         wait = -1 if max_wait is None else round(max_wait * _US)
         while True:
-            gen, seq = _EPOCHS.known(self._digest)
+            gen, seq, own_seq, own = _EPOCHS.known(self._digest)
             # One argument and one reply, each of space-separated fields (lua.ADMIT).
-            answer = await self._run(self._admit, [f"{head} {wait} {lane_fields} {gen} {seq}"])
+            answer = await self._run(
+                self._admit, [f"{head} {wait} {lane_fields} {gen} {seq} {own_seq} {own}"])
             kind, wait_us, slot_us, probed, *epoch = map(int, answer.split())
             self._saw(*epoch)
+            if kind == _RESERVED:
+                _EPOCHS.admitted(self._digest, epoch[0], epoch[1], member)
             if kind != _PROBING:
                 break
             await asyncio.sleep(min(wait_us / _US, _PROBE_NAP))
