@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,19 +33,26 @@ async def admit(quota: RedisQuota, lane: str = "interactive") -> float:
     return float(admission)
 
 
+async def warm_then_count(quota: RedisQuota, raw: aioredis.Redis) -> dict[str, Any]:
+    """Redis's command counts over `ADMISSIONS` admissions, after the probe, its end and the
+    scripts' first load."""
+    for _ in range(3):
+        await admit(quota)
+    await quota.flush()
+    await raw.config_resetstat()
+    for _ in range(ADMISSIONS):
+        await quota.acquire()
+    stats: dict[str, Any] = await raw.info("commandstats")
+    return stats
+
+
 async def test_an_uncontended_admission_runs_only_the_commands_its_answer_needs(
     redis_server: RedisServer, raw: aioredis.Redis
 ) -> None:
     quota = RedisQuota.from_url(redis_server.url, token_digest=uuid.uuid4().hex, limit=100,
                                 period=60.0, margin=1.0)
     try:
-        for _ in range(3):  # the probe, its end, the scripts cached
-            await admit(quota)
-        await quota.flush()
-        await raw.config_resetstat()
-        for _ in range(ADMISSIONS):
-            await quota.acquire()
-        stats = await raw.info("commandstats")
+        stats = await warm_then_count(quota, raw)
     finally:
         await quota.aclose()
     calls = {name.removeprefix("cmdstat_"): s["calls"] for name, s in stats.items()}
@@ -140,13 +148,7 @@ async def test_an_admission_renews_its_reserves_announcement_only_once_a_second(
                                 margin=1.0, reserve=RESERVE)
     reserves = f"ryze:{{{digest}}}:reserves"
     try:
-        for _ in range(3):
-            await admit(quota)
-        await quota.flush()
-        await raw.config_resetstat()
-        for _ in range(ADMISSIONS):
-            await quota.acquire()
-        stats = await raw.info("commandstats")
+        stats = await warm_then_count(quota, raw)
         # Run down by more than a second (a renewal missed): the next admission writes it.
         ((member, lapses),) = await raw.zrange(reserves, 0, -1, withscores=True)
         await raw.zadd(reserves, {member: lapses - 1_500_000})
