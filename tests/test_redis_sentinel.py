@@ -154,11 +154,12 @@ async def test_a_failover_to_a_replica_that_missed_the_last_writes_never_goes_ov
     # calls after the failover start once the old master is a replica.)
     url = sentinels.url(auth=f":{PASSWORD}@")
     async with ServerThread(rate_limit=LIMIT, rate_period=PERIOD, window="sliding") as server:
-        # The fake server runs on the clients' loop: a stall between a request's write and
-        # its arrival counts as its way there, which the margin covers. After the pause, six
-        # calls leave at one slot and six a window later, and a stall of the loaded CI host
-        # over 0.1 s drew a 429 once in six runs (7 Dec 2026; one loss said, the log of one
-        # master admitting): the margin here is that of a slow network.
+        # After the pause, six calls leave at one slot and six a window later. When the fake
+        # server still ran on the clients' loop, a stall of the loaded CI host over 0.1 s
+        # between a request's write and its reading drew a 429 once in six runs (7 Dec 2026).
+        # It runs on a thread of its own now (ServerThread); a stall of the whole process
+        # still counts as the requests' way there, so this test keeps a slow network's
+        # margin.
         clients = [RyzeClient("test-token", "my-instance", base_url=server.url, quota_url=url,
                               rate_limit=LIMIT, rate_period=PERIOD, rate_margin=SLOW_MARGIN,
                               max_retries=0) for _ in range(2)]
