@@ -551,7 +551,7 @@ class QuotaLimiter:
         check_config(limit, period, margin)
         check_reserve(reserve)
         wanted = _Settings(limit, float(period), margin, reserve)
-        self._own = wanted if self._own is None else _strictest([self._own, wanted])
+        self._own = wanted if self._own is None else _Settings(*_strictest([self._own, wanted]))
         self._apply()
 
     def join(
@@ -579,14 +579,13 @@ class QuotaLimiter:
         wanted = [*self._users.values()]
         if self._own is not None:
             wanted.append(self._own)
-        now = _strictest(wanted) if wanted else _Settings(
+        limit, period, margin, reserve = _strictest(wanted) if wanted else (
             self._limit, self._period, self._margin, self._reserve)
-        limit = now.limit if self._server_limit is None else min(now.limit, self._server_limit)
-        margin = default_margin(now.period) if now.margin is None else now.margin
-        looser = (limit > self._limit or now.period < self._period or margin < self._margin
-                  or now.reserve < self._reserve)
-        self._limit, self._period, self._margin = limit, now.period, margin
-        self._reserve = now.reserve
+        if self._server_limit is not None:
+            limit = min(limit, self._server_limit)
+        looser = (limit > self._limit or period < self._period or margin < self._margin
+                  or reserve < self._reserve)
+        self._limit, self._period, self._margin, self._reserve = limit, period, margin, reserve
         if looser and (self._live[0] or self._live[1]):
             self._pump()  # a slot may be free sooner than the timer set under the old settings
 
@@ -611,11 +610,11 @@ class _Settings(NamedTuple):
     reserve: int
 
 
-def _strictest(settings: list[_Settings]) -> _Settings:
+def _strictest(settings: list[_Settings]) -> tuple[int, float, float, int]:
     """The one home of "the stricter wins": the lowest limit, the longest period, the largest
     margin (a default one counted at that period) and the largest reserve."""
     period = max(one.period for one in settings)
     margin = max(default_margin(period) if one.margin is None else one.margin
                  for one in settings)
-    return _Settings(min(one.limit for one in settings), period, margin,
-                     max(one.reserve for one in settings))
+    return (min(one.limit for one in settings), period, margin,
+            max(one.reserve for one in settings))

@@ -8,7 +8,7 @@ import weakref
 
 from yarl import URL
 
-from .local import QuotaLimiter, check_config, users_limiter
+from .local import QuotaLimiter, users_limiter
 
 __all__ = ["quota_digest", "shared_limiter"]
 
@@ -57,10 +57,10 @@ def shared_limiter(
     longer period, larger margin, larger interactive reserve) until that user leaves
     (``limiter.leave(user)``, a client's ``aclose``), while what was admitted stays counted.
     Clients in other event loops, threads or processes get their own limiter and do not share
-    the quota's bookkeeping. Call it in the running loop.
+    the quota's bookkeeping. Bad settings raise before anything is shared (``join`` checks
+    them). Call it in the running loop.
     """
     loop = asyncio.get_running_loop()
-    check_config(limit, period, margin)
     key = quota_digest(token, server)
     per_loop = _registry.get(loop)
     if per_loop is None:

@@ -72,13 +72,12 @@ Design (issue 9), and where it differs from the libraries studied:
   saw it took the count back up to where it was. What it cannot see: a loss that no process
   that saw the last writes comes back to (a process that starts after it, or idle longer
   than the keys' TTL, finds a fresh quota: the fresh quota's probe then learns from the
-  server's answer). Nor two masters admitting at
-  once: a Sentinel failover's old master, not yet demoted, still reached by connections opened
-  before it, while others reach the new one, each log without the other's calls and their
-  epochs in agreement. Redis's ``min-replicas-to-write`` makes the old master refuse then (its
-  replica left it); a quota through Sentinel says once when it is missing
-  (``topology.Link.unguarded``). What Redis must still give: a clock that is not stepped
-  forward.
+  server's answer). Nor two masters admitting at once: a Sentinel failover's old master, not
+  yet demoted, still reached by connections opened before it, while others reach the new one,
+  each log without the other's calls and their epochs in agreement. Redis's
+  ``min-replicas-to-write`` makes the old master refuse then (its replica left it); a quota
+  through Sentinel says once when it is missing (``topology.Link.unguarded``). What Redis
+  must still give: a clock that is not stepped forward.
 
 
 Every time in them is Redis ``TIME`` in integer microseconds (exact in a Lua double until the
