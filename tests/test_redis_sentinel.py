@@ -11,7 +11,7 @@ True)`); a quota on a master without it says so once. Over TLS (``rediss+sentine
 sentinels and the data nodes on TLS only, the sentinels with a password of their own, the docs'
 ACL user on the data nodes, `redis_tls.tls_sentinels`): the same failover, and a wrong CA, a
 certificate for another name, a missing or wrong sentinel password fail closed before anything
-is sent, no password shown.
+is sent, no password shown; so does a master name no sentinel knows, plain or over TLS.
 """
 
 from __future__ import annotations
@@ -145,6 +145,25 @@ async def test_a_wrong_master_password_fails_closed_before_anything_is_sent(
 
 @pytest.mark.infra
 @needs_redis
+async def test_a_master_name_no_sentinel_knows_fails_closed_as_a_setting(
+    sentinels: SentinelSet, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every sentinel answers, and none knows the name (a typo in the URL's path): that is a
+    # setting to fix, not a Redis down to wait out, and it shows before anything is sent.
+    typo = sentinels.url(auth=f":{PASSWORD}@").replace(f"/{sentinels.name}/", "/mymastr/")
+    async with ServerThread(rate_limit=LIMIT, rate_period=PERIOD) as server:
+        with pytest.raises(InvalidRequestError, match="no sentinel knows a master named "
+                                                      "'mymastr'") as caught:
+            async with client(server, typo):
+                pass
+    assert not server.requests
+    assert caught.value.field == "quota_url"
+    # Wider pieces: "entine" of the password is also in the word "sentinel".
+    _no_part_of((PASSWORD,), _texts(caught.value, caplog), width=8)
+
+
+@pytest.mark.infra
+@needs_redis
 async def test_a_failover_to_a_replica_that_missed_the_last_writes_never_goes_over(
     sentinels: SentinelSet, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -239,6 +258,7 @@ def _peer_flags(sentinels: SentinelSet, port: int) -> list[str]:
     ("by another name", "certificate"),
     ("no sentinel password", "sentinel_password"),
     ("wrong sentinel password", "sentinel_password"),
+    ("a master no sentinel knows", "no sentinel knows a master named 'mymastr'"),
 ])
 async def test_over_tls_a_wrong_setting_fails_closed_before_anything_is_sent(
     tls_set: TlsSentinels, caplog: pytest.LogCaptureFixture, case: str, expected: str
@@ -249,6 +269,8 @@ async def test_over_tls_a_wrong_setting_fails_closed_before_anything_is_sent(
         "by another name": tls_set.url(host="localhost"),  # the certificate names 127.0.0.1
         "no sentinel password": tls_set.url(sentinel_password=None),
         "wrong sentinel password": tls_set.url(sentinel_password=wrong),
+        "a master no sentinel knows": tls_set.url().replace(
+            f"/{tls_set.sentinels.name}/", "/mymastr/"),
     }[case]
     async with ServerThread(rate_limit=LIMIT, rate_period=PERIOD) as server:
         with caplog.at_level(logging.DEBUG), pytest.raises(InvalidRequestError) as caught:

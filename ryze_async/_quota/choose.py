@@ -115,6 +115,10 @@ def _refused_setting(exc: BaseException) -> str | None:
 def _refused(exc: BaseException) -> str | None:
     from redis.exceptions import AuthenticationError, NoPermissionError  # noqa: PLC0415
 
+    from .redis.topology import UnknownMasterError  # noqa: PLC0415
+
+    if isinstance(exc, UnknownMasterError):
+        return str(exc)
     if isinstance(exc, AuthenticationError):
         return f"{exc} (check the user and password in the URL, and the user's ACL rule)"
     if isinstance(exc, NoPermissionError):

@@ -32,10 +32,16 @@ from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 from redis.backoff import NoBackoff
-from redis.exceptions import AuthenticationError, ClusterError, RedisClusterException, RedisError
+from redis.exceptions import (
+    AuthenticationError,
+    ClusterError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
 
-__all__ = ["CLUSTER_SCHEMES", "FAILURES", "SENTINEL_SCHEMES", "Link", "open_link",
-           "topology_fault"]
+__all__ = ["CLUSTER_SCHEMES", "FAILURES", "SENTINEL_SCHEMES", "Link", "UnknownMasterError",
+           "open_link", "topology_fault"]
 
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
@@ -56,6 +62,11 @@ _MOVING_NAP = 0.05
 T = TypeVar("T")
 
 
+class UnknownMasterError(MasterNotFoundError):
+    """Every sentinel of the URL answered, and none knows the master its path names: a setting
+    to fix, not a Redis down to wait out."""
+
+
 @dataclass
 class Link:
     """A quota's redis-py client, how its first connection is opened, and what else closes
@@ -64,6 +75,7 @@ class Link:
     client: aioredis.Redis | RedisCluster
     also_close: list[aioredis.Redis] = field(default_factory=list)
     sentinel: bool = False  # a master that sentinels name: it can be promoted around us
+    master: str = ""  # the name of that master (the URL's path)
 
     async def connect(self) -> None:
         """Open a connection now (TLS handshake, AUTH, and for a cluster its slot map); raises
@@ -101,6 +113,20 @@ class Link:
                     " take it as sentinel_password= in the URL)")
             if isinstance(answer, FAILURES) and isinstance(answer.__context__, ssl.SSLError):
                 return answer
+        if any(isinstance(answer, BaseException) for answer in answers):
+            return None  # a sentinel we did not reach may know the master: a Redis down
+        return await self._unknown_master()
+
+    async def _unknown_master(self) -> UnknownMasterError | None:
+        """A refusal when every sentinel says it knows no master of our name (a typo in the
+        URL's path); None when any knows it (it is down, or being failed over) or cannot say."""
+        known = await asyncio.gather(*(s.sentinel_master(self.master) for s in self.also_close),
+                                     return_exceptions=True)
+        if all(isinstance(k, ResponseError) and "no such master" in str(k).lower()
+               for k in known):
+            return UnknownMasterError(
+                f"no sentinel knows a master named {self.master!r} (the URL's path names it: "
+                "redis+sentinel://HOST:PORT,HOST:PORT/MASTER/DB)")
         return None
 
     async def unguarded(self) -> bool:
@@ -219,8 +245,9 @@ def _sentinel(parts: _Parts, common: dict[str, Any]) -> Link:
     # A failed sentinel is passed over for the next one: no retry of its own.
     sentinels = Sentinel(parts.hosts, sentinel_kwargs={**own, **auth,
                                                         "retry": Retry(NoBackoff(), 0)})
-    master = sentinels.master_for(unquote(where["master"]), **kwargs)
-    return Link(master, also_close=list(sentinels.sentinels), sentinel=True)
+    name = unquote(where["master"])
+    master = sentinels.master_for(name, **kwargs)
+    return Link(master, also_close=list(sentinels.sentinels), sentinel=True, master=name)
 
 
 def open_link(url: str, common: dict[str, Any], single: Callable[[], Link]) -> Link:
