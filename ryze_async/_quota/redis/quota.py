@@ -52,6 +52,7 @@ from .topology import (
     FAILURES,
     SENTINEL_SCHEMES,
     Link,
+    failure_text,
     open_link,
     topology_fault,
 )
@@ -312,7 +313,7 @@ class RedisQuota:
 
     def _failed(self, exc: BaseException) -> QuotaBackendError:
         return QuotaBackendError(
-            f"quota backend {self._where} failed ({type(exc).__name__}: {exc}); nothing was sent"
+            f"quota backend {self._where} failed ({failure_text(exc)}); nothing was sent"
         )
 
     async def _run(self, script: Any, args: list[int | str]) -> Any:

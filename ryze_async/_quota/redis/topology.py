@@ -41,7 +41,7 @@ from redis.exceptions import (
 )
 
 __all__ = ["CLUSTER_SCHEMES", "FAILURES", "SENTINEL_SCHEMES", "Link", "UnknownMasterError",
-           "open_link", "topology_fault"]
+           "failure_text", "open_link", "topology_fault"]
 
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
@@ -60,6 +60,30 @@ _MOVING_S = 2.0
 FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
 _MOVING_NAP = 0.05
 T = TypeVar("T")
+# How redis-py's MasterNotFoundError names each sentinel's failure: "<its repr> - Error(..."
+# (redis-py 6, 7), "<its repr> - network:Error: ..." (8).
+_SENTINEL_FAILURE = re.compile(r" - (?:[a-z_]+:)?([A-Za-z]\w*)[(:]")
+_UNREACHED = ("ConnectionError", "TimeoutError")
+
+
+def failure_text(exc: BaseException) -> str:
+    """How a failed Redis command reads in a message: its type and text. A master no sentinel
+    named is cut to what each sentinel's failure was: redis-py quotes its repr of every
+    sentinel's connection (about 1,600 characters each), which the exception's cause keeps."""
+    if not isinstance(exc, MasterNotFoundError):
+        return f"{type(exc).__name__}: {exc}"
+    head, _, detail = str(exc).partition(" : ")
+    kinds = _SENTINEL_FAILURE.findall(detail)
+    unreached = sum(kind in _UNREACHED for kind in kinds)
+    why = []
+    if unreached:
+        why.append(f"{unreached} sentinel{'s' if unreached > 1 else ''} could not be reached")
+    others = sorted({kind for kind in kinds if kind not in _UNREACHED})
+    if others:
+        why.append(f"sentinels failed with {', '.join(others)}")
+    if not kinds:
+        why.append("the sentinels that answered name no master of that name that is up")
+    return f"{type(exc).__name__}: {head} ({'; '.join(why)})"
 
 
 class UnknownMasterError(MasterNotFoundError):
