@@ -44,9 +44,11 @@ Design (issue 9), and where it differs from the libraries studied:
 - **Server feedback is shared**: a 429's hold and an unambiguous ``Remaining: 0`` set a "blocked
   until" key (in Redis time) and move every queued reservation after it, in its order (first
   come, first served survives a hold, and no slot after it goes unused); a ``Remaining`` below
-  what the log allows sets a budget until the reset, which the freshest answer (of the latest
-  admitted call) decides: answers come back in any order, and an older one, which counts our
-  later calls as not yet sent, would otherwise hold the quota until the reset for nothing. A
+  what the log allows sets a budget until the reset, which the freshest answer (of the request
+  that left last) decides: answers come back in any order, and an older one, which counts our
+  later calls as not yet sent, would otherwise hold the quota until the reset for nothing.
+  Both read from when the answered request left (its slot, or its STAMP): the calls of a burst
+  admitted together leave one after another, and those that left before it were counted. A
   lower ``X-RateLimit-Limit`` lowers the quota's limit for everyone (the strictest user wins).
   A waiter that slept towards a reserved slot asks once more on waking (one more round trip,
   queued waiters only) where its slot is now, and sleeps on if a hold moved it.
@@ -441,21 +443,26 @@ local function block(till)
 end
 if hold >= 0 then block(now + hold) end
 if remaining < 0 then return 0 end
--- Answers come back in any order: the budget in force came from the freshest one (the latest
--- admitted), which saw everything an older one saw; an older answer changes nothing.
+-- When the answered request left: its slot, or, when it left late, the time its entry moved
+-- to (STAMP). Both rules below read from then (issue 18): the calls of a burst admitted
+-- together leave one after another, and those that left before it reached the server before
+-- it; read from its admission, they counted as maybe unseen, and the answers of a full
+-- window, which agree with the log, held everyone until the server's reset.
 local at = admitted_at
+if at >= 0 and ARGV[11] ~= '' then
+  local own = tonumber(redis.call('ZSCORE', log, ARGV[11]) or '-1')
+  if own > at and own <= now then at = own end
+end
+-- Requests (of every process) that left after the answered one may not be in the server's
+-- count; the answered one itself (its entry is at `at`) is.
+local since = 0
+if at >= 0 then since = redis.call('ZCOUNT', log, '(' .. int(at), int(now)) end
+-- Answers come back in any order: the budget in force came from the freshest one (of the
+-- request that left last), which saw everything an older one saw; an older answer changes
+-- nothing.
 if at < 0 then at = now end
 local old = redis.call('HMGET', budget_k, 'until', 'at')
 if old[1] and now < tonumber(old[1]) and old[2] and at < tonumber(old[2]) then return 0 end
--- Admissions (of every process) after the answered one may not be in the server's count.
--- The answered request itself is not one of them: a late one's entry moved to when it left
--- (STAMP), after its admission time, and the server counted it.
-local since = 0
-if admitted_at >= 0 then
-  since = redis.call('ZCOUNT', log, '(' .. int(admitted_at), int(now))
-  local own = ARGV[11] ~= '' and tonumber(redis.call('ZSCORE', log, ARGV[11]) or '-1') or -1
-  if own > admitted_at and own <= now then since = since - 1 end
-end
 local n = math.max(remaining, 0) - since
 local free = limit - redis.call('ZCOUNT', log, '-inf', int(now))
 local till = now + math.min(math.max(reset, 0), cap_us)
