@@ -98,8 +98,12 @@ class Link:
 
     client: aioredis.Redis | RedisCluster
     also_close: list[aioredis.Redis] = field(default_factory=list)
-    sentinel: bool = False  # a master that sentinels name: it can be promoted around us
-    master: str = ""  # the name of that master (the URL's path)
+    master: str = ""  # the name of the master that sentinels name ("": no Sentinel)
+
+    @property
+    def sentinel(self) -> bool:
+        """A master that sentinels name: it can be promoted around us."""
+        return bool(self.master)
 
     async def connect(self) -> None:
         """Open a connection now (TLS handshake, AUTH, and for a cluster its slot map); raises
@@ -271,7 +275,7 @@ def _sentinel(parts: _Parts, common: dict[str, Any]) -> Link:
                                                         "retry": Retry(NoBackoff(), 0)})
     name = unquote(where["master"])
     master = sentinels.master_for(name, **kwargs)
-    return Link(master, also_close=list(sentinels.sentinels), sentinel=True, master=name)
+    return Link(master, also_close=list(sentinels.sentinels), master=name)
 
 
 def open_link(url: str, common: dict[str, Any], single: Callable[[], Link]) -> Link:
