@@ -34,8 +34,6 @@ LIMIT, PERIOD, MARGIN = 10, 1.0, 0.1
 STALL = 0.3  # three margins between admission and send
 
 
-
-
 def quota(url: str, digest: str) -> RedisQuota:
     return RedisQuota.from_url(url, token_digest=digest, limit=LIMIT, period=PERIOD,
                                margin=MARGIN)
@@ -201,3 +199,34 @@ async def test_stalled_senders_on_the_shared_quota_never_put_a_window_over_the_l
         assert max_in_window([r.received_at for r in server.requests], PERIOD) <= LIMIT
         assert all(r.success for r in results)
         assert len(server.requests) == 36
+
+
+@pytest.mark.parametrize("reported", [True, False])
+async def test_more_slow_senders_than_the_limit_are_all_placed(
+    redis_server: RedisServer, reported: bool,
+) -> None:
+    # Every call's before_send takes three margins (a slow journal, a busy loop), and twice
+    # the limit wait at once: each one is late at its slot. Once more than a window's worth
+    # are queued, the windows around any late call's "now" are full of the others'
+    # reservations; judged against them, no late call ever fitted, waited again at the end of
+    # the queue, stalled again, and nobody was ever called (CI run 28's timeout; 0 requests in
+    # 40 s). A late call, admitted before the waiters, goes ahead of them as it does on the
+    # local limiter.
+    async def stalling() -> None:
+        await asyncio.sleep(STALL)
+
+    async with ServerThread(rate_limit=LIMIT if reported else None, rate_period=PERIOD,
+                            window="sliding") as server, \
+            contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(RyzeClient(
+            "test-token", "my-instance", base_url=server.url, quota_url=redis_server.url,
+            rate_limit=LIMIT, rate_period=PERIOD, rate_margin=MARGIN)) for _ in range(4)]
+        calls = [clients[i % 4].fake_call(f"55119{i:08d}", before_send=stalling)
+                 for i in range(2 * LIMIT)]
+        async with asyncio.timeout(60):
+            results = await asyncio.gather(*calls)
+        statuses = [r.status for r in server.requests]
+        assert statuses.count(429) == 0, statuses
+        assert max_in_window([r.received_at for r in server.requests], PERIOD) <= LIMIT
+        assert all(r.success for r in results)
+        assert len(server.requests) == 2 * LIMIT

@@ -34,7 +34,9 @@ Design (issue 9), and where it differs from the libraries studied:
   0.1 s), which absorbs the jitter between a request leaving and its arrival at the server. A
   waiter that wakes more than half of it after its slot (a stalled process), or a request
   about to leave that late (a slow ``before_send``, a stalled loop: issue 18), goes only where
-  a slot fits now. A request written more than a tenth of the margin after its slot (its
+  a slot fits now among the requests that left; the reservations queued behind it, admitted
+  after it, move back where it crowds them (as on the local limiter, where waiters hold no
+  slot yet). A request written more than a tenth of the margin after its slot (its
   connection slow to make) has its entry moved to then (`STAMP`, in the background), so the
   slot's next use waits a window after the request left; the margin covers only the way on.
 - **Giving back.** A reservation abandoned before its send (cancelled while waiting, or
@@ -489,7 +491,8 @@ return 2
 # the queue). now_us (Redis time) tells the caller how long ago its slot was. A waiter that
 # wakes, or a request about to leave, more than `late_us` after its slot (a stalled process, a
 # slow before_send) would send outside it, where the log no longer counts it: it goes now
-# only if a slot now fits, its lane's way, and reserves again otherwise.
+# only if a slot now fits among the requests that left, its lane's way (the reservations it
+# crowds move behind it), and reserves again otherwise.
 # ARGV: member, limit, window_us, ttl_ms, late_us, slack_us, known_gen, known_seq, own_seq,
 # own_member (as ADMIT's); each answer
 # ends with the epoch's gen, seq and lost (as ADMIT's): a waiter that wakes after a loss finds
@@ -512,16 +515,24 @@ if now - score <= tonumber(ARGV[5]) then
 end
 redis.call('ZREM', log, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', log, '-inf', int(now - window))
-local n = redis.call('ZCARD', log)
-if first_fit(now, n, limit, window) > now then return {-1, 0, now, gen, seq, lost} end
+-- A late call was admitted before the waiters queued behind it: it is judged against the
+-- requests that left (entries up to now), as on the local limiter, and the reservations that
+-- it now crowds move behind it (`requeue`). Judged against the reservations too, no late
+-- call fitted once more than a window's worth were queued: each waited again at the queue's
+-- end, was late again (a before_send slower than half the margin), and nobody was sent
+-- (issue 18). With only entries up to now, the window holding now that starts at the
+-- earliest of them holds the most.
+local function room(cap, w) return redis.call('ZCOUNT', log, int(now - w + 1), int(now)) < cap end
+if not room(limit, window) then return {-1, 0, now, gen, seq, lost} end
 if string.sub(ARGV[1], 1, 1) == 'b' then  -- the bulk rule (`bulk_slot`) around now
   local reserve = math.min(shared_reserve('0', '', 0), limit - 1)
-  if reserve > 0 and first_fit(now, n, limit - reserve, window - slack) > now then
+  if reserve > 0 and not room(limit - reserve, window - slack) then
     return {-1, 0, now, gen, seq, lost}
   end
 end
 redis.call('ZADD', log, int(now), ARGV[1])
 redis.call('PEXPIRE', log, math.floor(window / 1000) + tonumber(ARGV[4]))
+requeue(now, limit, window, tonumber(ARGV[4]))
 return {0, now, now, gen, seq, lost}
 """
 

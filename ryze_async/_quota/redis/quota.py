@@ -229,6 +229,11 @@ class RedisQuota:
         self._recheck = redis.register_script(RECHECK)
         self._stamp = redis.register_script(STAMP)
         self._pending: set[asyncio.Task[Any]] = set()
+        # Closing, then closed: redis-py reconnects a closed client on its next command, so a
+        # write after `aclose` (a call in flight giving its slot back) would open a connection
+        # that nobody closes. Writes asked for while closing are dropped (a slot not given back
+        # ages out of the log: later, never over); commands after it fail closed.
+        self._closing = self._closed = False
         self._probe_member: str | None = None
         self._guard_checked = False
 
@@ -317,6 +322,8 @@ class RedisQuota:
         )
 
     async def _run(self, script: Any, args: list[int | str]) -> Any:
+        if self._closed:
+            raise QuotaBackendError(f"quota backend {self._where} is closed; nothing was sent")
         cancels = pending_cancels()
         try:
             result = await self._link.run(partial(script, keys=self._keys, args=args))
@@ -494,6 +501,9 @@ class RedisQuota:
         return slot
 
     def _background(self, job: Coroutine[Any, Any, Any]) -> None:
+        if self._closing:
+            job.close()
+            return
         task = asyncio.get_running_loop().create_task(job)
         # Read here too: a failure nobody flushes (the client closed) is not an unread error;
         # flush() still sees it and fails closed.
@@ -576,10 +586,15 @@ class RedisQuota:
             raise self._failed(exc) from exc
 
     async def aclose(self) -> None:
-        """Finish pending writes and withdraw the reserve (best effort), close the pool."""
-        with contextlib.suppress(QuotaBackendError):
-            await self.flush()
+        """Finish pending writes and withdraw the reserve (best effort), close the pool; after
+        it, nothing reaches Redis (writes asked for are dropped, admissions fail closed)."""
+        self._closing = True
+        while self._pending:  # every write, also past a failed one (flush stops at it)
+            tasks = set(self._pending)
+            await asyncio.wait(tasks)
+            self._pending -= tasks
         await self._keeper.stop()
+        self._closed = True
         await self._link.aclose()
 
 
