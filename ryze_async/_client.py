@@ -364,7 +364,9 @@ class RyzeClient:
         that attempt; if it raises, nothing is sent and its exception propagates.
         ``on_not_sent`` is awaited as soon as an attempt is proven refused (a 429) or never sent
         (a retryable ``ConnectionFailedError``) and the client is about to wait and try again,
-        before the wait starts; it is not awaited when the client gives up and raises.
+        before the wait starts; it is not awaited when the client gives up and raises. It is
+        also awaited when the call is cancelled after ``before_send`` but before its first byte
+        left (a slow connection; the default transport tells), before the cancellation goes on.
 
         ``max_wait`` (seconds; default: the client's): when the quota cannot admit the call
         within it, ``QuotaTimeoutError`` is raised and nothing is sent, at once when the quota

@@ -18,6 +18,7 @@ backoff is tenacity's ``wait_random_exponential`` formula: full jitter, uniform 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -73,6 +74,9 @@ class OutgoingCall:
     #: True once an attempt may have reached the server (set before each send, cleared when
     #: one proves it never did): a slot whose call never reached the server is given back.
     reached: bool = False
+    #: True once the current attempt's first byte began to leave, as a transport that tells
+    #: (``tells_leaving``) reports it: cancelled before then, the attempt provably sent nothing.
+    left: bool = False
     #: Attempts sent so far, over every admission of the call (a 429 goes round again).
     attempts: int = 0
     #: Unix time the last attempt began sending (None: none did).
@@ -106,13 +110,16 @@ class RetryPolicy:
 class CallSender:
     """Sends a call's attempts through one transport, with one client's policy and hooks."""
 
-    __slots__ = ("_headers", "_hooks", "_policy", "_sleep", "_transport")
+    __slots__ = ("_headers", "_hooks", "_policy", "_sleep", "_tells", "_transport")
 
     def __init__(
         self, transport: Transport, headers: Mapping[str, str | Secret], policy: RetryPolicy,
         sleep: Sleep, hooks: HookDispatch | None,
     ) -> None:
         self._transport = transport
+        # Only a transport that says when a request leaves (through LEAVING) can prove that a
+        # cancelled attempt sent nothing; a user's own is taken as having sent.
+        self._tells = getattr(transport, "tells_leaving", False) is True
         self._headers = headers
         self._policy = policy
         self._sleep = sleep
@@ -124,14 +131,25 @@ class CallSender:
         the transport is asked, and told by the transport when the request leaves."""
         # Not a coroutine itself: without a gate, the attempts are the caller's awaitable (one
         # frame fewer for every suspension of the call).
-        if gate is None:
+        if gate is None and not self._tells:
             return self._attempts(call, None)
-        return self._gated(call, gate)
+        return self._watched(call, gate)
 
-    async def _gated(self, call: OutgoingCall, gate: SlotGate) -> RawResponse:
-        leaving = LEAVING.set(gate.left)
+    async def _watched(self, call: OutgoingCall, gate: SlotGate | None) -> RawResponse:
+        def left() -> None:
+            call.left = True
+            if gate is not None:
+                gate.left()
+
+        leaving = LEAVING.set(left)
         try:
             return await self._attempts(call, gate)
+        except asyncio.CancelledError:
+            # `reached` and not `left`: cancelled inside an attempt, before its first byte (a
+            # cancel in before_send or in a quota wait is not in an attempt: reached is False).
+            if self._tells and call.reached and not call.left:
+                await self._cancelled_unsent(call)
+            raise
         finally:
             LEAVING.reset(leaving)
 
@@ -169,6 +187,17 @@ class CallSender:
                 await call.on_not_sent()
             await self._sleep(delay)
 
+    @staticmethod
+    async def _cancelled_unsent(call: OutgoingCall) -> None:
+        """Cancelled before its first byte left (a slow connect, a stop): provably not sent.
+        Its slot is given back and ``on_not_sent`` is awaited before the cancellation goes on
+        (a campaign's row goes back to pending, not to unknown); what the hook raises is
+        dropped, as the cancellation is what the caller hears."""
+        call.reached = False
+        if call.on_not_sent is not None:
+            with contextlib.suppress(Exception):
+                await call.on_not_sent()
+
     async def _placed_again(self, call: OutgoingCall, gate: SlotGate) -> bool:
         """A late attempt goes with a slot of now (True) or, when none fits, sends nothing:
         the caller hears it was not sent and, once its next slot comes, ``before_send`` runs
@@ -186,6 +215,7 @@ class CallSender:
         own (no frame of ours in between). ``_attempts`` clears ``reached`` when the transport
         proves the request never left."""
         call.reached = True
+        call.left = False
         call.attempts += 1
         call.sent_at = time.time()
         if self._hooks is None:

@@ -11,7 +11,7 @@ import pytest
 from ryze_async import ClientClosedError, ConnectionFailedError, RateLimitError, RyzeClient
 from ryze_async.testing import FakeRyzeServer, Fault, run_virtual
 
-from .conftest import ClientFactory
+from .conftest import ClientFactory, slow_connects
 from .sessions import record_sessions
 
 NUMBER = "5511999999999"
@@ -168,3 +168,39 @@ async def test_an_outside_cancel_is_still_a_cancel(
     with pytest.raises(asyncio.CancelledError):
         await call
     assert len(ryze_server.requests) == 1
+
+
+@pytest.mark.parametrize("connected", [False, True])
+def test_a_call_cancelled_before_its_first_byte_is_reported_not_sent(
+    monkeypatch: pytest.MonkeyPatch, connected: bool
+) -> None:
+    # Cancelled while its connection is being made, the call sent nothing: on_not_sent is
+    # awaited (a campaign's row goes back to pending) and its slot is given back. Cancelled
+    # once its bytes left (the server holds the answer), it may have been placed: no hook.
+    slow_connects(monkeypatch, [0.0 if connected else 30.0])
+
+    async def main() -> None:
+        async with FakeRyzeServer(clock=lambda: EPOCH + asyncio.get_running_loop().time()) \
+                as server:
+            if connected:
+                server.fail_next(Fault.HANG)
+            events: list[str] = []
+            async with _client(server, rate_limit=1, rate_period=60.0) as client:
+                task = asyncio.create_task(
+                    client.fake_call(NUMBER, **_hooks(events)))  # type: ignore[arg-type]
+                await asyncio.sleep(5)  # the virtual loop's time: connecting, or sent
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                assert len(server.requests) == int(connected)
+                if connected:
+                    assert events == ["before_send"]
+                    return
+                assert events == ["before_send", "not_sent"]
+                # The slot came back: the next call goes at once, not a period later.
+                began = asyncio.get_running_loop().time()
+                monkeypatch.undo()
+                await client.fake_call(NUMBER)
+                assert asyncio.get_running_loop().time() - began < 1.0
+
+    run_virtual(main(), start=1000.0)

@@ -118,7 +118,8 @@ class Attempt:
         if not self.marked:
             return
         self.phase = "waiting"
-        self._journal.record(self._row_id, "pending", error="not sent yet: waiting to retry")
+        why = "stopped before sending" if self._stop.stopping else "not sent yet: waiting to retry"
+        self._journal.record(self._row_id, "pending", error=why)
         await self._journal.flush()
         if self._stop.stopping:
             raise StoppedError

@@ -12,6 +12,10 @@ A transport that knows when a request leaves (its connection made, its bytes bei
 calls the function in ``LEAVING`` then, once per request: the quota records its slot's
 time as that moment (issue 18). The retry boundary sets it for each call with a quota slot; a
 transport that never calls it (a user's own) leaves the slot at the last check before ``send``.
+A transport of this package that calls it before every request's first byte, always, says so
+with a class attribute ``tells_leaving = True``: a call cancelled before it is then provably not
+sent (its slot given back, its ``on_not_sent`` awaited); without it (a user's own transport) a
+cancelled call may have been sent.
 """
 
 from __future__ import annotations

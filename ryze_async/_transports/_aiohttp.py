@@ -189,6 +189,11 @@ class _Request(aiohttp.ClientRequest):
 class AiohttpTransport:
     """Owns the aiohttp session, created lazily inside the running loop."""
 
+    #: It calls LEAVING before a request's first byte (`_Request.write_bytes`): a request
+    #: cancelled before then sent nothing (its connection is closed and its writer cancelled
+    #: by aiohttp before it ran).
+    tells_leaving = True
+
     def __init__(
         self, *, timeout: float, connect_timeout: float, keepalive_timeout: float,
         max_answer: int = MAX_ANSWER_BYTES, tls: Tls = None, https: bool = True,
