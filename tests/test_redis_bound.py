@@ -201,9 +201,9 @@ async def test_stalled_senders_on_the_shared_quota_never_put_a_window_over_the_l
         assert len(server.requests) == 36
 
 
-@pytest.mark.parametrize("reported", [True, False])
+@pytest.mark.parametrize(("reported", "lanes"), [(True, False), (False, False), (True, True)])
 async def test_more_slow_senders_than_the_limit_are_all_placed(
-    redis_server: RedisServer, reported: bool,
+    redis_server: RedisServer, reported: bool, lanes: bool,
 ) -> None:
     # Every call's before_send takes three margins (a slow journal, a busy loop), and twice
     # the limit wait at once: each one is late at its slot. Once more than a window's worth
@@ -211,7 +211,8 @@ async def test_more_slow_senders_than_the_limit_are_all_placed(
     # reservations; judged against them, no late call ever fitted, waited again at the end of
     # the queue, stalled again, and nobody was ever called (CI run 28's timeout; 0 requests in
     # 40 s). A late call, admitted before the waiters, goes ahead of them as it does on the
-    # local limiter.
+    # local limiter. With lanes, every other client is a bulk one with an interactive reserve
+    # of 2: the late calls of either lane move the other lane's reservations too.
     async def stalling() -> None:
         await asyncio.sleep(STALL)
 
@@ -220,7 +221,9 @@ async def test_more_slow_senders_than_the_limit_are_all_placed(
             contextlib.AsyncExitStack() as stack:
         clients = [await stack.enter_async_context(RyzeClient(
             "test-token", "my-instance", base_url=server.url, quota_url=redis_server.url,
-            rate_limit=LIMIT, rate_period=PERIOD, rate_margin=MARGIN)) for _ in range(4)]
+            rate_limit=LIMIT, rate_period=PERIOD, rate_margin=MARGIN,
+            **({"priority": "bulk", "interactive_reserve": 2} if lanes and k % 2 else {})))
+            for k in range(4)]
         calls = [clients[i % 4].fake_call(f"55119{i:08d}", before_send=stalling)
                  for i in range(2 * LIMIT)]
         async with asyncio.timeout(60):
