@@ -61,6 +61,13 @@ class SlotGate(Protocol):
         ...
 
 
+def _leaving(call: OutgoingCall, gate: SlotGate) -> Callable[[], None]:
+    def left() -> None:
+        call.left = True
+        gate.left()
+    return left
+
+
 @dataclass(slots=True)
 class OutgoingCall:
     """One call on its way: what to send where, the caller's hooks, and whether it got out."""
@@ -87,6 +94,10 @@ class OutgoingCall:
     max_wait: float | None = None
     deadline: float | None = None
     timeout: float | None = None
+
+    def went(self) -> None:
+        """The current attempt's first byte is leaving (a transport's ``LEAVING`` call)."""
+        self.left = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,67 +136,62 @@ class CallSender:
         self._sleep = sleep
         self._hooks = hooks
 
-    def send(self, call: OutgoingCall, gate: SlotGate | None = None) -> Awaitable[RawResponse]:
+    async def send(self, call: OutgoingCall, gate: SlotGate | None = None) -> RawResponse:
         """The call's answer: the first attempt, plus resends of what provably never left.
         With a quota, ``gate`` keeps every attempt within its slot as it leaves: checked before
         the transport is asked, and told by the transport when the request leaves."""
-        # Not a coroutine itself: without a gate, the attempts are the caller's awaitable (one
-        # frame fewer for every suspension of the call).
-        if gate is None and not self._tells:
-            return self._attempts(call, None)
-        return self._watched(call, gate)
-
-    async def _watched(self, call: OutgoingCall, gate: SlotGate | None) -> RawResponse:
-        def left() -> None:
-            call.left = True
-            if gate is not None:
-                gate.left()
-
-        leaving = LEAVING.set(left)
+        # Told when a request leaves (here, not in a wrapper: no frame more for every
+        # suspension of the call): the quota's slot, and whether a cancel sent nothing.
+        watched = gate is not None or self._tells
+        if watched:
+            leaving = LEAVING.set(call.went if gate is None else _leaving(call, gate))
         try:
-            return await self._attempts(call, gate)
+            attempt = 1
+            while True:
+                if call.before_send is not None:
+                    await call.before_send()
+                # The last await before the first byte is behind us: a loop that stalled since
+                # admission (or a slow before_send) shows here, and only here can it be undone.
+                if gate is not None and gate.late() and not await self._placed_again(call, gate):
+                    continue
+                try:
+                    if call.timeout is None:
+                        return await self._attempt(call)
+                    return await self._bounded(call, call.timeout)
+                except ConnectionFailedError as exc:
+                    await self._not_sent(call, exc, attempt)
+                attempt += 1
         except asyncio.CancelledError:
             # `reached` and not `left`: cancelled inside an attempt, before its first byte (a
-            # cancel in before_send or in a quota wait is not in an attempt: reached is False).
+            # cancel in before_send or in a quota wait is not in an attempt: reached is False,
+            # or, after a 429, left is still True).
             if self._tells and call.reached and not call.left:
                 await self._cancelled_unsent(call)
             raise
         finally:
-            LEAVING.reset(leaving)
+            if watched:
+                LEAVING.reset(leaving)
 
-    async def _attempts(self, call: OutgoingCall, gate: SlotGate | None) -> RawResponse:
-        attempt = 1
-        while True:
-            if call.before_send is not None:
-                await call.before_send()
-            # The last await before the first byte is behind us: a loop that stalled since
-            # admission (or a slow before_send) shows here, and only here can it be undone.
-            if gate is not None and gate.late() and not await self._placed_again(call, gate):
-                continue
-            try:
-                if call.timeout is None:
-                    return await self._attempt(call)
-                return await self._bounded(call, call.timeout)
-            except ConnectionFailedError as exc:
-                call.reached = False  # the transport proved it never reached the server
-                if not exc.retryable or attempt > self._policy.max_retries:
-                    if attempt == 1:
-                        raise
-                    raise ConnectionFailedError(
-                        str(exc), retryable=exc.retryable, attempts=attempt
-                    ) from None
-                failure = str(exc)
-            delay = self._policy.delay(attempt)
-            attempt += 1
-            _log.warning(
-                "request not sent (%s); retrying in %.2f s (attempt %d)", failure, delay, attempt
-            )
-            if self._hooks is not None:
-                self._hooks.emit("on_retry_scheduled", RetryScheduled(
-                    call.kind, call.instance, call.attempts + 1, delay, "not_sent"))
-            if call.on_not_sent is not None:  # proven never sent: the caller may record it so
-                await call.on_not_sent()
-            await self._sleep(delay)
+    async def _not_sent(self, call: OutgoingCall, exc: ConnectionFailedError, attempt: int) -> None:
+        """Attempt ``attempt`` provably never reached the server: give up (raise), or tell the
+        caller and wait out the backoff before the next one."""
+        call.reached = False  # the transport proved it never reached the server
+        if not exc.retryable or attempt > self._policy.max_retries:
+            if attempt == 1:
+                raise exc
+            raise ConnectionFailedError(
+                str(exc), retryable=exc.retryable, attempts=attempt
+            ) from None
+        delay = self._policy.delay(attempt)
+        _log.warning(
+            "request not sent (%s); retrying in %.2f s (attempt %d)", exc, delay, attempt + 1
+        )
+        if self._hooks is not None:
+            self._hooks.emit("on_retry_scheduled", RetryScheduled(
+                call.kind, call.instance, call.attempts + 1, delay, "not_sent"))
+        if call.on_not_sent is not None:  # proven never sent: the caller may record it so
+            await call.on_not_sent()
+        await self._sleep(delay)
 
     @staticmethod
     async def _cancelled_unsent(call: OutgoingCall) -> None:
@@ -212,7 +218,7 @@ class CallSender:
 
     def _attempt(self, call: OutgoingCall) -> Awaitable[RawResponse]:
         """One attempt, marked as maybe reaching the server; its awaitable is the transport's
-        own (no frame of ours in between). ``_attempts`` clears ``reached`` when the transport
+        own (no frame of ours in between). ``send`` clears ``reached`` when the transport
         proves the request never left."""
         call.reached = True
         call.left = False
