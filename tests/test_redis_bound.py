@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,8 @@ pytest.importorskip("redis", reason="the shared quota needs the 'redis' extra")
 
 from redis import asyncio as aioredis
 
-from ryze_async import RedisQuota, RyzeClient
-from ryze_async.testing import RedisServer
+from ryze_async import CallResult, RedisQuota, RyzeClient
+from ryze_async.testing import RecordedRequest, RedisServer
 from ryze_async.testing._quota_sim import max_in_window
 from ryze_async.testing._shared_quota import REDIS_SERVER
 
@@ -173,13 +174,15 @@ async def test_slow_connections_on_the_shared_quota_never_put_a_sliding_window_o
         assert len(server.requests) == len(asked) == 36
 
 
-@pytest.mark.parametrize("reported", [True, False])
-async def test_stalled_senders_on_the_shared_quota_never_put_a_window_over_the_limit(
-    redis_server: RedisServer, reported: bool,
-) -> None:
-    # Four clients of one token on one loop, every third call held STALL seconds between its
-    # admission and its first byte: the server's record is the oracle. A server that does not
-    # report its quota (no X-RateLimit-* answers to learn from) leaves the log alone to keep it.
+async def four_stalling_clients(
+    redis_server: RedisServer, *, calls: int, stalled: Callable[[int], bool], reported: bool,
+    lanes: bool = False,
+) -> tuple[list[RecordedRequest], list[CallResult]]:
+    """``calls`` calls spread over four clients of one token on one loop, those ``stalled``
+    picks (by index) held STALL seconds in before_send, between admission and first byte; with
+    ``lanes``, every other client is a bulk one with an interactive reserve of 2. Returns the
+    fake server's record (the oracle: a sliding window, reporting its quota when
+    ``reported``) and the results."""
     async def stalling() -> None:
         await asyncio.sleep(STALL)
 
@@ -188,17 +191,31 @@ async def test_stalled_senders_on_the_shared_quota_never_put_a_window_over_the_l
             contextlib.AsyncExitStack() as stack:
         clients = [await stack.enter_async_context(RyzeClient(
             "test-token", "my-instance", base_url=server.url, quota_url=redis_server.url,
-            rate_limit=LIMIT, rate_period=PERIOD, rate_margin=MARGIN)) for _ in range(4)]
-        calls = [clients[i % 4].fake_call(f"55119{i:08d}",
-                                          before_send=stalling if i % 3 == 0 else None)
-                 for i in range(36)]
+            rate_limit=LIMIT, rate_period=PERIOD, rate_margin=MARGIN,
+            **({"priority": "bulk", "interactive_reserve": 2} if lanes and k % 2 else {})))
+            for k in range(4)]
+        pending = [clients[i % 4].fake_call(f"55119{i:08d}",
+                                            before_send=stalling if stalled(i) else None)
+                   for i in range(calls)]
         async with asyncio.timeout(60):
-            results = await asyncio.gather(*calls)
-        statuses = [r.status for r in server.requests]
-        assert statuses.count(429) == 0, statuses
-        assert max_in_window([r.received_at for r in server.requests], PERIOD) <= LIMIT
-        assert all(r.success for r in results)
-        assert len(server.requests) == 36
+            results = await asyncio.gather(*pending)
+        return server.requests, results
+
+
+@pytest.mark.parametrize("reported", [True, False])
+async def test_stalled_senders_on_the_shared_quota_never_put_a_window_over_the_limit(
+    redis_server: RedisServer, reported: bool,
+) -> None:
+    # Every third call held between its admission and its first byte: the server's record is
+    # the oracle. A server that does not report its quota (no X-RateLimit-* answers to learn
+    # from) leaves the log alone to keep it.
+    requests, results = await four_stalling_clients(
+        redis_server, calls=36, stalled=lambda i: i % 3 == 0, reported=reported)
+    statuses = [r.status for r in requests]
+    assert statuses.count(429) == 0, statuses
+    assert max_in_window([r.received_at for r in requests], PERIOD) <= LIMIT
+    assert all(r.success for r in results)
+    assert len(requests) == 36
 
 
 @pytest.mark.parametrize(("reported", "lanes"), [(True, False), (False, False), (True, True)])
@@ -211,25 +228,12 @@ async def test_more_slow_senders_than_the_limit_are_all_placed(
     # reservations; judged against them, no late call ever fitted, waited again at the end of
     # the queue, stalled again, and nobody was ever called (CI run 28's timeout; 0 requests in
     # 40 s). A late call, admitted before the waiters, goes ahead of them as it does on the
-    # local limiter. With lanes, every other client is a bulk one with an interactive reserve
-    # of 2: the late calls of either lane move the other lane's reservations too.
-    async def stalling() -> None:
-        await asyncio.sleep(STALL)
-
-    async with ServerThread(rate_limit=LIMIT if reported else None, rate_period=PERIOD,
-                            window="sliding") as server, \
-            contextlib.AsyncExitStack() as stack:
-        clients = [await stack.enter_async_context(RyzeClient(
-            "test-token", "my-instance", base_url=server.url, quota_url=redis_server.url,
-            rate_limit=LIMIT, rate_period=PERIOD, rate_margin=MARGIN,
-            **({"priority": "bulk", "interactive_reserve": 2} if lanes and k % 2 else {})))
-            for k in range(4)]
-        calls = [clients[i % 4].fake_call(f"55119{i:08d}", before_send=stalling)
-                 for i in range(2 * LIMIT)]
-        async with asyncio.timeout(60):
-            results = await asyncio.gather(*calls)
-        statuses = [r.status for r in server.requests]
-        assert statuses.count(429) == 0, statuses
-        assert max_in_window([r.received_at for r in server.requests], PERIOD) <= LIMIT
-        assert all(r.success for r in results)
-        assert len(server.requests) == 2 * LIMIT
+    # local limiter. With lanes, the late calls of either lane move the other lane's
+    # reservations too.
+    requests, results = await four_stalling_clients(
+        redis_server, calls=2 * LIMIT, stalled=lambda i: True, reported=reported, lanes=lanes)
+    statuses = [r.status for r in requests]
+    assert statuses.count(429) == 0, statuses
+    assert max_in_window([r.received_at for r in requests], PERIOD) <= LIMIT
+    assert all(r.success for r in results)
+    assert len(requests) == 2 * LIMIT
