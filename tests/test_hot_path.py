@@ -447,6 +447,28 @@ def test_a_new_number_normalises_as_libphonenumber_reads_it(
     assert normalised == _reference(text.strip(), region, check)
 
 
+def test_every_example_number_and_its_neighbours_read_as_libphonenumber_reads_them() -> None:
+    # Every country's example of every kind, with and without "+", and each with one digit
+    # changed, one dropped and one added: the one-pattern check of a usual number (#18) against
+    # parse and is_valid_number, valid and invalid alike, in every numbering plan.
+    texts = set()
+    for example in _EXAMPLES:
+        texts.update((example, example[:-1], example + "7"))
+        texts.update(example[:i] + str((int(example[i]) + 1) % 10) + example[i + 1:]
+                     for i in range(len(example)))
+    wrong = []
+    for digits in sorted(texts):
+        for text in (digits, "+" + digits):
+            try:
+                normalised: str | None = normalize_number(text)
+            except InvalidRequestError:
+                normalised = None
+            if normalised != _reference(text, None, "valid"):
+                wrong.append(text)
+    assert wrong == []
+    assert len(texts) > 9_000
+
+
 def test_new_numbers_of_the_big_plans_skip_parse(monkeypatch: pytest.MonkeyPatch) -> None:
     # The fast path must serve what campaigns hold, not only exist: a new number written with its
     # country code (with or without "+") reaches phonenumbers.parse only when the fast path
