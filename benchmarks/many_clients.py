@@ -22,6 +22,7 @@ the k-th check against the k-th arrival), which the margin's network half has to
 
     python benchmarks/many_clients.py                          # full run, ~80 s on 2 cores
     python benchmarks/many_clients.py --speedup 1 --calls 150  # RyzeAPI's own pace, ~150 s
+    python benchmarks/many_clients.py --pooled                 # kept-alive connections
     python benchmarks/many_clients.py --quick                  # CI smoke: 5 clients, ~8 s
 
 Every mode checks, never timings: every call placed, each number once, no request refused,
@@ -136,13 +137,14 @@ class Sends:
         self.times.append(time.time())
 
 
-async def run(url: str, clients: int, quota: Quota) -> dict[str, Any]:
+async def run(url: str, clients: int, quota: Quota, keepalive: float) -> dict[str, Any]:
     import ryze_async._transports._aiohttp  # noqa: F401, PLC0415 - loaded before the probe
     from ryze_async import RyzeClient  # noqa: PLC0415
 
     sends = [Sends() for _ in range(clients)]
     bots = [RyzeClient(token(k), "bot", base_url=url, rate_limit=quota.limit,
-                       rate_period=quota.period, rate_margin=quota.margin, hooks=sends[k])
+                       rate_period=quota.period, rate_margin=quota.margin, hooks=sends[k],
+                       keepalive_timeout=keepalive)
             for k in range(clients)]
     # Distinct, valid numbers: what a bot's users ask for.
     numbers = [[f"55119{k:02d}{i:06d}" for i in range(quota.calls)] for k in range(clients)]
@@ -198,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speedup", type=float, default=60 / PERIOD,
                         help="the quota's period is 60 s / SPEEDUP (default 5)")
     parser.add_argument("--calls", type=int, default=CALLS, help=f"per token (default {CALLS})")
+    parser.add_argument("--pooled", action="store_true",
+                        help="kept-alive connections (keepalive_timeout=15), not one per call")
     args = parser.parse_args(argv)
     clients = args.clients or (5 if args.quick else CLIENTS)
     # --quick checks function on whatever host CI has: a margin that a loaded host's stalls
@@ -210,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     print(machine(f"Python {platform.python_version()}",
                   f"{clients} clients on one loop, {USERS} users each, {calls} calls per token "
                   f"at {limit} per {period:g} s ({60 / period:g}x RyzeAPI's pace), "
-                  "FakeRyzeServer in another process on 127.0.0.1, a fresh connection per call"))
+                  "FakeRyzeServer in another process on 127.0.0.1, "
+                  + ("kept-alive connections" if args.pooled else "a fresh connection per call")))
     lines = ruled(f"{'server':8} {'calls':>6} {'429s':>5} {'max/window':>10} {'fixed max':>9} "
                   f"{'sent max':>8} {'lag p50':>8} {'lag p99':>8} {'lag max':>8} {'busy p99':>8} "
                   f"{'time s':>7} {'x ideal':>7} {'CPU':>5} {'server lag p99/max':>18} "
@@ -219,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     for window in ("fixed", "sliding"):
         server = ServerProcess(serve, window, clients, limit, period, name="fake server")
         try:
-            r = asyncio.run(run(server.url, clients, quota))
+            r = asyncio.run(run(server.url, clients, quota, 15.0 if args.pooled else 0.0))
             stats = server.stats()
         finally:
             server.close()

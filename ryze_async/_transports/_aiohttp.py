@@ -66,47 +66,62 @@ _CLEANUP_CLOSED: bool = (getattr(aiohttp.connector, "NEEDS_CLEANUP_CLOSED", Fals
                          and not (3, 11, 1) <= sys.version_info[:3] < (3, 11, 4))
 
 
-#: The most requests the clients of one event loop start in one turn of the loop (issue 18).
-#: Starting one (a socket, a connect, the request built) and what follows in the next turns (its
-#: write, its answer) cost the loop about half a millisecond each; fifty clients at a window's
-#: start asked for thousands at once, and turns of hundreds of them took 100-250 ms, every task
-#: of the loop waiting that long. A few per turn, in order, keep a turn short at the same
-#: throughput: a turn is short when the loop is idle, so this caps CPU per turn, not requests
-#: in flight, and a slow network (a TLS handshake per call) slows nothing.
+#: The most requests on fresh connections the clients of one event loop start in one turn of
+#: the loop (issue 18). Starting one (a socket, a connect, the request built) and what follows
+#: in the next turns (its write, its answer) cost the loop about half a millisecond each; fifty
+#: clients at a window's start asked for thousands at once, and turns of hundreds of them took
+#: 100-250 ms, every task of the loop waiting that long. A few per turn, in order, keep a turn
+#: short at the same throughput: a turn is short when the loop is idle, so this caps CPU per
+#: turn, not requests in flight, and a slow network (a TLS handshake per call) slows nothing.
 STARTS_PER_TURN = 4
+#: Requests on kept-alive connections that cost a turn what one on a fresh connection does (no
+#: socket, no connect, no handshake: a pooled call's CPU is under half of a fresh one's over
+#: plain HTTP). Measured, not guessed (benchmarks/README.md, section 10): at 2, fifty pooled
+#: clients' turns cost what fresh ones' do (loop-lag p99 8-9 ms both), and 20 concurrent
+#: pooled calls of one client rarely wait a turn; at 4 the p99 doubled.
+POOLED_PER_FRESH = 2
+_FRESH = POOLED_PER_FRESH  # what a start on a fresh connection costs, in pooled starts
+_BUDGET = STARTS_PER_TURN * _FRESH
 
 
 class _Starts:
-    """One event loop's request starts, `STARTS_PER_TURN` a turn; beyond it, the next turns,
-    first come, first served. Holds no reference to its loop (it is the value of a weak
-    mapping keyed by the loop): the running loop is asked for each time."""
+    """One event loop's request starts, a turn's budget of `STARTS_PER_TURN` fresh ones (a
+    pooled one costs a `POOLED_PER_FRESH`-th); beyond it, the next turns, first come, first
+    served. Holds no reference to its loop (it is the value of a weak mapping keyed by the
+    loop): the running loop is asked for each time."""
 
-    __slots__ = ("_queue", "_started", "_ticking")
+    __slots__ = ("_queue", "_spent", "_ticking")
 
     def __init__(self) -> None:
-        self._started = 0  # starts in this turn
+        self._spent = 0  # of the budget, since the last tick
         self._ticking = False  # a tick is queued: it opens the next turn's budget
-        self._queue: deque[asyncio.Future[None]] = deque()
+        self._queue: deque[tuple[asyncio.Future[None], int]] = deque()
 
-    def take(self) -> bool:
-        """Whether a request may start in this turn (nobody queued, budget left)."""
-        if self._queue or self._started >= STARTS_PER_TURN:
+    def take(self, cost: int) -> bool:
+        """Whether a request of ``cost`` may start in this turn (nobody queued, budget left)."""
+        spent = self._spent + cost
+        if self._queue or spent > _BUDGET:
             return False
-        self._started += 1
-        self._tick_next_turn()
+        self._spent = spent
+        if spent > _BUDGET - _FRESH:
+            # Nearly spent: the next turn opens a new budget. Until then no tick (a loop turn
+            # of its own for every request of a lone caller): starts of earlier turns count
+            # against this one, which only ever starts fewer.
+            self._tick_next_turn()
         return True
 
-    async def wait(self) -> None:
-        """Wait for a turn with room, in order."""
+    async def wait(self, cost: int) -> None:
+        """Wait for a turn with room for ``cost``, in order."""
         turn = asyncio.get_running_loop().create_future()
-        self._queue.append(turn)
+        entry = (turn, cost)
+        self._queue.append(entry)
         self._tick_next_turn()
         try:
             await turn
         except asyncio.CancelledError:
             if not turn.done() or turn.cancelled():  # still queued: a closing loop's too
                 with contextlib.suppress(ValueError):
-                    self._queue.remove(turn)
+                    self._queue.remove(entry)
             raise
 
     def _tick_next_turn(self) -> None:
@@ -117,14 +132,14 @@ class _Starts:
     def _tick(self) -> None:
         # A new turn: a fresh budget, the queued first. Each one let go starts in the next turn.
         self._ticking = False
-        self._started = 0
+        self._spent = 0
         queue = self._queue
-        while queue and self._started < STARTS_PER_TURN:
-            turn = queue.popleft()
+        while queue and self._spent + queue[0][1] <= _BUDGET:
+            turn, cost = queue.popleft()
             if not turn.done():  # not cancelled while it waited
                 turn.set_result(None)
-                self._started += 1
-        if self._started:
+                self._spent += cost
+        if self._spent > _BUDGET - _FRESH:
             self._tick_next_turn()
 
 
@@ -210,6 +225,7 @@ class AiohttpTransport:
         self._closed = False  # once closed, never a new session: nothing is sent after aclose()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._starts: _Starts | None = None  # the request pacer of ``_loop``
+        self._start_cost = 1 if keepalive_timeout > 0 else _FRESH
 
     def _session_for_running_loop(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -253,8 +269,9 @@ class AiohttpTransport:
         starts = self._starts if loop is self._loop else None
         if starts is None:
             starts = _start_for(loop)
-        if not starts.take():
-            await starts.wait()  # nothing is sent before: a cancel here leaves nothing behind
+        if not starts.take(self._start_cost):
+            # Nothing is sent before: a cancel here leaves nothing behind.
+            await starts.wait(self._start_cost)
         session = self._session if loop is self._loop else None
         if session is None:
             session = self._session_for_running_loop()
