@@ -88,13 +88,15 @@ async def test_instance_override_and_encoding(
     await client.fake_call("5511999999999", instance="other one")
     await client.fake_call("5511999999999", instance="a/b")
     await client.fake_call("5511999999999", instance="ação")
+    await client.fake_call("5511999999999", instance="a/b")  # back to one sent to before
     paths = [r.path for r in server.requests]
     assert paths == [
         "/api/call/fake/other%20one",
         "/api/call/fake/a%2Fb",
         "/api/call/fake/a%C3%A7%C3%A3o",
+        "/api/call/fake/a%2Fb",
     ]
-    assert [r.instance for r in server.requests] == ["other one", "a/b", "ação"]
+    assert [r.instance for r in server.requests] == ["other one", "a/b", "ação", "a/b"]
 
 
 async def test_rate_limit_headers_are_reported(

@@ -226,6 +226,7 @@ class AiohttpTransport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._starts: _Starts | None = None  # the request pacer of ``_loop``
         self._start_cost = 1 if keepalive_timeout > 0 else _FRESH
+        self._target: tuple[str, URL] | None = None  # the last URL sent to, parsed
 
     def _session_for_running_loop(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -276,8 +277,12 @@ class AiohttpTransport:
         if session is None:
             session = self._session_for_running_loop()
         data = _payload(body)
-        # The client keeps its URLs; parsing one here (encoded: already quoted) is ~0.3 µs.
-        target = URL(url, encoded=True)
+        # The client keeps its URLs (encoded: already quoted); the last one's parse is kept
+        # too (a client calls one instance's URL call after call).
+        parsed = self._target
+        if parsed is None or url != parsed[0]:
+            parsed = self._target = (url, URL(url, encoded=True))
+        target = parsed[1]
         failure: ConnectionFailedError | OutcomeUnknownError
         try:
             return await self._exchange(session, target, data, headers)
