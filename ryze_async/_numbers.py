@@ -236,17 +236,25 @@ def _international(text: str) -> tuple[int, str] | None:
     """
     if not _INTERNATIONAL.fullmatch(text):
         return None
+    reading = _split_country(text[1:])
+    if reading is None or _national_prefix(reading[0]).match(reading[1]):
+        return None  # parse strips a national prefix, or keeps it, by the country's rules
+    return reading
+
+
+def _split_country(digits: str) -> tuple[int, str] | None:
+    """ASCII ``digits`` after "+" as (country calling code, national number), as parse splits
+    them: the first one to three digits that are a calling code, then 2 to 17 digits without a
+    leading zero; None otherwise (parse decides)."""
     for size in (1, 2, 3):
-        code = _CALLING_CODES.get(text[1:1 + size])
+        code = _CALLING_CODES.get(digits[:size])
         if code is not None:
             break
     else:
         return None
-    national = text[1 + size:]
+    national = digits[size:]
     if not 2 <= len(national) <= 17 or national[0] == "0":
         return None
-    if _national_prefix(code).match(national):
-        return None  # parse strips it, or keeps it, by the country's rules
     return code, national
 
 
@@ -259,17 +267,11 @@ def _quick_e164(text: str) -> str | None:
     digits = text[1:] if text[:1] == "+" else text
     if not (3 <= len(digits) <= _E164_MAX_DIGITS and digits.isascii() and digits.isdigit()):
         return None
-    for size in (1, 2, 3):
-        code = _CALLING_CODES.get(digits[:size])
-        if code is not None:
-            break
-    else:
+    reading = _split_country(digits)
+    if reading is None:
         return None
-    pattern = _quick_pattern(code)
-    national = digits[size:]
-    if pattern is None or len(national) < 2 or national[0] == "0":
-        return None
-    return digits if pattern.fullmatch(national) else None
+    pattern = _quick_pattern(reading[0])
+    return digits if pattern is not None and pattern.fullmatch(reading[1]) else None
 
 
 @functools.cache
